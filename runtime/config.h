@@ -1,0 +1,72 @@
+// config.h — the architecture of a (possibly heterogeneous) Llama-family
+// model, one definition used by every stage. See DESIGN.md "Heterogeneous
+// model semantics". Read from a GGUF file's metadata or a Hugging Face
+// config.json (LlamaForCausalLM or DeciLM / nemotron-nas), and written back
+// as a DeciLM config.json.
+#ifndef PZ_CONFIG_H
+#define PZ_CONFIG_H
+
+#include <stddef.h>
+
+typedef enum { PZ_ATTN_GQA = 0, PZ_ATTN_LINEAR = 1, PZ_ATTN_NOOP = 2 } pz_attn_kind;
+typedef enum { PZ_FFN_SWIGLU = 0, PZ_FFN_LINEAR = 1, PZ_FFN_NOOP = 2 } pz_ffn_kind;
+
+typedef struct {
+    pz_attn_kind attn;
+    int n_kv;          // KV heads, gqa only (0 otherwise); divides n_head
+    pz_ffn_kind ffn;
+    int n_ff;          // intermediate width, swiglu only (0 otherwise)
+} pz_layer_spec;
+
+typedef enum { PZ_ROPE_SCALING_NONE = 0, PZ_ROPE_SCALING_LLAMA3 = 1 } pz_rope_scaling;
+
+#define PZ_MAX_LAYERS 512
+
+typedef struct {
+    int n_layer;
+    int hidden;          // model width
+    int n_head;          // query heads
+    int head_dim;        // per head (usually hidden / n_head)
+    int vocab;
+    int max_ctx;         // max_position_embeddings / context_length
+    float rope_theta;
+    float norm_eps;
+    int tie_embeddings;  // lm_head shares token embedding
+    int bos_id, eos_id;  // -1 when unknown
+    // Llama-3 style frequency scaling (rope_scaling.rope_type == "llama3").
+    pz_rope_scaling rope_scaling;
+    float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
+    int rope_orig_ctx;
+    pz_layer_spec layers[PZ_MAX_LAYERS];
+} pz_config;
+
+// Checks internal consistency (positive sizes, n_kv divides n_head, ...).
+int pz_config_validate(const pz_config *c, char *err);
+
+// Parses a Hugging Face config.json text (Llama or DeciLM). `what` names the
+// source in messages (usually the path).
+int pz_config_from_hf_json(pz_config *c, const char *json, size_t len, const char *what, char *err);
+int pz_config_from_hf_file(pz_config *c, const char *path, char *err);
+
+// Serializes c as a DeciLM config.json ("architectures": ["DeciLMForCausalLM"],
+// "model_type": "nemotron-nas", block_configs). Caller frees the string.
+char *pz_config_to_hf_json(const pz_config *c);
+int pz_config_write_hf_file(const pz_config *c, const char *path, char *err);
+
+// DeciLM rules: n_kv = n_head / n_heads_in_group;
+// n_ff = round_up(int(2 * ffn_mult * hidden / 3), 256).
+int pz_decilm_ffn_width(double ffn_mult, int hidden);
+// Inverse used when writing: an ffn_mult that maps back to exactly n_ff
+// (searching for the smallest such value with few decimals); -1 when
+// n_ff is not representable (not a multiple of 256), in which case the
+// writer also emits "intermediate_size" per block.
+double pz_decilm_ffn_mult(int n_ff, int hidden);
+
+// Totals.
+size_t pz_config_n_params(const pz_config *c);            // incl. embeddings (once if tied)
+size_t pz_config_kv_bytes_per_token(const pz_config *c, int bytes_per_elem);
+
+const char *pz_attn_kind_name(pz_attn_kind k);  // "gqa", "linear", "noop"
+const char *pz_ffn_kind_name(pz_ffn_kind k);    // "swiglu", "linear", "noop"
+
+#endif

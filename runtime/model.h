@@ -1,0 +1,65 @@
+// model.h — a loaded model: its config and its weights, in memory, in one
+// allocation carved by a size table. Weights are fp32 or bf16 (quantized GGUF
+// tensors are dequantized at load). Matrices are row-major [out, in] (the
+// Hugging Face orientation), and Q/K rows use the Hugging Face RoPE pairing
+// (dimension i rotates with i + head_dim/2): GGUF files, whose llama
+// converter permutes Q/K rows for adjacent-pair RoPE, are un-permuted here.
+#ifndef PZ_MODEL_H
+#define PZ_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "config.h"
+
+typedef enum { PZ_W_F32 = 0, PZ_W_BF16 = 1 } pz_wtype;
+
+typedef struct {
+    void *data;       // float* (PZ_W_F32) or uint16_t* bf16 (PZ_W_BF16); NULL if absent
+    pz_wtype type;
+    int rows, cols;   // (out, in)
+} pz_mat;
+
+typedef struct {
+    float *attn_norm;          // (hidden); NULL when attention is noop
+    pz_mat wq;                 // gqa: (n_head*head_dim, hidden)
+    pz_mat wk, wv;             // gqa: (n_kv*head_dim, hidden)
+    pz_mat wo;                 // gqa: (hidden, n_head*head_dim); linear: (hidden, hidden)
+    float *ffn_norm;           // (hidden); NULL when ffn is noop
+    pz_mat w_gate, w_up;       // swiglu: (n_ff, hidden)
+    pz_mat w_down;             // swiglu: (hidden, n_ff); linear: (hidden, hidden)
+} pz_layer_weights;
+
+typedef struct {
+    pz_config cfg;
+    pz_wtype wtype;
+    pz_mat tok_embd;           // (vocab, hidden)
+    float *out_norm;           // (hidden)
+    pz_mat lm_head;            // (vocab, hidden); aliases tok_embd when tied
+    pz_layer_weights *layers;  // n_layer entries
+    void *arena;               // the one allocation holding every weight
+    size_t arena_bytes;
+    char source[1024];         // path it was loaded from
+    char format[16];           // "gguf" or "hf"
+} pz_model;
+
+// Loads a GGUF file or a Hugging Face directory (config.json + safetensors,
+// single or sharded), converting weights to wtype. Returns NULL and fills err
+// (naming the file and the problem) on failure.
+pz_model *pz_model_load(const char *path, pz_wtype wtype, char *err);
+// Reads only the architecture (no weights): from a GGUF's metadata or a
+// directory's config.json (or a config.json path).
+int pz_model_load_config(const char *path, pz_config *cfg, char *err);
+// Allocates a model with the given config and zeroed weights (for tests,
+// and for stages that fill weights themselves).
+pz_model *pz_model_alloc(const pz_config *cfg, pz_wtype wtype, char *err);
+void pz_model_free(pz_model *m);
+
+// Writes m as a Hugging Face DeciLM directory (config.json +
+// model.safetensors), weights in their stored dtype (F32 or BF16).
+int pz_model_save_hf(const pz_model *m, const char *dir, char *err);
+
+// Bytes of weights (as stored in memory) and the conventional HF tensor name
+// of every weight, in a fixed order, for writers and `puzzle info`.
+size_t pz_model_weight_bytes(const pz_model *m);
+
+#endif
