@@ -1,0 +1,24 @@
+// gemv.h — y[M,N] = x[M,K]·W[N,K]^T for small M (decode: one row per
+// sequence), memory-bound: each weight row is streamed once and used for
+// all M rows of x. AVX-512 when the processor has it (chosen at run time),
+// plain C otherwise. bf16 weights are widened to fp32 exactly and multiplied
+// with fp32 activations (no activation rounding). Row m of y depends only on
+// row m of x, with the same summation order whatever M is, so a sequence's
+// result does not depend on what it is batched with.
+#ifndef PZ_CPU_GEMV_H
+#define PZ_CPU_GEMV_H
+
+#include "backend.h"
+
+// Any M works; it is meant for M <= PZ_GEMV_MAX_M. accumulate: y += instead of y =.
+// Parallel over N with n_threads OpenMP threads.
+void pz_cpu_gemv(float *y, int ldy, const float *x, int ldx, const void *w, pz_dt wt,
+                 int M, int N, int K, int accumulate, int n_threads);
+
+#define PZ_GEMV_MAX_M 8
+
+// 1 when the AVX-512 path is in use.
+int pz_cpu_have_avx512(void);
+int pz_cpu_have_avx512_bf16(void);
+
+#endif

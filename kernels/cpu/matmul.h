@@ -1,0 +1,41 @@
+// matmul.h — y[M,N] = x[M,K]·W[N,K]^T on the CPU through a library:
+// oneDNN (default build) or OpenBLAS (-DPZ_BLAS=openblas).
+//
+// Small M (<= PZ_GEMV_MAX_M, decode) goes to the memory-bound kernel in
+// gemv.h instead, which reads bf16 weights exactly with fp32 activations.
+// Larger M with bf16 weights converts the activations to bf16 (round to
+// nearest even) and runs a bf16 x bf16 -> fp32 product (oneDNN matmul, or
+// OpenBLAS cblas_sbgemm), so prefill with bf16 weights carries activation
+// rounding (~3 significant digits) that decode does not.
+//
+// oneDNN primitives are created once per (M, N, K, ld, dtype, accumulate)
+// and kept in a small cache owned by the handle. A handle is used by one
+// thread at a time. Calling it sets the calling thread's OpenMP thread
+// count (omp_set_num_threads) to the handle's n_threads, which is how
+// oneDNN learns how many threads to use.
+#ifndef PZ_CPU_MATMUL_H
+#define PZ_CPU_MATMUL_H
+
+#include <stdint.h>
+#include "backend.h"
+
+typedef struct pz_cpu_matmul pz_cpu_matmul;
+
+pz_cpu_matmul *pz_cpu_matmul_create(int n_threads, char *err);
+void pz_cpu_matmul_free(pz_cpu_matmul *mm);
+
+// The product, dispatched by M as described above.
+int pz_cpu_matmul(pz_cpu_matmul *mm, float *y, int ldy, const float *x, int ldx, const void *w,
+                  pz_dt wt, int M, int N, int K, int accumulate, char *err);
+// Always the library (never the small-M kernel): for benchmarks that
+// compare against "what the library achieves".
+int pz_cpu_matmul_lib(pz_cpu_matmul *mm, float *y, int ldy, const float *x, int ldx, const void *w,
+                      pz_dt wt, int M, int N, int K, int accumulate, char *err);
+
+// "oneDNN 2.6.3" or "OpenBLAS 0.3.x".
+const char *pz_cpu_matmul_library(void);
+
+// fp32 -> bf16, round to nearest even (NaN stays NaN). AVX-512 when present.
+void pz_cpu_f32_to_bf16(const float *src, uint16_t *dst, size_t n);
+
+#endif

@@ -1,0 +1,56 @@
+// args.c — option-value parsing shared by the subcommands (see cli.h).
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+int pz_is_help(const char *s) { return strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0; }
+
+const char *pz_arg_value(const char *cmd, int argc, char **argv, int *i) {
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "puzzle %s: option %s needs a value\n", cmd, argv[*i]);
+        return NULL;
+    }
+    *i += 1;
+    return argv[*i];
+}
+
+int pz_arg_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(val, &end, 10);
+    if (errno || end == val || *end || v < lo || v > hi) {
+        fprintf(stderr, "puzzle %s: %s wants an integer in [%ld, %ld], got '%s'\n", cmd, opt, lo, hi, val);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int pz_arg_float(const char *cmd, const char *opt, const char *val, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(val, &end);
+    if (errno || end == val || *end || !isfinite(v) || v < lo || v > hi) {
+        fprintf(stderr, "puzzle %s: %s wants a number in [%g, %g], got '%s'\n", cmd, opt, lo, hi, val);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int pz_arg_wtype(const char *cmd, const char *val, int *wtype) {
+    if (strcmp(val, "f32") == 0 || strcmp(val, "fp32") == 0) {
+        *wtype = 0;
+        return 0;
+    }
+    if (strcmp(val, "bf16") == 0) {
+        *wtype = 1;
+        return 0;
+    }
+    fprintf(stderr, "puzzle %s: --dtype wants f32 or bf16, got '%s'\n", cmd, val);
+    return -1;
+}

@@ -1,0 +1,44 @@
+// cli.h — shared plumbing for the `puzzle` subcommands: option parsing
+// helpers, the command table and model opening with uniform messages. Only
+// the CLI (and later the pipeline) prints and exits; libraries return status.
+#ifndef PZ_CLI_H
+#define PZ_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);  // argv[0] is the command name
+    void (*usage)(FILE *out);
+} pz_command;
+
+// Each cmd_*.c defines one of these.
+int pz_cmd_info(int argc, char **argv);
+int pz_cmd_generate(int argc, char **argv);
+int pz_cmd_eval(int argc, char **argv);
+int pz_cmd_tokenize(int argc, char **argv);
+void pz_usage_info(FILE *out);
+void pz_usage_generate(FILE *out);
+void pz_usage_eval(FILE *out);
+void pz_usage_tokenize(FILE *out);
+
+// Option parsing: argv is scanned left to right; options take their value
+// from the next argument (or after '=' for --long=value). These helpers
+// print "puzzle CMD: <problem>" to stderr and return -1 on a bad value.
+int pz_arg_int(const char *cmd, const char *opt, const char *val, long lo, long hi, long *out);
+int pz_arg_float(const char *cmd, const char *opt, const char *val, double lo, double hi, double *out);
+// Returns the option's value for argv[*i] == opt (advancing *i), or NULL with
+// a message when the value is missing.
+const char *pz_arg_value(const char *cmd, int argc, char **argv, int *i);
+// 1 when s is "--help" or "-h".
+int pz_is_help(const char *s);
+
+// Parses "f32"/"fp32" or "bf16" into *wtype (0 = f32, 1 = bf16).
+int pz_arg_wtype(const char *cmd, const char *val, int *wtype);
+
+// Process exit codes.
+enum { PZ_EXIT_OK = 0, PZ_EXIT_FAIL = 1, PZ_EXIT_USAGE = 2 };
+
+#endif

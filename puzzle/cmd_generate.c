@@ -1,0 +1,170 @@
+// cmd_generate.c — `puzzle generate MODEL -p TEXT`: prefill the prompt, then
+// sample and stream tokens to stdout until -n tokens, end of sequence or
+// Ctrl-C. Timing goes to stderr so stdout holds only the text.
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "common.h"
+#include "engine.h"
+#include "model.h"
+#include "sampler.h"
+#include "tokenizer.h"
+
+void pz_usage_generate(FILE *out) {
+    fprintf(out,
+            "usage: puzzle generate MODEL -p TEXT [options]\n\n"
+            "Streams a continuation of TEXT to standard output (greedy at --temp 0).\n\n"
+            "  -p, --prompt TEXT   the prompt (special tokens such as <|im_start|> are parsed)\n"
+            "  -n N                tokens to generate (default 128)\n"
+            "  --temp T            sampling temperature, 0 = greedy (default 0)\n"
+            "  --top-p P           nucleus sampling mass (default 1)\n"
+            "  --seed S            random seed for sampling (default 1)\n"
+            "  --chat              wrap the prompt as a user turn in the model's chat format\n"
+            "  --system TEXT       system message for --chat\n"
+            "  --dtype f32|bf16    weight type in memory (default bf16)\n"
+            "  --threads T         CPU threads (default: all cores)\n"
+            "  --ignore-eos        keep going past the end-of-sequence token\n");
+}
+
+static volatile sig_atomic_t interrupted = 0;
+static void on_sigint(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+int pz_cmd_generate(int argc, char **argv) {
+    const char *path = NULL, *prompt = NULL, *system_msg = NULL;
+    long n_gen = 128, seed = 1, threads = 0;
+    double temp = 0, top_p = 1;
+    int chat = 0, wtype = 1, ignore_eos = 0;
+    const char *cmd = "generate";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
+            if (!(prompt = pz_arg_value(cmd, argc, argv, &i))) return PZ_EXIT_USAGE;
+        } else if (!strcmp(a, "--system")) {
+            if (!(system_msg = pz_arg_value(cmd, argc, argv, &i))) return PZ_EXIT_USAGE;
+        } else if (!strcmp(a, "-n")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_int(cmd, a, v, 0, 1 << 20, &n_gen)) return PZ_EXIT_USAGE;
+        } else if (!strcmp(a, "--seed")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_int(cmd, a, v, 0, 0x7fffffffL, &seed)) return PZ_EXIT_USAGE;
+        } else if (!strcmp(a, "--threads")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_int(cmd, a, v, 0, 1024, &threads)) return PZ_EXIT_USAGE;
+        } else if (!strcmp(a, "--temp")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_float(cmd, a, v, 0, 100, &temp)) return PZ_EXIT_USAGE;
+        } else if (!strcmp(a, "--top-p")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_float(cmd, a, v, 0, 1, &top_p)) return PZ_EXIT_USAGE;
+            if (top_p <= 0) {
+                fprintf(stderr, "puzzle generate: --top-p must be > 0\n");
+                return PZ_EXIT_USAGE;
+            }
+        } else if (!strcmp(a, "--dtype")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_wtype(cmd, v, &wtype)) return PZ_EXIT_USAGE;
+        } else if (!strcmp(a, "--chat")) chat = 1;
+        else if (!strcmp(a, "--ignore-eos")) ignore_eos = 1;
+        else if (a[0] == '-') {
+            fprintf(stderr, "puzzle generate: unknown option '%s'\n", a);
+            return PZ_EXIT_USAGE;
+        } else if (!path) path = a;
+        else {
+            fprintf(stderr, "puzzle generate: one MODEL only ('%s' is extra)\n", a);
+            return PZ_EXIT_USAGE;
+        }
+    }
+    if (!path || !prompt) {
+        fprintf(stderr, "puzzle generate: %s\n", !path ? "MODEL is missing" : "-p TEXT is missing");
+        pz_usage_generate(stderr);
+        return PZ_EXIT_USAGE;
+    }
+
+    char err[PZ_ERRLEN];
+    int rc = PZ_EXIT_FAIL;
+    pz_tokenizer *tok = NULL;
+    pz_model *m = NULL;
+    pz_engine *e = NULL;
+    int32_t *ids = NULL;
+    float *logits = NULL;
+    char *text = NULL;
+
+    if (!(tok = pz_tokenizer_load(path, err))) goto fail;
+    if (chat) {
+        const char *roles[2] = {"system", "user"}, *contents[2] = {system_msg, prompt};
+        int off = system_msg ? 0 : 1;
+        text = pz_tokenizer_chat(tok, roles + off, contents + off, 2 - off, 1);
+    } else {
+        text = strdup(prompt);
+    }
+    int n_prompt = pz_tokenizer_encode(tok, text, strlen(text), 1, &ids, err);
+    if (n_prompt < 0) goto fail;
+    if (n_prompt == 0) {
+        pz_err(err, "the prompt is empty after tokenization");
+        goto fail;
+    }
+    double t0 = pz_now();
+    if (!(m = pz_model_load(path, wtype ? PZ_W_BF16 : PZ_W_F32, err))) goto fail;
+    double t_load = pz_now() - t0;
+    if (pz_tokenizer_vocab_size(tok) > m->cfg.vocab) {
+        pz_err(err, "%s: tokenizer has %d tokens but the model's vocabulary is %d", path,
+               pz_tokenizer_vocab_size(tok), m->cfg.vocab);
+        goto fail;
+    }
+    pz_engine_params ep = pz_engine_default_params();
+    ep.n_threads = (int)threads;
+    ep.n_slots = 1;
+    long need = n_prompt + n_gen;
+    if (need > m->cfg.max_ctx) {
+        pz_err(err, "prompt (%d tokens) + -n %ld exceeds the model's context of %d", n_prompt, n_gen, m->cfg.max_ctx);
+        goto fail;
+    }
+    ep.max_ctx = (int)need;
+    if (!(e = pz_engine_create(m, ep, err))) goto fail;
+    int vocab = m->cfg.vocab;
+    logits = malloc((size_t)vocab * sizeof(float));
+    if (!logits) {
+        pz_err(err, "out of memory");
+        goto fail;
+    }
+
+    signal(SIGINT, on_sigint);
+    double t1 = pz_now();
+    if (pz_engine_prefill(e, 0, ids, n_prompt, logits, 0, err) != 0) goto fail;
+    double t_prefill = pz_now() - t1;
+
+    pz_sampler smp = pz_sampler_init((float)temp, (float)top_p, (uint64_t)seed);
+    pz_utf8_stream us = {0};
+    int eos = pz_tokenizer_eos(tok), im_end = pz_tokenizer_find(tok, "<|im_end|>");
+    int n_done = 0, slot = 0;
+    double t2 = pz_now();
+    while (n_done < n_gen && !interrupted) {
+        int32_t next = pz_sampler_sample(&smp, logits, vocab);
+        n_done++;
+        if (!ignore_eos && (next == eos || (chat && next == im_end))) break;
+        char piece[256];
+        size_t np = pz_tokenizer_stream(tok, &us, next, 1, piece, sizeof piece);
+        fwrite(piece, 1, np, stdout);
+        fflush(stdout);
+        if (n_done >= n_gen) break;
+        if (pz_engine_decode(e, &slot, &next, 1, logits, err) != 0) goto fail;
+    }
+    double t_decode = pz_now() - t2;
+    printf("\n");
+    fprintf(stderr,
+            "%s%s: loaded in %.2f s (%s weights); prompt %d tokens at %.1f tok/s; generated %d tokens at %.1f tok/s\n",
+            interrupted ? "interrupted; " : "", path, t_load, wtype ? "bf16" : "f32", n_prompt,
+            n_prompt / (t_prefill > 0 ? t_prefill : 1e-9), n_done, n_done / (t_decode > 0 ? t_decode : 1e-9));
+    rc = interrupted ? 130 : PZ_EXIT_OK;
+    goto done;
+fail:
+    fprintf(stderr, "puzzle generate: %s\n", err);
+done:
+    free(logits);
+    free(ids);
+    free(text);
+    pz_engine_free(e);
+    pz_model_free(m);
+    pz_tokenizer_free(tok);
+    return rc;
+}

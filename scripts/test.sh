@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what the tests need (Debian packages, the reference parent), builds
+# and runs the CPU test suite. Idempotent.
+#   bash scripts/test.sh              # Release build in build/, ctest -L cpu
+#   bash scripts/test.sh --sanitize   # ASan+UBSan build in build-asan/, same tests
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install_deps.sh
+bash scripts/fetch_model.sh >/dev/null
+if [ "${1:-}" = "--sanitize" ]; then
+  bash scripts/build.sh build-asan -DPZ_SANITIZE=ON -DPZ_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  cd build-asan && ctest -L cpu --output-on-failure -j2
+else
+  bash scripts/build.sh build
+  cd build && ctest -L cpu --output-on-failure -j2
+fi
