@@ -151,6 +151,7 @@ int pz_cmd_generate(int argc, char **argv) {
     }
     double t_decode = pz_now() - t2;
     printf("\n");
+    fflush(stdout);
     fprintf(stderr,
             "%s%s: loaded in %.2f s (%s weights); prompt %d tokens at %.1f tok/s; generated %d tokens at %.1f tok/s\n",
             interrupted ? "interrupted; " : "", path, t_load, wtype ? "bf16" : "f32", n_prompt,

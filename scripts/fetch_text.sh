@@ -35,6 +35,7 @@ PIN_VERSION="3.11.2-6+deb12u9"     # the version docs/DATA.md describes
 SETS="train calib eval"
 
 die() { echo "fetch_text: error: $*" >&2; exit 1; }
+trap 'echo "fetch_text: error: command failed (line $LINENO): $BASH_COMMAND" >&2' ERR
 
 print_outputs() {
   for s in $SETS; do
@@ -62,6 +63,7 @@ if [ -f "$OUT/MANIFEST" ]; then
   fi
 fi
 
+mkdir -p "$OUT" 2>/dev/null && [ -w "$OUT" ] || die "cannot create or write $OUT (set PUZZLE_CACHE)"
 for tool in apt-get apt-cache dpkg-deb perl sha256sum find sort awk; do
   command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found (a Debian system with apt is required)"
 done
@@ -81,6 +83,8 @@ chown _apt "$tmp/deb" 2>/dev/null || true
 cd "$tmp/deb"
 if apt-get download -qq "$PKG=$PIN_VERSION" >&2 2>/dev/null; then
   :
+elif apt-get update -qq >&2 && apt-get download -qq "$PKG=$PIN_VERSION" >&2 2>/dev/null; then
+  :   # the package lists were stale
 else
   echo "fetch_text: warning: $PKG=$PIN_VERSION not available; using the candidate version" \
        "(the files will differ from the sha256 recorded in docs/DATA.md)" >&2
@@ -264,21 +268,27 @@ done
 # --- remove shared paragraphs (>= 40 bytes) ---------------------------------
 perl -e '
   use strict; use warnings;
-  my ($dir) = @ARGV; my %seen;
+  my ($dir) = @ARGV; my %seen; my @dropped;
   for my $s (qw(train calib eval)) {
-    open my $in, "<", "$dir/raw.$s" or die; local $/ = ""; my @keep;
+    open my $in, "<", "$dir/raw.$s" or die; local $/ = ""; my @keep; my $d = 0;
     while (my $p = <$in>) {
       $p =~ s/\n+\z//;
       next if $p eq "";
-      if (length($p) >= 40) { next if $seen{$p} && $seen{$p} ne $s; $seen{$p} //= $s; }
+      if (length($p) >= 40) {
+        if ($seen{$p} && $seen{$p} ne $s) { $d++; next; }
+        $seen{$p} //= $s;
+      }
       push @keep, $p;
     }
     open my $o, ">", "$dir/$s.txt" or die; print $o join("\n\n", @keep), "\n"; close $o or die;
-  }' "$tmp" || die "de-duplication failed"
+    push @dropped, "$s $d";
+  }
+  open my $o, ">", "$dir/dropped" or die; print $o "shared paragraphs removed: @dropped\n";' "$tmp" \
+  || die "de-duplication failed"
 
-mkdir -p "$OUT"
 {
   echo "package $PKG $version deb-sha256 $deb_sha"
+  cat "$tmp/dropped"
   echo "documents $(wc -l < "$tmp/order") eval $(wc -l < "$tmp/list.eval") calib $(wc -l < "$tmp/list.calib") train $(wc -l < "$tmp/list.train")"
   for s in $SETS; do
     echo "$s $(stat -c %s "$tmp/$s.txt") $(sha256sum "$tmp/$s.txt" | awk '{print $1}')"
