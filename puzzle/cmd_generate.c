@@ -99,6 +99,17 @@ int pz_cmd_generate(int argc, char **argv) {
     }
     int n_prompt = pz_tokenizer_encode(tok, text, strlen(text), 1, &ids, err);
     if (n_prompt < 0) goto fail;
+    if (pz_tokenizer_add_bos(tok) && pz_tokenizer_bos(tok) >= 0 && (n_prompt == 0 || ids[0] != pz_tokenizer_bos(tok))) {
+        int32_t *b = realloc(ids, (size_t)(n_prompt + 1) * sizeof *ids);
+        if (!b) {
+            pz_err(err, "out of memory");
+            goto fail;
+        }
+        ids = b;
+        memmove(ids + 1, ids, (size_t)n_prompt * sizeof *ids);
+        ids[0] = pz_tokenizer_bos(tok);
+        n_prompt++;
+    }
     if (n_prompt == 0) {
         pz_err(err, "the prompt is empty after tokenization");
         goto fail;
@@ -150,6 +161,8 @@ int pz_cmd_generate(int argc, char **argv) {
         if (pz_engine_decode(e, &slot, &next, 1, logits, err) != 0) goto fail;
     }
     double t_decode = pz_now() - t2;
+    char tail[8];
+    fwrite(tail, 1, pz_tokenizer_stream_flush(&us, tail, sizeof tail), stdout);
     printf("\n");
     fflush(stdout);
     fprintf(stderr,
