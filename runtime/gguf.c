@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -168,20 +169,30 @@ static const char *ggml_type_name(uint32_t t) {
     return t < sizeof names / sizeof names[0] ? names[t] : NULL;
 }
 
+// Copies a name from the file into buf for a message: at most 80 bytes, with
+// anything unprintable shown as '?', so the message stays one line.
+static const char *show(const char *s, uint64_t len, char *buf, size_t cap) {
+    size_t n = len > 80 ? 80 : (size_t)len, j = 0;
+    for (size_t i = 0; i < n && j + 4 < cap; i++) buf[j++] = (s[i] >= 32 && s[i] < 127) ? s[i] : '?';
+    if (len > n && j + 4 < cap) buf[j++] = '.', buf[j++] = '.', buf[j++] = '.';
+    buf[j] = 0;
+    return buf;
+}
+
 static int parse_kv(pz_gguf *g, cursor *c, int64_t i) {
     gguf_kv *kv = &g->kv[i];
     uint32_t t;
-    char d[160];
+    char d[200], k[96];
     if (rd_str(c, &kv->key, "key")) return -1;
+    show(kv->key.data, kv->key.len, k, sizeof k);
     if (rd_u32(c, &t, "value type")) return -1;
     if (t > PZ_GGUF_F64) {
-        snprintf(d, sizeof d, "key '%.*s' has value type %u", (int)(kv->key.len > 80 ? 80 : kv->key.len),
-                 kv->key.data, t);
+        snprintf(d, sizeof d, "key '%s' has value type %u", k, t);
         return cerr(c, "unknown metadata value type", d);
     }
     kv->type = (pz_gguf_type)t;
     if (table_find(g, g->kv_hash, g->kv_cap, kv_name, kv->key.data, (size_t)kv->key.len, i) >= 0) {
-        snprintf(d, sizeof d, "'%.*s'", (int)(kv->key.len > 80 ? 80 : kv->key.len), kv->key.data);
+        snprintf(d, sizeof d, "'%s'", k);
         return cerr(c, "duplicate metadata key", d);
     }
     if (t == PZ_GGUF_STRING) {
@@ -199,13 +210,11 @@ static int parse_kv(pz_gguf *g, cursor *c, int64_t i) {
     uint64_t n;
     if (rd_u32(c, &et, "array element type") || rd_u64(c, &n, "array length")) return -1;
     if (et == PZ_GGUF_ARRAY || et > PZ_GGUF_F64) {
-        snprintf(d, sizeof d, "key '%.*s' has element type %u", (int)(kv->key.len > 80 ? 80 : kv->key.len),
-                 kv->key.data, et);
+        snprintf(d, sizeof d, "key '%s' has element type %u", k, et);
         return cerr(c, et == PZ_GGUF_ARRAY ? "nested arrays are not allowed" : "unknown array element type", d);
     }
     if (n > GGUF_MAX_STR) {
-        snprintf(d, sizeof d, "key '%.*s' has %llu elements", (int)(kv->key.len > 80 ? 80 : kv->key.len),
-                 kv->key.data, (unsigned long long)n);
+        snprintf(d, sizeof d, "key '%s' has %llu elements", k, (unsigned long long)n);
         return cerr(c, "array too long (limit 2^30)", d);
     }
     kv->elem = (pz_gguf_type)et;
@@ -236,8 +245,9 @@ static int parse_tensor(pz_gguf *g, cursor *c, int64_t i, uint64_t *offs) {
     char d[200];
     if (rd_str(c, &name, "tensor name")) return -1;
     if (name.len > GGUF_NAME_MAX) {
-        snprintf(d, sizeof d, "tensor %lld name '%.40s...' is %llu bytes (max %d)", (long long)i, name.data,
-                 (unsigned long long)name.len, GGUF_NAME_MAX);
+        char k[96];
+        snprintf(d, sizeof d, "tensor %lld name '%s' is %llu bytes (max %d)", (long long)i,
+                 show(name.data, name.len, k, sizeof k), (unsigned long long)name.len, GGUF_NAME_MAX);
         return cerr(c, "tensor name too long", d);
     }
     if (memchr(name.data, 0, (size_t)name.len)) return cerr(c, "tensor name contains a NUL byte", NULL);
