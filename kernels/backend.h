@@ -55,14 +55,19 @@ typedef struct {
 // One sequence's share of an attention call: n_q queries at consecutive
 // positions pos0 .. pos0+n_q-1, attending causally to the keys/values at
 // positions 0 .. pos0+n_q-1 (the cache must already hold the new ones).
+// K and V are either plain row-major buffers (kv_ld > 0: rows of
+// n_kv*head_dim values, kv_ld apart), or (kv_ld == 0) a KV cache in the
+// backend's own layout, filled by kv_write. The CPU backend's cache keeps K
+// transposed in blocks of 16 positions, [pos/16][n_kv][head_dim][16], so 16
+// scores come out of one vector of fused multiply-adds, and V row-major.
 typedef struct {
     const float *q;   // (n_q, n_head*head_dim), rows q_ld apart
     int q_ld;
     float *out;       // (n_q, n_head*head_dim), rows out_ld apart
     int out_ld;
-    const float *k;   // (pos0+n_q, n_kv*head_dim), rows kv_ld apart
+    const float *k;   // (pos0+n_q, n_kv*head_dim) rows kv_ld apart, or a cache (kv_ld 0)
     const float *v;   // same shape as k
-    int kv_ld;
+    int kv_ld;        // > 0: row-major K/V; 0: the backend's cache layout
     int n_q;
     int pos0;
 } pz_attn_seq;
@@ -76,8 +81,8 @@ struct pz_backend {
 
     int (*supports)(const pz_backend *b, pz_op op, pz_dt dt);
 
-    // Memory: alloc returns 64-byte-aligned memory or NULL; free(NULL) is a
-    // no-op.
+    // Memory: alloc returns zeroed 64-byte-aligned memory or NULL; free(NULL)
+    // is a no-op.
     void *(*alloc)(pz_backend *b, size_t bytes);
     void (*free)(pz_backend *b, void *p);
     void (*copy)(pz_backend *b, void *dst, const void *src, size_t bytes, pz_copy_kind kind);
@@ -92,6 +97,12 @@ struct pz_backend {
     // inv_freq has head_dim/2 entries (pz_rope_inv_freq).
     void (*rope)(pz_backend *b, float *x, int ld, const int32_t *pos, int M,
                  int n_heads, int head_dim, const float *inv_freq);
+    // Bytes of a K cache (and as many of a V cache) for one sequence of up
+    // to n_pos positions in one layer.
+    size_t (*kv_bytes)(const pz_backend *b, int n_kv, int head_dim, int n_pos);
+    // Stores position pos of one sequence: k and v are (n_kv*head_dim).
+    void (*kv_write)(pz_backend *b, float *k_cache, float *v_cache, int n_kv, int head_dim, int pos,
+                     const float *k, const float *v);
     // Causal attention with grouped KV heads (query head h reads KV head
     // h / (n_head/n_kv)), scale 1/sqrt(head_dim), for n_seq sequences.
     int (*attention)(pz_backend *b, const pz_attn_seq *seqs, int n_seq,

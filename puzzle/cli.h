@@ -19,10 +19,12 @@ int pz_cmd_info(int argc, char **argv);
 int pz_cmd_generate(int argc, char **argv);
 int pz_cmd_eval(int argc, char **argv);
 int pz_cmd_tokenize(int argc, char **argv);
+int pz_cmd_convert(int argc, char **argv);
 void pz_usage_info(FILE *out);
 void pz_usage_generate(FILE *out);
 void pz_usage_eval(FILE *out);
 void pz_usage_tokenize(FILE *out);
+void pz_usage_convert(FILE *out);
 
 // Option parsing: argv is scanned left to right; options take their value
 // from the next argument (or after '=' for --long=value). These helpers

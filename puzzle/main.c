@@ -10,6 +10,7 @@ static const pz_command commands[] = {
     {"generate", "generate text from a prompt, streaming tokens", pz_cmd_generate, pz_usage_generate},
     {"eval", "perplexity on a text file; KL and top-1 agreement against a reference model", pz_cmd_eval, pz_usage_eval},
     {"tokenize", "tokenize standard input", pz_cmd_tokenize, pz_usage_tokenize},
+    {"convert", "write a model as a Hugging Face DeciLM directory", pz_cmd_convert, pz_usage_convert},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

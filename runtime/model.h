@@ -58,8 +58,22 @@ void pz_model_free(pz_model *m);
 // model.safetensors), weights in their stored dtype (F32 or BF16).
 int pz_model_save_hf(const pz_model *m, const char *dir, char *err);
 
-// Bytes of weights (as stored in memory) and the conventional HF tensor name
-// of every weight, in a fixed order, for writers and `puzzle info`.
+// Bytes of weights as stored in memory (a tied lm_head counted once).
 size_t pz_model_weight_bytes(const pz_model *m);
+
+// Every weight with its conventional names, in a fixed order (the arena
+// order; a tied lm_head is not listed), for writers and `puzzle info`.
+typedef struct {
+    char name[96];        // Hugging Face name, e.g. "model.layers.3.mlp.up_proj.weight"
+    char gguf_name[64];   // GGUF name, e.g. "blk.3.ffn_up.weight"
+    const void *data;     // points into m's arena
+    pz_wtype type;        // norm vectors are always PZ_W_F32
+    int is_matrix;        // 0: a vector of cols elements
+    int rows, cols;       // (out, in); vectors: rows = 1
+    size_t bytes;
+} pz_weight_info;
+int pz_model_n_weights(const pz_model *m);
+// Fills out for weight i (0 <= i < pz_model_n_weights); -1 if out of range.
+int pz_model_weight_at(const pz_model *m, int i, pz_weight_info *out);
 
 #endif

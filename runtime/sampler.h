@@ -4,6 +4,7 @@
 #ifndef PZ_SAMPLER_H
 #define PZ_SAMPLER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct {
@@ -13,9 +14,14 @@ typedef struct {
 } pz_sampler;
 
 pz_sampler pz_sampler_init(float temperature, float top_p, uint64_t seed);
-// scratch: at least 2*vocab ints' worth (vocab floats + vocab ints) or NULL
-// to allocate internally.
+// Picks a token from logits (vocab floats). Greedy (the argmax, lowest id on
+// ties) when temperature is 0. pz_sampler_sample allocates a vocab-sized
+// candidate list per call; pz_sampler_sample_scratch uses the caller's
+// scratch of at least pz_sampler_scratch_bytes(vocab) bytes instead (for
+// decode loops that must not allocate).
 int32_t pz_sampler_sample(pz_sampler *s, const float *logits, int vocab);
+size_t pz_sampler_scratch_bytes(int vocab);
+int32_t pz_sampler_sample_scratch(pz_sampler *s, const float *logits, int vocab, void *scratch);
 int32_t pz_argmax(const float *x, int n);
 
 #endif

@@ -1,7 +1,6 @@
-// gemv.c — see gemv.h. The AVX-512 kernel takes 4 weight rows at a time
-// and up to 4 activation rows, 16 accumulators in registers, so every weight
-// byte is loaded once per 4 activation rows and every activation load is
-// reused for 4 weight rows.
+// gemv.c — see gemv.h. The AVX-512 kernels walk W front to back, one row
+// at a time against up to 4 activation rows (every weight byte is loaded
+// once per 4 activation rows), with 4 accumulators per activation row.
 #include "gemv.h"
 
 #include <immintrin.h>
@@ -59,99 +58,211 @@ static void gemv_rows_ref(float *y, int ldy, const float *x, int ldx, const void
 
 // ---- AVX-512 ----------------------------------------------------------------
 #define T512 __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
+#ifndef PZ_GEMV_BYTES_PER_THREAD
+#define PZ_GEMV_BYTES_PER_THREAD (2u << 20)
+#endif
 
-T512 static inline __m512 load_w(const void *w, pz_dt wt, size_t off, __mmask16 mk) {
+
+T512 static inline __attribute__((always_inline)) __m512 load_w(const void *w, pz_dt wt, size_t off, __mmask16 mk) {
     if (wt == PZ_DT_F32) return _mm512_maskz_loadu_ps(mk, (const float *)w + off);
     __m256i h = _mm256_maskz_loadu_epi16(mk, (const uint16_t *)w + off);
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-// NB weight rows (n..n+NB-1) x MB activation rows (m..m+MB-1).
+// One weight row n against MB activation rows. The row is read front to
+// back (the whole product is one sequential stream through W, which the
+// hardware prefetcher follows best); chunk c of 16 columns goes to
+// accumulator c % 4 whatever MB is, so results do not depend on MB.
 T512 static inline __attribute__((always_inline)) void
-gemv_tile(float *y, int ldy, const float *x, int ldx, const void *w, pz_dt wt, int n, int K,
-          int acc, const int NB, const int MB) {
+gemv_row(float *y, int ldy, const float *x, int ldx, const void *w, pz_dt wt, int n, int K, int acc,
+         const int MB) {
     __m512 a[4][4];
 #pragma GCC unroll 4
-    for (int i = 0; i < NB; i++)
+    for (int j = 0; j < 4; j++)
 #pragma GCC unroll 4
-        for (int j = 0; j < MB; j++) a[i][j] = _mm512_setzero_ps();
+        for (int c = 0; c < 4; c++) a[j][c] = _mm512_setzero_ps();
+    const size_t row = (size_t)n * K;
     int k = 0;
-    for (; k + 16 <= K; k += 16) {
-        __m512 wv[4], xv[4];
+    for (; k + 64 <= K; k += 64) {
 #pragma GCC unroll 4
-        for (int i = 0; i < NB; i++) wv[i] = load_w(w, wt, (size_t)(n + i) * K + k, 0xFFFF);
+        for (int c = 0; c < 4; c++) {
+            __m512 wv = load_w(w, wt, row + k + 16 * c, 0xFFFF);
 #pragma GCC unroll 4
-        for (int j = 0; j < MB; j++) xv[j] = _mm512_loadu_ps(x + (size_t)j * ldx + k);
-#pragma GCC unroll 4
-        for (int i = 0; i < NB; i++)
-#pragma GCC unroll 4
-            for (int j = 0; j < MB; j++) a[i][j] = _mm512_fmadd_ps(wv[i], xv[j], a[i][j]);
+            for (int j = 0; j < MB; j++)
+                a[j][c] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + (size_t)j * ldx + k + 16 * c), a[j][c]);
+        }
     }
-    if (k < K) {
-        __mmask16 mk = (__mmask16)((1u << (K - k)) - 1);
-        __m512 wv[4], xv[4];
-#pragma GCC unroll 4
-        for (int i = 0; i < NB; i++) wv[i] = load_w(w, wt, (size_t)(n + i) * K + k, mk);
-#pragma GCC unroll 4
-        for (int j = 0; j < MB; j++) xv[j] = _mm512_maskz_loadu_ps(mk, x + (size_t)j * ldx + k);
-#pragma GCC unroll 4
-        for (int i = 0; i < NB; i++)
-#pragma GCC unroll 4
-            for (int j = 0; j < MB; j++) a[i][j] = _mm512_fmadd_ps(wv[i], xv[j], a[i][j]);
-    }
-#pragma GCC unroll 4
-    for (int i = 0; i < NB; i++)
+    for (int c = 0; k < K; k += 16, c++) {
+        __mmask16 mk = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
+        __m512 wv = load_w(w, wt, row + k, mk);
 #pragma GCC unroll 4
         for (int j = 0; j < MB; j++) {
-            float s = _mm512_reduce_add_ps(a[i][j]);
-            float *yp = y + (size_t)j * ldy + n + i;
-            *yp = acc ? *yp + s : s;
-        }
-}
-
-T512 static void gemv_rows_avx512(float *y, int ldy, const float *x, int ldx, const void *w,
-                                  pz_dt wt, int M, int n0, int n1, int K, int acc) {
-    for (int m = 0; m < M; m += 4) {
-        int mb = M - m < 4 ? M - m : 4;
-        const float *xm = x + (size_t)m * ldx;
-        float *ym = y + (size_t)m * ldy;
-        int n = n0;
-        for (; n + 4 <= n1; n += 4) {
-            switch (mb) {
-            case 1: gemv_tile(ym, ldy, xm, ldx, w, wt, n, K, acc, 4, 1); break;
-            case 2: gemv_tile(ym, ldy, xm, ldx, w, wt, n, K, acc, 4, 2); break;
-            case 3: gemv_tile(ym, ldy, xm, ldx, w, wt, n, K, acc, 4, 3); break;
-            default: gemv_tile(ym, ldy, xm, ldx, w, wt, n, K, acc, 4, 4); break;
+            __m512 xv = _mm512_maskz_loadu_ps(mk, x + (size_t)j * ldx + k);
+            switch (c) {  // chunk index (k/16) % 4 == c, as in the main loop
+            case 0: a[j][0] = _mm512_fmadd_ps(wv, xv, a[j][0]); break;
+            case 1: a[j][1] = _mm512_fmadd_ps(wv, xv, a[j][1]); break;
+            case 2: a[j][2] = _mm512_fmadd_ps(wv, xv, a[j][2]); break;
+            default: a[j][3] = _mm512_fmadd_ps(wv, xv, a[j][3]); break;
             }
         }
-        for (; n < n1; n++) {
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < MB; j++) {
+        __m512 t = _mm512_add_ps(_mm512_add_ps(a[j][0], a[j][1]), _mm512_add_ps(a[j][2], a[j][3]));
+        float s = _mm512_reduce_add_ps(t);
+        float *yp = y + (size_t)j * ldy + n;
+        *yp = acc ? *yp + s : s;
+    }
+}
+
+// bf16 weights, 32 columns per load: the low halves of the 32-bit lanes
+// (shifted up) are the even columns as fp32, the high halves (masked) the odd
+// ones, so no widening shuffle is needed. xp holds each activation row
+// pre-permuted to match: per 32 columns, the 16 even then the 16 odd ones,
+// zero-padded to Kp = round_up(K, 32). Chunk c of 32 columns goes to
+// accumulator c % 4 whatever MB is.
+T512 static inline __attribute__((always_inline)) void
+gemv_row_bf16eo(float *y, int ldy, const float *xp, int Kp, const uint16_t *w, int n, int K, int acc,
+                const int MB) {
+    __m512 a[4][4];
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++)
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) a[j][c] = _mm512_setzero_ps();
+    const uint16_t *wr = w + (size_t)n * K;
+    const __m512i hi = _mm512_set1_epi32((int)0xFFFF0000u);
+    int k = 0;
+    for (; k + 128 <= K; k += 128) {
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            __m512i v = _mm512_loadu_si512((const void *)(wr + k + 32 * c));
+            __m512 ev = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+            __m512 od = _mm512_castsi512_ps(_mm512_and_si512(v, hi));
+#pragma GCC unroll 4
+            for (int j = 0; j < MB; j++) {
+                const float *xj = xp + (size_t)j * Kp + k + 32 * c;
+                a[j][c] = _mm512_fmadd_ps(ev, _mm512_loadu_ps(xj), a[j][c]);
+                a[j][c] = _mm512_fmadd_ps(od, _mm512_loadu_ps(xj + 16), a[j][c]);
+            }
+        }
+    }
+    for (int c = 0; k < K; k += 32, c++) {
+        __mmask32 mk = K - k >= 32 ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1u << (K - k)) - 1);
+        __m512i v = _mm512_maskz_loadu_epi16(mk, (const void *)(wr + k));
+        __m512 ev = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+        __m512 od = _mm512_castsi512_ps(_mm512_and_si512(v, hi));
+#pragma GCC unroll 4
+        for (int j = 0; j < MB; j++) {
+            const float *xj = xp + (size_t)j * Kp + k;
+            __m512 t = _mm512_mul_ps(ev, _mm512_loadu_ps(xj));
+            t = _mm512_fmadd_ps(od, _mm512_loadu_ps(xj + 16), t);
+            switch (c) {
+            case 0: a[j][0] = _mm512_add_ps(a[j][0], t); break;
+            case 1: a[j][1] = _mm512_add_ps(a[j][1], t); break;
+            case 2: a[j][2] = _mm512_add_ps(a[j][2], t); break;
+            default: a[j][3] = _mm512_add_ps(a[j][3], t); break;
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < MB; j++) {
+        __m512 t = _mm512_add_ps(_mm512_add_ps(a[j][0], a[j][1]), _mm512_add_ps(a[j][2], a[j][3]));
+        float s = _mm512_reduce_add_ps(t);
+        float *yp = y + (size_t)j * ldy + n;
+        *yp = acc ? *yp + s : s;
+    }
+}
+
+T512 static void gemv_rows_bf16eo(float *y, int ldy, const float *xp, int Kp, const uint16_t *w, int M,
+                                  int n0, int n1, int K, int acc) {
+    for (int m = 0; m < M; m += 4) {
+        int mb = M - m < 4 ? M - m : 4;
+        const float *xm = xp + (size_t)m * Kp;
+        float *ym = y + (size_t)m * ldy;
+        for (int n = n0; n < n1; n++) {
             switch (mb) {
-            case 1: gemv_tile(ym, ldy, xm, ldx, w, wt, n, K, acc, 1, 1); break;
-            case 2: gemv_tile(ym, ldy, xm, ldx, w, wt, n, K, acc, 1, 2); break;
-            case 3: gemv_tile(ym, ldy, xm, ldx, w, wt, n, K, acc, 1, 3); break;
-            default: gemv_tile(ym, ldy, xm, ldx, w, wt, n, K, acc, 1, 4); break;
+            case 1: gemv_row_bf16eo(ym, ldy, xm, Kp, w, n, K, acc, 1); break;
+            case 2: gemv_row_bf16eo(ym, ldy, xm, Kp, w, n, K, acc, 2); break;
+            case 3: gemv_row_bf16eo(ym, ldy, xm, Kp, w, n, K, acc, 3); break;
+            default: gemv_row_bf16eo(ym, ldy, xm, Kp, w, n, K, acc, 4); break;
             }
         }
     }
 }
 
+// xp[m][..] = row m of x in the even/odd order of gemv_row_bf16eo.
+static void permute_x(float *xp, int Kp, const float *x, int ldx, int M, int K) {
+    for (int m = 0; m < M; m++) {
+        const float *xr = x + (size_t)m * ldx;
+        float *d = xp + (size_t)m * Kp;
+        for (int k0 = 0; k0 < Kp; k0 += 32)
+            for (int i = 0; i < 16; i++) {
+                int e = k0 + 2 * i, o = e + 1;
+                d[k0 + i] = e < K ? xr[e] : 0.0f;
+                d[k0 + 16 + i] = o < K ? xr[o] : 0.0f;
+            }
+    }
+}
+
+// The weight type is a template argument too, so the inner loop has no branch.
+#define GEMV_ROWS(NAME, WT)                                                                        \
+    T512 static void NAME(float *y, int ldy, const float *x, int ldx, const void *w, int M, int n0, \
+                          int n1, int K, int acc) {                                                \
+        for (int m = 0; m < M; m += 4) {                                                           \
+            int mb = M - m < 4 ? M - m : 4;                                                        \
+            const float *xm = x + (size_t)m * ldx;                                                 \
+            float *ym = y + (size_t)m * ldy;                                                       \
+            for (int n = n0; n < n1; n++) {                                                        \
+                switch (mb) {                                                                      \
+                case 1: gemv_row(ym, ldy, xm, ldx, w, WT, n, K, acc, 1); break;                    \
+                case 2: gemv_row(ym, ldy, xm, ldx, w, WT, n, K, acc, 2); break;                    \
+                case 3: gemv_row(ym, ldy, xm, ldx, w, WT, n, K, acc, 3); break;                    \
+                default: gemv_row(ym, ldy, xm, ldx, w, WT, n, K, acc, 4); break;                   \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }
+GEMV_ROWS(gemv_rows_f32, PZ_DT_F32)
+GEMV_ROWS(gemv_rows_bf16, PZ_DT_BF16)
+#undef GEMV_ROWS
+
+static void gemv_rows_avx512(float *y, int ldy, const float *x, int ldx, const void *w, pz_dt wt,
+                             int M, int n0, int n1, int K, int acc) {
+    if (wt == PZ_DT_F32)
+        gemv_rows_f32(y, ldy, x, ldx, w, M, n0, n1, K, acc);
+    else
+        gemv_rows_bf16(y, ldy, x, ldx, w, M, n0, n1, K, acc);
+}
+
+size_t pz_cpu_gemv_scratch_floats(int M, int K) { return (size_t)M * (size_t)((K + 31) / 32 * 32); }
+
 void pz_cpu_gemv(float *y, int ldy, const float *x, int ldx, const void *w, pz_dt wt,
-                 int M, int N, int K, int accumulate, int n_threads) {
+                 int M, int N, int K, int accumulate, int n_threads, float *scratch) {
     if (M <= 0 || N <= 0) return;
     int avx = pz_cpu_have_avx512();
     // Split N into per-thread ranges of whole 4-row blocks.
     int nblk = (N + 3) / 4;
     int nt = n_threads > 0 ? n_threads : omp_get_max_threads();
     if (nt > nblk) nt = nblk;
-    // Small products are not worth waking threads for.
-    if ((size_t)N * (size_t)K < 16384) nt = 1;
+    // A thread is worth waking only for a few hundred microseconds of
+    // streaming: one core nearly saturates memory bandwidth on the machines
+    // measured, and waking a sleeping OpenMP thread costs tens of
+    // microseconds (OMP_WAIT_POLICY=passive).
+    size_t wbytes = (size_t)N * (size_t)K * (wt == PZ_DT_BF16 ? 2 : 4);
+    if ((size_t)nt > wbytes / PZ_GEMV_BYTES_PER_THREAD) nt = (int)(wbytes / PZ_GEMV_BYTES_PER_THREAD);
+    if (nt < 1) nt = 1;
+    int eo = avx && wt == PZ_DT_BF16 && scratch != NULL;
+    int Kp = (K + 31) / 32 * 32;
+    if (eo) permute_x(scratch, Kp, x, ldx, M, K);
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         int t = omp_get_thread_num(), T = omp_get_num_threads();
         int b0 = (int)((long)nblk * t / T), b1 = (int)((long)nblk * (t + 1) / T);
         int n0 = b0 * 4, n1 = b1 * 4 < N ? b1 * 4 : N;
         if (n0 < n1) {
-            if (avx)
+            if (eo)
+                gemv_rows_bf16eo(y, ldy, scratch, Kp, (const uint16_t *)w, M, n0, n1, K, accumulate);
+            else if (avx)
                 gemv_rows_avx512(y, ldy, x, ldx, w, wt, M, n0, n1, K, accumulate);
             else
                 gemv_rows_ref(y, ldy, x, ldx, w, wt, M, n0, n1, K, accumulate);

@@ -8,12 +8,16 @@
 #ifndef PZ_CPU_GEMV_H
 #define PZ_CPU_GEMV_H
 
+#include <stddef.h>
 #include "backend.h"
 
 // Any M works; it is meant for M <= PZ_GEMV_MAX_M. accumulate: y += instead of y =.
-// Parallel over N with n_threads OpenMP threads.
+// Parallel over N with n_threads OpenMP threads. scratch: NULL, or at least
+// pz_cpu_gemv_scratch_floats(M, K) floats, which enables the faster bf16
+// kernel (it reads x in a permuted copy); fp32 weights never need it.
 void pz_cpu_gemv(float *y, int ldy, const float *x, int ldx, const void *w, pz_dt wt,
-                 int M, int N, int K, int accumulate, int n_threads);
+                 int M, int N, int K, int accumulate, int n_threads, float *scratch);
+size_t pz_cpu_gemv_scratch_floats(int M, int K);
 
 #define PZ_GEMV_MAX_M 8
 

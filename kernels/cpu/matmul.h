@@ -19,17 +19,17 @@
 #include <stdint.h>
 #include "backend.h"
 
-typedef struct pz_cpu_matmul pz_cpu_matmul;
+typedef struct pz_cpu_mm pz_cpu_mm;
 
-pz_cpu_matmul *pz_cpu_matmul_create(int n_threads, char *err);
-void pz_cpu_matmul_free(pz_cpu_matmul *mm);
+pz_cpu_mm *pz_cpu_matmul_create(int n_threads, char *err);
+void pz_cpu_matmul_free(pz_cpu_mm *mm);
 
 // The product, dispatched by M as described above.
-int pz_cpu_matmul(pz_cpu_matmul *mm, float *y, int ldy, const float *x, int ldx, const void *w,
+int pz_cpu_matmul(pz_cpu_mm *mm, float *y, int ldy, const float *x, int ldx, const void *w,
                   pz_dt wt, int M, int N, int K, int accumulate, char *err);
 // Always the library (never the small-M kernel): for benchmarks that
 // compare against "what the library achieves".
-int pz_cpu_matmul_lib(pz_cpu_matmul *mm, float *y, int ldy, const float *x, int ldx, const void *w,
+int pz_cpu_matmul_lib(pz_cpu_mm *mm, float *y, int ldy, const float *x, int ldx, const void *w,
                       pz_dt wt, int M, int N, int K, int accumulate, char *err);
 
 // "oneDNN 2.6.3" or "OpenBLAS 0.3.x".

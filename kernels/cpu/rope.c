@@ -1,0 +1,53 @@
+// rope.c — see rope.h and backend.h (pz_rope_inv_freq).
+#include "rope.h"
+#include "backend.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stddef.h>
+
+void pz_rope_inv_freq(const pz_rope_params *p, float *inv_freq) {
+    int half = p->head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        double f = pow((double)p->theta, -2.0 * i / p->head_dim);
+        if (p->llama3 && p->factor > 0 && p->orig_ctx > 0) {
+            // Llama 3.1 rule (transformers _compute_llama3_parameters).
+            double low_wl = p->orig_ctx / (double)p->low_freq_factor;
+            double high_wl = p->orig_ctx / (double)p->high_freq_factor;
+            double wl = 2 * M_PI / f;
+            if (wl > low_wl) {
+                f = f / p->factor;
+            } else if (wl >= high_wl) {
+                double smooth = (p->orig_ctx / wl - p->low_freq_factor) /
+                                (p->high_freq_factor - p->low_freq_factor);
+                f = (1 - smooth) * f / p->factor + smooth * f;
+            }
+        }
+        inv_freq[i] = (float)f;
+    }
+}
+
+void pz_cpu_rope(float *x, int ld, const int32_t *pos, int M, int n_heads, int head_dim,
+                 const float *inv_freq, int n_threads) {
+    int half = head_dim / 2;
+    int nt = M >= 8 ? n_threads : 1;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int m = 0; m < M; m++) {
+        float c[512], s[512];
+        for (int i = 0; i < half; i++) {
+            double a = (double)pos[m] * (double)inv_freq[i];
+            c[i] = (float)cos(a);
+            s[i] = (float)sin(a);
+        }
+        float *xr = x + (size_t)m * ld;
+        for (int h = 0; h < n_heads; h++) {
+            float *xh = xr + (size_t)h * head_dim;
+#pragma omp simd
+            for (int i = 0; i < half; i++) {
+                float x0 = xh[i], x1 = xh[i + half];
+                xh[i] = x0 * c[i] - x1 * s[i];
+                xh[i + half] = x1 * c[i] + x0 * s[i];
+            }
+        }
+    }
+}

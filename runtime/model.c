@@ -1,0 +1,544 @@
+// model.c — see model.h. One table (weight_table) lists every weight of a
+// config with its Hugging Face name, its GGUF name and its shape; allocation,
+// both loaders and the writer all walk it, so they cannot disagree.
+#include "model.h"
+#include "common.h"
+#include "gguf.h"
+#include "safetensors.h"
+#include "tensor.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#define HUGE_PAGE ((size_t)2 << 20)
+
+typedef struct {
+    char hf[96];      // Hugging Face name
+    char gg[64];      // GGUF name
+    pz_mat *mat;      // matrix slot, or NULL for a norm vector
+    float **vec;      // norm vector slot, or NULL
+    int rows, cols;   // vectors: rows = 1
+    int perm_heads;   // GGUF Q/K: heads whose rows are in adjacent-pair order
+    int tied_head;    // lm_head of a tied model: no storage of its own
+} wdesc;
+
+static int table_cap(const pz_config *c) { return 4 + 9 * c->n_layer; }
+
+// Fills t (table_cap entries) for m; returns the count. Order = arena order.
+static int weight_table(pz_model *m, wdesc *t) {
+    const pz_config *c = &m->cfg;
+    int n = 0, H = c->hidden, hd = c->head_dim;
+#define VEC(HF, GG, SLOT) do { wdesc *d = &t[n++]; memset(d, 0, sizeof *d); \
+        snprintf(d->hf, sizeof d->hf, "%s", HF); snprintf(d->gg, sizeof d->gg, "%s", GG); \
+        d->vec = &(SLOT); d->rows = 1; d->cols = H; } while (0)
+#define MAT(HF, GG, SLOT, R, C, PERM) do { wdesc *d = &t[n++]; memset(d, 0, sizeof *d); \
+        snprintf(d->hf, sizeof d->hf, "%s", HF); snprintf(d->gg, sizeof d->gg, "%s", GG); \
+        d->mat = &(SLOT); d->rows = (R); d->cols = (C); d->perm_heads = (PERM); } while (0)
+    MAT("model.embed_tokens.weight", "token_embd.weight", m->tok_embd, c->vocab, H, 0);
+    char hf[96], gg[64];
+    for (int i = 0; i < c->n_layer; i++) {
+        const pz_layer_spec *s = &c->layers[i];
+        pz_layer_weights *L = &m->layers[i];
+#define NAMES(HFS, GGS) (snprintf(hf, sizeof hf, "model.layers.%d." HFS, i), \
+                         snprintf(gg, sizeof gg, "blk.%d." GGS, i))
+        if (s->attn != PZ_ATTN_NOOP) {
+            NAMES("input_layernorm.weight", "attn_norm.weight");
+            VEC(hf, gg, L->attn_norm);
+        }
+        if (s->attn == PZ_ATTN_GQA) {
+            NAMES("self_attn.q_proj.weight", "attn_q.weight");
+            MAT(hf, gg, L->wq, c->n_head * hd, H, c->n_head);
+            NAMES("self_attn.k_proj.weight", "attn_k.weight");
+            MAT(hf, gg, L->wk, s->n_kv * hd, H, s->n_kv);
+            NAMES("self_attn.v_proj.weight", "attn_v.weight");
+            MAT(hf, gg, L->wv, s->n_kv * hd, H, 0);
+            NAMES("self_attn.o_proj.weight", "attn_output.weight");
+            MAT(hf, gg, L->wo, H, c->n_head * hd, 0);
+        } else if (s->attn == PZ_ATTN_LINEAR) {
+            NAMES("self_attn.linear_attn.weight", "attn_output.weight");
+            MAT(hf, gg, L->wo, H, H, 0);
+        }
+        if (s->ffn != PZ_FFN_NOOP) {
+            NAMES("post_attention_layernorm.weight", "ffn_norm.weight");
+            VEC(hf, gg, L->ffn_norm);
+        }
+        if (s->ffn == PZ_FFN_SWIGLU) {
+            NAMES("mlp.gate_proj.weight", "ffn_gate.weight");
+            MAT(hf, gg, L->w_gate, s->n_ff, H, 0);
+            NAMES("mlp.up_proj.weight", "ffn_up.weight");
+            MAT(hf, gg, L->w_up, s->n_ff, H, 0);
+            NAMES("mlp.down_proj.weight", "ffn_down.weight");
+            MAT(hf, gg, L->w_down, H, s->n_ff, 0);
+        } else if (s->ffn == PZ_FFN_LINEAR) {
+            // No GGUF convention is known for a linear FFN; this name is ours.
+            NAMES("mlp.linear_mlp.weight", "ffn_linear.weight");
+            MAT(hf, gg, L->w_down, H, H, 0);
+        }
+#undef NAMES
+    }
+    VEC("model.norm.weight", "output_norm.weight", m->out_norm);
+    MAT("lm_head.weight", "output.weight", m->lm_head, c->vocab, H, 0);
+    t[n - 1].tied_head = c->tie_embeddings;
+#undef VEC
+#undef MAT
+    return n;
+}
+
+static size_t elem_bytes(pz_wtype t) { return t == PZ_W_BF16 ? 2 : 4; }
+
+// Assigns every pointer of the table into base (or only measures when base
+// is NULL). Each tensor starts 64-byte aligned, except that wk/wv follow wq
+// and w_up follows w_gate with no gap, so the engine can run the fused
+// products [q;k;v] and [gate;up] as one matmul each.
+static size_t layout(wdesc *t, int n, pz_wtype wt, char *base) {
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        wdesc *d = &t[i];
+        int glued = i > 0 && (strstr(d->hf, "k_proj") || strstr(d->hf, "v_proj") || strstr(d->hf, "up_proj"));
+        if (!glued) off = (off + 63) & ~(size_t)63;
+        if (d->vec) {
+            if (base) *d->vec = (float *)(base + off);
+            off += sizeof(float) * (size_t)d->cols;
+        } else {
+            if (base) {
+                d->mat->type = wt;
+                d->mat->rows = d->rows;
+                d->mat->cols = d->cols;
+                d->mat->data = d->tied_head ? NULL : base + off;
+            }
+            if (!d->tied_head) off += elem_bytes(wt) * (size_t)d->rows * (size_t)d->cols;
+        }
+    }
+    return (off + 63) & ~(size_t)63;
+}
+
+pz_model *pz_model_alloc(const pz_config *cfg, pz_wtype wtype, char *err) {
+    if (pz_config_validate(cfg, err)) return NULL;
+    if (wtype != PZ_W_F32 && wtype != PZ_W_BF16) {
+        pz_err(err, "unknown weight type %d", (int)wtype);
+        return NULL;
+    }
+    pz_model *m = calloc(1, sizeof *m);
+    wdesc *t = NULL;
+    if (!m) goto oom;
+    m->cfg = *cfg;
+    m->wtype = wtype;
+    m->layers = calloc((size_t)cfg->n_layer, sizeof *m->layers);
+    t = malloc(sizeof *t * (size_t)table_cap(cfg));
+    if (!m->layers || !t) goto oom;
+    int n = weight_table(m, t);
+    m->arena_bytes = layout(t, n, wtype, NULL);
+    // 2 MiB-aligned and advised for transparent huge pages: decode streams
+    // every weight once per token, and with 4 KiB pages the TLB misses cost
+    // a measurable share of the bandwidth.
+    m->arena_bytes = (m->arena_bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    m->arena = aligned_alloc(HUGE_PAGE, m->arena_bytes);
+    if (!m->arena) goto oom;
+#ifdef MADV_HUGEPAGE
+    madvise(m->arena, m->arena_bytes, MADV_HUGEPAGE);  // advisory; failure is harmless
+#endif
+    memset(m->arena, 0, m->arena_bytes);
+    layout(t, n, wtype, m->arena);
+    if (cfg->tie_embeddings) m->lm_head.data = m->tok_embd.data;
+    free(t);
+    return m;
+oom:
+    free(t);
+    pz_err(err, "out of memory allocating a model of %zu weight bytes", m ? m->arena_bytes : 0);
+    pz_model_free(m);
+    return NULL;
+}
+
+void pz_model_free(pz_model *m) {
+    if (!m) return;
+    free(m->arena);
+    free(m->layers);
+    free(m);
+}
+
+size_t pz_model_weight_bytes(const pz_model *m) {
+    wdesc *t = malloc(sizeof *t * (size_t)table_cap(&m->cfg));
+    if (!t) return 0;
+    int n = weight_table((pz_model *)m, t);  // only takes addresses of m's fields
+    size_t bytes = 0;
+    for (int i = 0; i < n; i++) {
+        if (t[i].tied_head) continue;
+        bytes += (t[i].vec ? 4 : elem_bytes(m->wtype)) * (size_t)t[i].rows * t[i].cols;
+    }
+    free(t);
+    return bytes;
+}
+
+int pz_model_n_weights(const pz_model *m) {
+    wdesc *t = malloc(sizeof *t * (size_t)table_cap(&m->cfg));
+    if (!t) return 0;
+    int n = weight_table((pz_model *)m, t);
+    int k = 0;
+    for (int i = 0; i < n; i++) k += !t[i].tied_head;
+    free(t);
+    return k;
+}
+
+int pz_model_weight_at(const pz_model *m, int idx, pz_weight_info *out) {
+    wdesc *t = malloc(sizeof *t * (size_t)table_cap(&m->cfg));
+    if (!t) return -1;
+    int n = weight_table((pz_model *)m, t), k = 0, rc = -1;
+    for (int i = 0; i < n; i++) {
+        if (t[i].tied_head) continue;
+        if (k++ != idx) continue;
+        memset(out, 0, sizeof *out);
+        snprintf(out->name, sizeof out->name, "%s", t[i].hf);
+        snprintf(out->gguf_name, sizeof out->gguf_name, "%s", t[i].gg);
+        out->rows = t[i].rows;
+        out->cols = t[i].cols;
+        if (t[i].vec) {
+            out->data = *t[i].vec;
+            out->type = PZ_W_F32;
+            out->is_matrix = 0;
+        } else {
+            out->data = t[i].mat->data;
+            out->type = t[i].mat->type;
+            out->is_matrix = 1;
+        }
+        out->bytes = (out->type == PZ_W_BF16 ? 2 : 4) * (size_t)out->rows * out->cols;
+        rc = 0;
+        break;
+    }
+    free(t);
+    return rc;
+}
+
+// ---- storing one converted tensor ---------------------------------------------
+// src: rows*cols fp32 values in the file's row order. perm_heads > 0: rows
+// are GGUF adjacent-pair order within each head of hd rows; HF row
+// h*hd + j*hd/2 + i comes from file row h*hd + 2i + j.
+static void store_f32_rows(const wdesc *d, const float *src, int hd) {
+    size_t cols = (size_t)d->cols;
+    for (int r = 0; r < d->rows; r++) {
+        int from = r;
+        if (d->perm_heads > 0) {
+            int h = r / hd, w = r % hd, half = hd / 2;
+            int j = w / half, i = w % half;
+            from = h * hd + 2 * i + j;
+        }
+        const float *s = src + (size_t)from * cols;
+        if (d->vec) {
+            memcpy(*d->vec, s, sizeof(float) * cols);
+        } else if (d->mat->type == PZ_W_F32) {
+            memcpy((float *)d->mat->data + (size_t)r * cols, s, sizeof(float) * cols);
+        } else {
+            pz_f32_to_bf16_row(s, (uint16_t *)d->mat->data + (size_t)r * cols, cols);
+        }
+    }
+}
+
+// ---- GGUF --------------------------------------------------------------------------
+static int gguf_int(const pz_gguf *g, const char *arch, const char *key, int64_t *out, int required,
+                    const char *path, char *err) {
+    char k[128];
+    snprintf(k, sizeof k, "%s.%s", arch, key);
+    if (pz_gguf_get_i64(g, k, out) == 0) return 0;
+    pz_gguf_type et;
+    uint64_t n;
+    if (pz_gguf_get_arr(g, k, &et, &n) == 0 && n > 0 && pz_gguf_arr_i64(g, k, 0, out) == 0) return 0;
+    if (required) return pz_err(err, "%s: missing metadata key %s", path, k);
+    return 1;
+}
+
+// Per-layer value of a key that may be a scalar or a per-layer array.
+static int gguf_layer_int(const pz_gguf *g, const char *arch, const char *key, int layer, int n_layer,
+                          int64_t dflt, int64_t *out, const char *path, char *err) {
+    char k[128];
+    snprintf(k, sizeof k, "%s.%s", arch, key);
+    pz_gguf_type et;
+    uint64_t n;
+    if (pz_gguf_get_arr(g, k, &et, &n) == 0) {
+        if (n != (uint64_t)n_layer)
+            return pz_err(err, "%s: %s has %llu entries for %d layers", path, k, (unsigned long long)n, n_layer);
+        if (pz_gguf_arr_i64(g, k, (uint64_t)layer, out))
+            return pz_err(err, "%s: %s is not an integer array", path, k);
+        return 0;
+    }
+    if (pz_gguf_get_i64(g, k, out) == 0) return 0;
+    *out = dflt;
+    return 0;
+}
+
+static int gguf_config(const pz_gguf *g, pz_config *c, const char *path, char *err) {
+    memset(c, 0, sizeof *c);
+    pz_gguf_str s;
+    char arch[32];
+    if (pz_gguf_get_str(g, "general.architecture", &s) || s.len == 0 || s.len >= sizeof arch)
+        return pz_err(err, "%s: missing general.architecture", path);
+    memcpy(arch, s.data, s.len);
+    arch[s.len] = 0;
+    int deci = strcmp(arch, "deci") == 0;
+    if (!deci && strcmp(arch, "llama") != 0)
+        return pz_err(err, "%s: architecture '%s' is not supported (llama, deci)", path, arch);
+    int64_t v;
+    if (gguf_int(g, arch, "block_count", &v, 1, path, err)) return -1;
+    if (v <= 0 || v > PZ_MAX_LAYERS) return pz_err(err, "%s: block_count %lld out of range", path, (long long)v);
+    c->n_layer = (int)v;
+    if (gguf_int(g, arch, "embedding_length", &v, 1, path, err)) return -1;
+    c->hidden = (int)v;
+    // The query head count may be a per-layer array (deci): take the largest.
+    int64_t nh = 0;
+    for (int i = 0; i < c->n_layer; i++) {
+        if (gguf_layer_int(g, arch, "attention.head_count", i, c->n_layer, 0, &v, path, err)) return -1;
+        if (v > nh) nh = v;
+    }
+    if (nh <= 0 || nh > 65536) return pz_err(err, "%s: missing or bad %s.attention.head_count", path, arch);
+    c->n_head = (int)nh;
+    c->head_dim = c->hidden / c->n_head;
+    if (gguf_int(g, arch, "attention.key_length", &v, 0, path, err) == 0) c->head_dim = (int)v;
+    if (gguf_int(g, arch, "rope.dimension_count", &v, 0, path, err) == 0 && v != c->head_dim)
+        return pz_err(err, "%s: partial rotary embedding (rope.dimension_count %lld, head dim %d) is not supported",
+                      path, (long long)v, c->head_dim);
+    c->max_ctx = 4096;
+    if (gguf_int(g, arch, "context_length", &v, 0, path, err) == 0) c->max_ctx = (int)v;
+    char k[128];
+    snprintf(k, sizeof k, "%s.attention.layer_norm_rms_epsilon", arch);
+    if (pz_gguf_get_f32(g, k, &c->norm_eps)) return pz_err(err, "%s: missing %s", path, k);
+    snprintf(k, sizeof k, "%s.rope.freq_base", arch);
+    if (pz_gguf_get_f32(g, k, &c->rope_theta)) c->rope_theta = 10000.0f;
+    if (pz_gguf_find_tensor(g, "rope_freqs.weight"))
+        return pz_err(err, "%s: rope_freqs.weight (baked Llama-3 RoPE scaling) is not supported yet", path);
+    const pz_gguf_tensor *te = pz_gguf_find_tensor(g, "token_embd.weight");
+    if (!te || te->n_dims != 2) return pz_err(err, "%s: missing or malformed token_embd.weight", path);
+    c->vocab = (int)te->ne[1];
+    c->tie_embeddings = pz_gguf_find_tensor(g, "output.weight") == NULL;
+    c->bos_id = c->eos_id = -1;
+    if (pz_gguf_get_i64(g, "tokenizer.ggml.bos_token_id", &v) == 0) c->bos_id = (int)v;
+    if (pz_gguf_get_i64(g, "tokenizer.ggml.eos_token_id", &v) == 0) c->eos_id = (int)v;
+    for (int i = 0; i < c->n_layer; i++) {
+        int64_t h, kv, ff;
+        if (gguf_layer_int(g, arch, "attention.head_count", i, c->n_layer, nh, &h, path, err) ||
+            gguf_layer_int(g, arch, "attention.head_count_kv", i, c->n_layer, h, &kv, path, err) ||
+            gguf_layer_int(g, arch, "feed_forward_length", i, c->n_layer, -1, &ff, path, err))
+            return -1;
+        if (ff < 0) return pz_err(err, "%s: missing %s.feed_forward_length", path, arch);
+        pz_layer_spec *L = &c->layers[i];
+        if (h == 0) L->attn = PZ_ATTN_NOOP;
+        else if (kv == 0) L->attn = PZ_ATTN_LINEAR;
+        else {
+            if (h != nh) return pz_err(err, "%s: layer %d has %lld query heads, others %lld (unsupported)", path, i, (long long)h, (long long)nh);
+            L->attn = PZ_ATTN_GQA;
+            L->n_kv = (int)kv;
+        }
+        char tn[64];
+        snprintf(tn, sizeof tn, "blk.%d.ffn_linear.weight", i);
+        if (ff == 0) L->ffn = pz_gguf_find_tensor(g, tn) ? PZ_FFN_LINEAR : PZ_FFN_NOOP;
+        else {
+            L->ffn = PZ_FFN_SWIGLU;
+            L->n_ff = (int)ff;
+        }
+    }
+    return pz_config_validate(c, err);
+}
+
+static pz_model *load_gguf(const char *path, pz_wtype wt, char *err) {
+    pz_gguf *g = pz_gguf_open(path, err);
+    if (!g) return NULL;
+    pz_model *m = NULL;
+    wdesc *t = NULL;
+    float *tmp = NULL;
+    pz_config cfg;
+    if (gguf_config(g, &cfg, path, err)) goto fail;
+    if (!(m = pz_model_alloc(&cfg, wt, err))) goto fail;
+    t = malloc(sizeof *t * (size_t)table_cap(&cfg));
+    if (!t) goto oom;
+    int n = weight_table(m, t);
+    layout(t, n, wt, m->arena);
+    size_t maxel = 0;
+    for (int i = 0; i < n; i++)
+        if ((size_t)t[i].rows * t[i].cols > maxel) maxel = (size_t)t[i].rows * t[i].cols;
+    if (!(tmp = malloc(sizeof(float) * maxel))) goto oom;
+    for (int i = 0; i < n; i++) {
+        wdesc *d = &t[i];
+        if (d->tied_head) continue;
+        const pz_gguf_tensor *gt = pz_gguf_find_tensor(g, d->gg);
+        if (!gt) {
+            pz_err(err, "%s: missing tensor %s", path, d->gg);
+            goto fail;
+        }
+        int ok = d->vec ? (gt->n_dims == 1 && gt->ne[0] == (uint64_t)d->cols)
+                        : (gt->n_dims == 2 && gt->ne[0] == (uint64_t)d->cols && gt->ne[1] == (uint64_t)d->rows);
+        if (!ok) {
+            pz_err(err, "%s: tensor %s has shape [%llu, %llu] (innermost first), expected [%d, %d]", path, d->gg,
+                   (unsigned long long)gt->ne[0], (unsigned long long)(gt->n_dims > 1 ? gt->ne[1] : 1),
+                   d->cols, d->rows);
+            goto fail;
+        }
+        if (!pz_dtype_supported(gt->type)) {
+            pz_err(err, "%s: tensor %s has unsupported type %d", path, d->gg, (int)gt->type);
+            goto fail;
+        }
+        pz_to_f32(gt->type, gt->data, tmp, (size_t)gt->n_elems);
+        if (d->perm_heads > 0 && cfg.head_dim % 2) {
+            pz_err(err, "%s: odd head dimension %d", path, cfg.head_dim);
+            goto fail;
+        }
+        store_f32_rows(d, tmp, cfg.head_dim);
+    }
+    if (cfg.tie_embeddings) m->lm_head.data = m->tok_embd.data;
+    snprintf(m->source, sizeof m->source, "%s", path);
+    snprintf(m->format, sizeof m->format, "gguf");
+    free(tmp);
+    free(t);
+    pz_gguf_close(g);
+    return m;
+oom:
+    pz_err(err, "%s: out of memory", path);
+fail:
+    free(tmp);
+    free(t);
+    pz_model_free(m);
+    pz_gguf_close(g);
+    return NULL;
+}
+
+// ---- Hugging Face directory ---------------------------------------------------------
+static int hf_config_path(const char *path, char *buf, size_t cap) {
+    if (pz_is_dir(path)) {
+        pz_path_join(buf, cap, path, "config.json");
+        return 0;
+    }
+    snprintf(buf, cap, "%s", path);
+    return 0;
+}
+
+static pz_model *load_hf(const char *dir, pz_wtype wt, char *err) {
+    char cpath[1100];
+    pz_config cfg;
+    hf_config_path(dir, cpath, sizeof cpath);
+    if (pz_config_from_hf_file(&cfg, cpath, err)) return NULL;
+    pz_st *st = pz_st_open(dir, err);
+    if (!st) return NULL;
+    pz_model *m = NULL;
+    wdesc *t = NULL;
+    float *tmp = NULL;
+    if (!(m = pz_model_alloc(&cfg, wt, err))) goto fail;
+    t = malloc(sizeof *t * (size_t)table_cap(&cfg));
+    if (!t) goto oom;
+    int n = weight_table(m, t);
+    layout(t, n, wt, m->arena);
+    size_t maxcols = 0;
+    for (int i = 0; i < n; i++)
+        if ((size_t)t[i].cols > maxcols) maxcols = (size_t)t[i].cols;
+    if (!(tmp = malloc(sizeof(float) * maxcols))) goto oom;
+    for (int i = 0; i < n; i++) {
+        wdesc *d = &t[i];
+        if (d->tied_head) continue;
+        const pz_st_tensor *s = pz_st_find(st, d->hf);
+        if (!s) {
+            pz_err(err, "%s: missing tensor %s", dir, d->hf);
+            goto fail;
+        }
+        int ok = d->vec ? (s->n_dims == 1 && s->shape[0] == d->cols)
+                        : (s->n_dims == 2 && s->shape[0] == d->rows && s->shape[1] == d->cols);
+        if (!ok) {
+            pz_err(err, "%s: tensor %s has shape [%lld%s%lld], expected [%d, %d] from config.json", dir, d->hf,
+                   (long long)(s->n_dims > 0 ? s->shape[0] : 0), s->n_dims > 1 ? ", " : "",
+                   (long long)(s->n_dims > 1 ? s->shape[1] : 0), d->vec ? d->cols : d->rows,
+                   d->vec ? 1 : d->cols);
+            goto fail;
+        }
+        if (s->dtype != PZ_ST_F32 && s->dtype != PZ_ST_BF16 && s->dtype != PZ_ST_F16) {
+            pz_err(err, "%s: tensor %s has dtype %s (F32, BF16 or F16 expected)", dir, d->hf,
+                   pz_st_dtype_name(s->dtype));
+            goto fail;
+        }
+        // Row by row, so no full-size temporary is needed; bf16 -> bf16 is a copy.
+        size_t cols = (size_t)d->cols;
+        for (int r = 0; r < d->rows; r++) {
+            const char *src = (const char *)s->data + (size_t)r * cols * (size_t)pz_st_dtype_size(s->dtype);
+            if (d->mat && d->mat->type == PZ_W_BF16 && s->dtype == PZ_ST_BF16) {
+                memcpy((uint16_t *)d->mat->data + (size_t)r * cols, src, 2 * cols);
+                continue;
+            }
+            if (s->dtype == PZ_ST_F32) memcpy(tmp, src, 4 * cols);
+            else if (s->dtype == PZ_ST_BF16) pz_bf16_to_f32_row((const uint16_t *)src, tmp, cols);
+            else pz_to_f32(PZ_F16, src, tmp, cols);
+            wdesc one = *d;
+            one.rows = 1;
+            one.perm_heads = 0;
+            if (one.mat) {
+                pz_mat row = *d->mat;
+                row.data = (char *)d->mat->data + (size_t)r * cols * elem_bytes(d->mat->type);
+                one.mat = &row;
+                store_f32_rows(&one, tmp, cfg.head_dim);
+            } else {
+                store_f32_rows(&one, tmp, cfg.head_dim);
+            }
+        }
+    }
+    if (cfg.tie_embeddings) m->lm_head.data = m->tok_embd.data;
+    snprintf(m->source, sizeof m->source, "%s", dir);
+    snprintf(m->format, sizeof m->format, "hf");
+    free(tmp);
+    free(t);
+    pz_st_close(st);
+    return m;
+oom:
+    pz_err(err, "%s: out of memory", dir);
+fail:
+    free(tmp);
+    free(t);
+    pz_model_free(m);
+    pz_st_close(st);
+    return NULL;
+}
+
+pz_model *pz_model_load(const char *path, pz_wtype wtype, char *err) {
+    if (pz_is_dir(path)) return load_hf(path, wtype, err);
+    if (!pz_file_exists(path)) {
+        pz_err(err, "%s: no such file or directory", path);
+        return NULL;
+    }
+    return load_gguf(path, wtype, err);
+}
+
+int pz_model_load_config(const char *path, pz_config *cfg, char *err) {
+    size_t n = strlen(path);
+    if (pz_is_dir(path) || (n >= 5 && strcmp(path + n - 5, ".json") == 0)) {
+        char cpath[1100];
+        hf_config_path(path, cpath, sizeof cpath);
+        return pz_config_from_hf_file(cfg, cpath, err);
+    }
+    pz_gguf *g = pz_gguf_open(path, err);
+    if (!g) return -1;
+    int rc = gguf_config(g, cfg, path, err);
+    pz_gguf_close(g);
+    return rc;
+}
+
+// ---- writing a DeciLM directory -------------------------------------------------------
+int pz_model_save_hf(const pz_model *m, const char *dir, char *err) {
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) return pz_err(err, "%s: %s", dir, strerror(errno));
+    char cpath[1100];
+    pz_path_join(cpath, sizeof cpath, dir, "config.json");
+    if (pz_config_write_hf_file(&m->cfg, cpath, err)) return -1;
+    pz_st_writer *w = pz_st_writer_new();
+    if (!w) return pz_err(err, "%s: out of memory", dir);
+    int n = pz_model_n_weights(m), rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        pz_weight_info wi;
+        if (pz_model_weight_at(m, i, &wi)) {
+            rc = pz_err(err, "%s: weight %d unavailable", dir, i);
+            break;
+        }
+        int64_t shape[2] = {wi.is_matrix ? wi.rows : wi.cols, wi.cols};
+        rc = pz_st_writer_add(w, wi.name, wi.type == PZ_W_BF16 ? PZ_ST_BF16 : PZ_ST_F32,
+                              wi.is_matrix ? 2 : 1, shape, wi.data, err);
+    }
+    if (rc == 0) {
+        pz_st_writer_set_metadata(w, "format", "pt");
+        rc = pz_st_writer_write_dir(w, dir, (size_t)4 << 30, err);
+    }
+    pz_st_writer_free(w);
+    return rc;
+}

@@ -1,0 +1,336 @@
+// test_kernels.c — every CPU op, through the backend interface, against a
+// plain-loop reference in double on random inputs, by normalized error
+// max|a-b| / max|b|. Odd sizes on purpose (tails of the 16-lane kernels).
+// Run with "perf" as argv[1] to also time matmul paths.
+#include "testutil.h"
+#include "common.h"
+#include "backend.h"
+#include "cpu/matmul.h"
+#include "cpu/gemv.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rng = 12345;
+static pz_backend *B;
+static char err[PZ_ERRLEN];
+
+static float *randv(size_t n, float scale) {
+    float *x = malloc(sizeof(float) * (n ? n : 1));
+    pz_test_fill_randn(x, n, scale, &rng);
+    return x;
+}
+
+static uint16_t to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u += 0x7fffu + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+static float from_bf16(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+// ---- matmul ------------------------------------------------------------------
+static void test_matmul(int M, int N, int K, pz_dt wt, int acc, int pad) {
+    int ldx = K + pad, ldy = N + 2 * pad;
+    float *x = randv((size_t)M * ldx, 1.0f), *w = randv((size_t)N * K, 0.1f);
+    float *y = randv((size_t)M * ldy, 1.0f);
+    double *ref = malloc(sizeof(double) * (size_t)M * ldy);
+    uint16_t *wb = malloc(2 * (size_t)N * K);
+    for (size_t i = 0; i < (size_t)N * K; i++) {
+        wb[i] = to_bf16(w[i]);
+        if (wt == PZ_DT_BF16) w[i] = from_bf16(wb[i]);
+    }
+    // The library bf16 path rounds activations to bf16 too; the small-M kernel does not.
+    int xround = wt == PZ_DT_BF16 && M > PZ_GEMV_MAX_M;
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < ldy; n++) {
+            double s = 0;
+            if (n < N)
+                for (int k = 0; k < K; k++) {
+                    float xv = x[(size_t)m * ldx + k];
+                    if (xround) xv = from_bf16(to_bf16(xv));
+                    s += (double)xv * w[(size_t)n * K + k];
+                }
+            double old = y[(size_t)m * ldy + n];
+            ref[(size_t)m * ldy + n] = n < N ? (acc ? old + s : s) : old;
+        }
+    int rc = B->matmul(B, y, ldy, x, ldx, wt == PZ_DT_F32 ? (void *)w : (void *)wb, wt, M, N, K, acc, err);
+    CHECKF(rc == 0, "%s", err);
+    double e = pz_rel_err_fd(y, ref, (size_t)M * ldy);
+    CHECKF(e < 2e-6, "matmul %s M=%d N=%d K=%d acc=%d pad=%d: rel err %.3g", wt ? "bf16" : "f32", M, N, K, acc, pad, e);
+    printf("  matmul %-4s M=%-4d N=%-4d K=%-4d acc=%d ld+%d  err %.2e\n", wt ? "bf16" : "f32", M, N, K, acc, pad, e);
+    free(x), free(w), free(y), free(ref), free(wb);
+}
+
+// ---- rmsnorm -----------------------------------------------------------------
+static void test_rmsnorm(int M, int n) {
+    float *x = randv((size_t)M * n, 2.0f), *w = randv(n, 1.0f), *y = malloc(sizeof(float) * M * n);
+    double *ref = malloc(sizeof(double) * M * n);
+    for (int m = 0; m < M; m++) {
+        double ss = 0;
+        for (int i = 0; i < n; i++) ss += (double)x[m * n + i] * x[m * n + i];
+        double r = 1 / sqrt(ss / n + 1e-5);
+        for (int i = 0; i < n; i++) ref[m * n + i] = x[m * n + i] * r * w[i];
+    }
+    B->rmsnorm(B, y, x, w, M, n, 1e-5f);
+    double e = pz_rel_err_fd(y, ref, (size_t)M * n);
+    CHECKF(e < 1e-6, "rmsnorm M=%d n=%d: %.3g", M, n, e);
+    B->rmsnorm(B, x, x, w, M, n, 1e-5f);  // in place
+    CHECK(pz_rel_err_f(x, y, (size_t)M * n) == 0);
+    printf("  rmsnorm M=%d n=%d err %.2e\n", M, n, e);
+    free(x), free(w), free(y), free(ref);
+}
+
+// ---- rope --------------------------------------------------------------------
+static void test_rope(int M, int H, int d, int llama3) {
+    pz_rope_params p = {.head_dim = d, .theta = 10000.0f, .llama3 = llama3, .factor = 8,
+                        .low_freq_factor = 1, .high_freq_factor = 4, .orig_ctx = 64};
+    float inv[512];
+    pz_rope_inv_freq(&p, inv);
+    // Independent frequency check.
+    double fe = 0;
+    for (int i = 0; i < d / 2; i++) {
+        double f = pow(10000.0, -2.0 * i / d);
+        if (llama3) {
+            double wl = 2 * M_PI / f, lo = 64 / 1.0, hi = 64 / 4.0;
+            if (wl > lo) f /= 8;
+            else if (wl >= hi) {
+                double sm = (64 / wl - 1) / (4 - 1);
+                f = (1 - sm) * f / 8 + sm * f;
+            }
+        }
+        fe = fmax(fe, fabs(inv[i] - f) / f);
+    }
+    CHECKF(fe < 1e-6, "inv_freq err %.3g", fe);
+    int ld = H * d + 3;
+    float *x = randv((size_t)M * ld, 1.0f);
+    double *ref = malloc(sizeof(double) * M * ld);
+    int32_t *pos = malloc(sizeof(int32_t) * M);
+    for (int m = 0; m < M; m++) pos[m] = (int32_t)(pz_test_rand_u64(&rng) % 300);
+    for (int m = 0; m < M; m++)
+        for (int c = 0; c < ld; c++) {
+            ref[m * ld + c] = x[m * ld + c];
+            if (c >= H * d) continue;
+            int h = c / d, i = c % d, half = d / 2;
+            int j = i < half ? i : i - half;
+            double a = pos[m] * (double)inv[j];
+            double x0 = x[m * ld + h * d + j], x1 = x[m * ld + h * d + j + half];
+            ref[m * ld + c] = i < half ? x0 * cos(a) - x1 * sin(a) : x1 * cos(a) + x0 * sin(a);
+        }
+    B->rope(B, x, ld, pos, M, H, d, inv);
+    double e = pz_rel_err_fd(x, ref, (size_t)M * ld);
+    CHECKF(e < 1e-6, "rope M=%d H=%d d=%d: %.3g", M, H, d, e);
+    printf("  rope M=%d H=%d d=%d llama3=%d err %.2e\n", M, H, d, llama3, e);
+    free(x), free(ref), free(pos);
+}
+
+// ---- attention ---------------------------------------------------------------
+// Reference over row-major K and V (kr, vr: (n_keys, KV*d)).
+static void attn_ref(const pz_attn_seq *s, const float *kr, const float *vr, int H, int KV, int d, double *out) {
+    int group = H / KV, kvd = KV * d;
+    double *sc = malloc(sizeof(double) * (s->pos0 + s->n_q));
+    for (int t = 0; t < s->n_q; t++)
+        for (int h = 0; h < H; h++) {
+            int nk = s->pos0 + t + 1, g = h / group;
+            double mx = -1e300, sum = 0;
+            for (int j = 0; j < nk; j++) {
+                double a = 0;
+                for (int i = 0; i < d; i++)
+                    a += (double)s->q[(size_t)t * s->q_ld + h * d + i] * kr[(size_t)j * kvd + g * d + i];
+                sc[j] = a / sqrt((double)d);
+                if (sc[j] > mx) mx = sc[j];
+            }
+            for (int j = 0; j < nk; j++) sum += (sc[j] = exp(sc[j] - mx));
+            for (int i = 0; i < d; i++) {
+                double a = 0;
+                for (int j = 0; j < nk; j++) a += sc[j] * vr[(size_t)j * kvd + g * d + i];
+                out[(size_t)t * H * d + h * d + i] = a / sum;
+            }
+        }
+    free(sc);
+}
+
+// Caches filled through kv_write from row-major random K and V, with room
+// for a few more positions than used (as in the engine), and a garbage
+// value (NaN) in every unwritten position to prove it is never used.
+// rowmajor: K/V passed as row-major buffers with padded rows (kv_ld > 0)
+// instead of a cache.
+static void test_attention(int n_seq, const int *n_q, const int *pos0, int H, int KV, int d, int rowmajor) {
+    pz_attn_seq s[8];
+    double err_max = 0;
+    float *bufs[8][6];
+    int kvd = KV * d;
+    for (int i = 0; i < n_seq; i++) {
+        int nk = pos0[i] + n_q[i], cap = nk + 21;
+        size_t kb = B->kv_bytes(B, KV, d, cap);
+        if (kb < (size_t)cap * (kvd + 3) * 4) kb = (size_t)cap * (kvd + 3) * 4;
+        bufs[i][0] = randv((size_t)n_q[i] * (H * d + 7), 1.5f);
+        bufs[i][1] = randv((size_t)nk * kvd, 1.5f);   // K rows
+        bufs[i][2] = randv((size_t)nk * kvd, 1.0f);   // V rows
+        bufs[i][3] = calloc((size_t)n_q[i] * H * d, sizeof(float));
+        bufs[i][4] = B->alloc(B, kb);
+        bufs[i][5] = B->alloc(B, kb);
+        for (size_t z = 0; z < kb / 4; z++) bufs[i][4][z] = bufs[i][5][z] = NAN;
+        for (int j = 0; j < nk; j++)
+            B->kv_write(B, bufs[i][4], bufs[i][5], KV, d, j, bufs[i][1] + (size_t)j * kvd, bufs[i][2] + (size_t)j * kvd);
+        s[i] = (pz_attn_seq){.q = bufs[i][0], .q_ld = H * d + 7, .out = bufs[i][3], .out_ld = H * d,
+                             .k = bufs[i][4], .v = bufs[i][5], .kv_ld = 0, .n_q = n_q[i], .pos0 = pos0[i]};
+        if (rowmajor) {  // the same values, rows padded by 3 floats
+            int ld = kvd + 3;
+            for (int j = 0; j < nk; j++)
+                for (int c = 0; c < ld; c++) {
+                    bufs[i][4][(size_t)j * ld + c] = c < kvd ? bufs[i][1][(size_t)j * kvd + c] : NAN;
+                    bufs[i][5][(size_t)j * ld + c] = c < kvd ? bufs[i][2][(size_t)j * kvd + c] : NAN;
+                }
+            s[i].kv_ld = ld;
+        }
+    }
+    int rc = B->attention(B, s, n_seq, H, KV, d, err);
+    CHECKF(rc == 0, "%s", err);
+    for (int i = 0; i < n_seq; i++) {
+        double *ref = malloc(sizeof(double) * n_q[i] * H * d);
+        attn_ref(&s[i], bufs[i][1], bufs[i][2], H, KV, d, ref);
+        double e = pz_rel_err_fd(s[i].out, ref, (size_t)n_q[i] * H * d);
+        if (e > err_max) err_max = e;
+        free(ref);
+        for (int j = 0; j < 4; j++) free(bufs[i][j]);
+        B->free(B, bufs[i][4]);
+        B->free(B, bufs[i][5]);
+    }
+    CHECKF(err_max < 2e-6, "attention n_seq=%d H=%d KV=%d d=%d %s: %.3g", n_seq, H, KV, d,
+           rowmajor ? "row-major" : "cache", err_max);
+    printf("  attention n_seq=%d H=%d KV=%d d=%d %-9s err %.2e\n", n_seq, H, KV, d,
+           rowmajor ? "row-major" : "cache", err_max);
+}
+
+// ---- swiglu, add, embed -------------------------------------------------------
+static void test_pointwise(int M, int n) {
+    int gu_ld = 2 * n + 1, ldh = n + 2;
+    float *gu = randv((size_t)M * gu_ld, 3.0f), *h = randv((size_t)M * ldh, 1.0f);
+    double *ref = malloc(sizeof(double) * M * ldh);
+    for (int m = 0; m < M; m++)
+        for (int i = 0; i < ldh; i++) {
+            if (i >= n) {
+                ref[m * ldh + i] = h[m * ldh + i];
+                continue;
+            }
+            double g = gu[m * gu_ld + i], u = gu[m * gu_ld + n + i];
+            ref[m * ldh + i] = g / (1 + exp(-g)) * u;
+        }
+    B->swiglu(B, h, ldh, gu, gu + n, gu_ld, M, n);
+    double e = pz_rel_err_fd(h, ref, (size_t)M * ldh);
+    CHECKF(e < 1e-6, "swiglu M=%d n=%d: %.3g", M, n, e);
+    printf("  swiglu M=%d n=%d err %.2e\n", M, n, e);
+
+    size_t len = (size_t)M * n;
+    float *a = randv(len, 1.0f), *b = randv(len, 1.0f);
+    double *r2 = malloc(sizeof(double) * len);
+    for (size_t i = 0; i < len; i++) r2[i] = (double)a[i] + b[i];
+    B->add(B, a, b, len);
+    e = pz_rel_err_fd(a, r2, len);
+    CHECKF(e < 1e-7, "add: %.3g", e);
+
+    int vocab = 37;
+    float *tab = randv((size_t)vocab * n, 1.0f), *y = malloc(sizeof(float) * len);
+    uint16_t *tb = malloc(2 * (size_t)vocab * n);
+    for (size_t i = 0; i < (size_t)vocab * n; i++) tb[i] = to_bf16(tab[i]);
+    int32_t *ids = malloc(sizeof(int32_t) * M);
+    for (int m = 0; m < M; m++) ids[m] = (int32_t)(pz_test_rand_u64(&rng) % vocab);
+    CHECK(B->embed(B, y, tab, PZ_DT_F32, ids, M, n, vocab, err) == 0);
+    int ok = 1;
+    for (int m = 0; m < M; m++) ok &= memcmp(y + (size_t)m * n, tab + (size_t)ids[m] * n, sizeof(float) * n) == 0;
+    CHECK(ok);
+    CHECK(B->embed(B, y, tb, PZ_DT_BF16, ids, M, n, vocab, err) == 0);
+    ok = 1;
+    for (int m = 0; m < M; m++)
+        for (int i = 0; i < n; i++) ok &= y[(size_t)m * n + i] == from_bf16(tb[(size_t)ids[m] * n + i]);
+    CHECK(ok);
+    ids[M - 1] = vocab;
+    CHECK(B->embed(B, y, tab, PZ_DT_F32, ids, M, n, vocab, err) == -1 && strstr(err, "vocabulary"));
+    free(gu), free(h), free(ref), free(a), free(b), free(r2), free(tab), free(y), free(tb), free(ids);
+}
+
+static void perf(void) {
+    // Times of the small-M kernel and the library on model-like shapes.
+    int shapes[][3] = {{1, 576, 576}, {1, 1536, 576}, {1, 576, 1536}, {1, 49152, 576},
+                       {4, 1536, 576}, {512, 576, 576}, {512, 1536, 576}, {512, 576, 1536}};
+    pz_cpu_mm *mm = pz_cpu_matmul_create(B->n_threads, err);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        float *x = randv((size_t)M * K, 1), *w = randv((size_t)N * K, 0.1f), *y = malloc(sizeof(float) * M * N);
+        uint16_t *wb = malloc(2 * (size_t)N * K);
+        float *xs = malloc(sizeof(float) * pz_cpu_gemv_scratch_floats(M, K));
+        for (size_t i = 0; i < (size_t)N * K; i++) wb[i] = to_bf16(w[i]);
+        for (int dt = 0; dt < 2; dt++) {
+            const void *wp = dt ? (void *)wb : (void *)w;
+            double t_lib = 1e9, t_gemv = 1e9;
+            for (int rep = 0; rep < 5; rep++) {
+                double t0 = pz_now();
+                pz_cpu_matmul_lib(mm, y, N, x, K, wp, (pz_dt)dt, M, N, K, 0, err);
+                double t1 = pz_now();
+                if (M <= 8) pz_cpu_gemv(y, N, x, K, wp, (pz_dt)dt, M, N, K, 0, B->n_threads, xs);
+                double t2 = pz_now();
+                if (rep) t_lib = fmin(t_lib, t1 - t0), t_gemv = fmin(t_gemv, t2 - t1);
+            }
+            double fl = 2.0 * M * N * K, by = (double)N * K * (dt ? 2 : 4);
+            printf("  perf %-4s M=%-4d N=%-5d K=%-5d lib %8.1f GFLOP/s %6.1f GB/s", dt ? "bf16" : "f32", M, N, K,
+                   fl / t_lib * 1e-9, by / t_lib * 1e-9);
+            if (M <= 8) printf(" | gemv %8.1f GFLOP/s %6.1f GB/s", fl / t_gemv * 1e-9, by / t_gemv * 1e-9);
+            printf("\n");
+        }
+        free(x), free(w), free(y), free(wb), free(xs);
+    }
+    pz_cpu_matmul_free(mm);
+}
+
+int main(int argc, char **argv) {
+    B = pz_backend_create(PZ_BACKEND_CPU, 2, err);
+    if (!B) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    printf("matmul library: %s, avx512 %d, avx512_bf16 %d\n", pz_cpu_matmul_library(),
+           pz_cpu_have_avx512(), pz_cpu_have_avx512_bf16());
+    CHECK(B->supports(B, PZ_OP_MATMUL, PZ_DT_BF16) && B->supports(B, PZ_OP_RMSNORM, PZ_DT_F32));
+    CHECK(!B->supports(B, PZ_OP_RMSNORM, PZ_DT_BF16));
+    int sizes[][3] = {{1, 7, 5}, {1, 33, 17}, {2, 31, 29}, {3, 64, 96}, {4, 5, 130}, {8, 19, 33},
+                      {9, 31, 29}, {17, 65, 33}, {64, 96, 80}, {130, 257, 65}};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        for (int dt = 0; dt < 2; dt++)
+            for (int acc = 0; acc < 2; acc++)
+                test_matmul(sizes[i][0], sizes[i][1], sizes[i][2], (pz_dt)dt, acc, (int)(i % 3));
+    test_rmsnorm(1, 7);
+    test_rmsnorm(13, 576);
+    test_rope(1, 3, 8, 0);
+    test_rope(11, 5, 64, 0);
+    test_rope(9, 2, 128, 1);
+    {
+        int nq[] = {37}, p0[] = {0};
+        for (int rm = 0; rm < 2; rm++) test_attention(1, nq, p0, 6, 2, 16, rm);
+    }
+    {
+        int nq[] = {5, 1, 19}, p0[] = {11, 40, 3};
+        for (int rm = 0; rm < 2; rm++) test_attention(3, nq, p0, 4, 4, 40, rm);
+    }
+    {
+        int nq[] = {1, 1, 1, 1}, p0[] = {0, 7, 33, 70};
+        for (int rm = 0; rm < 2; rm++) test_attention(4, nq, p0, 9, 3, 64, rm);
+    }
+    {
+        int nq[] = {3}, p0[] = {2};
+        for (int rm = 0; rm < 2; rm++) test_attention(1, (int[]){1}, (int[]){130}, 2, 2, 160, rm);  // head_dim > 128: plain loop
+        for (int rm = 0; rm < 2; rm++) test_attention(1, nq, p0, 2, 1, 6, rm);
+    }
+    CHECK(B->attention(B, NULL, 0, 4, 3, 16, err) == -1);
+    test_pointwise(1, 5);
+    test_pointwise(23, 129);
+    if (argc > 1 && strcmp(argv[1], "perf") == 0) perf();
+    pz_backend_free(B);
+    return pz_test_finish("test_kernels");
+}
