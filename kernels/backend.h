@@ -57,9 +57,11 @@ typedef struct {
 // positions 0 .. pos0+n_q-1 (the cache must already hold the new ones).
 // K and V are either plain row-major buffers (kv_ld > 0: rows of
 // n_kv*head_dim values, kv_ld apart), or (kv_ld == 0) a KV cache in the
-// backend's own layout, filled by kv_write. The CPU backend's cache keeps K
-// transposed in blocks of 16 positions, [pos/16][n_kv][head_dim][16], so 16
-// scores come out of one vector of fused multiply-adds, and V row-major.
+// backend's own layout, sized by kv_bytes for kv_cap positions and filled
+// by kv_write. The CPU backend's cache keeps each KV head's K as one run of
+// transposed blocks of 16 positions, [n_kv][cap/16][head_dim][16], so 16
+// scores come out of one vector of fused multiply-adds, and V as
+// [n_kv][cap][head_dim] (kernels/cpu/attention.h).
 typedef struct {
     const float *q;   // (n_q, n_head*head_dim), rows q_ld apart
     int q_ld;
@@ -68,6 +70,7 @@ typedef struct {
     const float *k;   // (pos0+n_q, n_kv*head_dim) rows kv_ld apart, or a cache (kv_ld 0)
     const float *v;   // same shape as k
     int kv_ld;        // > 0: row-major K/V; 0: the backend's cache layout
+    int kv_cap;       // cache layout: the n_pos the cache was sized for
     int n_q;
     int pos0;
 } pz_attn_seq;
@@ -100,9 +103,10 @@ struct pz_backend {
     // Bytes of a K cache (and as many of a V cache) for one sequence of up
     // to n_pos positions in one layer.
     size_t (*kv_bytes)(const pz_backend *b, int n_kv, int head_dim, int n_pos);
-    // Stores position pos of one sequence: k and v are (n_kv*head_dim).
-    void (*kv_write)(pz_backend *b, float *k_cache, float *v_cache, int n_kv, int head_dim, int pos,
-                     const float *k, const float *v);
+    // Stores position pos (< cap) of one sequence whose cache was sized for
+    // cap positions: k and v are (n_kv*head_dim).
+    void (*kv_write)(pz_backend *b, float *k_cache, float *v_cache, int n_kv, int head_dim, int cap,
+                     int pos, const float *k, const float *v);
     // Causal attention with grouped KV heads (query head h reads KV head
     // h / (n_head/n_kv)), scale 1/sqrt(head_dim), for n_seq sequences.
     int (*attention)(pz_backend *b, const pz_attn_seq *seqs, int n_seq,

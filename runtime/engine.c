@@ -199,7 +199,7 @@ static int forward(pz_engine *e, const int32_t *tok, int R, int n_seq, const int
             for (int r = 0; r < R; r++) {
                 size_t base = (size_t)e->row_slot[r] * el->slot_floats;
                 const float *src = e->qkv + (size_t)r * ld + qd;
-                b->kv_write(b, el->k + base, el->v + base, s->n_kv, hd, e->pos[r], src, src + kvd);
+                b->kv_write(b, el->k + base, el->v + base, s->n_kv, hd, e->p.max_ctx, e->pos[r], src, src + kvd);
             }
             for (int i = 0; i < n_seq; i++) {
                 pz_attn_seq *q = &e->seqs[i];
@@ -211,6 +211,7 @@ static int forward(pz_engine *e, const int32_t *tok, int R, int n_seq, const int
                 q->k = el->k + base;
                 q->v = el->v + base;
                 q->kv_ld = 0;  // the backend's cache layout
+                q->kv_cap = e->p.max_ctx;
             }
             if (b->attention(b, e->seqs, n_seq, nh, s->n_kv, hd, err)) return -1;
             if (b->matmul(b, e->x, H, e->att, qd, w->wo.data, dt_of(&w->wo), R, H, qd, 1, err)) return -1;

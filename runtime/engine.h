@@ -6,6 +6,18 @@
 // processes one new token for each of several slots in one pass (the shape
 // continuous batching needs). The KV cache is allocated per layer, sized by
 // that layer's KV heads; linear and noop attention layers hold none.
+//
+// Numerics: activations are fp32. With bf16 weights, products of more than
+// 8 rows (prefill) round the activations to bf16 (bf16 x bf16 -> fp32 in
+// the library), while decode multiplies the exact bf16 weights with fp32
+// activations, so one sequence's logits do not depend on what it is batched
+// with in decode.
+//
+// Threads: OpenMP (the engine's own kernels and oneDNN). On a machine shared
+// with other busy processes, run with OMP_WAIT_POLICY=passive: libgomp's
+// default spinning at each of the ~150 barriers of a decode step starves the
+// thread it waits for (measured 10-30x slower decode); the variable is read
+// when libgomp loads, so it must be set in the environment.
 #ifndef PZ_ENGINE_H
 #define PZ_ENGINE_H
 
@@ -14,7 +26,7 @@
 #include "model.h"
 
 typedef struct {
-    int n_threads;     // 0: all cores
+    int n_threads;     // 0: all cores (omp_get_num_procs)
     int n_slots;       // sequences held at once (default 1)
     int max_ctx;       // KV positions per slot (default min(model max_ctx, 4096))
     int max_batch;     // most tokens in one forward call (default 512)

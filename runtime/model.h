@@ -4,6 +4,23 @@
 // Hugging Face orientation), and Q/K rows use the Hugging Face RoPE pairing
 // (dimension i rotates with i + head_dim/2): GGUF files, whose llama
 // converter permutes Q/K rows for adjacent-pair RoPE, are un-permuted here.
+//
+// Arena layout (pz_model_alloc): each tensor 64-byte aligned, in the order
+// of pz_model_weight_at, except that wk and wv directly follow wq, and w_up
+// directly follows w_gate, so [q;k;v] and [gate;up] can each be one matrix
+// product (the engine checks the adjacency and falls back when a caller
+// has pointed the weights elsewhere). The arena is 2 MiB-aligned and
+// advised for transparent huge pages. Norm vectors are always fp32.
+//
+// GGUF: architectures "llama" and "deci" (per-layer head_count,
+// head_count_kv and feed_forward_length arrays; head_count 0 = noop
+// attention, head_count_kv 0 = linear attention in attn_output, n_ff 0 =
+// noop FFN, or linear FFN when blk.N.ffn_linear.weight exists — a name of
+// ours, as no converter convention is known). A tied model has no
+// output.weight. Baked Llama-3 RoPE scaling (rope_freqs.weight) is refused.
+// Hugging Face: LlamaForCausalLM or DeciLM config.json + safetensors,
+// tensors F32, BF16 or F16; every tensor's shape is checked against the
+// config.
 #ifndef PZ_MODEL_H
 #define PZ_MODEL_H
 
@@ -50,12 +67,15 @@ pz_model *pz_model_load(const char *path, pz_wtype wtype, char *err);
 // directory's config.json (or a config.json path).
 int pz_model_load_config(const char *path, pz_config *cfg, char *err);
 // Allocates a model with the given config and zeroed weights (for tests,
-// and for stages that fill weights themselves).
+// and for stages that fill weights themselves). Free with pz_model_free.
 pz_model *pz_model_alloc(const pz_config *cfg, pz_wtype wtype, char *err);
 void pz_model_free(pz_model *m);
 
 // Writes m as a Hugging Face DeciLM directory (config.json +
-// model.safetensors), weights in their stored dtype (F32 or BF16).
+// model.safetensors, sharded above 4 GiB), weights in their stored dtype
+// (F32 or BF16; norms F32), HF names (linear blocks as
+// self_attn.linear_attn.weight and mlp.linear_mlp.weight; no lm_head.weight
+// when tied). The directory is created if missing.
 int pz_model_save_hf(const pz_model *m, const char *dir, char *err);
 
 // Bytes of weights as stored in memory (a tied lm_head counted once).

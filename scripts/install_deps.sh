@@ -3,7 +3,7 @@
 # nothing when everything is already there. Run as root (or with sudo).
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config clang libclang-rt-dev libomp-dev
-      libdnnl-dev libopenblas-dev libcjson-dev libpcre2-dev libsqlite3-dev sqlite3
+      libdnnl-dev libopenblas-dev libcjson-dev libpcre2-dev libsqlite3-dev sqlite3 libssl-dev
       libglpk-dev libmicrohttpd-dev gnuplot-nox unzip python3 python3-pip ca-certificates)
 missing=()
 for p in "${PKGS[@]}"; do

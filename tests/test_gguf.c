@@ -1,4 +1,4 @@
-// labels: cpu;model
+// labels: cpu model
 // test_gguf.c — the GGUF reader against files written by the `gguf` Python
 // package (tests/ref/make_format_fixtures.py), against the reference parent
 // when $PUZZLE_MODEL is set, and against hostile inputs: every truncation,

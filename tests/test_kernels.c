@@ -47,7 +47,7 @@ static void test_matmul(int M, int N, int K, pz_dt wt, int acc, int pad) {
         if (wt == PZ_DT_BF16) w[i] = from_bf16(wb[i]);
     }
     // The library bf16 path rounds activations to bf16 too; the small-M kernel does not.
-    int xround = wt == PZ_DT_BF16 && M > PZ_GEMV_MAX_M;
+    int xround = wt == PZ_DT_BF16 && M > PZ_GEMV_MAX_M && pz_cpu_matmul_bf16_rounds_activations();
     for (int m = 0; m < M; m++)
         for (int n = 0; n < ldy; n++) {
             double s = 0;
@@ -178,9 +178,9 @@ static void test_attention(int n_seq, const int *n_q, const int *pos0, int H, in
         bufs[i][5] = B->alloc(B, kb);
         for (size_t z = 0; z < kb / 4; z++) bufs[i][4][z] = bufs[i][5][z] = NAN;
         for (int j = 0; j < nk; j++)
-            B->kv_write(B, bufs[i][4], bufs[i][5], KV, d, j, bufs[i][1] + (size_t)j * kvd, bufs[i][2] + (size_t)j * kvd);
+            B->kv_write(B, bufs[i][4], bufs[i][5], KV, d, cap, j, bufs[i][1] + (size_t)j * kvd, bufs[i][2] + (size_t)j * kvd);
         s[i] = (pz_attn_seq){.q = bufs[i][0], .q_ld = H * d + 7, .out = bufs[i][3], .out_ld = H * d,
-                             .k = bufs[i][4], .v = bufs[i][5], .kv_ld = 0, .n_q = n_q[i], .pos0 = pos0[i]};
+                             .k = bufs[i][4], .v = bufs[i][5], .kv_ld = 0, .kv_cap = cap, .n_q = n_q[i], .pos0 = pos0[i]};
         if (rowmajor) {  // the same values, rows padded by 3 floats
             int ld = kvd + 3;
             for (int j = 0; j < nk; j++)
@@ -325,6 +325,11 @@ int main(int argc, char **argv) {
     {
         int nq[] = {3}, p0[] = {2};
         for (int rm = 0; rm < 2; rm++) test_attention(1, (int[]){1}, (int[]){130}, 2, 2, 160, rm);  // head_dim > 128: plain loop
+        // Decode through the grouped kernel: 4 heads per KV head x 40 dims,
+        // 2 x 128 dims, and 5 per KV head (split 4 + 1).
+        test_attention(2, (int[]){1, 1}, (int[]){45, 3}, 8, 2, 40, 0);
+        test_attention(2, (int[]){1, 1}, (int[]){17, 64}, 4, 2, 128, 0);
+        test_attention(1, (int[]){1}, (int[]){33}, 10, 2, 16, 0);
         for (int rm = 0; rm < 2; rm++) test_attention(1, nq, p0, 2, 1, 6, rm);
     }
     CHECK(B->attention(B, NULL, 0, 4, 3, 16, err) == -1);

@@ -1,4 +1,4 @@
-// labels: cpu;model
+// labels: cpu model
 // test_tokenizer_gguf.c — the tokenizer loaded from the reference GGUF
 // ($PUZZLE_MODEL): the same tables as tests/data/smollm2_tokenizer (written
 // from that GGUF by tests/ref/gguf_tokenizer_json.py), exact ids for every

@@ -9,37 +9,46 @@
 #include <string.h>
 
 #define KB 16  // positions per K block
+#define PZ_ATTN_PAIRS_PER_THREAD 32768L
 
-size_t pz_cpu_kv_bytes(int n_kv, int head_dim, int n_pos) {
-    size_t blocks = ((size_t)n_pos + KB - 1) / KB;
-    return blocks * KB * (size_t)n_kv * (size_t)head_dim * sizeof(float);
+static inline size_t cap_blocks(int cap) { return ((size_t)cap + KB - 1) / KB; }
+
+size_t pz_cpu_kv_bytes(int n_kv, int head_dim, int cap) {
+    return cap_blocks(cap) * KB * (size_t)n_kv * (size_t)head_dim * sizeof(float);
 }
 
-void pz_cpu_kv_write(float *k_cache, float *v_cache, int n_kv, int head_dim, int pos, const float *k,
+void pz_cpu_kv_write(float *k_cache, float *v_cache, int n_kv, int head_dim, int cap, int pos, const float *k,
                      const float *v) {
-    size_t kvd = (size_t)n_kv * head_dim;
-    float *kb = k_cache + (size_t)(pos / KB) * kvd * KB + pos % KB;
-    for (size_t c = 0; c < kvd; c++) kb[c * KB] = k[c];  // c = g*head_dim + i
-    memcpy(v_cache + (size_t)pos * kvd, v, sizeof(float) * kvd);
+    size_t run = cap_blocks(cap) * KB * (size_t)head_dim;  // floats per KV head
+    for (int g = 0; g < n_kv; g++) {
+        float *kb = k_cache + g * run + (size_t)(pos / KB) * head_dim * KB + pos % KB;
+        const float *kg = k + (size_t)g * head_dim;
+        for (int i = 0; i < head_dim; i++) kb[(size_t)i * KB] = kg[i];
+        memcpy(v_cache + g * run + (size_t)pos * head_dim, v + (size_t)g * head_dim, sizeof(float) * head_dim);
+    }
 }
 
-// K element (key j, dimension i) of KV head g; kld 0: the cache layout.
-static inline float kat(const float *k, int kld, int n_kv, int d, int g, int j, int i) {
+// K element (key j, dimension i) and V row of key j, of KV head g;
+// kld 0: the cache layout (cap positions).
+static inline float kat(const float *k, int kld, int cap, int d, int g, int j, int i) {
     if (kld) return k[(size_t)j * kld + (size_t)g * d + i];
-    return k[(((size_t)(j / KB) * n_kv + g) * d + i) * KB + j % KB];
+    return k[g * cap_blocks(cap) * KB * d + ((size_t)(j / KB) * d + i) * KB + j % KB];
+}
+static inline const float *vrow(const float *v, int kld, int cap, int d, int g, int j) {
+    if (kld) return v + (size_t)j * kld + (size_t)g * d;
+    return v + g * cap_blocks(cap) * KB * d + (size_t)j * d;
 }
 
 // ---- plain C: one query row, one head ------------------------------------------
-static void attn_row_ref(const float *q, float *out, const float *k, const float *v, int kld, int n_kv,
+static void attn_row_ref(const float *q, float *out, const float *k, const float *v, int kld, int cap,
                          int g, int n_keys, int d, float scale) {
     float acc[PZ_ATTN_MAX_HEAD_DIM];
     float m = -INFINITY, l = 0;
-    const size_t kvd = kld ? (size_t)kld : (size_t)n_kv * d;
     memset(acc, 0, sizeof(float) * (size_t)d);
     for (int j = 0; j < n_keys; j++) {
-        const float *vj = v + (size_t)j * kvd + (size_t)g * d;
+        const float *vj = vrow(v, kld, cap, d, g, j);
         float s = 0;
-        for (int i = 0; i < d; i++) s += q[i] * kat(k, kld, n_kv, d, g, j, i);
+        for (int i = 0; i < d; i++) s += q[i] * kat(k, kld, cap, d, g, j, i);
         s *= scale;
         if (s > m) {
             float c = expf(m - s);  // exp(-inf) = 0 on the first key
@@ -62,7 +71,7 @@ static void attn_row_ref(const float *q, float *out, const float *k, const float
 // instance (the always_inline body is stamped out per NV below), so it
 // stays in registers; the last vector is masked when head_dim % 16 != 0.
 PZ_T512 static inline __attribute__((always_inline)) void
-attn_row_avx512_nv(const float *q, float *out, const float *k, const float *v, int kld, int n_kv, int g,
+attn_row_avx512_nv(const float *q, float *out, const float *k, const float *v, int kld, int cap, int g,
                    int n_keys, int d, float scale, const int NV) {
     float qs[PZ_ATTN_MAX_HEAD_DIM] __attribute__((aligned(64)));
     for (int i = 0; i < d; i++) qs[i] = q[i] * scale;
@@ -71,7 +80,6 @@ attn_row_avx512_nv(const float *q, float *out, const float *k, const float *v, i
 #define MK(c) ((c) == NV - 1 ? last : (__mmask16)0xFFFF)
 #pragma GCC unroll 8
     for (int c = 0; c < NV; c++) acc[c] = _mm512_setzero_ps();
-    const size_t kvd = kld ? (size_t)kld : (size_t)n_kv * d;
     float m = -INFINITY, l = 0;
     float sc[16] __attribute__((aligned(64)));
     __m512 qv[8];  // row-major K only: q (scaled) in registers
@@ -82,7 +90,7 @@ attn_row_avx512_nv(const float *q, float *out, const float *k, const float *v, i
         __mmask16 bm = nb == KB ? (__mmask16)0xFFFF : (__mmask16)((1u << nb) - 1);
         __m512 s;
         if (kld == 0) {
-            const float *kt = k + ((size_t)(j0 / KB) * n_kv + g) * d * KB;
+            const float *kt = k + (g * cap_blocks(cap) + (size_t)(j0 / KB)) * d * KB;
             __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
             int i = 0;
             for (; i + 4 <= d; i += 4) {
@@ -118,7 +126,7 @@ attn_row_avx512_nv(const float *q, float *out, const float *k, const float *v, i
         l += _mm512_reduce_add_ps(p);
         _mm512_store_ps(sc, p);
         for (int jj = 0; jj < nb; jj++) {
-            const float *vj = v + (size_t)(j0 + jj) * kvd + (size_t)g * d;
+            const float *vj = vrow(v, kld, cap, d, g, j0 + jj);
             __m512 pj = _mm512_set1_ps(sc[jj]);
 #pragma GCC unroll 8
             for (int c = 0; c < NV; c++) acc[c] = _mm512_fmadd_ps(pj, _mm512_maskz_loadu_ps(MK(c), vj + c * 16), acc[c]);
@@ -131,15 +139,134 @@ attn_row_avx512_nv(const float *q, float *out, const float *k, const float *v, i
 }
 
 #define NV_CASE(n) \
-    case n: attn_row_avx512_nv(q, out, k, v, kld, n_kv, g, n_keys, d, scale, n); return 1;
+    case n: attn_row_avx512_nv(q, out, k, v, kld, cap, g, n_keys, d, scale, n); return 1;
 PZ_T512 static int attn_row_avx512(const float *q, float *out, const float *k, const float *v, int kld,
-                                   int n_kv, int g, int n_keys, int d, float scale) {
+                                   int cap, int g, int n_keys, int d, float scale) {
     switch ((d + 15) / 16) {
         NV_CASE(1) NV_CASE(2) NV_CASE(3) NV_CASE(4) NV_CASE(5) NV_CASE(6) NV_CASE(7) NV_CASE(8)
     default: return 0;  // head_dim > 128: the plain loop
     }
 }
 #undef NV_CASE
+
+// ---- AVX-512, decode: all G query heads of one KV head together ---------------
+// For one query row: every K and V vector loaded from the cache serves the
+// G heads that share it (the cache is read once per KV head, not once per
+// query head). Cache layout only (kv_ld == 0). G*NV <= 16 accumulators.
+PZ_T512 static inline __attribute__((always_inline)) void
+attn_group_avx512_t(const float *q, float *out, const float *k, const float *v, int cap, int g, int n_keys,
+                    int d, float scale, const int G, const int NV) {
+    float qs[4][128] __attribute__((aligned(64)));
+    for (int h = 0; h < G; h++)
+        for (int i = 0; i < d; i++) qs[h][i] = q[(size_t)h * d + i] * scale;
+    const __mmask16 last = (d % 16) ? (__mmask16)((1u << (d % 16)) - 1) : (__mmask16)0xFFFF;
+#define MK(c) ((c) == NV - 1 ? last : (__mmask16)0xFFFF)
+    __m512 acc[4][8];
+    float m[4], l[4];
+#pragma GCC unroll 4
+    for (int h = 0; h < G; h++) {
+        m[h] = -INFINITY, l[h] = 0;
+#pragma GCC unroll 8
+        for (int c = 0; c < NV; c++) acc[h][c] = _mm512_setzero_ps();
+    }
+    float sc[4][16] __attribute__((aligned(64)));
+    for (int j0 = 0; j0 < n_keys; j0 += KB) {
+        int nb = n_keys - j0 < KB ? n_keys - j0 : KB;
+        __mmask16 bm = nb == KB ? (__mmask16)0xFFFF : (__mmask16)((1u << nb) - 1);
+        const float *kt = k + (g * cap_blocks(cap) + (size_t)(j0 / KB)) * d * KB;
+        __m512 s0[4], s1[4];
+#pragma GCC unroll 4
+        for (int h = 0; h < G; h++) s0[h] = s1[h] = _mm512_setzero_ps();
+        for (int i = 0; i < d; i += 2) {  // d is even
+            __m512 k0 = _mm512_load_ps(kt + i * KB), k1 = _mm512_load_ps(kt + (i + 1) * KB);
+#pragma GCC unroll 4
+            for (int h = 0; h < G; h++) {
+                s0[h] = _mm512_fmadd_ps(_mm512_set1_ps(qs[h][i]), k0, s0[h]);
+                s1[h] = _mm512_fmadd_ps(_mm512_set1_ps(qs[h][i + 1]), k1, s1[h]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int h = 0; h < G; h++) {
+            __m512 s = _mm512_add_ps(s0[h], s1[h]);
+            float bmax = _mm512_mask_reduce_max_ps(bm, s);
+            if (bmax > m[h]) {
+                float c = expf(m[h] - bmax);
+                __m512 cv = _mm512_set1_ps(c);
+#pragma GCC unroll 8
+                for (int t = 0; t < NV; t++) acc[h][t] = _mm512_mul_ps(acc[h][t], cv);
+                l[h] *= c;
+                m[h] = bmax;
+            }
+            __m512 p = _mm512_maskz_mov_ps(bm, pz_vexp512(_mm512_sub_ps(s, _mm512_set1_ps(m[h]))));
+            l[h] += _mm512_reduce_add_ps(p);
+            _mm512_store_ps(sc[h], p);
+        }
+        const float *vb = v + g * cap_blocks(cap) * KB * d + (size_t)j0 * d;
+        for (int jj = 0; jj < nb; jj++) {
+            __m512 vv[8];
+#pragma GCC unroll 8
+            for (int c = 0; c < NV; c++) vv[c] = _mm512_maskz_loadu_ps(MK(c), vb + (size_t)jj * d + c * 16);
+#pragma GCC unroll 4
+            for (int h = 0; h < G; h++) {
+                __m512 pj = _mm512_set1_ps(sc[h][jj]);
+#pragma GCC unroll 8
+                for (int c = 0; c < NV; c++) acc[h][c] = _mm512_fmadd_ps(pj, vv[c], acc[h][c]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int h = 0; h < G; h++) {
+        __m512 inv = _mm512_set1_ps(1.0f / l[h]);
+#pragma GCC unroll 8
+        for (int c = 0; c < NV; c++) _mm512_mask_storeu_ps(out + (size_t)h * d + c * 16, MK(c), _mm512_mul_ps(acc[h][c], inv));
+    }
+#undef MK
+}
+
+// Heads [h0, h0+G) of KV head g; returns 0 when no instance fits (G*NV > 16).
+PZ_T512 static int attn_group_avx512(const float *q, float *out, const float *k, const float *v, int cap,
+                                     int g, int n_keys, int d, float scale, int G) {
+    int NV = (d + 15) / 16;
+#define GC(gg, nv) \
+    case (gg) * 16 + (nv): attn_group_avx512_t(q, out, k, v, cap, g, n_keys, d, scale, gg, nv); return 1;
+    switch (G * 16 + NV) {
+        GC(1, 1) GC(1, 2) GC(1, 3) GC(1, 4) GC(1, 8) GC(2, 1) GC(2, 2) GC(2, 3) GC(2, 4) GC(2, 8)
+        GC(3, 1) GC(3, 2) GC(3, 3) GC(3, 4) GC(4, 1) GC(4, 2) GC(4, 3) GC(4, 4)
+    default: return 0;
+    }
+#undef GC
+}
+
+// Work item it of a sequence: query row t (later rows, which have more
+// keys, first) and head h.
+static inline void attn_item(const pz_attn_seq *sq, long it, int n_head, int group, int head_dim,
+                             float scale, int avx) {
+    int t = sq->n_q - 1 - (int)(it / n_head), h = (int)(it % n_head);
+    int g = h / group;
+    const float *q = sq->q + (size_t)t * sq->q_ld + (size_t)h * head_dim;
+    float *o = sq->out + (size_t)t * sq->out_ld + (size_t)h * head_dim;
+    int n_keys = sq->pos0 + t + 1;
+    if (!avx || !attn_row_avx512(q, o, sq->k, sq->v, sq->kv_ld, sq->kv_cap, g, n_keys, head_dim, scale))
+        attn_row_ref(q, o, sq->k, sq->v, sq->kv_ld, sq->kv_cap, g, n_keys, head_dim, scale);
+}
+
+// Decode work item: query row 0 of a sequence, heads [h0, h0+gs) of KV
+// head g = h0 / group, through the grouped kernel when an instance fits.
+static inline void attn_item_grouped(const pz_attn_seq *sq, int h0, int gs, int group,
+                                     int head_dim, float scale, int avx) {
+    int g = h0 / group;
+    const float *q = sq->q + (size_t)h0 * head_dim;
+    float *o = sq->out + (size_t)h0 * head_dim;
+    int n_keys = sq->pos0 + 1;
+    if (avx && sq->kv_ld == 0 && attn_group_avx512(q, o, sq->k, sq->v, sq->kv_cap, g, n_keys, head_dim, scale, gs))
+        return;
+    for (int h = h0; h < h0 + gs; h++) {
+        const float *qh = sq->q + (size_t)h * head_dim;
+        float *oh = sq->out + (size_t)h * head_dim;
+        if (!avx || !attn_row_avx512(qh, oh, sq->k, sq->v, sq->kv_ld, sq->kv_cap, g, n_keys, head_dim, scale))
+            attn_row_ref(qh, oh, sq->k, sq->v, sq->kv_ld, sq->kv_cap, g, n_keys, head_dim, scale);
+    }
+}
 
 int pz_cpu_attention(const pz_attn_seq *seqs, int n_seq, int n_head, int n_kv, int head_dim,
                      int n_threads, char *err) {
@@ -153,24 +280,40 @@ int pz_cpu_attention(const pz_attn_seq *seqs, int n_seq, int n_head, int n_kv, i
     const int group = n_head / n_kv;
     const float scale = 1.0f / sqrtf((float)head_dim);
     const int avx = pz_cpu_have_avx512();
-    long total = 0;
-    for (int s = 0; s < n_seq; s++) total += (long)seqs[s].n_q * n_head;
+    long total = 0, pairs = 0;  // (query, head) items; (key, head) pairs
+    for (int s = 0; s < n_seq; s++) {
+        total += (long)seqs[s].n_q * n_head;
+        pairs += (long)seqs[s].n_q * n_head * (seqs[s].pos0 + (seqs[s].n_q + 1) / 2);
+    }
     int nt = n_threads > 0 ? n_threads : omp_get_max_threads();
-    if (total < 2) nt = 1;
+    // A short decode step (a few tens of microseconds) is not worth waking
+    // a thread for; see PZ_GEMV_BYTES_PER_THREAD in gemv.c.
+    if (total < 2 || pairs < PZ_ATTN_PAIRS_PER_THREAD) nt = 1;
+    // Decode (one query per sequence): contiguous ranges of heads per
+    // thread, so heads sharing a KV head mostly run on the same core and
+    // read its cache once from memory. Prefill: dynamic, as work per
+    // query grows with its position.
+    int dyn = 0;
+    for (int s = 0; s < n_seq; s++) dyn |= seqs[s].n_q > 1;
+    // Heads per grouped decode item: as many of a group as fit 16 accumulators.
+    int nvv = (head_dim + 15) / 16, gs = group < 4 ? group : 4;
+    while (gs > 1 && gs * nvv > 16) gs--;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     for (int s = 0; s < n_seq; s++) {
         const pz_attn_seq *sq = &seqs[s];
         long items = (long)sq->n_q * n_head;
+        if (dyn) {
 #pragma omp for schedule(dynamic, 1) nowait
-        for (long it = 0; it < items; it++) {
-            // Later queries have more keys: hand them out first.
-            int t = sq->n_q - 1 - (int)(it / n_head), h = (int)(it % n_head);
-            int g = h / group;
-            const float *q = sq->q + (size_t)t * sq->q_ld + (size_t)h * head_dim;
-            float *o = sq->out + (size_t)t * sq->out_ld + (size_t)h * head_dim;
-            int n_keys = sq->pos0 + t + 1;
-            if (!avx || !attn_row_avx512(q, o, sq->k, sq->v, sq->kv_ld, n_kv, g, n_keys, head_dim, scale))
-                attn_row_ref(q, o, sq->k, sq->v, sq->kv_ld, n_kv, g, n_keys, head_dim, scale);
+            for (long it = 0; it < items; it++) attn_item(sq, it, n_head, group, head_dim, scale, avx);
+        } else {
+            // One query: items are sub-groups of gs heads sharing a KV head.
+            int nsub = (group + gs - 1) / gs;
+#pragma omp for schedule(static) nowait
+            for (int it = 0; it < n_kv * nsub; it++) {
+                int g = it / nsub, h0 = g * group + (it % nsub) * gs;
+                int n = h0 + gs <= (g + 1) * group ? gs : (g + 1) * group - h0;
+                attn_item_grouped(sq, h0, n, group, head_dim, scale, avx);
+            }
         }
     }
     return 0;

@@ -6,11 +6,14 @@
 // the call. OpenMP over (sequence, query, head).
 //
 // K/V come either as row-major buffers (pz_attn_seq.kv_ld > 0) or as a
-// cache of one sequence in one layer (kv_ld == 0), laid out by kv_write as:
-//   K: [ceil(n_pos/16)][n_kv][head_dim][16] — for each block of 16
-//      positions and each KV head, dimension-major, so one 16-lane vector
-//      holds dimension i of 16 consecutive keys;
-//   V: [n_pos][n_kv*head_dim], row-major.
+// cache of one sequence in one layer (kv_ld == 0) sized for cap positions,
+// laid out by kv_write as:
+//   K: [n_kv][ceil(cap/16)][head_dim][16] — per KV head, blocks of 16
+//      positions, dimension-major, so one 16-lane vector holds dimension i
+//      of 16 consecutive keys;
+//   V: [n_kv][cap][head_dim].
+// Each KV head's K and V are long contiguous runs that the hardware
+// prefetcher streams (decode reads them once per token, from memory).
 #ifndef PZ_CPU_ATTENTION_H
 #define PZ_CPU_ATTENTION_H
 
@@ -19,10 +22,10 @@
 
 #define PZ_ATTN_MAX_HEAD_DIM 512
 
-// Bytes of K (and, separately, of V) for n_pos positions.
-size_t pz_cpu_kv_bytes(int n_kv, int head_dim, int n_pos);
-// k, v: (n_kv*head_dim) for position pos.
-void pz_cpu_kv_write(float *k_cache, float *v_cache, int n_kv, int head_dim, int pos, const float *k,
+// Bytes of K (and, separately, of V) for cap positions.
+size_t pz_cpu_kv_bytes(int n_kv, int head_dim, int cap);
+// k, v: (n_kv*head_dim) for position pos < cap.
+void pz_cpu_kv_write(float *k_cache, float *v_cache, int n_kv, int head_dim, int cap, int pos, const float *k,
                      const float *v);
 
 // Returns -1 (err filled) when head_dim is odd or above PZ_ATTN_MAX_HEAD_DIM

@@ -82,10 +82,10 @@ static size_t cpu_kv_bytes(const pz_backend *b, int n_kv, int head_dim, int n_po
     return pz_cpu_kv_bytes(n_kv, head_dim, n_pos);
 }
 
-static void cpu_kv_write(pz_backend *b, float *k_cache, float *v_cache, int n_kv, int head_dim, int pos,
-                         const float *k, const float *v) {
+static void cpu_kv_write(pz_backend *b, float *k_cache, float *v_cache, int n_kv, int head_dim, int cap,
+                         int pos, const float *k, const float *v) {
     (void)b;
-    pz_cpu_kv_write(k_cache, v_cache, n_kv, head_dim, pos, k, v);
+    pz_cpu_kv_write(k_cache, v_cache, n_kv, head_dim, cap, pos, k, v);
 }
 
 static void cpu_swiglu(pz_backend *b, float *h, int ldh, const float *g, const float *u, int gu_ld, int M, int n) {

@@ -59,7 +59,7 @@ static void gemv_rows_ref(float *y, int ldy, const float *x, int ldx, const void
 // ---- AVX-512 ----------------------------------------------------------------
 #define T512 __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
 #ifndef PZ_GEMV_BYTES_PER_THREAD
-#define PZ_GEMV_BYTES_PER_THREAD (2u << 20)
+#define PZ_GEMV_BYTES_PER_THREAD (4u << 20)
 #endif
 
 

@@ -14,7 +14,6 @@
 #elif defined(PZ_USE_OPENBLAS)
 #include <cblas.h>
 void openblas_set_num_threads(int);
-char *openblas_get_config(void);
 #endif
 
 static int kerr(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -74,6 +73,8 @@ struct pz_cpu_mm {
     size_t xbf_cap;       // elements
     float *xperm;         // permuted activations for the small-M bf16 kernel, grown on demand
     size_t xperm_cap;     // floats
+    float *wf32;          // OpenBLAS: a tile of bf16 weights widened to fp32
+    size_t wf32_cap;      // floats
     int next_evict;
     mm_entry cache[MM_CACHE];
 #if defined(PZ_USE_DNNL)
@@ -98,7 +99,7 @@ const char *pz_cpu_matmul_library(void) {
 static void set_threads(pz_cpu_mm *mm) {
     if (omp_get_max_threads() != mm->n_threads) omp_set_num_threads(mm->n_threads);
 #if defined(PZ_USE_OPENBLAS)
-    openblas_set_num_threads(mm->n_threads);
+    openblas_set_num_threads(mm->n_threads);  // the pthread build keeps its own pool
 #endif
 }
 
@@ -140,9 +141,11 @@ void pz_cpu_matmul_free(pz_cpu_mm *mm) {
 #endif
     free(mm->xbf);
     free(mm->xperm);
+    free(mm->wf32);
     free(mm);
 }
 
+#if defined(PZ_USE_DNNL)
 static int ensure_xbf(pz_cpu_mm *mm, size_t n, char *err) {
     if (n <= mm->xbf_cap) return 0;
     uint16_t *p = aligned_alloc(64, ((n * 2 + 63) / 64) * 64);
@@ -151,6 +154,27 @@ static int ensure_xbf(pz_cpu_mm *mm, size_t n, char *err) {
     mm->xbf = p;
     mm->xbf_cap = n;
     return 0;
+}
+#endif
+
+#if defined(PZ_USE_OPENBLAS)
+static int ensure_wf32(pz_cpu_mm *mm, size_t n, char *err) {
+    if (n <= mm->wf32_cap) return 0;
+    float *p = aligned_alloc(64, ((n * 4 + 63) / 64) * 64);
+    if (!p) return kerr(err, "matmul: out of memory for %zu fp32 weights", n);
+    free(mm->wf32);
+    mm->wf32 = p;
+    mm->wf32_cap = n;
+    return 0;
+}
+#endif
+
+int pz_cpu_matmul_bf16_rounds_activations(void) {
+#if defined(PZ_USE_DNNL)
+    return 1;
+#else
+    return 0;
+#endif
 }
 
 #if defined(PZ_USE_DNNL)
@@ -224,13 +248,13 @@ int pz_cpu_matmul_lib(pz_cpu_mm *mm, float *y, int ldy, const float *x, int ldx,
     if (M <= 0 || N <= 0) return 0;
     if (K <= 0 || ldx < K || ldy < N) return kerr(err, "matmul: bad shape M=%d N=%d K=%d ldx=%d ldy=%d", M, N, K, ldx, ldy);
     set_threads(mm);
+#if defined(PZ_USE_DNNL)
     const void *xin = x;
     if (wt == PZ_DT_BF16) {
         if (ensure_xbf(mm, (size_t)M * K, err)) return -1;
         for (int m = 0; m < M; m++) pz_cpu_f32_to_bf16(x + (size_t)m * ldx, mm->xbf + (size_t)m * K, (size_t)K);
         xin = mm->xbf;
     }
-#if defined(PZ_USE_DNNL)
     mm_entry *e = dnnl_entry(mm, M, N, K, ldx, ldy, wt, accumulate, err);
     if (!e) return -1;
     DN(dnnl_memory_set_data_handle(e->src, (void *)xin), "set src");
@@ -245,15 +269,29 @@ fail:
     return -1;
 #elif defined(PZ_USE_OPENBLAS)
     float beta = accumulate ? 1.0f : 0.0f;
-    if (wt == PZ_DT_F32)
+    if (wt == PZ_DT_F32) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, ldx,
                     (const float *)w, K, beta, y, ldy);
-    else
-        cblas_sbgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f,
-                     (const bfloat16 *)xin, K, (const bfloat16 *)w, K, beta, y, ldy);
+        return 0;
+    }
+    // Debian's OpenBLAS has no cblas_sbgemm: widen bf16 weights to fp32 a
+    // tile of rows at a time (~4 MiB) and run sgemm on each tile.
+    int nt = (int)((4u << 20) / ((size_t)K * 4));
+    if (nt < 16) nt = 16;
+    if (nt > N) nt = N;
+    if (ensure_wf32(mm, (size_t)nt * K, err)) return -1;
+    for (int n0 = 0; n0 < N; n0 += nt) {
+        int nn = N - n0 < nt ? N - n0 : nt;
+        const uint16_t *wb = (const uint16_t *)w + (size_t)n0 * K;
+        for (size_t i = 0; i < (size_t)nn * K; i++) {
+            uint32_t u = (uint32_t)wb[i] << 16;
+            memcpy(&mm->wf32[i], &u, 4);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, nn, K, 1.0f, x, ldx, mm->wf32, K, beta,
+                    y + n0, ldy);
+    }
     return 0;
 #else
-    (void)xin;
     pz_cpu_gemv(y, ldy, x, ldx, w, wt, M, N, K, accumulate, mm->n_threads, NULL);
     return 0;
 #endif
