@@ -1,0 +1,105 @@
+// bld.h — Blockwise Local Distillation of one library block from captured
+// parent activations (Puzzle §3; DESIGN.md "The pipeline", step 1).
+//
+// The child (sub-)block gets the parent's own input for its layer (from the
+// capture) and learns to reproduce the parent's branch output, with the
+// normalized MSE ‖y_parent − y_child‖² / ‖y_parent‖² as loss:
+//   decoupled (PZ_SUB_ATTN / PZ_SUB_FFN blocks, the default): input
+//     ATTN_IN → target ATTN_OUT, or FFN_IN → FFN_OUT;
+//   coupled (PZ_SUB_PAIR): input ATTN_IN → target ATTN_OUT + FFN_OUT, the
+//     child computing a = attn(x), out = a + ffn(x + a), both halves trained.
+// Windows of the capture are the samples. The last val_frac of them are
+// held out for the validation loss; training draws batches of whole
+// windows from the rest in a seeded random order (reshuffled each epoch).
+// Products in bf16 with fp32 master weights by default; AdamW (β 0.9/0.95,
+// weight decay 0.1 on matrices, clip 1.0), linear warm-up then cosine decay.
+// With a fixed seed and thread count the result is bit-identical.
+//
+// One call trains one block and returns everything a run database records
+// about it; the weights go to a safetensors file (temporary name, then
+// rename) whose sha256 is returned. Nothing here touches a database or
+// prints: progress goes through the callback, which may also cancel.
+#ifndef PZ_BLD_H
+#define PZ_BLD_H
+
+#include "capture.h"
+#include "cpu/adamw.h"
+#include "init.h"
+#include "safetensors.h"
+#include "space.h"
+#include "weights.h"
+
+typedef struct {
+    long step, total_steps;   // step counts from 1
+    double loss;              // training NMSE of this step's batch
+    double lr;
+    double tokens_per_s;      // training tokens / wall second so far
+    double elapsed_s, eta_s;
+    double val_nmse;          // NAN unless evaluated at this step
+} pz_bld_progress;
+
+// Return nonzero to cancel: pz_bld_train then returns -1 with err
+// "cancelled" and writes no file.
+typedef int (*pz_bld_progress_fn)(void *user, const pz_bld_progress *p);
+
+typedef struct {
+    long steps;              // optimizer steps; 0: from tokens
+    long tokens;             // training tokens when steps == 0; 0: one epoch of the training windows
+    int batch_windows;       // windows per step (default 4)
+    float lr;                // peak learning rate (default 1e-3)
+    float lr_min_ratio;      // final lr = lr · this (default 0.01)
+    float warmup_frac;       // warm-up steps / steps (default 0.05)
+    pz_adamw_params adam;    // pz_adamw_default_params()
+    pz_dt prec;              // training products (default PZ_DT_BF16); validation is always fp32
+    float val_frac;          // held-out last fraction of the windows (default 0.1; at least one window)
+    long val_max_tokens;     // validation tokens evaluated (default 16384; 0: all held-out)
+    int eval_every;          // validation every k steps (0: about 20 points over the run)
+    uint64_t seed;           // batch order (default 1)
+    int n_threads;           // default 1
+    pz_init_params init;     // initialization (its token_limit is set to the training split)
+    pz_st_dtype save_dtype;  // PZ_ST_F32 (default) or PZ_ST_BF16
+    pz_bld_progress_fn progress;
+    void *user;
+} pz_bld_params;
+
+pz_bld_params pz_bld_default_params(void);
+
+typedef struct {
+    char block_id[80];
+    char init_method[48];
+    long steps, tokens;        // optimizer steps and training tokens actually used
+    long val_tokens;           // tokens in the validation evaluation
+    size_t n_params;           // trainable parameters
+    double wall_s, tokens_per_s;
+    double init_val_nmse;      // before training (right after initialization)
+    double final_val_nmse;
+    double final_train_nmse;   // mean over the last eval interval
+    int n_points;              // loss curve, one point per evaluation (step 0 first)
+    long *curve_step;          // (n_points) owned; free with pz_bld_result_free
+    double *curve_train;       // mean training NMSE since the previous point (NAN at step 0)
+    double *curve_val;         // validation NMSE
+    char sha256[65];           // of the written file ("" when none)
+} pz_bld_result;
+
+void pz_bld_result_free(pz_bld_result *r);
+
+// Initializes blk from parent and trains it on cap (the capture of
+// blk->layer). Blocks with needs_training == 0 (parent copies, noop) are
+// initialized and evaluated only. out_path: where to write the weights
+// (NULL: nowhere). weights_out (may be NULL): receives the trained
+// weights (caller frees with pz_block_weights_free). res is always filled
+// on success (free with pz_bld_result_free). Returns 0, or -1 with err.
+int pz_bld_train(const pz_model *parent, const pz_block *blk, const pz_capture *cap,
+                 const pz_bld_params *p, const char *out_path, pz_block_weights *weights_out,
+                 pz_bld_result *res, char *err);
+
+// Validation NMSE of given weights for blk on the held-out windows of cap
+// (the same split and token cap as pz_bld_train with p), fp32 products.
+int pz_bld_eval(const pz_model *parent, const pz_block *blk, const pz_block_weights *w,
+                const pz_capture *cap, const pz_bld_params *p, double *nmse, char *err);
+
+// Training FLOPs of one step over M rows of windows of T tokens
+// (forward + backward ≈ 3 × forward products).
+double pz_bld_step_flops(const pz_config *c, const pz_block *blk, int M, int T);
+
+#endif

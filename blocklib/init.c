@@ -1,0 +1,364 @@
+// init.c — see init.h.
+#include "init.h"
+#include "common.h"
+#include "cpu/bwd_rmsnorm.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+pz_init_params pz_init_default_params(void) {
+    pz_init_params p = {.linear_lsq = 1, .ridge = 1e-3, .max_tokens = 8192, .token_limit = 0,
+                        .n_threads = 1};
+    return p;
+}
+
+void pz_init_kv_meanpool(float *child, const float *parent, int n_head, int n_kv_p, int n_kv_c,
+                         int head_dim, int hidden) {
+    const int gp = n_head / n_kv_p, gc = n_head / n_kv_c;
+    const size_t row = (size_t)hidden * head_dim;  // one head's rows
+    for (int j = 0; j < n_kv_c; j++) {
+        float *dst = child + (size_t)j * row;
+        memset(dst, 0, sizeof(float) * row);
+        for (int h = j * gc; h < (j + 1) * gc; h++) {
+            const float *src = parent + (size_t)(h / gp) * row;
+            for (size_t i = 0; i < row; i++) dst[i] += src[i];
+        }
+        for (size_t i = 0; i < row; i++) dst[i] /= (float)gc;
+    }
+}
+
+int pz_init_channel_scores(pz_cpu_gm *g, const pz_block_weights *w, float eps, const float *x,
+                           long M, double *score, int n_threads, char *err) {
+    const int H = w->hidden, F = w->ffn.size;
+    if (!w->gate) return pz_err(err, "init: channel scores need a swiglu parent");
+    const long CH = 512;
+    float *xn = malloc(sizeof(float) * (size_t)CH * H), *rstd = malloc(sizeof(float) * CH);
+    float *gg = malloc(sizeof(float) * (size_t)CH * F), *uu = malloc(sizeof(float) * (size_t)CH * F);
+    int rc = -1;
+    if (!xn || !rstd || !gg || !uu) {
+        pz_err(err, "init: out of memory");
+        goto out;
+    }
+    for (int i = 0; i < F; i++) score[i] = 0;
+    for (long r0 = 0; r0 < M; r0 += CH) {
+        int n = (int)(M - r0 < CH ? M - r0 : CH);
+        pz_cpu_rmsnorm_fwd_train(xn, rstd, x + (size_t)r0 * H, w->ffn_norm, n, H, eps, n_threads);
+        if (pz_cpu_linear_fwd(g, gg, xn, w->gate, n, F, H, PZ_DT_F32, err) ||
+            pz_cpu_linear_fwd(g, uu, xn, w->up, n, F, H, PZ_DT_F32, err))
+            goto out;
+        // Rows in a fixed order per channel: deterministic for any thread count.
+#pragma omp parallel for num_threads(n_threads) schedule(static)
+        for (int i = 0; i < F; i++) {
+            double s = 0;
+            for (int r = 0; r < n; r++) {
+                float gv = gg[(size_t)r * F + i], uv = uu[(size_t)r * F + i];
+                s += fabs((double)gv / (1.0 + exp(-(double)gv)) * uv);
+            }
+            score[i] += s;
+        }
+    }
+    for (int i = 0; i < F; i++) {
+        double nd = 0;
+        for (int r = 0; r < H; r++) nd += (double)w->down[(size_t)r * F + i] * w->down[(size_t)r * F + i];
+        score[i] = score[i] / (double)(M > 0 ? M : 1) * sqrt(nd);
+    }
+    rc = 0;
+out:
+    free(xn);
+    free(rstd);
+    free(gg);
+    free(uu);
+    return rc;
+}
+
+typedef struct {
+    double s;
+    int i;
+} scored;
+static int cmp_scored(const void *a, const void *b) {
+    const scored *x = a, *y = b;
+    if (x->s != y->s) return x->s > y->s ? -1 : 1;
+    return (x->i > y->i) - (x->i < y->i);
+}
+static int cmp_int(const void *a, const void *b) {
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+void pz_init_top_channels(const double *score, int n_ff, int n_keep, int *keep) {
+    scored *v = malloc(sizeof(scored) * (size_t)n_ff);
+    if (!v) {  // out of memory: fall back to the first channels
+        for (int i = 0; i < n_keep; i++) keep[i] = i;
+        return;
+    }
+    for (int i = 0; i < n_ff; i++) v[i] = (scored){isnan(score[i]) ? -1.0 : score[i], i};
+    qsort(v, (size_t)n_ff, sizeof(scored), cmp_scored);
+    for (int k = 0; k < n_keep; k++) keep[k] = v[k].i;
+    qsort(keep, (size_t)n_keep, sizeof(int), cmp_int);
+    free(v);
+}
+
+void pz_init_ffn_select(pz_block_weights *child, const pz_block_weights *parent, const int *keep,
+                        int n_keep) {
+    const int H = parent->hidden, F = parent->ffn.size;
+    memcpy(child->ffn_norm, parent->ffn_norm, sizeof(float) * H);
+    for (int k = 0; k < n_keep; k++) {
+        memcpy(child->gate + (size_t)k * H, parent->gate + (size_t)keep[k] * H, sizeof(float) * H);
+        memcpy(child->up + (size_t)k * H, parent->up + (size_t)keep[k] * H, sizeof(float) * H);
+    }
+    for (int r = 0; r < H; r++)
+        for (int k = 0; k < n_keep; k++)
+            child->down[(size_t)r * n_keep + k] = parent->down[(size_t)r * F + keep[k]];
+}
+
+int pz_init_linear_attn(pz_cpu_gm *g, float *W, const pz_block_weights *p, char *err) {
+    if (!p->wq) return pz_err(err, "init: linear attention needs a gqa parent");
+    const int H = p->hidden, hd = p->head_dim, nh = p->n_head, nkv = p->attn.size, gp = nh / nkv;
+    const int qd = nh * hd, kvd = nkv * hd;
+    // wos (H, kvd): the o_proj columns of the query heads of each KV group, summed.
+    float *wos = calloc((size_t)H * kvd, sizeof(float));
+    if (!wos) return pz_err(err, "init: out of memory");
+    for (int o = 0; o < H; o++)
+        for (int h = 0; h < nh; h++)
+            for (int d = 0; d < hd; d++)
+                wos[(size_t)o * kvd + (size_t)(h / gp) * hd + d] += p->wo[(size_t)o * qd + (size_t)h * hd + d];
+    int rc = pz_cpu_gemm(g, 0, 0, H, H, kvd, wos, kvd, p->wv, H, W, H, 0, PZ_DT_F32, err);
+    free(wos);
+    return rc;
+}
+
+int pz_init_linear_ffn(pz_cpu_gm *g, float *W, const pz_block_weights *p, char *err) {
+    if (!p->gate) return pz_err(err, "init: linear FFN needs a swiglu parent");
+    const int H = p->hidden, F = p->ffn.size;
+    return pz_cpu_gemm(g, 0, 0, H, H, F, p->down, F, p->up, H, W, H, 0, PZ_DT_F32, err);
+}
+
+int pz_cholesky_solve(double *A, double *B, int n, int nrhs) {
+    for (int j = 0; j < n; j++) {
+        double d = A[(size_t)j * n + j];
+        for (int k = 0; k < j; k++) d -= A[(size_t)j * n + k] * A[(size_t)j * n + k];
+        if (!(d > 0)) return -1;
+        d = sqrt(d);
+        A[(size_t)j * n + j] = d;
+        for (int i = j + 1; i < n; i++) {
+            double s = A[(size_t)i * n + j];
+            const double *ai = A + (size_t)i * n, *aj = A + (size_t)j * n;
+            for (int k = 0; k < j; k++) s -= ai[k] * aj[k];
+            A[(size_t)i * n + j] = s / d;
+        }
+    }
+    // L·Z = B, then Lᵀ·X = Z, column block by column block (rows of B).
+    for (int i = 0; i < n; i++) {
+        double *bi = B + (size_t)i * nrhs;
+        for (int k = 0; k < i; k++) {
+            double l = A[(size_t)i * n + k];
+            const double *bk = B + (size_t)k * nrhs;
+            for (int c = 0; c < nrhs; c++) bi[c] -= l * bk[c];
+        }
+        double inv = 1.0 / A[(size_t)i * n + i];
+        for (int c = 0; c < nrhs; c++) bi[c] *= inv;
+    }
+    for (int i = n - 1; i >= 0; i--) {
+        double *bi = B + (size_t)i * nrhs;
+        for (int k = i + 1; k < n; k++) {
+            double l = A[(size_t)k * n + i];
+            const double *bk = B + (size_t)k * nrhs;
+            for (int c = 0; c < nrhs; c++) bi[c] -= l * bk[c];
+        }
+        double inv = 1.0 / A[(size_t)i * n + i];
+        for (int c = 0; c < nrhs; c++) bi[c] *= inv;
+    }
+    return 0;
+}
+
+int pz_init_linear_lsq(pz_cpu_gm *g, float *W, const float *x, const float *y, long M, int hidden,
+                       const float *norm, float eps, double ridge, int n_threads, char *err) {
+    const int H = hidden;
+    const long CH = 1024;
+    float *u = malloc(sizeof(float) * (size_t)CH * H), *rstd = malloc(sizeof(float) * CH);
+    float *G = calloc((size_t)H * H, sizeof(float)), *B = calloc((size_t)H * H, sizeof(float));
+    double *Gd = malloc(sizeof(double) * (size_t)H * H), *Bd = malloc(sizeof(double) * (size_t)H * H);
+    int rc = -1;
+    if (!u || !rstd || !G || !B || !Gd || !Bd) {
+        pz_err(err, "init: out of memory");
+        goto out;
+    }
+    if (M <= 0) {
+        pz_err(err, "init: least squares with no rows");
+        goto out;
+    }
+    // G = UᵀU, B = UᵀY, accumulated chunk by chunk (fp32 products; the
+    // chunks keep each partial sum short), then solved in double.
+    for (long r0 = 0; r0 < M; r0 += CH) {
+        int n = (int)(M - r0 < CH ? M - r0 : CH);
+        pz_cpu_rmsnorm_fwd_train(u, rstd, x + (size_t)r0 * H, norm, n, H, eps, n_threads);
+        if (pz_cpu_gemm(g, 1, 0, H, H, n, u, H, u, H, G, H, r0 > 0, PZ_DT_F32, err) ||
+            pz_cpu_gemm(g, 1, 0, H, H, n, u, H, y + (size_t)r0 * H, H, B, H, r0 > 0, PZ_DT_F32, err))
+            goto out;
+    }
+    double tr = 0;
+    for (int i = 0; i < H; i++) tr += G[(size_t)i * H + i];
+    double lam = ridge * tr / H;
+    if (!(lam > 0)) lam = 1e-12;
+    for (size_t i = 0; i < (size_t)H * H; i++) Gd[i] = G[i], Bd[i] = B[i];
+    for (int i = 0; i < H; i++) Gd[(size_t)i * H + i] += lam;
+    if (pz_cholesky_solve(Gd, Bd, H, H)) {
+        pz_err(err, "init: least-squares system is not positive definite");
+        goto out;
+    }
+    // Bd = Wᵀ (in, out) → W (out, in).
+    for (int o = 0; o < H; o++)
+        for (int i = 0; i < H; i++) W[(size_t)o * H + i] = (float)Bd[(size_t)i * H + o];
+    rc = 0;
+out:
+    free(u);
+    free(rstd);
+    free(G);
+    free(B);
+    free(Gd);
+    free(Bd);
+    return rc;
+}
+
+// Rows [0, n) of a capture tensor as fp32 (malloc'ed).
+static float *cap_rows(const pz_capture *cap, pz_cap_tensor t, long n, char *err) {
+    float *x = malloc(sizeof(float) * (size_t)n * pz_capture_get_info(cap)->hidden);
+    if (!x) return pz_err(err, "init: out of memory"), NULL;
+    if (pz_capture_rows(cap, t, 0, n, x, err)) {
+        free(x);
+        return NULL;
+    }
+    return x;
+}
+
+static long calib_rows(const pz_capture *cap, const pz_init_params *p) {
+    long n = pz_capture_get_info(cap)->n_tokens;
+    if (p->token_limit > 0 && n > p->token_limit) n = p->token_limit;
+    if (p->max_tokens > 0 && n > p->max_tokens) n = p->max_tokens;
+    return n;
+}
+
+static int init_attn(pz_block_weights *out, const pz_block_weights *par, const pz_config *c,
+                     const pz_capture *cap, const pz_init_params *p, pz_cpu_gm *g, char *method,
+                     size_t mcap, char *err) {
+    const int H = c->hidden;
+    pz_variant v = out->attn;
+    if (v.kind == PZ_ATTN_NOOP) return snprintf(method, mcap, "noop"), 0;
+    memcpy(out->attn_norm, par->attn_norm, sizeof(float) * H);
+    if (v.kind == PZ_ATTN_GQA) {
+        const size_t qd = (size_t)c->n_head * c->head_dim;
+        memcpy(out->wq, par->wq, sizeof(float) * qd * H);
+        memcpy(out->wo, par->wo, sizeof(float) * qd * H);
+        if (v.size == par->attn.size) {
+            memcpy(out->wk, par->wk, sizeof(float) * (size_t)v.size * c->head_dim * H);
+            memcpy(out->wv, par->wv, sizeof(float) * (size_t)v.size * c->head_dim * H);
+            return snprintf(method, mcap, "parent"), 0;
+        }
+        pz_init_kv_meanpool(out->wk, par->wk, c->n_head, par->attn.size, v.size, c->head_dim, H);
+        pz_init_kv_meanpool(out->wv, par->wv, c->n_head, par->attn.size, v.size, c->head_dim, H);
+        return snprintf(method, mcap, "meanpool_kv"), 0;
+    }
+    // linear
+    if (p->linear_lsq && cap) {
+        long n = calib_rows(cap, p);
+        float *x = cap_rows(cap, PZ_CAP_ATTN_IN, n, err), *y = x ? cap_rows(cap, PZ_CAP_ATTN_OUT, n, err) : NULL;
+        int rc = y ? pz_init_linear_lsq(g, out->attn_lin, x, y, n, H, out->attn_norm, c->norm_eps,
+                                        p->ridge, p->n_threads, err)
+                   : -1;
+        free(x);
+        free(y);
+        if (rc == 0) snprintf(method, mcap, "lsq");
+        return rc;
+    }
+    if (par->attn.kind == PZ_ATTN_LINEAR) {
+        memcpy(out->attn_lin, par->attn_lin, sizeof(float) * H * H);
+        return snprintf(method, mcap, "parent"), 0;
+    }
+    snprintf(method, mcap, "wo_wv");
+    return pz_init_linear_attn(g, out->attn_lin, par, err);
+}
+
+static int init_ffn(pz_block_weights *out, const pz_block_weights *par, const pz_config *c,
+                    const pz_capture *cap, const pz_init_params *p, pz_cpu_gm *g, char *method,
+                    size_t mcap, char *err) {
+    const int H = c->hidden;
+    pz_variant v = out->ffn;
+    if (v.kind == PZ_FFN_NOOP) return snprintf(method, mcap, "noop"), 0;
+    if (v.kind == PZ_FFN_SWIGLU) {
+        const int F = par->ffn.size, K = v.size;
+        int *keep = malloc(sizeof(int) * (size_t)K);
+        if (!keep) return pz_err(err, "init: out of memory");
+        int rc = 0;
+        if (K == F) {
+            for (int i = 0; i < K; i++) keep[i] = i;
+            snprintf(method, mcap, "parent");
+        } else if (!cap) {
+            for (int i = 0; i < K; i++) keep[i] = i;
+            snprintf(method, mcap, "truncate");
+        } else {
+            long n = calib_rows(cap, p);
+            double *score = malloc(sizeof(double) * (size_t)F);
+            float *x = cap_rows(cap, PZ_CAP_FFN_IN, n, err);
+            rc = score && x ? pz_init_channel_scores(g, par, c->norm_eps, x, n, score, p->n_threads, err) : -1;
+            if (rc == 0) pz_init_top_channels(score, F, K, keep);
+            if (!score) pz_err(err, "init: out of memory");
+            free(score);
+            free(x);
+            snprintf(method, mcap, "channel_contribution");
+        }
+        if (rc == 0) pz_init_ffn_select(out, par, keep, K);
+        free(keep);
+        return rc;
+    }
+    memcpy(out->ffn_norm, par->ffn_norm, sizeof(float) * H);
+    if (p->linear_lsq && cap) {
+        long n = calib_rows(cap, p);
+        float *x = cap_rows(cap, PZ_CAP_FFN_IN, n, err), *y = x ? cap_rows(cap, PZ_CAP_FFN_OUT, n, err) : NULL;
+        int rc = y ? pz_init_linear_lsq(g, out->ffn_lin, x, y, n, H, out->ffn_norm, c->norm_eps, p->ridge,
+                                        p->n_threads, err)
+                   : -1;
+        free(x);
+        free(y);
+        if (rc == 0) snprintf(method, mcap, "lsq");
+        return rc;
+    }
+    if (par->ffn.kind == PZ_FFN_LINEAR) {
+        memcpy(out->ffn_lin, par->ffn_lin, sizeof(float) * H * H);
+        return snprintf(method, mcap, "parent"), 0;
+    }
+    snprintf(method, mcap, "wdown_wup");
+    return pz_init_linear_ffn(g, out->ffn_lin, par, err);
+}
+
+int pz_init_block(pz_block_weights *out, const pz_model *parent, const pz_block *blk,
+                  const pz_capture *cap, const pz_init_params *pp, char method[48], char *err) {
+    pz_init_params p = pp ? *pp : pz_init_default_params();
+    if (p.n_threads <= 0) p.n_threads = 1;
+    const pz_config *c = &parent->cfg;
+    pz_block_weights par;
+    char ma[24] = "", mf[24] = "";
+    memset(out, 0, sizeof *out);
+    if (cap && pz_capture_get_info(cap)->layer != blk->layer)
+        return pz_err(err, "init: capture of layer %d given for layer %d", pz_capture_get_info(cap)->layer,
+                      blk->layer);
+    if (pz_block_weights_from_parent(&par, parent, blk->layer, PZ_SUB_PAIR, err)) return -1;
+    pz_cpu_gm *g = pz_cpu_gemm_create(p.n_threads, err);
+    int rc = -1;
+    if (!g) goto out;
+    if (pz_block_weights_alloc(out, c, blk->layer, blk->sub, blk->attn, blk->ffn, err)) goto out;
+    if (blk->sub != PZ_SUB_FFN && init_attn(out, &par, c, cap, &p, g, ma, sizeof ma, err)) goto out;
+    if (blk->sub != PZ_SUB_ATTN && init_ffn(out, &par, c, cap, &p, g, mf, sizeof mf, err)) goto out;
+    if (method) {
+        if (blk->sub == PZ_SUB_ATTN) snprintf(method, 48, "%s", ma);
+        else if (blk->sub == PZ_SUB_FFN) snprintf(method, 48, "%s", mf);
+        else snprintf(method, 48, "%s+%s", ma, mf);
+    }
+    rc = 0;
+out:
+    if (rc) pz_block_weights_free(out);
+    pz_block_weights_free(&par);
+    pz_cpu_gemm_free(g);
+    return rc;
+}
