@@ -87,6 +87,7 @@ int pz_cmd_generate(int argc, char **argv) {
     pz_engine *e = NULL;
     int32_t *ids = NULL;
     float *logits = NULL;
+    void *scratch = NULL;  // sampler's candidate list, allocated once
     char *text = NULL;
 
     if (!(tok = pz_tokenizer_load(path, err))) goto fail;
@@ -134,7 +135,8 @@ int pz_cmd_generate(int argc, char **argv) {
     if (!(e = pz_engine_create(m, ep, err))) goto fail;
     int vocab = m->cfg.vocab;
     logits = malloc((size_t)vocab * sizeof(float));
-    if (!logits) {
+    scratch = malloc(pz_sampler_scratch_bytes(vocab));
+    if (!logits || !scratch) {
         pz_err(err, "out of memory");
         goto fail;
     }
@@ -150,7 +152,7 @@ int pz_cmd_generate(int argc, char **argv) {
     int n_done = 0, slot = 0;
     double t2 = pz_now();
     while (n_done < n_gen && !interrupted) {
-        int32_t next = pz_sampler_sample(&smp, logits, vocab);
+        int32_t next = pz_sampler_sample_scratch(&smp, logits, vocab, scratch);
         n_done++;
         if (!ignore_eos && (next == eos || (chat && next == im_end))) break;
         char piece[256];
@@ -175,6 +177,7 @@ fail:
     fprintf(stderr, "puzzle generate: %s\n", err);
 done:
     free(logits);
+    free(scratch);
     free(ids);
     free(text);
     pz_engine_free(e);
