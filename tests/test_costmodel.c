@@ -1,0 +1,284 @@
+// test_costmodel.c — invariants of the roofline cost model and plan sizing
+// (scoring/costmodel.h, scoring/plan.h) and clean errors for bad hardware
+// JSON. Uses the shipped hardware files and synthetic Llama-shaped configs.
+// labels: cpu
+#include "common.h"
+#include "config.h"
+#include "costmodel.h"
+#include "hardware.h"
+#include "plan.h"
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static pz_config llama(int layers, int hidden, int heads, int kv, int ff) {
+    pz_config c;
+    memset(&c, 0, sizeof c);
+    c.n_layer = layers;
+    c.hidden = hidden;
+    c.n_head = heads;
+    c.head_dim = hidden / heads;
+    c.vocab = 128256;
+    c.max_ctx = 131072;
+    for (int i = 0; i < layers; i++) c.layers[i] = (pz_layer_spec){PZ_ATTN_GQA, kv, PZ_FFN_SWIGLU, ff};
+    return c;
+}
+
+static int near(double a, double b, double rel) { return fabs(a - b) <= rel * fabs(b); }
+
+static pz_scenario sc(pz_phase ph, long b, long len) { return (pz_scenario){ph, b, len}; }
+
+static void test_kv_heads_monotone(const pz_hw *hw) {
+    static pz_config c;
+    c = llama(32, 4096, 32, 8, 14336);
+    pz_cost_params p = pz_cost_default_params();
+    const pz_scenario scs[] = {sc(PZ_PHASE_PREFILL, 1, 128), sc(PZ_PHASE_PREFILL, 8, 2048),
+                               sc(PZ_PHASE_DECODE, 1, 1024), sc(PZ_PHASE_DECODE, 256, 4096)};
+    const int kvs[] = {1, 2, 4, 8, 16, 32};
+    char err[PZ_ERRLEN];
+    for (int tp = 1; tp <= 8; tp *= 2) {
+        p.tp = tp;
+        for (size_t s = 0; s < sizeof scs / sizeof scs[0]; s++) {
+            pz_cost prev = {0};
+            for (size_t k = 0; k < sizeof kvs / sizeof kvs[0]; k++) {
+                pz_layer_spec l = {PZ_ATTN_GQA, kvs[k], PZ_FFN_NOOP, 0};
+                pz_cost cur;
+                CHECKF(pz_cost_attn(&c, &l, hw, &p, &scs[s], &cur, err) == 0, "%s", err);
+                if (k > 0) {
+                    CHECKF(cur.time_s >= prev.time_s, "tp %d kv %d: %g < %g", tp, kvs[k], cur.time_s, prev.time_s);
+                    CHECK(cur.weight_bytes >= prev.weight_bytes);
+                    CHECK(cur.kv_bytes_per_token >= prev.kv_bytes_per_token);
+                }
+                prev = cur;
+            }
+        }
+        // The same through whole-model memory: more KV heads never fit more sequences.
+        long prev_b = 1L << 30;
+        for (size_t k = 0; k < sizeof kvs / sizeof kvs[0]; k++) {
+            for (int i = 0; i < c.n_layer; i++) c.layers[i].n_kv = kvs[k];
+            pz_mem m;
+            pz_cost_memory(&c, hw, &p, 16, 4096, &m);
+            long b = pz_cost_max_batch(&c, hw, &p, 4096);
+            CHECK(b <= prev_b);
+            prev_b = b;
+        }
+        for (int i = 0; i < c.n_layer; i++) c.layers[i].n_kv = 8;
+    }
+}
+
+static void test_noop_free(const pz_hw *hw) {
+    static pz_config c;
+    c = llama(4, 4096, 32, 8, 14336);
+    pz_cost_params p = pz_cost_default_params();
+    char err[PZ_ERRLEN];
+    for (int tp = 1; tp <= 8; tp *= 2) {
+        p.tp = tp;
+        pz_scenario s = sc(PZ_PHASE_DECODE, 64, 2048);
+        pz_layer_spec l = {PZ_ATTN_NOOP, 0, PZ_FFN_NOOP, 0};
+        pz_cost a, f;
+        CHECK(pz_cost_attn(&c, &l, hw, &p, &s, &a, err) == 0);
+        CHECK(pz_cost_ffn(&c, &l, hw, &p, &s, &f, err) == 0);
+        CHECK(a.time_s == 0 && a.weight_bytes == 0 && a.kv_bytes_per_token == 0 && a.comm_s == 0 && a.launch_s == 0);
+        CHECK(f.time_s == 0 && f.weight_bytes == 0 && f.comm_s == 0 && f.launch_s == 0);
+        // Linear replacements: no KV cache, a [hidden, hidden/tp] weight, cheaper than the parent's blocks.
+        pz_layer_spec lin = {PZ_ATTN_LINEAR, 0, PZ_FFN_LINEAR, 0};
+        pz_cost la, lf, ga, gf;
+        CHECK(pz_cost_attn(&c, &lin, hw, &p, &s, &la, err) == 0 && pz_cost_ffn(&c, &lin, hw, &p, &s, &lf, err) == 0);
+        CHECK(pz_cost_attn(&c, &c.layers[0], hw, &p, &s, &ga, err) == 0);
+        CHECK(pz_cost_ffn(&c, &c.layers[0], hw, &p, &s, &gf, err) == 0);
+        CHECK(la.kv_bytes_per_token == 0 && la.weight_bytes == 4096.0 * (4096 / tp) * 2 + 4096 * 2);
+        CHECK(la.time_s > 0 && la.time_s < ga.time_s && lf.time_s < gf.time_s);
+        CHECK((tp == 1) == (la.comm_s == 0));
+        // A model whose layers are all noop costs only its embedding and head.
+        pz_config *z = &c;
+        pz_config saved = c;
+        for (int i = 0; i < z->n_layer; i++) z->layers[i] = l;
+        pz_cost whole, e, h;
+        CHECK(pz_cost_forward(z, hw, &p, &s, &whole, err) == 0);
+        pz_cost_embed(z, hw, &p, &s, &e);
+        pz_cost_head(z, hw, &p, &s, &h);
+        CHECK(near(whole.time_s, e.time_s + h.time_s, 1e-12));
+        CHECK(whole.kv_bytes_per_token == 0);
+        c = saved;
+    }
+}
+
+static double matrix_bytes(const pz_cost *k, const pz_config *c) { return k->weight_bytes - 2.0 * c->hidden; }
+
+static void test_tp_and_fp8_bytes(const pz_hw *hw) {
+    static pz_config c;
+    c = llama(32, 4096, 32, 8, 14336);
+    pz_cost_params p1 = pz_cost_default_params(), p2 = p1, p8 = p1;
+    p2.tp = 2;
+    p8.dtype = PZ_CM_FP8;
+    char err[PZ_ERRLEN];
+    pz_scenario s = sc(PZ_PHASE_DECODE, 8, 512);
+    pz_cost a1, a2, a8, f1, f2, f8;
+    CHECK(pz_cost_attn(&c, &c.layers[0], hw, &p1, &s, &a1, err) == 0);
+    CHECK(pz_cost_attn(&c, &c.layers[0], hw, &p2, &s, &a2, err) == 0);
+    CHECK(pz_cost_attn(&c, &c.layers[0], hw, &p8, &s, &a8, err) == 0);
+    CHECK(pz_cost_ffn(&c, &c.layers[0], hw, &p1, &s, &f1, err) == 0);
+    CHECK(pz_cost_ffn(&c, &c.layers[0], hw, &p2, &s, &f2, err) == 0);
+    CHECK(pz_cost_ffn(&c, &c.layers[0], hw, &p8, &s, &f8, err) == 0);
+    // Matrices split exactly in two (norm weights are replicated, bf16).
+    CHECK(matrix_bytes(&a1, &c) == 2 * matrix_bytes(&a2, &c));
+    CHECK(matrix_bytes(&f1, &c) == 2 * matrix_bytes(&f2, &c));
+    CHECK(a1.kv_bytes_per_token == 2 * a2.kv_bytes_per_token);
+    // fp8 halves the matrices.
+    CHECK(matrix_bytes(&a1, &c) == 2 * matrix_bytes(&a8, &c));
+    CHECK(matrix_bytes(&f1, &c) == 2 * matrix_bytes(&f8, &c));
+    // Whole-model weights per device: tp 2 within a hair of half (norms replicated).
+    pz_mem m1, m2;
+    pz_cost_memory(&c, hw, &p1, 1, 1, &m1);
+    pz_cost_memory(&c, hw, &p2, 1, 1, &m2);
+    CHECK(near(m2.weights, m1.weights / 2, 1e-4));
+    // fp8 KV halves the cache.
+    pz_cost_params pk = p1;
+    pk.kv_dtype = PZ_CM_FP8;
+    pz_cost k8;
+    CHECK(pz_cost_attn(&c, &c.layers[0], hw, &pk, &s, &k8, err) == 0);
+    CHECK(a1.kv_bytes_per_token == 2 * k8.kv_bytes_per_token);
+    // Replicated KV heads: 8 KV heads at tp 16 keep one head per rank; 8 at tp 3 cannot split.
+    static pz_config wide;
+    wide = llama(2, 8192, 64, 8, 28672);
+    pz_cost_params p16 = p1, p3 = p1;
+    p16.tp = 16;
+    p3.tp = 3;
+    pz_cost r;
+    CHECK(pz_cost_attn(&wide, &wide.layers[0], hw, &p16, &s, &r, err) == 0);
+    CHECK(r.kv_bytes_per_token == 2.0 * 1 * 128 * 2);
+    CHECK(pz_cost_check(&wide, hw, &p3, err) != 0 && strstr(err, "tp 3"));
+}
+
+static void test_bandwidth_and_peak_scaling(const pz_hw *h100) {
+    static pz_config c;
+    c = llama(32, 4096, 32, 8, 14336);
+    pz_cost_params p = pz_cost_default_params();
+    char err[PZ_ERRLEN];
+    pz_hw fast = *h100;
+    fast.mem_bw *= 2;
+    // Memory-bound decode (batch 1): the roofline part halves with twice the bandwidth.
+    pz_scenario d = sc(PZ_PHASE_DECODE, 1, 1024);
+    pz_cost a, b;
+    CHECK(pz_cost_forward(&c, h100, &p, &d, &a, err) == 0);
+    CHECK(pz_cost_forward(&c, &fast, &p, &d, &b, err) == 0);
+    CHECK(a.memory_s > a.compute_s);
+    CHECKF(near(b.roof_s, a.roof_s / 2, 1e-9), "%g vs %g", b.roof_s, a.roof_s / 2);
+    CHECK(b.launch_s == a.launch_s);
+    // Compute-bound prefill at a large batch: twice the FLOP/s, half the roofline time.
+    pz_hw big = *h100;
+    big.flops_bf16 *= 2;
+    pz_scenario pf = sc(PZ_PHASE_PREFILL, 64, 2048);
+    CHECK(pz_cost_forward(&c, h100, &p, &pf, &a, err) == 0);
+    CHECK(pz_cost_forward(&c, &big, &p, &pf, &b, err) == 0);
+    CHECK(a.compute_s > 5 * a.memory_s);
+    CHECKF(near(b.compute_s, a.compute_s / 2, 1e-9), "%g vs %g", b.compute_s, a.compute_s / 2);
+    CHECKF(near(b.roof_s, a.roof_s / 2, 5e-3), "%g vs %g", b.roof_s, a.roof_s / 2);
+    // TP pays all-reduces; tp 1 pays none.
+    CHECK(a.comm_s == 0);
+    p.tp = 2;
+    CHECK(pz_cost_forward(&c, h100, &p, &pf, &b, err) == 0);
+    CHECK(b.comm_s > 0);
+}
+
+static void test_plan_batch_fits(const pz_hw *hw) {
+    static pz_config c;
+    c = llama(32, 4096, 32, 8, 14336);
+    pz_cost_params p = pz_cost_default_params();
+    char err[PZ_ERRLEN];
+    const long seqs[] = {128 + 1024, 2048 + 2048, 20000};
+    for (size_t i = 0; i < sizeof seqs / sizeof seqs[0]; i++) {
+        for (int kv = 0; kv < 2; kv++) {
+            p.kv_dtype = kv ? PZ_CM_FP8 : PZ_CM_BF16;
+            long b = pz_cost_max_batch(&c, hw, &p, seqs[i]);
+            CHECK(b > 0);
+            CHECK(pz_cost_fits(&c, hw, &p, b, seqs[i]));
+            if (b < p.max_batch) CHECKF(!pz_cost_fits(&c, hw, &p, b + 1, seqs[i]), "seq %ld batch %ld", seqs[i], b);
+        }
+    }
+    // The plan uses that batch and reports consistent throughput.
+    pz_plan r;
+    p.kv_dtype = PZ_CM_BF16;
+    CHECKF(pz_plan_eval(&c, hw, &p, 128, 1024, 0, 8, &r, err) == 0, "%s", err);
+    CHECK(r.batch == r.max_batch && r.replicas == 8);
+    CHECK(r.mem.total <= r.mem.usable);
+    CHECK(near(r.tok_s_total, 8 * r.tok_s_gpu, 1e-9));
+    CHECK(r.ttft_s > 0 && r.tpot_s > r.step_s);
+    CHECK(pz_plan_eval(&c, hw, &p, 128, 1024, r.max_batch + 1, 8, &r, err) != 0 && strstr(err, "does not fit"));
+    // A 70B model in bf16 does not fit one 80 GB GPU.
+    static pz_config big;
+    big = llama(80, 8192, 64, 8, 28672);
+    CHECK(pz_plan_eval(&big, hw, &p, 128, 1024, 0, 1, &r, err) != 0 && strstr(err, "does not fit"));
+    // SLO sizing (seconds): a generous SLO is met, an impossible one names its bound.
+    pz_plan_slo s;
+    CHECK(pz_plan_for_slo(&big, hw, &p, 0, 128, 1024, 10, 2.0, 0.1, &s, err) == 0);
+    CHECK(s.found && s.best.gpus >= 2 && s.best.ttft_s <= 2.0 && s.best.tpot_s <= 0.1);
+    CHECK(s.best.req_s_total >= 10);
+    CHECK(pz_plan_for_slo(&big, hw, &p, 0, 128, 1024, 10, 2.0, 1e-4, &s, err) == 0);
+    CHECKF(!s.found && strcmp(s.binding, "tpot") == 0, "%d %s: %s", s.found, s.binding, s.why);
+}
+
+static const char *GOOD =
+    "{\"id\":\"x\",\"name\":\"X\",\"interconnect\":\"NVLink\",\"flops_bf16\":1e15,\"flops_fp8\":null,"
+    "\"mem_bandwidth_bytes_per_s\":3e12,\"mem_bytes\":8e10,\"link_bandwidth_bytes_per_s\":4e11,"
+    "\"link_latency_s\":2e-6,\"launch_overhead_s\":4e-6,\"sources\":{"
+    "\"flops_bf16\":{\"title\":\"t\",\"url\":\"u\"},\"flops_fp8\":{\"title\":\"t\",\"url\":\"u\"},"
+    "\"mem_bandwidth_bytes_per_s\":{\"title\":\"t\",\"url\":\"u\"},\"mem_bytes\":{\"title\":\"t\",\"url\":\"u\"},"
+    "\"link_bandwidth_bytes_per_s\":{\"title\":\"t\",\"url\":\"u\"},\"link_latency_s\":{\"title\":\"t\",\"url\":\"u\"},"
+    "\"launch_overhead_s\":{\"title\":\"t\",\"url\":\"u\"}}}";
+
+static int parse_with(const char *from, const char *to, char *err) {
+    char buf[4096];
+    const char *at = strstr(GOOD, from);
+    if (!at) return 99;
+    snprintf(buf, sizeof buf, "%.*s%s%s", (int)(at - GOOD), GOOD, to, at + strlen(from));
+    pz_hw hw;
+    return pz_hw_parse(buf, strlen(buf), "bad.json", &hw, err);
+}
+
+static void test_hardware_files(void) {
+    char err[PZ_ERRLEN];
+    pz_hw hw;
+    CHECKF(pz_hw_parse(GOOD, strlen(GOOD), "good.json", &hw, err) == 0, "%s", err);
+    CHECK(hw.flops_fp8 == 0 && hw.mem_bw == 3e12);
+    CHECK(parse_with("\"mem_bandwidth_bytes_per_s\":3e12", "\"mem_bandwidth_bytes_per_s\":-3e12", err) == -1);
+    CHECKF(strstr(err, "mem_bandwidth_bytes_per_s") && strstr(err, "positive") && !strchr(err, '\n'), "%s", err);
+    CHECK(parse_with("\"mem_bytes\":8e10,", "", err) == -1);
+    CHECKF(strstr(err, "missing field 'mem_bytes'"), "%s", err);
+    CHECK(parse_with("\"link_latency_s\":{\"title\":\"t\",\"url\":\"u\"},", "", err) == -1);
+    CHECKF(strstr(err, "sources.link_latency_s"), "%s", err);
+    CHECK(parse_with("\"flops_bf16\":1e15", "\"flops_bf16\":\"fast\"", err) == -1);
+    CHECK(parse_with("{\"id\"", "[{\"id\"", err) == -1);
+    CHECK(pz_hw_parse("{", 1, "trunc.json", &hw, err) == -1 && strstr(err, "not valid JSON"));
+    // Every shipped file loads; names resolve case-insensitively through aliases.
+    const char *names[] = {"H100", "h100_sxm", "H200", "A100", "B200", "L40S"};
+    const char *ids[] = {"h100_sxm", "h100_sxm", "h200_sxm", "a100_80gb_sxm", "b200", "l40s"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        CHECKF(pz_hw_find(names[i], NULL, &hw, err) == 0, "%s: %s", names[i], err);
+        CHECK(strcmp(hw.id, ids[i]) == 0);
+    }
+    CHECK(pz_hw_find("H100", NULL, &hw, err) == 0 && near(hw.flops_bf16, 989.5e12, 1e-3) && hw.mem_bw == 3.35e12);
+    CHECK(pz_hw_find("A100", NULL, &hw, err) == 0 && hw.flops_fp8 == 0);
+    CHECK(pz_hw_find("tpu-v9", NULL, &hw, err) == -1);
+    CHECKF(strstr(err, "unknown hardware 'tpu-v9'") && strstr(err, "h100_sxm") && strstr(err, "l40s"), "%s", err);
+    char list[512];
+    CHECK(pz_hw_list(NULL, list, sizeof list) >= 5);
+}
+
+int main(void) {
+    pz_hw h100;
+    char err[PZ_ERRLEN];
+    if (pz_hw_find("H100", NULL, &h100, err)) {
+        fprintf(stderr, "cannot load H100: %s\n", err);
+        return 1;
+    }
+    test_hardware_files();
+    test_kv_heads_monotone(&h100);
+    test_noop_free(&h100);
+    test_tp_and_fp8_bytes(&h100);
+    test_bandwidth_and_peak_scaling(&h100);
+    test_plan_batch_fits(&h100);
+    return pz_test_finish("test_costmodel");
+}
