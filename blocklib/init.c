@@ -261,6 +261,11 @@ static int init_attn(pz_block_weights *out, const pz_block_weights *par, const p
         return snprintf(method, mcap, "meanpool_kv"), 0;
     }
     // linear
+    // A linear parent half is its own linear variant: copied, not refitted.
+    if (par->attn.kind == PZ_ATTN_LINEAR) {
+        memcpy(out->attn_lin, par->attn_lin, sizeof(float) * H * H);
+        return snprintf(method, mcap, "parent"), 0;
+    }
     if (p->linear_lsq && cap) {
         long n = calib_rows(cap, p);
         float *x = cap_rows(cap, PZ_CAP_ATTN_IN, n, err), *y = x ? cap_rows(cap, PZ_CAP_ATTN_OUT, n, err) : NULL;
@@ -271,10 +276,6 @@ static int init_attn(pz_block_weights *out, const pz_block_weights *par, const p
         free(y);
         if (rc == 0) snprintf(method, mcap, "lsq");
         return rc;
-    }
-    if (par->attn.kind == PZ_ATTN_LINEAR) {
-        memcpy(out->attn_lin, par->attn_lin, sizeof(float) * H * H);
-        return snprintf(method, mcap, "parent"), 0;
     }
     snprintf(method, mcap, "wo_wv");
     return pz_init_linear_attn(g, out->attn_lin, par, err);
@@ -313,6 +314,11 @@ static int init_ffn(pz_block_weights *out, const pz_block_weights *par, const pz
         return rc;
     }
     memcpy(out->ffn_norm, par->ffn_norm, sizeof(float) * H);
+    // A linear parent half is its own linear variant: copied, not refitted.
+    if (par->ffn.kind == PZ_FFN_LINEAR) {
+        memcpy(out->ffn_lin, par->ffn_lin, sizeof(float) * H * H);
+        return snprintf(method, mcap, "parent"), 0;
+    }
     if (p->linear_lsq && cap) {
         long n = calib_rows(cap, p);
         float *x = cap_rows(cap, PZ_CAP_FFN_IN, n, err), *y = x ? cap_rows(cap, PZ_CAP_FFN_OUT, n, err) : NULL;
@@ -323,10 +329,6 @@ static int init_ffn(pz_block_weights *out, const pz_block_weights *par, const pz
         free(y);
         if (rc == 0) snprintf(method, mcap, "lsq");
         return rc;
-    }
-    if (par->ffn.kind == PZ_FFN_LINEAR) {
-        memcpy(out->ffn_lin, par->ffn_lin, sizeof(float) * H * H);
-        return snprintf(method, mcap, "parent"), 0;
     }
     snprintf(method, mcap, "wdown_wup");
     return pz_init_linear_ffn(g, out->ffn_lin, par, err);

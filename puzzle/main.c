@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -11,6 +12,9 @@ static const pz_command commands[] = {
     {"eval", "perplexity on a text file; KL and top-1 agreement against a reference model", pz_cmd_eval, pz_usage_eval},
     {"tokenize", "tokenize standard input", pz_cmd_tokenize, pz_usage_tokenize},
     {"convert", "write a model as a Hugging Face DeciLM directory", pz_cmd_convert, pz_usage_convert},
+    {"build-library", "train the block library (BLD) into a run database; resumable, shardable", pz_cmd_build_library, pz_usage_build_library},
+    {"merge-db", "merge shard run databases of one parent and search space", pz_cmd_merge_db, pz_usage_merge_db},
+    {"plan", "capacity planning: memory, batch, throughput, latency, GPUs needed (roofline)", pz_cmd_plan, pz_usage_plan},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -21,10 +25,22 @@ static void usage(FILE *out) {
             "A MODEL is a GGUF file or a Hugging Face directory (config.json + safetensors).\n\n"
             "commands:\n",
             PZ_VERSION);
-    for (size_t i = 0; i < N_COMMANDS; i++) fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    for (size_t i = 0; i < N_COMMANDS; i++) fprintf(out, "  %-13s %s\n", commands[i].name, commands[i].summary);
+}
+
+// libgomp reads OMP_WAIT_POLICY once, when the library loads, and by
+// default its idle threads spin. On a machine whose cores are shared (two
+// processes on two cores) spinning made decode 10-30x slower, while passive
+// waiting costs nothing measurable here (results/engine_bench.md). So unless
+// the user chose a policy, re-execute once with passive waiting.
+static void prefer_passive_openmp(char **argv) {
+    if (getenv("OMP_WAIT_POLICY")) return;
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    execv("/proc/self/exe", argv);  // returns only on failure: carry on spinning
 }
 
 int main(int argc, char **argv) {
+    prefer_passive_openmp(argv);
     if (argc < 2 || pz_is_help(argv[1]) || strcmp(argv[1], "help") == 0) {
         if (argc >= 3 && strcmp(argv[1], "help") == 0) {
             for (size_t i = 0; i < N_COMMANDS; i++)

@@ -1,25 +1,22 @@
-// matmul.h — y[M,N] = x[M,K]·W[N,K]^T on the CPU through a library:
-// oneDNN (default build) or OpenBLAS (-DPZ_BLAS=openblas).
+// matmul.h — y[M,N] = x[M,K]·W[N,K]^T for inference on the CPU, fp32 or
+// bf16 weights.
 //
 // Small M (<= PZ_GEMV_MAX_M, decode) goes to the memory-bound kernel in
-// gemv.h instead, which reads bf16 weights exactly with fp32 activations.
-// Larger M with bf16 weights: oneDNN converts the activations to bf16
-// (round to nearest even) and runs a bf16 x bf16 -> fp32 product, so
-// prefill with bf16 weights carries activation rounding (~3 significant
-// digits) that decode does not. OpenBLAS (Debian's build has no
-// cblas_sbgemm) widens the weights to fp32 a 4 MiB tile at a time and runs
-// sgemm: exact, but no faster than fp32 weights.
+// gemv.h, which reads bf16 weights exactly with fp32 activations. Larger M
+// goes to the library through gemm.h. With bf16 weights oneDNN converts the
+// activations to bf16 (round to nearest even) and runs a bf16 x bf16 ->
+// fp32 product, so prefill with bf16 weights carries activation rounding
+// (~3 significant digits) that decode does not. OpenBLAS widens the weights
+// to fp32 a 4 MiB tile at a time and runs sgemm: exact, but no faster than
+// fp32 weights.
 //
-// oneDNN primitives are created once per (M, N, K, ld, dtype, accumulate)
-// and kept in a small cache owned by the handle. A handle is used by one
-// thread at a time. Calling it sets the calling thread's OpenMP thread
-// count (omp_set_num_threads) to the handle's n_threads, which is how
-// oneDNN learns how many threads to use.
+// A handle is used by one thread at a time. Calling it sets the calling
+// thread's OpenMP thread count (omp_set_num_threads) to the handle's
+// n_threads, which is how oneDNN learns how many threads to use.
 #ifndef PZ_CPU_MATMUL_H
 #define PZ_CPU_MATMUL_H
 
-#include <stdint.h>
-#include "backend.h"
+#include "gemm.h"
 
 typedef struct pz_cpu_mm pz_cpu_mm;
 
@@ -34,13 +31,9 @@ int pz_cpu_matmul(pz_cpu_mm *mm, float *y, int ldy, const float *x, int ldx, con
 int pz_cpu_matmul_lib(pz_cpu_mm *mm, float *y, int ldy, const float *x, int ldx, const void *w,
                       pz_dt wt, int M, int N, int K, int accumulate, char *err);
 
-// "oneDNN 2.6.3" or "OpenBLAS".
-const char *pz_cpu_matmul_library(void);
+// pz_cpu_matmul_library() is in gemm.h.
 // 1 when the library path (M > PZ_GEMV_MAX_M) rounds activations to bf16
 // for bf16 weights (oneDNN), 0 when it is exact (OpenBLAS).
 int pz_cpu_matmul_bf16_rounds_activations(void);
-
-// fp32 -> bf16, round to nearest even (NaN stays NaN). AVX-512 when present.
-void pz_cpu_f32_to_bf16(const float *src, uint16_t *dst, size_t n);
 
 #endif

@@ -1,0 +1,344 @@
+// gemm.c — see gemm.h. oneDNN describes every operand as a 2-D matrix with
+// explicit strides, so a transposed operand is the same memory with its
+// strides swapped: op(A) [M,K] is strides (lda, 1), or (1, lda) when ta.
+// oneDNN 2.6 picks its brgemm kernels for all four transpose combinations
+// in fp32 and bf16 (checked with dnnl_query_impl_info_str).
+#include "gemm.h"
+#include "gemv.h"  // pz_cpu_have_avx512_bf16
+#include "kerr.h"
+
+#include <immintrin.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(PZ_USE_DNNL)
+#include <oneapi/dnnl/dnnl.h>
+#elif defined(PZ_USE_OPENBLAS)
+#include <cblas.h>
+void openblas_set_num_threads(int);
+#else
+#error "kernels/cpu needs PZ_USE_DNNL or PZ_USE_OPENBLAS (CMake's PZ_BLAS)"
+#endif
+
+// ---- fp32 <-> bf16 ------------------------------------------------------------
+static inline uint16_t f32_to_bf16_1(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);  // quiet NaN
+    u += 0x7fffu + ((u >> 16) & 1);
+    return (uint16_t)(u >> 16);
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+static void f32_to_bf16_avx512bf16(const float *src, uint16_t *dst, size_t n) {
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16), _mm512_loadu_ps(src + i));
+        _mm512_storeu_si512((void *)(dst + i), (__m512i)v);
+    }
+    for (; i < n; i++) dst[i] = f32_to_bf16_1(src[i]);
+}
+
+void pz_cpu_f32_to_bf16(const float *src, uint16_t *dst, size_t n) {
+    if (pz_cpu_have_avx512_bf16()) {
+        f32_to_bf16_avx512bf16(src, dst, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) dst[i] = f32_to_bf16_1(src[i]);
+}
+
+// rows x cols fp32 (rows ld apart) -> compact bf16.
+static void to_bf16(uint16_t *dst, const float *src, int rows, int cols, int ld) {
+    if (ld == cols) {
+        pz_cpu_f32_to_bf16(src, dst, (size_t)rows * cols);
+        return;
+    }
+    for (int r = 0; r < rows; r++)
+        pz_cpu_f32_to_bf16(src + (size_t)r * ld, dst + (size_t)r * cols, (size_t)cols);
+}
+
+// rows x cols bf16 (rows ld apart) -> compact fp32, exactly.
+static void widen(float *dst, const uint16_t *src, int rows, int cols, int ld) {
+    if (ld != cols) {
+        for (int r = 0; r < rows; r++) widen(dst + (size_t)r * cols, src + (size_t)r * ld, 1, cols, cols);
+        return;
+    }
+    for (size_t i = 0; i < (size_t)rows * cols; i++) {
+        uint32_t u = (uint32_t)src[i] << 16;
+        memcpy(&dst[i], &u, 4);
+    }
+}
+
+// ---- the handle ---------------------------------------------------------------
+#define GEMM_CACHE 192
+
+typedef struct {
+    int used;
+    int ta, tb, M, N, K, lda, ldb, ldc, dt, acc;
+#if defined(PZ_USE_DNNL)
+    dnnl_primitive_t prim;
+    dnnl_memory_t a, b, c;
+#endif
+} gemm_entry;
+
+typedef struct {
+    void *p;  // 64-byte aligned
+    size_t bytes;
+} scratch;
+
+struct pz_cpu_gm {
+    int n_threads;
+    scratch a, b;  // A and B rounded to bf16, compact (held in fp32 for fp32 products);
+                   // b also holds a tile of a bf16 B widened to fp32
+    scratch row;   // one bf16 row on its way into a or b (fp32 products)
+    int next_evict;
+    gemm_entry cache[GEMM_CACHE];
+#if defined(PZ_USE_DNNL)
+    dnnl_engine_t eng;
+    dnnl_stream_t stream;
+#endif
+};
+
+const char *pz_cpu_matmul_library(void) {
+#if defined(PZ_USE_DNNL)
+    static char buf[64];
+    const dnnl_version_t *v = dnnl_version();
+    snprintf(buf, sizeof buf, "oneDNN %d.%d.%d", v->major, v->minor, v->patch);
+    return buf;
+#else
+    return "OpenBLAS";
+#endif
+}
+
+int pz_cpu_gemm_bf16_native(void) {
+#if defined(PZ_USE_DNNL)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int pz_cpu_gemm_threads(const pz_cpu_gm *g) { return g->n_threads; }
+
+pz_cpu_gm *pz_cpu_gemm_create(int n_threads, char *err) {
+    pz_cpu_gm *g = calloc(1, sizeof *g);
+    if (!g) {
+        pz_kerr(err, "gemm: out of memory");
+        return NULL;
+    }
+    g->n_threads = n_threads > 0 ? n_threads : omp_get_num_procs();
+#if defined(PZ_USE_DNNL)
+    if (dnnl_engine_create(&g->eng, dnnl_cpu, 0) != dnnl_success ||
+        dnnl_stream_create(&g->stream, g->eng, dnnl_stream_default_flags) != dnnl_success) {
+        pz_kerr(err, "gemm: oneDNN engine or stream creation failed");
+        pz_cpu_gemm_free(g);
+        return NULL;
+    }
+#endif
+    return g;
+}
+
+static void entry_clear(gemm_entry *e) {
+#if defined(PZ_USE_DNNL)
+    if (e->prim) dnnl_primitive_destroy(e->prim);
+    if (e->a) dnnl_memory_destroy(e->a);
+    if (e->b) dnnl_memory_destroy(e->b);
+    if (e->c) dnnl_memory_destroy(e->c);
+#endif
+    memset(e, 0, sizeof *e);
+}
+
+void pz_cpu_gemm_free(pz_cpu_gm *g) {
+    if (!g) return;
+    for (int i = 0; i < GEMM_CACHE; i++)
+        if (g->cache[i].used) entry_clear(&g->cache[i]);
+#if defined(PZ_USE_DNNL)
+    if (g->stream) dnnl_stream_destroy(g->stream);
+    if (g->eng) dnnl_engine_destroy(g->eng);
+#endif
+    free(g->a.p);
+    free(g->b.p);
+    free(g->row.p);
+    free(g);
+}
+
+// s grown to at least n bytes (contents lost), or NULL with err filled.
+static void *scratch_get(scratch *s, size_t n, char *err) {
+    if (n <= s->bytes) return s->p;
+    void *q = aligned_alloc(64, (n + 63) / 64 * 64);
+    if (!q) {
+        pz_kerr(err, "gemm: out of memory for %zu bytes of scratch", n);
+        return NULL;
+    }
+    free(s->p);
+    s->p = q;
+    s->bytes = n;
+    return q;
+}
+
+// rows x cols fp32 (rows ld apart) rounded to bf16 into s, compact: as bf16
+// for a bf16 product (dt PZ_DT_BF16), else widened back to fp32 a row at a
+// time (exact). Returns the copy, or NULL with err filled.
+static const void *round_bf16(scratch *s, scratch *row, const float *src, int rows, int cols,
+                              int ld, pz_dt dt, char *err) {
+    if (dt == PZ_DT_BF16) {
+        uint16_t *d = scratch_get(s, (size_t)rows * cols * 2, err);
+        if (d) to_bf16(d, src, rows, cols, ld);
+        return d;
+    }
+    float *d = scratch_get(s, (size_t)rows * cols * 4, err);
+    uint16_t *t = d ? scratch_get(row, (size_t)cols * 2, err) : NULL;
+    if (!t) return NULL;
+    for (int r = 0; r < rows; r++) {
+        pz_cpu_f32_to_bf16(src + (size_t)r * ld, t, (size_t)cols);
+        widen(d + (size_t)r * cols, t, 1, cols, cols);
+    }
+    return d;
+}
+
+// ---- one library call: A and B both of type dt (fp32 only for OpenBLAS) --------
+#if defined(PZ_USE_DNNL)
+#define DN(call, what)                                                                   \
+    do {                                                                                 \
+        dnnl_status_t st_ = (call);                                                      \
+        if (st_ != dnnl_success) {                                                       \
+            pz_kerr(err, "gemm: oneDNN %s failed (status %d) at %s:%d", what, (int)st_,  \
+                    __FILE__, __LINE__);                                                 \
+            goto fail;                                                                   \
+        }                                                                                \
+    } while (0)
+
+static gemm_entry *dnnl_entry(pz_cpu_gm *g, int ta, int tb, int M, int N, int K, int lda,
+                              int ldb, int ldc, pz_dt dt, int acc, char *err) {
+    for (int i = 0; i < GEMM_CACHE; i++) {
+        gemm_entry *e = &g->cache[i];
+        if (e->used && e->ta == ta && e->tb == tb && e->M == M && e->N == N && e->K == K &&
+            e->lda == lda && e->ldb == ldb && e->ldc == ldc && e->dt == (int)dt && e->acc == acc)
+            return e;
+    }
+    gemm_entry *e = NULL;
+    for (int i = 0; i < GEMM_CACHE && !e; i++)
+        if (!g->cache[i].used) e = &g->cache[i];
+    if (!e) {
+        e = &g->cache[g->next_evict];
+        g->next_evict = (g->next_evict + 1) % GEMM_CACHE;
+        entry_clear(e);
+    }
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_data_type_t ddt = dt == PZ_DT_BF16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_memory_desc_t amd, bmd, cmd;
+    dnnl_dims_t ad = {M, K}, as = {ta ? 1 : lda, ta ? lda : 1};
+    dnnl_dims_t bd = {K, N}, bs = {tb ? 1 : ldb, tb ? ldb : 1};
+    dnnl_dims_t cd = {M, N}, cs = {ldc, 1};
+    DN(dnnl_memory_desc_init_by_strides(&amd, 2, ad, ddt, as), "A desc");
+    DN(dnnl_memory_desc_init_by_strides(&bmd, 2, bd, ddt, bs), "B desc");
+    DN(dnnl_memory_desc_init_by_strides(&cmd, 2, cd, dnnl_f32, cs), "C desc");
+    dnnl_matmul_desc_t md;
+    DN(dnnl_matmul_desc_init(&md, &amd, &bmd, NULL, &cmd), "matmul desc");
+    DN(dnnl_primitive_attr_create(&attr), "attr");
+    if (acc) {  // C += through a sum post-op
+        DN(dnnl_post_ops_create(&po), "post ops");
+        DN(dnnl_post_ops_append_sum(po, 1.0f), "sum post op");
+        DN(dnnl_primitive_attr_set_post_ops(attr, po), "set post ops");
+    }
+    DN(dnnl_primitive_desc_create(&pd, &md, attr, g->eng, NULL), "primitive desc");
+    DN(dnnl_primitive_create(&e->prim, pd), "primitive");
+    DN(dnnl_memory_create(&e->a, &amd, g->eng, DNNL_MEMORY_NONE), "A memory");
+    DN(dnnl_memory_create(&e->b, &bmd, g->eng, DNNL_MEMORY_NONE), "B memory");
+    DN(dnnl_memory_create(&e->c, &cmd, g->eng, DNNL_MEMORY_NONE), "C memory");
+    dnnl_primitive_desc_destroy(pd);
+    dnnl_primitive_attr_destroy(attr);
+    if (po) dnnl_post_ops_destroy(po);
+    e->used = 1;
+    e->ta = ta, e->tb = tb, e->M = M, e->N = N, e->K = K;
+    e->lda = lda, e->ldb = ldb, e->ldc = ldc, e->dt = (int)dt, e->acc = acc;
+    return e;
+fail:
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    if (po) dnnl_post_ops_destroy(po);
+    entry_clear(e);
+    return NULL;
+}
+#endif
+
+static int lib_gemm(pz_cpu_gm *g, int ta, int tb, int M, int N, int K, const void *A, int lda,
+                    const void *B, int ldb, float *C, int ldc, int acc, pz_dt dt, char *err) {
+#if defined(PZ_USE_DNNL)
+    gemm_entry *e = dnnl_entry(g, ta, tb, M, N, K, lda, ldb, ldc, dt, acc, err);
+    if (!e) return -1;
+    DN(dnnl_memory_set_data_handle(e->a, (void *)A), "set A");
+    DN(dnnl_memory_set_data_handle(e->b, (void *)B), "set B");
+    DN(dnnl_memory_set_data_handle(e->c, C), "set C");
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, e->a}, {DNNL_ARG_WEIGHTS, e->b}, {DNNL_ARG_DST, e->c}};
+    DN(dnnl_primitive_execute(e->prim, g->stream, 3, args), "execute");
+    DN(dnnl_stream_wait(g->stream), "stream wait");
+    return 0;
+fail:
+    return -1;
+#else
+    (void)g, (void)dt, (void)err;
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
+                K, 1.0f, A, lda, B, ldb, acc ? 1.0f : 0.0f, C, ldc);
+    return 0;
+#endif
+}
+
+// ---- the product ----------------------------------------------------------------
+int pz_cpu_gemm_ex(pz_cpu_gm *g, int ta, int tb, int M, int N, int K, const float *A, int lda,
+                   const void *B, pz_dt bt, int ldb, float *C, int ldc, int accumulate,
+                   pz_dt prec, char *err) {
+    if (M < 0 || N < 0 || K < 0 || ldc < N || lda < (ta ? M : K) || ldb < (tb ? K : N) ||
+        (prec != PZ_DT_F32 && prec != PZ_DT_BF16) || (bt != PZ_DT_F32 && bt != PZ_DT_BF16))
+        return pz_kerr(err, "gemm: bad shape M=%d N=%d K=%d ta=%d tb=%d lda=%d ldb=%d ldc=%d prec=%d bt=%d",
+                       M, N, K, ta, tb, lda, ldb, ldc, (int)prec, (int)bt);
+    if (M == 0 || N == 0) return 0;
+    if (K == 0) {
+        if (!accumulate)
+            for (int m = 0; m < M; m++) memset(C + (size_t)m * ldc, 0, sizeof(float) * (size_t)N);
+        return 0;
+    }
+    if (omp_get_max_threads() != g->n_threads) omp_set_num_threads(g->n_threads);
+#if defined(PZ_USE_OPENBLAS)
+    openblas_set_num_threads(g->n_threads);  // the pthread build keeps its own pool
+#endif
+    // dt: the type both operands have when they reach the library.
+    pz_dt dt = pz_cpu_gemm_bf16_native() ? prec : PZ_DT_F32;
+    const void *a = A, *b = B;
+    if (prec == PZ_DT_BF16) {  // round the fp32 operands
+        if (!(a = round_bf16(&g->a, &g->row, A, ta ? K : M, ta ? M : K, lda, dt, err))) return -1;
+        lda = ta ? M : K;
+        if (bt == PZ_DT_F32) {
+            if (!(b = round_bf16(&g->b, &g->row, B, tb ? N : K, tb ? K : N, ldb, dt, err))) return -1;
+            ldb = tb ? K : N, bt = dt;
+        }
+    }
+    if (bt == dt) return lib_gemm(g, ta, tb, M, N, K, a, lda, b, ldb, C, ldc, accumulate, dt, err);
+    // B stored bf16 into an fp32 product: widen it a tile of N (~4 MiB) at a time.
+    int nt = (int)((4u << 20) / ((size_t)K * 4));
+    if (nt < 16) nt = 16;
+    if (nt > N) nt = N;
+    float *bf = scratch_get(&g->b, (size_t)nt * K * 4, err);
+    if (!bf) return -1;
+    for (int n0 = 0; n0 < N; n0 += nt) {
+        int nn = N - n0 < nt ? N - n0 : nt;
+        if (tb)
+            widen(bf, (const uint16_t *)b + (size_t)n0 * ldb, nn, K, ldb);
+        else
+            widen(bf, (const uint16_t *)b + n0, K, nn, ldb);
+        if (lib_gemm(g, ta, tb, M, nn, K, a, lda, bf, tb ? K : nn, C + n0, ldc, accumulate,
+                     PZ_DT_F32, err))
+            return -1;
+    }
+    return 0;
+}
+
+int pz_cpu_gemm(pz_cpu_gm *g, int ta, int tb, int M, int N, int K, const float *A, int lda,
+                const float *B, int ldb, float *C, int ldc, int accumulate, pz_dt prec, char *err) {
+    return pz_cpu_gemm_ex(g, ta, tb, M, N, K, A, lda, B, PZ_DT_F32, ldb, C, ldc, accumulate, prec,
+                          err);
+}
