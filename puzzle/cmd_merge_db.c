@@ -100,9 +100,10 @@ out:
 
 // Checks every input against the output (or, when the output is new,
 // against the first input) before anything is written.
+// out NULL: the output does not exist yet.
 static int check_inputs(pz_rundb *out, const char **ins, int n_in, char *err) {
     pz_rundb_model pm;
-    int has = pz_rundb_get_parent(out, &pm, err), rc = 0;
+    int has = out ? pz_rundb_get_parent(out, &pm, err) : 0, rc = 0;
     if (has < 0) return -1;
     pz_rundb *first = NULL;
     for (int i = 0; i < n_in && rc == 0; i++) {
@@ -204,13 +205,15 @@ int pz_cmd_merge_db(int argc, char **argv) {
             goto fail;
         }
     }
+    if (realpath(out_path, ro))
+        for (int i = 0; i < n_in; i++)
+            if (realpath(ins[i], ri) && !strcmp(ri, ro)) {
+                pz_err(err, "%s is the output database; it cannot also be an input", ins[i]);
+                goto fail;
+            }
+    // A new output is created only once the inputs agree with each other.
+    if (!pz_file_exists(out_path) && check_inputs(NULL, ins, n_in, err)) goto fail;
     if (!(out = pz_rundb_open(out_path, 1, err)) || pz_rundb_lock(out, err)) goto fail;
-    if (!realpath(out_path, ro)) ro[0] = 0;
-    for (int i = 0; i < n_in; i++)
-        if (realpath(ins[i], ri) && !strcmp(ri, ro)) {
-            pz_err(err, "%s is the output database; it cannot also be an input", ins[i]);
-            goto fail;
-        }
     if (check_inputs(out, ins, n_in, err)) goto fail;
     for (int i = 0; i < n_in; i++)
         if (merge_one(out, ins[i], err)) goto fail;

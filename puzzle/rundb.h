@@ -34,7 +34,11 @@
 //   loss_curves(run_id, step, train_nmse, val_nmse)
 //   events(id, at, stage, kind, message)               the log
 // Views:
-//   library        one row per block with its current run's numbers
+//   library        one row per block (id, layer, sub, variants, status, is_parent,
+//                  needs_training, init_method, n_params, weight_file, sha256) with its
+//                  current run's numbers (mode, steps, tokens, wall_s, tokens_per_s,
+//                  init_val_nmse, final_val_nmse, final_train_nmse); NMSE is NULL where
+//                  undefined (a noop block of a layer whose parent half is noop: 0/0)
 //   library_curves (block_id, step, train_nmse, val_nmse) of current runs
 //
 // Parents and blocks without training: the parent's own variant of a layer
