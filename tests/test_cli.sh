@@ -4,15 +4,8 @@
 # command runs, output is sane, and bad input gives one clear error line and a
 # non-zero exit.
 set -u
-BIN="${PUZZLE_BIN:?}"
-MODEL="${PUZZLE_MODEL:-}"
-if [ ! -f "$MODEL" ]; then echo "skip: reference parent not fetched (scripts/fetch_model.sh)"; exit 77; fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() { if eval "$2"; then ok; else bad "$1"; fi; }
+. "$(dirname "$0")/lib.sh"
+need_model
 
 # info
 "$BIN" info "$MODEL" >"$tmp/info" 2>&1
@@ -70,5 +63,4 @@ for c in info generate eval tokenize; do
   check "$c --help" '[ $? -eq 0 ] && grep -q "usage: puzzle $c" "$tmp/h"'
 done
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

@@ -5,16 +5,9 @@
 # GGUF, and a random heterogeneous test model (every sub-block kind) runs
 # through every command.
 set -u
-BIN="${PUZZLE_BIN:?}"
+. "$(dirname "$0")/lib.sh"
 MAKE="${PUZZLE_MAKE_TEST_MODEL:?}"
-MODEL="${PUZZLE_MODEL:-}"
-if [ ! -f "$MODEL" ]; then echo "skip: reference parent not fetched (scripts/fetch_model.sh)"; exit 77; fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() { if eval "$2"; then ok; else bad "$1"; fi; }
+need_model
 
 printf 'The quick brown fox jumps over the lazy dog. In 1905, Einstein published four papers.\n' >"$tmp/t.txt"
 for i in 1 2 3; do cat "$tmp/t.txt"; done >"$tmp/text.txt"
@@ -56,5 +49,4 @@ printf '{"hidden_size": 64, "num_hidden_layers": 2' >"$tmp/broken/config.json"
 "$BIN" info "$tmp/broken" >"$tmp/o" 2>"$tmp/e"; rc=$?
 check "broken config fails cleanly" '[ $rc -ne 0 ] && [ $(wc -l <"$tmp/e") -eq 1 ] && grep -q config.json "$tmp/e"'
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

@@ -4,14 +4,8 @@
 # child with no-op attention, a random heterogeneous test model; JSON fields
 # and sane ranges, the table, SLO sizing, and bad inputs.
 set -u
-BIN="${PUZZLE_BIN:?}"
+. "$(dirname "$0")/lib.sh"
 MAKE="${PUZZLE_MAKE_TEST_MODEL:-}"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() { if eval "$2"; then ok; else bad "$1"; fi; }
 # py FILE EXPR: evaluates a Python boolean over the JSON object d.
 py() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if ($2) else 1)" "$1"; }
 
@@ -140,5 +134,4 @@ check "PUZZLE_HARDWARE_DIR honoured" '[ $? -eq 2 ] && grep -q "positive number" 
 "$BIN" plan --help | grep -q -- "--ttft-slo"
 check "help" '[ $? -eq 0 ]'
 
-echo "test_plan: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish
