@@ -1,4 +1,4 @@
-// bwd_rope.h — the backward pass of RoPE (rope.h): the gradient of a
+// bwd_rope.h — the backward pass of RoPE (rope.h; implemented in rope.c): the gradient of a
 // rotation is the inverse rotation, so dx = R(−angle)·dy, with the same
 // Hugging Face "rotate_half" pairing (dimension i with i + head_dim/2), the
 // same inv_freq table (pz_rope_inv_freq in backend.h) and the same angles

@@ -1,5 +1,6 @@
 // rope.c — see rope.h and backend.h (pz_rope_inv_freq).
 #include "rope.h"
+#include "bwd_rope.h"
 #include "backend.h"
 
 #include <math.h>
@@ -27,8 +28,10 @@ void pz_rope_inv_freq(const pz_rope_params *p, float *inv_freq) {
     }
 }
 
-void pz_cpu_rope(float *x, int ld, const int32_t *pos, int M, int n_heads, int head_dim,
-                 const float *inv_freq, int n_threads) {
+// Rotates each (x_i, x_{i+half}) pair by sign·angle: sign +1 is the forward;
+// -1 is its transpose (the inverse rotation), which is RoPE's backward.
+static void rotate(float *x, int ld, const int32_t *pos, int M, int n_heads, int head_dim,
+                   const float *inv_freq, int n_threads, float sign) {
     int half = head_dim / 2;
     int nt = M >= 8 ? n_threads : 1;
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
@@ -37,7 +40,7 @@ void pz_cpu_rope(float *x, int ld, const int32_t *pos, int M, int n_heads, int h
         for (int i = 0; i < half; i++) {
             double a = (double)pos[m] * (double)inv_freq[i];
             c[i] = (float)cos(a);
-            s[i] = (float)sin(a);
+            s[i] = sign * (float)sin(a);
         }
         float *xr = x + (size_t)m * ld;
         for (int h = 0; h < n_heads; h++) {
@@ -50,4 +53,14 @@ void pz_cpu_rope(float *x, int ld, const int32_t *pos, int M, int n_heads, int h
             }
         }
     }
+}
+
+void pz_cpu_rope(float *x, int ld, const int32_t *pos, int M, int n_heads, int head_dim,
+                 const float *inv_freq, int n_threads) {
+    rotate(x, ld, pos, M, n_heads, head_dim, inv_freq, n_threads, 1.0f);
+}
+
+void pz_cpu_rope_bwd(float *dx, int ld, const int32_t *pos, int M, int n_heads, int head_dim,
+                     const float *inv_freq, int n_threads) {
+    rotate(dx, ld, pos, M, n_heads, head_dim, inv_freq, n_threads, -1.0f);
 }
