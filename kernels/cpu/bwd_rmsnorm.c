@@ -5,22 +5,7 @@
 #include <omp.h>
 #include <stddef.h>
 
-void pz_cpu_rmsnorm_fwd_train(float *y, float *rstd, const float *x, const float *w, int M, int n,
-                              float eps, int n_threads) {
-    int nt = M >= 8 ? n_threads : 1;
-#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
-    for (int m = 0; m < M; m++) {
-        const float *xr = x + (size_t)m * n;
-        float *yr = y + (size_t)m * n;
-        double ss = 0;
-#pragma omp simd reduction(+ : ss)
-        for (int i = 0; i < n; i++) ss += (double)xr[i] * xr[i];
-        float r = (float)(1.0 / sqrt(ss / n + eps));
-        rstd[m] = r;
-#pragma omp simd
-        for (int i = 0; i < n; i++) yr[i] = xr[i] * r * w[i];
-    }
-}
+// pz_cpu_rmsnorm_fwd_train lives in rmsnorm.c, beside the inference forward.
 
 void pz_cpu_rmsnorm_bwd(float *dx, int dx_acc, float *dw, const float *dy, const float *x,
                         const float *w, const float *rstd, int M, int n, int n_threads) {
