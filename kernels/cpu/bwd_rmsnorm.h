@@ -9,7 +9,8 @@
 #ifndef PZ_CPU_BWD_RMSNORM_H
 #define PZ_CPU_BWD_RMSNORM_H
 
-// x, y: (M, n) contiguous; y may equal x. w: (n). rstd: (M), receives r.
+// x, y: (M, n) contiguous; y may equal x. w: (n). rstd: (M), receives r
+// (may be NULL when no backward follows).
 // The same numbers as pz_cpu_rmsnorm (rmsnorm.h).
 void pz_cpu_rmsnorm_fwd_train(float *y, float *rstd, const float *x, const float *w, int M, int n,
                               float eps, int n_threads);
