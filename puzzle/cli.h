@@ -23,6 +23,8 @@ int pz_cmd_convert(int argc, char **argv);
 int pz_cmd_build_library(int argc, char **argv);
 int pz_cmd_merge_db(int argc, char **argv);
 int pz_cmd_plan(int argc, char **argv);
+int pz_cmd_score(int argc, char **argv);
+int pz_cmd_profile(int argc, char **argv);
 void pz_usage_info(FILE *out);
 void pz_usage_generate(FILE *out);
 void pz_usage_eval(FILE *out);
@@ -31,6 +33,8 @@ void pz_usage_convert(FILE *out);
 void pz_usage_build_library(FILE *out);
 void pz_usage_merge_db(FILE *out);
 void pz_usage_plan(FILE *out);
+void pz_usage_score(FILE *out);
+void pz_usage_profile(FILE *out);
 
 // Option parsing: argv is scanned left to right; options take their value
 // from the next argument (or after '=' for --long=value). These helpers

@@ -11,8 +11,9 @@
 // already done in OUT with a valid file is kept (same sha256: nothing to
 // do, which makes a repeated merge a no-op; another sha256: a conflict,
 // reported, and OUT's is kept). Blocks still pending in an input are added
-// as pending. Inputs of another parent or search space are refused before
-// anything is written.
+// as pending. Scores (`puzzle score`) come along for the blocks whose
+// weights OUT now holds. Inputs of another parent or search space are
+// refused before anything is written.
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -151,6 +152,25 @@ static int merge_block(pz_rundb *out, pz_rundb *in, const char *in_path, const p
     return 0;
 }
 
+// The scores of "src" for blocks that OUT holds as done with the same
+// weights (same sha256, or both without a file); existing rows are kept.
+// Returns how many rows were added, or -1.
+static int copy_scores(pz_rundb *out, char *err) {
+    sqlite3 *db = pz_rundb_sqlite(out);
+    if (pz_rundb_begin(out, err)) return -1;
+    PZ_SQL(db, sqlite3_exec(db,
+                            "INSERT OR IGNORE INTO main.scores SELECT s.* FROM src.scores s "
+                            "JOIN src.blocks sb ON sb.block_id = s.block_id "
+                            "JOIN main.blocks mb ON mb.block_id = s.block_id "
+                            "WHERE mb.status = 'done' AND IFNULL(mb.sha256, '') = IFNULL(sb.sha256, '')",
+                            NULL, NULL, NULL));
+    int n = sqlite3_changes(db);
+    return pz_rundb_commit(out, err) ? -1 : n;
+fail:
+    pz_rundb_rollback(out);
+    return -1;
+}
+
 static int merge_one(pz_rundb *out, const char *in_path, char *err) {
     pz_rundb *in = pz_rundb_open(in_path, 0, err);
     pz_rundb_done_block *rows = NULL;
@@ -164,8 +184,10 @@ static int merge_one(pz_rundb *out, const char *in_path, char *err) {
     for (int i = 0; i < n; i++)
         if (merge_block(out, in, in_path, &rows[i], &k, err)) goto out;
     if ((k.pending = pz_rundb_copy_pending(out, err)) < 0) goto out;
-    fprintf(stderr, "%s: %d blocks copied, %d already present, %d conflicts, %d unusable, %d pending added\n",
-            in_path, k.copied, k.present, k.conflicts, k.bad, k.pending);
+    int n_scores = copy_scores(out, err);
+    if (n_scores < 0) goto out;
+    fprintf(stderr, "%s: %d blocks copied, %d already present, %d conflicts, %d unusable, %d pending added, "
+            "%d scores added\n", in_path, k.copied, k.present, k.conflicts, k.bad, k.pending, n_scores);
     pz_rundb_event(out, "merge-db", "merge", "%s: %d copied, %d present, %d conflicts, %d unusable, %d pending",
                    in_path, k.copied, k.present, k.conflicts, k.bad, k.pending);
     rc = 0;

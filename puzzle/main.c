@@ -15,6 +15,8 @@ static const pz_command commands[] = {
     {"build-library", "train the block library (BLD) into a run database; resumable, shardable", pz_cmd_build_library, pz_usage_build_library},
     {"merge-db", "merge shard run databases of one parent and search space", pz_cmd_merge_db, pz_usage_merge_db},
     {"plan", "capacity planning: memory, batch, throughput, latency, GPUs needed (roofline)", pz_cmd_plan, pz_usage_plan},
+    {"score", "replace-1-block scores (KL, LM-loss change, top-1) of the library; resumable, shardable", pz_cmd_score, pz_usage_score},
+    {"profile", "time each library variant per scenario on the local CPU; --calibrate the CPU", pz_cmd_profile, pz_usage_profile},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -98,6 +98,44 @@ static const char *const migrations[] = {
     "CREATE VIEW library_curves AS\n"
     "  SELECT b.block_id, c.step, c.train_nmse, c.val_nmse\n"
     "  FROM blocks b JOIN loss_curves c ON c.run_id = b.run_id;\n",
+    // Profiling (`puzzle profile`): one row per distinct sub-block variant
+    // (part, kind, size) x scenario x device x dtype, shared by every layer
+    // with that variant (timings depend on shapes only); block_profiles joins
+    // them to the blocks. part 'embed'/'head' are the embedding and LM head.
+    "CREATE TABLE hardware (\n"
+    "  device TEXT PRIMARY KEY, kind TEXT NOT NULL, threads INTEGER, json TEXT,\n"
+    "  measured INTEGER NOT NULL,\n"
+    "  created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')));\n"
+    "CREATE TABLE profiles (\n"
+    "  part TEXT NOT NULL CHECK (part IN ('attn', 'ffn', 'embed', 'head')),\n"
+    "  kind TEXT NOT NULL, size INTEGER NOT NULL,\n"
+    "  scenario TEXT NOT NULL, phase TEXT NOT NULL, batch INTEGER NOT NULL, len INTEGER NOT NULL,\n"
+    "  device TEXT NOT NULL REFERENCES hardware(device), dtype TEXT NOT NULL,\n"
+    "  median_s REAL NOT NULL, p10_s REAL NOT NULL, p90_s REAL NOT NULL, repeats INTEGER NOT NULL,\n"
+    "  param_bytes REAL, kv_bytes_per_token REAL, measured INTEGER NOT NULL,\n"
+    "  created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),\n"
+    "  PRIMARY KEY (part, kind, size, scenario, device, dtype));\n"
+    "CREATE VIEW block_profiles AS\n"
+    "  SELECT b.block_id, b.layer, p.*\n"
+    "  FROM blocks b JOIN profiles p\n"
+    "    ON (p.part = 'attn' AND p.kind = b.attn_kind AND p.size = IFNULL(b.attn_size, 0))\n"
+    "    OR (p.part = 'ffn' AND p.kind = b.ffn_kind AND p.size = IFNULL(b.ffn_size, 0));\n",
+    // Replace-1-block scores (`puzzle score`): one row per block x scoring
+    // data (data_hash: pz_capture_tokens_hash of the token windows) x window
+    // length; kl = mean KL(parent || child), loss_delta = child - parent NLL
+    // (nats per token), top1 = argmax agreement. block_scores joins blocks.
+    "CREATE TABLE scores (\n"
+    "  block_id TEXT NOT NULL REFERENCES blocks(block_id),\n"
+    "  data_hash TEXT NOT NULL, seq_len INTEGER NOT NULL, tokens INTEGER NOT NULL,\n"
+    "  kl REAL NOT NULL, loss_delta REAL NOT NULL, top1 REAL NOT NULL,\n"
+    "  parent_nll REAL, child_nll REAL, data TEXT, prec TEXT, threads INTEGER, wall_s REAL,\n"
+    "  created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),\n"
+    "  PRIMARY KEY (block_id, data_hash, seq_len)) WITHOUT ROWID;\n"
+    "CREATE VIEW block_scores AS\n"
+    "  SELECT b.block_id, b.layer, b.sub, b.attn_variant, b.ffn_variant, b.is_parent, b.init_method,\n"
+    "         b.n_params, s.kl, s.loss_delta, s.top1, s.parent_nll, s.child_nll, s.tokens, s.seq_len,\n"
+    "         s.data_hash, s.wall_s\n"
+    "  FROM blocks b JOIN scores s ON s.block_id = b.block_id;\n",
 };
 #define N_MIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
 

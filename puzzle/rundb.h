@@ -41,6 +41,28 @@
 //                  undefined (a noop block of a layer whose parent half is noop: 0/0)
 //   library_curves (block_id, step, train_nmse, val_nmse) of current runs
 //
+// Profiling migration (`puzzle profile`, scoring/profile.h):
+//   hardware(device, kind, threads, json, measured, created_at)
+//                                    device = the description string, e.g.
+//                                    "cpu: AMD EPYC (2 threads)"; json = its
+//                                    `profile --calibrate --db` hardware JSON
+//   profiles(part 'attn'|'ffn'|'embed'|'head', kind, size, scenario
+//            "prefill:BxS"|"decode:BxC", phase, batch, len, device, dtype,
+//            median_s, p10_s, p90_s, repeats, param_bytes,
+//            kv_bytes_per_token, measured, created_at)
+//                                    one row per distinct variant (timings
+//                                    depend on shapes only, so all layers
+//                                    share it); noop rows are exactly 0
+//   view block_profiles: every block (attn/ffn) joined with its variant's rows
+//
+// Scoring migration (`puzzle score`, scoring/score.h):
+//   scores(block_id, data_hash, seq_len, tokens, kl, loss_delta, top1,
+//          parent_nll, child_nll, data, prec, threads, wall_s, created_at)
+//                                    one row per block x scoring windows
+//                                    (data_hash: pz_capture_tokens_hash of the
+//                                    tokens, hex) x window length
+//   view block_scores: the blocks joined with their scores
+//
 // Parents and blocks without training: the parent's own variant of a layer
 // ("L07.ffn.swiglu_1536") and noop blocks are rows with init_method
 // "parent" / "noop", status 'done', no weight_file and no sha256 — the

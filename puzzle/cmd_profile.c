@@ -1,0 +1,516 @@
+// cmd_profile.c — `puzzle profile`: times every distinct sub-block variant
+// of a run's library on the local CPU per scenario and records it in the run
+// database (profiles, hardware); `--calibrate` writes a hardware JSON of the
+// local CPU for the roofline model; `--report HW` compares the roofline's
+// predictions on HW with the measured rows (results/cpu_profile.md).
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "backend.h"
+#include "cli.h"
+#include "common.h"
+#include "costmodel.h"
+#include "hardware.h"
+#include "profile.h"
+#include "rundb.h"
+
+#define MAX_SCEN 32
+#define MAX_VAR 128
+
+void pz_usage_profile(FILE *out) {
+    fprintf(out,
+            "usage: puzzle profile --db RUN.db [--device cpu] [--scenario S[,S...]]... [--dtype f32|bf16]\n"
+            "                      [--repeats N] [--warmup N] [--threads T] [--cold-mib N]\n"
+            "       puzzle profile --calibrate [--db RUN.db] [--out FILE] [--threads T] [--repeats N] [--eff-gemm X ...]\n"
+            "       puzzle profile --db RUN.db --report HW [--dtype bf16] [--threads T]\n\n"
+            "Times each distinct sub-block variant of the run's library (attention and FFN kinds and\n"
+            "sizes, plus the embedding and the LM head) in isolation on the local CPU with the runtime's\n"
+            "kernels, on random weights of the variant's shapes. Timings depend on shapes only, so each\n"
+            "variant is timed once and shared by every layer (view block_profiles). Rows already measured\n"
+            "for the same device, dtype and scenario are skipped, so a rerun resumes. Noop sub-blocks run\n"
+            "nothing and are stored as exactly 0.\n\n"
+            "  --scenario S      prefill:BxS (B prompts of S tokens) or decode:BxC (B sequences, one new\n"
+            "                    token over C cached); repeatable or comma-separated\n"
+            "                    (default prefill:1x512,decode:1x512)\n"
+            "  --dtype           weight type of the products (default f32)\n"
+            "  --repeats N       timed runs per row (default 10); --warmup N untimed first (default 2)\n"
+            "  --cold-mib N      rotate over copies of each variant's weights totalling N MiB (at most\n"
+            "                    32 copies) so they are read from memory, as in a full model whose\n"
+            "                    weights exceed the caches; 0 = one copy, cache-warm (default 256)\n"
+            "  --threads T       CPU threads (default: all cores); part of the device description\n"
+            "  --calibrate       measure the CPU's GEMM rate (fp32, bf16), weight-streaming bandwidth and\n"
+            "                    per-op overhead, and write a hardware JSON usable as `plan --hardware FILE`\n"
+            "  --eff-gemm X, --eff-attn X, --eff-mem X\n"
+            "                    with --calibrate: store these CPU efficiency factors (fractions of the\n"
+            "                    measured rates) as the file's optional \"cost_params\" (results/cpu_profile.md)\n"
+            "  --out FILE        where --calibrate writes (default ~/.cache/puzzle/hardware/cpu_local.json);\n"
+            "                    with --db as well, the JSON is also stored in the run's hardware row\n"
+            "  --report HW       print measured vs roofline-predicted times (markdown) for the rows of\n"
+            "                    this device and dtype; HW a hardware name or JSON path; its optional\n"
+            "                    \"cost_params\" object (eff_gemm, eff_attn, eff_mem) overrides the defaults\n");
+}
+
+typedef struct {
+    const char *db, *out, *report;
+    int calibrate, threads, warmup, repeats, wtype;
+    long cold_mib;
+    double eff_gemm, eff_attn, eff_mem;  // --calibrate: optional cost_params to store
+    int n_scen;
+    pz_scenario scen[MAX_SCEN];
+} opts;
+
+static int parse(int argc, char **argv, opts *o) {
+    const char *cmd = "profile", *v;
+    long n;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--db")) {
+            if (!(o->db = pz_arg_value(cmd, argc, argv, &i))) return -1;
+        } else if (!strcmp(a, "--out")) {
+            if (!(o->out = pz_arg_value(cmd, argc, argv, &i))) return -1;
+        } else if (!strcmp(a, "--report")) {
+            if (!(o->report = pz_arg_value(cmd, argc, argv, &i))) return -1;
+        } else if (!strcmp(a, "--calibrate")) {
+            o->calibrate = 1;
+        } else if (!strcmp(a, "--device")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i))) return -1;
+            if (strcmp(v, "cpu")) {
+                fprintf(stderr, "puzzle profile: --device: only 'cpu' is built in (got '%s')\n", v);
+                return -1;
+            }
+        } else if (!strcmp(a, "--dtype")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_wtype(cmd, v, &o->wtype)) return -1;
+        } else if (!strcmp(a, "--threads")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_int(cmd, a, v, 0, 1024, &n)) return -1;
+            o->threads = (int)n;
+        } else if (!strcmp(a, "--repeats")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_int(cmd, a, v, 1, 100000, &n)) return -1;
+            o->repeats = (int)n;
+        } else if (!strncmp(a, "--eff-", 6)) {
+            double *d = !strcmp(a, "--eff-gemm") ? &o->eff_gemm : !strcmp(a, "--eff-attn") ? &o->eff_attn
+                      : !strcmp(a, "--eff-mem")  ? &o->eff_mem  : NULL;
+            if (!d) {
+                fprintf(stderr, "puzzle profile: unknown argument '%s' (see puzzle profile --help)\n", a);
+                return -1;
+            }
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_float(cmd, a, v, 0.01, 10, d)) return -1;
+        } else if (!strcmp(a, "--cold-mib")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_int(cmd, a, v, 0, 1 << 20, &o->cold_mib)) return -1;
+        } else if (!strcmp(a, "--warmup")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_int(cmd, a, v, 0, 100000, &n)) return -1;
+            o->warmup = (int)n;
+        } else if (!strcmp(a, "--scenario")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i))) return -1;
+            char buf[1024], err[PZ_ERRLEN];
+            snprintf(buf, sizeof buf, "%s", v);
+            for (char *sv, *tok = strtok_r(buf, ",", &sv); tok; tok = strtok_r(NULL, ",", &sv)) {
+                if (o->n_scen == MAX_SCEN) {
+                    fprintf(stderr, "puzzle profile: at most %d scenarios\n", MAX_SCEN);
+                    return -1;
+                }
+                if (pz_prof_scenario_parse(tok, &o->scen[o->n_scen++], err)) {
+                    fprintf(stderr, "puzzle profile: --scenario: %s\n", err);
+                    return -1;
+                }
+            }
+        } else {
+            fprintf(stderr, "puzzle profile: unknown argument '%s' (see puzzle profile --help)\n", a);
+            return -1;
+        }
+    }
+    if (!o->calibrate && !o->db) {
+        fprintf(stderr, "puzzle profile: --db RUN.db is missing (or use --calibrate)\n");
+        return -1;
+    }
+    if (!o->n_scen) {
+        pz_prof_scenario_parse("prefill:1x512", &o->scen[0], NULL);
+        pz_prof_scenario_parse("decode:1x512", &o->scen[1], NULL);
+        o->n_scen = 2;
+    }
+    return 0;
+}
+
+// Records the device (and its calibration JSON, when given; NULL keeps any stored one).
+static int store_device(pz_rundb *rdb, const char *dev, int threads, const char *json, char *err) {
+    sqlite3 *db = pz_rundb_sqlite(rdb);
+    sqlite3_stmt *st = NULL;
+    if (pz_rundb_begin(rdb, err)) return -1;
+    PZ_SQL(db, sqlite3_prepare_v2(db, "INSERT INTO hardware (device, kind, threads, json, measured) "
+                                      "VALUES (?, 'cpu', ?, ?, 1) ON CONFLICT (device) DO UPDATE SET "
+                                      "json = IFNULL(excluded.json, hardware.json)", -1, &st, NULL));
+    sqlite3_bind_text(st, 1, dev, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, threads);
+    if (json) sqlite3_bind_text(st, 3, json, -1, SQLITE_STATIC);
+    PZ_SQL(db, sqlite3_step(st));
+    sqlite3_finalize(st);
+    return pz_rundb_commit(rdb, err);
+fail:
+    sqlite3_finalize(st);
+    pz_rundb_rollback(rdb);
+    return -1;
+}
+
+// ---- calibrate -----------------------------------------------------------------------
+
+static int mkdirs(const char *path) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            mkdir(buf, 0755);
+            *p = '/';
+        }
+    return 0;
+}
+
+static int calibrate(pz_backend *b, const opts *o, pz_rundb *rdb, int argc, char **argv) {
+    char err[PZ_ERRLEN], path[4096], date[32], cmdline[1024] = "puzzle";
+    if (o->out) snprintf(path, sizeof path, "%s", o->out);
+    else {
+        const char *home = getenv("HOME");
+        snprintf(path, sizeof path, "%s/.cache/puzzle/hardware/cpu_local.json", home && *home ? home : ".");
+    }
+    for (int i = 0; i < argc; i++) {
+        size_t l = strlen(cmdline);
+        snprintf(cmdline + l, sizeof cmdline - l, " %s", argv[i]);
+    }
+    time_t now = time(NULL);
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    fprintf(stderr, "calibrating %s ...\n", b->name);
+    pz_calib c;
+    if (pz_profile_calibrate(b, o->repeats > 0 ? o->repeats : 7, &c, err)) {
+        fprintf(stderr, "puzzle profile: %s\n", err);
+        return PZ_EXIT_FAIL;
+    }
+    pz_cost_params eff = pz_cost_default_params();
+    int have_eff = o->eff_gemm > 0 || o->eff_attn > 0 || o->eff_mem > 0;
+    if (o->eff_gemm > 0) eff.eff_gemm = o->eff_gemm;
+    if (o->eff_attn > 0) eff.eff_attn = o->eff_attn;
+    if (o->eff_mem > 0) eff.eff_mem = o->eff_mem;
+    char *json = pz_calib_to_json(&c, date, cmdline, have_eff ? &eff : NULL);
+    pz_hw hw;
+    if (!json || pz_hw_parse(json, strlen(json), "calibration", &hw, err)) {
+        fprintf(stderr, "puzzle profile: internal: calibration JSON does not load: %s\n", json ? err : "oom");
+        free(json);
+        return PZ_EXIT_FAIL;
+    }
+    mkdirs(path);
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (rdb) {  // --db too: the calibration becomes this device's hardware row
+        char dev[256];
+        pz_profile_device_desc(b, dev, sizeof dev);
+        if (store_device(rdb, dev, b->n_threads, json, err)) {
+            fprintf(stderr, "puzzle profile: %s\n", err);
+            free(json);
+            return PZ_EXIT_FAIL;
+        }
+    }
+    FILE *f = fopen(tmp, "w");
+    int ok = f && fputs(json, f) >= 0 && fputc('\n', f) != EOF;
+    if (f && fclose(f)) ok = 0;
+    free(json);
+    if (!ok || rename(tmp, path)) {
+        fprintf(stderr, "puzzle profile: cannot write %s\n", path);
+        remove(tmp);
+        return PZ_EXIT_FAIL;
+    }
+    printf("%s\n  gemm fp32 %.1f GFLOP/s, bf16 %.1f GFLOP/s, weight streaming %.2f GB/s, op overhead %.1f us\n"
+           "wrote %s\n",
+           c.cpu, c.gemm_f32 / 1e9, c.gemm_bf16 / 1e9, c.mem_bw / 1e9, c.launch_s * 1e6, path);
+    return PZ_EXIT_OK;
+}
+
+// ---- the run's variants -----------------------------------------------------------------
+
+typedef struct {
+    pz_prof_variant v;
+    char kind[16];
+} var_row;
+
+static int kind_parse(pz_prof_part part, const char *k, int *out) {
+    static const char *an[] = {"gqa", "linear", "noop"}, *fn[] = {"swiglu", "linear", "noop"};
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(k, part == PZ_PROF_ATTN ? an[i] : fn[i])) return *out = i, 0;
+    return -1;
+}
+
+// The parent's shape from the models table, and the distinct variants of blocks.
+static int load_run(sqlite3 *db, pz_config *c, var_row *vars, int *nv, char *err) {
+    sqlite3_stmt *st = NULL;
+    memset(c, 0, sizeof *c);
+    PZ_SQL(db, sqlite3_prepare_v2(db, "SELECT n_layer, hidden, n_head, head_dim, vocab FROM models "
+                                      "WHERE role = 'parent'", -1, &st, NULL));
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        pz_err(err, "the database has no parent model (run puzzle build-library first)");
+        goto fail;
+    }
+    c->n_layer = sqlite3_column_int(st, 0);
+    c->hidden = sqlite3_column_int(st, 1);
+    c->n_head = sqlite3_column_int(st, 2);
+    c->head_dim = sqlite3_column_int(st, 3);
+    c->vocab = sqlite3_column_int(st, 4);
+    c->rope_theta = 10000.0f;
+    c->norm_eps = 1e-5f;
+    c->tie_embeddings = 1;
+    sqlite3_finalize(st);
+    st = NULL;
+    PZ_SQL(db, sqlite3_prepare_v2(db, "SELECT DISTINCT 'attn', attn_kind, IFNULL(attn_size, 0) FROM blocks "
+                                      "WHERE attn_kind IS NOT NULL UNION "
+                                      "SELECT DISTINCT 'ffn', ffn_kind, IFNULL(ffn_size, 0) FROM blocks "
+                                      "WHERE ffn_kind IS NOT NULL ORDER BY 1, 2, 3 DESC", -1, &st, NULL));
+    *nv = 0;
+    vars[(*nv)++] = (var_row){.v = {PZ_PROF_EMBED, 0, 0}, .kind = "embed"};
+    vars[(*nv)++] = (var_row){.v = {PZ_PROF_HEAD, 0, 0}, .kind = "head"};
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*nv == MAX_VAR) {
+            pz_err(err, "more than %d distinct variants", MAX_VAR);
+            goto fail;
+        }
+        var_row *r = &vars[*nv];
+        r->v.part = strcmp((const char *)sqlite3_column_text(st, 0), "attn") ? PZ_PROF_FFN : PZ_PROF_ATTN;
+        snprintf(r->kind, sizeof r->kind, "%s", (const char *)sqlite3_column_text(st, 1));
+        r->v.size = sqlite3_column_int(st, 2);
+        if (kind_parse(r->v.part, r->kind, &r->v.kind)) {
+            pz_err(err, "unknown variant kind '%s' in blocks", r->kind);
+            goto fail;
+        }
+        (*nv)++;
+    }
+    PZ_SQL(db, rc);
+    sqlite3_finalize(st);
+    if (c->n_layer < 1 || c->hidden < 1 || c->n_head < 1 || c->head_dim < 2 || c->vocab < 1)
+        return pz_err(err, "the parent row has a bad shape");
+    for (int l = 0; l < c->n_layer && l < PZ_MAX_LAYERS; l++)
+        c->layers[l] = (pz_layer_spec){.attn = PZ_ATTN_GQA, .n_kv = c->n_head, .ffn = PZ_FFN_SWIGLU, .n_ff = 256};
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    return -1;
+}
+
+static int have_row(sqlite3 *db, const var_row *r, const char *scen, const char *dev, const char *dt, int *have,
+                    char *err) {
+    sqlite3_stmt *st = NULL;
+    PZ_SQL(db, sqlite3_prepare_v2(db, "SELECT 1 FROM profiles WHERE part = ? AND kind = ? AND size = ? AND "
+                                      "scenario = ? AND device = ? AND dtype = ? AND measured = 1", -1, &st, NULL));
+    sqlite3_bind_text(st, 1, pz_prof_part_name(r->v.part), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, r->kind, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 3, r->v.size);
+    sqlite3_bind_text(st, 4, scen, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, dev, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, dt, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    PZ_SQL(db, rc);
+    *have = rc == SQLITE_ROW;
+    sqlite3_finalize(st);
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    return -1;
+}
+
+static int store_row(pz_rundb *rdb, const var_row *r, const pz_scenario *s, const char *scen, const char *dev,
+                     const char *dt, const pz_prof_result *res, char *err) {
+    sqlite3 *db = pz_rundb_sqlite(rdb);
+    sqlite3_stmt *st = NULL;
+    if (pz_rundb_begin(rdb, err)) return -1;
+    PZ_SQL(db, sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO profiles (part, kind, size, scenario, phase, batch, "
+                                      "len, device, dtype, median_s, p10_s, p90_s, repeats, param_bytes, "
+                                      "kv_bytes_per_token, measured) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,1)",
+                                  -1, &st, NULL));
+    sqlite3_bind_text(st, 1, pz_prof_part_name(r->v.part), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, r->kind, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 3, r->v.size);
+    sqlite3_bind_text(st, 4, scen, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, s->phase == PZ_PHASE_PREFILL ? "prefill" : "decode", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 6, s->batch);
+    sqlite3_bind_int64(st, 7, s->len);
+    sqlite3_bind_text(st, 8, dev, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 9, dt, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 10, res->median_s);
+    sqlite3_bind_double(st, 11, res->p10_s);
+    sqlite3_bind_double(st, 12, res->p90_s);
+    sqlite3_bind_int(st, 13, res->repeats);
+    sqlite3_bind_double(st, 14, res->param_bytes);
+    sqlite3_bind_double(st, 15, res->kv_bytes_per_token);
+    PZ_SQL(db, sqlite3_step(st));
+    sqlite3_finalize(st);
+    return pz_rundb_commit(rdb, err);
+fail:
+    sqlite3_finalize(st);
+    pz_rundb_rollback(rdb);
+    return -1;
+}
+
+// ---- report: measured vs predicted --------------------------------------------------------
+
+// Reads the optional "cost_params" object of a hardware file into p.
+static void read_cost_params(const char *path, pz_cost_params *p) {
+    char err[PZ_ERRLEN];
+    size_t len;
+    char *txt = pz_read_file(path, 1u << 20, &len, err);
+    if (!txt) return;
+    cJSON *r = cJSON_ParseWithLength(txt, len);
+    free(txt);
+    const cJSON *cp = cJSON_GetObjectItemCaseSensitive(r, "cost_params");
+    static const char *k[] = {"eff_gemm", "eff_attn", "eff_mem"};
+    double *d[] = {&p->eff_gemm, &p->eff_attn, &p->eff_mem};
+    for (int i = 0; i < 3; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(cp, k[i]);
+        if (cJSON_IsNumber(v) && v->valuedouble > 0 && v->valuedouble <= 10) *d[i] = v->valuedouble;
+    }
+    cJSON_Delete(r);
+}
+
+static int report(sqlite3 *db, const pz_config *c, const char *hwname, const char *dev, const char *dt) {
+    char err[PZ_ERRLEN];
+    pz_hw hw;
+    if (pz_hw_find(hwname, NULL, &hw, err)) {
+        fprintf(stderr, "puzzle profile: %s\n", err);
+        return PZ_EXIT_FAIL;
+    }
+    pz_cost_params p = pz_cost_default_params();
+    if (strchr(hwname, '/') || strstr(hwname, ".json")) read_cost_params(hwname, &p);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT part, kind, size, scenario, median_s, p10_s, p90_s, repeats FROM profiles "
+                               "WHERE device = ? AND dtype = ? ORDER BY part DESC, kind, size DESC, phase DESC, "
+                               "batch, len", -1, &st, NULL) != SQLITE_OK) {
+        fprintf(stderr, "puzzle profile: %s\n", sqlite3_errmsg(db));
+        return PZ_EXIT_FAIL;
+    }
+    sqlite3_bind_text(st, 1, dev, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, dt, -1, SQLITE_STATIC);
+    printf("device: %s, weights %s; model: %s (%.0f GFLOP/s bf16, %.1f GB/s, %.1f us/op), "
+           "eff_gemm %.2f eff_attn %.2f eff_mem %.2f\n\n",
+           dev, dt, hw.id, hw.flops_bf16 / 1e9, hw.mem_bw / 1e9, hw.launch_overhead * 1e6, p.eff_gemm, p.eff_attn,
+           p.eff_mem);
+    printf("| variant | scenario | measured ms (p10–p90) | predicted ms | compute / memory / launch ms "
+           "| error %% |\n");
+    printf("|---|---|---|---|---|---|\n");
+    int rows = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *part = (const char *)sqlite3_column_text(st, 0), *kind = (const char *)sqlite3_column_text(st, 1);
+        int size = sqlite3_column_int(st, 2);
+        pz_scenario s;
+        if (pz_prof_scenario_parse((const char *)sqlite3_column_text(st, 3), &s, err)) continue;
+        double med = sqlite3_column_double(st, 4), p10 = sqlite3_column_double(st, 5),
+               p90 = sqlite3_column_double(st, 6);
+        pz_cost cost;
+        memset(&cost, 0, sizeof cost);
+        pz_layer_spec l = {0};
+        int ok = 0;
+        if (!strcmp(part, "attn") && !kind_parse(PZ_PROF_ATTN, kind, &ok)) {
+            l.attn = (pz_attn_kind)ok, l.n_kv = size;
+            ok = !pz_cost_attn(c, &l, &hw, &p, &s, &cost, err);
+        } else if (!strcmp(part, "ffn") && !kind_parse(PZ_PROF_FFN, kind, &ok)) {
+            l.ffn = (pz_ffn_kind)ok, l.n_ff = size;
+            ok = !pz_cost_ffn(c, &l, &hw, &p, &s, &cost, err);
+        } else if (!strcmp(part, "embed")) {
+            pz_cost_embed(c, &hw, &p, &s, &cost), ok = 1;
+        } else if (!strcmp(part, "head")) {
+            pz_cost_head(c, &hw, &p, &s, &cost), ok = 1;
+        }
+        if (!ok) continue;
+        char name[48], scen[48];
+        snprintf(name, sizeof name, size ? "%s %s %d" : "%s %s", part, kind, size);
+        pz_prof_scenario_name(&s, scen, sizeof scen);
+        char errs[16] = "—";
+        if (med > 0) snprintf(errs, sizeof errs, "%+.0f", 100.0 * (cost.time_s - med) / med);
+        else if (cost.time_s == 0) snprintf(errs, sizeof errs, "0");
+        printf("| %s | %s | %.3f (%.3f–%.3f) | %.3f | %.3f / %.3f / %.3f | %s |\n", name, scen, med * 1e3, p10 * 1e3,
+               p90 * 1e3, cost.time_s * 1e3, cost.compute_s * 1e3, cost.memory_s * 1e3, cost.launch_s * 1e3, errs);
+        rows++;
+    }
+    sqlite3_finalize(st);
+    if (!rows) {
+        fprintf(stderr, "puzzle profile: no profile rows for device '%s' and dtype %s\n", dev, dt);
+        return PZ_EXIT_FAIL;
+    }
+    return PZ_EXIT_OK;
+}
+
+// ---- main -----------------------------------------------------------------------------
+
+int pz_cmd_profile(int argc, char **argv) {
+    opts o = {.warmup = 2, .repeats = 0, .cold_mib = 256};
+    if (parse(argc, argv, &o)) return PZ_EXIT_USAGE;
+    char err[PZ_ERRLEN];
+    pz_backend *b = pz_backend_create(PZ_BACKEND_CPU, o.threads, err);
+    if (!b) {
+        fprintf(stderr, "puzzle profile: %s\n", err);
+        return PZ_EXIT_FAIL;
+    }
+    int ret = PZ_EXIT_FAIL;
+    pz_rundb *rdb = NULL;
+    if (o.db && !(rdb = pz_rundb_open(o.db, 0, err))) {
+        fprintf(stderr, "puzzle profile: %s\n", err);
+        goto out;
+    }
+    if (o.calibrate) {
+        ret = calibrate(b, &o, rdb, argc, argv);
+        goto out;
+    }
+    sqlite3 *db = pz_rundb_sqlite(rdb);
+    static pz_config c;
+    var_row vars[MAX_VAR];
+    int nv = 0;
+    if (load_run(db, &c, vars, &nv, err)) {
+        fprintf(stderr, "puzzle profile: %s\n", err);
+        goto out;
+    }
+    char dev[256];
+    pz_profile_device_desc(b, dev, sizeof dev);
+    const char *dt = o.wtype ? "bf16" : "f32";
+    if (o.report) {
+        ret = report(db, &c, o.report, dev, dt);
+        goto out;
+    }
+    if (store_device(rdb, dev, b->n_threads, NULL, err)) {
+        fprintf(stderr, "puzzle profile: %s\n", err);
+        goto out;
+    }
+    pz_prof_params pp = pz_prof_default_params();
+    pp.dtype = o.wtype ? PZ_DT_BF16 : PZ_DT_F32;
+    pp.warmup = o.warmup;
+    pp.cold_bytes = (size_t)o.cold_mib << 20;
+    if (o.repeats) pp.repeats = o.repeats;
+    int total = nv * o.n_scen, done = 0, ran = 0;
+    double t0 = pz_now();
+    fprintf(stderr, "profiling %d variants x %d scenarios on %s, %s weights\n", nv, o.n_scen, dev, dt);
+    for (int si = 0; si < o.n_scen; si++)
+        for (int vi = 0; vi < nv; vi++, done++) {
+            char scen[48];
+            pz_prof_scenario_name(&o.scen[si], scen, sizeof scen);
+            int have;
+            if (have_row(db, &vars[vi], scen, dev, dt, &have, err)) {
+                fprintf(stderr, "puzzle profile: %s\n", err);
+                goto out;
+            }
+            if (have) continue;
+            pz_prof_result res;
+            if (pz_profile_variant(b, &c, &vars[vi].v, &o.scen[si], &pp, &res, err) ||
+                store_row(rdb, &vars[vi], &o.scen[si], scen, dev, dt, &res, err)) {
+                fprintf(stderr, "puzzle profile: %s\n", err);
+                goto out;
+            }
+            ran++;
+            double el = pz_now() - t0, eta = el / ran * (total - done - 1);
+            fprintf(stderr, "[%d/%d] %-5s %-6s %5d %-16s %9.3f ms (p10 %.3f, p90 %.3f)  %.1f s, ETA %.0f s\n",
+                    done + 1, total, pz_prof_part_name(vars[vi].v.part), vars[vi].kind, vars[vi].v.size, scen,
+                    res.median_s * 1e3, res.p10_s * 1e3, res.p90_s * 1e3, el, eta);
+        }
+    printf("profiled %d rows (%d already measured) in %.1f s\n", ran, total - ran, pz_now() - t0);
+    ret = PZ_EXIT_OK;
+out:
+    pz_rundb_close(rdb);
+    pz_backend_free(b);
+    return ret;
+}

@@ -1,0 +1,454 @@
+// cmd_score.c — `puzzle score --db RUN.db --data FILE`: replace-1-block
+// scores (DESIGN.md "The pipeline", step 2) of every finished block of a
+// run's library, as a job that can be killed at any moment and rerun to
+// finish, and split over machines.
+//
+// The job, in order:
+//   1. Open RUN.db (it must hold a parent: `puzzle build-library` made it).
+//   2. Tokenize the held-out text: the first --tokens tokens, cut to whole
+//      windows of --seq-len. Their hash (data_hash) and the window length
+//      key the scores: a block already scored on the same windows is
+//      skipped, so a rerun resumes and a finished rerun does nothing (it
+//      loads no model).
+//   3. The blocks: every row with status 'done' (trained, parent copies and
+//      noop alike), in (layer, block_id) order; --shard I/N keeps those at
+//      index I, I+N, ... of that list (so shards must run on the same
+//      library; merge their databases with `puzzle merge-db`).
+//   4. Load the parent (checked against the database's identity), run it
+//      once over the windows (scoring/score.h: residual cache per layer and
+//      the full parent log-probs), then score each block: trained blocks
+//      from their file (sha256 checked against the row), parent copies from
+//      the parent's own weights — computed, not set: the KL comes out
+//      exactly 0 because the child pass repeats the parent's arithmetic —
+//      and noop blocks as empty halves.
+//   5. Each score is one row of `scores`, written in its own transaction, so
+//      a kill loses at most the block in flight.
+// SIGINT / SIGTERM stop after the block in flight; a second signal kills.
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "common.h"
+#include "model.h"
+#include "rundb.h"
+#include "score.h"
+#include "capture.h"
+#include "tokenizer.h"
+#include "weights.h"
+
+#define CMD "score"
+
+void pz_usage_score(FILE *out) {
+    fprintf(out,
+            "usage: puzzle score --db RUN.db --data FILE [options]\n\n"
+            "Replace-1-block scores of every finished block of RUN.db's library: the parent with only\n"
+            "that block swapped in, on held-out text, against the parent itself. Stores per block\n"
+            "KL(parent || child) of the next-token distributions, the LM-loss change (child - parent\n"
+            "NLL, nats/token) and top-1 agreement in the `scores` table (view `block_scores`).\n"
+            "Interrupt or kill it at any time: rerunning the same command resumes.\n\n"
+            "  --db RUN.db            run database made by `puzzle build-library` (required)\n"
+            "  --data FILE            held-out text, UTF-8 (required)\n"
+            "  --parent MODEL         the parent model (default: the path recorded in RUN.db)\n"
+            "  --tokens N             scoring tokens, from the start of FILE (default 2048)\n"
+            "  --seq-len N            tokens per window (default 256)\n"
+            "  --metric kl|loss|top1  the metric of the final best/worst summary (default kl;\n"
+            "                         all three are always stored)\n"
+            "  --prec f32|bf16        matrix-product type of the parent and child forwards (default\n"
+            "                         f32; bf16 is faster where the CPU has bf16 products, ~1 %% noise\n"
+            "                         on KL). Scores are keyed by block, data and --seq-len only:\n"
+            "                         rescoring at another precision needs another database\n"
+            "  --cache-stride K       keep the parent's residual stream at every K-th layer only\n"
+            "                         (default 1: all; memory tokens x hidden x 4 B per kept layer)\n"
+            "  --shard I/N            score only blocks I, I+N, ... of the finished blocks\n"
+            "  --threads T            CPU threads (default: all cores)\n");
+}
+
+typedef struct {
+    const char *db, *data, *parent, *metric;
+    long tokens, seq_len, threads, shard_i, shard_n, stride;
+    int prec;
+} opts;
+
+static volatile sig_atomic_t stop_signal = 0;
+static void on_signal(int sig) { stop_signal = sig; }
+static void install_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESETHAND;  // a second signal takes the default action
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+static int parse_shard(const char *v, long *i, long *n) {
+    char *end;
+    errno = 0;
+    long a = strtol(v, &end, 10);
+    if (errno || end == v || *end != '/') return -1;
+    const char *s = end + 1;
+    long b = strtol(s, &end, 10);
+    if (errno || end == s || *end || b < 1 || b > 1000000 || a < 0 || a >= b) return -1;
+    *i = a, *n = b;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, opts *o) {
+    memset(o, 0, sizeof *o);
+    o->tokens = 2048, o->seq_len = 256, o->shard_n = 1, o->stride = 1, o->metric = "kl";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+#define VALUE() if (!(v = pz_arg_value(CMD, argc, argv, &i))) return -1
+#define INT(lo, hi, dst) do { VALUE(); if (pz_arg_int(CMD, a, v, lo, hi, dst)) return -1; } while (0)
+        if (!strcmp(a, "--db")) { VALUE(); o->db = v; }
+        else if (!strcmp(a, "--data")) { VALUE(); o->data = v; }
+        else if (!strcmp(a, "--parent")) { VALUE(); o->parent = v; }
+        else if (!strcmp(a, "--tokens")) INT(2, 1L << 40, &o->tokens);
+        else if (!strcmp(a, "--seq-len")) INT(2, 1 << 20, &o->seq_len);
+        else if (!strcmp(a, "--threads")) INT(0, 1024, &o->threads);
+        else if (!strcmp(a, "--cache-stride")) INT(1, 1 << 20, &o->stride);
+        else if (!strcmp(a, "--prec")) {
+            VALUE();
+            if (pz_arg_wtype(CMD, v, &o->prec)) return -1;
+        } else if (!strcmp(a, "--metric")) {
+            VALUE();
+            if (strcmp(v, "kl") && strcmp(v, "loss") && strcmp(v, "top1")) {
+                fprintf(stderr, "puzzle " CMD ": --metric wants kl, loss or top1, got '%s'\n", v);
+                return -1;
+            }
+            o->metric = v;
+        } else if (!strcmp(a, "--shard")) {
+            VALUE();
+            if (parse_shard(v, &o->shard_i, &o->shard_n)) {
+                fprintf(stderr, "puzzle " CMD ": --shard wants I/N with 0 <= I < N, got '%s'\n", v);
+                return -1;
+            }
+        } else {
+            fprintf(stderr, "puzzle " CMD ": unknown %s '%s'\n", a[0] == '-' ? "option" : "argument", a);
+            return -1;
+        }
+#undef INT
+#undef VALUE
+    }
+    const char *missing = !o->db ? "--db RUN.db is missing" : !o->data ? "--data FILE is missing" : NULL;
+    if (missing) {
+        fprintf(stderr, "puzzle " CMD ": %s (see puzzle " CMD " --help)\n", missing);
+        return -1;
+    }
+    if (o->threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        o->threads = n > 0 ? n : 1;
+    }
+    return 0;
+}
+
+// ---- the blocks ------------------------------------------------------------------------
+typedef struct {
+    char id[80];
+    int layer, is_parent;
+    pz_sub_kind sub;
+    pz_variant attn, ffn;
+    char weight_file[1024], sha256[65];
+} blk;
+
+static int kind_of(const char *s, int sub) {
+    if (!s) return -1;
+    if (!strcmp(s, "linear")) return 1;
+    if (!strcmp(s, "noop")) return 2;
+    return !strcmp(s, sub ? "swiglu" : "gqa") ? 0 : -1;
+}
+
+static void col(sqlite3_stmt *st, int i, char *dst, size_t cap) {
+    const unsigned char *s = sqlite3_column_text(st, i);
+    snprintf(dst, cap, "%s", s ? (const char *)s : "");
+}
+
+// The 'done' blocks in (layer, block_id) order (*out malloc'ed).
+static int list_blocks(pz_rundb *rdb, blk **out, int *n, char *err) {
+    sqlite3 *db = pz_rundb_sqlite(rdb);
+    sqlite3_stmt *st = NULL;
+    *out = NULL, *n = 0;
+    int cap = 0, rc;
+    PZ_SQL(db, sqlite3_prepare_v2(db,
+                                  "SELECT block_id, layer, sub, attn_kind, attn_size, ffn_kind, ffn_size, is_parent, "
+                                  "weight_file, sha256 FROM blocks WHERE status = 'done' ORDER BY layer, block_id",
+                                  -1, &st, NULL));
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 64;
+            blk *b = realloc(*out, sizeof *b * (size_t)cap);
+            if (!b) {
+                pz_err(err, "out of memory");
+                goto fail;
+            }
+            *out = b;
+        }
+        blk *b = &(*out)[*n];
+        memset(b, 0, sizeof *b);
+        char sub[16];
+        col(st, 0, b->id, sizeof b->id);
+        b->layer = sqlite3_column_int(st, 1);
+        col(st, 2, sub, sizeof sub);
+        b->sub = !strcmp(sub, "attn") ? PZ_SUB_ATTN : !strcmp(sub, "ffn") ? PZ_SUB_FFN : PZ_SUB_PAIR;
+        b->attn = (pz_variant){kind_of((const char *)sqlite3_column_text(st, 3), 0), sqlite3_column_int(st, 4)};
+        b->ffn = (pz_variant){kind_of((const char *)sqlite3_column_text(st, 5), 1), sqlite3_column_int(st, 6)};
+        b->is_parent = sqlite3_column_int(st, 7);
+        col(st, 8, b->weight_file, sizeof b->weight_file);
+        col(st, 9, b->sha256, sizeof b->sha256);
+        (*n)++;
+    }
+    PZ_SQL(db, rc);
+    sqlite3_finalize(st);
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    free(*out);
+    *out = NULL, *n = 0;
+    return -1;
+}
+
+// 1 when the block has a score on these windows, 0 when not, -1 on error.
+static int is_scored(pz_rundb *rdb, const char *id, const char *hash, long seq_len, char *err) {
+    sqlite3 *db = pz_rundb_sqlite(rdb);
+    sqlite3_stmt *st = NULL;
+    PZ_SQL(db, sqlite3_prepare_v2(db, "SELECT 1 FROM scores WHERE block_id = ? AND data_hash = ? AND seq_len = ?", -1,
+                                  &st, NULL));
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, hash, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, seq_len);
+    int rc = sqlite3_step(st);
+    PZ_SQL(db, rc);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW;
+fail:
+    sqlite3_finalize(st);
+    return -1;
+}
+
+static int record(pz_rundb *rdb, const blk *b, const char *hash, const opts *o, const pz_score_result *r,
+                  char *err) {
+    sqlite3 *db = pz_rundb_sqlite(rdb);
+    sqlite3_stmt *st = NULL;
+    if (pz_rundb_begin(rdb, err)) return -1;
+    PZ_SQL(db, sqlite3_prepare_v2(db,
+                                  "INSERT OR REPLACE INTO scores (block_id, data_hash, seq_len, tokens, kl, loss_delta, "
+                                  "top1, parent_nll, child_nll, data, prec, threads, wall_s) "
+                                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                  -1, &st, NULL));
+    sqlite3_bind_text(st, 1, b->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, hash, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, o->seq_len);
+    sqlite3_bind_int64(st, 4, r->tokens);
+    sqlite3_bind_double(st, 5, r->kl);
+    sqlite3_bind_double(st, 6, r->loss_delta);
+    sqlite3_bind_double(st, 7, r->top1);
+    sqlite3_bind_double(st, 8, r->parent_nll);
+    sqlite3_bind_double(st, 9, r->child_nll);
+    sqlite3_bind_text(st, 10, o->data, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 11, o->prec ? "bf16" : "f32", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 12, o->threads);
+    sqlite3_bind_double(st, 13, r->wall_s);
+    PZ_SQL(db, sqlite3_step(st));
+    sqlite3_finalize(st);
+    return pz_rundb_commit(rdb, err);
+fail:
+    sqlite3_finalize(st);
+    pz_rundb_rollback(rdb);
+    return -1;
+}
+
+// The block's weights: its file (sha256 checked), the parent's own, or an
+// empty noop half.
+static int block_weights(pz_rundb *db, const pz_model *m, const blk *b, pz_block_weights *w, char *err) {
+    memset(w, 0, sizeof *w);
+    if (b->weight_file[0]) {
+        char path[2100], hex[65];
+        pz_rundb_resolve(db, b->weight_file, path, sizeof path);
+        if (pz_sha256_file(path, hex, err)) return -1;
+        if (b->sha256[0] && strcmp(hex, b->sha256))
+            return pz_err(err, "%s: %s does not match its sha256 in the database", b->id, path);
+        if (pz_block_weights_load(w, &m->cfg, path, err)) return -1;
+        if (w->layer != b->layer || w->sub != b->sub) {
+            pz_block_weights_free(w);
+            return pz_err(err, "%s: %s holds layer %d, not the block's", b->id, path, w->layer);
+        }
+        return 0;
+    }
+    if (b->is_parent) return pz_block_weights_from_parent(w, m, b->layer, b->sub, err);
+    int noop = (b->sub == PZ_SUB_FFN || b->attn.kind == 2) && (b->sub == PZ_SUB_ATTN || b->ffn.kind == 2);
+    if (!noop) return pz_err(err, "%s: a trained block without a weight file", b->id);
+    return pz_block_weights_alloc(w, &m->cfg, b->layer, b->sub, b->attn, b->ffn, err);
+}
+
+static int load_tokens(const opts *o, const char *model, int32_t **ids, long *n, char *err) {
+    size_t len;
+    char *text = pz_read_file(o->data, (size_t)1 << 34, &len, err);
+    if (!text) return -1;
+    pz_tokenizer *tok = pz_tokenizer_load(model, err);
+    int got = tok ? pz_tokenizer_encode(tok, text, len, 0, ids, err) : -1;
+    pz_tokenizer_free(tok);
+    free(text);
+    if (got < 0) return -1;
+    long use = got < o->tokens ? got : o->tokens;
+    use -= use % o->seq_len;
+    if (use < o->seq_len) {
+        free(*ids);
+        *ids = NULL;
+        return pz_err(err, "%s gives %d tokens: scoring needs at least one window of --seq-len %ld", o->data, got,
+                      o->seq_len);
+    }
+    *n = use;
+    return 0;
+}
+
+static void fmt_eta(double s, char *buf, size_t cap) {
+    if (!(s >= 0) || s > 1e8) snprintf(buf, cap, "?");
+    else if (s >= 3600) snprintf(buf, cap, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+    else if (s >= 60) snprintf(buf, cap, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+    else snprintf(buf, cap, "%.0fs", s);
+}
+
+// The best and worst few of this database's scores on these windows.
+static void summary(pz_rundb *rdb, const char *hash, const opts *o) {
+    const char *col = !strcmp(o->metric, "kl") ? "kl" : !strcmp(o->metric, "loss") ? "loss_delta" : "top1";
+    int desc_is_best = !strcmp(o->metric, "top1");
+    for (int worst = 0; worst < 2; worst++) {
+        char *sql = sqlite3_mprintf("SELECT block_id, kl, loss_delta, top1 FROM block_scores WHERE data_hash = %Q "
+                                    "AND seq_len = %ld AND is_parent = 0 ORDER BY %s %s LIMIT 5",
+                                    hash, o->seq_len, col, (worst ^ desc_is_best) ? "DESC" : "ASC");
+        sqlite3_stmt *st = NULL;
+        sqlite3 *db = pz_rundb_sqlite(rdb);
+        if (sql && sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+            fprintf(stderr, "%s by %s:\n", worst ? "worst" : "best", o->metric);
+            while (sqlite3_step(st) == SQLITE_ROW)
+                fprintf(stderr, "  %-32s KL %.5f  dloss %+.5f  top1 %.4f\n", sqlite3_column_text(st, 0),
+                        sqlite3_column_double(st, 1), sqlite3_column_double(st, 2), sqlite3_column_double(st, 3));
+        }
+        sqlite3_finalize(st);
+        sqlite3_free(sql);
+    }
+}
+
+int pz_cmd_score(int argc, char **argv) {
+    opts o;
+    if (parse_args(argc, argv, &o)) return PZ_EXIT_USAGE;
+    char err[PZ_ERRLEN] = "", hash[17];
+    int rc = PZ_EXIT_FAIL, n_blocks = 0;
+    pz_rundb *db = NULL;
+    pz_model *m = NULL;
+    pz_scorer *sc = NULL;
+    blk *blocks = NULL;
+    char *todo = NULL;
+    int32_t *tok = NULL;
+    long n_tok = 0;
+    pz_rundb_model parent;
+    double t_start = pz_now();
+    install_signals();
+
+    if (access(o.data, R_OK) != 0) {
+        pz_err(err, "%s: %s", o.data, strerror(errno));
+        goto fail;
+    }
+    if (!(db = pz_rundb_open(o.db, 0, err))) goto fail;
+    int found = pz_rundb_get_parent(db, &parent, err);
+    if (found < 0) goto fail;
+    if (!found) {
+        pz_err(err, "%s has no parent model: build the library first (puzzle build-library)", o.db);
+        goto fail;
+    }
+    const char *ppath = o.parent ? o.parent : parent.path;
+    if (!pz_file_exists(ppath) && !pz_is_dir(ppath)) {
+        pz_err(err, "parent %s not found; pass its path with --parent", ppath);
+        goto fail;
+    }
+    if (list_blocks(db, &blocks, &n_blocks, err)) goto fail;
+    if (load_tokens(&o, ppath, &tok, &n_tok, err)) goto fail;
+    snprintf(hash, sizeof hash, "%016" PRIx64, pz_capture_tokens_hash(tok, n_tok));
+    if (!(todo = calloc((size_t)n_blocks + 1, 1))) {
+        pz_err(err, "out of memory");
+        goto fail;
+    }
+    int n_shard = 0, n_todo = 0;
+    for (int i = 0; i < n_blocks; i++) {
+        if (!pz_block_in_shard(i, (int)o.shard_i, (int)o.shard_n)) continue;
+        n_shard++;
+        int s = is_scored(db, blocks[i].id, hash, o.seq_len, err);
+        if (s < 0) goto fail;
+        todo[i] = !s, n_todo += !s;
+    }
+    fprintf(stderr, "%s: %d finished blocks, shard %ld/%ld has %d: %d scored, %d to score on %ld tokens (%ld windows "
+                    "of %ld) of %s\n",
+            o.db, n_blocks, o.shard_i, o.shard_n, n_shard, n_shard - n_todo, n_todo, n_tok, n_tok / o.seq_len,
+            o.seq_len, o.data);
+    if (n_todo == 0) {
+        fprintf(stderr, "nothing to do\n");
+        rc = PZ_EXIT_OK;
+        goto out;
+    }
+
+    pz_rundb_model want;
+    pz_config cfg;
+    if (pz_model_load_config(ppath, &cfg, err) || pz_rundb_model_identity(ppath, &cfg, &want, err)) goto fail;
+    if (strcmp(want.identity, parent.identity) || strcmp(want.config_hash, parent.config_hash)) {
+        pz_err(err, "%s is not the parent of %s (%.19s..., the database's is %.19s...)", ppath, o.db, want.identity,
+               parent.identity);
+        goto fail;
+    }
+    if (!(m = pz_model_load(ppath, PZ_W_F32, err))) goto fail;
+    pz_score_params sp = pz_score_default_params();
+    sp.n_threads = (int)o.threads, sp.prec = o.prec ? PZ_DT_BF16 : PZ_DT_F32, sp.cache_stride = (int)o.stride;
+    double t0 = pz_now();
+    if (!(sc = pz_scorer_create(m, tok, n_tok, (int)o.seq_len, &sp, err))) goto fail;
+    fprintf(stderr, "parent pass: %.1f s, parent NLL %.4f, scorer memory %.0f MB\n", pz_now() - t0,
+            pz_scorer_parent_nll(sc), (double)pz_scorer_bytes(sc) / 1e6);
+    pz_rundb_event(db, "score", "start", "shard %ld/%ld: %d blocks, %ld tokens (hash %s, seq_len %ld), %ld threads",
+                   o.shard_i, o.shard_n, n_todo, n_tok, hash, o.seq_len, o.threads);
+
+    int done = 0;
+    t0 = pz_now();
+    for (int i = 0; i < n_blocks; i++) {
+        if (!todo[i]) continue;
+        if (stop_signal) break;
+        const blk *b = &blocks[i];
+        pz_block_weights w;
+        pz_score_result r;
+        if (block_weights(db, m, b, &w, err)) goto fail;
+        int e = pz_scorer_score(sc, &w, &r, err);
+        pz_block_weights_free(&w);
+        if (e || record(db, b, hash, &o, &r, err)) goto fail;
+        done++;
+        double el = pz_now() - t0, rate = done / el;
+        char eta[32];
+        fmt_eta((n_todo - done) / rate, eta, sizeof eta);
+        fprintf(stderr, "[%d/%d] %-30s KL %.5f  dloss %+.5f  top1 %.4f  %.1f s | %.2f blocks/s, %.0f tokens/s, ETA %s\n",
+                done, n_todo, b->id, r.kl, r.loss_delta, r.top1, r.wall_s, rate, rate * (double)n_tok, eta);
+    }
+    if (stop_signal) {
+        pz_rundb_event(db, "score", "interrupted", "signal %d; %d of %d blocks scored", (int)stop_signal, done, n_todo);
+        fprintf(stderr, "puzzle " CMD ": interrupted (signal %d) with %d of %d blocks scored; rerun the same command "
+                        "to resume\n", (int)stop_signal, done, n_todo);
+        goto out;
+    }
+    double wall = pz_now() - t_start;
+    pz_rundb_event(db, "score", "finish", "%d blocks in %.1f s", done, wall);
+    fprintf(stderr, "done: %d blocks in %.1f s\n", done, wall);
+    summary(db, hash, &o);
+    rc = PZ_EXIT_OK;
+    goto out;
+fail:
+    fprintf(stderr, "puzzle " CMD ": %s\n", err);
+    rc = PZ_EXIT_FAIL;
+out:
+    pz_scorer_free(sc);
+    pz_model_free(m);
+    free(blocks);
+    free(todo);
+    free(tok);
+    pz_rundb_close(db);
+    return rc;
+}

@@ -1,0 +1,477 @@
+// profile.c — times sub-block variants with the backend's ops, and
+// calibrates the local CPU (see profile.h).
+#include "profile.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "tensor.h"
+
+pz_prof_params pz_prof_default_params(void) {
+    return (pz_prof_params){.dtype = PZ_DT_F32, .warmup = 2, .repeats = 10, .seed = 1, .cold_bytes = (size_t)256 << 20};
+}
+
+const char *pz_prof_part_name(pz_prof_part p) {
+    static const char *n[] = {"attn", "ffn", "embed", "head"};
+    return (unsigned)p < 4 ? n[p] : "?";
+}
+
+const char *pz_prof_kind_name(const pz_prof_variant *v) {
+    switch (v->part) {
+    case PZ_PROF_ATTN: return pz_attn_kind_name((pz_attn_kind)v->kind);
+    case PZ_PROF_FFN: return pz_ffn_kind_name((pz_ffn_kind)v->kind);
+    case PZ_PROF_EMBED: return "embed";
+    case PZ_PROF_HEAD: return "head";
+    }
+    return "?";
+}
+
+int pz_prof_scenario_parse(const char *s, pz_scenario *out, char *err) {
+    const char *rest;
+    if (!strncmp(s, "prefill:", 8)) out->phase = PZ_PHASE_PREFILL, rest = s + 8;
+    else if (!strncmp(s, "decode:", 7)) out->phase = PZ_PHASE_DECODE, rest = s + 7;
+    else return pz_err(err, "scenario '%s': want prefill:BxS or decode:BxC", s);
+    char *end;
+    long bt = strtol(rest, &end, 10);
+    if (end == rest || *end != 'x' || bt < 1 || bt > 4096) return pz_err(err, "scenario '%s': bad batch", s);
+    const char *l = end + 1;
+    long len = strtol(l, &end, 10);
+    if (end == l || *end || len < 1 || len > (1 << 20)) return pz_err(err, "scenario '%s': bad length", s);
+    if (bt * len > (1L << 22)) return pz_err(err, "scenario '%s': batch x length too large", s);
+    out->batch = bt;
+    out->len = len;
+    return 0;
+}
+
+void pz_prof_scenario_name(const pz_scenario *s, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s:%ldx%ld", s->phase == PZ_PHASE_PREFILL ? "prefill" : "decode", s->batch, s->len);
+}
+
+// ---- buffers ---------------------------------------------------------------------
+
+static unsigned long long rng_next(unsigned long long *s) {
+    *s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
+    return *s;
+}
+static float rng_f(unsigned long long *s) { return (float)((rng_next(s) >> 40) * (1.0 / 16777216.0) * 2 - 1); }
+
+// Random floats (uniform in ±scale) into host memory of the backend.
+static void fill_f32(float *x, size_t n, float scale, unsigned long long *s) {
+    for (size_t i = 0; i < n; i++) x[i] = scale * rng_f(s);
+}
+
+// A weight matrix [rows, cols] of type dt, uniform ±1/sqrt(cols).
+static void *new_weight(pz_backend *b, pz_dt dt, size_t rows, size_t cols, unsigned long long *s) {
+    size_t n = rows * cols;
+    void *w = b->alloc(b, n * (dt == PZ_DT_BF16 ? 2 : 4));
+    if (!w) return NULL;
+    float sc = 1.0f / sqrtf((float)cols);
+    if (dt == PZ_DT_F32) fill_f32(w, n, sc, s);
+    else
+        for (size_t i = 0; i < n; i++) ((uint16_t *)w)[i] = pz_f32_to_bf16(sc * rng_f(s));
+    return w;
+}
+
+#define MAX_COPIES 32
+#define MAX_BUFS (16 + 2 * MAX_COPIES)
+typedef struct {
+    pz_backend *b;
+    void *p[MAX_BUFS];
+    int n;
+} bufs;
+static void *take(bufs *B, void *p) {
+    if (p && B->n < MAX_BUFS) B->p[B->n++] = p;
+    return p;
+}
+static void bufs_free(bufs *B) {
+    for (int i = 0; i < B->n; i++) B->b->free(B->b, B->p[i]);
+    B->n = 0;
+}
+
+// Everything one run of a sub-block touches.
+typedef struct {
+    const pz_config *c;
+    pz_prof_variant v;
+    pz_scenario s;
+    pz_dt dt;
+    int R, cap;               // rows per run; KV positions per sequence
+    float *x, *xn, *big, *att, *norm, *inv_freq, *k, *v_;
+    size_t kv_floats;         // per sequence, K (and as many for V)
+    void *w1, *w2;            // gqa: [q;k;v], o; swiglu: [gate;up], down; linear: -, W; head: lm_head
+    void *w1s[MAX_COPIES], *w2s[MAX_COPIES];  // the copies run i uses copy i % n_copies of
+    int n_copies, iter;
+    int32_t *pos, *ids;
+    pz_attn_seq *seqs;
+} job;
+
+static int run_once(pz_backend *b, job *j, char *err) {
+    j->w1 = j->w1s[j->iter % j->n_copies];
+    j->w2 = j->w2s[j->iter % j->n_copies];
+    j->iter++;
+    const pz_config *c = j->c;
+    const int H = c->hidden, hd = c->head_dim, nh = c->n_head, R = j->R;
+    switch (j->v.part) {
+    case PZ_PROF_EMBED:
+        return b->embed(b, j->x, j->w1, j->dt, j->ids, R, H, c->vocab, err);
+    case PZ_PROF_HEAD:  // final norm + LM head over the last row of each sequence
+        b->rmsnorm(b, j->xn, j->x, j->norm, (int)j->s.batch, H, c->norm_eps);
+        return b->matmul(b, j->big, c->vocab, j->xn, H, j->w1, j->dt, (int)j->s.batch, c->vocab, H, 0, err);
+    case PZ_PROF_ATTN:
+        b->rmsnorm(b, j->xn, j->x, j->norm, R, H, c->norm_eps);
+        if (j->v.kind == PZ_ATTN_LINEAR) return b->matmul(b, j->x, H, j->xn, H, j->w2, j->dt, R, H, H, 1, err);
+        {
+            const int nkv = j->v.size, kvd = nkv * hd, qd = nh * hd, ld = qd + 2 * kvd;
+            if (b->matmul(b, j->big, ld, j->xn, H, j->w1, j->dt, R, ld, H, 0, err)) return -1;
+            b->rope(b, j->big, ld, j->pos, R, nh, hd, j->inv_freq);
+            b->rope(b, j->big + qd, ld, j->pos, R, nkv, hd, j->inv_freq);
+            int per = j->s.phase == PZ_PHASE_PREFILL ? (int)j->s.len : 1;
+            for (int r = 0; r < R; r++) {
+                size_t base = (size_t)(r / per) * j->kv_floats;
+                const float *src = j->big + (size_t)r * ld + qd;
+                b->kv_write(b, j->k + base, j->v_ + base, nkv, hd, j->cap, j->pos[r], src, src + kvd);
+            }
+            for (int i = 0; i < (int)j->s.batch; i++) {
+                pz_attn_seq *q = &j->seqs[i];
+                q->q = j->big + (size_t)i * per * ld;
+                q->q_ld = ld;
+                q->out = j->att + (size_t)i * per * qd;
+                q->out_ld = qd;
+                q->k = j->k + (size_t)i * j->kv_floats;
+                q->v = j->v_ + (size_t)i * j->kv_floats;
+                q->kv_ld = 0;
+                q->kv_cap = j->cap;
+                q->n_q = per;
+                q->pos0 = j->s.phase == PZ_PHASE_PREFILL ? 0 : (int)j->s.len;
+            }
+            if (b->attention(b, j->seqs, (int)j->s.batch, nh, nkv, hd, err)) return -1;
+            return b->matmul(b, j->x, H, j->att, qd, j->w2, j->dt, R, H, qd, 1, err);
+        }
+    case PZ_PROF_FFN:
+        b->rmsnorm(b, j->xn, j->x, j->norm, R, H, c->norm_eps);
+        if (j->v.kind == PZ_FFN_LINEAR) return b->matmul(b, j->x, H, j->xn, H, j->w2, j->dt, R, H, H, 1, err);
+        {
+            const int F = j->v.size;
+            if (b->matmul(b, j->big, 2 * F, j->xn, H, j->w1, j->dt, R, 2 * F, H, 0, err)) return -1;
+            b->swiglu(b, j->att, F, j->big, j->big + F, 2 * F, R, F);
+            return b->matmul(b, j->x, H, j->att, F, j->w2, j->dt, R, H, F, 1, err);
+        }
+    }
+    return pz_err(err, "profile: unknown sub-block part");
+}
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+// Nearest-rank percentile of sorted t[0..n).
+static double pct(const double *t, int n, double q) {
+    int i = (int)ceil(q * n) - 1;
+    return t[i < 0 ? 0 : i >= n ? n - 1 : i];
+}
+
+static void summarize(double *t, int n, pz_prof_result *out) {
+    qsort(t, (size_t)n, sizeof *t, cmp_d);
+    out->median_s = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+    out->p10_s = pct(t, n, 0.10);
+    out->p90_s = pct(t, n, 0.90);
+    if (out->p10_s > out->median_s) out->p10_s = out->median_s;
+    if (out->p90_s < out->median_s) out->p90_s = out->median_s;
+    out->repeats = n;
+}
+
+int pz_profile_variant(pz_backend *b, const pz_config *c, const pz_prof_variant *v, const pz_scenario *s,
+                       const pz_prof_params *p, pz_prof_result *out, char *err) {
+    memset(out, 0, sizeof *out);
+    if (c->hidden < 1 || c->n_head < 1 || c->head_dim < 2 || c->vocab < 1)
+        return pz_err(err, "profile: bad model shape");
+    if (s->batch < 1 || s->len < 1) return pz_err(err, "profile: bad scenario");
+    const int H = c->hidden, hd = c->head_dim, nh = c->n_head;
+    const size_t wb = p->dtype == PZ_DT_BF16 ? 2 : 4;
+    int is_noop = (v->part == PZ_PROF_ATTN && v->kind == PZ_ATTN_NOOP) ||
+                  (v->part == PZ_PROF_FFN && v->kind == PZ_FFN_NOOP);
+    // Sizes.
+    if (v->part == PZ_PROF_ATTN && v->kind == PZ_ATTN_GQA) {
+        if (v->size < 1 || nh % v->size)
+            return pz_err(err, "profile: gqa n_kv %d does not divide %d heads", v->size, nh);
+        out->param_bytes = (double)wb * ((double)(nh + 2 * v->size) * hd * H + (double)H * nh * hd) + 4.0 * H;
+        out->kv_bytes_per_token = 2.0 * v->size * hd * sizeof(float);
+    } else if (v->part == PZ_PROF_FFN && v->kind == PZ_FFN_SWIGLU) {
+        if (v->size < 1) return pz_err(err, "profile: swiglu width %d", v->size);
+        out->param_bytes = (double)wb * 3.0 * v->size * H + 4.0 * H;
+    } else if (!is_noop && (v->part == PZ_PROF_ATTN || v->part == PZ_PROF_FFN)) {
+        out->param_bytes = (double)wb * H * H + 4.0 * H;
+    } else if (v->part == PZ_PROF_EMBED) {
+        out->param_bytes = (double)wb * c->vocab * H;
+    } else if (v->part == PZ_PROF_HEAD) {
+        out->param_bytes = (double)wb * c->vocab * H + 4.0 * H;  // (shared with the embedding when tied)
+    }
+    if (is_noop) return 0;  // nothing runs in the engine: exactly 0
+
+    job j = {.c = c, .v = *v, .s = *s, .dt = p->dtype};
+    j.R = (int)(s->phase == PZ_PHASE_PREFILL ? s->batch * s->len : s->batch);
+    j.cap = (int)(s->phase == PZ_PHASE_PREFILL ? s->len : s->len + 1);
+    unsigned long long seed = p->seed ? p->seed : 1;
+    bufs B = {.b = b};
+    const size_t R = (size_t)j.R;
+    size_t big_cols = (size_t)H, att_cols = (size_t)H;
+    if (v->part == PZ_PROF_ATTN && v->kind == PZ_ATTN_GQA) {
+        big_cols = (size_t)(nh + 2 * v->size) * hd;
+        att_cols = (size_t)nh * hd;
+    } else if (v->part == PZ_PROF_FFN && v->kind == PZ_FFN_SWIGLU) {
+        big_cols = 2 * (size_t)v->size;
+        att_cols = (size_t)v->size;
+    } else if (v->part == PZ_PROF_HEAD) {
+        big_cols = (size_t)c->vocab;
+    }
+    int rc = -1;
+    double *t = NULL;
+    if (!take(&B, j.x = b->alloc(b, R * H * 4)) || !take(&B, j.xn = b->alloc(b, R * H * 4)) ||
+        !take(&B, j.big = b->alloc(b, (v->part == PZ_PROF_HEAD ? (size_t)s->batch : R) * big_cols * 4)) ||
+        !take(&B, j.att = b->alloc(b, R * att_cols * 4)) ||
+        !take(&B, j.norm = b->alloc(b, (size_t)H * 4)) || !take(&B, j.pos = b->alloc(b, R * 4)) ||
+        !take(&B, j.ids = b->alloc(b, R * 4))) {
+        pz_err(err, "profile: out of memory");
+        goto done;
+    }
+    fill_f32(j.x, R * H, 1.0f, &seed);
+    for (int i = 0; i < H; i++) j.norm[i] = 1.0f + 0.1f * rng_f(&seed);
+    for (size_t r = 0; r < R; r++) {
+        j.pos[r] = s->phase == PZ_PHASE_PREFILL ? (int32_t)(r % (size_t)s->len) : (int32_t)s->len;
+        j.ids[r] = (int32_t)(rng_next(&seed) % (unsigned long long)c->vocab);
+    }
+    // Weights: enough copies that one pass over all of them exceeds
+    // p->cold_bytes, so each run reads its weights from memory, as in a full
+    // model whose weights do not fit the caches (DESIGN.md: decode streams them).
+    size_t r1 = 0, c1 = 0, r2 = 0, c2 = 0;  // shapes of w1 and w2 (0: absent)
+    if (v->part == PZ_PROF_EMBED || v->part == PZ_PROF_HEAD) r1 = (size_t)c->vocab, c1 = (size_t)H;
+    else if ((v->part == PZ_PROF_ATTN && v->kind == PZ_ATTN_LINEAR) ||
+             (v->part == PZ_PROF_FFN && v->kind == PZ_FFN_LINEAR))
+        r2 = (size_t)H, c2 = (size_t)H;
+    else r1 = big_cols, c1 = (size_t)H, r2 = (size_t)H, c2 = att_cols;
+    size_t set_bytes = (r1 * c1 + r2 * c2) * wb;
+    j.n_copies = set_bytes && p->cold_bytes > set_bytes ? (int)((p->cold_bytes + set_bytes - 1) / set_bytes) : 1;
+    if (j.n_copies > MAX_COPIES) j.n_copies = MAX_COPIES;
+    for (int i = 0; i < j.n_copies; i++) {  // random once, then copies (timing is value-blind)
+        if (r1 && !take(&B, j.w1s[i] = i ? b->alloc(b, r1 * c1 * wb) : new_weight(b, p->dtype, r1, c1, &seed)))
+            goto oom;
+        if (r2 && !take(&B, j.w2s[i] = i ? b->alloc(b, r2 * c2 * wb) : new_weight(b, p->dtype, r2, c2, &seed)))
+            goto oom;
+        if (i && r1) b->copy(b, j.w1s[i], j.w1s[0], r1 * c1 * wb, PZ_COPY_D2D);
+        if (i && r2) b->copy(b, j.w2s[i], j.w2s[0], r2 * c2 * wb, PZ_COPY_D2D);
+    }
+    if (v->part == PZ_PROF_ATTN && v->kind == PZ_ATTN_GQA) {
+        if (!take(&B, j.inv_freq = b->alloc(b, (size_t)hd / 2 * 4)) ||
+            !take(&B, j.seqs = b->alloc(b, (size_t)s->batch * sizeof(pz_attn_seq))))
+            goto oom;
+        {
+            pz_rope_params rp = {.head_dim = hd, .theta = c->rope_theta > 0 ? c->rope_theta : 10000.0f};
+            pz_rope_inv_freq(&rp, j.inv_freq);
+            j.kv_floats = b->kv_bytes(b, v->size, hd, j.cap) / sizeof(float);
+            size_t kvn = j.kv_floats * (size_t)s->batch;
+            if (!take(&B, j.k = b->alloc(b, kvn * 4)) || !take(&B, j.v_ = b->alloc(b, kvn * 4))) goto oom;
+            if (s->phase == PZ_PHASE_DECODE) {  // a cache already holding len positions
+                size_t kvd = (size_t)v->size * hd;
+                float *row = malloc(2 * kvd * sizeof(float));
+                if (!row) goto oom;
+                for (long i = 0; i < s->batch; i++)
+                    for (long q = 0; q < s->len; q++) {
+                        fill_f32(row, 2 * kvd, 1.0f, &seed);
+                        b->kv_write(b, j.k + i * j.kv_floats, j.v_ + i * j.kv_floats, v->size, hd, j.cap, (int)q,
+                                    row, row + kvd);
+                    }
+                free(row);
+            }
+        }
+    }
+    int n = p->repeats < 1 ? 1 : p->repeats;
+    if (!(t = malloc((size_t)n * sizeof *t))) goto oom;
+    for (int i = 0; i < p->warmup; i++)
+        if (run_once(b, &j, err)) goto done;
+    for (int i = 0; i < n; i++) {
+        double t0 = pz_now();
+        if (run_once(b, &j, err)) goto done;
+        t[i] = pz_now() - t0;
+    }
+    summarize(t, n, out);
+    rc = 0;
+    goto done;
+oom:
+    pz_err(err, "profile: out of memory");
+done:
+    free(t);
+    bufs_free(&B);
+    return rc;
+}
+
+void pz_profile_device_desc(const pz_backend *b, char *buf, size_t cap) {
+    char model[160] = "unknown CPU";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f) {
+        char line[512];
+        while (fgets(line, sizeof line, f)) {
+            if (strncmp(line, "model name", 10)) continue;
+            char *c = strchr(line, ':');
+            if (!c) break;
+            c++;
+            while (*c == ' ' || *c == '\t') c++;
+            c[strcspn(c, "\n")] = 0;
+            snprintf(model, sizeof model, "%s", c);
+            break;
+        }
+        fclose(f);
+    }
+    snprintf(buf, cap, "%s: %s (%d threads)", b->name, model, b->n_threads);
+}
+
+// ---- calibration -------------------------------------------------------------------
+
+static double median_of(double *t, int n) {
+    qsort(t, (size_t)n, sizeof *t, cmp_d);
+    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
+// Median seconds of y = x·W^T for [M,K]·[N,K]^T of type dt; run i uses
+// copy i % copies of W (copies > 1: weights come from memory, not cache).
+static int time_matmul(pz_backend *b, pz_dt dt, int M, int N, int K, int copies, int reps, double *sec,
+                       char *err) {
+    unsigned long long seed = 7;
+    float *x = b->alloc(b, (size_t)M * K * 4), *y = b->alloc(b, (size_t)M * N * 4);
+    void *w[128] = {0};
+    size_t wbytes = (size_t)N * K * (dt == PZ_DT_BF16 ? 2 : 4);
+    double *t = malloc((size_t)reps * sizeof *t);
+    int rc = -1, ok = x && y && t;
+    for (int i = 0; i < copies && ok; i++) {
+        ok = (w[i] = i ? b->alloc(b, wbytes) : new_weight(b, dt, (size_t)N, (size_t)K, &seed)) != NULL;
+        if (ok && i) b->copy(b, w[i], w[0], wbytes, PZ_COPY_D2D);
+    }
+    if (!ok) {
+        pz_err(err, "calibrate: out of memory");
+        goto done;
+    }
+    fill_f32(x, (size_t)M * K, 1.0f, &seed);
+    for (int i = 0; i < reps + 2; i++) {
+        double t0 = pz_now();
+        if (b->matmul(b, y, N, x, K, w[i % copies], dt, M, N, K, 0, err)) goto done;
+        if (i >= 2) t[i - 2] = pz_now() - t0;
+    }
+    *sec = median_of(t, reps);
+    rc = 0;
+done:
+    free(t);
+    b->free(b, x);
+    b->free(b, y);
+    for (int i = 0; i < copies; i++) b->free(b, w[i]);
+    return rc;
+}
+
+int pz_profile_calibrate(pz_backend *b, int repeats, pz_calib *out, char *err) {
+    memset(out, 0, sizeof *out);
+    if (repeats < 3) repeats = 3;
+    static const int shapes[][3] = {{512, 1536, 576}, {512, 576, 1536}, {512, 1728, 576}};
+    const int ns = (int)(sizeof shapes / sizeof shapes[0]);
+    for (int d = 0; d < 2; d++) {
+        pz_dt dt = d ? PZ_DT_BF16 : PZ_DT_F32;
+        double rate[8];
+        for (int i = 0; i < ns; i++) {
+            double s;
+            if (time_matmul(b, dt, shapes[i][0], shapes[i][1], shapes[i][2], 1, repeats, &s, err)) return -1;
+            rate[i] = 2.0 * shapes[i][0] * shapes[i][1] * shapes[i][2] / s;
+        }
+        *(d ? &out->gemm_bf16 : &out->gemm_f32) = median_of(rate, ns);
+    }
+    // Weight streaming: M = 1 bf16 products of the reference parent's decode
+    // shapes ([gate;up] 3072x576, down 576x1536, LM head 49152x576), each
+    // over enough copies (≥ 256 MiB, ≤ 128) that none is in cache; the
+    // median over shapes of bytes/s.
+    static const int vshapes[][2] = {{3072, 576}, {576, 1536}, {49152, 576}};
+    double bw[3];
+    for (int i = 0; i < 3; i++) {
+        double s, wbytes = 2.0 * vshapes[i][0] * vshapes[i][1];
+        int copies = (int)ceil((256.0 * 1048576) / wbytes);
+        if (copies > 128) copies = 128;
+        if (time_matmul(b, PZ_DT_BF16, 1, vshapes[i][0], vshapes[i][1], copies, repeats * 4, &s, err)) return -1;
+        bw[i] = wbytes / s;
+    }
+    out->mem_bw = median_of(bw, 3);
+    // One op's fixed cost.
+    float *x = b->alloc(b, 576 * 4), *w = b->alloc(b, 576 * 4);
+    if (!x || !w) {
+        b->free(b, x);
+        b->free(b, w);
+        return pz_err(err, "calibrate: out of memory");
+    }
+    for (int i = 0; i < 576; i++) x[i] = 1.0f + 0.001f * (float)i, w[i] = 1.0f;
+    double t[64];
+    for (int i = 0; i < 64 + 8; i++) {
+        double t0 = pz_now();
+        b->rmsnorm(b, x, x, w, 1, 576, 1e-5f);
+        if (i >= 8) t[i - 8] = pz_now() - t0;
+    }
+    out->launch_s = median_of(t, 64);
+    if (out->launch_s <= 0) out->launch_s = 1e-7;
+    b->free(b, x);
+    b->free(b, w);
+    long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    out->mem_bytes = pages > 0 && psz > 0 ? (double)pages * (double)psz : 1e9;
+    out->threads = b->n_threads;
+    pz_profile_device_desc(b, out->cpu, sizeof out->cpu);
+    return 0;
+}
+
+static void add_source(cJSON *src, const char *key, const char *title, const char *why) {
+    cJSON *o = cJSON_AddObjectToObject(src, key);
+    cJSON_AddStringToObject(o, "title", title);
+    cJSON_AddStringToObject(o, "url", "local-measurement");
+    cJSON_AddStringToObject(o, "why", why);
+}
+
+char *pz_calib_to_json(const pz_calib *c, const char *date, const char *command, const pz_cost_params *eff) {
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "id", "cpu_local");
+    char name[200];
+    snprintf(name, sizeof name, "local CPU, measured: %s", c->cpu);
+    cJSON_AddStringToObject(r, "name", name);
+    cJSON *al = cJSON_AddArrayToObject(r, "aliases");
+    cJSON_AddItemToArray(al, cJSON_CreateString("cpu"));
+    cJSON_AddItemToArray(al, cJSON_CreateString("cpu_local"));
+    cJSON_AddBoolToObject(r, "measured", 1);
+    cJSON_AddStringToObject(r, "date", date);
+    cJSON_AddStringToObject(r, "source_command", command);
+    cJSON_AddNumberToObject(r, "threads", c->threads);
+    cJSON_AddNumberToObject(r, "flops_bf16", c->gemm_bf16);
+    cJSON_AddNumberToObject(r, "flops_f32", c->gemm_f32);  // optional, CPU only
+    cJSON_AddNullToObject(r, "flops_fp8");
+    cJSON_AddNumberToObject(r, "mem_bandwidth_bytes_per_s", c->mem_bw);
+    cJSON_AddNumberToObject(r, "mem_bytes", c->mem_bytes);
+    cJSON_AddStringToObject(r, "interconnect", "none (single host; link figures are placeholders, unused at tp 1)");
+    cJSON_AddNumberToObject(r, "link_bandwidth_bytes_per_s", c->mem_bw);
+    cJSON_AddNumberToObject(r, "link_latency_s", 1e-6);
+    cJSON_AddNumberToObject(r, "launch_overhead_s", c->launch_s);
+    if (eff) {
+        cJSON *e = cJSON_AddObjectToObject(r, "cost_params");
+        cJSON_AddNumberToObject(e, "eff_gemm", eff->eff_gemm);
+        cJSON_AddNumberToObject(e, "eff_attn", eff->eff_attn);
+        cJSON_AddNumberToObject(e, "eff_mem", eff->eff_mem);
+    }
+    cJSON *s = cJSON_AddObjectToObject(r, "sources");
+    add_source(s, "flops_bf16", "puzzle profile --calibrate",
+               "median FLOP/s of the runtime's bf16 matmul, M=512 rows, N x K in {1536x576, 576x1536, 1728x576}");
+    add_source(s, "flops_f32", "puzzle profile --calibrate", "the same products with fp32 weights");
+    add_source(s, "flops_fp8", "not supported", "the CPU backend has no fp8 products");
+    add_source(s, "mem_bandwidth_bytes_per_s", "puzzle profile --calibrate",
+               "weight streaming: median bytes/s of the runtime's M=1 bf16 matmul on 3072x576, 576x1536, "
+               "49152x576 weights, each rotating over >= 256 MiB of copies (decode's pattern, cache-cold)");
+    add_source(s, "mem_bytes", "sysconf(_SC_PHYS_PAGES)", "physical memory of the host");
+    add_source(s, "link_bandwidth_bytes_per_s", "placeholder", "no interconnect on one CPU host; used only for tp > 1");
+    add_source(s, "link_latency_s", "placeholder", "no interconnect on one CPU host; used only for tp > 1");
+    add_source(s, "launch_overhead_s", "puzzle profile --calibrate",
+               "median time of one RMSNorm of a 576-wide row: the fixed cost (OpenMP fork/join) of one op");
+    char *out = cJSON_Print(r);
+    cJSON_Delete(r);
+    return out;
+}

@@ -1,0 +1,238 @@
+// test_scorer.c — replace-1-block scoring (scoring/score.h) on small random
+// heterogeneous models:
+//   * the scorer's parent pass (its layer-range forward run from layer 0)
+//     gives the same log-probs as pz_engine_prefill (all_logits), to 1e-4;
+//   * a parent copy swapped in scores KL 0, top-1 1, loss delta 0;
+//   * for random blocks of every kind, the KL / top-1 / loss delta agree
+//     (1e-4 relative) with a second computation: the swapped child realized
+//     as a whole pz_model and run through the engine, KL taken against the
+//     parent run through the engine — with cache strides 1 and 2 (the
+//     recompute-from-the-nearest-cached-layer path).
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "score.h"
+#include "testmodel.h"
+#include "testutil.h"
+#include "weights.h"
+
+#define T_WIN 16
+#define N_WIN 5
+
+static void log_softmax(float *z, int V) {
+    float mx = z[0];
+    for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+    double s = 0;
+    for (int v = 0; v < V; v++) s += exp((double)(z[v] - mx));
+    float lse = mx + (float)log(s);
+    for (int v = 0; v < V; v++) z[v] -= lse;
+}
+
+// All windows' log-probs of m through the engine: (N_WIN*T_WIN, V).
+static float *engine_logprobs(const pz_model *m, const int32_t *tok) {
+    char err[PZ_ERRLEN];
+    pz_engine_params ep = pz_engine_default_params();
+    ep.n_threads = 2, ep.max_ctx = T_WIN;
+    pz_engine *e = pz_engine_create(m, ep, err);
+    const int V = m->cfg.vocab;
+    float *lp = malloc(sizeof(float) * (size_t)N_WIN * T_WIN * V);
+    if (!e || !lp) {
+        fprintf(stderr, "engine: %s\n", err);
+        pz_engine_free(e);
+        free(lp);
+        return NULL;
+    }
+    for (int w = 0; w < N_WIN; w++) {
+        pz_engine_slot_reset(e, 0);
+        float *dst = lp + (size_t)w * T_WIN * V;
+        if (pz_engine_prefill(e, 0, tok + w * T_WIN, T_WIN, dst, 1, err)) {
+            fprintf(stderr, "prefill: %s\n", err);
+            free(lp);
+            lp = NULL;
+            break;
+        }
+        for (int t = 0; t < T_WIN; t++) log_softmax(dst + (size_t)t * V, V);
+    }
+    pz_engine_free(e);
+    return lp;
+}
+
+static void copy_mat(pz_mat *dst, const pz_mat *src) {
+    if (dst->data && src->data) memcpy(dst->data, src->data, sizeof(float) * (size_t)src->rows * src->cols);
+}
+static void copy_vec(float *dst, const float *src, int n) {
+    if (dst && src) memcpy(dst, src, sizeof(float) * (size_t)n);
+}
+
+// The parent m (fp32) with w's half/halves of its layer swapped in, as a
+// whole model.
+static pz_model *realize(const pz_model *m, const pz_block_weights *w) {
+    char err[PZ_ERRLEN];
+    pz_config c = m->cfg;
+    const int L = w->layer, H = c.hidden;
+    if (w->sub != PZ_SUB_FFN) c.layers[L].attn = w->attn.kind, c.layers[L].n_kv = w->attn.kind == 0 ? w->attn.size : 0;
+    if (w->sub != PZ_SUB_ATTN) c.layers[L].ffn = w->ffn.kind, c.layers[L].n_ff = w->ffn.kind == 0 ? w->ffn.size : 0;
+    pz_model *ch = pz_model_alloc(&c, PZ_W_F32, err);
+    if (!ch) {
+        fprintf(stderr, "alloc: %s\n", err);
+        return NULL;
+    }
+    copy_mat(&ch->tok_embd, &m->tok_embd);
+    copy_vec(ch->out_norm, m->out_norm, H);
+    if (!c.tie_embeddings) copy_mat(&ch->lm_head, &m->lm_head);
+    for (int l = 0; l < c.n_layer; l++) {
+        pz_layer_weights *d = &ch->layers[l];
+        const pz_layer_weights *s = &m->layers[l];
+        int sa = l == L && w->sub != PZ_SUB_FFN, sf = l == L && w->sub != PZ_SUB_ATTN;
+        if (!sa) {
+            copy_vec(d->attn_norm, s->attn_norm, H);
+            copy_mat(&d->wq, &s->wq), copy_mat(&d->wk, &s->wk), copy_mat(&d->wv, &s->wv), copy_mat(&d->wo, &s->wo);
+        } else {
+            copy_vec(d->attn_norm, w->attn_norm, H);
+            if (w->wq) {
+                memcpy(d->wq.data, w->wq, sizeof(float) * (size_t)d->wq.rows * d->wq.cols);
+                memcpy(d->wk.data, w->wk, sizeof(float) * (size_t)d->wk.rows * d->wk.cols);
+                memcpy(d->wv.data, w->wv, sizeof(float) * (size_t)d->wv.rows * d->wv.cols);
+                memcpy(d->wo.data, w->wo, sizeof(float) * (size_t)d->wo.rows * d->wo.cols);
+            } else if (w->attn_lin) memcpy(d->wo.data, w->attn_lin, sizeof(float) * (size_t)H * H);
+        }
+        if (!sf) {
+            copy_vec(d->ffn_norm, s->ffn_norm, H);
+            copy_mat(&d->w_gate, &s->w_gate), copy_mat(&d->w_up, &s->w_up), copy_mat(&d->w_down, &s->w_down);
+        } else {
+            copy_vec(d->ffn_norm, w->ffn_norm, H);
+            if (w->gate) {
+                memcpy(d->w_gate.data, w->gate, sizeof(float) * (size_t)d->w_gate.rows * d->w_gate.cols);
+                memcpy(d->w_up.data, w->up, sizeof(float) * (size_t)d->w_up.rows * d->w_up.cols);
+                memcpy(d->w_down.data, w->down, sizeof(float) * (size_t)d->w_down.rows * d->w_down.cols);
+            } else if (w->ffn_lin) memcpy(d->w_down.data, w->ffn_lin, sizeof(float) * (size_t)H * H);
+        }
+    }
+    return ch;
+}
+
+// The metrics of child log-probs q against parent p, as score.h defines them.
+static void metrics(const float *p, const float *q, const int32_t *tok, int V, pz_score_result *r) {
+    double kl = 0, agree = 0, np = 0, nq = 0;
+    const int N = N_WIN * T_WIN, n = N_WIN * (T_WIN - 1);
+    for (int i = 0; i < N; i++) {
+        if (i % T_WIN == T_WIN - 1) continue;
+        const float *a = p + (size_t)i * V, *b = q + (size_t)i * V;
+        int ma = 0, mb = 0;
+        for (int v = 0; v < V; v++) {
+            kl += exp((double)a[v]) * ((double)a[v] - b[v]);
+            if (a[v] > a[ma]) ma = v;
+            if (b[v] > b[mb]) mb = v;
+        }
+        agree += ma == mb;
+        np -= a[tok[i + 1]], nq -= b[tok[i + 1]];
+    }
+    r->kl = kl / n, r->top1 = agree / n;
+    r->loss_delta = (nq - np) / (N_WIN * (T_WIN - 1));
+}
+
+static double rel(double a, double b) { return fabs(a - b) / (fabs(b) > 1e-3 ? fabs(b) : 1e-3); }
+
+static void test_variant(int variant) {
+    char err[PZ_ERRLEN];
+    pz_config c;
+    pz_testmodel_config(&c, variant);
+    pz_model *m = pz_testmodel_random(&c, PZ_W_F32, 100 + variant, err);
+    CHECKF(m != NULL, "%s", err);
+    if (!m) return;
+    uint64_t st = 7 + variant;
+    int32_t tok[N_WIN * T_WIN];
+    for (int i = 0; i < N_WIN * T_WIN; i++) tok[i] = (int32_t)(pz_test_rand_u64(&st) % (uint64_t)c.vocab);
+    const int V = c.vocab;
+    float *plp = engine_logprobs(m, tok);
+    CHECK(plp != NULL);
+
+    for (int stride = 1; stride <= 2 && plp; stride++) {
+        pz_score_params sp = pz_score_default_params();
+        sp.n_threads = 2, sp.cache_stride = stride, sp.max_rows = 2 * T_WIN;  // 3 chunks, the last short
+        pz_scorer *s = pz_scorer_create(m, tok, N_WIN * T_WIN + 3, T_WIN, &sp, err);
+        CHECKF(s != NULL, "%s", err);
+        if (!s) break;
+        CHECK(pz_scorer_n_tokens(s) == N_WIN * T_WIN);
+        // The layer-range forward from layer 0 equals the engine.
+        double md = 0;
+        const float *pp = pz_scorer_parent_probs(s);
+        for (size_t i = 0; i < (size_t)N_WIN * T_WIN * V; i++)
+            if (plp[i] > -30) md = fmax(md, fabs(log(pp[i]) - plp[i]));
+        CHECKF(md < 1e-4, "variant %d: scorer parent log-probs vs engine: max diff %g", variant, md);
+
+        for (int L = 0; L < c.n_layer; L++) {
+            // Parent copy of each half: exactly the parent.
+            for (int half = 0; half < 2; half++) {
+                pz_block_weights w;
+                if (pz_block_weights_from_parent(&w, m, L, half ? PZ_SUB_FFN : PZ_SUB_ATTN, err)) {
+                    CHECKF(0, "%s", err);
+                    continue;
+                }
+                pz_score_result r;
+                CHECKF(pz_scorer_score(s, &w, &r, err) == 0, "%s", err);
+                CHECKF(r.kl < 1e-9 && r.top1 == 1.0 && fabs(r.loss_delta) < 1e-6,
+                       "variant %d L%d half %d parent copy: kl %g top1 %g dloss %g", variant, L, half, r.kl,
+                       r.top1, r.loss_delta);
+                pz_block_weights_free(&w);
+            }
+            // Random blocks: one variant of each kind, alternating halves by layer.
+            pz_variant vs[3];
+            pz_sub_kind half = (L + stride) % 2 ? PZ_SUB_FFN : PZ_SUB_ATTN;
+            if (half == PZ_SUB_ATTN) vs[0] = (pz_variant){PZ_ATTN_GQA, 1}, vs[1] = (pz_variant){PZ_ATTN_LINEAR, 0},
+                                     vs[2] = (pz_variant){PZ_ATTN_NOOP, 0};
+            else vs[0] = (pz_variant){PZ_FFN_SWIGLU, 24}, vs[1] = (pz_variant){PZ_FFN_LINEAR, 0},
+                 vs[2] = (pz_variant){PZ_FFN_NOOP, 0};
+            for (int k = 0; k < 3; k++) {
+                pz_block_weights w;
+                if (pz_block_weights_alloc(&w, &c, L, half, vs[k], vs[k], err)) {
+                    CHECKF(0, "%s", err);
+                    continue;
+                }
+                pz_test_fill_randn(w.arena, w.n_floats, 0.15f, &st);
+                for (int i = 0; i < c.hidden; i++) {
+                    if (w.attn_norm) w.attn_norm[i] = 1.0f + 0.1f * pz_test_randn(&st);
+                    if (w.ffn_norm) w.ffn_norm[i] = 1.0f + 0.1f * pz_test_randn(&st);
+                }
+                pz_score_result r, ref;
+                CHECKF(pz_scorer_score(s, &w, &r, err) == 0, "%s", err);
+                pz_model *ch = realize(m, &w);
+                float *qlp = ch ? engine_logprobs(ch, tok) : NULL;
+                CHECK(qlp != NULL);
+                if (qlp) {
+                    metrics(plp, qlp, tok, V, &ref);
+                    CHECKF(rel(r.kl, ref.kl) < 1e-4 && fabs(r.top1 - ref.top1) < 1.5 / (N_WIN * T_WIN) &&
+                               rel(r.loss_delta, ref.loss_delta) < 1e-4,
+                           "variant %d L%d %s kind %d stride %d: score kl %.8g top1 %.4f dloss %.8g, engine kl "
+                           "%.8g top1 %.4f dloss %.8g",
+                           variant, L, half ? "ffn" : "attn", vs[k].kind, stride, r.kl, r.top1, r.loss_delta,
+                           ref.kl, ref.top1, ref.loss_delta);
+                    int same = vs[k].kind == 2 && (half == PZ_SUB_ATTN ? (int)c.layers[L].attn : (int)c.layers[L].ffn) == 2;
+                    CHECKF((same || r.kl > 0) && r.top1 >= 0 && r.top1 <= 1, "kl %g top1 %g", r.kl, r.top1);
+                }
+                free(qlp);
+                pz_model_free(ch);
+                pz_block_weights_free(&w);
+            }
+        }
+        pz_scorer_free(s);
+    }
+    free(plp);
+    pz_model_free(m);
+}
+
+int main(void) {
+    for (int v = 0; v < PZ_TESTMODEL_VARIANTS; v++) test_variant(v);
+    // No whole window: a clear error.
+    char err[PZ_ERRLEN] = "";
+    pz_config c;
+    pz_testmodel_config(&c, 0);
+    pz_model *m = pz_testmodel_random(&c, PZ_W_F32, 1, err);
+    int32_t tok[8] = {0};
+    CHECK(m && pz_scorer_create(m, tok, 8, 16, NULL, err) == NULL && strstr(err, "window"));
+    pz_model_free(m);
+    return pz_test_finish("test_scorer");
+}
