@@ -1,6 +1,8 @@
-// args.c — option-value parsing shared by the subcommands (see cli.h).
+// args.c — option-value parsing and stop signals shared by the subcommands
+// (see cli.h).
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,4 +55,29 @@ int pz_arg_wtype(const char *cmd, const char *val, int *wtype) {
     }
     fprintf(stderr, "puzzle %s: --dtype wants f32 or bf16, got '%s'\n", cmd, val);
     return -1;
+}
+
+int pz_parse_shard(const char *v, long *i, long *n) {
+    char *end;
+    errno = 0;
+    long a = strtol(v, &end, 10);
+    if (errno || end == v || *end != '/') return -1;
+    const char *s = end + 1;
+    long b = strtol(s, &end, 10);
+    if (errno || end == s || *end || b < 1 || b > 1000000 || a < 0 || a >= b) return -1;
+    *i = a, *n = b;
+    return 0;
+}
+
+volatile sig_atomic_t pz_stop_signal = 0;
+
+static void on_stop_signal(int sig) { pz_stop_signal = sig; }
+
+void pz_install_stop_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESETHAND;  // a second signal takes the default action
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 }

@@ -4,6 +4,7 @@
 #ifndef PZ_CLI_H
 #define PZ_CLI_H
 
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -49,6 +50,16 @@ int pz_is_help(const char *s);
 
 // Parses "f32"/"fp32" or "bf16" into *wtype (0 = f32, 1 = bf16).
 int pz_arg_wtype(const char *cmd, const char *val, int *wtype);
+
+// Parses "I/N" (0 <= I < N) as given to --shard; 0 on success, -1 otherwise.
+int pz_parse_shard(const char *v, long *i, long *n);
+
+// Long jobs (build-library, score): after pz_install_stop_signals(), the
+// first SIGINT or SIGTERM sets pz_stop_signal (the job finishes or discards
+// the item in flight and exits saying a rerun resumes); a second one takes
+// the default action.
+extern volatile sig_atomic_t pz_stop_signal;
+void pz_install_stop_signals(void);
 
 // Process exit codes.
 enum { PZ_EXIT_OK = 0, PZ_EXIT_FAIL = 1, PZ_EXIT_USAGE = 2 };

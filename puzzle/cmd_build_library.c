@@ -88,30 +88,6 @@ typedef struct {
     int coupled;
 } opts;
 
-// ---- signals ---------------------------------------------------------------------
-static volatile sig_atomic_t stop_signal = 0;
-static void on_signal(int sig) { stop_signal = sig; }
-static void install_signals(void) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESETHAND;  // a second signal takes the default action
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-}
-
-// ---- arguments -------------------------------------------------------------------
-static int parse_shard(const char *v, long *i, long *n) {
-    char *end;
-    errno = 0;
-    long a = strtol(v, &end, 10);
-    if (errno || end == v || *end != '/') return -1;
-    const char *s = end + 1;
-    long b = strtol(s, &end, 10);
-    if (errno || end == s || *end || b < 1 || b > 1000000 || a < 0 || a >= b) return -1;
-    *i = a, *n = b;
-    return 0;
-}
 
 static int parse_args(int argc, char **argv, opts *o) {
     memset(o, 0, sizeof *o);
@@ -142,7 +118,7 @@ static int parse_args(int argc, char **argv, opts *o) {
             o->coupled = !strcmp(v, "coupled");
         } else if (!strcmp(a, "--shard")) {
             VALUE();
-            if (parse_shard(v, &o->shard_i, &o->shard_n)) {
+            if (pz_parse_shard(v, &o->shard_i, &o->shard_n)) {
                 fprintf(stderr, "puzzle " CMD ": --shard wants I/N with 0 <= I < N, got '%s'\n", v);
                 return -1;
             }
@@ -284,7 +260,7 @@ static int on_capture_progress(void *user, long done, long total, double tok_s) 
                 tok_s, eta, tty ? "   " : "\n");
         ck->last = now;
     }
-    return stop_signal != 0;
+    return pz_stop_signal != 0;
 }
 
 static void human_bytes(double b, char *buf, size_t cap) {
@@ -389,7 +365,7 @@ static int on_bld_progress(void *user, const pz_bld_progress *p) {
                 j->total, j->block_id, p->step, p->total_steps, p->loss, rate, e);
         j->last_print = now;
     }
-    return stop_signal != 0;
+    return pz_stop_signal != 0;
 }
 
 // Trains (or evaluates) one block and records it. Returns 0, 1 when it
@@ -403,7 +379,7 @@ static int run_block(pz_rundb *db, const pz_model *m, const pz_block *b, const p
     j->cur_tokens = 0;
     int rc = pz_bld_train(m, b, cap, bp, b->needs_training ? path : NULL, NULL, &r, e2);
     if (rc) {
-        if (stop_signal) return -1;
+        if (pz_stop_signal) return -1;
         pz_rundb_record_bld_failure(db, b, setup, e2, err);
         pz_rundb_event(db, "build-library", "error", "%s: %s", b->id, e2);
         fprintf(stderr, "%s[block %d/%d] %s failed: %s\n", isatty(2) ? "\r\033[K" : "", j->index, j->total, b->id, e2);
@@ -449,7 +425,7 @@ static int train_all(pz_rundb *db, const pz_model *m, const pz_block *blocks, in
         }
         j.index++, j.block_id = b->id;
         j.trainable_left -= b->needs_training;
-        if (rc == 0 && stop_signal) rc = -1;
+        if (rc == 0 && pz_stop_signal) rc = -1;
         if (rc == 0) {
             int r = run_block(db, m, b, cap, &bp, &setup, &j, err);
             if (r < 0) rc = -1;
@@ -463,10 +439,10 @@ static int train_all(pz_rundb *db, const pz_model *m, const pz_block *blocks, in
 // ---- the command --------------------------------------------------------------------------
 static int interrupted_exit(pz_rundb *db, int done, int total) {
     if (isatty(2)) fprintf(stderr, "\n");
-    pz_rundb_event(db, "build-library", "interrupted", "signal %d; %d of %d blocks done", (int)stop_signal, done,
+    pz_rundb_event(db, "build-library", "interrupted", "signal %d; %d of %d blocks done", (int)pz_stop_signal, done,
                    total);
     fprintf(stderr, "puzzle " CMD ": interrupted (signal %d) with %d of %d blocks of this shard done; rerun the same "
-                    "command to resume\n", (int)stop_signal, done, total);
+                    "command to resume\n", (int)pz_stop_signal, done, total);
     return PZ_EXIT_FAIL;
 }
 
@@ -483,7 +459,7 @@ int pz_cmd_build_library(int argc, char **argv) {
     pz_space space;
     pz_config cfg;
     double t_start = pz_now();
-    install_signals();
+    pz_install_stop_signals();
 
     if (access(o.data, R_OK) != 0) {
         pz_err(err, "%s: %s", o.data, strerror(errno));
@@ -549,7 +525,7 @@ int pz_cmd_build_library(int argc, char **argv) {
     goto out;
 
 stopped_or_fail:
-    if (stop_signal) {
+    if (pz_stop_signal) {
         int left = 0;
         for (int i = 0; i < n_blocks; i++)
             if (todo[i]) {

@@ -75,28 +75,6 @@ typedef struct {
     int prec;
 } opts;
 
-static volatile sig_atomic_t stop_signal = 0;
-static void on_signal(int sig) { stop_signal = sig; }
-static void install_signals(void) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESETHAND;  // a second signal takes the default action
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-}
-
-static int parse_shard(const char *v, long *i, long *n) {
-    char *end;
-    errno = 0;
-    long a = strtol(v, &end, 10);
-    if (errno || end == v || *end != '/') return -1;
-    const char *s = end + 1;
-    long b = strtol(s, &end, 10);
-    if (errno || end == s || *end || b < 1 || b > 1000000 || a < 0 || a >= b) return -1;
-    *i = a, *n = b;
-    return 0;
-}
 
 static int parse_args(int argc, char **argv, opts *o) {
     memset(o, 0, sizeof *o);
@@ -124,7 +102,7 @@ static int parse_args(int argc, char **argv, opts *o) {
             o->metric = v;
         } else if (!strcmp(a, "--shard")) {
             VALUE();
-            if (parse_shard(v, &o->shard_i, &o->shard_n)) {
+            if (pz_parse_shard(v, &o->shard_i, &o->shard_n)) {
                 fprintf(stderr, "puzzle " CMD ": --shard wants I/N with 0 <= I < N, got '%s'\n", v);
                 return -1;
             }
@@ -348,7 +326,7 @@ int pz_cmd_score(int argc, char **argv) {
     long n_tok = 0;
     pz_rundb_model parent;
     double t_start = pz_now();
-    install_signals();
+    pz_install_stop_signals();
 
     if (access(o.data, R_OK) != 0) {
         pz_err(err, "%s: %s", o.data, strerror(errno));
@@ -413,7 +391,7 @@ int pz_cmd_score(int argc, char **argv) {
     t0 = pz_now();
     for (int i = 0; i < n_blocks; i++) {
         if (!todo[i]) continue;
-        if (stop_signal) break;
+        if (pz_stop_signal) break;
         const blk *b = &blocks[i];
         pz_block_weights w;
         pz_score_result r;
@@ -428,10 +406,10 @@ int pz_cmd_score(int argc, char **argv) {
         fprintf(stderr, "[%d/%d] %-30s KL %.5f  dloss %+.5f  top1 %.4f  %.1f s | %.2f blocks/s, %.0f tokens/s, ETA %s\n",
                 done, n_todo, b->id, r.kl, r.loss_delta, r.top1, r.wall_s, rate, rate * (double)n_tok, eta);
     }
-    if (stop_signal) {
-        pz_rundb_event(db, "score", "interrupted", "signal %d; %d of %d blocks scored", (int)stop_signal, done, n_todo);
+    if (pz_stop_signal) {
+        pz_rundb_event(db, "score", "interrupted", "signal %d; %d of %d blocks scored", (int)pz_stop_signal, done, n_todo);
         fprintf(stderr, "puzzle " CMD ": interrupted (signal %d) with %d of %d blocks scored; rerun the same command "
-                        "to resume\n", (int)stop_signal, done, n_todo);
+                        "to resume\n", (int)pz_stop_signal, done, n_todo);
         goto out;
     }
     double wall = pz_now() - t_start;
