@@ -88,6 +88,7 @@ int pz_cmd_plan(int argc, char **argv) {
     double qps = 0, ttft = 0, tpot = 0;
     int json = 0;
     pz_cost_params p = pz_cost_default_params();
+    int eff_given[4] = {0};  // --eff-gemm/attn/mem/link on the command line beat the file's
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--json") == 0) json = 1;
@@ -129,6 +130,7 @@ int pz_cmd_plan(int argc, char **argv) {
                 return PZ_EXIT_USAGE;
             }
             if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_float(cmd, a, v, 0.01, 1, dst)) return PZ_EXIT_USAGE;
+            eff_given[dst == &p.eff_gemm ? 0 : dst == &p.eff_attn ? 1 : dst == &p.eff_mem ? 2 : 3] = 1;
         } else if (a[0] == '-') {
             fprintf(stderr, "puzzle plan: unknown option '%s'\n", a);
             return PZ_EXIT_USAGE;
@@ -161,6 +163,11 @@ int pz_cmd_plan(int argc, char **argv) {
         fprintf(stderr, "puzzle plan: %s\n", err);
         return PZ_EXIT_USAGE;
     }
+    // A calibrated file (puzzle profile --calibrate) carries its own factors.
+    if (hw.eff_gemm > 0 && !eff_given[0]) p.eff_gemm = hw.eff_gemm;
+    if (hw.eff_attn > 0 && !eff_given[1]) p.eff_attn = hw.eff_attn;
+    if (hw.eff_mem > 0 && !eff_given[2]) p.eff_mem = hw.eff_mem;
+    if (hw.eff_link > 0 && !eff_given[3]) p.eff_link = hw.eff_link;
     if (p.dtype == PZ_CM_FP8 && hw.flops_fp8 <= 0) {
         fprintf(stderr, "puzzle plan: %s has no fp8 tensor cores; use --dtype bf16\n", hw.name);
         return PZ_EXIT_USAGE;
@@ -219,6 +226,11 @@ int pz_cmd_plan(int argc, char **argv) {
         cJSON_AddStringToObject(h, "name", hw.name);
         cJSON_AddStringToObject(o, "dtype", pz_cm_dtype_name(p.dtype));
         cJSON_AddStringToObject(o, "kv_dtype", pz_cm_dtype_name(p.kv_dtype));
+        cJSON *eff = cJSON_AddObjectToObject(o, "efficiency");
+        cJSON_AddNumberToObject(eff, "gemm", p.eff_gemm);
+        cJSON_AddNumberToObject(eff, "attn", p.eff_attn);
+        cJSON_AddNumberToObject(eff, "mem", p.eff_mem);
+        cJSON_AddNumberToObject(eff, "link", p.eff_link);
         cJSON_AddNumberToObject(o, "input", (double)input);
         cJSON_AddNumberToObject(o, "output", (double)output);
         if (have) add_plan_json(o, &best);

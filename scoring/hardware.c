@@ -85,6 +85,20 @@ int pz_hw_parse(const char *json, size_t len, const char *what, pz_hw *hw, char 
         if (get_number(root, keys[i], dst[i] == &hw->flops_fp8, dst[i], what, err)) goto done;
         if (check_source(sources, keys[i], what, err)) goto done;
     }
+    const cJSON *cp = cJSON_GetObjectItemCaseSensitive(root, "cost_params");
+    if (cp) {
+        static const char *eff_keys[] = {"eff_gemm", "eff_attn", "eff_mem", "eff_link"};
+        double *eff_dst[] = {&hw->eff_gemm, &hw->eff_attn, &hw->eff_mem, &hw->eff_link};
+        for (size_t i = 0; i < sizeof eff_keys / sizeof eff_keys[0]; i++) {
+            const cJSON *e = cJSON_GetObjectItemCaseSensitive(cp, eff_keys[i]);
+            if (!e) continue;
+            if (!cJSON_IsNumber(e) || !(e->valuedouble > 0 && e->valuedouble <= 1)) {
+                pz_err(err, "hardware %s: cost_params.%s must be a number in (0, 1]", what, eff_keys[i]);
+                goto done;
+            }
+            *eff_dst[i] = e->valuedouble;
+        }
+    }
     const cJSON *aliases = cJSON_GetObjectItemCaseSensitive(root, "aliases");
     if (aliases && !cJSON_IsArray(aliases)) {
         pz_err(err, "hardware %s: 'aliases' must be an array of strings", what);

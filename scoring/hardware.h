@@ -25,6 +25,10 @@ typedef struct {
     double link_bw;         // GPU-to-GPU bandwidth per direction, bytes/s
     double link_latency;    // seconds per ring step of a collective
     double launch_overhead; // seconds per kernel launch
+    // Efficiency factors measured for this device (the optional
+    // "cost_params" object of a file written by `puzzle profile --calibrate`);
+    // 0 where the file gives none, so the cost model's defaults apply.
+    double eff_gemm, eff_attn, eff_mem, eff_link;
 } pz_hw;
 
 // Parses one hardware JSON text; `what` names it in messages. Checks every

@@ -75,6 +75,18 @@ check "calibration stored in the hardware row" "[ \"\$(q 'SELECT COUNT(*) FROM h
 check "calibrated file says measured" "grep -q '\"measured\":[[:space:]]*true' hw/cpu.json"
 "$BIN" plan m --hardware "$tmp/hw/cpu.json" --gpus 1 --input 64 --output 64 >plan.txt 2>&1; rc=$?
 check "plan --hardware FILE accepts it (rc $rc: $(tail -1 plan.txt))" "[ $rc -eq 0 ]"
+# The file's cost_params (if any) become plan's efficiency factors; --eff-* on the command line wins.
+"$BIN" plan m --hardware "$tmp/hw/cpu.json" --gpus 1 --input 64 --output 64 --json >plan1.json 2>/dev/null
+"$BIN" plan m --hardware "$tmp/hw/cpu.json" --gpus 1 --input 64 --output 64 --eff-gemm 0.3 --json >plan2.json 2>/dev/null
+check "plan uses the calibrated factors, flags override" "python3 - hw/cpu.json plan1.json plan2.json <<'PY'
+import json, sys
+hw, p1, p2 = (json.load(open(f)) for f in sys.argv[1:4])
+cp = hw.get('cost_params', {})
+for k in ('gemm', 'attn', 'mem', 'link'):
+    if 'eff_' + k in cp:
+        assert abs(p1['efficiency'][k] - cp['eff_' + k]) < 1e-12, (k, p1['efficiency'], cp)
+assert p2['efficiency']['gemm'] == 0.3, p2['efficiency']
+PY"
 "$BIN" profile --db run.db --threads 2 --report hw/cpu.json >rep.txt 2>&1; rc=$?
 check "report exit 0 ($(tail -1 rep.txt))" "[ $rc -eq 0 ] && grep -q '^| ffn swiglu 96 | decode:1x64 |' rep.txt"
 
