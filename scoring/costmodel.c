@@ -73,6 +73,20 @@ static double tokens(const pz_scenario *s) {
 
 static void finish(pz_cost *c) { c->time_s = c->roof_s + c->comm_s + c->launch_s; }
 
+// A linear sub-block (attention or FFN replaced by one [hidden, hidden]
+// matrix after the norm): a column-parallel [hidden, hidden/tp] slice whose
+// outputs are gathered. Returns 0 so callers can return it directly.
+static int cost_linear(const pz_config *c, const pz_hw *hw, const pz_cost_params *p, double T, double rate,
+                       double bw, pz_cost *out) {
+    const double h = c->hidden, wb = dbytes(p->dtype), cols = (double)ceil_div(c->hidden, p->tp);
+    out->weight_bytes = h * cols * wb + h * ACT_BYTES;
+    add_op(out, 2 * T * h * cols, out->weight_bytes + ACT_BYTES * T * (4 * h + cols), rate, bw);
+    out->comm_s = allreduce_s(hw, p, T * h * ACT_BYTES);
+    out->launch_s = p->kernels_linear * hw->launch_overhead;
+    finish(out);
+    return 0;
+}
+
 int pz_cost_attn(const pz_config *c, const pz_layer_spec *l, const pz_hw *hw, const pz_cost_params *p,
                  const pz_scenario *s, pz_cost *out, char *err) {
     memset(out, 0, sizeof *out);
@@ -80,16 +94,7 @@ int pz_cost_attn(const pz_config *c, const pz_layer_spec *l, const pz_hw *hw, co
     const double h = c->hidden, d = c->head_dim, tp = p->tp, T = tokens(s);
     const double wb = dbytes(p->dtype), kvb = dbytes(p->kv_dtype);
     const double rate = peak(hw, p->dtype) * p->eff_gemm, bw = hw->mem_bw * p->eff_mem;
-    if (l->attn == PZ_ATTN_LINEAR) {
-        // Column-parallel [hidden, hidden/tp] slice, outputs gathered.
-        double cols = (double)ceil_div(c->hidden, p->tp);
-        out->weight_bytes = h * cols * wb + h * ACT_BYTES;
-        add_op(out, 2 * T * h * cols, out->weight_bytes + ACT_BYTES * T * (4 * h + cols), rate, bw);
-        out->comm_s = allreduce_s(hw, p, T * h * ACT_BYTES);
-        out->launch_s = p->kernels_linear * hw->launch_overhead;
-        finish(out);
-        return 0;
-    }
+    if (l->attn == PZ_ATTN_LINEAR) return cost_linear(c, hw, p, T, rate, bw, out);
     if (c->n_head % p->tp != 0)
         return pz_err(err, "tp %d does not divide the %d query heads", p->tp, c->n_head);
     int kvl = kv_local(l->n_kv, p->tp);
@@ -124,15 +129,7 @@ int pz_cost_ffn(const pz_config *c, const pz_layer_spec *l, const pz_hw *hw, con
     if (l->ffn == PZ_FFN_NOOP) return 0;
     const double h = c->hidden, T = tokens(s), wb = dbytes(p->dtype);
     const double rate = peak(hw, p->dtype) * p->eff_gemm, bw = hw->mem_bw * p->eff_mem;
-    if (l->ffn == PZ_FFN_LINEAR) {
-        double cols = (double)ceil_div(c->hidden, p->tp);
-        out->weight_bytes = h * cols * wb + h * ACT_BYTES;
-        add_op(out, 2 * T * h * cols, out->weight_bytes + ACT_BYTES * T * (4 * h + cols), rate, bw);
-        out->comm_s = allreduce_s(hw, p, T * h * ACT_BYTES);
-        out->launch_s = p->kernels_linear * hw->launch_overhead;
-        finish(out);
-        return 0;
-    }
+    if (l->ffn == PZ_FFN_LINEAR) return cost_linear(c, hw, p, T, rate, bw, out);
     if (l->n_ff <= 0) return pz_err(err, "swiglu FFN with width %d", l->n_ff);
     const double nf = (double)ceil_div(l->n_ff, p->tp);  // columns per rank, padded
     out->weight_bytes = 3 * h * nf * wb + h * ACT_BYTES;
