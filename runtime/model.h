@@ -78,6 +78,28 @@ void pz_model_free(pz_model *m);
 // when tied). The directory is created if missing.
 int pz_model_save_hf(const pz_model *m, const char *dir, char *err);
 
+struct pz_tokenizer;
+// Writes m (with tokenizer t, may be NULL: no tokenizer keys, only the
+// config's bos/eos ids) as a GGUF v3 file: architecture "llama" when every
+// layer is gqa + swiglu with the same n_kv and n_ff, else "deci" with
+// per-layer int32 arrays (llama.cpp's convention: attention.head_count 0 =
+// noop attention, head_count_kv 0 with head_count > 0 = linear attention (in
+// attn_output), feed_forward_length 0 = noop FFN, or linear FFN when
+// blk.N.ffn_linear.weight is present — our loader's names). Matrices F32 or
+// BF16 as stored in m (norms F32), Q/K rows permuted back to the GGUF llama
+// converter's layout so that pz_model_load un-permutes them to the same
+// weights; general.* keys (architecture, type, name, file_type, alignment
+// 32), context length, embedding length, block count, head counts,
+// key/value length, rms epsilon, rope dimension count and freq base,
+// vocab_size, and the tokenizer (tokenizer.ggml.model "gpt2", pre, tokens,
+// token_type, merges, bos/eos/unknown/padding ids, add_bos_token,
+// add_eos_token, chat_template). Refused (-1): Llama-3 RoPE scaling (llama.cpp
+// needs rope_freqs.weight, which pz_model_load refuses), a model with no
+// attention layer, a tokenizer whose size differs from the vocabulary or
+// whose pre-tokenizer has no GGUF name. Written to a temporary file beside
+// path (path.tmp.XXXXXX), fsynced, renamed. 0, or -1 with err (naming path).
+int pz_model_save_gguf(const pz_model *m, const struct pz_tokenizer *t, const char *path, char *err);
+
 // Bytes of weights as stored in memory (a tied lm_head counted once).
 size_t pz_model_weight_bytes(const pz_model *m);
 

@@ -1,4 +1,5 @@
-// tokenizer_impl.h — private to tokenizer*.c: the tokenizer's layout and the
+// tokenizer_impl.h — private to tokenizer*.c (and the read-only accessors at
+// the end, for writers elsewhere in runtime/): the tokenizer's layout and the
 // builder that both loaders (GGUF metadata in tokenizer.c, tokenizer.json in
 // tokenizer_json.c) fill in the same order:
 //   tok_new(n_vocab) -> tok_set_token() for every id -> tok_index_vocab()
@@ -215,5 +216,56 @@ static inline int merge_find(const pz_tokenizer *t, int32_t a, int32_t b, int32_
 
 // The default system message a ChatML template inserts, or NULL (malloc'ed).
 char *tok_template_default_system(const char *tmpl);
+
+// ---- read access for writers outside tokenizer*.c (runtime/gguf_write.c) -------
+
+// The piece of id as stored (len bytes, NUL-terminated), or NULL for a hole.
+static inline const char *tok_piece_n(const pz_tokenizer *t, int32_t id, size_t *len) {
+    if (id < 0 || id >= t->n_vocab || t->attr[id] == TOK_HOLE) return NULL;
+    *len = t->piece_len[id];
+    return t->piece_arena + t->piece_off[id];
+}
+
+// GGUF token type of id (llama.cpp llama_token_type): 1 normal, 3 control,
+// 4 user-defined, 5 unused (a hole).
+static inline int tok_gguf_token_type(const pz_tokenizer *t, int32_t id) {
+    switch (t->attr[id]) {
+    case TOK_CONTROL: return 3;
+    case TOK_USER: return 4;
+    case TOK_HOLE: return 5;
+    default: return 1;
+    }
+}
+
+static inline int32_t tok_n_merges(const pz_tokenizer *t) { return t->n_merges; }
+// The merge of the given rank as (left id, right id); -1 when out of range.
+static inline int tok_merge_at(const pz_tokenizer *t, int32_t rank, int32_t *left, int32_t *right) {
+    if (rank < 0 || rank >= t->n_merges) return -1;
+    *left = t->merges[rank][0];
+    *right = t->merges[rank][1];
+    return 0;
+}
+
+// The tokenizer.ggml.pre name that makes tok_set_pre_name rebuild exactly
+// this pre-tokenizer: the name it was loaded with, or (tokenizer.json) the
+// name whose steps equal these; NULL when no supported name does.
+static inline const char *tok_gguf_pre_name(const pz_tokenizer *t) {
+    if (t->pre_name[0]) return t->pre_name;
+    const tok_pre_step *s = t->steps;
+    int bl_last = t->n_steps > 0 && s[t->n_steps - 1].kind == PRE_BYTELEVEL && !s[t->n_steps - 1].prefix_space;
+    if (!bl_last) return NULL;
+    int rx = s[t->n_steps - 1].use_regex;
+    if (t->n_steps == 1 && rx && !t->ignore_merges) return "gpt2";
+    if (t->n_steps == 2 && rx && !t->ignore_merges && s[0].kind == PRE_DIGITS && s[0].individual)
+        return "smollm";
+    if (t->n_steps == 2 && !rx && t->ignore_merges && s[0].kind == PRE_SPLIT && s[0].pattern &&
+        strcmp(s[0].pattern, tok_llama3_pattern) == 0)
+        return "llama-bpe";
+    return NULL;
+}
+
+static inline int32_t tok_unk_id(const pz_tokenizer *t) { return t->unk; }
+static inline int32_t tok_pad_id(const pz_tokenizer *t) { return t->pad; }
+static inline int tok_add_eos(const pz_tokenizer *t) { return t->add_eos; }
 
 #endif
