@@ -26,6 +26,10 @@ int pz_cmd_merge_db(int argc, char **argv);
 int pz_cmd_plan(int argc, char **argv);
 int pz_cmd_score(int argc, char **argv);
 int pz_cmd_profile(int argc, char **argv);
+int pz_cmd_search(int argc, char **argv);
+int pz_cmd_solutions(int argc, char **argv);
+int pz_cmd_solution(int argc, char **argv);
+int pz_cmd_realize(int argc, char **argv);
 void pz_usage_info(FILE *out);
 void pz_usage_generate(FILE *out);
 void pz_usage_eval(FILE *out);
@@ -36,6 +40,10 @@ void pz_usage_merge_db(FILE *out);
 void pz_usage_plan(FILE *out);
 void pz_usage_score(FILE *out);
 void pz_usage_profile(FILE *out);
+void pz_usage_search(FILE *out);
+void pz_usage_solutions(FILE *out);
+void pz_usage_solution(FILE *out);
+void pz_usage_realize(FILE *out);
 
 // Option parsing: argv is scanned left to right; options take their value
 // from the next argument (or after '=' for --long=value). These helpers

@@ -264,7 +264,13 @@ static int load_run(sqlite3 *db, pz_config *c, var_row *vars, int *nv, char *err
     PZ_SQL(db, sqlite3_prepare_v2(db, "SELECT DISTINCT 'attn', attn_kind, IFNULL(attn_size, 0) FROM blocks "
                                       "WHERE attn_kind IS NOT NULL UNION "
                                       "SELECT DISTINCT 'ffn', ffn_kind, IFNULL(ffn_size, 0) FROM blocks "
-                                      "WHERE ffn_kind IS NOT NULL ORDER BY 1, 2, 3 DESC", -1, &st, NULL));
+                                      "WHERE ffn_kind IS NOT NULL UNION "
+                                      // the parent's own variants, which a search space may leave out
+                                      "SELECT 'attn', attn, CASE attn WHEN 'gqa' THEN n_kv ELSE 0 END FROM layers "
+                                      "JOIN models m ON m.id = model_id AND m.role = 'parent' UNION "
+                                      "SELECT 'ffn', ffn, CASE ffn WHEN 'swiglu' THEN n_ff ELSE 0 END FROM layers "
+                                      "JOIN models m ON m.id = model_id AND m.role = 'parent' ORDER BY 1, 2, 3 DESC",
+                                  -1, &st, NULL));
     *nv = 0;
     vars[(*nv)++] = (var_row){.v = {PZ_PROF_EMBED, 0, 0}, .kind = "embed"};
     vars[(*nv)++] = (var_row){.v = {PZ_PROF_HEAD, 0, 0}, .kind = "head"};

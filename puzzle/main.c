@@ -17,6 +17,10 @@ static const pz_command commands[] = {
     {"plan", "capacity planning: memory, batch, throughput, latency, GPUs needed (roofline)", pz_cmd_plan, pz_usage_plan},
     {"score", "replace-1-block scores (KL, LM-loss change, top-1) of the library; resumable, shardable", pz_cmd_score, pz_usage_score},
     {"profile", "time each library variant per scenario on the local CPU; --calibrate the CPU", pz_cmd_profile, pz_usage_profile},
+    {"search", "choose the child: MIP over the scored library under a hardware budget; baselines", pz_cmd_search, pz_usage_search},
+    {"solutions", "list the searches' solutions stored in a run database", pz_cmd_solutions, pz_usage_solutions},
+    {"solution", "one solution's per-layer choices", pz_cmd_solution, pz_usage_solution},
+    {"realize", "write a solution's child as a Hugging Face DeciLM directory (optionally GGUF)", pz_cmd_realize, pz_usage_realize},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -136,6 +136,63 @@ static const char *const migrations[] = {
     "         b.n_params, s.kl, s.loss_delta, s.top1, s.parent_nll, s.child_nll, s.tokens, s.seq_len,\n"
     "         s.data_hash, s.wall_s\n"
     "  FROM blocks b JOIN scores s ON s.block_id = b.block_id;\n",
+    // Searches (`puzzle search`): one row per invocation with its budget,
+    // scenario and limits; its rows (constraints, with the closest feasible
+    // value when infeasible); its solutions ranked 1.. (predicted numbers) and
+    // their per-layer choices. Views: solution_summary (one line per
+    // solution with its search), solution_choices (the layers with block
+    // files), pareto_front (solutions no other of the same budget, scenario
+    // and objective beats on both score and predicted speed-up).
+    "CREATE TABLE searches (\n"
+    "  id INTEGER PRIMARY KEY,\n"
+    "  created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),\n"
+    "  command TEXT NOT NULL, method TEXT NOT NULL, budget TEXT NOT NULL, device TEXT NOT NULL,\n"
+    "  dtype TEXT, n_devices INTEGER NOT NULL, tp INTEGER NOT NULL, scenario TEXT NOT NULL,\n"
+    "  batch_mode TEXT NOT NULL, objective TEXT NOT NULL, data_hash TEXT NOT NULL,\n"
+    "  target_throughput REAL, target_speedup REAL, max_memory REAL, max_latency_s REAL, max_ttft_s REAL,\n"
+    "  max_params REAL, n_wanted INTEGER NOT NULL, diversity REAL,\n"
+    "  parent_batch INTEGER, parent_throughput REAL, parent_time_s REAL,\n"
+    "  status TEXT NOT NULL CHECK (status IN ('solved', 'infeasible', 'no_solution')),\n"
+    "  explanation TEXT, n_solutions INTEGER NOT NULL, wall_s REAL NOT NULL);\n"
+    "CREATE TABLE search_constraints (\n"
+    "  search_id INTEGER NOT NULL REFERENCES searches(id) ON DELETE CASCADE,\n"
+    "  name TEXT NOT NULL, batch INTEGER NOT NULL, rhs REAL, min_value REAL, ratio REAL,\n"
+    "  violated INTEGER, binding INTEGER,\n"
+    "  PRIMARY KEY (search_id, name)) WITHOUT ROWID;\n"
+    "CREATE TABLE solutions (\n"
+    "  id INTEGER PRIMARY KEY,\n"
+    "  search_id INTEGER NOT NULL REFERENCES searches(id) ON DELETE CASCADE,\n"
+    "  rank INTEGER NOT NULL, status TEXT NOT NULL, objective REAL NOT NULL, bound REAL,\n"
+    "  batch INTEGER NOT NULL, time_s REAL NOT NULL, throughput REAL NOT NULL, speedup REAL,\n"
+    "  latency_s REAL, ttft_s REAL, memory_bytes REAL NOT NULL, params REAL NOT NULL,\n"
+    "  n_changed INTEGER NOT NULL, solve_s REAL,\n"
+    "  UNIQUE (search_id, rank));\n"
+    "CREATE TABLE solution_layers (\n"
+    "  solution_id INTEGER NOT NULL REFERENCES solutions(id) ON DELETE CASCADE,\n"
+    "  layer INTEGER NOT NULL,\n"
+    "  attn_kind TEXT NOT NULL, attn_size INTEGER NOT NULL, ffn_kind TEXT NOT NULL, ffn_size INTEGER NOT NULL,\n"
+    "  attn_variant TEXT NOT NULL, ffn_variant TEXT NOT NULL,\n"
+    "  attn_block TEXT, ffn_block TEXT, attn_is_parent INTEGER NOT NULL, ffn_is_parent INTEGER NOT NULL,\n"
+    "  score REAL NOT NULL,\n"
+    "  PRIMARY KEY (solution_id, layer)) WITHOUT ROWID;\n"
+    "CREATE VIEW solution_summary AS\n"
+    "  SELECT s.id AS solution_id, s.search_id, s.rank, q.method, q.budget, q.scenario, q.objective,\n"
+    "         q.target_speedup, q.target_throughput, s.status, s.objective AS score, s.batch, s.speedup,\n"
+    "         s.throughput, s.time_s, s.latency_s, s.ttft_s, s.memory_bytes / 1073741824.0 AS memory_gib,\n"
+    "         s.params / 1e6 AS params_m, s.n_changed, q.created_at\n"
+    "  FROM solutions s JOIN searches q ON q.id = s.search_id;\n"
+    "CREATE VIEW solution_choices AS\n"
+    "  SELECT l.solution_id, l.layer, l.attn_variant, l.ffn_variant, l.attn_is_parent, l.ffn_is_parent,\n"
+    "         l.attn_block, l.ffn_block, ba.weight_file AS attn_file, bf.weight_file AS ffn_file, l.score\n"
+    "  FROM solution_layers l LEFT JOIN blocks ba ON ba.block_id = l.attn_block\n"
+    "       LEFT JOIN blocks bf ON bf.block_id = l.ffn_block;\n"
+    "ALTER TABLE models ADD COLUMN solution_id INTEGER REFERENCES solutions(id) ON DELETE SET NULL;\n"
+    "CREATE VIEW pareto_front AS\n"
+    "  SELECT a.* FROM solution_summary a\n"
+    "  WHERE NOT EXISTS (SELECT 1 FROM solution_summary b\n"
+    "    WHERE b.budget = a.budget AND b.scenario = a.scenario AND b.objective = a.objective\n"
+    "      AND b.solution_id <> a.solution_id AND b.score <= a.score AND b.speedup >= a.speedup\n"
+    "      AND (b.score < a.score OR b.speedup > a.speedup));\n",
 };
 #define N_MIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
 
@@ -389,19 +446,6 @@ fail:
 static const char *attn_name(int k) { return k == PZ_ATTN_GQA ? "gqa" : k == PZ_ATTN_LINEAR ? "linear" : "noop"; }
 static const char *ffn_name(int k) { return k == PZ_FFN_SWIGLU ? "swiglu" : k == PZ_FFN_LINEAR ? "linear" : "noop"; }
 
-static long long parent_params(const pz_config *c) {
-    long long H = c->hidden, n = (long long)c->vocab * H * (c->tie_embeddings ? 1 : 2) + H;
-    for (int l = 0; l < c->n_layer; l++) {
-        const pz_layer_spec *s = &c->layers[l];
-        long long q = (long long)c->n_head * c->head_dim, kv = (long long)s->n_kv * c->head_dim;
-        if (s->attn == PZ_ATTN_GQA) n += H + 2 * q * H + 2 * kv * H;
-        else if (s->attn == PZ_ATTN_LINEAR) n += H + H * H;
-        if (s->ffn == PZ_FFN_SWIGLU) n += H + 3LL * s->n_ff * H;
-        else if (s->ffn == PZ_FFN_LINEAR) n += H + H * H;
-    }
-    return n;
-}
-
 int pz_rundb_set_parent(pz_rundb *db, const pz_rundb_model *m, const pz_config *c, char *err) {
     sqlite3_stmt *st = NULL;
     if (pz_rundb_begin(db, err)) return -1;
@@ -419,7 +463,7 @@ int pz_rundb_set_parent(pz_rundb *db, const pz_rundb_model *m, const pz_config *
     sqlite3_bind_int(st, 7, c->n_head);
     sqlite3_bind_int(st, 8, c->head_dim);
     sqlite3_bind_int(st, 9, c->vocab);
-    sqlite3_bind_int64(st, 10, parent_params(c));
+    sqlite3_bind_int64(st, 10, (sqlite3_int64)pz_config_n_params(c));
     PZ_SQL(db->db, sqlite3_step(st));
     sqlite3_finalize(st);
     st = NULL;

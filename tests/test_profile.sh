@@ -37,8 +37,11 @@ PROF=("$BIN" profile --db run.db --scenario "$SC" --repeats 7 --threads 2 --cold
 check "profile exit 0 (rc $rc: $(tail -1 err1.txt))" "[ $rc -eq 0 ]"
 check "progress lines" "grep -q '^\[1/' err1.txt"
 
-n_var=$(q "SELECT COUNT(*) FROM (SELECT DISTINCT attn_kind, attn_size FROM blocks WHERE attn_kind IS NOT NULL
-           UNION ALL SELECT DISTINCT ffn_kind, ffn_size FROM blocks WHERE ffn_kind IS NOT NULL)")
+# the library's variants and the parent's own (which a space may leave out)
+n_var=$(q "SELECT (SELECT COUNT(*) FROM (SELECT DISTINCT attn_kind, IFNULL(attn_size, 0) FROM blocks
+             WHERE attn_kind IS NOT NULL UNION SELECT attn, CASE attn WHEN 'gqa' THEN n_kv ELSE 0 END FROM layers))
+         + (SELECT COUNT(*) FROM (SELECT DISTINCT ffn_kind, IFNULL(ffn_size, 0) FROM blocks
+             WHERE ffn_kind IS NOT NULL UNION SELECT ffn, CASE ffn WHEN 'swiglu' THEN n_ff ELSE 0 END FROM layers))")
 n_rows=$(q "SELECT COUNT(*) FROM profiles")
 check "one row per variant x scenario (+ embed, head): $n_rows vs ($n_var+2)*3" "[ '$n_rows' -eq $(((n_var + 2) * 3)) ]"
 check "hardware row" "[ \"\$(q 'SELECT COUNT(*) FROM hardware WHERE measured = 1')\" -eq 1 ]"

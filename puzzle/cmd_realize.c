@@ -1,0 +1,259 @@
+// cmd_realize.c — `puzzle realize --db RUN.db --solution ID --out DIR`:
+// writes a search solution's child as a Hugging Face DeciLM directory
+// (config.json with block_configs, safetensors, tokenizer files) from the
+// parent and the library's block files (blocklib/realize.h), optionally as
+// GGUF too, and records it in the run database as a child model.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+#include "common.h"
+#include "model.h"
+#include "realize.h"
+#include "rundb.h"
+#include "tokenizer.h"
+#include "weights.h"
+
+void pz_usage_realize(FILE *out) {
+    fprintf(out,
+            "usage: puzzle realize --db RUN.db --solution ID --out DIR [--gguf FILE] [--dtype f32|bf16]\n"
+            "                      [--parent PATH]\n\n"
+            "Writes solution ID (puzzle solutions lists them) as a Hugging Face DeciLM directory:\n"
+            "config.json with block_configs, model.safetensors, tokenizer.json, tokenizer_config.json.\n"
+            "The parent's unchanged sub-blocks, embeddings and head are copied; replaced sub-blocks come\n"
+            "from the library's block files, each checked against its recorded sha256. The child is\n"
+            "recorded in the run database (models, role 'child', with its solution id).\n\n"
+            "  --out DIR      output directory (created; existing files are replaced)\n"
+            "  --gguf FILE    also write a GGUF file (architecture llama or deci)\n"
+            "  --dtype        weight type written: bf16 (default) or f32\n"
+            "  --parent PATH  the parent model, when it has moved since the library was built\n");
+}
+
+static const char *txt(sqlite3_stmt *st, int i) {
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t ? (const char *)t : "";
+}
+
+static int kind_of(const char *name, int attn, int *out) {
+    for (int k = 0; k <= 2; k++)
+        if (!strcmp(name, attn ? pz_attn_kind_name((pz_attn_kind)k) : pz_ffn_kind_name((pz_ffn_kind)k)))
+            return *out = k, 0;
+    return -1;
+}
+
+// A block's file, resolved, after checking it against the recorded sha256.
+static int block_file(pz_rundb *db, const char *block_id, char *path, size_t cap, char *err) {
+    sqlite3 *s = pz_rundb_sqlite(db);
+    sqlite3_stmt *st = NULL;
+    PZ_SQL(s, sqlite3_prepare_v2(s, "SELECT weight_file, sha256, status FROM blocks WHERE block_id = ?", -1, &st, NULL));
+    sqlite3_bind_text(st, 1, block_id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    PZ_SQL(s, rc);
+    if (rc != SQLITE_ROW || strcmp(txt(st, 2), "done") || !*txt(st, 0)) {
+        pz_err(err, "block %s has no finished weight file in the library", block_id);
+        goto fail;
+    }
+    pz_rundb_resolve(db, txt(st, 0), path, cap);
+    char want[65], got[65];
+    snprintf(want, sizeof want, "%s", txt(st, 1));
+    sqlite3_finalize(st);
+    if (pz_sha256_file(path, got, err)) return -1;
+    if (want[0] && strcmp(want, got))
+        return pz_err(err, "%s: sha256 %.12s... differs from the library's %.12s... (the file changed since "
+                           "build-library; rebuild the block)", path, got, want);
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    return -1;
+}
+
+static int record_child(pz_rundb *db, const char *dir, long solution, const pz_model *m, char *err) {
+    pz_rundb_model id;
+    if (pz_rundb_model_identity(dir, &m->cfg, &id, err)) return -1;
+    sqlite3 *s = pz_rundb_sqlite(db);
+    sqlite3_stmt *st = NULL;
+    if (pz_rundb_begin(db, err)) return -1;
+    PZ_SQL(s, sqlite3_prepare_v2(s, "DELETE FROM models WHERE role = 'child' AND path = ?", -1, &st, NULL));
+    sqlite3_bind_text(st, 1, dir, -1, SQLITE_STATIC);
+    PZ_SQL(s, sqlite3_step(st));
+    sqlite3_finalize(st);
+    PZ_SQL(s, sqlite3_prepare_v2(s, "INSERT INTO models (role, path, format, identity, config_hash, n_layer, hidden, "
+                                    "n_head, head_dim, vocab, n_params, solution_id) "
+                                    "VALUES ('child', ?, 'hf', ?, ?, ?, ?, ?, ?, ?, ?, ?)", -1, &st, NULL));
+    sqlite3_bind_text(st, 1, dir, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, id.identity, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, id.config_hash, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 4, m->cfg.n_layer);
+    sqlite3_bind_int(st, 5, m->cfg.hidden);
+    sqlite3_bind_int(st, 6, m->cfg.n_head);
+    sqlite3_bind_int(st, 7, m->cfg.head_dim);
+    sqlite3_bind_int(st, 8, m->cfg.vocab);
+    sqlite3_bind_int64(st, 9, (sqlite3_int64)pz_config_n_params(&m->cfg));
+    sqlite3_bind_int64(st, 10, solution);
+    PZ_SQL(s, sqlite3_step(st));
+    sqlite3_finalize(st);
+    return pz_rundb_commit(db, err);
+fail:
+    sqlite3_finalize(st);
+    pz_rundb_rollback(db);
+    return -1;
+}
+
+int pz_cmd_realize(int argc, char **argv) {
+    const char *cmd = "realize", *dbp = NULL, *out = NULL, *gguf = NULL, *ppath_opt = NULL, *v;
+    long sol = 0;
+    int wtype = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--db")) {
+            if (!(dbp = pz_arg_value(cmd, argc, argv, &i))) return PZ_EXIT_USAGE;
+        } else if (!strcmp(a, "--out")) {
+            if (!(out = pz_arg_value(cmd, argc, argv, &i))) return PZ_EXIT_USAGE;
+        } else if (!strcmp(a, "--gguf")) {
+            if (!(gguf = pz_arg_value(cmd, argc, argv, &i))) return PZ_EXIT_USAGE;
+        } else if (!strcmp(a, "--parent")) {
+            if (!(ppath_opt = pz_arg_value(cmd, argc, argv, &i))) return PZ_EXIT_USAGE;
+        } else if (!strcmp(a, "--solution")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_int(cmd, a, v, 1, 1L << 62, &sol))
+                return PZ_EXIT_USAGE;
+        } else if (!strcmp(a, "--dtype")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_wtype(cmd, v, &wtype)) return PZ_EXIT_USAGE;
+        } else {
+            fprintf(stderr, "puzzle realize: unknown %s '%s'\n", a[0] == '-' ? "option" : "argument", a);
+            return PZ_EXIT_USAGE;
+        }
+    }
+    if (!dbp || !sol || (!out && !gguf)) {
+        fprintf(stderr, "puzzle realize: %s is missing (see puzzle realize --help)\n",
+                !dbp ? "--db" : !sol ? "--solution ID" : "--out DIR");
+        return PZ_EXIT_USAGE;
+    }
+    char err[PZ_ERRLEN];
+    int rc = PZ_EXIT_FAIL;
+    pz_rundb *db = NULL;
+    pz_model *parent = NULL, *child = NULL;
+    pz_tokenizer *tok = NULL;
+    sqlite3_stmt *st = NULL;
+    pz_realize_layer *layers = NULL;
+    char (*files)[2][1024] = NULL;
+    double t0 = pz_now();
+
+    if (!(db = pz_rundb_open(dbp, 0, err))) goto fail;
+    pz_rundb_model prow;
+    int found = pz_rundb_get_parent(db, &prow, err);
+    if (found <= 0) {
+        if (!found) pz_err(err, "%s has no parent model", dbp);
+        goto fail;
+    }
+    const char *ppath = ppath_opt ? ppath_opt : prow.path;
+    pz_config pcfg;
+    pz_rundb_model want;
+    if (pz_model_load_config(ppath, &pcfg, err)) {
+        if (!ppath_opt) snprintf(err + strlen(err), PZ_ERRLEN - strlen(err), " (pass the parent with --parent)");
+        goto fail;
+    }
+    if (pz_rundb_model_identity(ppath, &pcfg, &want, err)) goto fail;
+    if (strcmp(want.identity, prow.identity) || strcmp(want.config_hash, prow.config_hash)) {
+        pz_err(err, "%s is not the parent of %s", ppath, dbp);
+        goto fail;
+    }
+    int n_layer = pcfg.n_layer;
+    layers = calloc((size_t)n_layer, sizeof *layers);
+    files = calloc((size_t)n_layer, sizeof *files);
+    unsigned char *seen = calloc((size_t)n_layer, 1);
+    if (!layers || !files || !seen) {
+        free(seen);
+        pz_err(err, "out of memory");
+        goto fail;
+    }
+    sqlite3 *s = pz_rundb_sqlite(db);
+    PZ_SQL(s, sqlite3_prepare_v2(s, "SELECT layer, attn_kind, attn_size, ffn_kind, ffn_size, attn_block, ffn_block, "
+                                    "attn_is_parent, ffn_is_parent FROM solution_layers WHERE solution_id = ?",
+                                 -1, &st, NULL));
+    sqlite3_bind_int64(st, 1, sol);
+    int r, n_rows = 0, n_changed = 0;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        int l = sqlite3_column_int(st, 0);
+        pz_realize_layer *L = &layers[l < 0 || l >= n_layer ? 0 : l];
+        if (l < 0 || l >= n_layer || seen[l] || kind_of(txt(st, 1), 1, &L->attn.kind) ||
+            kind_of(txt(st, 3), 0, &L->ffn.kind)) {
+            free(seen);
+            pz_err(err, "solution %ld has a bad layer row (layer %d)", sol, l);
+            goto fail;
+        }
+        seen[l] = 1, n_rows++;
+        L->attn.size = sqlite3_column_int(st, 2);
+        L->ffn.size = sqlite3_column_int(st, 4);
+        // A changed half with a library block takes the block's file; the
+        // parent's own halves and noops take none.
+        for (int h = 0; h < 2; h++) {
+            int is_parent = sqlite3_column_int(st, 7 + h);
+            const char *blk = txt(st, 5 + h);
+            int noop = h ? L->ffn.kind == PZ_FFN_NOOP : L->attn.kind == PZ_ATTN_NOOP;
+            if (is_parent) continue;
+            n_changed++;
+            if (noop) continue;
+            if (!*blk) {
+                free(seen);
+                pz_err(err, "solution %ld layer %d: a changed %s without a library block", sol, l, h ? "FFN" : "attention");
+                goto fail;
+            }
+            if (block_file(db, blk, files[l][h], sizeof files[l][h], err)) {
+                free(seen);
+                goto fail;
+            }
+            if (h) L->ffn_file = files[l][h];
+            else L->attn_file = files[l][h];
+        }
+    }
+    free(seen);
+    PZ_SQL(s, r);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (n_rows == 0) {
+        pz_err(err, "no solution %ld in %s (puzzle solutions lists them)", sol, dbp);
+        goto fail;
+    }
+    if (n_rows != n_layer) {
+        pz_err(err, "solution %ld has %d layer rows, the parent %d layers", sol, n_rows, n_layer);
+        goto fail;
+    }
+    fprintf(stderr, "realize: solution %ld, %d of %d sub-blocks changed; loading the parent %s\n", sol, n_changed,
+            2 * n_layer, ppath);
+    if (!(tok = pz_tokenizer_load(ppath, err))) goto fail;
+    if (!(parent = pz_model_load(ppath, wtype ? PZ_W_BF16 : PZ_W_F32, err))) goto fail;
+    if (!(child = pz_realize_child(parent, layers, err))) goto fail;
+    pz_model_free(parent);
+    parent = NULL;
+    if (out) {
+        if (mkdir(out, 0755) != 0 && !pz_is_dir(out)) {
+            pz_err(err, "%s: cannot create the output directory", out);
+            goto fail;
+        }
+        if (pz_model_save_hf(child, out, err) || pz_tokenizer_write_hf(tok, out, err)) goto fail;
+    }
+    if (gguf && pz_model_save_gguf(child, tok, gguf, err)) goto fail;
+    if (out && record_child(db, out, sol, child, err)) goto fail;
+    pz_rundb_event(db, "realize", "finish", "solution %ld -> %s%s%s", sol, out ? out : "", out && gguf ? ", " : "",
+                   gguf ? gguf : "");
+    fprintf(stderr, "wrote %s%s%s: %d layers, %d sub-blocks changed, %.2f M parameters (parent %.2f M), %.1f MB of %s "
+                    "weights, in %.1f s\n",
+            out ? out : "", out && gguf ? " and " : "", gguf ? gguf : "", n_layer, n_changed,
+            pz_config_n_params(&child->cfg) / 1e6, pz_config_n_params(&pcfg) / 1e6, pz_model_weight_bytes(child) / 1e6,
+            wtype ? "bf16" : "f32", pz_now() - t0);
+    rc = PZ_EXIT_OK;
+    goto out;
+fail:
+    fprintf(stderr, "puzzle realize: %s\n", err);
+out:
+    sqlite3_finalize(st);
+    free(layers);
+    free(files);
+    pz_model_free(parent);
+    pz_model_free(child);
+    pz_tokenizer_free(tok);
+    pz_rundb_close(db);
+    return rc;
+}

@@ -1,0 +1,645 @@
+// cmd_search.c — `puzzle search --db RUN.db --budget 8xH100 ...`: chooses one
+// attention and one FFN variant per layer from the run's scored library so
+// that the child is as close to the parent as possible within the budget
+// (puzzle/search.h builds the problem, solver/ solves it), stores the search
+// and its solutions in the run database and prints them. Baselines on the
+// same scores and costs with --method.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cli.h"
+#include "common.h"
+#include "search.h"
+
+#define MAX_BATCHES 32
+#define MAX_SOLUTIONS 64
+
+void pz_usage_search(FILE *out) {
+    fprintf(out,
+            "usage: puzzle search --db RUN.db --budget N x NAME | cpu [--scenario S] [--throughput TOK_S | --speedup X]\n"
+            "                     [--max-memory GIB] [--max-latency MS] [--max-ttft MS] [--max-params N]\n"
+            "                     [--batch B|auto] [--solutions K] [--diversity D] [--objective kl|loss]\n"
+            "                     [--method mip|greedy|uniform-ffn|drop-layers] [--time-limit S] [--tp N]\n"
+            "                     [--dtype bf16|fp8] [--kv-dtype bf16|fp8] [--scores HASH] [--device DEV]\n\n"
+            "Chooses one attention and one FFN variant per layer from the run's library, minimizing the sum\n"
+            "of replace-1-block scores (puzzle score) within the budget: a mixed-integer program solved with\n"
+            "GLPK's branch-and-cut. The search and its solutions are stored in the run database (tables\n"
+            "searches, solutions, solution_layers; views solution_summary, solution_choices, pareto_front).\n"
+            "An infeasible budget is answered with the binding constraint and the closest feasible value.\n\n"
+            "  --budget N x NAME   N accelerators (scoring/hardware: h100_sxm, h200_sxm, a100_80gb_sxm, b200,\n"
+            "                      l40s, or aliases like H100), priced by the roofline cost model as tp-way\n"
+            "                      tensor-parallel replicas; cpu: this CPU, priced by `puzzle profile` rows\n"
+            "  --scenario S        input=I,output=O (serving requests; default input=128,output=1024),\n"
+            "                      decode:BxC (one decode step of B sequences over C cached tokens) or\n"
+            "                      prefill:BxS (one prefill of B prompts of S tokens)\n"
+            "  --throughput TOK_S  at least this many output tokens/s in total (prompt tokens/s for prefill)\n"
+            "  --speedup X         at least X times the parent's best throughput under the same budget and\n"
+            "                      scenario (for decode:BxC, X times the parent's decode speed)\n"
+            "  --max-memory GIB    memory per device (default: the device's usable memory)\n"
+            "  --max-latency MS    decode step (time per output token) at most MS\n"
+            "  --max-ttft MS       time to first token at most MS (request or prefill scenarios)\n"
+            "  --max-params N      at most N parameters (suffixes K, M, B allowed: 100M)\n"
+            "  --batch B|auto      sequences in flight (default auto: try powers of two, or the batches\n"
+            "                      profiled on the CPU, and keep the best child)\n"
+            "  --solutions K       K diverse solutions (default 1); each differs from every earlier one in\n"
+            "                      at least a fraction D of the layer choices (--diversity, default 0.2)\n"
+            "  --objective         kl (default: KL divergence to the parent) or loss (LM-loss change)\n"
+            "  --method            mip (default), or a baseline on the same scores and costs: greedy (per\n"
+            "                      layer, by score per unit of time saved), uniform-ffn (one FFN width\n"
+            "                      everywhere), drop-layers (remove whole layers by score)\n"
+            "  --time-limit S      per MIP solve (default 60); the best solution found is kept\n"
+            "  --tp N              tensor-parallel degree (default: the parent's fastest that divides N)\n"
+            "  --dtype, --kv-dtype weights/GEMMs and KV cache in bf16 (default) or fp8 (GPU budgets)\n"
+            "  --scores HASH       which scoring data (default: the data covering the most blocks)\n"
+            "  --device DEV        which profiled CPU device (cpu budgets; default: the only one)\n"
+            "  --hardware-dir DIR  where hardware JSON files live\n");
+}
+
+typedef struct {
+    const char *db, *budget, *scenario, *scores, *device, *hw_dir, *dtype_cpu, *method;
+    pz_search_limits lim;
+    long batch, tp, n_solutions;
+    double diversity, time_limit;
+    pz_search_objective obj;
+    pz_cost_params cp;
+    int dtype_given;
+} opts;
+
+static int parse_count(const char *cmd, const char *opt, const char *v, double *out) {
+    char *end;
+    double x = strtod(v, &end);
+    double mult = 1;
+    if (*end == 'K' || *end == 'k') mult = 1e3, end++;
+    else if (*end == 'M' || *end == 'm') mult = 1e6, end++;
+    else if (*end == 'B' || *end == 'b' || *end == 'G' || *end == 'g') mult = 1e9, end++;
+    if (end == v || *end || !(x > 0) || !isfinite(x)) {
+        fprintf(stderr, "puzzle %s: %s wants a positive count (e.g. 100M), got '%s'\n", cmd, opt, v);
+        return -1;
+    }
+    *out = x * mult;
+    return 0;
+}
+
+static int parse(int argc, char **argv, opts *o) {
+    const char *cmd = "search", *v;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        double x;
+        if (!strcmp(a, "--db")) {
+            if (!(o->db = pz_arg_value(cmd, argc, argv, &i))) return -1;
+        } else if (!strcmp(a, "--budget")) {
+            if (!(o->budget = pz_arg_value(cmd, argc, argv, &i))) return -1;
+        } else if (!strcmp(a, "--scenario")) {
+            if (!(o->scenario = pz_arg_value(cmd, argc, argv, &i))) return -1;
+        } else if (!strcmp(a, "--scores")) {
+            if (!(o->scores = pz_arg_value(cmd, argc, argv, &i))) return -1;
+        } else if (!strcmp(a, "--device")) {
+            if (!(o->device = pz_arg_value(cmd, argc, argv, &i))) return -1;
+        } else if (!strcmp(a, "--hardware-dir")) {
+            if (!(o->hw_dir = pz_arg_value(cmd, argc, argv, &i))) return -1;
+        } else if (!strcmp(a, "--method")) {
+            if (!(o->method = pz_arg_value(cmd, argc, argv, &i))) return -1;
+            if (strcmp(o->method, "mip") && strcmp(o->method, "greedy") && strcmp(o->method, "uniform-ffn") &&
+                strcmp(o->method, "drop-layers")) {
+                fprintf(stderr, "puzzle search: --method wants mip, greedy, uniform-ffn or drop-layers, got '%s'\n",
+                        o->method);
+                return -1;
+            }
+        } else if (!strcmp(a, "--throughput")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_float(cmd, a, v, 1e-9, 1e15, &o->lim.throughput))
+                return -1;
+        } else if (!strcmp(a, "--speedup")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_float(cmd, a, v, 1e-3, 1e6, &o->lim.speedup))
+                return -1;
+        } else if (!strcmp(a, "--max-memory")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_float(cmd, a, v, 1e-6, 1e9, &x)) return -1;
+            o->lim.max_memory = x * 1073741824.0;
+        } else if (!strcmp(a, "--max-latency") || !strcmp(a, "--max-ttft")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_float(cmd, a, v, 1e-9, 1e12, &x)) return -1;
+            *(!strcmp(a, "--max-ttft") ? &o->lim.max_ttft : &o->lim.max_latency) = x / 1e3;
+        } else if (!strcmp(a, "--max-params")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || parse_count(cmd, a, v, &o->lim.max_params)) return -1;
+        } else if (!strcmp(a, "--batch")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i))) return -1;
+            if (!strcmp(v, "auto")) o->batch = 0;
+            else if (pz_arg_int(cmd, a, v, 1, 1000000, &o->batch)) return -1;
+        } else if (!strcmp(a, "--solutions")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_int(cmd, a, v, 1, MAX_SOLUTIONS, &o->n_solutions))
+                return -1;
+        } else if (!strcmp(a, "--diversity")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_float(cmd, a, v, 0.001, 1, &o->diversity)) return -1;
+        } else if (!strcmp(a, "--time-limit")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_float(cmd, a, v, 0.01, 1e6, &o->time_limit))
+                return -1;
+        } else if (!strcmp(a, "--tp")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_int(cmd, a, v, 1, 1024, &o->tp)) return -1;
+        } else if (!strcmp(a, "--objective")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i))) return -1;
+            if (!strcmp(v, "kl")) o->obj = PZ_OBJ_KL;
+            else if (!strcmp(v, "loss")) o->obj = PZ_OBJ_LOSS;
+            else {
+                fprintf(stderr, "puzzle search: --objective wants kl or loss, got '%s'\n", v);
+                return -1;
+            }
+        } else if (!strcmp(a, "--dtype") || !strcmp(a, "--kv-dtype")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i))) return -1;
+            if (!strcmp(a, "--dtype") && (!strcmp(v, "f32") || !strcmp(v, "fp32"))) {
+                o->dtype_cpu = "f32";  // the profiled CPU dtypes
+                continue;
+            }
+            if (pz_cm_dtype_parse(v, !strcmp(a, "--dtype") ? &o->cp.dtype : &o->cp.kv_dtype)) {
+                fprintf(stderr, "puzzle search: %s wants bf16 or fp8 (f32 for cpu profiles), got '%s'\n", a, v);
+                return -1;
+            }
+            if (!strcmp(a, "--dtype")) o->dtype_cpu = v, o->dtype_given = 1;
+        } else {
+            fprintf(stderr, "puzzle search: unknown %s '%s'\n", a[0] == '-' ? "option" : "argument", a);
+            return -1;
+        }
+    }
+    if (!o->db || !o->budget) {
+        fprintf(stderr, "puzzle search: %s is missing (see puzzle search --help)\n", !o->db ? "--db" : "--budget");
+        return -1;
+    }
+    if (o->lim.throughput > 0 && o->lim.speedup > 0) {
+        fprintf(stderr, "puzzle search: --throughput and --speedup are alternatives; give one\n");
+        return -1;
+    }
+    return 0;
+}
+
+// ---- solving ---------------------------------------------------------------------------------
+typedef struct {
+    pz_solver_solution sol;
+    pz_search_eval ev;
+    long batch;
+} found;
+
+static int run_method(pz_solver *p, const opts *o, const pz_solver_params *sp, pz_solver_solution *sol) {
+    if (!strcmp(o->method, "greedy")) return pz_solver_greedy(p, sol);
+    if (!strcmp(o->method, "uniform-ffn")) return pz_solver_uniform(p, sol);
+    if (!strcmp(o->method, "drop-layers")) return pz_solver_drop_layers(p, sol);
+    return pz_solver_solve(p, sp, sol);
+}
+
+static int is_solution(const pz_solver_solution *s) {
+    return s->status == PZ_SOLVER_OPTIMAL || s->status == PZ_SOLVER_FEASIBLE;
+}
+
+// The parent's reference throughput: its best over the batches where it fits.
+static double parent_reference(pz_search *s, const long *batches, int nb, const pz_search_limits *lim,
+                               pz_search_eval *best, char *err) {
+    double ref = 0;
+    memset(best, 0, sizeof *best);
+    for (int b = 0; b < nb; b++) {
+        pz_search_eval ev;
+        if (pz_search_evaluate(s, batches[b], NULL, &ev, err)) return -1;
+        int fits = lim->max_memory > 0 ? ev.memory_bytes <= lim->max_memory : ev.fits;
+        if (fits && ev.throughput > ref) ref = ev.throughput, *best = ev;
+    }
+    if (ref == 0 && pz_search_evaluate(s, batches[0], NULL, best, err) == 0) ref = best->throughput;  // fits nowhere
+    return ref;
+}
+
+// ---- the database --------------------------------------------------------------------------------
+static void variant_text(pz_sub_kind half, pz_variant v, char *buf, size_t cap) { pz_variant_name(half, &v, buf, cap); }
+
+static int store(pz_rundb *rdb, const opts *o, pz_search *s, const char *command, const pz_search_eval *par,
+                 double ref, const char *status, const char *explanation, const pz_solver_infeasibility *inf,
+                 long inf_batch, const found *sols, int n_sols, double wall, long *search_id, long *first_id,
+                 char *err) {
+    sqlite3 *db = pz_rundb_sqlite(rdb);
+    sqlite3_stmt *st = NULL;
+    if (pz_rundb_begin(rdb, err)) return -1;
+    PZ_SQL(db, sqlite3_prepare_v2(db,
+                                  "INSERT INTO searches (command, method, budget, device, dtype, n_devices, tp, scenario, "
+                                  "batch_mode, objective, data_hash, target_throughput, target_speedup, max_memory, "
+                                  "max_latency_s, max_ttft_s, max_params, n_wanted, diversity, parent_batch, "
+                                  "parent_throughput, parent_time_s, status, explanation, n_solutions, wall_s) VALUES "
+                                  "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                  -1, &st, NULL));
+    char bm[32];
+    if (o->batch) snprintf(bm, sizeof bm, "%ld", o->batch);
+    else snprintf(bm, sizeof bm, "auto");
+    const pz_search_budget *b = NULL;
+    (void)b;
+    sqlite3_bind_text(st, 1, command, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, o->method, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, o->budget, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, pz_search_device(s), -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, pz_search_dtype(s), -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 6, pz_search_replicas(s) * pz_search_tp(s));
+    sqlite3_bind_int(st, 7, pz_search_tp(s));
+    sqlite3_bind_text(st, 8, o->scenario, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 9, bm, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 10, o->obj == PZ_OBJ_KL ? "kl" : "loss", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 11, pz_search_data_hash(s), -1, SQLITE_STATIC);
+    const double lims[] = {o->lim.throughput, o->lim.speedup, o->lim.max_memory, o->lim.max_latency, o->lim.max_ttft,
+                           o->lim.max_params};
+    for (int k = 0; k < 6; k++)
+        if (lims[k] > 0) sqlite3_bind_double(st, 12 + k, lims[k]);
+    sqlite3_bind_int64(st, 18, o->n_solutions);
+    sqlite3_bind_double(st, 19, o->diversity);
+    sqlite3_bind_int64(st, 20, par->batch);
+    sqlite3_bind_double(st, 21, ref);
+    sqlite3_bind_double(st, 22, par->time_s);
+    sqlite3_bind_text(st, 23, status, -1, SQLITE_STATIC);
+    if (explanation && *explanation) sqlite3_bind_text(st, 24, explanation, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 25, n_sols);
+    sqlite3_bind_double(st, 26, wall);
+    PZ_SQL(db, sqlite3_step(st));
+    sqlite3_finalize(st);
+    st = NULL;
+    *search_id = sqlite3_last_insert_rowid(db);
+    if (inf) {
+        PZ_SQL(db, sqlite3_prepare_v2(db, "INSERT INTO search_constraints (search_id, name, batch, rhs, min_value, "
+                                          "ratio, violated, binding) VALUES (?,?,?,?,?,?,?,?)", -1, &st, NULL));
+        for (int c = 0; c < inf->n_constraints; c++) {
+            sqlite3_reset(st);
+            sqlite3_bind_int64(st, 1, *search_id);
+            sqlite3_bind_text(st, 2, inf->names[c], -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 3, inf_batch);
+            sqlite3_bind_double(st, 4, inf->rhs[c]);
+            if (isnan(inf->min_value[c])) sqlite3_bind_null(st, 5);
+            else sqlite3_bind_double(st, 5, inf->min_value[c]);
+            if (isfinite(inf->ratio[c])) sqlite3_bind_double(st, 6, inf->ratio[c]);
+            else sqlite3_bind_null(st, 6);
+            sqlite3_bind_int(st, 7, inf->violated[c]);
+            sqlite3_bind_int(st, 8, c == inf->binding);
+            PZ_SQL(db, sqlite3_step(st));
+        }
+        sqlite3_finalize(st);
+        st = NULL;
+    }
+    sqlite3_stmt *sl = NULL;
+    for (int k = 0; k < n_sols; k++) {
+        const found *f = &sols[k];
+        int n_changed = 0;
+        for (int g = 0; g < pz_search_n_groups(s); g++) n_changed += !pz_search_item_at(s, g, f->sol.choice[g])->is_parent;
+        PZ_SQL(db, sqlite3_prepare_v2(db, "INSERT INTO solutions (search_id, rank, status, objective, bound, batch, "
+                                          "time_s, throughput, speedup, latency_s, ttft_s, memory_bytes, params, "
+                                          "n_changed, solve_s) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                      -1, &st, NULL));
+        sqlite3_bind_int64(st, 1, *search_id);
+        sqlite3_bind_int(st, 2, k + 1);
+        sqlite3_bind_text(st, 3, strcmp(o->method, "mip") ? "baseline" : pz_solver_status_name(f->sol.status), -1,
+                          SQLITE_STATIC);
+        sqlite3_bind_double(st, 4, f->sol.objective);
+        if (!strcmp(o->method, "mip") && isfinite(f->sol.bound)) sqlite3_bind_double(st, 5, f->sol.bound);
+        sqlite3_bind_int64(st, 6, f->batch);
+        sqlite3_bind_double(st, 7, f->ev.time_s);
+        sqlite3_bind_double(st, 8, f->ev.throughput);
+        sqlite3_bind_double(st, 9, ref > 0 ? f->ev.throughput / ref : NAN);
+        sqlite3_bind_double(st, 10, f->ev.latency_s);
+        if (isfinite(f->ev.ttft_s)) sqlite3_bind_double(st, 11, f->ev.ttft_s);
+        sqlite3_bind_double(st, 12, f->ev.memory_bytes);
+        sqlite3_bind_double(st, 13, f->ev.params);
+        sqlite3_bind_int(st, 14, n_changed);
+        sqlite3_bind_double(st, 15, f->sol.seconds);
+        PZ_SQL(db, sqlite3_step(st));
+        sqlite3_finalize(st);
+        st = NULL;
+        long sol_id = sqlite3_last_insert_rowid(db);
+        if (k == 0) *first_id = sol_id;
+        // Per layer: merge the groups of each layer.
+        const pz_config *pc = pz_search_parent(s);
+        PZ_SQL(db, sqlite3_prepare_v2(db, "INSERT INTO solution_layers (solution_id, layer, attn_kind, attn_size, "
+                                          "ffn_kind, ffn_size, attn_variant, ffn_variant, attn_block, ffn_block, "
+                                          "attn_is_parent, ffn_is_parent, score) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                      -1, &sl, NULL));
+        for (int l = 0; l < pc->n_layer; l++) {
+            const pz_layer_spec *pl = &pc->layers[l];
+            pz_variant av = {pl->attn, pl->attn == PZ_ATTN_GQA ? pl->n_kv : 0};
+            pz_variant fv = {pl->ffn, pl->ffn == PZ_FFN_SWIGLU ? pl->n_ff : 0};
+            const char *ab = NULL, *fb = NULL;
+            int ap = 1, fp = 1;
+            double score = 0;
+            for (int g = 0; g < pz_search_n_groups(s); g++) {
+                const pz_search_item *it = pz_search_item_at(s, g, f->sol.choice[g]);
+                if (it->layer != l) continue;
+                score += it->score;
+                if (it->sub != PZ_SUB_FFN) {
+                    av = it->attn, ab = it->attn_block[0] ? it->attn_block : NULL;
+                    ap = it->sub == PZ_SUB_ATTN ? it->is_parent : (av.kind == (int)pl->attn && av.size == (pl->attn == PZ_ATTN_GQA ? pl->n_kv : 0));
+                }
+                if (it->sub != PZ_SUB_ATTN) {
+                    fv = it->ffn, fb = it->ffn_block[0] ? it->ffn_block : NULL;
+                    fp = it->sub == PZ_SUB_FFN ? it->is_parent : (fv.kind == (int)pl->ffn && fv.size == (pl->ffn == PZ_FFN_SWIGLU ? pl->n_ff : 0));
+                }
+            }
+            char at[32], ft[32];
+            variant_text(PZ_SUB_ATTN, av, at, sizeof at);
+            variant_text(PZ_SUB_FFN, fv, ft, sizeof ft);
+            sqlite3_reset(sl);
+            sqlite3_bind_int64(sl, 1, sol_id);
+            sqlite3_bind_int(sl, 2, l);
+            sqlite3_bind_text(sl, 3, pz_attn_kind_name((pz_attn_kind)av.kind), -1, SQLITE_STATIC);
+            sqlite3_bind_int(sl, 4, av.size);
+            sqlite3_bind_text(sl, 5, pz_ffn_kind_name((pz_ffn_kind)fv.kind), -1, SQLITE_STATIC);
+            sqlite3_bind_int(sl, 6, fv.size);
+            sqlite3_bind_text(sl, 7, at, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_text(sl, 8, ft, -1, SQLITE_TRANSIENT);
+            if (ab) sqlite3_bind_text(sl, 9, ab, -1, SQLITE_TRANSIENT);
+            else sqlite3_bind_null(sl, 9);
+            if (fb) sqlite3_bind_text(sl, 10, fb, -1, SQLITE_TRANSIENT);
+            else sqlite3_bind_null(sl, 10);
+            sqlite3_bind_int(sl, 11, ap);
+            sqlite3_bind_int(sl, 12, fp);
+            sqlite3_bind_double(sl, 13, score);
+            PZ_SQL(db, sqlite3_step(sl));
+        }
+        sqlite3_finalize(sl);
+        sl = NULL;
+    }
+    if (pz_rundb_commit(rdb, err)) return -1;
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    sqlite3_finalize(sl);
+    pz_rundb_rollback(rdb);
+    return -1;
+}
+
+// ---- printing ------------------------------------------------------------------------------------
+static void print_changes(pz_search *s, const int *choice) {
+    int n = 0;
+    printf("  changed:");
+    for (int g = 0; g < pz_search_n_groups(s); g++) {
+        const pz_search_item *it = pz_search_item_at(s, g, choice[g]);
+        if (it->is_parent) continue;
+        char a[32], f[32];
+        pz_variant_name(PZ_SUB_ATTN, &it->attn, a, sizeof a);
+        pz_variant_name(PZ_SUB_FFN, &it->ffn, f, sizeof f);
+        printf("%s L%02d %s%s%s", !n ? "" : n % 6 ? "," : ",\n          ", it->layer,
+               it->sub == PZ_SUB_FFN ? "ffn " : it->sub == PZ_SUB_ATTN ? "attn " : "",
+               it->sub == PZ_SUB_FFN ? f : a, it->sub == PZ_SUB_PAIR ? "+" : "");
+        if (it->sub == PZ_SUB_PAIR) printf("%s", f);
+        n++;
+    }
+    printf("%s\n", n ? "" : " none (the parent)");
+}
+
+static const char *tput_unit(const pz_search_scenario *sc) {
+    return !sc->request && sc->pass.phase == PZ_PHASE_PREFILL ? "prompt tok/s" : "tok/s";
+}
+
+// ---- the command ------------------------------------------------------------------------------------
+int pz_cmd_search(int argc, char **argv) {
+    opts o = {.method = "mip", .n_solutions = 1, .diversity = 0.2, .time_limit = 60, .cp = pz_cost_default_params()};
+    if (parse(argc, argv, &o)) return PZ_EXIT_USAGE;
+    char err[PZ_ERRLEN], warn[512];
+    pz_search_scenario sc;
+    pz_search_budget bud;
+    if (!o.scenario) o.scenario = "input=128,output=1024";
+    if (pz_search_scenario_parse(o.scenario, &sc, err) || pz_search_budget_parse(o.budget, o.hw_dir, &bud, err)) {
+        fprintf(stderr, "puzzle search: %s\n", err);
+        return PZ_EXIT_USAGE;
+    }
+    o.scenario = sc.name;
+    if (!bud.cpu) {  // a hardware file's calibrated factors apply
+        if (bud.hw.eff_gemm > 0) o.cp.eff_gemm = bud.hw.eff_gemm;
+        if (bud.hw.eff_attn > 0) o.cp.eff_attn = bud.hw.eff_attn;
+        if (bud.hw.eff_mem > 0) o.cp.eff_mem = bud.hw.eff_mem;
+        if (bud.hw.eff_link > 0) o.cp.eff_link = bud.hw.eff_link;
+        if (o.cp.dtype == PZ_CM_FP8 && bud.hw.flops_fp8 <= 0) {
+            fprintf(stderr, "puzzle search: %s has no fp8 tensor cores; use --dtype bf16\n", bud.hw.name);
+            return PZ_EXIT_USAGE;
+        }
+        if (o.tp && bud.n_devices % o.tp) {
+            fprintf(stderr, "puzzle search: --tp %ld does not divide %d devices\n", o.tp, bud.n_devices);
+            return PZ_EXIT_USAGE;
+        }
+    } else if (o.tp > 1) {
+        fprintf(stderr, "puzzle search: --tp applies to GPU budgets only\n");
+        return PZ_EXIT_USAGE;
+    }
+    char command[2048] = "puzzle";
+    for (int i = 0; i < argc; i++) {
+        size_t len = strlen(command);
+        snprintf(command + len, sizeof command - len, " %s", argv[i]);
+    }
+
+    int rc = PZ_EXIT_FAIL;
+    pz_rundb *db = NULL;
+    pz_search *s = NULL;
+    pz_solver *prob = NULL;
+    found sols[MAX_SOLUTIONS];
+    int n_sols = 0;
+    memset(sols, 0, sizeof sols);
+    pz_solver_infeasibility inf;
+    memset(&inf, 0, sizeof inf);
+    int have_inf = 0;
+    long inf_batch = 0;
+    char explanation[2048] = "";
+    double t0 = pz_now();
+
+    if (!(db = pz_rundb_open(o.db, 0, err))) goto fail;
+    const char *dtype = bud.cpu ? (o.dtype_cpu ? o.dtype_cpu : NULL) : NULL;
+    // The tensor-parallel degree: given, or the parent's fastest among the divisors of N.
+    long batches[MAX_BATCHES];
+    int nb = 0;
+    double ref = 0;
+    pz_search_eval par;
+    memset(&par, 0, sizeof par);
+    {
+        int best_tp = 0;
+        double best_ref = -1;
+        char last[PZ_ERRLEN] = "";
+        for (int tp = 1; tp <= (bud.cpu ? 1 : bud.n_devices); tp++) {
+            if (bud.n_devices % tp || (o.tp && tp != o.tp)) continue;
+            pz_cost_params cp = o.cp;
+            cp.tp = tp;
+            pz_search *t = pz_search_load(db, &bud, &sc, &cp, o.obj, o.scores, o.device, dtype, warn, sizeof warn, err);
+            if (!t) {
+                // A degree the parent cannot split by is skipped; any other failure is final.
+                if (!bud.cpu && strstr(err, "tp") && !o.tp) {
+                    snprintf(last, sizeof last, "%s", err);
+                    continue;
+                }
+                goto fail;
+            }
+            long bt[MAX_BATCHES];
+            int n = pz_search_batches(t, o.batch, &o.lim, bt, MAX_BATCHES, err);
+            pz_search_eval pe;
+            double r = n > 0 ? parent_reference(t, bt, n, &o.lim, &pe, err) : -1;
+            if (n <= 0 || r < 0) {
+                pz_search_free(t);
+                goto fail;
+            }
+            if (r > best_ref) {
+                pz_search_free(s);
+                s = t, best_ref = r, best_tp = tp, nb = n, par = pe;
+                memcpy(batches, bt, sizeof bt);
+            } else {
+                pz_search_free(t);
+            }
+        }
+        if (!s) {
+            pz_err(err, "%s", last[0] ? last : "no tensor-parallel degree fits");
+            goto fail;
+        }
+        ref = best_ref;
+        (void)best_tp;
+    }
+    if (warn[0]) fprintf(stderr, "puzzle search: note: %s\n", warn);
+    const pz_config *pc = pz_search_parent(s);
+    fprintf(stderr, "search: %d layers, %d groups, %s; budget %s (%s, tp %d x %d replica%s), scenario %s, %d batch "
+                    "size%s to try\n",
+            pc->n_layer, pz_search_n_groups(s), o.method, bud.name, pz_search_device(s), pz_search_tp(s),
+            pz_search_replicas(s), pz_search_replicas(s) == 1 ? "" : "s", sc.name, nb, nb == 1 ? "" : "s");
+
+    pz_solver_params sp = pz_solver_default_params();
+    sp.time_limit_s = o.time_limit;
+    long best_batch = 0;
+    for (int b = 0; b < nb; b++) {
+        long B = batches[b];
+        pz_solver *p = pz_search_problem(s, B, &o.lim, ref, err);
+        if (!p) goto fail;
+        pz_solver_solution sol;
+        memset(&sol, 0, sizeof sol);
+        if (run_method(p, &o, &sp, &sol)) {
+            pz_err(err, "solver: %s", pz_solver_errmsg(p));
+            pz_solver_free(p);
+            goto fail;
+        }
+        if (is_solution(&sol)) {
+            pz_search_eval ev;
+            if (pz_search_evaluate(s, B, sol.choice, &ev, err)) {
+                pz_solver_solution_free(&sol);
+                pz_solver_free(p);
+                goto fail;
+            }
+            fprintf(stderr, "  batch %-5ld %-9s score %.5g, %.4g %s (%.3gx), %.3g GiB, %.2f s\n", B,
+                    strcmp(o.method, "mip") ? "found" : pz_solver_status_name(sol.status), sol.objective, ev.throughput,
+                    tput_unit(&sc), ref > 0 ? ev.throughput / ref : NAN, ev.memory_bytes / 1073741824.0, sol.seconds);
+            int better = !n_sols || sol.objective < sols[0].sol.objective - 1e-12 ||
+                         (fabs(sol.objective - sols[0].sol.objective) <= 1e-12 && ev.throughput > sols[0].ev.throughput);
+            if (better) {
+                if (n_sols) pz_solver_solution_free(&sols[0].sol);
+                sols[0] = (found){sol, ev, B};
+                n_sols = 1, best_batch = B;
+                pz_solver_free(prob);
+                prob = p;
+                continue;
+            }
+        } else {
+            fprintf(stderr, "  batch %-5ld %s\n", B, pz_solver_status_name(sol.status));
+        }
+        pz_solver_solution_free(&sol);
+        pz_solver_free(p);
+    }
+
+    const char *status = "solved";
+    if (!n_sols) {
+        // Explain: at the batch where the violated rows are closest to their limits.
+        status = "no_solution";
+        double best_gap = INFINITY;
+        for (int b = 0; b < nb; b++) {
+            pz_solver *p = pz_search_problem(s, batches[b], &o.lim, ref, err);
+            if (!p) goto fail;
+            pz_solver_infeasibility e;
+            if (pz_solver_explain(p, &sp, &e)) {
+                pz_err(err, "solver: %s", pz_solver_errmsg(p));
+                pz_solver_free(p);
+                goto fail;
+            }
+            double gap = 0;
+            for (int c = 0; c < e.n_constraints; c++)
+                if (e.violated[c]) gap = fmax(gap, isfinite(e.ratio[c]) ? e.ratio[c] : 1e300);
+            if (e.feasible) gap = 0;
+            if (!have_inf || gap < best_gap) {
+                if (have_inf) pz_solver_infeasibility_free(&inf);
+                inf = e, have_inf = 1, best_gap = gap, inf_batch = batches[b];
+                pz_search_explain(s, batches[b], &inf, ref, explanation, sizeof explanation);
+            } else {
+                pz_solver_infeasibility_free(&e);
+            }
+            pz_solver_free(p);
+        }
+        if (have_inf && !inf.feasible) status = "infeasible";
+        else if (strcmp(o.method, "mip"))
+            snprintf(explanation, sizeof explanation,
+                     "the %s baseline finds no child that meets the budget; the MIP does (--method mip)", o.method);
+        else
+            snprintf(explanation, sizeof explanation,
+                     "no solution within the time limit (%.3g s per solve), though the budget is feasible; raise "
+                     "--time-limit", o.time_limit);
+    } else if (o.n_solutions > 1) {
+        if (strcmp(o.method, "mip")) {
+            fprintf(stderr, "puzzle search: note: --solutions applies to --method mip; the baseline gives one\n");
+        } else {
+            pz_solver_solution ds[MAX_SOLUTIONS];
+            int nf = 0;
+            if (pz_solver_solve_diverse(prob, &sp, (int)o.n_solutions, 1.0 - o.diversity, ds, &nf)) {
+                pz_err(err, "solver: %s", pz_solver_errmsg(prob));
+                goto fail;
+            }
+            for (int k = 0; k < nf; k++) {
+                if (!is_solution(&ds[k])) {
+                    pz_solver_solution_free(&ds[k]);
+                    continue;
+                }
+                found f = {ds[k], {0}, best_batch};
+                if (pz_search_evaluate(s, best_batch, ds[k].choice, &f.ev, err)) {
+                    for (int j = k; j < nf; j++) pz_solver_solution_free(&ds[j]);
+                    goto fail;
+                }
+                if (k == 0) {  // the same optimum as solution 1 (re-solved): keep the first
+                    pz_solver_solution_free(&ds[k]);
+                    continue;
+                }
+                sols[n_sols++] = f;
+            }
+        }
+    }
+
+    double wall = pz_now() - t0;
+    long search_id = 0, first_id = 0;
+    if (store(db, &o, s, command, &par, ref, status, explanation, have_inf ? &inf : NULL, inf_batch, sols, n_sols, wall,
+              &search_id, &first_id, err))
+        goto fail;
+    pz_rundb_event(db, "search", "finish", "search %ld: %s, %d solution%s in %.1f s", search_id, status, n_sols,
+                   n_sols == 1 ? "" : "s", wall);
+
+    // ---- the table ----
+    printf("search %ld: %s, budget %s (%s, tp %d x %d), scenario %s, objective %s, data %s\n", search_id, o.method,
+           bud.name, pz_search_device(s), pz_search_tp(s), pz_search_replicas(s), sc.name,
+           o.obj == PZ_OBJ_KL ? "kl" : "loss", pz_search_data_hash(s));
+    printf("parent: batch %ld, %.4g %s, time %.4g ms, memory %.3g GiB/device, %.1f M params\n", par.batch,
+           par.throughput, tput_unit(&sc), par.time_s * 1e3, par.memory_bytes / 1073741824.0, par.params / 1e6);
+    if (!n_sols) {
+        printf("no child meets the budget%s: %s\n", have_inf && inf.feasible ? " (time limit)" : "", explanation);
+        rc = PZ_EXIT_OK;
+        goto out;
+    }
+    printf("\n%4s %6s %-9s %10s %8s %12s %6s %10s %10s %9s %8s\n", "rank", "id", "status",
+           o.obj == PZ_OBJ_KL ? "KL" : "dloss", "speedup", tput_unit(&sc), "batch", "step ms", "mem GiB", "params M",
+           "changed");
+    for (int k = 0; k < n_sols; k++) {
+        const found *f = &sols[k];
+        int n_changed = 0;
+        for (int g = 0; g < pz_search_n_groups(s); g++) n_changed += !pz_search_item_at(s, g, f->sol.choice[g])->is_parent;
+        printf("%4d %6ld %-9s %10.5g %7.3fx %12.5g %6ld %10.4g %10.4g %9.2f %8d\n", k + 1, first_id + k,
+               strcmp(o.method, "mip") ? o.method : pz_solver_status_name(f->sol.status), f->sol.objective,
+               ref > 0 ? f->ev.throughput / ref : NAN, f->ev.throughput, f->batch, f->ev.latency_s * 1e3,
+               f->ev.memory_bytes / 1073741824.0, f->ev.params / 1e6, n_changed);
+    }
+    printf("\nsolution %ld:\n", first_id);
+    print_changes(s, sols[0].sol.choice);
+    printf("(puzzle solution --db %s %ld for every layer; puzzle realize --db %s --solution %ld --out DIR)\n", o.db,
+           first_id, o.db, first_id);
+    rc = PZ_EXIT_OK;
+    goto out;
+fail:
+    fprintf(stderr, "puzzle search: %s\n", err);
+out:
+    for (int k = 0; k < n_sols; k++) pz_solver_solution_free(&sols[k].sol);
+    if (have_inf) pz_solver_infeasibility_free(&inf);
+    pz_solver_free(prob);
+    pz_search_free(s);
+    pz_rundb_close(db);
+    return rc;
+}

@@ -1,0 +1,864 @@
+// search.c — see search.h.
+#include "search.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "common.h"
+
+// ---- scenarios and budgets ------------------------------------------------------------
+int pz_search_scenario_parse(const char *s, pz_search_scenario *out, char *err) {
+    memset(out, 0, sizeof *out);
+    if (!strncmp(s, "prefill:", 8) || !strncmp(s, "decode:", 7)) {
+        long b, n;
+        char tail;
+        const char *p = strchr(s, ':') + 1;
+        if (sscanf(p, "%ldx%ld%c", &b, &n, &tail) != 2 || b < 1 || n < 1 || b > 1000000 || n > 100000000)
+            return pz_err(err, "scenario '%s': want prefill:BxS or decode:BxC with positive B, S, C", s);
+        out->pass = (pz_scenario){s[0] == 'p' ? PZ_PHASE_PREFILL : PZ_PHASE_DECODE, b, n};
+        snprintf(out->name, sizeof out->name, "%s:%ldx%ld", s[0] == 'p' ? "prefill" : "decode", b, n);
+        return 0;
+    }
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        long v;
+        char tail;
+        if (sscanf(tok, "input=%ld%c", &v, &tail) == 1 && v >= 1 && v <= 100000000) out->input = v;
+        else if (sscanf(tok, "output=%ld%c", &v, &tail) == 1 && v >= 1 && v <= 100000000) out->output = v;
+        else
+            return pz_err(err, "scenario '%s': want input=I,output=O (positive token counts), prefill:BxS or "
+                               "decode:BxC", s);
+    }
+    if (!out->input || !out->output) return pz_err(err, "scenario '%s': needs both input= and output=", s);
+    out->request = 1;
+    snprintf(out->name, sizeof out->name, "input=%ld,output=%ld", out->input, out->output);
+    return 0;
+}
+
+int pz_search_budget_parse(const char *s, const char *hw_dir, pz_search_budget *b, char *err) {
+    memset(b, 0, sizeof *b);
+    if (!strcasecmp(s, "cpu")) {
+        b->cpu = 1, b->n_devices = 1;
+        snprintf(b->name, sizeof b->name, "cpu");
+        return 0;
+    }
+    char *end;
+    long n = strtol(s, &end, 10);
+    while (*end == ' ') end++;
+    if (end == s || n < 1 || n > 65536 || (*end != 'x' && *end != 'X'))
+        return pz_err(err, "budget '%s': want N x NAME (e.g. 8xH100) or cpu", s);
+    end++;
+    while (*end == ' ') end++;
+    if (!*end) return pz_err(err, "budget '%s': the hardware name is missing", s);
+    if (pz_hw_find(end, hw_dir, &b->hw, err)) return -1;
+    b->n_devices = (int)n;
+    snprintf(b->name, sizeof b->name, "%ldx%s", n, b->hw.id);
+    return 0;
+}
+
+// ---- the loaded library ----------------------------------------------------------------
+// Prices of one variant (a half) in one pass scenario, per device.
+typedef struct {
+    double time, weight_bytes, kv_bytes_per_token;
+} price;
+
+// A measured profile row (cpu budgets).
+typedef struct {
+    char part[8], kind[16];
+    int size;
+    char scenario[48];
+    double median_s, param_bytes, kv_bytes_per_token;
+} prof_row;
+
+typedef struct {
+    int layer;
+    pz_sub_kind sub;  // ATTN / FFN groups (decoupled) or PAIR (one group per layer)
+    int first, n;     // items[first .. first+n)
+} group;
+
+struct pz_search {
+    pz_config parent;
+    pz_search_budget budget;
+    pz_search_scenario scen;
+    pz_cost_params cp;
+    pz_search_objective obj;
+    char data_hash[40];
+    long data_seq_len;
+    char device[256], dtype[8];
+    double mem_usable;      // per device, before fixed costs
+    prof_row *prof;
+    int n_prof;
+    pz_search_item *items;
+    int n_items;
+    group *groups;
+    int n_groups;
+};
+
+const pz_config *pz_search_parent(const pz_search *s) { return &s->parent; }
+const char *pz_search_data_hash(const pz_search *s) { return s->data_hash; }
+const char *pz_search_device(const pz_search *s) { return s->device; }
+const char *pz_search_dtype(const pz_search *s) { return s->dtype; }
+int pz_search_tp(const pz_search *s) { return s->cp.tp; }
+int pz_search_replicas(const pz_search *s) { return s->budget.cpu ? 1 : s->budget.n_devices / s->cp.tp; }
+int pz_search_n_groups(const pz_search *s) { return s->n_groups; }
+int pz_search_n_items(const pz_search *s, int g) { return s->groups[g].n; }
+const pz_search_item *pz_search_item_at(const pz_search *s, int g, int i) {
+    return &s->items[s->groups[g].first + i];
+}
+
+void pz_search_free(pz_search *s) {
+    if (!s) return;
+    free(s->prof);
+    free(s->items);
+    free(s->groups);
+    free(s);
+}
+
+static int attn_kind_parse(const char *k, int *out) {
+    for (int i = 0; i <= PZ_ATTN_NOOP; i++)
+        if (!strcmp(k, pz_attn_kind_name((pz_attn_kind)i))) return *out = i, 0;
+    return -1;
+}
+static int ffn_kind_parse(const char *k, int *out) {
+    for (int i = 0; i <= PZ_FFN_NOOP; i++)
+        if (!strcmp(k, pz_ffn_kind_name((pz_ffn_kind)i))) return *out = i, 0;
+    return -1;
+}
+
+static const char *col_text(sqlite3_stmt *st, int i) {
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t ? (const char *)t : "";
+}
+
+// The parent's shape from the models and layers rows (the search needs no weights).
+static int load_parent(sqlite3 *db, pz_config *c, char *err) {
+    sqlite3_stmt *st = NULL;
+    long n_params = 0;
+    memset(c, 0, sizeof *c);
+    PZ_SQL(db, sqlite3_prepare_v2(db, "SELECT id, n_layer, hidden, n_head, head_dim, vocab, IFNULL(n_params, 0) "
+                                      "FROM models WHERE role = 'parent'", -1, &st, NULL));
+    int rc = sqlite3_step(st);
+    PZ_SQL(db, rc);
+    if (rc != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return pz_err(err, "the run database has no parent model: build the library first (puzzle build-library)");
+    }
+    long id = sqlite3_column_int64(st, 0);
+    c->n_layer = sqlite3_column_int(st, 1);
+    c->hidden = sqlite3_column_int(st, 2);
+    c->n_head = sqlite3_column_int(st, 3);
+    c->head_dim = sqlite3_column_int(st, 4);
+    c->vocab = sqlite3_column_int(st, 5);
+    n_params = sqlite3_column_int64(st, 6);
+    c->rope_theta = 10000.0f, c->norm_eps = 1e-5f, c->bos_id = c->eos_id = -1, c->max_ctx = 1 << 20;
+    sqlite3_finalize(st);
+    st = NULL;
+    if (c->n_layer < 1 || c->n_layer > PZ_MAX_LAYERS || c->hidden < 1 || c->n_head < 1 || c->head_dim < 1 ||
+        c->vocab < 1)
+        return pz_err(err, "the parent row has a bad shape");
+    PZ_SQL(db, sqlite3_prepare_v2(db, "SELECT layer, attn, n_kv, ffn, n_ff FROM layers WHERE model_id = ?", -1, &st,
+                                  NULL));
+    sqlite3_bind_int64(st, 1, id);
+    int seen = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int l = sqlite3_column_int(st, 0), ak, fk;
+        if (l < 0 || l >= c->n_layer || attn_kind_parse(col_text(st, 1), &ak) || ffn_kind_parse(col_text(st, 3), &fk)) {
+            pz_err(err, "the parent's layers rows are damaged (layer %d)", l);
+            goto fail;
+        }
+        c->layers[l] = (pz_layer_spec){(pz_attn_kind)ak, sqlite3_column_int(st, 2), (pz_ffn_kind)fk,
+                                       sqlite3_column_int(st, 4)};
+        seen++;
+    }
+    PZ_SQL(db, rc);
+    sqlite3_finalize(st);
+    if (seen != c->n_layer) return pz_err(err, "the parent has %d layers but %d layers rows", c->n_layer, seen);
+    // Tied embeddings are not a column; the stored parameter count tells.
+    c->tie_embeddings = 1;
+    if (n_params && (long)pz_config_n_params(c) != n_params) c->tie_embeddings = 0;
+    return pz_config_validate(c, err);
+fail:
+    sqlite3_finalize(st);
+    return -1;
+}
+
+// The scoring windows to use: the given hash, else those covering the most blocks.
+static int pick_scores(sqlite3 *db, const char *want, char *hash, size_t cap, long *seq_len, char *err) {
+    sqlite3_stmt *st = NULL;
+    PZ_SQL(db, sqlite3_prepare_v2(db, "SELECT data_hash, seq_len, count(*) FROM scores WHERE ?1 IS NULL OR "
+                                      "data_hash = ?1 GROUP BY 1, 2 ORDER BY 3 DESC, max(created_at) DESC LIMIT 1",
+                                  -1, &st, NULL));
+    if (want) sqlite3_bind_text(st, 1, want, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    PZ_SQL(db, rc);
+    if (rc != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        if (want) return pz_err(err, "no scores with data hash %s (see: SELECT DISTINCT data_hash FROM scores)", want);
+        return pz_err(err, "the library has no scores: run puzzle score first");
+    }
+    snprintf(hash, cap, "%s", col_text(st, 0));
+    *seq_len = sqlite3_column_int64(st, 1);
+    sqlite3_finalize(st);
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    return -1;
+}
+
+static int load_profiles(pz_search *s, sqlite3 *db, const char *device, const char *dtype, char *err) {
+    sqlite3_stmt *st = NULL;
+    // The device: the one asked for, else the only CPU device with profile rows.
+    PZ_SQL(db, sqlite3_prepare_v2(db, "SELECT DISTINCT p.device, p.dtype FROM profiles p JOIN hardware h "
+                                      "ON h.device = p.device WHERE h.kind = 'cpu' AND p.measured = 1 AND "
+                                      "(?1 IS NULL OR p.device = ?1) AND (?2 IS NULL OR p.dtype = ?2)",
+                                  -1, &st, NULL));
+    if (device) sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
+    if (dtype) sqlite3_bind_text(st, 2, dtype, -1, SQLITE_STATIC);
+    int rc, n = 0;
+    char list[512] = "";
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n++ == 0) {
+            snprintf(s->device, sizeof s->device, "%s", col_text(st, 0));
+            snprintf(s->dtype, sizeof s->dtype, "%s", col_text(st, 1));
+        }
+        size_t len = strlen(list);
+        snprintf(list + len, sizeof list - len, "%s'%s' %s", len ? ", " : "", col_text(st, 0), col_text(st, 1));
+    }
+    PZ_SQL(db, rc);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (n == 0)
+        return pz_err(err, "no CPU profiles%s%s in the run database: run puzzle profile --db RUN.db --scenario ...",
+                      device || dtype ? " for the device/dtype asked" : "", "");
+    if (n > 1) return pz_err(err, "profiles of several CPU devices or dtypes (%s): choose with --device/--dtype", list);
+    // Physical memory: the device's calibration JSON when stored, else this machine's.
+    PZ_SQL(db, sqlite3_prepare_v2(db, "SELECT json FROM hardware WHERE device = ?", -1, &st, NULL));
+    sqlite3_bind_text(st, 1, s->device, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    PZ_SQL(db, rc);
+    double mem = 0;
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_TEXT) {
+        cJSON *j = cJSON_Parse(col_text(st, 0));
+        cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "mem_bytes");
+        if (cJSON_IsNumber(m)) mem = m->valuedouble;
+        cJSON_Delete(j);
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (!(mem > 0)) mem = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    s->mem_usable = mem * s->cp.mem_util;
+
+    PZ_SQL(db, sqlite3_prepare_v2(db, "SELECT part, kind, size, scenario, median_s, IFNULL(param_bytes, 0), "
+                                      "IFNULL(kv_bytes_per_token, 0) FROM profiles WHERE device = ? AND dtype = ? "
+                                      "AND measured = 1", -1, &st, NULL));
+    sqlite3_bind_text(st, 1, s->device, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, s->dtype, -1, SQLITE_STATIC);
+    int cap = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (s->n_prof == cap) {
+            cap = cap ? 2 * cap : 64;
+            prof_row *p = realloc(s->prof, (size_t)cap * sizeof *p);
+            if (!p) {
+                pz_err(err, "out of memory");
+                goto fail;
+            }
+            s->prof = p;
+        }
+        prof_row *r = &s->prof[s->n_prof++];
+        snprintf(r->part, sizeof r->part, "%s", col_text(st, 0));
+        snprintf(r->kind, sizeof r->kind, "%s", col_text(st, 1));
+        r->size = sqlite3_column_int(st, 2);
+        snprintf(r->scenario, sizeof r->scenario, "%s", col_text(st, 3));
+        r->median_s = sqlite3_column_double(st, 4);
+        r->param_bytes = sqlite3_column_double(st, 5);
+        r->kv_bytes_per_token = sqlite3_column_double(st, 6);
+    }
+    PZ_SQL(db, rc);
+    sqlite3_finalize(st);
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    return -1;
+}
+
+// Price of one variant of one part ("attn", "ffn", "embed", "head") in a pass.
+static int price_of(const pz_search *s, const char *part, const pz_variant *v, const pz_scenario *sc, price *out,
+                    char *err) {
+    memset(out, 0, sizeof *out);
+    int is_attn = !strcmp(part, "attn"), is_ffn = !strcmp(part, "ffn");
+    if ((is_attn && v->kind == PZ_ATTN_NOOP) || (is_ffn && v->kind == PZ_FFN_NOOP)) return 0;
+    if (s->budget.cpu) {
+        char name[48];
+        snprintf(name, sizeof name, "%s:%ldx%ld", sc->phase == PZ_PHASE_PREFILL ? "prefill" : "decode", sc->batch,
+                 sc->len);
+        const char *kind = is_attn ? pz_attn_kind_name((pz_attn_kind)v->kind)
+                         : is_ffn  ? pz_ffn_kind_name((pz_ffn_kind)v->kind)
+                                   : part;
+        int size = (is_attn || is_ffn) ? v->size : 0;
+        for (int i = 0; i < s->n_prof; i++) {
+            const prof_row *r = &s->prof[i];
+            if (strcmp(r->part, part) || strcmp(r->kind, kind) || r->size != size || strcmp(r->scenario, name)) continue;
+            *out = (price){r->median_s, r->param_bytes, r->kv_bytes_per_token};
+            return 0;
+        }
+        return pz_err(err, "no profile of %s %s%s%.0d for %s on %s (%s): run puzzle profile --db RUN.db --scenario %s "
+                           "--dtype %s",
+                      part, kind, size ? " " : "", size, name, s->device, s->dtype, name, s->dtype);
+    }
+    pz_cost k;
+    pz_layer_spec l = {0};
+    if (is_attn) {
+        l.attn = (pz_attn_kind)v->kind, l.n_kv = v->size;
+        if (pz_cost_attn(&s->parent, &l, &s->budget.hw, &s->cp, sc, &k, err)) return -1;
+    } else if (is_ffn) {
+        l.ffn = (pz_ffn_kind)v->kind, l.n_ff = v->size;
+        if (pz_cost_ffn(&s->parent, &l, &s->budget.hw, &s->cp, sc, &k, err)) return -1;
+    } else if (!strcmp(part, "embed")) {
+        pz_cost_embed(&s->parent, &s->budget.hw, &s->cp, sc, &k);
+    } else {
+        pz_cost_head(&s->parent, &s->budget.hw, &s->cp, sc, &k);
+    }
+    *out = (price){k.time_s, k.weight_bytes, k.kv_bytes_per_token};
+    return 0;
+}
+
+static double variant_params(const pz_config *c, int attn_half, const pz_variant *v) {
+    double h = c->hidden, q = (double)c->n_head * c->head_dim;
+    if (attn_half) {
+        if (v->kind == PZ_ATTN_GQA) return h + 2 * h * q + 2 * h * (double)v->size * c->head_dim;
+        return v->kind == PZ_ATTN_LINEAR ? h + h * h : 0;
+    }
+    if (v->kind == PZ_FFN_SWIGLU) return h + 3 * h * (double)v->size;
+    return v->kind == PZ_FFN_LINEAR ? h + h * h : 0;
+}
+
+static int add_item(pz_search *s, int *cap, const pz_search_item *it, char *err) {
+    if (s->n_items == *cap) {
+        *cap = *cap ? 2 * *cap : 256;
+        pz_search_item *p = realloc(s->items, (size_t)*cap * sizeof *p);
+        if (!p) return pz_err(err, "out of memory");
+        s->items = p;
+    }
+    s->items[s->n_items++] = *it;
+    return 0;
+}
+
+static int same_variant(const pz_variant *a, const pz_variant *b) { return a->kind == b->kind && a->size == b->size; }
+
+typedef struct {
+    char id[80];
+    int layer;
+    pz_sub_kind sub;
+    pz_variant attn, ffn;
+    int is_parent, scored;
+    double score;
+} lib_row;
+
+// Reads the finished blocks with their scores.
+static int load_library(pz_search *s, sqlite3 *db, lib_row **rows, int *n, int *n_unscored, char *err) {
+    sqlite3_stmt *st = NULL;
+    int cap = 0, rc;
+    *rows = NULL, *n = 0, *n_unscored = 0;
+    PZ_SQL(db, sqlite3_prepare_v2(db, "SELECT b.block_id, b.layer, b.sub, b.attn_kind, IFNULL(b.attn_size, 0), "
+                                      "b.ffn_kind, IFNULL(b.ffn_size, 0), b.is_parent, s.kl, s.loss_delta "
+                                      "FROM blocks b LEFT JOIN scores s ON s.block_id = b.block_id AND "
+                                      "s.data_hash = ? AND s.seq_len = ? WHERE b.status = 'done' ORDER BY b.layer, "
+                                      "b.block_id", -1, &st, NULL));
+    sqlite3_bind_text(st, 1, s->data_hash, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, s->data_seq_len);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        lib_row r = {0};
+        snprintf(r.id, sizeof r.id, "%s", col_text(st, 0));
+        r.layer = sqlite3_column_int(st, 1);
+        const char *sub = col_text(st, 2);
+        r.sub = !strcmp(sub, "attn") ? PZ_SUB_ATTN : !strcmp(sub, "ffn") ? PZ_SUB_FFN : PZ_SUB_PAIR;
+        if (r.layer < 0 || r.layer >= s->parent.n_layer) continue;
+        if (r.sub != PZ_SUB_FFN && attn_kind_parse(col_text(st, 3), &r.attn.kind)) goto bad;
+        if (r.sub != PZ_SUB_ATTN && ffn_kind_parse(col_text(st, 5), &r.ffn.kind)) goto bad;
+        r.attn.size = sqlite3_column_int(st, 4);
+        r.ffn.size = sqlite3_column_int(st, 6);
+        r.is_parent = sqlite3_column_int(st, 7);
+        int col = s->obj == PZ_OBJ_KL ? 8 : 9;
+        r.scored = sqlite3_column_type(st, col) != SQLITE_NULL;
+        r.score = r.scored ? sqlite3_column_double(st, col) : 0;
+        if (!r.scored && !r.is_parent) {
+            (*n_unscored)++;
+            continue;
+        }
+        if (r.is_parent) r.score = r.scored ? r.score : 0;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 256;
+            lib_row *p = realloc(*rows, (size_t)cap * sizeof *p);
+            if (!p) {
+                pz_err(err, "out of memory");
+                goto fail;
+            }
+            *rows = p;
+        }
+        (*rows)[(*n)++] = r;
+        continue;
+    bad:
+        pz_err(err, "block %s has an unknown variant kind", r.id);
+        goto fail;
+    }
+    PZ_SQL(db, rc);
+    sqlite3_finalize(st);
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    free(*rows);
+    *rows = NULL;
+    return -1;
+}
+
+// FFN width families for the uniform baseline: the distinct swiglu widths.
+static int ffn_family(const int *widths, int n_widths, const pz_variant *v) {
+    if (v->kind != PZ_FFN_SWIGLU) return -1;
+    for (int i = 0; i < n_widths; i++)
+        if (widths[i] == v->size) return i;
+    return -1;
+}
+
+// Groups: per layer, a PAIR group when the layer has coupled blocks (pairs,
+// plus every attention × FFN combination of its decoupled blocks), else an
+// attention group and an FFN group. Every group holds the parent's variant.
+static int build_groups(pz_search *s, const lib_row *rows, int n, char *err) {
+    int icap = 0, widths[PZ_SPACE_MAX_VARIANTS * 4], n_widths = 0;
+    for (int i = 0; i < n; i++)
+        if (rows[i].sub != PZ_SUB_ATTN && rows[i].ffn.kind == PZ_FFN_SWIGLU &&
+            ffn_family(widths, n_widths, &rows[i].ffn) < 0 && n_widths < (int)(sizeof widths / sizeof *widths))
+            widths[n_widths++] = rows[i].ffn.size;
+    if (!(s->groups = calloc((size_t)s->parent.n_layer * 2, sizeof *s->groups))) return pz_err(err, "out of memory");
+    int r0 = 0;
+    for (int l = 0; l < s->parent.n_layer; l++) {
+        int r1 = r0;
+        while (r1 < n && rows[r1].layer == l) r1++;
+        const pz_layer_spec *pl = &s->parent.layers[l];
+        pz_variant pa = {pl->attn, pl->attn == PZ_ATTN_GQA ? pl->n_kv : 0};
+        pz_variant pf = {pl->ffn, pl->ffn == PZ_FFN_SWIGLU ? pl->n_ff : 0};
+        int pairs = 0;
+        for (int i = r0; i < r1; i++) pairs |= rows[i].sub == PZ_SUB_PAIR;
+        for (int half = 0; half < (pairs ? 1 : 2); half++) {
+            group *g = &s->groups[s->n_groups++];
+            g->layer = l, g->sub = pairs ? PZ_SUB_PAIR : half ? PZ_SUB_FFN : PZ_SUB_ATTN, g->first = s->n_items;
+            pz_search_item it;
+            if (!pairs) {
+                int have_parent = 0;
+                for (int i = r0; i < r1; i++) {
+                    const lib_row *r = &rows[i];
+                    if (r->sub != g->sub) continue;
+                    memset(&it, 0, sizeof it);
+                    it.layer = l, it.sub = g->sub, it.attn = r->attn, it.ffn = r->ffn, it.is_parent = r->is_parent;
+                    it.score = r->score;
+                    snprintf(half ? it.ffn_block : it.attn_block, sizeof it.attn_block, "%s", r->id);
+                    it.noop = half ? r->ffn.kind == PZ_FFN_NOOP : r->attn.kind == PZ_ATTN_NOOP;
+                    it.family = half ? ffn_family(widths, n_widths, &r->ffn) : -1;
+                    if (half) it.attn = pa;
+                    else it.ffn = pf;
+                    have_parent |= r->is_parent;
+                    if (add_item(s, &icap, &it, err)) return -1;
+                }
+                if (!have_parent) {  // a layer outside the library: the parent's half only
+                    memset(&it, 0, sizeof it);
+                    it.layer = l, it.sub = g->sub, it.attn = pa, it.ffn = pf, it.is_parent = 1;
+                    it.noop = half ? pf.kind == PZ_FFN_NOOP : pa.kind == PZ_ATTN_NOOP;
+                    it.family = half ? ffn_family(widths, n_widths, &pf) : -1;
+                    if (add_item(s, &icap, &it, err)) return -1;
+                }
+            } else {
+                for (int i = r0; i < r1; i++) {  // coupled blocks
+                    const lib_row *r = &rows[i];
+                    if (r->sub != PZ_SUB_PAIR) continue;
+                    memset(&it, 0, sizeof it);
+                    it.layer = l, it.sub = PZ_SUB_PAIR, it.attn = r->attn, it.ffn = r->ffn, it.score = r->score;
+                    snprintf(it.attn_block, sizeof it.attn_block, "%s", r->id);
+                    snprintf(it.ffn_block, sizeof it.ffn_block, "%s", r->id);
+                    it.is_parent = same_variant(&r->attn, &pa) && same_variant(&r->ffn, &pf);
+                    it.noop = r->attn.kind == PZ_ATTN_NOOP && r->ffn.kind == PZ_FFN_NOOP;
+                    it.family = ffn_family(widths, n_widths, &r->ffn);
+                    if (add_item(s, &icap, &it, err)) return -1;
+                }
+                int have_parent = 0;
+                for (int i = r0; i < r1; i++) {  // decoupled halves, combined (scores add)
+                    if (rows[i].sub != PZ_SUB_ATTN) continue;
+                    for (int j = r0; j < r1; j++) {
+                        if (rows[j].sub != PZ_SUB_FFN) continue;
+                        memset(&it, 0, sizeof it);
+                        it.layer = l, it.sub = PZ_SUB_PAIR, it.attn = rows[i].attn, it.ffn = rows[j].ffn;
+                        it.score = rows[i].score + rows[j].score;
+                        snprintf(it.attn_block, sizeof it.attn_block, "%s", rows[i].id);
+                        snprintf(it.ffn_block, sizeof it.ffn_block, "%s", rows[j].id);
+                        it.is_parent = rows[i].is_parent && rows[j].is_parent;
+                        it.noop = rows[i].attn.kind == PZ_ATTN_NOOP && rows[j].ffn.kind == PZ_FFN_NOOP;
+                        it.family = ffn_family(widths, n_widths, &rows[j].ffn);
+                        have_parent |= it.is_parent;
+                        if (add_item(s, &icap, &it, err)) return -1;
+                    }
+                }
+                for (int i = g->first; i < s->n_items; i++) have_parent |= s->items[i].is_parent;
+                if (!have_parent) {
+                    memset(&it, 0, sizeof it);
+                    it.layer = l, it.sub = PZ_SUB_PAIR, it.attn = pa, it.ffn = pf, it.is_parent = 1;
+                    it.family = ffn_family(widths, n_widths, &pf);
+                    if (add_item(s, &icap, &it, err)) return -1;
+                }
+            }
+            g->n = s->n_items - g->first;
+        }
+        r0 = r1;
+    }
+    return 0;
+}
+
+pz_search *pz_search_load(pz_rundb *rdb, const pz_search_budget *b, const pz_search_scenario *sc,
+                          const pz_cost_params *cp, pz_search_objective obj, const char *data_hash,
+                          const char *device, const char *dtype, char *warn, size_t warn_cap, char *err) {
+    sqlite3 *db = pz_rundb_sqlite(rdb);
+    lib_row *rows = NULL;
+    int n_rows = 0, n_unscored = 0;
+    pz_search *s = calloc(1, sizeof *s);
+    if (!s) {
+        pz_err(err, "out of memory");
+        return NULL;
+    }
+    if (warn && warn_cap) warn[0] = 0;
+    s->budget = *b, s->scen = *sc, s->cp = *cp, s->obj = obj;
+    if (load_parent(db, &s->parent, err)) goto fail;
+    if (pick_scores(db, data_hash, s->data_hash, sizeof s->data_hash, &s->data_seq_len, err)) goto fail;
+    if (b->cpu) {
+        if (load_profiles(s, db, device, dtype, err)) goto fail;
+        s->cp.tp = 1;
+    } else {
+        snprintf(s->device, sizeof s->device, "%s", b->hw.id);
+        snprintf(s->dtype, sizeof s->dtype, "%s", pz_cm_dtype_name(cp->dtype));
+        if (b->n_devices % s->cp.tp != 0) {
+            pz_err(err, "%d devices do not divide into tp %d replicas", b->n_devices, s->cp.tp);
+            goto fail;
+        }
+        if (pz_cost_check(&s->parent, &b->hw, &s->cp, err)) goto fail;
+        pz_mem m;
+        pz_cost_memory(&s->parent, &b->hw, &s->cp, 1, 1, &m);
+        s->mem_usable = m.usable;
+    }
+    if (load_library(s, db, &rows, &n_rows, &n_unscored, err)) goto fail;
+    if (n_unscored && warn)
+        snprintf(warn, warn_cap, "%d finished blocks have no %s score on data %s and are left out (run puzzle score)",
+                 n_unscored, obj == PZ_OBJ_KL ? "KL" : "loss", s->data_hash);
+    if (build_groups(s, rows, n_rows, err)) goto fail;
+    free(rows);
+    return s;
+fail:
+    free(rows);
+    pz_search_free(s);
+    return NULL;
+}
+
+// ---- pricing a batch ---------------------------------------------------------------------
+// Everything that depends on the batch: per-item costs and the fixed part.
+typedef struct {
+    double time, step, ttft, weight, kv, params;
+} costs;
+
+static long context_tokens(const pz_search *s) {
+    if (s->scen.request) return s->scen.input + s->scen.output;
+    return s->scen.pass.phase == PZ_PHASE_DECODE ? s->scen.pass.len + 1 : s->scen.pass.len;
+}
+
+// Scenario costs of one part/variant at batch B.
+static int part_costs(const pz_search *s, const char *part, const pz_variant *v, long B, costs *out, char *err) {
+    price p;
+    memset(out, 0, sizeof *out);
+    if (s->scen.request) {
+        pz_scenario pre = {PZ_PHASE_PREFILL, B, s->scen.input};
+        pz_scenario step = {PZ_PHASE_DECODE, B, s->scen.input + s->scen.output / 2};
+        if (price_of(s, part, v, &pre, &p, err)) return -1;
+        out->time = p.time;
+        out->weight = p.weight_bytes, out->kv = p.kv_bytes_per_token;
+        if (price_of(s, part, v, &step, &p, err)) return -1;
+        out->step = p.time;
+        out->time += (double)s->scen.output * p.time;
+        out->ttft = out->step;
+        return 0;
+    }
+    pz_scenario pass = s->scen.pass;
+    pass.batch = B;
+    if (price_of(s, part, v, &pass, &p, err)) return -1;
+    *out = (costs){p.time, p.time, pass.phase == PZ_PHASE_PREFILL ? p.time : NAN, p.weight_bytes,
+                   p.kv_bytes_per_token, 0};
+    return 0;
+}
+
+// TTFT part of a request: prefill of one prompt (the step is added by part_costs).
+static int ttft_prefill(const pz_search *s, const char *part, const pz_variant *v, double *t, char *err) {
+    price p;
+    pz_scenario pre1 = {PZ_PHASE_PREFILL, 1, s->scen.input};
+    if (price_of(s, part, v, &pre1, &p, err)) return -1;
+    *t = p.time;
+    return 0;
+}
+
+static int item_costs(const pz_search *s, const pz_search_item *it, long B, int want_ttft, costs *out, char *err) {
+    costs a = {0}, f = {0};
+    int do_attn = it->sub != PZ_SUB_FFN, do_ffn = it->sub != PZ_SUB_ATTN;
+    if (do_attn && part_costs(s, "attn", &it->attn, B, &a, err)) return -1;
+    if (do_ffn && part_costs(s, "ffn", &it->ffn, B, &f, err)) return -1;
+    if (s->scen.request && want_ttft) {
+        double t;
+        if (do_attn) {
+            if (ttft_prefill(s, "attn", &it->attn, &t, err)) return -1;
+            a.ttft += t;
+        }
+        if (do_ffn) {
+            if (ttft_prefill(s, "ffn", &it->ffn, &t, err)) return -1;
+            f.ttft += t;
+        }
+    }
+    *out = (costs){a.time + f.time, a.step + f.step, a.ttft + f.ttft, a.weight + f.weight, a.kv + f.kv,
+                   (do_attn ? variant_params(&s->parent, 1, &it->attn) : 0) +
+                       (do_ffn ? variant_params(&s->parent, 0, &it->ffn) : 0)};
+    return 0;
+}
+
+// Embedding + LM head (and, on GPUs, the reserve and workspace in memory).
+static int fixed_costs(const pz_search *s, long B, int want_ttft, costs *out, char *err) {
+    costs e, h;
+    pz_variant none = {0, 0};
+    if (part_costs(s, "embed", &none, B, &e, err) || part_costs(s, "head", &none, B, &h, err)) return -1;
+    *out = (costs){e.time + h.time, e.step + h.step, e.ttft + h.ttft, e.weight + h.weight, 0, 0};
+    if (s->scen.request && want_ttft) {
+        double t1, t2;
+        if (ttft_prefill(s, "embed", &none, &t1, err) || ttft_prefill(s, "head", &none, &t2, err)) return -1;
+        out->ttft += t1 + t2;
+    }
+    const pz_config *c = &s->parent;
+    out->params = (double)c->vocab * c->hidden * (c->tie_embeddings ? 1 : 2) + c->hidden;
+    if (!s->budget.cpu) {  // GPU: the reserve and activations workspace of the parent
+        pz_mem m;
+        pz_cost_memory(c, &s->budget.hw, &s->cp, B, context_tokens(s), &m);
+        out->weight += m.reserve + m.workspace;
+    }
+    return 0;
+}
+
+static double throughput_of(const pz_search *s, long B, double time) {
+    double per_replica = s->scen.request ? (double)B * s->scen.output / time
+                       : s->scen.pass.phase == PZ_PHASE_DECODE ? (double)B / time
+                                                               : (double)B * s->scen.pass.len / time;
+    return per_replica * pz_search_replicas(s);
+}
+
+int pz_search_batches(pz_search *s, long batch, const pz_search_limits *lim, long *out, int cap, char *err) {
+    if (!s->scen.request) {
+        if (batch > 0 && batch != s->scen.pass.batch)
+            return pz_err(err, "--batch %ld contradicts the scenario %s (its batch is %ld)", batch, s->scen.name,
+                          s->scen.pass.batch);
+        out[0] = s->scen.pass.batch;
+        return 1;
+    }
+    if (batch > 0) {
+        out[0] = batch;
+        return 1;
+    }
+    int n = 0;
+    if (s->budget.cpu) {  // the batches whose prefill and decode rows are profiled
+        char want[2][48];
+        for (long B = 1; B <= 65536 && n < cap; B *= 2) {
+            snprintf(want[0], sizeof want[0], "prefill:%ldx%ld", B, s->scen.input);
+            snprintf(want[1], sizeof want[1], "decode:%ldx%ld", B, s->scen.input + s->scen.output / 2);
+            int have = 0;
+            for (int i = 0; i < s->n_prof; i++)
+                if (!strcmp(s->prof[i].part, "head"))
+                    have |= (!strcmp(s->prof[i].scenario, want[0])) | (!strcmp(s->prof[i].scenario, want[1])) << 1;
+            if (have == 3) out[n++] = B;
+        }
+        if (!n)
+            return pz_err(err, "no batch size has both prefill:Bx%ld and decode:Bx%ld profiles on %s: run puzzle "
+                               "profile --db RUN.db --scenario prefill:1x%ld,decode:1x%ld",
+                          s->scen.input, s->scen.input + s->scen.output / 2, s->device, s->scen.input,
+                          s->scen.input + s->scen.output / 2);
+        return n;
+    }
+    // GPUs: powers of two while the child with the least memory still fits.
+    double cap_bytes = lim->max_memory > 0 ? lim->max_memory : s->mem_usable;
+    for (long B = 1; B <= s->cp.max_batch && n < cap; B *= 2) {
+        costs fx;
+        if (fixed_costs(s, B, 0, &fx, err)) return -1;
+        double need = fx.weight;
+        for (int g = 0; g < s->n_groups; g++) {
+            double best = INFINITY;
+            for (int i = 0; i < s->groups[g].n; i++) {
+                costs c;
+                if (item_costs(s, &s->items[s->groups[g].first + i], B, 0, &c, err)) continue;
+                double m = c.weight + (double)B * context_tokens(s) * c.kv;
+                if (m < best) best = m;
+            }
+            need += best;
+        }
+        if (need > cap_bytes && n > 0) break;
+        out[n++] = B;
+        if (need > cap_bytes) break;  // keep batch 1 so that an infeasible budget is explained
+    }
+    return n;
+}
+
+// Costs of every item at batch B (items that cannot be priced, e.g. a KV
+// count that tp does not split, get time = NAN).
+static int all_costs(pz_search *s, long B, int want_ttft, costs *ic, char *err) {
+    char e2[PZ_ERRLEN];
+    for (int i = 0; i < s->n_items; i++) {
+        if (item_costs(s, &s->items[i], B, want_ttft, &ic[i], e2)) {
+            if (s->budget.cpu || s->items[i].is_parent) return pz_err(err, "%s", e2);
+            ic[i].time = NAN;
+        }
+    }
+    return 0;
+}
+
+pz_solver *pz_search_problem(pz_search *s, long B, const pz_search_limits *lim, double ref_tput, char *err) {
+    int want_ttft = lim->max_ttft > 0;
+    if (want_ttft && !s->scen.request && s->scen.pass.phase != PZ_PHASE_PREFILL) {
+        pz_err(err, "--max-ttft needs a request scenario (input=I,output=O) or a prefill pass");
+        return NULL;
+    }
+    costs *ic = calloc((size_t)s->n_items, sizeof *ic), fx;
+    pz_solver *p = pz_solver_new();
+    if (!ic || !p) {
+        pz_err(err, "out of memory");
+        goto fail;
+    }
+    if (all_costs(s, B, want_ttft, ic, err) || fixed_costs(s, B, want_ttft, &fx, err)) goto fail;
+    for (int g = 0; g < s->n_groups; g++) {
+        int gi = pz_solver_add_group(p, s->groups[g].layer);
+        for (int i = 0; i < s->groups[g].n; i++) {
+            int k = s->groups[g].first + i;
+            const pz_search_item *it = &s->items[k];
+            pz_solver_costs c = {ic[k].time, ic[k].weight, ic[k].kv, ic[k].params};
+            // An item tp cannot split stays (item indices must not shift) but can never be chosen.
+            if (isnan(c.time)) c = (pz_solver_costs){1e30, 1e30, 0, 0};
+            if (pz_solver_add_item(p, gi, it->score, &c, it->family, it->noop) < 0) goto solver_fail;
+        }
+    }
+    double ctx = (double)B * context_tokens(s);
+    double mem_cap = lim->max_memory > 0 ? lim->max_memory : s->mem_usable;
+    if (pz_solver_add_memory(p, "memory", ctx, mem_cap - fx.weight) < 0) goto solver_fail;
+    double target = lim->throughput > 0 ? lim->throughput : lim->speedup > 0 ? lim->speedup * ref_tput : 0;
+    if (target > 0) {
+        // throughput(T) = target  <=>  T = B·(tokens per pass)·replicas / target
+        double t_max = throughput_of(s, B, 1.0) / target;
+        if (pz_solver_add_runtime(p, "throughput", t_max - fx.time) < 0) goto solver_fail;
+    }
+    if (lim->max_latency > 0) {
+        int c = pz_solver_add_constraint(p, "latency", lim->max_latency - fx.step);
+        if (c < 0) goto solver_fail;
+        for (int g = 0; g < s->n_groups; g++)
+            for (int i = 0; i < s->groups[g].n; i++)
+                pz_solver_set_coef(p, c, g, i, isnan(ic[s->groups[g].first + i].time) ? 1e30 : ic[s->groups[g].first + i].step);
+    }
+    if (want_ttft) {
+        int c = pz_solver_add_constraint(p, "ttft", lim->max_ttft - fx.ttft);
+        if (c < 0) goto solver_fail;
+        for (int g = 0; g < s->n_groups; g++)
+            for (int i = 0; i < s->groups[g].n; i++)
+                pz_solver_set_coef(p, c, g, i, isnan(ic[s->groups[g].first + i].time) ? 1e30 : ic[s->groups[g].first + i].ttft);
+    }
+    if (lim->max_params > 0 && pz_solver_add_params(p, "params", lim->max_params - fx.params) < 0) goto solver_fail;
+    free(ic);
+    return p;
+solver_fail:
+    pz_err(err, "solver: %s", pz_solver_errmsg(p));
+fail:
+    free(ic);
+    pz_solver_free(p);
+    return NULL;
+}
+
+int pz_search_evaluate(pz_search *s, long B, const int *choice, pz_search_eval *out, char *err) {
+    memset(out, 0, sizeof *out);
+    int want_ttft = s->scen.request || s->scen.pass.phase == PZ_PHASE_PREFILL;
+    costs fx, sum = {0};
+    if (fixed_costs(s, B, want_ttft, &fx, err)) return -1;
+    for (int g = 0; g < s->n_groups; g++) {
+        int k = -1;
+        if (choice) k = s->groups[g].first + choice[g];
+        else
+            for (int i = 0; i < s->groups[g].n; i++)
+                if (s->items[s->groups[g].first + i].is_parent) k = s->groups[g].first + i;
+        if (k < 0) return pz_err(err, "group %d has no parent item", g);
+        costs c;
+        if (item_costs(s, &s->items[k], B, want_ttft, &c, err)) return -1;
+        sum.time += c.time, sum.step += c.step, sum.ttft += c.ttft, sum.weight += c.weight, sum.kv += c.kv;
+        sum.params += c.params;
+    }
+    out->batch = B;
+    out->time_s = sum.time + fx.time;
+    out->throughput = throughput_of(s, B, out->time_s);
+    out->latency_s = sum.step + fx.step;
+    out->ttft_s = want_ttft ? sum.ttft + fx.ttft : NAN;
+    out->memory_bytes = sum.weight + fx.weight + (double)B * context_tokens(s) * sum.kv;
+    out->params = sum.params + fx.params;
+    out->fits = out->memory_bytes <= s->mem_usable;
+    return 0;
+}
+
+void pz_search_child_layers(const pz_search *s, const int *choice, pz_layer_spec *layers) {
+    for (int l = 0; l < s->parent.n_layer; l++) layers[l] = s->parent.layers[l];
+    for (int g = 0; g < s->n_groups; g++) {
+        const pz_search_item *it = &s->items[s->groups[g].first + choice[g]];
+        pz_layer_spec *l = &layers[it->layer];
+        if (it->sub != PZ_SUB_FFN) l->attn = (pz_attn_kind)it->attn.kind, l->n_kv = it->attn.size;
+        if (it->sub != PZ_SUB_ATTN) l->ffn = (pz_ffn_kind)it->ffn.kind, l->n_ff = it->ffn.size;
+    }
+}
+
+int pz_search_explain(pz_search *s, long B, const pz_solver_infeasibility *inf, double ref_tput, char *buf,
+                      size_t cap) {
+    size_t len = 0;
+    buf[0] = 0;
+    costs fx;
+    char e2[PZ_ERRLEN];
+    if (fixed_costs(s, B, 1, &fx, e2)) memset(&fx, 0, sizeof fx);
+    for (int c = 0; c < inf->n_constraints && len < cap; c++) {
+        if (!inf->violated[c]) continue;
+        const char *name = inf->names[c];
+        double mv = inf->min_value[c], rhs = inf->rhs[c];
+        char line[320];
+        if (isnan(mv)) {
+            snprintf(line, sizeof line, "%s: the other rows cannot be met together either", name);
+        } else if (!strcmp(name, "throughput")) {
+            double best = throughput_of(s, B, mv + fx.time), want = throughput_of(s, B, rhs + fx.time);
+            if (ref_tput > 0)
+                snprintf(line, sizeof line,
+                         "throughput: the fastest child that meets the other rows reaches %.3gx the parent "
+                         "(%.4g tokens/s; asked %.3gx)", best / ref_tput, best, want / ref_tput);
+            else
+                snprintf(line, sizeof line,
+                         "throughput: the fastest child that meets the other rows reaches %.4g tokens/s (asked %.4g)",
+                         best, want);
+        } else if (!strcmp(name, "memory")) {
+            double need = mv + fx.weight, have = rhs + fx.weight;
+            snprintf(line, sizeof line,
+                     "memory: needs >= %.3g GiB per device, %.3gx the budget of %.3g GiB (batch %ld)",
+                     need / 1073741824.0, need / have, have / 1073741824.0, B);
+        } else if (!strcmp(name, "latency") || !strcmp(name, "ttft")) {
+            double f = !strcmp(name, "ttft") ? fx.ttft : fx.step;
+            snprintf(line, sizeof line, "%s: the lowest reachable is %.4g ms, %.3gx the limit of %.4g ms", name,
+                     (mv + f) * 1e3, (mv + f) / (rhs + f), (rhs + f) * 1e3);
+        } else if (!strcmp(name, "params")) {
+            snprintf(line, sizeof line, "params: needs >= %.4g M parameters, %.3gx the limit of %.4g M",
+                     (mv + fx.params) / 1e6, (mv + fx.params) / (rhs + fx.params), (rhs + fx.params) / 1e6);
+        } else {
+            snprintf(line, sizeof line, "%s: needs >= %.4g (limit %.4g)", name, mv, rhs);
+        }
+        len += (size_t)snprintf(buf + len, cap - len, "%s%s%s", len ? "; " : "", line,
+                                c == inf->binding ? " [binding]" : "");
+    }
+    if (!len) snprintf(buf, cap, "the rows can each be met, but not all together");
+    return 0;
+}
