@@ -31,6 +31,7 @@ void pz_usage_eval(FILE *out) {
             "  --text FILE        evaluation text (required)\n"
             "  --ctx N            window length in tokens (default 512)\n"
             "  --max-tokens N     evaluate only the first N tokens (default: all)\n"
+            "  --skip-tokens N    start after the first N tokens (e.g. past the windows `puzzle score` used)\n"
             "  --ref MODEL2       reference model for KL and agreement\n"
             "  --dtype f32|bf16   weight type in memory (default f32)\n"
             "  --threads T        CPU threads (default: all cores)\n"
@@ -81,7 +82,7 @@ static int load(const char *path, int wtype, int ctx, int threads, loaded *out, 
 
 int pz_cmd_eval(int argc, char **argv) {
     const char *path = NULL, *text_path = NULL, *ref_path = NULL, *cmd = "eval";
-    long ctx = 512, max_tokens = 0, threads = 0;
+    long ctx = 512, max_tokens = 0, skip_tokens = 0, threads = 0;
     int wtype = 0, json = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -91,6 +92,9 @@ int pz_cmd_eval(int argc, char **argv) {
             if (!(ref_path = pz_arg_value(cmd, argc, argv, &i))) return PZ_EXIT_USAGE;
         } else if (!strcmp(a, "--ctx")) {
             if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_int(cmd, a, v, 2, 1 << 20, &ctx)) return PZ_EXIT_USAGE;
+        } else if (!strcmp(a, "--skip-tokens")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_int(cmd, a, v, 0, 1L << 40, &skip_tokens))
+                return PZ_EXIT_USAGE;
         } else if (!strcmp(a, "--max-tokens")) {
             if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_int(cmd, a, v, 2, 1L << 40, &max_tokens))
                 return PZ_EXIT_USAGE;
@@ -127,6 +131,11 @@ int pz_cmd_eval(int argc, char **argv) {
     if (!(tok = pz_tokenizer_load(path, err))) goto fail;
     int n_tok = pz_tokenizer_encode(tok, text, text_len, 0, &ids, err);
     if (n_tok < 0) goto fail;
+    if (skip_tokens) {
+        long keep = n_tok > skip_tokens ? n_tok - skip_tokens : 0;
+        memmove(ids, ids + (n_tok - keep), (size_t)keep * sizeof *ids);
+        n_tok = (int)keep;
+    }
     if (max_tokens && n_tok > max_tokens) n_tok = (int)max_tokens;
     if (n_tok < 2) {
         pz_err(err, "%s: needs at least 2 tokens of text, has %d", text_path, n_tok);

@@ -147,6 +147,17 @@ check "GPU search stored with tp and device" '[ "$(q "SELECT device FROM searche
     --batch 8 >g2.txt 2>&1
 check "GPU: fixed batch, latency rows" '[ "$(q "SELECT batch FROM solutions ORDER BY id DESC LIMIT 1")" = 8 ]'
 
+# The search composes per-variant roofline costs into a child's throughput;
+# `puzzle plan` prices the realized child's whole config by itself: they agree.
+GSOL=$(q "SELECT s.id FROM solutions s WHERE s.search_id = $GS AND s.rank = 1")
+GB=$(q "SELECT batch FROM solutions WHERE id = $GSOL")
+"$BIN" realize --db run.db --solution "$GSOL" --out gchild --dtype f32 >/dev/null 2>&1
+"$BIN" plan gchild --hardware H100 --gpus 2 --tp 1 --input 64 --output 128 --batch "$GB" --json >plan.json 2>plan.err
+pt=$(python3 -c "import json; print(json.load(open('plan.json'))['tokens_per_s_total'])" 2>/dev/null)
+st=$(q "SELECT throughput FROM solutions WHERE id = $GSOL")
+check "GPU solution throughput ($st) = puzzle plan of the realized child ($pt)" \
+    'python3 -c "import sys; a, b = map(float, sys.argv[1:]); sys.exit(abs(a - b) > 1e-6 * b)" "$st" "$pt"'
+
 # ---- views and inspection ------------------------------------------------------------------------------------
 check "solution_summary covers every solution" \
     '[ "$(q "SELECT count(*) FROM solution_summary")" = "$(q "SELECT count(*) FROM solutions")" ]'
