@@ -12,7 +12,8 @@
 // do, which makes a repeated merge a no-op; another sha256: a conflict,
 // reported, and OUT's is kept). Blocks still pending in an input are added
 // as pending. Scores (`puzzle score`) come along for the blocks whose
-// weights OUT now holds. Inputs of another parent or search space are
+// weights OUT now holds, and profiles (`puzzle profile`) with their
+// hardware rows. Inputs of another parent or search space are
 // refused before anything is written.
 #include <errno.h>
 #include <fcntl.h>
@@ -171,6 +172,21 @@ fail:
     return -1;
 }
 
+// The profiles of "src" (with their hardware rows): timings depend on the
+// variant shapes and the device only, so they hold for any library of this
+// parent; rows already measured here are kept. Returns rows added, or -1.
+static int copy_profiles(pz_rundb *out, char *err) {
+    sqlite3 *db = pz_rundb_sqlite(out);
+    if (pz_rundb_begin(out, err)) return -1;
+    PZ_SQL(db, sqlite3_exec(db, "INSERT OR IGNORE INTO main.hardware SELECT * FROM src.hardware", NULL, NULL, NULL));
+    PZ_SQL(db, sqlite3_exec(db, "INSERT OR IGNORE INTO main.profiles SELECT * FROM src.profiles", NULL, NULL, NULL));
+    int n = sqlite3_changes(db);
+    return pz_rundb_commit(out, err) ? -1 : n;
+fail:
+    pz_rundb_rollback(out);
+    return -1;
+}
+
 static int merge_one(pz_rundb *out, const char *in_path, char *err) {
     pz_rundb *in = pz_rundb_open(in_path, 0, err);
     pz_rundb_done_block *rows = NULL;
@@ -186,8 +202,11 @@ static int merge_one(pz_rundb *out, const char *in_path, char *err) {
     if ((k.pending = pz_rundb_copy_pending(out, err)) < 0) goto out;
     int n_scores = copy_scores(out, err);
     if (n_scores < 0) goto out;
+    int n_prof = copy_profiles(out, err);
+    if (n_prof < 0) goto out;
     fprintf(stderr, "%s: %d blocks copied, %d already present, %d conflicts, %d unusable, %d pending added, "
-            "%d scores added\n", in_path, k.copied, k.present, k.conflicts, k.bad, k.pending, n_scores);
+            "%d scores added, %d profiles added\n", in_path, k.copied, k.present, k.conflicts, k.bad, k.pending,
+            n_scores, n_prof);
     pz_rundb_event(out, "merge-db", "merge", "%s: %d copied, %d present, %d conflicts, %d unusable, %d pending",
                    in_path, k.copied, k.present, k.conflicts, k.bad, k.pending);
     rc = 0;

@@ -93,6 +93,12 @@ PY"
 "$BIN" profile --db run.db --threads 2 --report hw/cpu.json >rep.txt 2>&1; rc=$?
 check "report exit 0 ($(tail -1 rep.txt))" "[ $rc -eq 0 ] && grep -q '^| ffn swiglu 96 | decode:1x64 |' rep.txt"
 
+# merge-db carries the profiles and the hardware rows.
+"$BIN" merge-db --db merged.db run.db >/dev/null 2>&1
+check "merge-db carries profiles and hardware" \
+    "[ \"\$(sqlite3 merged.db 'SELECT COUNT(*) FROM profiles')\" = \"\$(q 'SELECT COUNT(*) FROM profiles')\" ] &&
+     [ \"\$(sqlite3 merged.db 'SELECT COUNT(*) FROM hardware')\" = \"\$(q 'SELECT COUNT(*) FROM hardware')\" ]"
+
 # Bad input: one line, usage exit code.
 "$BIN" profile --db run.db --scenario warmup:1x2 >o.txt 2>e.txt; rc=$?
 check "bad scenario: rc 2, one line" "[ $rc -eq 2 ] && [ \$(wc -l <e.txt) -eq 1 ]"
