@@ -72,33 +72,7 @@ fail:
 static int record_child(pz_rundb *db, const char *dir, long solution, const pz_model *m, char *err) {
     pz_rundb_model id;
     if (pz_rundb_model_identity(dir, &m->cfg, &id, err)) return -1;
-    sqlite3 *s = pz_rundb_sqlite(db);
-    sqlite3_stmt *st = NULL;
-    if (pz_rundb_begin(db, err)) return -1;
-    PZ_SQL(s, sqlite3_prepare_v2(s, "DELETE FROM models WHERE role = 'child' AND path = ?", -1, &st, NULL));
-    sqlite3_bind_text(st, 1, dir, -1, SQLITE_STATIC);
-    PZ_SQL(s, sqlite3_step(st));
-    sqlite3_finalize(st);
-    PZ_SQL(s, sqlite3_prepare_v2(s, "INSERT INTO models (role, path, format, identity, config_hash, n_layer, hidden, "
-                                    "n_head, head_dim, vocab, n_params, solution_id) "
-                                    "VALUES ('child', ?, 'hf', ?, ?, ?, ?, ?, ?, ?, ?, ?)", -1, &st, NULL));
-    sqlite3_bind_text(st, 1, dir, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, id.identity, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, id.config_hash, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 4, m->cfg.n_layer);
-    sqlite3_bind_int(st, 5, m->cfg.hidden);
-    sqlite3_bind_int(st, 6, m->cfg.n_head);
-    sqlite3_bind_int(st, 7, m->cfg.head_dim);
-    sqlite3_bind_int(st, 8, m->cfg.vocab);
-    sqlite3_bind_int64(st, 9, (sqlite3_int64)pz_config_n_params(&m->cfg));
-    sqlite3_bind_int64(st, 10, solution);
-    PZ_SQL(s, sqlite3_step(st));
-    sqlite3_finalize(st);
-    return pz_rundb_commit(db, err);
-fail:
-    sqlite3_finalize(st);
-    pz_rundb_rollback(db);
-    return -1;
+    return pz_rundb_add_child(db, &id, &m->cfg, solution, err);
 }
 
 int pz_cmd_realize(int argc, char **argv) {

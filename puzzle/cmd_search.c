@@ -224,8 +224,6 @@ static int store(pz_rundb *rdb, const opts *o, pz_search *s, const char *command
     char bm[32];
     if (o->batch) snprintf(bm, sizeof bm, "%ld", o->batch);
     else snprintf(bm, sizeof bm, "auto");
-    const pz_search_budget *b = NULL;
-    (void)b;
     sqlite3_bind_text(st, 1, command, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, o->method, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, o->budget, -1, SQLITE_STATIC);
@@ -485,6 +483,10 @@ int pz_cmd_search(int argc, char **argv) {
         (void)best_tp;
     }
     if (warn[0]) fprintf(stderr, "puzzle search: note: %s\n", warn);
+    if (!(o.lim.max_memory > 0 ? par.memory_bytes <= o.lim.max_memory : par.fits))
+        fprintf(stderr, "puzzle search: note: the parent itself does not fit this budget (%.3g GiB per device at batch "
+                        "%ld); speed-ups are relative to its throughput there as if it did\n",
+                par.memory_bytes / 1073741824.0, par.batch);
     const pz_config *pc = pz_search_parent(s);
     fprintf(stderr, "search: %d layers, %d groups, %s; budget %s (%s, tp %d x %d replica%s), scenario %s, %d batch "
                     "size%s to try\n",

@@ -446,28 +446,59 @@ fail:
 static const char *attn_name(int k) { return k == PZ_ATTN_GQA ? "gqa" : k == PZ_ATTN_LINEAR ? "linear" : "noop"; }
 static const char *ffn_name(int k) { return k == PZ_FFN_SWIGLU ? "swiglu" : k == PZ_FFN_LINEAR ? "linear" : "noop"; }
 
-int pz_rundb_set_parent(pz_rundb *db, const pz_rundb_model *m, const pz_config *c, char *err) {
+// One models row (inside the caller's transaction); *id gets its rowid.
+// solution_id <= 0: none.
+static int insert_model(pz_rundb *db, const char *role, const pz_rundb_model *m, const pz_config *c,
+                        long solution_id, sqlite3_int64 *id, char *err) {
     sqlite3_stmt *st = NULL;
-    if (pz_rundb_begin(db, err)) return -1;
     PZ_SQL(db->db, sqlite3_prepare_v2(db->db,
                                       "INSERT INTO models (role, path, format, identity, config_hash, n_layer, "
-                                      "hidden, n_head, head_dim, vocab, n_params) "
-                                      "VALUES ('parent', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                      "hidden, n_head, head_dim, vocab, n_params, solution_id) "
+                                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                       -1, &st, NULL));
+    sqlite3_bind_text(st, 1, role, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, m->path, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, m->format, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, m->identity, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, m->config_hash, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 6, c->n_layer);
+    sqlite3_bind_int(st, 7, c->hidden);
+    sqlite3_bind_int(st, 8, c->n_head);
+    sqlite3_bind_int(st, 9, c->head_dim);
+    sqlite3_bind_int(st, 10, c->vocab);
+    sqlite3_bind_int64(st, 11, (sqlite3_int64)pz_config_n_params(c));
+    if (solution_id > 0) sqlite3_bind_int64(st, 12, solution_id);
+    PZ_SQL(db->db, sqlite3_step(st));
+    sqlite3_finalize(st);
+    *id = sqlite3_last_insert_rowid(db->db);
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    return -1;
+}
+
+int pz_rundb_add_child(pz_rundb *db, const pz_rundb_model *m, const pz_config *c, long solution_id, char *err) {
+    sqlite3_stmt *st = NULL;
+    sqlite3_int64 id;
+    if (pz_rundb_begin(db, err)) return -1;
+    PZ_SQL(db->db, sqlite3_prepare_v2(db->db, "DELETE FROM models WHERE role = 'child' AND path = ?", -1, &st, NULL));
     sqlite3_bind_text(st, 1, m->path, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, m->format, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, m->identity, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, m->config_hash, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 5, c->n_layer);
-    sqlite3_bind_int(st, 6, c->hidden);
-    sqlite3_bind_int(st, 7, c->n_head);
-    sqlite3_bind_int(st, 8, c->head_dim);
-    sqlite3_bind_int(st, 9, c->vocab);
-    sqlite3_bind_int64(st, 10, (sqlite3_int64)pz_config_n_params(c));
     PZ_SQL(db->db, sqlite3_step(st));
     sqlite3_finalize(st);
     st = NULL;
-    sqlite3_int64 id = sqlite3_last_insert_rowid(db->db);
+    if (insert_model(db, "child", m, c, solution_id, &id, err)) goto fail;
+    return pz_rundb_commit(db, err);
+fail:
+    sqlite3_finalize(st);
+    pz_rundb_rollback(db);
+    return -1;
+}
+
+int pz_rundb_set_parent(pz_rundb *db, const pz_rundb_model *m, const pz_config *c, char *err) {
+    sqlite3_stmt *st = NULL;
+    sqlite3_int64 id;
+    if (pz_rundb_begin(db, err)) return -1;
+    if (insert_model(db, "parent", m, c, 0, &id, err)) goto fail;
     PZ_SQL(db->db, sqlite3_prepare_v2(db->db, "INSERT INTO layers VALUES (?, ?, ?, ?, ?, ?)", -1, &st, NULL));
     for (int l = 0; l < c->n_layer; l++) {
         const pz_layer_spec *s = &c->layers[l];

@@ -63,6 +63,25 @@
 //                                    tokens, hex) x window length
 //   view block_scores: the blocks joined with their scores
 //
+// Search migration (`puzzle search`, `puzzle realize`; puzzle/search.h):
+//   searches(id, created_at, command, method, budget, device, dtype,
+//            n_devices, tp, scenario, batch_mode, objective, data_hash,
+//            target_throughput, target_speedup, max_memory, max_latency_s,
+//            max_ttft_s, max_params, n_wanted, diversity, parent_batch,
+//            parent_throughput, parent_time_s, status 'solved'|'infeasible'|
+//            'no_solution', explanation, n_solutions, wall_s)
+//   search_constraints(search_id, name, batch, rhs, min_value, ratio,
+//            violated, binding)   the rows of an unsolved search, as
+//                                  pz_solver_explain found them
+//   solutions(id, search_id, rank, status, objective, bound, batch, time_s,
+//            throughput, speedup, latency_s, ttft_s, memory_bytes, params,
+//            n_changed, solve_s)   predicted numbers of each solution
+//   solution_layers(solution_id, layer, attn_kind, attn_size, ffn_kind,
+//            ffn_size, attn_variant, ffn_variant, attn_block, ffn_block,
+//            attn_is_parent, ffn_is_parent, score)
+//   models.solution_id             the solution a realized child came from
+//   views solution_summary, solution_choices (with block files), pareto_front
+//
 // Parents and blocks without training: the parent's own variant of a layer
 // ("L07.ffn.swiglu_1536") and noop blocks are rows with init_method
 // "parent" / "noop", status 'done', no weight_file and no sha256 — the
@@ -145,6 +164,9 @@ int pz_rundb_model_identity(const char *path, const pz_config *c, pz_rundb_model
 int pz_rundb_get_parent(pz_rundb *db, pz_rundb_model *out, char *err);
 // Records the parent and its layers (one transaction). There must be none.
 int pz_rundb_set_parent(pz_rundb *db, const pz_rundb_model *m, const pz_config *c, char *err);
+// Records a realized child (role 'child') of solution_id at m->path,
+// replacing an earlier row of that path (one transaction).
+int pz_rundb_add_child(pz_rundb *db, const pz_rundb_model *m, const pz_config *c, long solution_id, char *err);
 // The stored space JSON (*json malloc'ed; caller frees): 1, or 0 when none.
 int pz_rundb_get_space(pz_rundb *db, char **json, char *err);
 int pz_rundb_set_space(pz_rundb *db, const char *json, char *err);

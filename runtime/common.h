@@ -27,6 +27,8 @@ char *pz_path_join(char *buf, size_t cap, const char *dir, const char *name);
 
 int pz_is_dir(const char *path);
 int pz_file_exists(const char *path);
+// fsyncs the directory holding path, so that a rename into it is durable (errors ignored).
+void pz_fsync_dir_of(const char *path);
 
 // Monotonic wall clock in seconds.
 double pz_now(void);

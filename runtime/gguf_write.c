@@ -277,20 +277,6 @@ static int is_qk(const char *gguf_name) {
            (n > 14 && strcmp(gguf_name + n - 14, ".attn_k.weight") == 0);
 }
 
-static void fsync_dir_of(const char *path) {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == dir) slash[1] = 0;
-    else if (slash) *slash = 0;
-    else snprintf(dir, sizeof dir, ".");
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
 int pz_model_save_gguf(const pz_model *m, const pz_tokenizer *t, const char *path, char *err) {
     const pz_config *c = &m->cfg;
     if (c->rope_scaling != PZ_ROPE_SCALING_NONE)
@@ -382,7 +368,7 @@ int pz_model_save_gguf(const pz_model *m, const pz_tokenizer *t, const char *pat
         pz_err(err, "%s: rename failed: %s", path, strerror(errno));
         goto done;
     }
-    fsync_dir_of(path);
+    pz_fsync_dir_of(path);
     rc = 0;
 done:
     if (created && rc != 0) {

@@ -120,21 +120,6 @@ static int write_all(int fd, const void *p, size_t n) {
     return 0;
 }
 
-// Makes the rename durable.
-static void fsync_dir_of(const char *path) {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == dir) slash[1] = 0;
-    else if (slash) *slash = 0;
-    else snprintf(dir, sizeof dir, ".");
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
 // Writes parts to path through a temporary file in the same directory,
 // fsync'ed and renamed over path, so readers never see a partial file.
 static int write_atomic(const char *path, const void *const *parts, const size_t *lens, int n, char *err) {
@@ -163,7 +148,7 @@ static int write_atomic(const char *path, const void *const *parts, const size_t
         pz_err(err, "%s: rename failed: %s", path, strerror(errno));
         goto fail;
     }
-    fsync_dir_of(path);
+    pz_fsync_dir_of(path);
     return 0;
 fail:
     if (fd >= 0) close(fd);
