@@ -138,7 +138,8 @@ int pz_cmd_eval(int argc, char **argv) {
     }
     if (max_tokens && n_tok > max_tokens) n_tok = (int)max_tokens;
     if (n_tok < 2) {
-        pz_err(err, "%s: needs at least 2 tokens of text, has %d", text_path, n_tok);
+        pz_err(err, "%s: needs at least 2 tokens of text%s, has %d", text_path,
+               skip_tokens ? " after --skip-tokens" : "", n_tok);
         goto fail;
     }
     if (load(path, wtype, (int)ctx, (int)threads, &mod, err)) goto fail;

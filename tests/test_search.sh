@@ -220,5 +220,6 @@ one_err "missing db" 1 "nope.db" "$BIN" search --db nope.db --budget cpu
 one_err "unprofiled scenario" 1 "puzzle profile" "$BIN" search --db run.db --budget cpu --scenario decode:4x999
 one_err "no such solution" 1 "no solution 9999" "$BIN" realize --db run.db --solution 9999 --out x
 one_err "solution: no such id" 1 "no solution 9999" "$BIN" solution --db run.db 9999
+one_err "eval: --skip-tokens past the text" 1 "at least 2 tokens" "$BIN" eval m --text held.txt --skip-tokens 100000000
 check "integrity" '[ "$(q "PRAGMA integrity_check")" = ok ]'
 finish
