@@ -58,14 +58,37 @@ sol_ms() { q "${TIME_SQL//SOL/$1}"; }
 par_ms() { q "SELECT 1e3 * parent_time_s FROM searches WHERE id = (SELECT search_id FROM solutions WHERE id = $1)"; }
 ge() { python3 -c "import sys; sys.exit(not (float(sys.argv[1]) >= float(sys.argv[2]) - 1e-9))" "$1" "$2"; }
 
-# ---- MIP at 1.1x, every row met -------------------------------------------------------------------
-"${S[@]}" --speedup 1.1 >s1.txt 2>s1.err; rc=$?
+# ---- infeasible budgets ---------------------------------------------------------------------------------
+"${S[@]}" --speedup 1000 >i.txt 2>i.err; rc=$?
+check "infeasible speed-up exits 0" '[ $rc -eq 0 ]'
+check "infeasible: binding throughput and the fastest child named" \
+    'grep -q "no child meets the budget: throughput: the fastest child .* reaches .*x the parent.*binding" i.txt'
+IS=$(q "SELECT max(id) FROM searches")
+check "search recorded as infeasible" '[ "$(q "SELECT status FROM searches WHERE id = $IS")" = infeasible ]'
+check "binding row stored" '[ "$(q "SELECT name FROM search_constraints WHERE search_id = $IS AND binding")" = throughput ]'
+maxsp=$(q "SELECT min_value FROM search_constraints WHERE search_id = $IS AND name = 'throughput'")
+check "closest feasible value stored" '[ -n "$maxsp" ]'
+"${S[@]}" --max-memory 0.00001 >mm.txt 2>mm.err; rc=$?
+check "tiny memory: binding memory, needs >= X GiB" '[ $rc -eq 0 ] && grep -q "memory: needs >= .* GiB per device, .*x the budget" mm.txt'
+
+
+# Targets relative to what this machine's profiles allow (they differ under
+# sanitizers): the fastest child's speed-up, from the infeasible answer.
+MAXSP=$(sed -n 's/.*reaches \([0-9.]*\)x the parent.*/\1/p' i.txt)
+check "fastest feasible speed-up reported ($MAXSP)" 'python3 -c "import sys; sys.exit(not float(sys.argv[1]) > 1.02)" "$MAXSP"'
+T1=$(python3 -c "print('%.4f' % (1 + 0.5 * ($MAXSP - 1)))")
+T2=$(python3 -c "print('%.4f' % (1 + 0.25 * ($MAXSP - 1)))")
+T3=$(python3 -c "print('%.4f' % (1 + 0.1 * ($MAXSP - 1)))")
+echo "fastest child ${MAXSP}x; targets $T1 $T2 $T3"
+
+# ---- MIP at T1, every row met -------------------------------------------------------------------
+"${S[@]}" --speedup "$T1" >s1.txt 2>s1.err; rc=$?
 check "search exits 0 (rc $rc)" '[ $rc -eq 0 ]' || cat s1.err >&2
 check "a table is printed" 'grep -q "^   1 " s1.txt && grep -q "changed:" s1.txt'
 M=$(last)
 check "status optimal" '[ "$(q "SELECT status FROM solutions WHERE id = $M")" = optimal ]'
 sp=$(python3 -c "print($(par_ms $M) / $(sol_ms $M))")
-check "speed-up recomputed from profiles ($sp) >= 1.1" 'ge "$sp" 1.1'
+check "speed-up recomputed from profiles ($sp) >= $T1" 'ge "$sp" "$T1"'
 stored=$(q "SELECT speedup FROM solutions WHERE id = $M")
 check "stored speed-up ($stored) equals the recomputed ($sp)" \
     'python3 -c "import sys; sys.exit(abs(float(sys.argv[1]) - float(sys.argv[2])) > 1e-6)" "$stored" "$sp"'
@@ -81,22 +104,22 @@ check "one row per layer" '[ "$(q "SELECT count(*) FROM solution_layers WHERE so
 
 # ---- baselines: feasible, never better than the MIP ------------------------------------------------
 for m in greedy uniform-ffn drop-layers; do
-    "${S[@]}" --speedup 1.1 --method $m >b.txt 2>b.err; rc=$?
+    "${S[@]}" --speedup "$T1" --method $m >b.txt 2>b.err; rc=$?
     check "$m exits 0" '[ $rc -eq 0 ]' || cat b.err >&2
     st=$(q "SELECT status FROM searches ORDER BY id DESC LIMIT 1")
     if [ "$st" = solved ]; then
         B=$(last)
         bs=$(python3 -c "print($(par_ms $B) / $(sol_ms $B))")
-        check "$m meets 1.1x ($bs)" 'ge "$bs" 1.1'
+        check "$m meets ${T1}x ($bs)" 'ge "$bs" "$T1"'
         check "MIP score <= $m score" 'ge "$(q "SELECT objective FROM solutions WHERE id = $B")" "$obj"'
         check "$m status recorded as baseline" '[ "$(q "SELECT status FROM solutions WHERE id = $B")" = baseline ]'
     else
-        echo "note: $m found no child at 1.1x ($st)"
+        echo "note: $m found no child at ${T1}x ($st)"
     fi
 done
 
 # ---- K diverse solutions ----------------------------------------------------------------------------
-"${S[@]}" --speedup 1.05 --solutions 4 --diversity 0.25 >d.txt 2>d.err; rc=$?
+"${S[@]}" --speedup "$T2" --solutions 4 --diversity 0.25 >d.txt 2>d.err; rc=$?
 check "diverse search exits 0" '[ $rc -eq 0 ]' || cat d.err >&2
 SID=$(q "SELECT max(search_id) FROM solutions")
 nd=$(q "SELECT count(*) FROM solutions WHERE search_id = $SID")
@@ -113,29 +136,16 @@ worse=$(q "SELECT count(*) FROM solutions WHERE search_id = $SID AND objective <
 check "rank 1 has the best score" '[ "$worse" = 0 ]'
 for id in $(q "SELECT id FROM solutions WHERE search_id = $SID"); do
     s=$(python3 -c "print($(par_ms $id) / $(sol_ms $id))")
-    check "diverse solution $id meets 1.05x ($s)" 'ge "$s" 1.05'
+    check "diverse solution $id meets ${T2}x ($s)" 'ge "$s" "$T2"'
 done
 
 # ---- more rows: memory, latency, params ---------------------------------------------------------------------
-"${S[@]}" --speedup 1.02 --max-params 6.3M --max-latency 100000 >p.txt 2>p.err; rc=$?
+"${S[@]}" --speedup "$T3" --max-params 6.3M --max-latency 100000 >p.txt 2>p.err; rc=$?
 st=$(q "SELECT status FROM searches ORDER BY id DESC LIMIT 1")
 check "params-limited search answers ($st)" '[ $rc -eq 0 ]'
 if [ "$st" = solved ]; then
     check "params <= 6.3M" '[ "$(q "SELECT params <= 6300000 FROM solutions WHERE id = $(last)")" = 1 ]'
 fi
-
-# ---- infeasible budgets ---------------------------------------------------------------------------------
-"${S[@]}" --speedup 1000 >i.txt 2>i.err; rc=$?
-check "infeasible speed-up exits 0" '[ $rc -eq 0 ]'
-check "infeasible: binding throughput and the fastest child named" \
-    'grep -q "no child meets the budget: throughput: the fastest child .* reaches .*x the parent.*binding" i.txt'
-IS=$(q "SELECT max(id) FROM searches")
-check "search recorded as infeasible" '[ "$(q "SELECT status FROM searches WHERE id = $IS")" = infeasible ]'
-check "binding row stored" '[ "$(q "SELECT name FROM search_constraints WHERE search_id = $IS AND binding")" = throughput ]'
-maxsp=$(q "SELECT min_value FROM search_constraints WHERE search_id = $IS AND name = 'throughput'")
-check "closest feasible value stored" '[ -n "$maxsp" ]'
-"${S[@]}" --max-memory 0.00001 >mm.txt 2>mm.err; rc=$?
-check "tiny memory: binding memory, needs >= X GiB" '[ $rc -eq 0 ] && grep -q "memory: needs >= .* GiB per device, .*x the budget" mm.txt'
 
 # ---- GPU budget: roofline prices, batch sweep ------------------------------------------------------------
 "$BIN" search --db run.db --budget 2xH100 --scenario input=64,output=128 --speedup 1.2 >g.txt 2>g.err; rc=$?
