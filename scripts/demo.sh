@@ -4,7 +4,7 @@
 # then runs the whole Puzzle chain with small budgets sized for a 2-core CPU
 # (scripts/pipeline.sh: block library, scores, profiles, the search at a 1.5x
 # decode speed-up on this CPU, the realized child, parent-vs-child evaluation)
-# and chats with the child. Idempotent: rerunning resumes the chain where it
+# (with a chat reply from the child). Idempotent: rerunning resumes the chain where it
 # stopped and skips finished set-up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +13,5 @@ MODEL=$(bash scripts/fetch_model.sh)
 bash scripts/fetch_text.sh >/dev/null
 bash scripts/build.sh build
 RUN="${PUZZLE_CACHE:-$HOME/.cache/puzzle}/run"
-build/puzzle info "$MODEL" | head -6
+build/puzzle info "$MODEL" | sed -n 1,6p
 bash scripts/pipeline.sh "$MODEL" "$RUN"
-echo
-build/puzzle generate "$RUN/child" --chat -p "What is the capital of France? Answer in one sentence." -n 48

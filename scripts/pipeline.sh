@@ -60,6 +60,16 @@ step "6/6 evaluate parent vs child: $EVAL_TOKENS held-out tokens of eval.txt, de
 "$BUILD/bench_speedup" --threads "$THREADS" --rounds 3 --tsv "$RUN/speed.tsv" "$PARENT" "$CHILD" \
     >"$RUN/speed.md" 2>"$RUN/speed.log"
 
+# One chat turn from each (greedy): without global distillation (a later
+# stage) a strongly compressed child loses much of the parent's chat tuning.
+for who in parent child; do
+    m=$PARENT; [ $who = child ] && m=$CHILD
+    printf '%s: ' "$who"
+    "$P" generate "$m" --chat -p "What is the capital of France? Answer in one sentence." -n 32 --temp 0 \
+        --threads "$THREADS" 2>/dev/null | tr '\n' ' ' || true
+    echo
+done
+
 # ---- the result ----
 field() { sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" "$1"; }
 col() { awk -F'\t' -v r="$1" -v c="$2" 'NR == r + 1 {print $c}' "$RUN/speed.tsv"; }
