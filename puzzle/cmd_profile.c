@@ -25,7 +25,7 @@
 void pz_usage_profile(FILE *out) {
     fprintf(out,
             "usage: puzzle profile --db RUN.db [--device cpu] [--scenario S[,S...]]... [--dtype f32|bf16]\n"
-            "                      [--repeats N] [--warmup N] [--threads T] [--cold-mib N]\n"
+            "                      [--repeats N] [--rounds R] [--warmup N] [--threads T] [--cold-mib N]\n"
             "       puzzle profile --calibrate [--db RUN.db] [--out FILE] [--threads T] [--repeats N] [--eff-gemm X ...]\n"
             "       puzzle profile --db RUN.db --report HW [--dtype bf16] [--threads T]\n\n"
             "Times each distinct sub-block variant of the run's library (attention and FFN kinds and\n"
@@ -39,6 +39,10 @@ void pz_usage_profile(FILE *out) {
             "                    (default prefill:1x512,decode:1x512)\n"
             "  --dtype           weight type of the products (default f32)\n"
             "  --repeats N       timed runs per row (default 10); --warmup N untimed first (default 2)\n"
+            "  --rounds R        split the repeats over R rounds that take every variant in turn, and\n"
+            "                    keep the median of the rounds' medians, so that a burst of load on a\n"
+            "                    shared machine hits one round of all variants rather than all repeats\n"
+            "                    of one (default 3)\n"
             "  --cold-mib N      rotate over copies of each variant's weights totalling N MiB (at most\n"
             "                    32 copies) so they are read from memory, as in a full model whose\n"
             "                    weights exceed the caches; 0 = one copy, cache-warm (default 256)\n"
@@ -57,7 +61,7 @@ void pz_usage_profile(FILE *out) {
 
 typedef struct {
     const char *db, *out, *report;
-    int calibrate, threads, warmup, repeats, wtype;
+    int calibrate, threads, warmup, repeats, rounds, wtype;
     long cold_mib;
     double eff_gemm, eff_attn, eff_mem;  // --calibrate: optional cost_params to store
     int n_scen;
@@ -101,6 +105,9 @@ static int parse(int argc, char **argv, opts *o) {
             if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_float(cmd, a, v, 0.01, 10, d)) return -1;
         } else if (!strcmp(a, "--cold-mib")) {
             if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_int(cmd, a, v, 0, 1 << 20, &o->cold_mib)) return -1;
+        } else if (!strcmp(a, "--rounds")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_int(cmd, a, v, 1, 1000, &n)) return -1;
+            o->rounds = (int)n;
         } else if (!strcmp(a, "--warmup")) {
             if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_int(cmd, a, v, 0, 100000, &n)) return -1;
             o->warmup = (int)n;
@@ -302,6 +309,16 @@ fail:
     return -1;
 }
 
+// Median of n values (sorted in place; the mean of the middle two when n is even).
+static double median_of(double *x, int n) {
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && x[j - 1] > x[j]; j--) {
+            double t = x[j];
+            x[j] = x[j - 1], x[j - 1] = t;
+        }
+    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
+}
+
 static int have_row(sqlite3 *db, const var_row *r, const char *scen, const char *dev, const char *dt, int *have,
                     char *err) {
     sqlite3_stmt *st = NULL;
@@ -446,7 +463,7 @@ static int report(sqlite3 *db, const pz_config *c, const char *hwname, const cha
 // ---- main -----------------------------------------------------------------------------
 
 int pz_cmd_profile(int argc, char **argv) {
-    opts o = {.warmup = 2, .repeats = 0, .cold_mib = 256};
+    opts o = {.warmup = 2, .repeats = 0, .rounds = 3, .cold_mib = 256};
     if (parse(argc, argv, &o)) return PZ_EXIT_USAGE;
     char err[PZ_ERRLEN];
     pz_backend *b = pz_backend_create(PZ_BACKEND_CPU, o.threads, err);
@@ -488,33 +505,68 @@ int pz_cmd_profile(int argc, char **argv) {
     pp.warmup = o.warmup;
     pp.cold_bytes = (size_t)o.cold_mib << 20;
     if (o.repeats) pp.repeats = o.repeats;
-    int total = nv * o.n_scen, done = 0, ran = 0;
-    double t0 = pz_now();
-    fprintf(stderr, "profiling %d variants x %d scenarios on %s, %s weights\n", nv, o.n_scen, dev, dt);
-    for (int si = 0; si < o.n_scen; si++)
-        for (int vi = 0; vi < nv; vi++, done++) {
-            char scen[48];
-            pz_prof_scenario_name(&o.scen[si], scen, sizeof scen);
-            int have;
-            if (have_row(db, &vars[vi], scen, dev, dt, &have, err)) {
-                fprintf(stderr, "puzzle profile: %s\n", err);
-                goto out;
-            }
-            if (have) continue;
-            pz_prof_result res;
-            if (pz_profile_variant(b, &c, &vars[vi].v, &o.scen[si], &pp, &res, err) ||
-                store_row(rdb, &vars[vi], &o.scen[si], scen, dev, dt, &res, err)) {
-                fprintf(stderr, "puzzle profile: %s\n", err);
-                goto out;
-            }
-            ran++;
-            double el = pz_now() - t0, eta = el / ran * (total - done - 1);
-            fprintf(stderr, "[%d/%d] %-5s %-6s %5d %-16s %9.3f ms (p10 %.3f, p90 %.3f)  %.1f s, ETA %.0f s\n",
-                    done + 1, total, pz_prof_part_name(vars[vi].v.part), vars[vi].kind, vars[vi].v.size, scen,
-                    res.median_s * 1e3, res.p10_s * 1e3, res.p90_s * 1e3, el, eta);
+    // The rows still to measure, then R interleaved rounds over all of them.
+    int total = nv * o.n_scen, n_todo = 0, repeats = pp.repeats;
+    int rounds = o.rounds < repeats ? o.rounds : repeats;
+    int *todo = malloc((size_t)total * sizeof *todo);
+    pz_prof_result *res = calloc((size_t)total * (size_t)rounds, sizeof *res);
+    if (!todo || !res) {
+        free(todo);
+        free(res);
+        fprintf(stderr, "puzzle profile: out of memory\n");
+        goto out;
+    }
+    for (int k = 0; k < total; k++) {
+        int si = k / nv, vi = k % nv, have;
+        char scen[48];
+        pz_prof_scenario_name(&o.scen[si], scen, sizeof scen);
+        if (have_row(db, &vars[vi], scen, dev, dt, &have, err)) {
+            fprintf(stderr, "puzzle profile: %s\n", err);
+            goto loop_fail;
         }
+        if (!have) todo[n_todo++] = k;
+    }
+    double t0 = pz_now();
+    fprintf(stderr, "profiling %d variants x %d scenarios on %s, %s weights: %d rows to measure in %d round%s\n", nv,
+            o.n_scen, dev, dt, n_todo, rounds, rounds == 1 ? "" : "s");
+    for (int r = 0; r < rounds; r++) {
+        pp.repeats = repeats / rounds + (r < repeats % rounds);  // the repeats add up to --repeats
+        for (int t = 0; t < n_todo; t++) {
+            int k = todo[t], si = k / nv, vi = k % nv;
+            if (pz_profile_variant(b, &c, &vars[vi].v, &o.scen[si], &pp, &res[(size_t)t * rounds + r], err)) {
+                fprintf(stderr, "puzzle profile: %s\n", err);
+                goto loop_fail;
+            }
+        }
+        fprintf(stderr, "round %d/%d done, %.1f s\n", r + 1, rounds, pz_now() - t0);
+    }
+    for (int t = 0; t < n_todo; t++) {
+        int k = todo[t], si = k / nv, vi = k % nv;
+        pz_prof_result *rr = &res[(size_t)t * rounds], fin = rr[0];
+        double med[1000], lo[1000], hi[1000];
+        fin.repeats = 0;
+        for (int r = 0; r < rounds; r++) med[r] = rr[r].median_s, lo[r] = rr[r].p10_s, hi[r] = rr[r].p90_s,
+                                         fin.repeats += rr[r].repeats;
+        fin.median_s = median_of(med, rounds), fin.p10_s = median_of(lo, rounds), fin.p90_s = median_of(hi, rounds);
+        char scen[48];
+        pz_prof_scenario_name(&o.scen[si], scen, sizeof scen);
+        if (store_row(rdb, &vars[vi], &o.scen[si], scen, dev, dt, &fin, err)) {
+            fprintf(stderr, "puzzle profile: %s\n", err);
+            goto loop_fail;
+        }
+        fprintf(stderr, "[%d/%d] %-5s %-6s %5d %-16s %9.3f ms (p10 %.3f, p90 %.3f)\n", t + 1, n_todo,
+                pz_prof_part_name(vars[vi].v.part), vars[vi].kind, vars[vi].v.size, scen, fin.median_s * 1e3,
+                fin.p10_s * 1e3, fin.p90_s * 1e3);
+    }
+    int ran = n_todo;
+    free(todo);
+    free(res);
     printf("profiled %d rows (%d already measured) in %.1f s\n", ran, total - ran, pz_now() - t0);
     ret = PZ_EXIT_OK;
+    goto out;
+loop_fail:
+    free(todo);
+    free(res);
 out:
     pz_rundb_close(rdb);
     pz_backend_free(b);
