@@ -235,8 +235,9 @@ static int load_profiles(pz_search *s, sqlite3 *db, const char *device, const ch
     sqlite3_finalize(st);
     st = NULL;
     if (n == 0)
-        return pz_err(err, "no CPU profiles%s%s in the run database: run puzzle profile --db RUN.db --scenario ...",
-                      device || dtype ? " for the device/dtype asked" : "", "");
+        return pz_err(err, "no CPU profiles%s in the run database: run puzzle profile --db RUN.db --scenario S "
+                           "(the scenario of the search, e.g. decode:1x512)",
+                      device || dtype ? " for the device/dtype asked" : "");
     if (n > 1) return pz_err(err, "profiles of several CPU devices or dtypes (%s): choose with --device/--dtype", list);
     // Physical memory: the device's calibration JSON when stored, else this machine's.
     PZ_SQL(db, sqlite3_prepare_v2(db, "SELECT json FROM hardware WHERE device = ?", -1, &st, NULL));
