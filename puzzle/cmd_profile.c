@@ -242,10 +242,7 @@ typedef struct {
 } var_row;
 
 static int kind_parse(pz_prof_part part, const char *k, int *out) {
-    static const char *an[] = {"gqa", "linear", "noop"}, *fn[] = {"swiglu", "linear", "noop"};
-    for (int i = 0; i < 3; i++)
-        if (!strcmp(k, part == PZ_PROF_ATTN ? an[i] : fn[i])) return *out = i, 0;
-    return -1;
+    return part == PZ_PROF_ATTN ? pz_attn_kind_parse(k, out) : pz_ffn_kind_parse(k, out);
 }
 
 // The parent's shape from the models table, and the distinct variants of blocks.

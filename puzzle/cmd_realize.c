@@ -36,13 +36,6 @@ static const char *txt(sqlite3_stmt *st, int i) {
     return t ? (const char *)t : "";
 }
 
-static int kind_of(const char *name, int attn, int *out) {
-    for (int k = 0; k <= 2; k++)
-        if (!strcmp(name, attn ? pz_attn_kind_name((pz_attn_kind)k) : pz_ffn_kind_name((pz_ffn_kind)k)))
-            return *out = k, 0;
-    return -1;
-}
-
 // A block's file, resolved, after checking it against the recorded sha256.
 static int block_file(pz_rundb *db, const char *block_id, char *path, size_t cap, char *err) {
     sqlite3 *s = pz_rundb_sqlite(db);
@@ -136,9 +129,8 @@ int pz_cmd_realize(int argc, char **argv) {
     int n_layer = pcfg.n_layer;
     layers = calloc((size_t)n_layer, sizeof *layers);
     files = calloc((size_t)n_layer, sizeof *files);
-    unsigned char *seen = calloc((size_t)n_layer, 1);
-    if (!layers || !files || !seen) {
-        free(seen);
+    unsigned char seen[PZ_MAX_LAYERS] = {0};
+    if (!layers || !files) {
         pz_err(err, "out of memory");
         goto fail;
     }
@@ -151,9 +143,8 @@ int pz_cmd_realize(int argc, char **argv) {
     while ((r = sqlite3_step(st)) == SQLITE_ROW) {
         int l = sqlite3_column_int(st, 0);
         pz_realize_layer *L = &layers[l < 0 || l >= n_layer ? 0 : l];
-        if (l < 0 || l >= n_layer || seen[l] || kind_of(txt(st, 1), 1, &L->attn.kind) ||
-            kind_of(txt(st, 3), 0, &L->ffn.kind)) {
-            free(seen);
+        if (l < 0 || l >= n_layer || seen[l] || pz_attn_kind_parse(txt(st, 1), &L->attn.kind) ||
+            pz_ffn_kind_parse(txt(st, 3), &L->ffn.kind)) {
             pz_err(err, "solution %ld has a bad layer row (layer %d)", sol, l);
             goto fail;
         }
@@ -170,19 +161,18 @@ int pz_cmd_realize(int argc, char **argv) {
             n_changed++;
             if (noop) continue;
             if (!*blk) {
-                free(seen);
-                pz_err(err, "solution %ld layer %d: a changed %s without a library block", sol, l, h ? "FFN" : "attention");
+                pz_err(err, "solution %ld layer %d: a changed %s without a library block", sol, l,
+                       h ? "FFN" : "attention");
                 goto fail;
             }
-            if (block_file(db, blk, files[l][h], sizeof files[l][h], err)) {
-                free(seen);
+            if (h && L->attn_file && !strcmp(blk, txt(st, 5)))  // a coupled block: checked once
+                snprintf(files[l][1], sizeof files[l][1], "%s", files[l][0]);
+            else if (block_file(db, blk, files[l][h], sizeof files[l][h], err))
                 goto fail;
-            }
             if (h) L->ffn_file = files[l][h];
             else L->attn_file = files[l][h];
         }
     }
-    free(seen);
     PZ_SQL(s, r);
     sqlite3_finalize(st);
     st = NULL;

@@ -134,11 +134,10 @@ typedef struct {
     char weight_file[1024], sha256[65];
 } blk;
 
+// The kind enum of a blocks-row name; -1 for NULL or unknown (a half the block lacks).
 static int kind_of(const char *s, int sub) {
-    if (!s) return -1;
-    if (!strcmp(s, "linear")) return 1;
-    if (!strcmp(s, "noop")) return 2;
-    return !strcmp(s, sub ? "swiglu" : "gqa") ? 0 : -1;
+    int k;
+    return (sub ? pz_ffn_kind_parse(s, &k) : pz_attn_kind_parse(s, &k)) ? -1 : k;
 }
 
 static void col(sqlite3_stmt *st, int i, char *dst, size_t cap) {

@@ -205,7 +205,6 @@ static double parent_reference(pz_search *s, const long *batches, int nb, const 
 }
 
 // ---- the database --------------------------------------------------------------------------------
-static void variant_text(pz_sub_kind half, pz_variant v, char *buf, size_t cap) { pz_variant_name(half, &v, buf, cap); }
 
 static int store(pz_rundb *rdb, const opts *o, pz_search *s, const char *command, const pz_search_eval *par,
                  double ref, const char *status, const char *explanation, const pz_solver_infeasibility *inf,
@@ -310,27 +309,23 @@ static int store(pz_rundb *rdb, const opts *o, pz_search *s, const char *command
                                       -1, &sl, NULL));
         for (int l = 0; l < pc->n_layer; l++) {
             const pz_layer_spec *pl = &pc->layers[l];
-            pz_variant av = {pl->attn, pl->attn == PZ_ATTN_GQA ? pl->n_kv : 0};
-            pz_variant fv = {pl->ffn, pl->ffn == PZ_FFN_SWIGLU ? pl->n_ff : 0};
+            const pz_variant pa = {pl->attn, pl->attn == PZ_ATTN_GQA ? pl->n_kv : 0};
+            const pz_variant pf = {pl->ffn, pl->ffn == PZ_FFN_SWIGLU ? pl->n_ff : 0};
+            pz_variant av = pa, fv = pf;
             const char *ab = NULL, *fb = NULL;
-            int ap = 1, fp = 1;
             double score = 0;
             for (int g = 0; g < pz_search_n_groups(s); g++) {
                 const pz_search_item *it = pz_search_item_at(s, g, f->sol.choice[g]);
                 if (it->layer != l) continue;
                 score += it->score;
-                if (it->sub != PZ_SUB_FFN) {
-                    av = it->attn, ab = it->attn_block[0] ? it->attn_block : NULL;
-                    ap = it->sub == PZ_SUB_ATTN ? it->is_parent : (av.kind == (int)pl->attn && av.size == (pl->attn == PZ_ATTN_GQA ? pl->n_kv : 0));
-                }
-                if (it->sub != PZ_SUB_ATTN) {
-                    fv = it->ffn, fb = it->ffn_block[0] ? it->ffn_block : NULL;
-                    fp = it->sub == PZ_SUB_FFN ? it->is_parent : (fv.kind == (int)pl->ffn && fv.size == (pl->ffn == PZ_FFN_SWIGLU ? pl->n_ff : 0));
-                }
+                if (it->sub != PZ_SUB_FFN) av = it->attn, ab = it->attn_block[0] ? it->attn_block : NULL;
+                if (it->sub != PZ_SUB_ATTN) fv = it->ffn, fb = it->ffn_block[0] ? it->ffn_block : NULL;
             }
+            // The library holds one block per variant, so a half is the parent's exactly when its variant is.
+            int ap = av.kind == pa.kind && av.size == pa.size, fp = fv.kind == pf.kind && fv.size == pf.size;
             char at[32], ft[32];
-            variant_text(PZ_SUB_ATTN, av, at, sizeof at);
-            variant_text(PZ_SUB_FFN, fv, ft, sizeof ft);
+            pz_variant_name(PZ_SUB_ATTN, &av, at, sizeof at);
+            pz_variant_name(PZ_SUB_FFN, &fv, ft, sizeof ft);
             sqlite3_reset(sl);
             sqlite3_bind_int64(sl, 1, sol_id);
             sqlite3_bind_int(sl, 2, l);
@@ -442,45 +437,30 @@ int pz_cmd_search(int argc, char **argv) {
     double ref = 0;
     pz_search_eval par;
     memset(&par, 0, sizeof par);
+    pz_cost_params cp = o.cp;
+    cp.tp = o.tp ? (int)o.tp : 1;
+    if (!(s = pz_search_load(db, &bud, &sc, &cp, o.obj, o.scores, o.device, dtype, warn, sizeof warn, err))) goto fail;
     {
         int best_tp = 0;
-        double best_ref = -1;
         char last[PZ_ERRLEN] = "";
         for (int tp = 1; tp <= (bud.cpu ? 1 : bud.n_devices); tp++) {
             if (bud.n_devices % tp || (o.tp && tp != o.tp)) continue;
-            pz_cost_params cp = o.cp;
-            cp.tp = tp;
-            pz_search *t = pz_search_load(db, &bud, &sc, &cp, o.obj, o.scores, o.device, dtype, warn, sizeof warn, err);
-            if (!t) {
-                // A degree the parent cannot split by is skipped; any other failure is final.
-                if (!bud.cpu && strstr(err, "tp") && !o.tp) {
-                    snprintf(last, sizeof last, "%s", err);
-                    continue;
-                }
-                goto fail;
-            }
+            if (pz_search_set_tp(s, tp, last)) continue;  // the parent cannot be split tp ways
             long bt[MAX_BATCHES];
-            int n = pz_search_batches(t, o.batch, &o.lim, bt, MAX_BATCHES, err);
             pz_search_eval pe;
-            double r = n > 0 ? parent_reference(t, bt, n, &o.lim, &pe, err) : -1;
-            if (n <= 0 || r < 0) {
-                pz_search_free(t);
-                goto fail;
-            }
-            if (r > best_ref) {
-                pz_search_free(s);
-                s = t, best_ref = r, best_tp = tp, nb = n, par = pe;
+            int n = pz_search_batches(s, o.batch, &o.lim, bt, MAX_BATCHES, err);
+            double r = n > 0 ? parent_reference(s, bt, n, &o.lim, &pe, err) : -1;
+            if (n <= 0 || r < 0) goto fail;
+            if (r > ref) {
+                ref = r, best_tp = tp, nb = n, par = pe;
                 memcpy(batches, bt, sizeof bt);
-            } else {
-                pz_search_free(t);
             }
         }
-        if (!s) {
+        if (!best_tp) {
             pz_err(err, "%s", last[0] ? last : "no tensor-parallel degree fits");
             goto fail;
         }
-        ref = best_ref;
-        (void)best_tp;
+        if (pz_search_set_tp(s, best_tp, err)) goto fail;
     }
     if (warn[0]) fprintf(stderr, "puzzle search: note: %s\n", warn);
     if (!(o.lim.max_memory > 0 ? par.memory_bytes <= o.lim.max_memory : par.fits))
@@ -579,8 +559,9 @@ int pz_cmd_search(int argc, char **argv) {
                 pz_err(err, "solver: %s", pz_solver_errmsg(prob));
                 goto fail;
             }
+            // ds[0] is the optimum again (solution 1 above, re-solved): kept once.
             for (int k = 0; k < nf; k++) {
-                if (!is_solution(&ds[k])) {
+                if (k == 0 || !is_solution(&ds[k])) {
                     pz_solver_solution_free(&ds[k]);
                     continue;
                 }
@@ -588,10 +569,6 @@ int pz_cmd_search(int argc, char **argv) {
                 if (pz_search_evaluate(s, best_batch, ds[k].choice, &f.ev, err)) {
                     for (int j = k; j < nf; j++) pz_solver_solution_free(&ds[j]);
                     goto fail;
-                }
-                if (k == 0) {  // the same optimum as solution 1 (re-solved): keep the first
-                    pz_solver_solution_free(&ds[k]);
-                    continue;
                 }
                 sols[n_sols++] = f;
             }

@@ -443,8 +443,6 @@ fail:
     return -1;
 }
 
-static const char *attn_name(int k) { return k == PZ_ATTN_GQA ? "gqa" : k == PZ_ATTN_LINEAR ? "linear" : "noop"; }
-static const char *ffn_name(int k) { return k == PZ_FFN_SWIGLU ? "swiglu" : k == PZ_FFN_LINEAR ? "linear" : "noop"; }
 
 // One models row (inside the caller's transaction); *id gets its rowid.
 // solution_id <= 0: none.
@@ -505,9 +503,9 @@ int pz_rundb_set_parent(pz_rundb *db, const pz_rundb_model *m, const pz_config *
         sqlite3_reset(st);
         sqlite3_bind_int64(st, 1, id);
         sqlite3_bind_int(st, 2, l);
-        sqlite3_bind_text(st, 3, attn_name(s->attn), -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, pz_attn_kind_name(s->attn), -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 4, s->n_kv);
-        sqlite3_bind_text(st, 5, ffn_name(s->ffn), -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, pz_ffn_kind_name(s->ffn), -1, SQLITE_STATIC);
         sqlite3_bind_int(st, 6, s->n_ff);
         PZ_SQL(db->db, sqlite3_step(st));
     }
@@ -582,12 +580,12 @@ static int insert_blocks(pz_rundb *db, const pz_block *blocks, const char *want,
         sqlite3_bind_text(st, 3, sub_name(b->sub), -1, SQLITE_STATIC);
         if (has_a) {
             sqlite3_bind_text(st, 4, av, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_text(st, 6, attn_name(b->attn.kind), -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 6, pz_attn_kind_name((pz_attn_kind)b->attn.kind), -1, SQLITE_STATIC);
             sqlite3_bind_int(st, 7, b->attn.size);
         }
         if (has_f) {
             sqlite3_bind_text(st, 5, fv, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_text(st, 8, ffn_name(b->ffn.kind), -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 8, pz_ffn_kind_name((pz_ffn_kind)b->ffn.kind), -1, SQLITE_STATIC);
             sqlite3_bind_int(st, 9, b->ffn.size);
         }
         sqlite3_bind_int(st, 10, b->is_parent);

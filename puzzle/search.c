@@ -121,17 +121,6 @@ void pz_search_free(pz_search *s) {
     free(s);
 }
 
-static int attn_kind_parse(const char *k, int *out) {
-    for (int i = 0; i <= PZ_ATTN_NOOP; i++)
-        if (!strcmp(k, pz_attn_kind_name((pz_attn_kind)i))) return *out = i, 0;
-    return -1;
-}
-static int ffn_kind_parse(const char *k, int *out) {
-    for (int i = 0; i <= PZ_FFN_NOOP; i++)
-        if (!strcmp(k, pz_ffn_kind_name((pz_ffn_kind)i))) return *out = i, 0;
-    return -1;
-}
-
 static const char *col_text(sqlite3_stmt *st, int i) {
     const unsigned char *t = sqlite3_column_text(st, i);
     return t ? (const char *)t : "";
@@ -169,7 +158,7 @@ static int load_parent(sqlite3 *db, pz_config *c, char *err) {
     int seen = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         int l = sqlite3_column_int(st, 0), ak, fk;
-        if (l < 0 || l >= c->n_layer || attn_kind_parse(col_text(st, 1), &ak) || ffn_kind_parse(col_text(st, 3), &fk)) {
+        if (l < 0 || l >= c->n_layer || pz_attn_kind_parse(col_text(st, 1), &ak) || pz_ffn_kind_parse(col_text(st, 3), &fk)) {
             pz_err(err, "the parent's layers rows are damaged (layer %d)", l);
             goto fail;
         }
@@ -381,8 +370,8 @@ static int load_library(pz_search *s, sqlite3 *db, lib_row **rows, int *n, int *
         const char *sub = col_text(st, 2);
         r.sub = !strcmp(sub, "attn") ? PZ_SUB_ATTN : !strcmp(sub, "ffn") ? PZ_SUB_FFN : PZ_SUB_PAIR;
         if (r.layer < 0 || r.layer >= s->parent.n_layer) continue;
-        if (r.sub != PZ_SUB_FFN && attn_kind_parse(col_text(st, 3), &r.attn.kind)) goto bad;
-        if (r.sub != PZ_SUB_ATTN && ffn_kind_parse(col_text(st, 5), &r.ffn.kind)) goto bad;
+        if (r.sub != PZ_SUB_FFN && pz_attn_kind_parse(col_text(st, 3), &r.attn.kind)) goto bad;
+        if (r.sub != PZ_SUB_ATTN && pz_ffn_kind_parse(col_text(st, 5), &r.ffn.kind)) goto bad;
         r.attn.size = sqlite3_column_int(st, 4);
         r.ffn.size = sqlite3_column_int(st, 6);
         r.is_parent = sqlite3_column_int(st, 7);
@@ -539,14 +528,7 @@ pz_search *pz_search_load(pz_rundb *rdb, const pz_search_budget *b, const pz_sea
     } else {
         snprintf(s->device, sizeof s->device, "%s", b->hw.id);
         snprintf(s->dtype, sizeof s->dtype, "%s", pz_cm_dtype_name(cp->dtype));
-        if (b->n_devices % s->cp.tp != 0) {
-            pz_err(err, "%d devices do not divide into tp %d replicas", b->n_devices, s->cp.tp);
-            goto fail;
-        }
-        if (pz_cost_check(&s->parent, &b->hw, &s->cp, err)) goto fail;
-        pz_mem m;
-        pz_cost_memory(&s->parent, &b->hw, &s->cp, 1, 1, &m);
-        s->mem_usable = m.usable;
+        if (pz_search_set_tp(s, cp->tp, err)) goto fail;
     }
     if (load_library(s, db, &rows, &n_rows, &n_unscored, err)) goto fail;
     if (n_unscored && warn)
@@ -559,6 +541,20 @@ fail:
     free(rows);
     pz_search_free(s);
     return NULL;
+}
+
+int pz_search_set_tp(pz_search *s, int tp, char *err) {
+    if (s->budget.cpu) return tp == 1 ? 0 : pz_err(err, "a cpu budget has no tensor parallelism");
+    if (tp < 1 || s->budget.n_devices % tp != 0)
+        return pz_err(err, "%d devices do not divide into tp %d replicas", s->budget.n_devices, tp);
+    pz_cost_params cp = s->cp;
+    cp.tp = tp;
+    if (pz_cost_check(&s->parent, &s->budget.hw, &cp, err)) return -1;
+    s->cp = cp;
+    pz_mem m;
+    pz_cost_memory(&s->parent, &s->budget.hw, &s->cp, 1, 1, &m);
+    s->mem_usable = m.usable;
+    return 0;
 }
 
 // ---- pricing a batch ---------------------------------------------------------------------

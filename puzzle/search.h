@@ -132,6 +132,9 @@ const char *pz_search_data_hash(const pz_search *s);
 const char *pz_search_device(const pz_search *s);  // "cpu: ..." or the hardware id
 const char *pz_search_dtype(const pz_search *s);
 int pz_search_tp(const pz_search *s);
+// Prices GPU budgets at tensor-parallel degree tp from now on: 0, or -1 with
+// err when tp does not divide the devices or the parent cannot be split tp ways.
+int pz_search_set_tp(pz_search *s, int tp, char *err);
 int pz_search_replicas(const pz_search *s);
 // The child's layer specs for a choice.
 void pz_search_child_layers(const pz_search *s, const int *choice, pz_layer_spec *layers);

@@ -38,6 +38,18 @@ const char *pz_ffn_kind_name(pz_ffn_kind k) {
     return "?";
 }
 
+int pz_attn_kind_parse(const char *s, int *out) {
+    for (int k = PZ_ATTN_GQA; s && k <= PZ_ATTN_NOOP; k++)
+        if (!strcmp(s, pz_attn_kind_name((pz_attn_kind)k))) return *out = k, 0;
+    return -1;
+}
+
+int pz_ffn_kind_parse(const char *s, int *out) {
+    for (int k = PZ_FFN_SWIGLU; s && k <= PZ_FFN_NOOP; k++)
+        if (!strcmp(s, pz_ffn_kind_name((pz_ffn_kind)k))) return *out = k, 0;
+    return -1;
+}
+
 // HF: _find_multiple(int(2 * ffn_mult * n_embd / 3), 256), in doubles, in
 // this order, so the truncation happens exactly where Python's does.
 int pz_decilm_ffn_width(double ffn_mult, int hidden) {
