@@ -281,7 +281,8 @@ static void test_init(const pz_model *m, const char *dir, const char *dir1) {
     pz_block b = mkblock(c, 0, PZ_SUB_FFN, (pz_variant){0, 0}, (pz_variant){PZ_FFN_SWIGLU, 128});
     CHECK(pz_init_block(&w, m, &b, cap0, &ip, method, err) == 0);
     CHECK(memcmp(w.gate, par.gate, sizeof(float) * 128 * H) == 0 && memcmp(w.down, par.down, sizeof(float) * 128 * H) == 0);
-    CHECK(half_nmse(c, &w, PZ_SUB_FFN, cap0, T_WIN, 4) == 0.0);
+    // Exact up to summation order: oneDNN's AVX2 kernels split K differently by row count.
+    CHECK(half_nmse(c, &w, PZ_SUB_FFN, cap0, T_WIN, 4) < 1e-10);
     pz_block_weights_free(&w);
     // ... and the channel-contribution path keeping every channel changes nothing either.
     double score[128];

@@ -112,9 +112,30 @@ const char *pz_cpu_matmul_library(void) {
 #endif
 }
 
+// oneDNN 2.6 implements bf16 matmul only on AVX-512 cores; elsewhere (an
+// AVX2-only EPYC, say) the primitive descriptor is "unimplemented". Ask it
+// once with a tiny product, and widen bf16 operands to fp32 when it says no.
 int pz_cpu_gemm_bf16_native(void) {
 #if defined(PZ_USE_DNNL)
-    return 1;
+    static int native = -1;
+    if (native >= 0) return native;
+    int ok = 0;
+    dnnl_engine_t eng = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_memory_desc_t amd, bmd, cmd;
+    dnnl_dims_t ad = {16, 16}, as = {16, 1}, cs = {16, 1};
+    dnnl_matmul_desc_t md;
+    if (dnnl_engine_create(&eng, dnnl_cpu, 0) == dnnl_success &&
+        dnnl_memory_desc_init_by_strides(&amd, 2, ad, dnnl_bf16, as) == dnnl_success &&
+        dnnl_memory_desc_init_by_strides(&bmd, 2, ad, dnnl_bf16, as) == dnnl_success &&
+        dnnl_memory_desc_init_by_strides(&cmd, 2, ad, dnnl_f32, cs) == dnnl_success &&
+        dnnl_matmul_desc_init(&md, &amd, &bmd, NULL, &cmd) == dnnl_success &&
+        dnnl_primitive_desc_create(&pd, &md, NULL, eng, NULL) == dnnl_success)
+        ok = 1;
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (eng) dnnl_engine_destroy(eng);
+    native = ok;
+    return native;
 #else
     return 0;
 #endif
