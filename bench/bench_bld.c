@@ -99,7 +99,7 @@ int main(int argc, char **argv) {
     c.n_layer = 1, c.hidden = 576, c.n_head = 9, c.head_dim = 64, c.vocab = 512, c.max_ctx = 2048;
     c.rope_theta = 100000, c.norm_eps = 1e-5f, c.bos_id = c.eos_id = -1;
     c.layers[0] = (pz_layer_spec){PZ_ATTN_GQA, 3, PZ_FFN_SWIGLU, 1536};
-    pz_model *m = pz_model_alloc(&c, PZ_W_F32, err);
+    pz_model *m = pz_model_alloc(&c, PZ_DT_F32, err);
     if (!m) return fprintf(stderr, "%s\n", err), 1;
     fill(&m->tok_embd);
     pz_layer_weights *L = &m->layers[0];

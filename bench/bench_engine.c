@@ -143,7 +143,7 @@ static double library_prefill_s(const pz_model *m, int P, int max_batch, int nt,
     ns = add_shape(s, ns, 1, c->vocab, H);
     char err[PZ_ERRLEN];
     pz_cpu_mm *mm = pz_cpu_matmul_create(nt, err);
-    pz_dt dt = m->wtype == PZ_W_BF16 ? PZ_DT_BF16 : PZ_DT_F32;
+    pz_dt dt = m->wtype == PZ_DT_BF16 ? PZ_DT_BF16 : PZ_DT_F32;
     size_t eb = dt == PZ_DT_BF16 ? 2 : 4;
     double total = 0;
     *flop = 0;
@@ -172,10 +172,10 @@ static double library_prefill_s(const pz_model *m, int P, int max_batch, int nt,
     return total;
 }
 
-static int run(const char *path, pz_wtype wt, int nt, int P, row *r) {
+static int run(const char *path, pz_dt wt, int nt, int P, row *r) {
     char err[PZ_ERRLEN];
     memset(r, 0, sizeof *r);
-    r->wt = wt == PZ_W_BF16 ? "bf16" : "fp32";
+    r->wt = wt == PZ_DT_BF16 ? "bf16" : "fp32";
     double t0 = pz_now();
     pz_model *m = pz_model_load(path, wt, err);
     if (!m) {
@@ -286,7 +286,7 @@ int main(int argc, char **argv) {
     row rows[2];
     int nrows = 0;
     for (int w = 0; w < 2; w++)
-        if (run(path, w ? PZ_W_BF16 : PZ_W_F32, nt, P, &rows[nrows]) == 0) nrows++;
+        if (run(path, w ? PZ_DT_BF16 : PZ_DT_F32, nt, P, &rows[nrows]) == 0) nrows++;
     if (!nrows) return 1;
 
     char cpu[256], date[64], host[128] = "?";

@@ -31,7 +31,7 @@ typedef struct {
 } entry;
 
 static int T = 2, C = 512, N = 64, R = 5;
-static pz_wtype WT = PZ_W_F32;
+static pz_dt WT = PZ_DT_F32;
 static int32_t *tok;  // C + N ids
 static float *logits;
 
@@ -133,8 +133,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(o, "--rounds")) R = atoi(v);
         else if (!strcmp(o, "--tsv")) tsv = v;
         else if (!strcmp(o, "--dtype")) {
-            if (!strcmp(v, "f32")) WT = PZ_W_F32;
-            else if (!strcmp(v, "bf16")) WT = PZ_W_BF16;
+            if (!strcmp(v, "f32")) WT = PZ_DT_F32;
+            else if (!strcmp(v, "bf16")) WT = PZ_DT_BF16;
             else return fprintf(stderr, "bench_speedup: --dtype must be f32 or bf16\n"), 2;
         } else return fprintf(stderr, "bench_speedup: unknown option %s\n", o), usage(stderr), 2;
     }
@@ -153,7 +153,7 @@ int main(int argc, char **argv) {
         int v = ms[k].cfg.vocab;
         if (!k || v < min_vocab) min_vocab = v;
         if (v > max_vocab) max_vocab = v;
-        est += (double)pz_config_n_params(&ms[k].cfg) * (WT == PZ_W_BF16 ? 2 : 4);
+        est += (double)pz_config_n_params(&ms[k].cfg) * (WT == PZ_DT_BF16 ? 2 : 4);
         ms[k].dec = calloc((size_t)R, sizeof(double));
         ms[k].pre = calloc((size_t)R, sizeof(double));
     }
@@ -179,7 +179,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "loaded %s (%.1f MB, %.1f s)\n", ms[k].path, ms[k].wbytes * 1e-6, pz_now() - t0);
         }
     fprintf(stderr, "threads %d, ctx %d, decode tokens %d, rounds %d, dtype %s, OMP_WAIT_POLICY=%s\n", T, C, N, R,
-            WT == PZ_W_BF16 ? "bf16" : "f32", getenv("OMP_WAIT_POLICY"));
+            WT == PZ_DT_BF16 ? "bf16" : "f32", getenv("OMP_WAIT_POLICY"));
 
     double t_start = pz_now();
     for (int r = 0; r < R; r++) {

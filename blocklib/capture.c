@@ -203,7 +203,7 @@ int pz_capture_run(const pz_model *m, const int32_t *tokens, long n_tokens, cons
         // Embedding.
         for (int r = 0; r < M; r++) {
             int id = tokens[row0 + r];
-            if (m->tok_embd.type == PZ_W_F32)
+            if (m->tok_embd.type == PZ_DT_F32)
                 memcpy(x + (size_t)r * H, (const float *)m->tok_embd.data + (size_t)id * H, sizeof(float) * H);
             else
                 pz_bf16_to_f32_row((const uint16_t *)m->tok_embd.data + (size_t)id * H, x + (size_t)r * H, (size_t)H);

@@ -26,8 +26,8 @@ static int same_variant(pz_variant a, pz_variant b) { return a.kind == b.kind &&
 static void copy_mat(pz_mat *dst, const pz_mat *src) {
     size_t n = (size_t)dst->rows * dst->cols;
     if (src->type == dst->type)
-        memcpy(dst->data, src->data, n * (dst->type == PZ_W_BF16 ? 2 : 4));
-    else if (dst->type == PZ_W_BF16)
+        memcpy(dst->data, src->data, n * (dst->type == PZ_DT_BF16 ? 2 : 4));
+    else if (dst->type == PZ_DT_BF16)
         pz_f32_to_bf16_row((const float *)src->data, (uint16_t *)dst->data, n);
     else
         pz_bf16_to_f32_row((const uint16_t *)src->data, (float *)dst->data, n);
@@ -36,7 +36,7 @@ static void copy_mat(pz_mat *dst, const pz_mat *src) {
 // Stores fp32 block data (dst's shape) into a child matrix.
 static void store_f32(pz_mat *dst, const float *src) {
     size_t n = (size_t)dst->rows * dst->cols;
-    if (dst->type == PZ_W_BF16) pz_f32_to_bf16_row(src, (uint16_t *)dst->data, n);
+    if (dst->type == PZ_DT_BF16) pz_f32_to_bf16_row(src, (uint16_t *)dst->data, n);
     else memcpy(dst->data, src, n * sizeof(float));
 }
 

@@ -78,7 +78,7 @@ size_t pz_block_weights_count(const pz_block_weights *w) {
 
 static void mat_to_f32(float *dst, const pz_mat *m) {
     size_t n = (size_t)m->rows * m->cols;
-    if (m->type == PZ_W_F32) memcpy(dst, m->data, n * sizeof(float));
+    if (m->type == PZ_DT_F32) memcpy(dst, m->data, n * sizeof(float));
     else pz_bf16_to_f32_row((const uint16_t *)m->data, dst, n);
 }
 

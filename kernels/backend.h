@@ -20,13 +20,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dtype.h"
+
 #ifndef PZ_ERRLEN
 #define PZ_ERRLEN 512
 #endif
 
-// Element type of a matmul weight or embedding table. The values match
-// runtime/model.h's pz_wtype.
-typedef enum { PZ_DT_F32 = 0, PZ_DT_BF16 = 1 } pz_dt;
 
 typedef enum {
     PZ_OP_MATMUL = 0,

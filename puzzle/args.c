@@ -44,13 +44,10 @@ int pz_arg_float(const char *cmd, const char *opt, const char *val, double lo, d
     return 0;
 }
 
-int pz_arg_wtype(const char *cmd, const char *val, int *wtype) {
-    if (strcmp(val, "f32") == 0 || strcmp(val, "fp32") == 0) {
-        *wtype = 0;
-        return 0;
-    }
-    if (strcmp(val, "bf16") == 0) {
-        *wtype = 1;
+int pz_arg_wtype(const char *cmd, const char *val, pz_dt *wtype) {
+    pz_dt t;
+    if (pz_dt_parse(val, &t) == 0 && (t == PZ_DT_F32 || t == PZ_DT_BF16)) {
+        *wtype = t;
         return 0;
     }
     fprintf(stderr, "puzzle %s: --dtype wants f32 or bf16, got '%s'\n", cmd, val);

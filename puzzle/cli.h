@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "dtype.h"
+
 typedef struct {
     const char *name;
     const char *summary;
@@ -56,8 +58,9 @@ const char *pz_arg_value(const char *cmd, int argc, char **argv, int *i);
 // 1 when s is "--help" or "-h".
 int pz_is_help(const char *s);
 
-// Parses "f32"/"fp32" or "bf16" into *wtype (0 = f32, 1 = bf16).
-int pz_arg_wtype(const char *cmd, const char *val, int *wtype);
+// Parses a --dtype for weights the runtime holds: "f32"/"fp32" or "bf16".
+// 0, or -1 with a message on stderr.
+int pz_arg_wtype(const char *cmd, const char *val, pz_dt *wtype);
 
 // Parses "I/N" (0 <= I < N) as given to --shard; 0 on success, -1 otherwise.
 int pz_parse_shard(const char *v, long *i, long *n);

@@ -508,7 +508,7 @@ int pz_cmd_build_library(int argc, char **argv) {
         rc = PZ_EXIT_OK;
         goto out;
     }
-    if (!(m = pz_model_load(o.parent, PZ_W_F32, err))) goto fail;
+    if (!(m = pz_model_load(o.parent, PZ_DT_F32, err))) goto fail;
     if (prepare_capture(db, m, tok, n_tok, &o, need, err)) goto stopped_or_fail;
     pz_rundb_event(db, "build-library", "start", "shard %ld/%ld: %d blocks to do, %ld calibration tokens, %ld threads",
                    o.shard_i, o.shard_n, n_todo, n_tok, o.threads);

@@ -24,7 +24,7 @@ void pz_usage_convert(FILE *out) {
 
 int pz_cmd_convert(int argc, char **argv) {
     const char *path = NULL, *out = NULL, *cmd = "convert";
-    int wtype = 1;
+    pz_dt wtype = PZ_DT_BF16;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--out")) {
@@ -50,7 +50,7 @@ int pz_cmd_convert(int argc, char **argv) {
     pz_tokenizer *tok = NULL;
     pz_model *m = NULL;
     if (!(tok = pz_tokenizer_load(path, err))) goto fail;
-    if (!(m = pz_model_load(path, wtype ? PZ_W_BF16 : PZ_W_F32, err))) goto fail;
+    if (!(m = pz_model_load(path, wtype, err))) goto fail;
     if (mkdir(out, 0755) != 0 && !pz_is_dir(out)) {
         pz_err(err, "%s: cannot create the output directory", out);
         goto fail;
@@ -58,7 +58,7 @@ int pz_cmd_convert(int argc, char **argv) {
     if (pz_model_save_hf(m, out, err) != 0) goto fail;
     if (pz_tokenizer_write_hf(tok, out, err) != 0) goto fail;
     fprintf(stderr, "wrote %s (%d layers, %.1f MB of %s weights)\n", out, m->cfg.n_layer,
-            pz_model_weight_bytes(m) / 1e6, wtype ? "bf16" : "f32");
+            pz_model_weight_bytes(m) / 1e6, pz_dt_name(wtype));
     rc = PZ_EXIT_OK;
     goto done;
 fail:

@@ -69,8 +69,8 @@ typedef struct {
     pz_engine *e;
 } loaded;
 
-static int load(const char *path, int wtype, int ctx, int threads, loaded *out, char *err) {
-    if (!(out->m = pz_model_load(path, wtype ? PZ_W_BF16 : PZ_W_F32, err))) return -1;
+static int load(const char *path, pz_dt wtype, int ctx, int threads, loaded *out, char *err) {
+    if (!(out->m = pz_model_load(path, wtype, err))) return -1;
     pz_engine_params ep = pz_engine_default_params();
     ep.n_slots = 1;
     ep.max_ctx = ctx;
@@ -83,7 +83,8 @@ static int load(const char *path, int wtype, int ctx, int threads, loaded *out, 
 int pz_cmd_eval(int argc, char **argv) {
     const char *path = NULL, *text_path = NULL, *ref_path = NULL, *cmd = "eval";
     long ctx = 512, max_tokens = 0, skip_tokens = 0, threads = 0;
-    int wtype = 0, json = 0;
+    int json = 0;
+    pz_dt wtype = PZ_DT_F32;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "--text")) {
@@ -230,7 +231,7 @@ int pz_cmd_eval(int argc, char **argv) {
         cJSON_Delete(o);
     } else {
         printf("%s on %s: %ld tokens scored (ctx %ld, %s weights)%s\n", path, text_path, count, ctx,
-               wtype ? "bf16" : "f32", interrupted ? " — interrupted, partial result" : "");
+               pz_dt_name(wtype), interrupted ? " — interrupted, partial result" : "");
         printf("perplexity        %.4f  (mean NLL %.5f nats)\n", exp(nll / count), nll / count);
         if (ref_path) {
             printf("ref perplexity    %.4f  (%s)\n", exp(nll_ref / count), ref_path);

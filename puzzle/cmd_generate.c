@@ -39,7 +39,8 @@ int pz_cmd_generate(int argc, char **argv) {
     const char *path = NULL, *prompt = NULL, *system_msg = NULL;
     long n_gen = 128, seed = 1, threads = 0;
     double temp = 0, top_p = 1;
-    int chat = 0, wtype = 1, ignore_eos = 0;
+    int chat = 0, ignore_eos = 0;
+    pz_dt wtype = PZ_DT_BF16;
     const char *cmd = "generate";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -116,7 +117,7 @@ int pz_cmd_generate(int argc, char **argv) {
         goto fail;
     }
     double t0 = pz_now();
-    if (!(m = pz_model_load(path, wtype ? PZ_W_BF16 : PZ_W_F32, err))) goto fail;
+    if (!(m = pz_model_load(path, wtype, err))) goto fail;
     double t_load = pz_now() - t0;
     if (pz_tokenizer_vocab_size(tok) > m->cfg.vocab) {
         pz_err(err, "%s: tokenizer has %d tokens but the model's vocabulary is %d", path,
@@ -169,7 +170,7 @@ int pz_cmd_generate(int argc, char **argv) {
     fflush(stdout);
     fprintf(stderr,
             "%s%s: loaded in %.2f s (%s weights); prompt %d tokens at %.1f tok/s; generated %d tokens at %.1f tok/s\n",
-            interrupted ? "interrupted; " : "", path, t_load, wtype ? "bf16" : "f32", n_prompt,
+            interrupted ? "interrupted; " : "", path, t_load, pz_dt_name(wtype), n_prompt,
             n_prompt / (t_prefill > 0 ? t_prefill : 1e-9), n_done, n_done / (t_decode > 0 ? t_decode : 1e-9));
     rc = interrupted ? 130 : PZ_EXIT_OK;
     goto done;

@@ -112,7 +112,7 @@ int pz_cmd_plan(int argc, char **argv) {
             else if (pz_arg_int(cmd, a, v, 1, 10000000, &batch)) return PZ_EXIT_USAGE;
         } else if (strcmp(a, "--dtype") == 0 || strcmp(a, "--kv-dtype") == 0) {
             if (!(v = pz_arg_value(cmd, argc, argv, &i))) return PZ_EXIT_USAGE;
-            if (pz_cm_dtype_parse(v, strcmp(a, "--dtype") == 0 ? &p.dtype : &p.kv_dtype)) {
+            if (pz_cost_dtype_parse(v, strcmp(a, "--dtype") == 0 ? &p.dtype : &p.kv_dtype)) {
                 fprintf(stderr, "puzzle plan: %s wants bf16 or fp8, got '%s'\n", a, v);
                 return PZ_EXIT_USAGE;
             }
@@ -168,7 +168,7 @@ int pz_cmd_plan(int argc, char **argv) {
     if (hw.eff_attn > 0 && !eff_given[1]) p.eff_attn = hw.eff_attn;
     if (hw.eff_mem > 0 && !eff_given[2]) p.eff_mem = hw.eff_mem;
     if (hw.eff_link > 0 && !eff_given[3]) p.eff_link = hw.eff_link;
-    if (p.dtype == PZ_CM_FP8 && hw.flops_fp8 <= 0) {
+    if (p.dtype == PZ_DT_E4M3 && hw.flops_fp8 <= 0) {
         fprintf(stderr, "puzzle plan: %s has no fp8 tensor cores; use --dtype bf16\n", hw.name);
         return PZ_EXIT_USAGE;
     }
@@ -224,8 +224,8 @@ int pz_cmd_plan(int argc, char **argv) {
         cJSON *h = cJSON_AddObjectToObject(o, "hardware");
         cJSON_AddStringToObject(h, "id", hw.id);
         cJSON_AddStringToObject(h, "name", hw.name);
-        cJSON_AddStringToObject(o, "dtype", pz_cm_dtype_name(p.dtype));
-        cJSON_AddStringToObject(o, "kv_dtype", pz_cm_dtype_name(p.kv_dtype));
+        cJSON_AddStringToObject(o, "dtype", pz_dt_name(p.dtype));
+        cJSON_AddStringToObject(o, "kv_dtype", pz_dt_name(p.kv_dtype));
         cJSON *eff = cJSON_AddObjectToObject(o, "efficiency");
         cJSON_AddNumberToObject(eff, "gemm", p.eff_gemm);
         cJSON_AddNumberToObject(eff, "attn", p.eff_attn);
@@ -262,7 +262,7 @@ int pz_cmd_plan(int argc, char **argv) {
     printf("%.2f TB/s, %.0f GiB, %s %.0f GB/s per direction\n", hw.mem_bw / 1e12, hw.mem_bytes / 1073741824.0, hw.interconnect,
            hw.link_bw / 1e9);
     printf("scenario      input %ld, output %ld tokens; weights %s, KV cache %s\n", input, output,
-           pz_cm_dtype_name(p.dtype), pz_cm_dtype_name(p.kv_dtype));
+           pz_dt_name(p.dtype), pz_dt_name(p.kv_dtype));
     if (have) print_plan(&best);
     if (slo) {
         printf("\nSLO           %.3g requests/s, TTFT <= %.4g ms, TPOT <= %.4g ms\n", qps, ttft, tpot);

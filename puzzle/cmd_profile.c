@@ -61,7 +61,8 @@ void pz_usage_profile(FILE *out) {
 
 typedef struct {
     const char *db, *out, *report;
-    int calibrate, threads, warmup, repeats, rounds, wtype;
+    int calibrate, threads, warmup, repeats, rounds;
+    pz_dt wtype;
     long cold_mib;
     double eff_gemm, eff_attn, eff_mem;  // --calibrate: optional cost_params to store
     int n_scen;
@@ -488,7 +489,7 @@ int pz_cmd_profile(int argc, char **argv) {
     }
     char dev[256];
     pz_profile_device_desc(b, dev, sizeof dev);
-    const char *dt = o.wtype ? "bf16" : "f32";
+    const char *dt = pz_dt_name(o.wtype);
     if (o.report) {
         ret = report(db, &c, o.report, dev, dt);
         goto out;
@@ -498,7 +499,7 @@ int pz_cmd_profile(int argc, char **argv) {
         goto out;
     }
     pz_prof_params pp = pz_prof_default_params();
-    pp.dtype = o.wtype ? PZ_DT_BF16 : PZ_DT_F32;
+    pp.dtype = o.wtype;
     pp.warmup = o.warmup;
     pp.cold_bytes = (size_t)o.cold_mib << 20;
     if (o.repeats) pp.repeats = o.repeats;

@@ -71,7 +71,7 @@ static int record_child(pz_rundb *db, const char *dir, long solution, const pz_m
 int pz_cmd_realize(int argc, char **argv) {
     const char *cmd = "realize", *dbp = NULL, *out = NULL, *gguf = NULL, *ppath_opt = NULL, *v;
     long sol = 0;
-    int wtype = 1;
+    pz_dt wtype = PZ_DT_BF16;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--db")) {
@@ -187,7 +187,7 @@ int pz_cmd_realize(int argc, char **argv) {
     fprintf(stderr, "realize: solution %ld, %d of %d sub-blocks changed; loading the parent %s\n", sol, n_changed,
             2 * n_layer, ppath);
     if (!(tok = pz_tokenizer_load(ppath, err))) goto fail;
-    if (!(parent = pz_model_load(ppath, wtype ? PZ_W_BF16 : PZ_W_F32, err))) goto fail;
+    if (!(parent = pz_model_load(ppath, wtype, err))) goto fail;
     if (!(child = pz_realize_child(parent, layers, err))) goto fail;
     pz_model_free(parent);
     parent = NULL;
@@ -206,7 +206,7 @@ int pz_cmd_realize(int argc, char **argv) {
                     "weights, in %.1f s\n",
             out ? out : "", out && gguf ? " and " : "", gguf ? gguf : "", n_layer, n_changed,
             pz_config_n_params(&child->cfg) / 1e6, pz_config_n_params(&pcfg) / 1e6, pz_model_weight_bytes(child) / 1e6,
-            wtype ? "bf16" : "f32", pz_now() - t0);
+            pz_dt_name(wtype), pz_now() - t0);
     rc = PZ_EXIT_OK;
     goto out;
 fail:

@@ -72,7 +72,7 @@ void pz_usage_score(FILE *out) {
 typedef struct {
     const char *db, *data, *parent, *metric;
     long tokens, seq_len, threads, shard_i, shard_n, stride;
-    int prec;
+    pz_dt prec;
 } opts;
 
 
@@ -227,7 +227,7 @@ static int record(pz_rundb *rdb, const blk *b, const char *hash, const opts *o, 
     sqlite3_bind_double(st, 8, r->parent_nll);
     sqlite3_bind_double(st, 9, r->child_nll);
     sqlite3_bind_text(st, 10, o->data, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 11, o->prec ? "bf16" : "f32", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 11, pz_dt_name(o->prec), -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 12, o->threads);
     sqlite3_bind_double(st, 13, r->wall_s);
     PZ_SQL(db, sqlite3_step(st));
@@ -376,9 +376,9 @@ int pz_cmd_score(int argc, char **argv) {
                parent.identity);
         goto fail;
     }
-    if (!(m = pz_model_load(ppath, PZ_W_F32, err))) goto fail;
+    if (!(m = pz_model_load(ppath, PZ_DT_F32, err))) goto fail;
     pz_score_params sp = pz_score_default_params();
-    sp.n_threads = (int)o.threads, sp.prec = o.prec ? PZ_DT_BF16 : PZ_DT_F32, sp.cache_stride = (int)o.stride;
+    sp.n_threads = (int)o.threads, sp.prec = o.prec, sp.cache_stride = (int)o.stride;
     double t0 = pz_now();
     if (!(sc = pz_scorer_create(m, tok, n_tok, (int)o.seq_len, &sp, err))) goto fail;
     fprintf(stderr, "parent pass: %.1f s, parent NLL %.4f, scorer memory %.0f MB\n", pz_now() - t0,

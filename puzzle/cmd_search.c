@@ -150,7 +150,7 @@ static int parse(int argc, char **argv, opts *o) {
                 o->dtype_cpu = "f32";  // the profiled CPU dtypes
                 continue;
             }
-            if (pz_cm_dtype_parse(v, !strcmp(a, "--dtype") ? &o->cp.dtype : &o->cp.kv_dtype)) {
+            if (pz_cost_dtype_parse(v, !strcmp(a, "--dtype") ? &o->cp.dtype : &o->cp.kv_dtype)) {
                 fprintf(stderr, "puzzle search: %s wants bf16 or fp8 (f32 for cpu profiles), got '%s'\n", a, v);
                 return -1;
             }
@@ -397,7 +397,7 @@ int pz_cmd_search(int argc, char **argv) {
         if (bud.hw.eff_attn > 0) o.cp.eff_attn = bud.hw.eff_attn;
         if (bud.hw.eff_mem > 0) o.cp.eff_mem = bud.hw.eff_mem;
         if (bud.hw.eff_link > 0) o.cp.eff_link = bud.hw.eff_link;
-        if (o.cp.dtype == PZ_CM_FP8 && bud.hw.flops_fp8 <= 0) {
+        if (o.cp.dtype == PZ_DT_E4M3 && bud.hw.flops_fp8 <= 0) {
             fprintf(stderr, "puzzle search: %s has no fp8 tensor cores; use --dtype bf16\n", bud.hw.name);
             return PZ_EXIT_USAGE;
         }

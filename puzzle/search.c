@@ -527,7 +527,7 @@ pz_search *pz_search_load(pz_rundb *rdb, const pz_search_budget *b, const pz_sea
         s->cp.tp = 1;
     } else {
         snprintf(s->device, sizeof s->device, "%s", b->hw.id);
-        snprintf(s->dtype, sizeof s->dtype, "%s", pz_cm_dtype_name(cp->dtype));
+        snprintf(s->dtype, sizeof s->dtype, "%s", pz_dt_name(cp->dtype));
         if (pz_search_set_tp(s, cp->tp, err)) goto fail;
     }
     if (load_library(s, db, &rows, &n_rows, &n_unscored, err)) goto fail;

@@ -56,10 +56,10 @@ pz_engine_params pz_engine_default_params(void) {
     return p;
 }
 
-static pz_dt dt_of(const pz_mat *w) { return w->type == PZ_W_BF16 ? PZ_DT_BF16 : PZ_DT_F32; }
+static pz_dt dt_of(const pz_mat *w) { return w->type == PZ_DT_BF16 ? PZ_DT_BF16 : PZ_DT_F32; }
 
 static int adjacent(const pz_mat *a, const pz_mat *b) {
-    size_t bytes = (size_t)a->rows * a->cols * (a->type == PZ_W_BF16 ? 2 : 4);
+    size_t bytes = (size_t)a->rows * a->cols * (a->type == PZ_DT_BF16 ? 2 : 4);
     return a->type == b->type && a->cols == b->cols && (const char *)a->data + bytes == (const char *)b->data;
 }
 
@@ -106,7 +106,7 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
     e->p = p;
     if (!(e->b = pz_backend_create(PZ_BACKEND_CPU, p.n_threads, err))) goto fail;
     pz_backend *b = e->b;
-    pz_dt wdt = m->wtype == PZ_W_BF16 ? PZ_DT_BF16 : PZ_DT_F32;
+    pz_dt wdt = m->wtype == PZ_DT_BF16 ? PZ_DT_BF16 : PZ_DT_F32;
     if (!b->supports(b, PZ_OP_MATMUL, wdt) || !b->supports(b, PZ_OP_EMBED, wdt)) {
         pz_err(err, "engine: backend %s cannot run %s weights", b->name, wdt ? "bf16" : "f32");
         goto fail;

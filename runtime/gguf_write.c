@@ -191,7 +191,7 @@ static int build_kvs(kvs *k, const pz_model *m, const pz_tokenizer *t, const cha
     kv_str(k, "general.architecture", k->arch);
     kv_str(k, "general.type", "model");
     kv_str(k, "general.name", base_name(m->source[0] ? m->source : path, name, sizeof name));
-    kv_u32(k, "general.file_type", m->wtype == PZ_W_BF16 ? LLAMA_FTYPE_MOSTLY_BF16 : LLAMA_FTYPE_ALL_F32);
+    kv_u32(k, "general.file_type", m->wtype == PZ_DT_BF16 ? LLAMA_FTYPE_MOSTLY_BF16 : LLAMA_FTYPE_ALL_F32);
     kv_u32(k, "general.alignment", GGUF_ALIGN);
     kv_u32(k, ".context_length", (uint32_t)c->max_ctx);
     kv_u32(k, ".embedding_length", (uint32_t)c->hidden);
@@ -259,7 +259,7 @@ static uint64_t align_up(uint64_t x) { return (x + GGUF_ALIGN - 1) / GGUF_ALIGN 
 // adjacent-pair order: file row h*hd + 2i + j holds row h*hd + j*hd/2 + i,
 // the inverse of what the loader applies.
 static void out_weight(out_file *o, const pz_weight_info *w, int perm, int hd) {
-    size_t es = w->type == PZ_W_BF16 ? 2 : 4, row = es * (size_t)w->cols;
+    size_t es = w->type == PZ_DT_BF16 ? 2 : 4, row = es * (size_t)w->cols;
     if (!perm) {
         out_put(o, w->data, w->bytes);
         return;
@@ -308,7 +308,7 @@ int pz_model_save_gguf(const pz_model *m, const pz_tokenizer *t, const char *pat
         put_u32(&ti, w.is_matrix ? 2 : 1);
         put_u64(&ti, (uint64_t)w.cols);
         if (w.is_matrix) put_u64(&ti, (uint64_t)w.rows);
-        put_u32(&ti, w.type == PZ_W_BF16 ? GGML_TYPE_BF16 : GGML_TYPE_F32);
+        put_u32(&ti, w.type == PZ_DT_BF16 ? GGML_TYPE_BF16 : GGML_TYPE_F32);
         put_u64(&ti, off);
         off = align_up(off + w.bytes);
     }

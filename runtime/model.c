@@ -88,13 +88,13 @@ static int weight_table(pz_model *m, wdesc *t) {
     return n;
 }
 
-static size_t elem_bytes(pz_wtype t) { return t == PZ_W_BF16 ? 2 : 4; }
+static size_t elem_bytes(pz_dt t) { return t == PZ_DT_BF16 ? 2 : 4; }
 
 // Assigns every pointer of the table into base (or only measures when base
 // is NULL). Each tensor starts 64-byte aligned, except that wk/wv follow wq
 // and w_up follows w_gate with no gap, so the engine can run the fused
 // products [q;k;v] and [gate;up] as one matmul each.
-static size_t layout(wdesc *t, int n, pz_wtype wt, char *base) {
+static size_t layout(wdesc *t, int n, pz_dt wt, char *base) {
     size_t off = 0;
     for (int i = 0; i < n; i++) {
         wdesc *d = &t[i];
@@ -116,9 +116,9 @@ static size_t layout(wdesc *t, int n, pz_wtype wt, char *base) {
     return (off + 63) & ~(size_t)63;
 }
 
-pz_model *pz_model_alloc(const pz_config *cfg, pz_wtype wtype, char *err) {
+pz_model *pz_model_alloc(const pz_config *cfg, pz_dt wtype, char *err) {
     if (pz_config_validate(cfg, err)) return NULL;
-    if (wtype != PZ_W_F32 && wtype != PZ_W_BF16) {
+    if (wtype != PZ_DT_F32 && wtype != PZ_DT_BF16) {
         pz_err(err, "unknown weight type %d", (int)wtype);
         return NULL;
     }
@@ -197,14 +197,14 @@ int pz_model_weight_at(const pz_model *m, int idx, pz_weight_info *out) {
         out->cols = t[i].cols;
         if (t[i].vec) {
             out->data = *t[i].vec;
-            out->type = PZ_W_F32;
+            out->type = PZ_DT_F32;
             out->is_matrix = 0;
         } else {
             out->data = t[i].mat->data;
             out->type = t[i].mat->type;
             out->is_matrix = 1;
         }
-        out->bytes = (out->type == PZ_W_BF16 ? 2 : 4) * (size_t)out->rows * out->cols;
+        out->bytes = (out->type == PZ_DT_BF16 ? 2 : 4) * (size_t)out->rows * out->cols;
         rc = 0;
         break;
     }
@@ -228,7 +228,7 @@ static void store_f32_rows(const wdesc *d, const float *src, int hd) {
         const float *s = src + (size_t)from * cols;
         if (d->vec) {
             memcpy(*d->vec, s, sizeof(float) * cols);
-        } else if (d->mat->type == PZ_W_F32) {
+        } else if (d->mat->type == PZ_DT_F32) {
             memcpy((float *)d->mat->data + (size_t)r * cols, s, sizeof(float) * cols);
         } else {
             pz_f32_to_bf16_row(s, (uint16_t *)d->mat->data + (size_t)r * cols, cols);
@@ -340,7 +340,7 @@ static int gguf_config(const pz_gguf *g, pz_config *c, const char *path, char *e
     return pz_config_validate(c, err);
 }
 
-static pz_model *load_gguf(const char *path, pz_wtype wt, char *err) {
+static pz_model *load_gguf(const char *path, pz_dt wt, char *err) {
     pz_gguf *g = pz_gguf_open(path, err);
     if (!g) return NULL;
     pz_model *m = NULL;
@@ -411,7 +411,7 @@ static int hf_config_path(const char *path, char *buf, size_t cap) {
     return 0;
 }
 
-static pz_model *load_hf(const char *dir, pz_wtype wt, char *err) {
+static pz_model *load_hf(const char *dir, pz_dt wt, char *err) {
     char cpath[1100];
     pz_config cfg;
     hf_config_path(dir, cpath, sizeof cpath);
@@ -456,7 +456,7 @@ static pz_model *load_hf(const char *dir, pz_wtype wt, char *err) {
         size_t cols = (size_t)d->cols;
         for (int r = 0; r < d->rows; r++) {
             const char *src = (const char *)s->data + (size_t)r * cols * (size_t)pz_st_dtype_size(s->dtype);
-            if (d->mat && d->mat->type == PZ_W_BF16 && s->dtype == PZ_ST_BF16) {
+            if (d->mat && d->mat->type == PZ_DT_BF16 && s->dtype == PZ_ST_BF16) {
                 memcpy((uint16_t *)d->mat->data + (size_t)r * cols, src, 2 * cols);
                 continue;
             }
@@ -493,7 +493,7 @@ fail:
     return NULL;
 }
 
-pz_model *pz_model_load(const char *path, pz_wtype wtype, char *err) {
+pz_model *pz_model_load(const char *path, pz_dt wtype, char *err) {
     if (pz_is_dir(path)) return load_hf(path, wtype, err);
     if (!pz_file_exists(path)) {
         pz_err(err, "%s: no such file or directory", path);
@@ -532,7 +532,7 @@ int pz_model_save_hf(const pz_model *m, const char *dir, char *err) {
             break;
         }
         int64_t shape[2] = {wi.is_matrix ? wi.rows : wi.cols, wi.cols};
-        rc = pz_st_writer_add(w, wi.name, wi.type == PZ_W_BF16 ? PZ_ST_BF16 : PZ_ST_F32,
+        rc = pz_st_writer_add(w, wi.name, wi.type == PZ_DT_BF16 ? PZ_ST_BF16 : PZ_ST_F32,
                               wi.is_matrix ? 2 : 1, shape, wi.data, err);
     }
     if (rc == 0) {

@@ -27,12 +27,12 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "config.h"
+#include "dtype.h"
 
-typedef enum { PZ_W_F32 = 0, PZ_W_BF16 = 1 } pz_wtype;
 
 typedef struct {
-    void *data;       // float* (PZ_W_F32) or uint16_t* bf16 (PZ_W_BF16); NULL if absent
-    pz_wtype type;
+    void *data;       // float* (PZ_DT_F32) or uint16_t* bf16 (PZ_DT_BF16); NULL if absent
+    pz_dt type;
     int rows, cols;   // (out, in)
 } pz_mat;
 
@@ -48,7 +48,7 @@ typedef struct {
 
 typedef struct {
     pz_config cfg;
-    pz_wtype wtype;
+    pz_dt wtype;
     pz_mat tok_embd;           // (vocab, hidden)
     float *out_norm;           // (hidden)
     pz_mat lm_head;            // (vocab, hidden); aliases tok_embd when tied
@@ -62,13 +62,13 @@ typedef struct {
 // Loads a GGUF file or a Hugging Face directory (config.json + safetensors,
 // single or sharded), converting weights to wtype. Returns NULL and fills err
 // (naming the file and the problem) on failure.
-pz_model *pz_model_load(const char *path, pz_wtype wtype, char *err);
+pz_model *pz_model_load(const char *path, pz_dt wtype, char *err);
 // Reads only the architecture (no weights): from a GGUF's metadata or a
 // directory's config.json (or a config.json path).
 int pz_model_load_config(const char *path, pz_config *cfg, char *err);
 // Allocates a model with the given config and zeroed weights (for tests,
 // and for stages that fill weights themselves). Free with pz_model_free.
-pz_model *pz_model_alloc(const pz_config *cfg, pz_wtype wtype, char *err);
+pz_model *pz_model_alloc(const pz_config *cfg, pz_dt wtype, char *err);
 void pz_model_free(pz_model *m);
 
 // Writes m as a Hugging Face DeciLM directory (config.json +
@@ -109,7 +109,7 @@ typedef struct {
     char name[96];        // Hugging Face name, e.g. "model.layers.3.mlp.up_proj.weight"
     char gguf_name[64];   // GGUF name, e.g. "blk.3.ffn_up.weight"
     const void *data;     // points into m's arena
-    pz_wtype type;        // norm vectors are always PZ_W_F32
+    pz_dt type;        // norm vectors are always PZ_DT_F32
     int is_matrix;        // 0: a vector of cols elements
     int rows, cols;       // (out, in); vectors: rows = 1
     size_t bytes;

@@ -11,8 +11,8 @@
 pz_cost_params pz_cost_default_params(void) {
     pz_cost_params p;
     memset(&p, 0, sizeof p);
-    p.dtype = PZ_CM_BF16;
-    p.kv_dtype = PZ_CM_BF16;
+    p.dtype = PZ_DT_BF16;
+    p.kv_dtype = PZ_DT_BF16;
     p.tp = 1;
     p.eff_gemm = 0.55;
     p.eff_attn = 0.50;
@@ -28,18 +28,18 @@ pz_cost_params pz_cost_default_params(void) {
     return p;
 }
 
-const char *pz_cm_dtype_name(pz_cm_dtype d) { return d == PZ_CM_FP8 ? "fp8" : "bf16"; }
-
-int pz_cm_dtype_parse(const char *s, pz_cm_dtype *d) {
-    if (strcmp(s, "bf16") == 0) *d = PZ_CM_BF16;
-    else if (strcmp(s, "fp8") == 0) *d = PZ_CM_FP8;
-    else return -1;
+int pz_cost_dtype_parse(const char *s, pz_dt *d) {
+    pz_dt t;
+    if (pz_dt_parse(s, &t) || (t != PZ_DT_BF16 && t != PZ_DT_E4M3)) return -1;
+    *d = t;
     return 0;
 }
 
-static double dbytes(pz_cm_dtype d) { return d == PZ_CM_FP8 ? 1.0 : 2.0; }
+static double dbytes(pz_dt d) { return (double)pz_dt_size(d); }
 
-static double peak(const pz_hw *hw, pz_cm_dtype d) { return d == PZ_CM_FP8 ? hw->flops_fp8 : hw->flops_bf16; }
+static int is_fp8(pz_dt d) { return d == PZ_DT_E4M3 || d == PZ_DT_E5M2; }
+
+static double peak(const pz_hw *hw, pz_dt d) { return is_fp8(d) ? hw->flops_fp8 : hw->flops_bf16; }
 
 static long ceil_div(long a, long b) { return (a + b - 1) / b; }
 
@@ -116,7 +116,7 @@ int pz_cost_attn(const pz_config *c, const pz_layer_spec *l, const pz_hw *hw, co
         fl = 4 * B * hq * d * (L + 1);
         by = B * (L + 1) * kvt;  // read the context, write the new token
     }
-    add_op(out, fl, by, peak(hw, PZ_CM_BF16) * p->eff_attn, bw);
+    add_op(out, fl, by, peak(hw, PZ_DT_BF16) * p->eff_attn, bw);
     out->comm_s = allreduce_s(hw, p, T * h * ACT_BYTES);
     out->launch_s = p->kernels_gqa * hw->launch_overhead;
     finish(out);
@@ -159,7 +159,7 @@ void pz_cost_head(const pz_config *c, const pz_hw *hw, const pz_cost_params *p, 
     out->weight_bytes = (c->tie_embeddings ? 0 : w) + h * ACT_BYTES;
     // Final norm over all tokens, then logits for the last token of each sequence.
     add_op(out, 0, 2 * tokens(s) * h * ACT_BYTES, 1, hw->mem_bw * p->eff_mem);
-    add_op(out, 2 * B * h * vl, w + B * (h * ACT_BYTES + vl * 4), peak(hw, PZ_CM_BF16) * p->eff_gemm,
+    add_op(out, 2 * B * h * vl, w + B * (h * ACT_BYTES + vl * 4), peak(hw, PZ_DT_BF16) * p->eff_gemm,
            hw->mem_bw * p->eff_mem);
     if (p->tp > 1) {  // all-gather fp32 logits
         double t = p->tp;
@@ -186,7 +186,7 @@ int pz_cost_check(const pz_config *c, const pz_hw *hw, const pz_cost_params *p, 
     if (p->tp < 1) return pz_err(err, "tp must be at least 1 (got %d)", p->tp);
     if (c->n_layer <= 0 || c->hidden <= 0 || c->n_head <= 0 || c->head_dim <= 0 || c->vocab <= 0)
         return pz_err(err, "model config has non-positive sizes");
-    if (p->dtype == PZ_CM_FP8 && hw->flops_fp8 <= 0)
+    if (p->dtype == PZ_DT_E4M3 && hw->flops_fp8 <= 0)
         return pz_err(err, "%s has no fp8 tensor cores; use --dtype bf16", hw->name);
     if (c->n_head % p->tp != 0)
         return pz_err(err, "tp %d does not divide the %d attention heads", p->tp, c->n_head);

@@ -20,9 +20,9 @@
 #define PZ_COSTMODEL_H
 
 #include "config.h"
+#include "dtype.h"
 #include "hardware.h"
 
-typedef enum { PZ_CM_BF16 = 0, PZ_CM_FP8 = 1 } pz_cm_dtype;
 typedef enum { PZ_PHASE_PREFILL = 0, PZ_PHASE_DECODE = 1 } pz_phase;
 
 // One forward pass. Prefill: `batch` prompts of `len` tokens each (causal
@@ -35,8 +35,8 @@ typedef struct {
 } pz_scenario;
 
 typedef struct {
-    pz_cm_dtype dtype;     // weights and GEMM inputs: bf16, or fp8 (e4m3 weights + activations)
-    pz_cm_dtype kv_dtype;  // KV-cache storage
+    pz_dt dtype;     // weights and GEMM inputs: bf16, or fp8 (e4m3 weights + activations)
+    pz_dt kv_dtype;  // KV-cache storage
     int tp;                // tensor-parallel degree (≥ 1)
     // Efficiency factors (fractions of the data-sheet peaks that real kernels
     // reach); see results/costmodel_validation.md "Calibration" for why.
@@ -70,8 +70,8 @@ typedef struct {
     double kv_bytes_per_token;  // KV cache per token of context on one device
 } pz_cost;
 
-const char *pz_cm_dtype_name(pz_cm_dtype d);  // "bf16", "fp8"
-int pz_cm_dtype_parse(const char *s, pz_cm_dtype *d);  // 0 or -1
+// The types the model prices: "bf16" or "fp8" (e4m3). 0, or -1 (d untouched).
+int pz_cost_dtype_parse(const char *s, pz_dt *d);
 
 // Checks that the whole model can run with p->tp on hw in p->dtype (head
 // divisibility per layer, fp8 support, positive sizes). 0, or -1 with err.

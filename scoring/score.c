@@ -148,7 +148,7 @@ PZ_FINITE static double row_dot(const float *p, const float *z, int V) {
 
 static void mat_to_f32(const pz_mat *a, float *dst) {
     size_t n = (size_t)a->rows * a->cols;
-    if (a->type == PZ_W_F32) memcpy(dst, a->data, n * sizeof(float));
+    if (a->type == PZ_DT_F32) memcpy(dst, a->data, n * sizeof(float));
     else pz_bf16_to_f32_row(a->data, dst, n);
 }
 
@@ -157,7 +157,7 @@ static void embed(const pz_scorer *s, long row0, int M) {
     for (int r = 0; r < M; r++) {
         int id = s->tokens[row0 + r];
         float *dst = s->x + (size_t)r * s->H;
-        if (E->type == PZ_W_F32) memcpy(dst, (const float *)E->data + (size_t)id * s->H, sizeof(float) * s->H);
+        if (E->type == PZ_DT_F32) memcpy(dst, (const float *)E->data + (size_t)id * s->H, sizeof(float) * s->H);
         else pz_bf16_to_f32_row((const uint16_t *)E->data + (size_t)id * s->H, dst, (size_t)s->H);
     }
 }

@@ -559,7 +559,7 @@ int main(void) {
 
     pz_config c;
     tiny_config(&c);
-    pz_model *m = pz_testmodel_random(&c, PZ_W_F32, 42, err);
+    pz_model *m = pz_testmodel_random(&c, PZ_DT_F32, 42, err);
     CHECKF(m != NULL, "%s", err);
     if (!m) return pz_test_finish("test_blocklib");
     const long n = (long)N_WIN * T_WIN + 5;

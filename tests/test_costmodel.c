@@ -112,7 +112,7 @@ static void test_tp_and_fp8_bytes(const pz_hw *hw) {
     c = llama(32, 4096, 32, 8, 14336);
     pz_cost_params p1 = pz_cost_default_params(), p2 = p1, p8 = p1;
     p2.tp = 2;
-    p8.dtype = PZ_CM_FP8;
+    p8.dtype = PZ_DT_E4M3;
     char err[PZ_ERRLEN];
     pz_scenario s = sc(PZ_PHASE_DECODE, 8, 512);
     pz_cost a1, a2, a8, f1, f2, f8;
@@ -136,7 +136,7 @@ static void test_tp_and_fp8_bytes(const pz_hw *hw) {
     CHECK(near(m2.weights, m1.weights / 2, 1e-4));
     // fp8 KV halves the cache.
     pz_cost_params pk = p1;
-    pk.kv_dtype = PZ_CM_FP8;
+    pk.kv_dtype = PZ_DT_E4M3;
     pz_cost k8;
     CHECK(pz_cost_attn(&c, &c.layers[0], hw, &pk, &s, &k8, err) == 0);
     CHECK(a1.kv_bytes_per_token == 2 * k8.kv_bytes_per_token);
@@ -191,7 +191,7 @@ static void test_plan_batch_fits(const pz_hw *hw) {
     const long seqs[] = {128 + 1024, 2048 + 2048, 20000};
     for (size_t i = 0; i < sizeof seqs / sizeof seqs[0]; i++) {
         for (int kv = 0; kv < 2; kv++) {
-            p.kv_dtype = kv ? PZ_CM_FP8 : PZ_CM_BF16;
+            p.kv_dtype = kv ? PZ_DT_E4M3 : PZ_DT_BF16;
             long b = pz_cost_max_batch(&c, hw, &p, seqs[i]);
             CHECK(b > 0);
             CHECK(pz_cost_fits(&c, hw, &p, b, seqs[i]));
@@ -200,7 +200,7 @@ static void test_plan_batch_fits(const pz_hw *hw) {
     }
     // The plan uses that batch and reports consistent throughput.
     pz_plan r;
-    p.kv_dtype = PZ_CM_BF16;
+    p.kv_dtype = PZ_DT_BF16;
     CHECKF(pz_plan_eval(&c, hw, &p, 128, 1024, 0, 8, &r, err) == 0, "%s", err);
     CHECK(r.batch == r.max_batch && r.replicas == 8);
     CHECK(r.mem.total <= r.mem.usable);

@@ -24,7 +24,7 @@ static char err[PZ_ERRLEN];
 // ---- reference forward ---------------------------------------------------------
 static double wget(const pz_mat *w, int r, int c) {
     size_t i = (size_t)r * w->cols + c;
-    if (w->type == PZ_W_F32) return ((const float *)w->data)[i];
+    if (w->type == PZ_DT_F32) return ((const float *)w->data)[i];
     return pz_bf16_to_f32(((const uint16_t *)w->data)[i]);
 }
 
@@ -336,7 +336,7 @@ int main(void) {
         pz_testmodel_config(&c, v);
         char what[32];
         snprintf(what, sizeof what, "variant %d f32", v);
-        pz_model *m = pz_testmodel_random(&c, PZ_W_F32, 1000 + v, err);
+        pz_model *m = pz_testmodel_random(&c, PZ_DT_F32, 1000 + v, err);
         CHECKF(m != NULL, "%s", err);
         if (!m) continue;
         check_model(m, what, TOL, TOL);
@@ -345,7 +345,7 @@ int main(void) {
         // DeciLM round trip: identical weights, identical logits.
         char *dir = pz_test_tmpdir("engine");
         CHECKF(pz_model_save_hf(m, dir, err) == 0, "%s", err);
-        pz_model *m2 = pz_model_load(dir, PZ_W_F32, err);
+        pz_model *m2 = pz_model_load(dir, PZ_DT_F32, err);
         CHECKF(m2 != NULL, "%s", err);
         if (m2) {
             CHECK(m2->cfg.n_layer == c.n_layer && m2->cfg.tie_embeddings == c.tie_embeddings);
@@ -372,7 +372,7 @@ int main(void) {
         // bf16 weights (converted from the saved fp32 at load): the decode
         // path multiplies exact bf16 weights with fp32 activations; prefill
         // (M > 8 through the library) rounds activations to bf16 too.
-        pz_model *mb = pz_model_load(dir, PZ_W_BF16, err);
+        pz_model *mb = pz_model_load(dir, PZ_DT_BF16, err);
         CHECKF(mb != NULL, "%s", err);
         if (mb) {
             snprintf(what, sizeof what, "variant %d bf16", v);

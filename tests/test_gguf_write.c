@@ -94,7 +94,7 @@ static void arch_is(const char *path, const char *want) {
 
 // Saves a random model of cfg as GGUF, reloads, compares; with gguf-py also
 // checks the file against a Hugging Face copy of the same model.
-static void round_trip(const pz_config *cfg, pz_wtype wt, const char *arch, const char *dir, const char *tag) {
+static void round_trip(const pz_config *cfg, pz_dt wt, const char *arch, const char *dir, const char *tag) {
     char err[PZ_ERRLEN], path[1024], hf[1024];
     snprintf(path, sizeof path, "%s/%s.gguf", dir, tag);
     pz_model *m = pz_testmodel_random(cfg, wt, 11, err);
@@ -122,7 +122,7 @@ static void round_trip(const pz_config *cfg, pz_wtype wt, const char *arch, cons
 static void test_random(const char *dir) {
     for (int v = 0; v < PZ_TESTMODEL_VARIANTS; v++) {
         for (int w = 0; w < 2; w++) {
-            pz_wtype wt = w ? PZ_W_BF16 : PZ_W_F32;
+            pz_dt wt = w ? PZ_DT_BF16 : PZ_DT_F32;
             pz_config c;
             pz_testmodel_config(&c, v);
             char tag[64], err[PZ_ERRLEN], path[1024];
@@ -145,7 +145,7 @@ static void test_random(const char *dir) {
         pz_config c;
         pz_testmodel_config(&c, 2);
         for (int i = 1; i < c.n_layer; i++) c.layers[i] = c.layers[0];
-        round_trip(&c, w ? PZ_W_BF16 : PZ_W_F32, "llama", dir, w ? "llama_bf16" : "llama_f32");
+        round_trip(&c, w ? PZ_DT_BF16 : PZ_DT_F32, "llama", dir, w ? "llama_bf16" : "llama_f32");
     }
 }
 
@@ -153,7 +153,7 @@ static void test_errors(const char *dir) {
     char err[PZ_ERRLEN], path[1024];
     pz_config c;
     pz_testmodel_config(&c, 0);
-    pz_model *m = pz_testmodel_random(&c, PZ_W_F32, 5, err);
+    pz_model *m = pz_testmodel_random(&c, PZ_DT_F32, 5, err);
     CHECK(m);
     if (!m) return;
     snprintf(path, sizeof path, "%s/no/such/dir/model.gguf", dir);
@@ -178,7 +178,7 @@ static void test_errors(const char *dir) {
         fclose(f);
     }
     CHECKF(pz_model_save_gguf(m, NULL, path, err) == 0, "%s", err);
-    pz_model *r = pz_model_load(path, PZ_W_F32, err);
+    pz_model *r = pz_model_load(path, PZ_DT_F32, err);
     CHECKF(r, "%s", err);
     if (r) compare_weights(m, r, "overwrite");
     pz_model_free(r);
@@ -188,12 +188,12 @@ static void test_errors(const char *dir) {
 static void test_smollm2(const char *model, const char *dir) {
     char err[PZ_ERRLEN], path[1024];
     snprintf(path, sizeof path, "%s/smollm2.gguf", dir);
-    pz_model *m = pz_model_load(model, PZ_W_F32, err);
+    pz_model *m = pz_model_load(model, PZ_DT_F32, err);
     pz_tokenizer *t = m ? pz_tokenizer_load(model, err) : NULL;
     CHECKF(m && t, "%s", err);
     if (!m || !t) goto out0;
     CHECKF(pz_model_save_gguf(m, t, path, err) == 0, "%s", err);
-    pz_model *r = pz_model_load(path, PZ_W_F32, err);
+    pz_model *r = pz_model_load(path, PZ_DT_F32, err);
     pz_tokenizer *u = r ? pz_tokenizer_load(path, err) : NULL;
     CHECKF(r && u, "%s", err);
     if (!r || !u) goto out1;

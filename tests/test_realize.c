@@ -173,7 +173,7 @@ typedef struct {
 } subst_t;
 
 static pz_mat f32_mat(float *data, int rows, int cols) {
-    return (pz_mat){.data = data, .type = PZ_W_F32, .rows = rows, .cols = cols};
+    return (pz_mat){.data = data, .type = PZ_DT_F32, .rows = rows, .cols = cols};
 }
 
 // as_bf16: store the block matrices as bf16 copies (rounded here), the way
@@ -185,14 +185,14 @@ static void maybe_bf16(subst_t *s, pz_mat *w, int as_bf16) {
     if (!b) abort();
     pz_f32_to_bf16_row(w->data, b, n);
     s->own[s->n_own++] = b;
-    w->data = b, w->type = PZ_W_BF16;
+    w->data = b, w->type = PZ_DT_BF16;
 }
 
 // Moves an fp32 matrix to a buffer of its own, so that the block arena's
 // [q;k;v] / [gate;up] adjacency is broken and the engine runs its separate
 // products for those halves.
 static void move_f32(subst_t *s, pz_mat *w) {
-    if (!w->data || w->type != PZ_W_F32) return;
+    if (!w->data || w->type != PZ_DT_F32) return;
     size_t bytes = sizeof(float) * (size_t)w->rows * w->cols;
     void *b = malloc(bytes + 64);  // + 64: never directly after the previous allocation's end
     if (!b) abort();
@@ -296,9 +296,9 @@ static float *run_logits(const pz_model *m, const int32_t *tok) {
 
 static double worst[4];  // max errors seen: f32 parent; bf16 parent vs f32 substitution (prefill, decode); bf16 vs bf16
 
-static void test_combo(int variant, pz_wtype wt, pz_st_dtype dt, const char *dir) {
+static void test_combo(int variant, pz_dt wt, pz_st_dtype dt, const char *dir) {
     char tag[64];
-    snprintf(tag, sizeof tag, "variant %d, %s parent, %s files", variant, wt == PZ_W_BF16 ? "bf16" : "f32",
+    snprintf(tag, sizeof tag, "variant %d, %s parent, %s files", variant, wt == PZ_DT_BF16 ? "bf16" : "f32",
              dt == PZ_ST_BF16 ? "BF16" : "F32");
     pz_config c;
     pz_testmodel_config(&c, variant);
@@ -333,7 +333,7 @@ static void test_combo(int variant, pz_wtype wt, pz_st_dtype dt, const char *dir
     if (lc && ls) {
         double ep = pz_rel_err_f(lc, ls, np), ed = pz_rel_err_f(lc + np, ls + np, nd);
         printf("%-40s child vs f32 substitution: prefill %.3g, decode %.3g\n", tag, ep, ed);
-        if (wt == PZ_W_F32) {
+        if (wt == PZ_DT_F32) {
             // Same fp32 weights (BF16 files load as exactly representable fp32); only the fused vs
             // separate q/k/v and gate/up products differ (measured: bit-identical).
             CHECKF(ep < 1e-5 && ed < 1e-5, "%s: prefill %g decode %g", tag, ep, ed);
@@ -357,7 +357,7 @@ static void test_combo(int variant, pz_wtype wt, pz_st_dtype dt, const char *dir
         CHECKF(e > 0.1, "%s: child's logits differ from the parent's by only %g", tag, e);
     }
     free(lp);
-    if (wt == PZ_W_BF16) {
+    if (wt == PZ_DT_BF16) {
         // The substitution with bf16 block matrices rounded by the test: the same numbers as the child.
         subst_t *s16 = subst_build(parent, r, 1);
         float *lb = run_logits(&s16->m, tok);
@@ -439,7 +439,7 @@ static long file_len(const char *path) {
 static void test_errors(const char *dir) {
     pz_config c;
     pz_testmodel_config(&c, 0);
-    pz_model *parent = pz_testmodel_random(&c, PZ_W_F32, 5, err);
+    pz_model *parent = pz_testmodel_random(&c, PZ_DT_F32, 5, err);
     CHECKF(parent != NULL, "%s", err);
     if (!parent) return;
     uint64_t rng = 99;
@@ -511,12 +511,12 @@ int main(void) {
     if (!dir) return pz_test_finish("test_realize");
     const int variants[] = {0, 1, 2};
     for (int vi = 0; vi < 3; vi++)
-        for (int wt = PZ_W_F32; wt <= PZ_W_BF16; wt++)
+        for (int wt = PZ_DT_F32; wt <= PZ_DT_BF16; wt++)
             for (int d = 0; d < 2; d++) {
                 char sub[600];
                 snprintf(sub, sizeof sub, "%s/v%d_%d_%d", dir, variants[vi], wt, d);
                 CHECK(mkdir(sub, 0755) == 0);
-                test_combo(variants[vi], (pz_wtype)wt, d ? PZ_ST_BF16 : PZ_ST_F32, sub);
+                test_combo(variants[vi], (pz_dt)wt, d ? PZ_ST_BF16 : PZ_ST_F32, sub);
             }
     printf("max errors: f32 parent %.3g; bf16 parent vs f32 substitution: prefill %.3g, decode %.3g; "
            "bf16 parent vs bf16 substitution %.3g\n", worst[0], worst[1], worst[2], worst[3]);

@@ -75,7 +75,7 @@ static pz_model *realize(const pz_model *m, const pz_block_weights *w) {
     const int L = w->layer, H = c.hidden;
     if (w->sub != PZ_SUB_FFN) c.layers[L].attn = w->attn.kind, c.layers[L].n_kv = w->attn.kind == 0 ? w->attn.size : 0;
     if (w->sub != PZ_SUB_ATTN) c.layers[L].ffn = w->ffn.kind, c.layers[L].n_ff = w->ffn.kind == 0 ? w->ffn.size : 0;
-    pz_model *ch = pz_model_alloc(&c, PZ_W_F32, err);
+    pz_model *ch = pz_model_alloc(&c, PZ_DT_F32, err);
     if (!ch) {
         fprintf(stderr, "alloc: %s\n", err);
         return NULL;
@@ -140,7 +140,7 @@ static void test_variant(int variant) {
     char err[PZ_ERRLEN];
     pz_config c;
     pz_testmodel_config(&c, variant);
-    pz_model *m = pz_testmodel_random(&c, PZ_W_F32, 100 + variant, err);
+    pz_model *m = pz_testmodel_random(&c, PZ_DT_F32, 100 + variant, err);
     CHECKF(m != NULL, "%s", err);
     if (!m) return;
     uint64_t st = 7 + variant;
@@ -230,7 +230,7 @@ int main(void) {
     char err[PZ_ERRLEN] = "";
     pz_config c;
     pz_testmodel_config(&c, 0);
-    pz_model *m = pz_testmodel_random(&c, PZ_W_F32, 1, err);
+    pz_model *m = pz_testmodel_random(&c, PZ_DT_F32, 1, err);
     int32_t tok[8] = {0};
     CHECK(m && pz_scorer_create(m, tok, 8, 16, NULL, err) == NULL && strstr(err, "window"));
     pz_model_free(m);

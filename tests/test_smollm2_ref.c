@@ -111,7 +111,7 @@ int main(void) {
     if (n_prompts < 1) return pz_test_finish("test_smollm2_ref");
 
     double t0 = pz_now();
-    pz_model *m = pz_model_load(model_path, PZ_W_F32, err);
+    pz_model *m = pz_model_load(model_path, PZ_DT_F32, err);
     CHECKF(m != NULL, "%s", err);
     if (!m) return pz_test_finish("test_smollm2_ref");
     CHECKF(m->cfg.vocab == vocab, "model vocab %d, reference %d", m->cfg.vocab, vocab);

@@ -63,7 +63,7 @@ void pz_testmodel_config(pz_config *c, int v) {
 
 static void fill(pz_mat *w, float scale, uint64_t *rng) {
     size_t n = (size_t)w->rows * w->cols;
-    if (w->type == PZ_W_F32) {
+    if (w->type == PZ_DT_F32) {
         pz_test_fill_randn((float *)w->data, n, scale, rng);
         return;
     }
@@ -75,7 +75,7 @@ static void fill_norm(float *x, int n, uint64_t *rng) {
     for (int i = 0; i < n; i++) x[i] = 1.0f + 0.2f * pz_test_randn(rng);
 }
 
-pz_model *pz_testmodel_random(const pz_config *c, pz_wtype wt, uint64_t seed, char *err) {
+pz_model *pz_testmodel_random(const pz_config *c, pz_dt wt, uint64_t seed, char *err) {
     pz_model *m = pz_model_alloc(c, wt, err);
     if (!m) return NULL;
     uint64_t rng = seed * 0x9E3779B97F4A7C15ULL + 7;
@@ -108,7 +108,7 @@ pz_model *pz_testmodel_random(const pz_config *c, pz_wtype wt, uint64_t seed, ch
     return m;
 }
 
-int pz_testmodel_write_hf(const pz_config *c, pz_wtype wt, uint64_t seed, const char *dir, char *err) {
+int pz_testmodel_write_hf(const pz_config *c, pz_dt wt, uint64_t seed, const char *dir, char *err) {
     pz_model *m = pz_testmodel_random(c, wt, seed, err);
     if (!m) return -1;
     int rc = pz_model_save_hf(m, dir, err);

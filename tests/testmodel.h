@@ -24,9 +24,9 @@ void pz_testmodel_config(pz_config *c, int variant);
 
 // A model of config c with random weights from seed, stored as wt.
 // Returns NULL with err filled on failure; free with pz_model_free.
-pz_model *pz_testmodel_random(const pz_config *c, pz_wtype wt, uint64_t seed, char *err);
+pz_model *pz_testmodel_random(const pz_config *c, pz_dt wt, uint64_t seed, char *err);
 
 // pz_testmodel_random + pz_model_save_hf into dir (created if missing).
-int pz_testmodel_write_hf(const pz_config *c, pz_wtype wt, uint64_t seed, const char *dir, char *err);
+int pz_testmodel_write_hf(const pz_config *c, pz_dt wt, uint64_t seed, const char *dir, char *err);
 
 #endif

@@ -19,11 +19,11 @@ int main(int argc, char **argv) {
     const char *dir = NULL, *tok_path = NULL;
     int variant = 0;
     unsigned long long seed = 1;
-    pz_wtype wt = PZ_W_F32;
+    pz_dt wt = PZ_DT_F32;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--variant") && i + 1 < argc) variant = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--bf16")) wt = PZ_W_BF16;
+        else if (!strcmp(argv[i], "--bf16")) wt = PZ_DT_BF16;
         else if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) tok_path = argv[++i];
         else if (argv[i][0] != '-' && !dir) dir = argv[i];
         else {
