@@ -3,7 +3,7 @@
 // measured in the same run:
 //   the BLD step (pz_bld_train: data loading from a bf16 capture, forward,
 //   normalized MSE, backward, AdamW) in tokens/s and GFLOP/s, and
-//   the bf16 matrix-product rate of the same library (pz_cpu_gemm) on
+//   the bf16 matrix-product rate of the same library (the backend's training gemm) on
 //   exactly the products of one step (same M, N, K and transposes),
 // so efficiency = step GFLOP/s (counting those products only) / library
 // GFLOP/s. Blocks: FFN swiglu 1536 → 768 (hidden 576) and attention
@@ -17,7 +17,7 @@
 #include "common.h"
 #include "model.h"
 #include "space.h"
-#include "cpu/bwd_linear.h"
+#include "backend.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -46,7 +46,7 @@ typedef struct {
     int ta, tb, M, N, K;
 } prod;
 
-// The products of pz_cpu_linear_fwd / _bwd for a linear layer x[M,K]·W[N,K]ᵀ.
+// The products of the training linear_fwd / _bwd for a linear layer x[M,K]·W[N,K]ᵀ.
 static int linear_prods(prod *p, int M, int N, int K) {
     p[0] = (prod){0, 1, M, N, K};  // y = x·Wᵀ
     p[1] = (prod){0, 0, M, K, N};  // dx = dy·W
@@ -54,7 +54,7 @@ static int linear_prods(prod *p, int M, int N, int K) {
     return 3;
 }
 
-static double lib_rate(pz_cpu_gm *g, const prod *p, int n, double *flops_out) {
+static double lib_rate(pz_backend *g, const prod *p, int n, double *flops_out) {
     size_t mx = 0;
     for (int i = 0; i < n; i++) {
         size_t a = (size_t)p[i].M * p[i].K, b = (size_t)p[i].K * p[i].N, c = (size_t)p[i].M * p[i].N;
@@ -71,7 +71,7 @@ static double lib_rate(pz_cpu_gm *g, const prod *p, int n, double *flops_out) {
         double t0 = pz_now();
         for (int i = 0; i < n; i++) {
             int lda = p[i].ta ? p[i].M : p[i].K, ldb = p[i].tb ? p[i].K : p[i].N;
-            if (pz_cpu_gemm(g, p[i].ta, p[i].tb, p[i].M, p[i].N, p[i].K, A, lda, B, ldb, C, p[i].N, 0,
+            if (g->train->gemm(g, p[i].ta, p[i].tb, p[i].M, p[i].N, p[i].K, A, lda, B, ldb, C, p[i].N, 0,
                             PZ_DT_BF16, err)) {
                 fprintf(stderr, "gemm: %s\n", err);
                 exit(1);
@@ -119,7 +119,7 @@ int main(int argc, char **argv) {
     pz_capture *cap = pz_capture_open(dir, 0, &c, 0, err);
     if (!cap) return fprintf(stderr, "%s\n", err), 1;
 
-    pz_cpu_gm *g = pz_cpu_gemm_create(threads, err);
+    pz_backend *g = pz_backend_create(PZ_BACKEND_CPU, threads, err);
     const int M = BW * T, H = c.hidden;
     result res[2];
     for (int k = 0; k < 2; k++) {
@@ -163,7 +163,7 @@ int main(int argc, char **argv) {
         res[k].ratio = res[k].prod_gflops / lib;
         pz_bld_result_free(&r);
     }
-    pz_cpu_gemm_free(g);
+    pz_backend_free(g);
     pz_capture_close(cap);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -54,14 +54,14 @@ static void runner_free(runner *r) {
 }
 
 static int runner_init(runner *r, const pz_config *c, const pz_block *b, int max_rows, int T,
-                       pz_dt prec, int nt, char *err) {
+                       pz_dt prec, pz_backend *be, char *err) {
     memset(r, 0, sizeof *r);
     r->sub = b->sub, r->H = c->hidden, r->T = T, r->max_rows = max_rows;
     if (b->sub != PZ_SUB_FFN &&
-        !(r->ea = pz_sub_exec_create(c, PZ_SUB_ATTN, b->attn, max_rows, prec, nt, err)))
+        !(r->ea = pz_sub_exec_create(c, PZ_SUB_ATTN, b->attn, max_rows, prec, be, err)))
         goto fail;
     if (b->sub != PZ_SUB_ATTN &&
-        !(r->ef = pz_sub_exec_create(c, PZ_SUB_FFN, b->ffn, max_rows, prec, nt, err)))
+        !(r->ef = pz_sub_exec_create(c, PZ_SUB_FFN, b->ffn, max_rows, prec, be, err)))
         goto fail;
     if (b->sub == PZ_SUB_PAIR) {
         size_t n = (size_t)max_rows * c->hidden;
@@ -79,26 +79,26 @@ fail:
     return -1;
 }
 
-static int runner_fwd(runner *r, pz_cpu_gm *g, const pz_block_weights *w, const float *x, int ns,
+static int runner_fwd(runner *r, const pz_block_weights *w, const float *x, int ns,
                       float *y, char *err) {
-    if (r->sub == PZ_SUB_ATTN) return pz_sub_exec_fwd(r->ea, g, w, x, ns, r->T, y, err);
-    if (r->sub == PZ_SUB_FFN) return pz_sub_exec_fwd(r->ef, g, w, x, ns, r->T, y, err);
+    if (r->sub == PZ_SUB_ATTN) return pz_sub_exec_fwd(r->ea, w, x, ns, r->T, y, err);
+    if (r->sub == PZ_SUB_FFN) return pz_sub_exec_fwd(r->ef, w, x, ns, r->T, y, err);
     const size_t n = (size_t)ns * r->T * r->H;
-    if (pz_sub_exec_fwd(r->ea, g, w, x, ns, r->T, r->ya, err)) return -1;
+    if (pz_sub_exec_fwd(r->ea, w, x, ns, r->T, r->ya, err)) return -1;
     for (size_t i = 0; i < n; i++) r->x2[i] = x[i] + r->ya[i];
-    if (pz_sub_exec_fwd(r->ef, g, w, r->x2, ns, r->T, y, err)) return -1;
+    if (pz_sub_exec_fwd(r->ef, w, r->x2, ns, r->T, y, err)) return -1;
     for (size_t i = 0; i < n; i++) y[i] += r->ya[i];
     return 0;
 }
 
-static int runner_bwd(runner *r, pz_cpu_gm *g, const pz_block_weights *w,
+static int runner_bwd(runner *r, const pz_block_weights *w,
                       const pz_block_weights *dw, const float *x, const float *dy, int ns, char *err) {
-    if (r->sub == PZ_SUB_ATTN) return pz_sub_exec_bwd(r->ea, g, w, dw, x, dy, NULL, err);
-    if (r->sub == PZ_SUB_FFN) return pz_sub_exec_bwd(r->ef, g, w, dw, x, dy, NULL, err);
+    if (r->sub == PZ_SUB_ATTN) return pz_sub_exec_bwd(r->ea, w, dw, x, dy, NULL, err);
+    if (r->sub == PZ_SUB_FFN) return pz_sub_exec_bwd(r->ef, w, dw, x, dy, NULL, err);
     const size_t n = (size_t)ns * r->T * r->H;
-    if (pz_sub_exec_bwd(r->ef, g, w, dw, r->x2, dy, r->dx2, err)) return -1;
+    if (pz_sub_exec_bwd(r->ef, w, dw, r->x2, dy, r->dx2, err)) return -1;
     for (size_t i = 0; i < n; i++) r->dx2[i] += dy[i];
-    return pz_sub_exec_bwd(r->ea, g, w, dw, x, r->dx2, NULL, err);
+    return pz_sub_exec_bwd(r->ea, w, dw, x, r->dx2, NULL, err);
 }
 
 // ---- data -------------------------------------------------------------------
@@ -145,14 +145,14 @@ static int load_window(const split *s, long wi, int k, float *x, float *t, float
 }
 
 // Validation NMSE over the first n_val_eval held-out windows, in batches.
-static int eval_val(runner *r, pz_cpu_gm *g, const pz_block_weights *w, const split *s, int bw,
+static int eval_val(runner *r, const pz_block_weights *w, const split *s, int bw,
                     float *x, float *t, float *y, float *tmp, double *out, char *err) {
     double num = 0, den = 0;
     for (long w0 = 0; w0 < s->n_val_eval; w0 += bw) {
         int ns = (int)(s->n_val_eval - w0 < bw ? s->n_val_eval - w0 : bw);
         for (int k = 0; k < ns; k++)
             if (load_window(s, s->n_train + w0 + k, k, x, t, tmp, err)) return -1;
-        if (runner_fwd(r, g, w, x, ns, y, err)) return -1;
+        if (runner_fwd(r, w, x, ns, y, err)) return -1;
         size_t n = (size_t)ns * s->T * s->H;
         for (size_t i = 0; i < n; i++) {
             double d = (double)t[i] - y[i];
@@ -231,22 +231,22 @@ int pz_bld_eval(const pz_model *parent, const pz_block *blk, const pz_block_weig
     const int rows = p.batch_windows * s.T;
     const size_t n = (size_t)rows * s.H;
     runner r;
-    pz_cpu_gm *g = pz_cpu_gemm_create(p.n_threads, err);
-    if (!g) return -1;
-    if (runner_init(&r, &parent->cfg, blk, rows, s.T, PZ_DT_F32, p.n_threads, err)) {
-        pz_cpu_gemm_free(g);
+    pz_backend *be = pz_backend_create(p.backend, p.n_threads, err);
+    if (!be) return -1;
+    if (runner_init(&r, &parent->cfg, blk, rows, s.T, PZ_DT_F32, be, err)) {
+        pz_backend_free(be);
         return -1;
     }
     float *x = malloc(n * sizeof(float)), *t = malloc(n * sizeof(float));
     float *y = malloc(n * sizeof(float)), *tmp = malloc(n * sizeof(float));
-    int rc = x && t && y && tmp ? eval_val(&r, g, w, &s, p.batch_windows, x, t, y, tmp, nmse, err)
+    int rc = x && t && y && tmp ? eval_val(&r, w, &s, p.batch_windows, x, t, y, tmp, nmse, err)
                                 : pz_err(err, "bld: out of memory");
     free(x);
     free(t);
     free(y);
     free(tmp);
     runner_free(&r);
-    pz_cpu_gemm_free(g);
+    pz_backend_free(be);
     return rc;
 }
 
@@ -277,9 +277,9 @@ int pz_bld_train(const pz_model *parent, const pz_block *blk, const pz_capture *
     float *y = malloc(nrow * sizeof(float)), *dy = malloc(nrow * sizeof(float));
     float *tmp = malloc(nrow * sizeof(float));
     long *order = malloc(sizeof(long) * (size_t)s.n_train);
-    pz_cpu_gm *g = pz_cpu_gemm_create(p.n_threads, err);
+    pz_backend *be = pz_backend_create(p.backend, p.n_threads, err);
     int rc = -1;
-    if (!g) goto out;
+    if (!be) goto out;
     if (!x || !t || !y || !dy || !tmp || !order) {
         pz_err(err, "bld: out of memory");
         goto out;
@@ -288,9 +288,9 @@ int pz_bld_train(const pz_model *parent, const pz_block *blk, const pz_capture *
     if (p.init.n_threads < 1) p.init.n_threads = p.n_threads;
     if (pz_init_block(&w, parent, blk, cap, &p.init, res->init_method, err)) goto out;
     res->n_params = pz_block_weights_count(&w);
-    if (runner_init(&ev, c, blk, rows, T, PZ_DT_F32, p.n_threads, err)) goto out;
+    if (runner_init(&ev, c, blk, rows, T, PZ_DT_F32, be, err)) goto out;
     double v0;
-    if (eval_val(&ev, g, &w, &s, bw, x, t, y, tmp, &v0, err)) goto out;
+    if (eval_val(&ev, &w, &s, bw, x, t, y, tmp, &v0, err)) goto out;
     res->init_val_nmse = res->final_val_nmse = v0;
     res->final_train_nmse = NAN;
     res->val_tokens = s.n_val_eval * T;
@@ -303,7 +303,7 @@ int pz_bld_train(const pz_model *parent, const pz_block *blk, const pz_capture *
     }
     if (!blk->needs_training || res->n_params == 0) steps = 0;
     if (steps > 0) {
-        if (runner_init(&tr, c, blk, rows, T, p.prec, p.n_threads, err)) goto out;
+        if (runner_init(&tr, c, blk, rows, T, p.prec, be, err)) goto out;
         if (pz_block_weights_alloc(&dw, c, blk->layer, blk->sub, blk->attn, blk->ffn, err) ||
             pz_block_weights_alloc(&m1, c, blk->layer, blk->sub, blk->attn, blk->ffn, err) ||
             pz_block_weights_alloc(&m2, c, blk->layer, blk->sub, blk->attn, blk->ffn, err))
@@ -332,21 +332,21 @@ int pz_bld_train(const pz_model *parent, const pz_block *blk, const pz_capture *
                 if (load_window(&s, order[pos++], k, x, t, tmp, err)) goto out;
             }
             memset(dw.arena, 0, dw.n_floats * sizeof(float));
-            if (runner_fwd(&tr, g, &w, x, bw, y, err)) goto out;
-            double loss = pz_cpu_nmse_loss(t, y, nrow, dy, 1.0f, p.n_threads);
+            if (runner_fwd(&tr, &w, x, bw, y, err)) goto out;
+            double loss = be->train->nmse_loss(be, t, y, nrow, dy, 1.0f);
             if (!isfinite(loss)) {
                 pz_err(err, "bld: %s: loss is %g at step %ld", blk->id, loss, step + 1);
                 goto out;
             }
-            if (runner_bwd(&tr, g, &w, &dw, x, dy, bw, err)) goto out;
+            if (runner_bwd(&tr, &w, &dw, x, dy, bw, err)) goto out;
             float lr = pz_lr_schedule(step, warm, steps, p.lr, p.lr * p.lr_min_ratio);
-            pz_cpu_adamw_step(at, nt, step + 1, lr, &p.adam, p.n_threads);
+            be->train->adamw_step(be, at, nt, step + 1, lr, &p.adam);
             tr_sum += loss, tr_n++;
             pz_bld_progress pr = {.step = step + 1, .total_steps = steps, .loss = loss, .lr = lr,
                                   .val_nmse = NAN};
             if ((step + 1) % every == 0 || step + 1 == steps) {
                 double v;
-                if (eval_val(&ev, g, &w, &s, bw, x, t, y, tmp, &v, err)) goto out;
+                if (eval_val(&ev, &w, &s, bw, x, t, y, tmp, &v, err)) goto out;
                 res->final_train_nmse = tr_sum / (double)tr_n;
                 if (add_point(res, step + 1, res->final_train_nmse, v)) goto oom;
                 res->final_val_nmse = pr.val_nmse = v;
@@ -381,7 +381,7 @@ out:
     pz_block_weights_free(&m2);
     runner_free(&tr);
     runner_free(&ev);
-    pz_cpu_gemm_free(g);
+    pz_backend_free(be);
     free(x);
     free(t);
     free(y);

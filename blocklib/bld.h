@@ -23,7 +23,7 @@
 #define PZ_BLD_H
 
 #include "capture.h"
-#include "cpu/adamw.h"
+#include "backend.h"
 #include "init.h"
 #include "safetensors.h"
 #include "space.h"
@@ -56,6 +56,7 @@ typedef struct {
     int eval_every;          // validation every k steps (0: about 20 points over the run)
     uint64_t seed;           // batch order (default 1)
     int n_threads;           // default 1
+    pz_backend_kind backend; // where the training runs (default CPU)
     pz_init_params init;     // initialization (its token_limit is set to the training split)
     pz_st_dtype save_dtype;  // PZ_ST_F32 (default) or PZ_ST_BF16
     pz_bld_progress_fn progress;

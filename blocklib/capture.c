@@ -110,12 +110,12 @@ typedef struct {
 } exec_cache;
 
 static pz_sub_exec *get_exec(exec_cache *ec, const pz_config *c, pz_sub_kind half, pz_variant v,
-                             int max_rows, pz_dt prec, int nt, char *err) {
+                             int max_rows, pz_dt prec, pz_backend *be, char *err) {
     for (int i = 0; i < ec->n; i++) {
         pz_variant w = pz_sub_exec_variant(ec->e[i]);
         if (pz_sub_exec_half(ec->e[i]) == half && w.kind == v.kind && w.size == v.size) return ec->e[i];
     }
-    pz_sub_exec *e = pz_sub_exec_create(c, half, v, max_rows, prec, nt, err);
+    pz_sub_exec *e = pz_sub_exec_create(c, half, v, max_rows, prec, be, err);
     if (e) ec->e[ec->n++] = e;
     return e;
 }
@@ -147,11 +147,11 @@ int pz_capture_run(const pz_model *m, const int32_t *tokens, long n_tokens, cons
     float *x = malloc(sizeof(float) * (size_t)R * H), *y = malloc(sizeof(float) * (size_t)R * H);
     void *conv = malloc(esz * (size_t)R * H);
     exec_cache *ec = calloc(1, sizeof *ec);
-    pz_cpu_gm *g = pz_cpu_gemm_create(p.n_threads, err);
+    pz_backend *be = pz_backend_create(p.backend, p.n_threads, err);
     pz_block_weights w;
     memset(&w, 0, sizeof w);
     int rc = -1, opened = 0;
-    if (!g) goto out;
+    if (!be) goto out;
     if (!outs || !slot_of || !x || !y || !conv || !ec) {
         pz_err(err, "capture: out of memory");
         goto out;
@@ -215,8 +215,8 @@ int pz_capture_run(const pz_model *m, const int32_t *tokens, long n_tokens, cons
             for (int half = 0; half < 2; half++) {
                 pz_sub_kind hk = half ? PZ_SUB_FFN : PZ_SUB_ATTN;
                 pz_variant v = half ? (pz_variant){(int)s->ffn, s->n_ff} : (pz_variant){(int)s->attn, s->n_kv};
-                pz_sub_exec *e = get_exec(ec, c, hk, v, R, p.prec, p.n_threads, err);
-                if (!e || pz_sub_exec_fwd(e, g, &w, x, ns, T, y, err)) goto out;
+                pz_sub_exec *e = get_exec(ec, c, hk, v, R, p.prec, be, err);
+                if (!e || pz_sub_exec_fwd(e, &w, x, ns, T, y, err)) goto out;
                 // Store input (x) and branch (y), then x += y.
                 for (int k = 0; slot >= 0 && k < 2; k++) {
                     const float *src = k ? y : x;
@@ -269,7 +269,7 @@ out:
     if (ec)
         for (int i = 0; i < ec->n; i++) pz_sub_exec_free(ec->e[i]);
     free(ec);
-    pz_cpu_gemm_free(g);
+    pz_backend_free(be);
     free(outs);
     free(slot_of);
     free(x);

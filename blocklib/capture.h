@@ -45,6 +45,7 @@ typedef struct {
     pz_dt dtype;            // storage: PZ_DT_BF16 (default) or PZ_DT_F32
     pz_dt prec;             // products of the parent forward (default PZ_DT_F32)
     int n_threads;          // default 1
+    pz_backend_kind backend; // where the forward runs (default CPU)
     int max_rows;           // rows per forward chunk (default 2048, rounded down to windows)
     const int *layers;      // layers to store (NULL: all); the forward runs up to the last
     int n_layers;

@@ -1,7 +1,6 @@
 // init.c — see init.h.
 #include "init.h"
 #include "common.h"
-#include "cpu/bwd_rmsnorm.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -29,7 +28,7 @@ void pz_init_kv_meanpool(float *child, const float *parent, int n_head, int n_kv
     }
 }
 
-int pz_init_channel_scores(pz_cpu_gm *g, const pz_block_weights *w, float eps, const float *x,
+int pz_init_channel_scores(pz_backend *be, const pz_block_weights *w, float eps, const float *x,
                            long M, double *score, int n_threads, char *err) {
     const int H = w->hidden, F = w->ffn.size;
     if (!w->gate) return pz_err(err, "init: channel scores need a swiglu parent");
@@ -44,9 +43,9 @@ int pz_init_channel_scores(pz_cpu_gm *g, const pz_block_weights *w, float eps, c
     for (int i = 0; i < F; i++) score[i] = 0;
     for (long r0 = 0; r0 < M; r0 += CH) {
         int n = (int)(M - r0 < CH ? M - r0 : CH);
-        pz_cpu_rmsnorm_fwd_train(xn, rstd, x + (size_t)r0 * H, w->ffn_norm, n, H, eps, n_threads);
-        if (pz_cpu_linear_fwd(g, gg, xn, w->gate, n, F, H, PZ_DT_F32, err) ||
-            pz_cpu_linear_fwd(g, uu, xn, w->up, n, F, H, PZ_DT_F32, err))
+        be->train->rmsnorm_fwd(be, xn, rstd, x + (size_t)r0 * H, w->ffn_norm, n, H, eps);
+        if (be->train->linear_fwd(be, gg, xn, w->gate, n, F, H, PZ_DT_F32, err) ||
+            be->train->linear_fwd(be, uu, xn, w->up, n, F, H, PZ_DT_F32, err))
             goto out;
         // Rows in a fixed order per channel: deterministic for any thread count.
 #pragma omp parallel for num_threads(n_threads) schedule(static)
@@ -113,7 +112,7 @@ void pz_init_ffn_select(pz_block_weights *child, const pz_block_weights *parent,
             child->down[(size_t)r * n_keep + k] = parent->down[(size_t)r * F + keep[k]];
 }
 
-int pz_init_linear_attn(pz_cpu_gm *g, float *W, const pz_block_weights *p, char *err) {
+int pz_init_linear_attn(pz_backend *be, float *W, const pz_block_weights *p, char *err) {
     if (!p->wq) return pz_err(err, "init: linear attention needs a gqa parent");
     const int H = p->hidden, hd = p->head_dim, nh = p->n_head, nkv = p->attn.size, gp = nh / nkv;
     const int qd = nh * hd, kvd = nkv * hd;
@@ -124,15 +123,15 @@ int pz_init_linear_attn(pz_cpu_gm *g, float *W, const pz_block_weights *p, char 
         for (int h = 0; h < nh; h++)
             for (int d = 0; d < hd; d++)
                 wos[(size_t)o * kvd + (size_t)(h / gp) * hd + d] += p->wo[(size_t)o * qd + (size_t)h * hd + d];
-    int rc = pz_cpu_gemm(g, 0, 0, H, H, kvd, wos, kvd, p->wv, H, W, H, 0, PZ_DT_F32, err);
+    int rc = be->train->gemm(be, 0, 0, H, H, kvd, wos, kvd, p->wv, H, W, H, 0, PZ_DT_F32, err);
     free(wos);
     return rc;
 }
 
-int pz_init_linear_ffn(pz_cpu_gm *g, float *W, const pz_block_weights *p, char *err) {
+int pz_init_linear_ffn(pz_backend *be, float *W, const pz_block_weights *p, char *err) {
     if (!p->gate) return pz_err(err, "init: linear FFN needs a swiglu parent");
     const int H = p->hidden, F = p->ffn.size;
-    return pz_cpu_gemm(g, 0, 0, H, H, F, p->down, F, p->up, H, W, H, 0, PZ_DT_F32, err);
+    return be->train->gemm(be, 0, 0, H, H, F, p->down, F, p->up, H, W, H, 0, PZ_DT_F32, err);
 }
 
 int pz_cholesky_solve(double *A, double *B, int n, int nrhs) {
@@ -173,8 +172,8 @@ int pz_cholesky_solve(double *A, double *B, int n, int nrhs) {
     return 0;
 }
 
-int pz_init_linear_lsq(pz_cpu_gm *g, float *W, const float *x, const float *y, long M, int hidden,
-                       const float *norm, float eps, double ridge, int n_threads, char *err) {
+int pz_init_linear_lsq(pz_backend *be, float *W, const float *x, const float *y, long M, int hidden,
+                       const float *norm, float eps, double ridge, char *err) {
     const int H = hidden;
     const long CH = 1024;
     float *u = malloc(sizeof(float) * (size_t)CH * H), *rstd = malloc(sizeof(float) * CH);
@@ -193,9 +192,9 @@ int pz_init_linear_lsq(pz_cpu_gm *g, float *W, const float *x, const float *y, l
     // chunks keep each partial sum short), then solved in double.
     for (long r0 = 0; r0 < M; r0 += CH) {
         int n = (int)(M - r0 < CH ? M - r0 : CH);
-        pz_cpu_rmsnorm_fwd_train(u, rstd, x + (size_t)r0 * H, norm, n, H, eps, n_threads);
-        if (pz_cpu_gemm(g, 1, 0, H, H, n, u, H, u, H, G, H, r0 > 0, PZ_DT_F32, err) ||
-            pz_cpu_gemm(g, 1, 0, H, H, n, u, H, y + (size_t)r0 * H, H, B, H, r0 > 0, PZ_DT_F32, err))
+        be->train->rmsnorm_fwd(be, u, rstd, x + (size_t)r0 * H, norm, n, H, eps);
+        if (be->train->gemm(be, 1, 0, H, H, n, u, H, u, H, G, H, r0 > 0, PZ_DT_F32, err) ||
+            be->train->gemm(be, 1, 0, H, H, n, u, H, y + (size_t)r0 * H, H, B, H, r0 > 0, PZ_DT_F32, err))
             goto out;
     }
     double tr = 0;
@@ -241,7 +240,7 @@ static long calib_rows(const pz_capture *cap, const pz_init_params *p) {
 }
 
 static int init_attn(pz_block_weights *out, const pz_block_weights *par, const pz_config *c,
-                     const pz_capture *cap, const pz_init_params *p, pz_cpu_gm *g, char *method,
+                     const pz_capture *cap, const pz_init_params *p, pz_backend *be, char *method,
                      size_t mcap, char *err) {
     const int H = c->hidden;
     pz_variant v = out->attn;
@@ -269,8 +268,8 @@ static int init_attn(pz_block_weights *out, const pz_block_weights *par, const p
     if (p->linear_lsq && cap) {
         long n = calib_rows(cap, p);
         float *x = cap_rows(cap, PZ_CAP_ATTN_IN, n, err), *y = x ? cap_rows(cap, PZ_CAP_ATTN_OUT, n, err) : NULL;
-        int rc = y ? pz_init_linear_lsq(g, out->attn_lin, x, y, n, H, out->attn_norm, c->norm_eps,
-                                        p->ridge, p->n_threads, err)
+        int rc = y ? pz_init_linear_lsq(be, out->attn_lin, x, y, n, H, out->attn_norm, c->norm_eps,
+                                        p->ridge, err)
                    : -1;
         free(x);
         free(y);
@@ -278,11 +277,11 @@ static int init_attn(pz_block_weights *out, const pz_block_weights *par, const p
         return rc;
     }
     snprintf(method, mcap, "wo_wv");
-    return pz_init_linear_attn(g, out->attn_lin, par, err);
+    return pz_init_linear_attn(be, out->attn_lin, par, err);
 }
 
 static int init_ffn(pz_block_weights *out, const pz_block_weights *par, const pz_config *c,
-                    const pz_capture *cap, const pz_init_params *p, pz_cpu_gm *g, char *method,
+                    const pz_capture *cap, const pz_init_params *p, pz_backend *be, char *method,
                     size_t mcap, char *err) {
     const int H = c->hidden;
     pz_variant v = out->ffn;
@@ -302,7 +301,7 @@ static int init_ffn(pz_block_weights *out, const pz_block_weights *par, const pz
             long n = calib_rows(cap, p);
             double *score = malloc(sizeof(double) * (size_t)F);
             float *x = cap_rows(cap, PZ_CAP_FFN_IN, n, err);
-            rc = score && x ? pz_init_channel_scores(g, par, c->norm_eps, x, n, score, p->n_threads, err) : -1;
+            rc = score && x ? pz_init_channel_scores(be, par, c->norm_eps, x, n, score, p->n_threads, err) : -1;
             if (rc == 0) pz_init_top_channels(score, F, K, keep);
             if (!score) pz_err(err, "init: out of memory");
             free(score);
@@ -322,8 +321,7 @@ static int init_ffn(pz_block_weights *out, const pz_block_weights *par, const pz
     if (p->linear_lsq && cap) {
         long n = calib_rows(cap, p);
         float *x = cap_rows(cap, PZ_CAP_FFN_IN, n, err), *y = x ? cap_rows(cap, PZ_CAP_FFN_OUT, n, err) : NULL;
-        int rc = y ? pz_init_linear_lsq(g, out->ffn_lin, x, y, n, H, out->ffn_norm, c->norm_eps, p->ridge,
-                                        p->n_threads, err)
+        int rc = y ? pz_init_linear_lsq(be, out->ffn_lin, x, y, n, H, out->ffn_norm, c->norm_eps, p->ridge, err)
                    : -1;
         free(x);
         free(y);
@@ -331,7 +329,7 @@ static int init_ffn(pz_block_weights *out, const pz_block_weights *par, const pz
         return rc;
     }
     snprintf(method, mcap, "wdown_wup");
-    return pz_init_linear_ffn(g, out->ffn_lin, par, err);
+    return pz_init_linear_ffn(be, out->ffn_lin, par, err);
 }
 
 int pz_init_block(pz_block_weights *out, const pz_model *parent, const pz_block *blk,
@@ -346,12 +344,12 @@ int pz_init_block(pz_block_weights *out, const pz_model *parent, const pz_block 
         return pz_err(err, "init: capture of layer %d given for layer %d", pz_capture_get_info(cap)->layer,
                       blk->layer);
     if (pz_block_weights_from_parent(&par, parent, blk->layer, PZ_SUB_PAIR, err)) return -1;
-    pz_cpu_gm *g = pz_cpu_gemm_create(p.n_threads, err);
+    pz_backend *be = pz_backend_create(p.backend, p.n_threads, err);
     int rc = -1;
-    if (!g) goto out;
+    if (!be) goto out;
     if (pz_block_weights_alloc(out, c, blk->layer, blk->sub, blk->attn, blk->ffn, err)) goto out;
-    if (blk->sub != PZ_SUB_FFN && init_attn(out, &par, c, cap, &p, g, ma, sizeof ma, err)) goto out;
-    if (blk->sub != PZ_SUB_ATTN && init_ffn(out, &par, c, cap, &p, g, mf, sizeof mf, err)) goto out;
+    if (blk->sub != PZ_SUB_FFN && init_attn(out, &par, c, cap, &p, be, ma, sizeof ma, err)) goto out;
+    if (blk->sub != PZ_SUB_ATTN && init_ffn(out, &par, c, cap, &p, be, mf, sizeof mf, err)) goto out;
     if (method) {
         if (blk->sub == PZ_SUB_ATTN) snprintf(method, 48, "%s", ma);
         else if (blk->sub == PZ_SUB_FFN) snprintf(method, 48, "%s", mf);
@@ -361,6 +359,6 @@ int pz_init_block(pz_block_weights *out, const pz_model *parent, const pz_block 
 out:
     if (rc) pz_block_weights_free(out);
     pz_block_weights_free(&par);
-    pz_cpu_gemm_free(g);
+    pz_backend_free(be);
     return rc;
 }

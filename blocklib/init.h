@@ -15,7 +15,7 @@
 #define PZ_INIT_H
 
 #include "capture.h"
-#include "cpu/bwd_linear.h"
+#include "backend.h"
 #include "weights.h"
 
 typedef struct {
@@ -29,6 +29,7 @@ typedef struct {
     long max_tokens;    // calibration rows used, from the start of the capture (default 8192)
     long token_limit;   // rows at and after this are never read (the validation split); 0: none
     int n_threads;      // default 1
+    pz_backend_kind backend;  // where products run (default CPU)
 } pz_init_params;
 
 pz_init_params pz_init_default_params(void);
@@ -52,7 +53,7 @@ void pz_init_kv_meanpool(float *child, const float *parent, int n_head, int n_kv
 
 // score[i] (n_ff) = mean over the M rows of x of |h_i| · ‖down[:, i]‖, for
 // the parent FFN half in w (fp32). x: (M, hidden) FFN inputs.
-int pz_init_channel_scores(pz_cpu_gm *g, const pz_block_weights *w, float eps, const float *x,
+int pz_init_channel_scores(pz_backend *be, const pz_block_weights *w, float eps, const float *x,
                            long M, double *score, int n_threads, char *err);
 // keep (n_keep): the indices of the n_keep largest scores (ties: lower
 // index first), ascending.
@@ -63,13 +64,13 @@ void pz_init_ffn_select(pz_block_weights *child, const pz_block_weights *parent,
 
 // W (hidden, hidden) = W_o · expand(W_v) for a gqa parent half; W_down · W_up
 // for a swiglu parent half.
-int pz_init_linear_attn(pz_cpu_gm *g, float *W, const pz_block_weights *parent, char *err);
-int pz_init_linear_ffn(pz_cpu_gm *g, float *W, const pz_block_weights *parent, char *err);
+int pz_init_linear_attn(pz_backend *be, float *W, const pz_block_weights *parent, char *err);
+int pz_init_linear_ffn(pz_backend *be, float *W, const pz_block_weights *parent, char *err);
 
 // Ridge fit of y ≈ W·n(x) (n = RMSNorm with weight norm, eps) over M rows:
 // x, y (M, hidden). W (hidden, hidden) [out, in].
-int pz_init_linear_lsq(pz_cpu_gm *g, float *W, const float *x, const float *y, long M, int hidden,
-                       const float *norm, float eps, double ridge, int n_threads, char *err);
+int pz_init_linear_lsq(pz_backend *be, float *W, const float *x, const float *y, long M, int hidden,
+                       const float *norm, float eps, double ridge, char *err);
 
 // Solves A·X = B in place (A (n,n) symmetric positive definite, row-major,
 // overwritten by its Cholesky factor; B (n, nrhs) overwritten by X).

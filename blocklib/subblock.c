@@ -1,9 +1,5 @@
 // subblock.c — see subblock.h.
 #include "subblock.h"
-#include "cpu/adamw.h"
-#include "cpu/bwd_attention.h"
-#include "cpu/bwd_rmsnorm.h"
-#include "cpu/bwd_swiglu.h"
 #include "common.h"
 
 #include <stdlib.h>
@@ -12,7 +8,8 @@
 struct pz_sub_exec {
     pz_sub_kind half;
     pz_variant v;
-    int hidden, max_rows, n_threads, M;
+    pz_backend *be;
+    int hidden, max_rows, M;
     pz_dt prec;
     float eps;
     pz_attn_block_train *attn;  // gqa
@@ -23,11 +20,11 @@ struct pz_sub_exec {
 };
 
 pz_sub_exec *pz_sub_exec_create(const pz_config *c, pz_sub_kind half, pz_variant v, int max_rows,
-                                pz_dt prec, int n_threads, char *err) {
+                                pz_dt prec, pz_backend *be, char *err) {
     pz_sub_exec *e = calloc(1, sizeof *e);
     if (!e) return pz_err(err, "subblock: out of memory"), NULL;
     e->half = half, e->v = v, e->hidden = c->hidden, e->max_rows = max_rows, e->prec = prec;
-    e->n_threads = n_threads;
+    e->be = be;
     e->eps = c->norm_eps;
     const size_t M = (size_t)max_rows, H = (size_t)c->hidden;
     int gqa = half == PZ_SUB_ATTN && v.kind == PZ_ATTN_GQA;
@@ -40,7 +37,7 @@ pz_sub_exec *pz_sub_exec_create(const pz_config *c, pz_sub_kind half, pz_variant
     if (gqa) {
         pz_attn_block_cfg ac = {.hidden = c->hidden, .n_head = c->n_head, .n_kv = v.size,
                                 .head_dim = c->head_dim, .eps = c->norm_eps, .residual = 0, .prec = prec};
-        e->attn = pz_cpu_attn_block_create(&ac, max_rows, n_threads, err);
+        e->attn = be->train->attn_block_create(be, &ac, max_rows, err);
         e->pos = malloc(M * sizeof(int32_t));
         e->inv_freq = malloc(sizeof(float) * (size_t)(c->head_dim / 2 + 1));
         if (!e->attn) goto fail;
@@ -53,7 +50,7 @@ pz_sub_exec *pz_sub_exec_create(const pz_config *c, pz_sub_kind half, pz_variant
     } else if (swi) {
         pz_ffn_block_cfg fc = {.hidden = c->hidden, .n_ff = v.size, .eps = c->norm_eps, .residual = 0,
                                .prec = prec};
-        e->ffn = pz_cpu_ffn_block_create(&fc, max_rows, n_threads, err);
+        e->ffn = be->train->ffn_block_create(be, &fc, max_rows, err);
         if (!e->ffn) goto fail;
     } else if (lin) {
         e->xn = malloc(M * H * sizeof(float));
@@ -71,8 +68,8 @@ fail:
 
 void pz_sub_exec_free(pz_sub_exec *e) {
     if (!e) return;
-    pz_cpu_attn_block_free(e->attn);
-    pz_cpu_ffn_block_free(e->ffn);
+    if (e->attn) e->be->train->attn_block_free(e->be, e->attn);
+    if (e->ffn) e->be->train->ffn_block_free(e->be, e->ffn);
     free(e->xn);
     free(e->dxn);
     free(e->rstd);
@@ -98,7 +95,7 @@ static int check_w(const pz_sub_exec *e, const pz_block_weights *w, char *err) {
     return 0;
 }
 
-int pz_sub_exec_fwd(pz_sub_exec *e, pz_cpu_gm *g, const pz_block_weights *w, const float *x,
+int pz_sub_exec_fwd(pz_sub_exec *e, const pz_block_weights *w, const float *x,
                     int n_seq, int T, float *y, char *err) {
     const int M = n_seq * T, H = e->hidden;
     if (M <= 0 || M > e->max_rows) return pz_err(err, "subblock: %d rows (max %d)", M, e->max_rows);
@@ -107,23 +104,23 @@ int pz_sub_exec_fwd(pz_sub_exec *e, pz_cpu_gm *g, const pz_block_weights *w, con
     if (e->attn) {
         for (int r = 0; r < M; r++) e->pos[r] = r % T;
         pz_attn_block_w aw = {w->attn_norm, w->wq, w->wk, w->wv, w->wo};
-        return pz_cpu_attn_block_fwd(e->attn, g, &aw, x, n_seq, T, e->pos, e->inv_freq, y, err);
+        return e->be->train->attn_block_fwd(e->be, e->attn, &aw, x, n_seq, T, e->pos, e->inv_freq, y, err);
     }
     if (e->ffn) {
         pz_ffn_block_w fw = {w->ffn_norm, w->gate, w->up, w->down};
-        return pz_cpu_ffn_block_fwd(e->ffn, g, &fw, x, M, y, err);
+        return e->be->train->ffn_block_fwd(e->be, e->ffn, &fw, x, M, y, err);
     }
     if (e->xn) {
         float *norm, *W;
         lin_of(e, w, &norm, &W);
-        pz_cpu_rmsnorm_fwd_train(e->xn, e->rstd, x, norm, M, H, e->eps, e->n_threads);
-        return pz_cpu_linear_fwd(g, y, e->xn, W, M, H, H, e->prec, err);
+        e->be->train->rmsnorm_fwd(e->be, e->xn, e->rstd, x, norm, M, H, e->eps);
+        return e->be->train->linear_fwd(e->be, y, e->xn, W, M, H, H, e->prec, err);
     }
     memset(y, 0, sizeof(float) * (size_t)M * H);  // noop
     return 0;
 }
 
-int pz_sub_exec_bwd(pz_sub_exec *e, pz_cpu_gm *g, const pz_block_weights *w,
+int pz_sub_exec_bwd(pz_sub_exec *e, const pz_block_weights *w,
                     const pz_block_weights *dw, const float *x, const float *dy, float *dx,
                     char *err) {
     const int M = e->M, H = e->hidden;
@@ -131,13 +128,13 @@ int pz_sub_exec_bwd(pz_sub_exec *e, pz_cpu_gm *g, const pz_block_weights *w,
         pz_attn_block_w aw = {w->attn_norm, w->wq, w->wk, w->wv, w->wo};
         pz_attn_block_w ad;
         if (dw) ad = (pz_attn_block_w){dw->attn_norm, dw->wq, dw->wk, dw->wv, dw->wo};
-        return pz_cpu_attn_block_bwd(e->attn, g, &aw, dw ? &ad : NULL, x, dy, dx, err);
+        return e->be->train->attn_block_bwd(e->be, e->attn, &aw, dw ? &ad : NULL, x, dy, dx, err);
     }
     if (e->ffn) {
         pz_ffn_block_w fw = {w->ffn_norm, w->gate, w->up, w->down};
         pz_ffn_block_w fd;
         if (dw) fd = (pz_ffn_block_w){dw->ffn_norm, dw->gate, dw->up, dw->down};
-        return pz_cpu_ffn_block_bwd(e->ffn, g, &fw, dw ? &fd : NULL, x, dy, dx, err);
+        return e->be->train->ffn_block_bwd(e->be, e->ffn, &fw, dw ? &fd : NULL, x, dy, dx, err);
     }
     if (e->xn) {
         float *norm, *W, *dnorm = NULL, *dW = NULL;
@@ -145,9 +142,9 @@ int pz_sub_exec_bwd(pz_sub_exec *e, pz_cpu_gm *g, const pz_block_weights *w,
         if (dw) lin_of(e, dw, &dnorm, &dW);
         if (!dx && !dnorm && !dW) return 0;
         int need_dxn = dx || dnorm;
-        if (pz_cpu_linear_bwd(g, need_dxn ? e->dxn : NULL, 0, dW, dy, e->xn, W, M, H, H, e->prec, err))
+        if (e->be->train->linear_bwd(e->be, need_dxn ? e->dxn : NULL, 0, dW, dy, e->xn, W, M, H, H, e->prec, err))
             return -1;
-        if (need_dxn) pz_cpu_rmsnorm_bwd(dx, 0, dnorm, e->dxn, x, norm, e->rstd, M, H, e->n_threads);
+        if (need_dxn) e->be->train->rmsnorm_bwd(e->be, dx, 0, dnorm, e->dxn, x, norm, e->rstd, M, H);
         return 0;
     }
     if (dx) memset(dx, 0, sizeof(float) * (size_t)M * H);

@@ -1,19 +1,34 @@
-// backend.h — the small interface every compute backend fills: memory
-// (alloc/free/copy) and the forward ops of a Llama-family transformer. The
-// engine (runtime/engine.c) calls only through this struct, so a CUDA
-// backend can slot in beside the CPU one. Callers ask supports(op, dtype)
+// backend.h — the interface every compute backend fills (v2: what a GPU
+// needs). The engine (runtime/engine.c), the block library, scoring and
+// distillation call only through this struct, so a CUDA backend slots in
+// beside the CPU one and serves every stage. Callers ask supports(op, dtype)
 // first and fall back (e.g. to fp32 weights) instead of failing.
+//
+// Memory. Every pointer an op takes is backend memory: weights, token ids,
+// positions, activations, logits and the KV cache. alloc/free manage it;
+// copy moves bytes between host and backend (H2D, D2H) or within the
+// backend (D2D). upload_weights hands a model's whole weight arena (one
+// allocation carved by a size table) to the backend once; the CPU backend
+// uses host memory as its own, so there it returns the host pointer itself
+// and copies nothing.
+//
+// Stream. Ops are enqueued on the backend's one stream, in order. An op's
+// results (and the bytes of a D2H copy) may be read from the host only
+// after synchronize, which also reports any failure of the ops enqueued
+// since the last synchronize (a device fault, a launch error). Ops that
+// check their arguments, or can fail for a reason the caller must see at
+// once (a bad token id, an unsupported shape), return 0 / -1 with err
+// filled; the pointwise ops cannot fail on valid input and return nothing.
+// The CPU backend runs each op to completion before returning.
 //
 // Conventions shared by every op:
 // - Row-major matrices; "ld" arguments are row strides in elements.
-// - Activations are fp32. Matmul weights are fp32 or bf16, stored [N, K]
-//   (the Hugging Face [out, in] orientation).
+// - Activations are fp32 unless an op says otherwise.
+// - Matmul weights are prepared weights (pz_weight): [N, K] (the Hugging
+//   Face [out, in] orientation), of any element type the backend supports.
 // - RoPE is the Hugging Face "rotate_half" form: within each head, dimension
 //   i rotates with i + head_dim/2.
-// - Ops that can fail return 0 or -1 and write one line into err
-//   (PZ_ERRLEN bytes, may be NULL); the others cannot fail on valid input.
-// - All pointers passed to ops are in the backend's memory (host memory for
-//   the CPU backend).
+// - err is PZ_ERRLEN bytes and may be NULL.
 #ifndef PZ_BACKEND_H
 #define PZ_BACKEND_H
 
@@ -21,26 +36,49 @@
 #include <stdint.h>
 
 #include "dtype.h"
+#include "train.h"
 
 #ifndef PZ_ERRLEN
 #define PZ_ERRLEN 512
 #endif
 
-
 typedef enum {
-    PZ_OP_MATMUL = 0,
+    PZ_OP_MATMUL = 0,  // dt: the weight type
     PZ_OP_RMSNORM,
     PZ_OP_ROPE,
-    PZ_OP_ATTENTION,
+    PZ_OP_ATTENTION,   // dt: the KV-cache type
     PZ_OP_SWIGLU,
     PZ_OP_ADD,
-    PZ_OP_EMBED,
+    PZ_OP_EMBED,       // dt: the table type
+    PZ_OP_TRAIN,       // every training op below; dt: the product precision
     PZ_OP_COUNT
 } pz_op;
 
 typedef enum { PZ_BACKEND_CPU = 0, PZ_BACKEND_CUDA = 1 } pz_backend_kind;
 
 typedef enum { PZ_COPY_H2D = 0, PZ_COPY_D2H = 1, PZ_COPY_D2D = 2 } pz_copy_kind;
+
+// A matmul weight prepared for one backend. data is [rows, cols] in backend
+// memory, rows ld elements apart (ld >= cols), of element type `type`.
+// Dequantized value of element (n, k) = data[n, k] · scale · (ch_scale ?
+// ch_scale[n] : 1): scale is 1 for f32/bf16; FP8 weights carry their
+// per-tensor scale here and optionally per-output-channel scales (backend
+// memory, rows floats). priv is the backend's own state for this weight
+// (CUDA: cuBLASLt layouts and the algorithm chosen for it), made by
+// prepare_weight and released by release_weight; the CPU backend keeps
+// none. The weight does not own data or ch_scale.
+typedef struct {
+    const void *data;
+    pz_dt type;
+    int rows, cols, ld;
+    float scale;
+    const float *ch_scale;
+    void *priv;
+} pz_weight;
+
+// A dense weight over data (rows x cols, ld = cols, scale 1, no channel
+// scales, not yet prepared).
+pz_weight pz_weight_dense(const void *data, pz_dt type, int rows, int cols);
 
 // Llama RoPE frequency set-up; see pz_rope_inv_freq.
 typedef struct {
@@ -60,7 +98,9 @@ typedef struct {
 // by kv_write. The CPU backend's cache keeps each KV head's K as one run of
 // transposed blocks of 16 positions, [n_kv][cap/16][head_dim][16], so 16
 // scores come out of one vector of fused multiply-adds, and V as
-// [n_kv][cap][head_dim] (kernels/cpu/attention.h).
+// [n_kv][cap][head_dim] (kernels/cpu/attention.h). The descriptors
+// themselves are host memory (launch arguments); what they point to is
+// backend memory.
 typedef struct {
     const float *q;   // (n_q, n_head*head_dim), rows q_ld apart
     int q_ld;
@@ -74,6 +114,22 @@ typedef struct {
     int pos0;
 } pz_attn_seq;
 
+// One kv_write call: R rows of new keys and values, row r going to the
+// cache of slot row_slot[r] at position pos[r]. The caches of all slots of
+// one layer are one allocation, slot s's K cache at k_cache + s*slot_stride
+// floats (likewise V). kv holds row r's K at kv + r*ld and its V at
+// kv + r*ld + n_kv*head_dim. row_slot and pos are backend memory.
+typedef struct {
+    float *k_cache, *v_cache;
+    size_t slot_stride;       // floats between slots' caches
+    int n_kv, head_dim, cap;  // cap: positions each slot's cache was sized for
+    const float *kv;
+    int ld;
+    const int32_t *row_slot;  // (R)
+    const int32_t *pos;       // (R), each < cap
+    int R;
+} pz_kv_write;
+
 typedef struct pz_backend pz_backend;
 struct pz_backend {
     pz_backend_kind kind;
@@ -83,16 +139,30 @@ struct pz_backend {
 
     int (*supports)(const pz_backend *b, pz_op op, pz_dt dt);
 
-    // Memory: alloc returns zeroed 64-byte-aligned memory or NULL; free(NULL)
+    // ---- memory and the stream ---------------------------------------------
+    // alloc returns zeroed 64-byte-aligned backend memory or NULL; free(NULL)
     // is a no-op.
     void *(*alloc)(pz_backend *b, size_t bytes);
     void (*free)(pz_backend *b, void *p);
-    void (*copy)(pz_backend *b, void *dst, const void *src, size_t bytes, pz_copy_kind kind);
+    // Enqueued; for D2H the host bytes are valid after synchronize.
+    int (*copy)(pz_backend *b, void *dst, const void *src, size_t bytes, pz_copy_kind kind, char *err);
+    // The host arena of `bytes` bytes as backend memory: the same bytes at
+    // the same offsets. Release with free_weights. NULL with err on failure.
+    void *(*upload_weights)(pz_backend *b, const void *host, size_t bytes, char *err);
+    void (*free_weights)(pz_backend *b, void *p);
+    // Waits for every enqueued op; -1 with err filled if any failed.
+    int (*synchronize)(pz_backend *b, char *err);
 
-    // y[M,N] (ldy) = (accumulate ? y : 0) + x[M,K] (ldx) · W[N,K]^T, W
-    // dense with row stride K, of type wt.
-    int (*matmul)(pz_backend *b, float *y, int ldy, const float *x, int ldx,
-                  const void *w, pz_dt wt, int M, int N, int K, int accumulate, char *err);
+    // ---- inference ops -------------------------------------------------------
+    // Fills w->priv for this backend (and checks the type is supported).
+    int (*prepare_weight)(pz_backend *b, pz_weight *w, char *err);
+    void (*release_weight)(pz_backend *b, pz_weight *w);
+    // y[M,N] (ldy) = (accumulate ? y : 0) + x[M,K] (ldx) · W^T, with N =
+    // w->rows, K = w->cols. xt: the activations' type as they enter the
+    // product (PZ_DT_F32: fp32 as given; a narrower type quantizes them
+    // first, as an FP8 GEMM does).
+    int (*matmul)(pz_backend *b, float *y, int ldy, const float *x, int ldx, pz_dt xt,
+                  const pz_weight *w, int M, int accumulate, char *err);
     // y[M,n] = x / sqrt(mean(x^2) + eps) * w, per row (y may equal x).
     void (*rmsnorm)(pz_backend *b, float *y, const float *x, const float *w, int M, int n, float eps);
     // In place on x[M, n_heads*head_dim] (ld), row m at position pos[m];
@@ -102,10 +172,8 @@ struct pz_backend {
     // Bytes of a K cache (and as many of a V cache) for one sequence of up
     // to n_pos positions in one layer.
     size_t (*kv_bytes)(const pz_backend *b, int n_kv, int head_dim, int n_pos);
-    // Stores position pos (< cap) of one sequence whose cache was sized for
-    // cap positions: k and v are (n_kv*head_dim).
-    void (*kv_write)(pz_backend *b, float *k_cache, float *v_cache, int n_kv, int head_dim, int cap,
-                     int pos, const float *k, const float *v);
+    // Stores all rows of one call (see pz_kv_write).
+    int (*kv_write)(pz_backend *b, const pz_kv_write *w, char *err);
     // Causal attention with grouped KV heads (query head h reads KV head
     // h / (n_head/n_kv)), scale 1/sqrt(head_dim), for n_seq sequences.
     int (*attention)(pz_backend *b, const pz_attn_seq *seqs, int n_seq,
@@ -114,9 +182,12 @@ struct pz_backend {
     void (*swiglu)(pz_backend *b, float *h, int ldh, const float *g, const float *u, int gu_ld, int M, int n);
     // y[n] += x[n]
     void (*add)(pz_backend *b, float *y, const float *x, size_t n);
-    // y[M,n] = table[ids[m]] (table (vocab, n) of type dt); -1 on a bad id.
-    int (*embed)(pz_backend *b, float *y, const void *table, pz_dt dt, const int32_t *ids,
-                 int M, int n, int vocab, char *err);
+    // y[M,n] = table[ids[m]] (table: (vocab, n), a dense weight); -1 on a bad id.
+    int (*embed)(pz_backend *b, float *y, const pz_weight *table, const int32_t *ids, int M,
+                 char *err);
+
+    // ---- training ops (BLD, scoring, distillation; kernels/train.h) ----------
+    const pz_train_ops *train;
 
     void (*destroy)(pz_backend *b);
 };
@@ -126,6 +197,9 @@ struct pz_backend {
 // start. Free with pz_backend_free.
 pz_backend *pz_backend_create(pz_backend_kind kind, int n_threads, char *err);
 void pz_backend_free(pz_backend *b);
+// "cpu" -> PZ_BACKEND_CPU, "cuda" -> PZ_BACKEND_CUDA; 0 or -1.
+int pz_backend_kind_parse(const char *s, pz_backend_kind *kind);
+const char *pz_backend_kind_name(pz_backend_kind kind);
 
 // inv_freq[i] = theta^(-2i/head_dim) for i < head_dim/2, with the Llama-3
 // rescaling when p->llama3 (wavelengths above orig_ctx/low_freq_factor are

@@ -20,13 +20,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+// Logits come out of the backend this many rows at a time (a buffer of
+// LOGIT_ROWS x vocab floats instead of max_batch x vocab).
+#define LOGIT_ROWS 64
+
 typedef struct {
     float *k, *v;      // n_slots caches of slot_floats each (backend layout), or NULL
     size_t slot_floats;
     int kvd;           // n_kv*head_dim
+    const float *attn_norm, *ffn_norm;  // backend memory, or NULL
+    pz_weight qkv;     // fused [Wq;Wk;Wv] when adjacent (fuse_qkv), else unused
+    pz_weight wq, wk, wv, wo;
+    pz_weight gu;      // fused [Wgate;Wup] when adjacent (fuse_gu)
+    pz_weight wg, wu, wd;
     int fuse_qkv;      // wq, wk, wv adjacent in memory
     int fuse_gu;       // w_gate, w_up adjacent in memory
 } eng_layer;
+
+// A host tensor that lies outside the model's arena (a caller pointed a
+// weight elsewhere) gets its own upload; the list frees them.
+typedef struct extra_upload {
+    void *p;
+    struct extra_upload *next;
+} extra_upload;
 
 struct pz_engine {
     const pz_model *m;
@@ -36,31 +52,82 @@ struct pz_engine {
     eng_layer *L;
     int *len;              // (n_slots) tokens in each slot's cache
     size_t kv_bytes;
-    // Scratch, allocated once.
+    // Weights in backend memory.
+    void *warena;          // m->arena as the backend holds it
+    extra_upload *extra;
+    pz_weight tok_embd, lm_head;
+    const float *out_norm;
+    // Backend scratch, allocated once.
     float *x;              // (R, hidden) residual stream
     float *xn;             // (R, hidden) normed
     float *qkv;            // (R, (n_head + 2*max_kv)*head_dim)
     float *att;            // (R, n_head*head_dim)
     float *gu;             // (R, 2*max_ff)
     float *h;              // (R, max_ff)
-    float *inv_freq;       // (head_dim/2)
+    float *logits;         // (LOGIT_ROWS, vocab)
+    float *d_inv_freq;     // (head_dim/2)
+    int32_t *d_tok;        // (R)
+    int32_t *d_pos;        // (R)
+    int32_t *d_row_slot;   // (R)
+    // Host side of each call.
     int32_t *pos;          // (R)
-    int *row_slot;         // (R)
-    pz_attn_seq *seqs;     // (R)
+    int32_t *row_slot;     // (R)
+    pz_attn_seq *seqs;     // (R) descriptors (host; they point into backend memory)
     int *seq_slot;         // (R)
     int *seq_row0;         // (R) first row of each sequence
 };
 
 pz_engine_params pz_engine_default_params(void) {
-    pz_engine_params p = {.n_threads = 0, .n_slots = 1, .max_ctx = 0, .max_batch = 512};
+    pz_engine_params p = {.n_threads = 0, .n_slots = 1, .max_ctx = 0, .max_batch = 512,
+                          .backend = PZ_BACKEND_CPU};
     return p;
 }
 
-static pz_dt dt_of(const pz_mat *w) { return w->type == PZ_DT_BF16 ? PZ_DT_BF16 : PZ_DT_F32; }
-
 static int adjacent(const pz_mat *a, const pz_mat *b) {
-    size_t bytes = (size_t)a->rows * a->cols * (a->type == PZ_DT_BF16 ? 2 : 4);
+    size_t bytes = (size_t)a->rows * a->cols * pz_dt_size(a->type);
     return a->type == b->type && a->cols == b->cols && (const char *)a->data + bytes == (const char *)b->data;
+}
+
+// The backend's copy of host tensor p (bytes long): inside the model's
+// arena it is the same offset in the uploaded arena, else its own upload.
+static const void *dev_ptr(pz_engine *e, const void *p, size_t bytes, char *err) {
+    if (!p) return NULL;
+    const char *a = e->m->arena, *q = p;
+    if (e->warena && q >= a && q + bytes <= a + e->m->arena_bytes) return (const char *)e->warena + (q - a);
+    extra_upload *x = calloc(1, sizeof *x);
+    if (!x) {
+        pz_err(err, "engine: out of memory");
+        return NULL;
+    }
+    if (!(x->p = e->b->upload_weights(e->b, p, bytes, err))) {
+        free(x);
+        return NULL;
+    }
+    x->next = e->extra;
+    e->extra = x;
+    return x->p;
+}
+
+// w = the prepared backend weight of n matrices of m that lie back to back
+// (n = 1: one matrix; rows add up).
+static int prep(pz_engine *e, pz_weight *w, const pz_mat *first, int rows, char *err) {
+    if (!first->data) return pz_err(err, "engine: a %dx%d weight matrix is missing", rows, first->cols);
+    size_t bytes = (size_t)rows * first->cols * pz_dt_size(first->type);
+    const void *d = dev_ptr(e, first->data, bytes, err);
+    if (!d) return -1;
+    *w = pz_weight_dense(d, first->type, rows, first->cols);
+    return e->b->prepare_weight(e->b, w, err);
+}
+
+static const float *dev_vec(pz_engine *e, const float *v, int n, char *err, int *fail) {
+    if (!v) return NULL;
+    const float *d = dev_ptr(e, v, sizeof(float) * (size_t)n, err);
+    if (!d) *fail = 1;
+    return d;
+}
+
+static void release(pz_backend *b, pz_weight *w) {
+    if (w->data) b->release_weight(b, w);
 }
 
 void pz_engine_free(pz_engine *e) {
@@ -69,26 +136,68 @@ void pz_engine_free(pz_engine *e) {
     if (b) {
         if (e->L)
             for (int l = 0; l < e->m->cfg.n_layer; l++) {
-                b->free(b, e->L[l].k);
-                b->free(b, e->L[l].v);
+                eng_layer *el = &e->L[l];
+                b->free(b, el->k);
+                b->free(b, el->v);
+                pz_weight *ws[] = {&el->qkv, &el->wq, &el->wk, &el->wv, &el->wo, &el->gu, &el->wg, &el->wu, &el->wd};
+                for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) release(b, ws[i]);
             }
-        b->free(b, e->x);
-        b->free(b, e->xn);
-        b->free(b, e->qkv);
-        b->free(b, e->att);
-        b->free(b, e->gu);
-        b->free(b, e->h);
+        release(b, &e->tok_embd);
+        release(b, &e->lm_head);
+        float *bufs[] = {e->x, e->xn, e->qkv, e->att, e->gu, e->h, e->logits, e->d_inv_freq};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) b->free(b, bufs[i]);
+        b->free(b, e->d_tok);
+        b->free(b, e->d_pos);
+        b->free(b, e->d_row_slot);
+        for (extra_upload *x = e->extra, *n; x; x = n) {
+            n = x->next;
+            b->free_weights(b, x->p);
+            free(x);
+        }
+        if (e->warena) b->free_weights(b, e->warena);
         pz_backend_free(b);
     }
     free(e->L);
     free(e->len);
-    free(e->inv_freq);
     free(e->pos);
     free(e->row_slot);
     free(e->seqs);
     free(e->seq_slot);
     free(e->seq_row0);
     free(e);
+}
+
+// Uploads the weights and prepares every matrix of layer l.
+static int prepare_layer(pz_engine *e, int l, char *err) {
+    const pz_layer_spec *s = &e->m->cfg.layers[l];
+    const pz_layer_weights *w = &e->m->layers[l];
+    eng_layer *el = &e->L[l];
+    const int H = e->m->cfg.hidden;
+    int fail = 0;
+    el->attn_norm = dev_vec(e, w->attn_norm, H, err, &fail);
+    el->ffn_norm = dev_vec(e, w->ffn_norm, H, err, &fail);
+    if (fail) return -1;
+    if (s->attn == PZ_ATTN_GQA) {
+        el->fuse_qkv = adjacent(&w->wq, &w->wk) && adjacent(&w->wk, &w->wv);
+        if (el->fuse_qkv) {
+            if (prep(e, &el->qkv, &w->wq, w->wq.rows + w->wk.rows + w->wv.rows, err)) return -1;
+        } else if (prep(e, &el->wq, &w->wq, w->wq.rows, err) || prep(e, &el->wk, &w->wk, w->wk.rows, err) ||
+                   prep(e, &el->wv, &w->wv, w->wv.rows, err)) {
+            return -1;
+        }
+    }
+    if (s->attn != PZ_ATTN_NOOP && prep(e, &el->wo, &w->wo, w->wo.rows, err)) return -1;
+    if (s->ffn == PZ_FFN_SWIGLU) {
+        el->fuse_gu = adjacent(&w->w_gate, &w->w_up);
+        if (el->fuse_gu) {
+            if (prep(e, &el->gu, &w->w_gate, w->w_gate.rows + w->w_up.rows, err)) return -1;
+        } else if (prep(e, &el->wg, &w->w_gate, w->w_gate.rows, err) ||
+                   prep(e, &el->wu, &w->w_up, w->w_up.rows, err)) {
+            return -1;
+        }
+    }
+    if (s->ffn != PZ_FFN_NOOP && prep(e, &el->wd, &w->w_down, w->w_down.rows, err)) return -1;
+    return 0;
 }
 
 pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
@@ -104,23 +213,29 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
     }
     e->m = m;
     e->p = p;
-    if (!(e->b = pz_backend_create(PZ_BACKEND_CPU, p.n_threads, err))) goto fail;
+    if (!(e->b = pz_backend_create(p.backend, p.n_threads, err))) goto fail;
     pz_backend *b = e->b;
-    pz_dt wdt = m->wtype == PZ_DT_BF16 ? PZ_DT_BF16 : PZ_DT_F32;
-    if (!b->supports(b, PZ_OP_MATMUL, wdt) || !b->supports(b, PZ_OP_EMBED, wdt)) {
-        pz_err(err, "engine: backend %s cannot run %s weights", b->name, wdt ? "bf16" : "f32");
+    if (!b->supports(b, PZ_OP_MATMUL, m->wtype) || !b->supports(b, PZ_OP_EMBED, m->wtype)) {
+        pz_err(err, "engine: backend %s cannot run %s weights", b->name, pz_dt_name(m->wtype));
         goto fail;
     }
     e->p.n_threads = b->n_threads;
     e->R = p.max_batch > p.n_slots ? p.max_batch : p.n_slots;
+    if (m->arena && m->arena_bytes && !(e->warena = b->upload_weights(b, m->arena, m->arena_bytes, err)))
+        goto fail;
     int hd = c->head_dim, max_kv = 0, max_ff = 0;
     e->L = calloc((size_t)c->n_layer, sizeof *e->L);
     e->len = calloc((size_t)p.n_slots, sizeof *e->len);
     if (!e->L || !e->len) goto oom;
+    int fail = 0;
+    e->out_norm = dev_vec(e, m->out_norm, c->hidden, err, &fail);
+    if (fail || prep(e, &e->tok_embd, &m->tok_embd, m->tok_embd.rows, err) ||
+        prep(e, &e->lm_head, &m->lm_head, m->lm_head.rows, err))
+        goto fail;
     for (int l = 0; l < c->n_layer; l++) {
         const pz_layer_spec *s = &c->layers[l];
-        const pz_layer_weights *w = &m->layers[l];
         eng_layer *el = &e->L[l];
+        if (prepare_layer(e, l, err)) goto fail;
         if (s->attn == PZ_ATTN_GQA) {
             if (s->n_kv > max_kv) max_kv = s->n_kv;
             el->kvd = s->n_kv * hd;
@@ -131,12 +246,8 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
             el->v = b->alloc(b, bytes);
             if (!el->k || !el->v) goto oom;
             e->kv_bytes += 2 * bytes;
-            el->fuse_qkv = adjacent(&w->wq, &w->wk) && adjacent(&w->wk, &w->wv);
         }
-        if (s->ffn == PZ_FFN_SWIGLU) {
-            if (s->n_ff > max_ff) max_ff = s->n_ff;
-            el->fuse_gu = adjacent(&w->w_gate, &w->w_up);
-        }
+        if (s->ffn == PZ_FFN_SWIGLU && s->n_ff > max_ff) max_ff = s->n_ff;
     }
     size_t R = (size_t)e->R;
     e->x = b->alloc(b, sizeof(float) * R * c->hidden);
@@ -145,20 +256,31 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
     e->att = b->alloc(b, sizeof(float) * R * (size_t)c->n_head * hd);
     e->gu = b->alloc(b, sizeof(float) * R * 2 * (size_t)max_ff);
     e->h = b->alloc(b, sizeof(float) * R * (size_t)max_ff);
-    e->inv_freq = malloc(sizeof(float) * (size_t)(hd / 2 + 1));
+    e->logits = b->alloc(b, sizeof(float) * LOGIT_ROWS * (size_t)c->vocab);
+    e->d_inv_freq = b->alloc(b, sizeof(float) * (size_t)(hd / 2 + 1));
+    e->d_tok = b->alloc(b, sizeof(int32_t) * R);
+    e->d_pos = b->alloc(b, sizeof(int32_t) * R);
+    e->d_row_slot = b->alloc(b, sizeof(int32_t) * R);
     e->pos = malloc(sizeof(int32_t) * R);
-    e->row_slot = malloc(sizeof(int) * R);
+    e->row_slot = malloc(sizeof(int32_t) * R);
     e->seqs = malloc(sizeof(pz_attn_seq) * R);
     e->seq_slot = malloc(sizeof(int) * R);
     e->seq_row0 = malloc(sizeof(int) * R);
-    if (!e->x || !e->xn || !e->qkv || !e->att || !e->gu || !e->h || !e->inv_freq || !e->pos ||
-        !e->row_slot || !e->seqs || !e->seq_slot || !e->seq_row0)
+    if (!e->x || !e->xn || !e->qkv || !e->att || !e->gu || !e->h || !e->logits || !e->d_inv_freq ||
+        !e->d_tok || !e->d_pos || !e->d_row_slot || !e->pos || !e->row_slot || !e->seqs || !e->seq_slot ||
+        !e->seq_row0)
         goto oom;
     pz_rope_params rp = {.head_dim = hd, .theta = c->rope_theta,
                          .llama3 = c->rope_scaling == PZ_ROPE_SCALING_LLAMA3,
                          .factor = c->rope_factor, .low_freq_factor = c->rope_low_freq_factor,
                          .high_freq_factor = c->rope_high_freq_factor, .orig_ctx = c->rope_orig_ctx};
-    pz_rope_inv_freq(&rp, e->inv_freq);
+    float *inv_freq = malloc(sizeof(float) * (size_t)(hd / 2 + 1));
+    if (!inv_freq) goto oom;
+    pz_rope_inv_freq(&rp, inv_freq);
+    int rc = b->copy(b, e->d_inv_freq, inv_freq, sizeof(float) * (size_t)(hd / 2), PZ_COPY_H2D, err);
+    if (!rc) rc = b->synchronize(b, err);  // inv_freq is freed next
+    free(inv_freq);
+    if (rc) goto fail;
     return e;
 oom:
     pz_err(err, "engine: out of memory (KV cache %zu bytes so far; n_slots %d, max_ctx %d)", e->kv_bytes,
@@ -168,39 +290,55 @@ fail:
     return NULL;
 }
 
-// The forward pass over R rows: token tok[r] of slot e->row_slot[r] at
-// position e->pos[r]. The rows form n_seq sequences: sequence i is n_q =
+// q/k/v of R rows into e->qkv (rows ld apart): one product when fused.
+static int qkv_proj(pz_engine *e, const eng_layer *el, int R, int H, int qd, int ld, char *err) {
+    pz_backend *b = e->b;
+    if (el->fuse_qkv) return b->matmul(b, e->qkv, ld, e->xn, H, PZ_DT_F32, &el->qkv, R, 0, err);
+    return b->matmul(b, e->qkv, ld, e->xn, H, PZ_DT_F32, &el->wq, R, 0, err) ||
+                   b->matmul(b, e->qkv + qd, ld, e->xn, H, PZ_DT_F32, &el->wk, R, 0, err) ||
+                   b->matmul(b, e->qkv + qd + el->kvd, ld, e->xn, H, PZ_DT_F32, &el->wv, R, 0, err)
+               ? -1
+               : 0;
+}
+
+static int gate_up_proj(pz_engine *e, const eng_layer *el, int R, int H, int F, char *err) {
+    pz_backend *b = e->b;
+    if (el->fuse_gu) return b->matmul(b, e->gu, 2 * F, e->xn, H, PZ_DT_F32, &el->gu, R, 0, err);
+    return b->matmul(b, e->gu, 2 * F, e->xn, H, PZ_DT_F32, &el->wg, R, 0, err) ||
+                   b->matmul(b, e->gu + F, 2 * F, e->xn, H, PZ_DT_F32, &el->wu, R, 0, err)
+               ? -1
+               : 0;
+}
+
+// The forward pass over R rows: token tok[r] (host) of slot e->row_slot[r]
+// at position e->pos[r]. The rows form n_seq sequences: sequence i is n_q =
 // e->seqs[i].n_q consecutive rows from seq_row0[i], of slot e->seq_slot[i],
 // starting at position e->seqs[i].pos0. Logits of rows [lrow0, lrow0+nl)
-// go to out (nl*vocab).
+// go to out (host, nl*vocab).
 static int forward(pz_engine *e, const int32_t *tok, int R, int n_seq, const int *seq_row0,
                    int lrow0, int nl, float *out, char *err) {
     const pz_model *m = e->m;
     const pz_config *c = &m->cfg;
     pz_backend *b = e->b;
     const int H = c->hidden, hd = c->head_dim, nh = c->n_head;
-    if (b->embed(b, e->x, m->tok_embd.data, dt_of(&m->tok_embd), tok, R, H, c->vocab, err)) return -1;
+    const size_t rb = sizeof(int32_t) * (size_t)R;
+    if (b->copy(b, e->d_tok, tok, rb, PZ_COPY_H2D, err) || b->copy(b, e->d_pos, e->pos, rb, PZ_COPY_H2D, err) ||
+        b->copy(b, e->d_row_slot, e->row_slot, rb, PZ_COPY_H2D, err))
+        return -1;
+    if (b->embed(b, e->x, &e->tok_embd, e->d_tok, R, err)) return -1;
     for (int l = 0; l < c->n_layer; l++) {
         const pz_layer_spec *s = &c->layers[l];
-        const pz_layer_weights *w = &m->layers[l];
         const eng_layer *el = &e->L[l];
         if (s->attn == PZ_ATTN_GQA) {
             const int kvd = el->kvd, qd = nh * hd, ld = qd + 2 * kvd;
-            b->rmsnorm(b, e->xn, e->x, w->attn_norm, R, H, c->norm_eps);
-            if (el->fuse_qkv) {
-                if (b->matmul(b, e->qkv, ld, e->xn, H, w->wq.data, dt_of(&w->wq), R, ld, H, 0, err)) return -1;
-            } else if (b->matmul(b, e->qkv, ld, e->xn, H, w->wq.data, dt_of(&w->wq), R, qd, H, 0, err) ||
-                       b->matmul(b, e->qkv + qd, ld, e->xn, H, w->wk.data, dt_of(&w->wk), R, kvd, H, 0, err) ||
-                       b->matmul(b, e->qkv + qd + kvd, ld, e->xn, H, w->wv.data, dt_of(&w->wv), R, kvd, H, 0, err)) {
-                return -1;
-            }
-            b->rope(b, e->qkv, ld, e->pos, R, nh, hd, e->inv_freq);
-            b->rope(b, e->qkv + qd, ld, e->pos, R, s->n_kv, hd, e->inv_freq);
-            for (int r = 0; r < R; r++) {
-                size_t base = (size_t)e->row_slot[r] * el->slot_floats;
-                const float *src = e->qkv + (size_t)r * ld + qd;
-                b->kv_write(b, el->k + base, el->v + base, s->n_kv, hd, e->p.max_ctx, e->pos[r], src, src + kvd);
-            }
+            b->rmsnorm(b, e->xn, e->x, el->attn_norm, R, H, c->norm_eps);
+            if (qkv_proj(e, el, R, H, qd, ld, err)) return -1;
+            b->rope(b, e->qkv, ld, e->d_pos, R, nh, hd, e->d_inv_freq);
+            b->rope(b, e->qkv + qd, ld, e->d_pos, R, s->n_kv, hd, e->d_inv_freq);
+            pz_kv_write kw = {.k_cache = el->k, .v_cache = el->v, .slot_stride = el->slot_floats,
+                              .n_kv = s->n_kv, .head_dim = hd, .cap = e->p.max_ctx, .kv = e->qkv + qd,
+                              .ld = ld, .row_slot = e->d_row_slot, .pos = e->d_pos, .R = R};
+            if (b->kv_write(b, &kw, err)) return -1;
             for (int i = 0; i < n_seq; i++) {
                 pz_attn_seq *q = &e->seqs[i];
                 size_t base = (size_t)e->seq_slot[i] * el->slot_floats;
@@ -214,35 +352,34 @@ static int forward(pz_engine *e, const int32_t *tok, int R, int n_seq, const int
                 q->kv_cap = e->p.max_ctx;
             }
             if (b->attention(b, e->seqs, n_seq, nh, s->n_kv, hd, err)) return -1;
-            if (b->matmul(b, e->x, H, e->att, qd, w->wo.data, dt_of(&w->wo), R, H, qd, 1, err)) return -1;
+            if (b->matmul(b, e->x, H, e->att, qd, PZ_DT_F32, &el->wo, R, 1, err)) return -1;
         } else if (s->attn == PZ_ATTN_LINEAR) {
-            b->rmsnorm(b, e->xn, e->x, w->attn_norm, R, H, c->norm_eps);
-            if (b->matmul(b, e->x, H, e->xn, H, w->wo.data, dt_of(&w->wo), R, H, H, 1, err)) return -1;
+            b->rmsnorm(b, e->xn, e->x, el->attn_norm, R, H, c->norm_eps);
+            if (b->matmul(b, e->x, H, e->xn, H, PZ_DT_F32, &el->wo, R, 1, err)) return -1;
         }
         if (s->ffn == PZ_FFN_SWIGLU) {
             const int F = s->n_ff;
-            b->rmsnorm(b, e->xn, e->x, w->ffn_norm, R, H, c->norm_eps);
-            if (el->fuse_gu) {
-                if (b->matmul(b, e->gu, 2 * F, e->xn, H, w->w_gate.data, dt_of(&w->w_gate), R, 2 * F, H, 0, err))
-                    return -1;
-            } else if (b->matmul(b, e->gu, 2 * F, e->xn, H, w->w_gate.data, dt_of(&w->w_gate), R, F, H, 0, err) ||
-                       b->matmul(b, e->gu + F, 2 * F, e->xn, H, w->w_up.data, dt_of(&w->w_up), R, F, H, 0, err)) {
-                return -1;
-            }
+            b->rmsnorm(b, e->xn, e->x, el->ffn_norm, R, H, c->norm_eps);
+            if (gate_up_proj(e, el, R, H, F, err)) return -1;
             b->swiglu(b, e->h, F, e->gu, e->gu + F, 2 * F, R, F);
-            if (b->matmul(b, e->x, H, e->h, F, w->w_down.data, dt_of(&w->w_down), R, H, F, 1, err)) return -1;
+            if (b->matmul(b, e->x, H, e->h, F, PZ_DT_F32, &el->wd, R, 1, err)) return -1;
         } else if (s->ffn == PZ_FFN_LINEAR) {
-            b->rmsnorm(b, e->xn, e->x, w->ffn_norm, R, H, c->norm_eps);
-            if (b->matmul(b, e->x, H, e->xn, H, w->w_down.data, dt_of(&w->w_down), R, H, H, 1, err)) return -1;
+            b->rmsnorm(b, e->xn, e->x, el->ffn_norm, R, H, c->norm_eps);
+            if (b->matmul(b, e->x, H, e->xn, H, PZ_DT_F32, &el->wd, R, 1, err)) return -1;
         }
     }
     if (nl > 0 && out) {
         float *xl = e->xn + (size_t)lrow0 * H;
-        b->rmsnorm(b, xl, e->x + (size_t)lrow0 * H, m->out_norm, nl, H, c->norm_eps);
-        if (b->matmul(b, out, c->vocab, xl, H, m->lm_head.data, dt_of(&m->lm_head), nl, c->vocab, H, 0, err))
-            return -1;
+        b->rmsnorm(b, xl, e->x + (size_t)lrow0 * H, e->out_norm, nl, H, c->norm_eps);
+        for (int r0 = 0; r0 < nl; r0 += LOGIT_ROWS) {
+            int n = nl - r0 < LOGIT_ROWS ? nl - r0 : LOGIT_ROWS;
+            size_t bytes = sizeof(float) * (size_t)n * c->vocab;
+            if (b->matmul(b, e->logits, c->vocab, xl + (size_t)r0 * H, H, PZ_DT_F32, &e->lm_head, n, 0, err) ||
+                b->copy(b, out + (size_t)r0 * c->vocab, e->logits, bytes, PZ_COPY_D2H, err))
+                return -1;
+        }
     }
-    return 0;
+    return b->synchronize(b, err);
 }
 
 static int check_slot(const pz_engine *e, int slot, char *err) {

@@ -23,6 +23,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "backend.h"
 #include "model.h"
 
 typedef struct {
@@ -30,14 +31,18 @@ typedef struct {
     int n_slots;       // sequences held at once (default 1)
     int max_ctx;       // KV positions per slot (default min(model max_ctx, 4096))
     int max_batch;     // most tokens in one forward call (default 512)
+    pz_backend_kind backend;  // where weights, KV cache and every op live (default CPU)
 } pz_engine_params;
 
 pz_engine_params pz_engine_default_params(void);
 
 typedef struct pz_engine pz_engine;
 
-// The engine borrows m (which must outlive it) and owns its KV cache and
-// scratch, allocated here once; no allocation happens per token.
+// The engine borrows m (which must outlive it), hands its weight arena to
+// the backend once (the CPU backend uses it in place; a device copies it),
+// and owns its KV cache and scratch in backend memory, allocated here once;
+// no allocation happens per token. Token ids and logits cross between host
+// and backend at each call.
 pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err);
 void pz_engine_free(pz_engine *e);
 

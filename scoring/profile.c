@@ -60,21 +60,43 @@ static unsigned long long rng_next(unsigned long long *s) {
 }
 static float rng_f(unsigned long long *s) { return (float)((rng_next(s) >> 40) * (1.0 / 16777216.0) * 2 - 1); }
 
-// Random floats (uniform in ±scale) into host memory of the backend.
+// Random floats (uniform in ±scale) into host memory.
 static void fill_f32(float *x, size_t n, float scale, unsigned long long *s) {
     for (size_t i = 0; i < n; i++) x[i] = scale * rng_f(s);
 }
 
-// A weight matrix [rows, cols] of type dt, uniform ±1/sqrt(cols).
+// host[bytes] copied into new backend memory (NULL on failure).
+static void *upload(pz_backend *b, const void *host, size_t bytes) {
+    void *d = b->alloc(b, bytes);
+    if (d && (b->copy(b, d, host, bytes, PZ_COPY_H2D, NULL) || b->synchronize(b, NULL))) {
+        b->free(b, d);
+        d = NULL;
+    }
+    return d;
+}
+
+// n random floats (uniform ±scale) in new backend memory.
+static float *new_rand(pz_backend *b, size_t n, float scale, unsigned long long *s) {
+    float *h = malloc(n * sizeof(float));
+    if (!h) return NULL;
+    fill_f32(h, n, scale, s);
+    float *d = upload(b, h, n * sizeof(float));
+    free(h);
+    return d;
+}
+
+// A weight matrix [rows, cols] of type dt, uniform ±1/sqrt(cols), in backend memory.
 static void *new_weight(pz_backend *b, pz_dt dt, size_t rows, size_t cols, unsigned long long *s) {
     size_t n = rows * cols;
-    void *w = b->alloc(b, n * (dt == PZ_DT_BF16 ? 2 : 4));
-    if (!w) return NULL;
+    void *h = malloc(n * pz_dt_size(dt));
+    if (!h) return NULL;
     float sc = 1.0f / sqrtf((float)cols);
-    if (dt == PZ_DT_F32) fill_f32(w, n, sc, s);
+    if (dt == PZ_DT_F32) fill_f32(h, n, sc, s);
     else
-        for (size_t i = 0; i < n; i++) ((uint16_t *)w)[i] = pz_f32_to_bf16(sc * rng_f(s));
-    return w;
+        for (size_t i = 0; i < n; i++) ((uint16_t *)h)[i] = pz_f32_to_bf16(sc * rng_f(s));
+    void *d = upload(b, h, n * pz_dt_size(dt));
+    free(h);
+    return d;
 }
 
 #define MAX_COPIES 32
@@ -100,41 +122,40 @@ typedef struct {
     pz_scenario s;
     pz_dt dt;
     int R, cap;               // rows per run; KV positions per sequence
-    float *x, *xn, *big, *att, *norm, *inv_freq, *k, *v_;
+    float *x, *xn, *big, *att, *norm, *inv_freq, *k, *v_;  // backend memory
     size_t kv_floats;         // per sequence, K (and as many for V)
-    void *w1, *w2;            // gqa: [q;k;v], o; swiglu: [gate;up], down; linear: -, W; head: lm_head
-    void *w1s[MAX_COPIES], *w2s[MAX_COPIES];  // the copies run i uses copy i % n_copies of
+    const pz_weight *w1, *w2; // gqa: [q;k;v], o; swiglu: [gate;up], down; linear: -, W; head: lm_head
+    pz_weight w1s[MAX_COPIES], w2s[MAX_COPIES];  // the copies run i uses copy i % n_copies of
     int n_copies, iter;
-    int32_t *pos, *ids;
-    pz_attn_seq *seqs;
+    int32_t *pos, *ids, *row_slot;  // backend memory
+    pz_attn_seq *seqs;        // host (descriptors)
 } job;
 
 static int run_once(pz_backend *b, job *j, char *err) {
-    j->w1 = j->w1s[j->iter % j->n_copies];
-    j->w2 = j->w2s[j->iter % j->n_copies];
+    j->w1 = &j->w1s[j->iter % j->n_copies];
+    j->w2 = &j->w2s[j->iter % j->n_copies];
     j->iter++;
     const pz_config *c = j->c;
     const int H = c->hidden, hd = c->head_dim, nh = c->n_head, R = j->R;
     switch (j->v.part) {
     case PZ_PROF_EMBED:
-        return b->embed(b, j->x, j->w1, j->dt, j->ids, R, H, c->vocab, err);
+        return b->embed(b, j->x, j->w1, j->ids, R, err);
     case PZ_PROF_HEAD:  // final norm + LM head over the last row of each sequence
         b->rmsnorm(b, j->xn, j->x, j->norm, (int)j->s.batch, H, c->norm_eps);
-        return b->matmul(b, j->big, c->vocab, j->xn, H, j->w1, j->dt, (int)j->s.batch, c->vocab, H, 0, err);
+        return b->matmul(b, j->big, c->vocab, j->xn, H, PZ_DT_F32, j->w1, (int)j->s.batch, 0, err);
     case PZ_PROF_ATTN:
         b->rmsnorm(b, j->xn, j->x, j->norm, R, H, c->norm_eps);
-        if (j->v.kind == PZ_ATTN_LINEAR) return b->matmul(b, j->x, H, j->xn, H, j->w2, j->dt, R, H, H, 1, err);
+        if (j->v.kind == PZ_ATTN_LINEAR) return b->matmul(b, j->x, H, j->xn, H, PZ_DT_F32, j->w2, R, 1, err);
         {
             const int nkv = j->v.size, kvd = nkv * hd, qd = nh * hd, ld = qd + 2 * kvd;
-            if (b->matmul(b, j->big, ld, j->xn, H, j->w1, j->dt, R, ld, H, 0, err)) return -1;
+            if (b->matmul(b, j->big, ld, j->xn, H, PZ_DT_F32, j->w1, R, 0, err)) return -1;
             b->rope(b, j->big, ld, j->pos, R, nh, hd, j->inv_freq);
             b->rope(b, j->big + qd, ld, j->pos, R, nkv, hd, j->inv_freq);
             int per = j->s.phase == PZ_PHASE_PREFILL ? (int)j->s.len : 1;
-            for (int r = 0; r < R; r++) {
-                size_t base = (size_t)(r / per) * j->kv_floats;
-                const float *src = j->big + (size_t)r * ld + qd;
-                b->kv_write(b, j->k + base, j->v_ + base, nkv, hd, j->cap, j->pos[r], src, src + kvd);
-            }
+            pz_kv_write kw = {.k_cache = j->k, .v_cache = j->v_, .slot_stride = j->kv_floats, .n_kv = nkv,
+                              .head_dim = hd, .cap = j->cap, .kv = j->big + qd, .ld = ld,
+                              .row_slot = j->row_slot, .pos = j->pos, .R = R};
+            if (b->kv_write(b, &kw, err)) return -1;
             for (int i = 0; i < (int)j->s.batch; i++) {
                 pz_attn_seq *q = &j->seqs[i];
                 q->q = j->big + (size_t)i * per * ld;
@@ -149,16 +170,16 @@ static int run_once(pz_backend *b, job *j, char *err) {
                 q->pos0 = j->s.phase == PZ_PHASE_PREFILL ? 0 : (int)j->s.len;
             }
             if (b->attention(b, j->seqs, (int)j->s.batch, nh, nkv, hd, err)) return -1;
-            return b->matmul(b, j->x, H, j->att, qd, j->w2, j->dt, R, H, qd, 1, err);
+            return b->matmul(b, j->x, H, j->att, qd, PZ_DT_F32, j->w2, R, 1, err);
         }
     case PZ_PROF_FFN:
         b->rmsnorm(b, j->xn, j->x, j->norm, R, H, c->norm_eps);
-        if (j->v.kind == PZ_FFN_LINEAR) return b->matmul(b, j->x, H, j->xn, H, j->w2, j->dt, R, H, H, 1, err);
+        if (j->v.kind == PZ_FFN_LINEAR) return b->matmul(b, j->x, H, j->xn, H, PZ_DT_F32, j->w2, R, 1, err);
         {
             const int F = j->v.size;
-            if (b->matmul(b, j->big, 2 * F, j->xn, H, j->w1, j->dt, R, 2 * F, H, 0, err)) return -1;
+            if (b->matmul(b, j->big, 2 * F, j->xn, H, PZ_DT_F32, j->w1, R, 0, err)) return -1;
             b->swiglu(b, j->att, F, j->big, j->big + F, 2 * F, R, F);
-            return b->matmul(b, j->x, H, j->att, F, j->w2, j->dt, R, H, F, 1, err);
+            return b->matmul(b, j->x, H, j->att, F, PZ_DT_F32, j->w2, R, 1, err);
         }
     }
     return pz_err(err, "profile: unknown sub-block part");
@@ -182,6 +203,41 @@ static void summarize(double *t, int n, pz_prof_result *out) {
     if (out->p10_s > out->median_s) out->p10_s = out->median_s;
     if (out->p90_s < out->median_s) out->p90_s = out->median_s;
     out->repeats = n;
+}
+
+// Decode: each sequence's cache already holds len positions of random K/V,
+// written one sequence at a time by one kv_write.
+static int fill_cache(pz_backend *b, job *j, unsigned long long *seed, char *err) {
+    const int hd = j->c->head_dim, kvd = j->v.size * hd;
+    const size_t len = (size_t)j->s.len;
+    float *h = malloc(len * 2 * (size_t)kvd * sizeof(float));
+    int32_t *hp = malloc(2 * len * sizeof(int32_t));
+    float *dkv = NULL;
+    int32_t *dp = NULL;
+    int rc = -1;
+    if (!h || !hp) goto out;
+    for (size_t q = 0; q < len; q++) hp[q] = (int32_t)q;
+    if (!(dp = b->alloc(b, 2 * len * sizeof(int32_t))) || !(dkv = b->alloc(b, len * 2 * (size_t)kvd * sizeof(float))))
+        goto out;
+    for (long i = 0; i < j->s.batch; i++) {
+        fill_f32(h, len * 2 * (size_t)kvd, 1.0f, seed);
+        for (size_t q = 0; q < len; q++) hp[len + q] = (int32_t)i;
+        pz_kv_write kw = {.k_cache = j->k, .v_cache = j->v_, .slot_stride = j->kv_floats, .n_kv = j->v.size,
+                          .head_dim = hd, .cap = j->cap, .kv = dkv, .ld = 2 * kvd, .row_slot = dp + len,
+                          .pos = dp, .R = (int)len};
+        if (b->copy(b, dkv, h, len * 2 * (size_t)kvd * sizeof(float), PZ_COPY_H2D, err) ||
+            b->copy(b, dp, hp, 2 * len * sizeof(int32_t), PZ_COPY_H2D, err) || b->kv_write(b, &kw, err) ||
+            b->synchronize(b, err))
+            goto out;
+    }
+    rc = 0;
+out:
+    if (rc && err && !*err) pz_err(err, "profile: out of memory");
+    free(h);
+    free(hp);
+    b->free(b, dkv);
+    b->free(b, dp);
+    return rc;
 }
 
 int pz_profile_variant(pz_backend *b, const pz_config *c, const pz_prof_variant *v, const pz_scenario *s,
@@ -230,19 +286,28 @@ int pz_profile_variant(pz_backend *b, const pz_config *c, const pz_prof_variant 
     }
     int rc = -1;
     double *t = NULL;
-    if (!take(&B, j.x = b->alloc(b, R * H * 4)) || !take(&B, j.xn = b->alloc(b, R * H * 4)) ||
-        !take(&B, j.big = b->alloc(b, (v->part == PZ_PROF_HEAD ? (size_t)s->batch : R) * big_cols * 4)) ||
-        !take(&B, j.att = b->alloc(b, R * att_cols * 4)) ||
-        !take(&B, j.norm = b->alloc(b, (size_t)H * 4)) || !take(&B, j.pos = b->alloc(b, R * 4)) ||
-        !take(&B, j.ids = b->alloc(b, R * 4))) {
+    int32_t *hrows = malloc(3 * R * sizeof(int32_t));  // pos, ids, row_slot on the host
+    float *hnorm = malloc((size_t)H * sizeof(float));
+    if (hrows && hnorm) {
+        for (int i = 0; i < H; i++) hnorm[i] = 1.0f + 0.1f * rng_f(&seed);
+        int per = s->phase == PZ_PHASE_PREFILL ? (int)s->len : 1;
+        for (size_t r = 0; r < R; r++) {
+            hrows[r] = s->phase == PZ_PHASE_PREFILL ? (int32_t)(r % (size_t)s->len) : (int32_t)s->len;
+            hrows[R + r] = (int32_t)(rng_next(&seed) % (unsigned long long)c->vocab);
+            hrows[2 * R + r] = (int32_t)(r / (size_t)per);
+        }
+    }
+    int ok = hrows && hnorm && take(&B, j.x = new_rand(b, R * H, 1.0f, &seed)) &&
+             take(&B, j.xn = b->alloc(b, R * H * 4)) &&
+             take(&B, j.big = b->alloc(b, (v->part == PZ_PROF_HEAD ? (size_t)s->batch : R) * big_cols * 4)) &&
+             take(&B, j.att = b->alloc(b, R * att_cols * 4)) &&
+             take(&B, j.norm = upload(b, hnorm, (size_t)H * 4)) && take(&B, j.pos = upload(b, hrows, R * 4)) &&
+             take(&B, j.ids = upload(b, hrows + R, R * 4)) && take(&B, j.row_slot = upload(b, hrows + 2 * R, R * 4));
+    free(hrows);
+    free(hnorm);
+    if (!ok) {
         pz_err(err, "profile: out of memory");
         goto done;
-    }
-    fill_f32(j.x, R * H, 1.0f, &seed);
-    for (int i = 0; i < H; i++) j.norm[i] = 1.0f + 0.1f * rng_f(&seed);
-    for (size_t r = 0; r < R; r++) {
-        j.pos[r] = s->phase == PZ_PHASE_PREFILL ? (int32_t)(r % (size_t)s->len) : (int32_t)s->len;
-        j.ids[r] = (int32_t)(rng_next(&seed) % (unsigned long long)c->vocab);
     }
     // Weights: enough copies that one pass over all of them exceeds
     // p->cold_bytes, so each run reads its weights from memory, as in a full
@@ -257,44 +322,41 @@ int pz_profile_variant(pz_backend *b, const pz_config *c, const pz_prof_variant 
     j.n_copies = set_bytes && p->cold_bytes > set_bytes ? (int)((p->cold_bytes + set_bytes - 1) / set_bytes) : 1;
     if (j.n_copies > MAX_COPIES) j.n_copies = MAX_COPIES;
     for (int i = 0; i < j.n_copies; i++) {  // random once, then copies (timing is value-blind)
-        if (r1 && !take(&B, j.w1s[i] = i ? b->alloc(b, r1 * c1 * wb) : new_weight(b, p->dtype, r1, c1, &seed)))
+        void *d1 = NULL, *d2 = NULL;
+        if (r1 && !take(&B, d1 = i ? b->alloc(b, r1 * c1 * wb) : new_weight(b, p->dtype, r1, c1, &seed)))
             goto oom;
-        if (r2 && !take(&B, j.w2s[i] = i ? b->alloc(b, r2 * c2 * wb) : new_weight(b, p->dtype, r2, c2, &seed)))
+        if (r2 && !take(&B, d2 = i ? b->alloc(b, r2 * c2 * wb) : new_weight(b, p->dtype, r2, c2, &seed)))
             goto oom;
-        if (i && r1) b->copy(b, j.w1s[i], j.w1s[0], r1 * c1 * wb, PZ_COPY_D2D);
-        if (i && r2) b->copy(b, j.w2s[i], j.w2s[0], r2 * c2 * wb, PZ_COPY_D2D);
+        if ((i && r1 && b->copy(b, d1, j.w1s[0].data, r1 * c1 * wb, PZ_COPY_D2D, err)) ||
+            (i && r2 && b->copy(b, d2, j.w2s[0].data, r2 * c2 * wb, PZ_COPY_D2D, err)))
+            goto done;
+        j.w1s[i] = pz_weight_dense(d1, p->dtype, (int)r1, (int)c1);
+        j.w2s[i] = pz_weight_dense(d2, p->dtype, (int)r2, (int)c2);
+        if ((r1 && b->prepare_weight(b, &j.w1s[i], err)) || (r2 && b->prepare_weight(b, &j.w2s[i], err))) goto done;
     }
     if (v->part == PZ_PROF_ATTN && v->kind == PZ_ATTN_GQA) {
-        if (!take(&B, j.inv_freq = b->alloc(b, (size_t)hd / 2 * 4)) ||
-            !take(&B, j.seqs = b->alloc(b, (size_t)s->batch * sizeof(pz_attn_seq))))
+        float *hf = malloc((size_t)(hd / 2 + 1) * sizeof(float));
+        if (!hf || !(j.seqs = malloc((size_t)s->batch * sizeof(pz_attn_seq)))) {
+            free(hf);
             goto oom;
-        {
-            pz_rope_params rp = {.head_dim = hd, .theta = c->rope_theta > 0 ? c->rope_theta : 10000.0f};
-            pz_rope_inv_freq(&rp, j.inv_freq);
-            j.kv_floats = b->kv_bytes(b, v->size, hd, j.cap) / sizeof(float);
-            size_t kvn = j.kv_floats * (size_t)s->batch;
-            if (!take(&B, j.k = b->alloc(b, kvn * 4)) || !take(&B, j.v_ = b->alloc(b, kvn * 4))) goto oom;
-            if (s->phase == PZ_PHASE_DECODE) {  // a cache already holding len positions
-                size_t kvd = (size_t)v->size * hd;
-                float *row = malloc(2 * kvd * sizeof(float));
-                if (!row) goto oom;
-                for (long i = 0; i < s->batch; i++)
-                    for (long q = 0; q < s->len; q++) {
-                        fill_f32(row, 2 * kvd, 1.0f, &seed);
-                        b->kv_write(b, j.k + i * j.kv_floats, j.v_ + i * j.kv_floats, v->size, hd, j.cap, (int)q,
-                                    row, row + kvd);
-                    }
-                free(row);
-            }
         }
+        pz_rope_params rp = {.head_dim = hd, .theta = c->rope_theta > 0 ? c->rope_theta : 10000.0f};
+        pz_rope_inv_freq(&rp, hf);
+        int up = take(&B, j.inv_freq = upload(b, hf, (size_t)hd / 2 * 4)) != NULL;
+        free(hf);
+        if (!up) goto oom;
+        j.kv_floats = b->kv_bytes(b, v->size, hd, j.cap) / sizeof(float);
+        size_t kvn = j.kv_floats * (size_t)s->batch;
+        if (!take(&B, j.k = b->alloc(b, kvn * 4)) || !take(&B, j.v_ = b->alloc(b, kvn * 4))) goto oom;
+        if (s->phase == PZ_PHASE_DECODE && fill_cache(b, &j, &seed, err)) goto done;
     }
     int n = p->repeats < 1 ? 1 : p->repeats;
     if (!(t = malloc((size_t)n * sizeof *t))) goto oom;
     for (int i = 0; i < p->warmup; i++)
-        if (run_once(b, &j, err)) goto done;
+        if (run_once(b, &j, err) || b->synchronize(b, err)) goto done;
     for (int i = 0; i < n; i++) {
         double t0 = pz_now();
-        if (run_once(b, &j, err)) goto done;
+        if (run_once(b, &j, err) || b->synchronize(b, err)) goto done;
         t[i] = pz_now() - t0;
     }
     summarize(t, n, out);
@@ -304,6 +366,11 @@ oom:
     pz_err(err, "profile: out of memory");
 done:
     free(t);
+    free(j.seqs);
+    for (int i = 0; i < j.n_copies; i++) {
+        if (j.w1s[i].priv) b->release_weight(b, &j.w1s[i]);
+        if (j.w2s[i].priv) b->release_weight(b, &j.w2s[i]);
+    }
     bufs_free(&B);
     return rc;
 }
@@ -340,23 +407,26 @@ static double median_of(double *t, int n) {
 static int time_matmul(pz_backend *b, pz_dt dt, int M, int N, int K, int copies, int reps, double *sec,
                        char *err) {
     unsigned long long seed = 7;
-    float *x = b->alloc(b, (size_t)M * K * 4), *y = b->alloc(b, (size_t)M * N * 4);
-    void *w[128] = {0};
-    size_t wbytes = (size_t)N * K * (dt == PZ_DT_BF16 ? 2 : 4);
+    float *x = new_rand(b, (size_t)M * K, 1.0f, &seed), *y = b->alloc(b, (size_t)M * N * 4);
+    pz_weight w[128];
+    memset(w, 0, sizeof w);
+    size_t wbytes = (size_t)N * K * pz_dt_size(dt);
     double *t = malloc((size_t)reps * sizeof *t);
     int rc = -1, ok = x && y && t;
     for (int i = 0; i < copies && ok; i++) {
-        ok = (w[i] = i ? b->alloc(b, wbytes) : new_weight(b, dt, (size_t)N, (size_t)K, &seed)) != NULL;
-        if (ok && i) b->copy(b, w[i], w[0], wbytes, PZ_COPY_D2D);
+        void *d = i ? b->alloc(b, wbytes) : new_weight(b, dt, (size_t)N, (size_t)K, &seed);
+        w[i] = pz_weight_dense(d, dt, N, K);
+        ok = d != NULL;
+        if (ok && i && b->copy(b, d, w[0].data, wbytes, PZ_COPY_D2D, err)) goto done;
+        if (ok && b->prepare_weight(b, &w[i], err)) goto done;
     }
     if (!ok) {
         pz_err(err, "calibrate: out of memory");
         goto done;
     }
-    fill_f32(x, (size_t)M * K, 1.0f, &seed);
     for (int i = 0; i < reps + 2; i++) {
         double t0 = pz_now();
-        if (b->matmul(b, y, N, x, K, w[i % copies], dt, M, N, K, 0, err)) goto done;
+        if (b->matmul(b, y, N, x, K, PZ_DT_F32, &w[i % copies], M, 0, err) || b->synchronize(b, err)) goto done;
         if (i >= 2) t[i - 2] = pz_now() - t0;
     }
     *sec = median_of(t, reps);
@@ -365,7 +435,10 @@ done:
     free(t);
     b->free(b, x);
     b->free(b, y);
-    for (int i = 0; i < copies; i++) b->free(b, w[i]);
+    for (int i = 0; i < copies; i++) {
+        if (w[i].priv) b->release_weight(b, &w[i]);
+        b->free(b, (void *)w[i].data);
+    }
     return rc;
 }
 

@@ -1,8 +1,6 @@
 // score.c — see score.h.
 #include "score.h"
 #include "common.h"
-#include "cpu/bwd_linear.h"
-#include "cpu/rmsnorm.h"
 #include "subblock.h"
 #include "tensor.h"
 
@@ -27,7 +25,7 @@ struct pz_scorer {
     float *nll;                // (n_tok) parent NLL of the next token (0 at a window's end)
     double parent_nll;
     float *x, *y, *xn, *logits;  // scratch: (R, H) x3, (R, V)
-    pz_cpu_gm *g;
+    pz_backend *be;
     pz_sub_exec *ex[MAX_EXEC];
     int n_ex;
     size_t bytes;
@@ -47,7 +45,7 @@ static pz_sub_exec *get_exec(pz_scorer *s, pz_sub_kind half, pz_variant v, char 
         memmove(s->ex, s->ex + 1, sizeof(s->ex[0]) * (MAX_EXEC - 1));
         s->n_ex--;
     }
-    pz_sub_exec *e = pz_sub_exec_create(&s->m->cfg, half, v, s->R, s->p.prec, s->p.n_threads, err);
+    pz_sub_exec *e = pz_sub_exec_create(&s->m->cfg, half, v, s->R, s->p.prec, s->be, err);
     if (e) s->ex[s->n_ex++] = e;
     return e;
 }
@@ -57,7 +55,7 @@ static int run_half(pz_scorer *s, pz_sub_kind half, const pz_block_weights *w, i
     pz_variant v = half == PZ_SUB_ATTN ? w->attn : w->ffn;
     if (v.kind == 2) return 0;  // noop (PZ_ATTN_NOOP == PZ_FFN_NOOP): x unchanged
     pz_sub_exec *e = get_exec(s, half, v, err);
-    if (!e || pz_sub_exec_fwd(e, s->g, w, s->x, ns, s->T, s->y, err)) return -1;
+    if (!e || pz_sub_exec_fwd(e, w, s->x, ns, s->T, s->y, err)) return -1;
     const size_t n = (size_t)ns * s->T * s->H;
     float *x = s->x;
     const float *y = s->y;
@@ -79,8 +77,8 @@ static int forward_from(pz_scorer *s, int l0, int swap, const pz_block_weights *
         if (run_half(s, PZ_SUB_ATTN, wa, ns, err) || run_half(s, PZ_SUB_FFN, wf, ns, err)) return -1;
     }
     const int M = ns * s->T;
-    pz_cpu_rmsnorm(s->xn, s->x, s->m->out_norm, M, s->H, s->m->cfg.norm_eps, s->p.n_threads);
-    return pz_cpu_linear_fwd(s->g, s->logits, s->xn, s->lm, M, s->V, s->H, s->p.prec, err);
+    s->be->train->rmsnorm_fwd(s->be, s->xn, NULL, s->x, s->m->out_norm, M, s->H, s->m->cfg.norm_eps);
+    return s->be->train->linear_fwd(s->be, s->logits, s->xn, s->lm, M, s->V, s->H, s->p.prec, err);
 }
 
 // exp(x) for x in [-87, 88] (clamped), relative error ~2e-7, in plain C
@@ -216,7 +214,7 @@ pz_scorer *pz_scorer_create(const pz_model *m, const int32_t *tokens, long n_tok
         s->bytes += pz_block_weights_count(&s->pw[l]) * sizeof(float);
     }
     mat_to_f32(&m->lm_head, s->lm);
-    if (!(s->g = pz_cpu_gemm_create(s->p.n_threads, err))) goto fail;
+    if (!(s->be = pz_backend_create(s->p.backend, s->p.n_threads, err))) goto fail;
 
     // The parent pass: cache the residual entering each kept layer, keep the
     // log-probs. The same chunks and code as the scoring passes.
@@ -267,7 +265,7 @@ void pz_scorer_free(pz_scorer *s) {
         for (int l = 0; l < s->n_layer; l++) pz_block_weights_free(&s->pw[l]);
     if (s->xcache)
         for (int l = 0; l < s->n_layer; l++) free(s->xcache[l]);
-    pz_cpu_gemm_free(s->g);
+    pz_backend_free(s->be);
     free(s->pw);
     free(s->xcache);
     free(s->tokens);

@@ -48,6 +48,7 @@
 
 typedef struct {
     int n_threads;      // products and pointwise ops (default 1)
+    pz_backend_kind backend;  // where every forward runs (default CPU)
     pz_dt prec;         // product type of every forward (default PZ_DT_F32)
     int cache_stride;   // keep the residual entering every k-th layer (default 1)
     int max_rows;       // rows per forward chunk (default 1024, rounded down to whole windows)

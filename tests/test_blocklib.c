@@ -246,20 +246,20 @@ static double half_nmse(const pz_config *c, const pz_block_weights *w, pz_sub_ki
                         const pz_capture *cap, int T, int n_seq) {
     const int H = c->hidden, M = n_seq * T;
     pz_variant v = half == PZ_SUB_ATTN ? w->attn : w->ffn;
-    pz_sub_exec *e = pz_sub_exec_create(c, half, v, M, PZ_DT_F32, 1, err);
-    pz_cpu_gm *g = pz_cpu_gemm_create(1, err);
+    pz_backend *g = pz_backend_create(PZ_BACKEND_CPU, 1, err);
+    pz_sub_exec *e = g ? pz_sub_exec_create(c, half, v, M, PZ_DT_F32, g, err) : NULL;
     float *x = malloc(sizeof(float) * (size_t)M * H), *t = malloc(sizeof(float) * (size_t)M * H);
     float *y = malloc(sizeof(float) * (size_t)M * H);
     pz_capture_rows(cap, half == PZ_SUB_ATTN ? PZ_CAP_ATTN_IN : PZ_CAP_FFN_IN, 0, M, x, err);
     pz_capture_rows(cap, half == PZ_SUB_ATTN ? PZ_CAP_ATTN_OUT : PZ_CAP_FFN_OUT, 0, M, t, err);
     double r = NAN;
-    if (e && g && pz_sub_exec_fwd(e, g, w, x, n_seq, T, y, err) == 0) {
+    if (e && g && pz_sub_exec_fwd(e, w, x, n_seq, T, y, err) == 0) {
         double num = 0, den = 0;
         for (size_t i = 0; i < (size_t)M * H; i++) num += ((double)t[i] - y[i]) * ((double)t[i] - y[i]), den += (double)t[i] * t[i];
         r = num / den;
     }
     pz_sub_exec_free(e);
-    pz_cpu_gemm_free(g);
+    pz_backend_free(g);
     free(x);
     free(t);
     free(y);
@@ -287,7 +287,7 @@ static void test_init(const pz_model *m, const char *dir, const char *dir1) {
     // ... and the channel-contribution path keeping every channel changes nothing either.
     double score[128];
     int keep[128];
-    pz_cpu_gm *g = pz_cpu_gemm_create(1, err);
+    pz_backend *g = pz_backend_create(PZ_BACKEND_CPU, 1, err);
     float *x = malloc(sizeof(float) * 256 * H);
     pz_capture_rows(cap0, PZ_CAP_FFN_IN, 0, 256, x, err);
     CHECK(pz_init_channel_scores(g, &par, c->norm_eps, x, 256, score, 2, err) == 0);
@@ -343,12 +343,12 @@ static void test_init(const pz_model *m, const char *dir, const char *dir1) {
     pz_init_kv_meanpool(kv2.wv, par.wv, 4, 4, 2, c->head_dim, H);
     {
         const int M = 2 * T_WIN;
-        pz_sub_exec *e4 = pz_sub_exec_create(c, PZ_SUB_ATTN, (pz_variant){PZ_ATTN_GQA, 4}, M, PZ_DT_F32, 1, err);
-        pz_sub_exec *e2 = pz_sub_exec_create(c, PZ_SUB_ATTN, (pz_variant){PZ_ATTN_GQA, 2}, M, PZ_DT_F32, 1, err);
+        pz_sub_exec *e4 = pz_sub_exec_create(c, PZ_SUB_ATTN, (pz_variant){PZ_ATTN_GQA, 4}, M, PZ_DT_F32, g, err);
+        pz_sub_exec *e2 = pz_sub_exec_create(c, PZ_SUB_ATTN, (pz_variant){PZ_ATTN_GQA, 2}, M, PZ_DT_F32, g, err);
         float *y4 = malloc(sizeof(float) * (size_t)M * H), *y2 = malloc(sizeof(float) * (size_t)M * H);
         pz_capture_rows(cap0, PZ_CAP_ATTN_IN, 0, M, x, err);
-        CHECK(pz_sub_exec_fwd(e4, g, &par, x, 2, T_WIN, y4, err) == 0);
-        CHECK(pz_sub_exec_fwd(e2, g, &kv2, x, 2, T_WIN, y2, err) == 0);
+        CHECK(pz_sub_exec_fwd(e4, &par, x, 2, T_WIN, y4, err) == 0);
+        CHECK(pz_sub_exec_fwd(e2, &kv2, x, 2, T_WIN, y2, err) == 0);
         double re = pz_rel_err_f(y2, y4, (size_t)M * H);
         CHECKF(re < 1e-5, "pooled equal heads differ: %.2e", re);
         pz_sub_exec_free(e4);
@@ -413,8 +413,8 @@ static void test_init(const pz_model *m, const char *dir, const char *dir1) {
         pz_test_fill_randn(A, (size_t)H * H, 0.2f, &st);
         for (int i = 0; i < H; i++) nw[i] = pz_test_uniform(&st, 0.5f, 1.5f);
         pz_cpu_rmsnorm_fwd_train(u, r, xs, nw, (int)M, H, c->norm_eps, 1);
-        pz_cpu_linear_fwd(g, ys, u, A, (int)M, H, H, PZ_DT_F32, err);
-        CHECK(pz_init_linear_lsq(g, W, xs, ys, M, H, nw, c->norm_eps, 1e-10, 1, err) == 0);
+        g->train->linear_fwd(g, ys, u, A, (int)M, H, H, PZ_DT_F32, err);
+        CHECK(pz_init_linear_lsq(g, W, xs, ys, M, H, nw, c->norm_eps, 1e-10, err) == 0);
         double re = pz_rel_err_f(W, A, (size_t)H * H);
         CHECKF(re < 1e-3, "least squares recovers A to %.2e", re);
         free(xs), free(ys), free(u), free(r), free(A), free(W);
@@ -441,7 +441,7 @@ static void test_init(const pz_model *m, const char *dir, const char *dir1) {
         CHECK(v[1] < v[0]);
     }
     free(x);
-    pz_cpu_gemm_free(g);
+    pz_backend_free(g);
     pz_capture_close(cap0);
 }
 

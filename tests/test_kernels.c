@@ -60,7 +60,9 @@ static void test_matmul(int M, int N, int K, pz_dt wt, int acc, int pad) {
             double old = y[(size_t)m * ldy + n];
             ref[(size_t)m * ldy + n] = n < N ? (acc ? old + s : s) : old;
         }
-    int rc = B->matmul(B, y, ldy, x, ldx, wt == PZ_DT_F32 ? (void *)w : (void *)wb, wt, M, N, K, acc, err);
+    pz_weight pw = pz_weight_dense(wt == PZ_DT_F32 ? (void *)w : (void *)wb, wt, N, K);
+    int rc = B->prepare_weight(B, &pw, err);
+    if (rc == 0) rc = B->matmul(B, y, ldy, x, ldx, PZ_DT_F32, &pw, M, acc, err);
     CHECKF(rc == 0, "%s", err);
     double e = pz_rel_err_fd(y, ref, (size_t)M * ldy);
     CHECKF(e < 2e-6, "matmul %s M=%d N=%d K=%d acc=%d pad=%d: rel err %.3g", wt ? "bf16" : "f32", M, N, K, acc, pad, e);
@@ -177,8 +179,16 @@ static void test_attention(int n_seq, const int *n_q, const int *pos0, int H, in
         bufs[i][4] = B->alloc(B, kb);
         bufs[i][5] = B->alloc(B, kb);
         for (size_t z = 0; z < kb / 4; z++) bufs[i][4][z] = bufs[i][5][z] = NAN;
-        for (int j = 0; j < nk; j++)
-            B->kv_write(B, bufs[i][4], bufs[i][5], KV, d, cap, j, bufs[i][1] + (size_t)j * kvd, bufs[i][2] + (size_t)j * kvd);
+        for (int j = 0; j < nk; j++) {  // one row per call, K and V side by side
+            float *kvrow = malloc(sizeof(float) * 2 * (size_t)kvd);
+            int32_t slot0 = 0, pos = j;
+            memcpy(kvrow, bufs[i][1] + (size_t)j * kvd, sizeof(float) * kvd);
+            memcpy(kvrow + kvd, bufs[i][2] + (size_t)j * kvd, sizeof(float) * kvd);
+            pz_kv_write kw = {.k_cache = bufs[i][4], .v_cache = bufs[i][5], .n_kv = KV, .head_dim = d, .cap = cap,
+                              .kv = kvrow, .ld = 2 * kvd, .row_slot = &slot0, .pos = &pos, .R = 1};
+            CHECK(B->kv_write(B, &kw, err) == 0);
+            free(kvrow);
+        }
         s[i] = (pz_attn_seq){.q = bufs[i][0], .q_ld = H * d + 7, .out = bufs[i][3], .out_ld = H * d,
                              .k = bufs[i][4], .v = bufs[i][5], .kv_ld = 0, .kv_cap = cap, .n_q = n_q[i], .pos0 = pos0[i]};
         if (rowmajor) {  // the same values, rows padded by 3 floats
@@ -242,17 +252,18 @@ static void test_pointwise(int M, int n) {
     for (size_t i = 0; i < (size_t)vocab * n; i++) tb[i] = to_bf16(tab[i]);
     int32_t *ids = malloc(sizeof(int32_t) * M);
     for (int m = 0; m < M; m++) ids[m] = (int32_t)(pz_test_rand_u64(&rng) % vocab);
-    CHECK(B->embed(B, y, tab, PZ_DT_F32, ids, M, n, vocab, err) == 0);
+    pz_weight wtab = pz_weight_dense(tab, PZ_DT_F32, vocab, n), wtb = pz_weight_dense(tb, PZ_DT_BF16, vocab, n);
+    CHECK(B->embed(B, y, &wtab, ids, M, err) == 0);
     int ok = 1;
     for (int m = 0; m < M; m++) ok &= memcmp(y + (size_t)m * n, tab + (size_t)ids[m] * n, sizeof(float) * n) == 0;
     CHECK(ok);
-    CHECK(B->embed(B, y, tb, PZ_DT_BF16, ids, M, n, vocab, err) == 0);
+    CHECK(B->embed(B, y, &wtb, ids, M, err) == 0);
     ok = 1;
     for (int m = 0; m < M; m++)
         for (int i = 0; i < n; i++) ok &= y[(size_t)m * n + i] == from_bf16(tb[(size_t)ids[m] * n + i]);
     CHECK(ok);
     ids[M - 1] = vocab;
-    CHECK(B->embed(B, y, tab, PZ_DT_F32, ids, M, n, vocab, err) == -1 && strstr(err, "vocabulary"));
+    CHECK(B->embed(B, y, &wtab, ids, M, err) == -1 && strstr(err, "vocabulary"));
     free(gu), free(h), free(ref), free(a), free(b), free(r2), free(tab), free(y), free(tb), free(ids);
 }
 

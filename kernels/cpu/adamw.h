@@ -10,25 +10,8 @@
 
 #include <stddef.h>
 
-typedef struct {
-    float beta1;          // 0.9
-    float beta2;          // 0.95
-    float eps;            // 1e-8
-    float weight_decay;   // 0.1, decoupled: p -= lr·wd·p (only tensors with decay set)
-    float clip_norm;      // 1.0; global L2 norm of all gradients; <= 0 disables clipping
-} pz_adamw_params;
+#include "train.h"  // pz_adamw_params, pz_adamw_tensor, pz_lr_schedule
 
-pz_adamw_params pz_adamw_default_params(void);
-
-// One parameter tensor and its optimizer state. All four arrays have n
-// elements and are owned by the caller; m and v start zeroed.
-typedef struct {
-    float *p;       // parameters (the fp32 master copy)
-    float *g;       // gradient; scaled in place by clipping
-    float *m, *v;   // first and second moments
-    size_t n;
-    int decay;      // 1: apply weight decay (matrices); 0: not (norm weights)
-} pz_adamw_tensor;
 
 // sqrt(Σ g²) over all tensors.
 double pz_cpu_grad_norm(const pz_adamw_tensor *t, int n_tensors, int n_threads);
@@ -47,12 +30,6 @@ double pz_cpu_clip_grads(pz_adamw_tensor *t, int n_tensors, float max_norm, int 
 double pz_cpu_adamw_step(pz_adamw_tensor *t, int n_tensors, long step, float lr,
                          const pz_adamw_params *hp, int n_threads);
 
-// Learning rate at step s (0-based) of total_steps: lr_max·(s+1)/warmup for
-// s < warmup (so the last warm-up step reaches lr_max), then
-// lr_min + (lr_max − lr_min)·(1 + cos(π·p))/2 with p = (s − warmup) /
-// (total_steps − warmup), clamped to [0, 1]: lr_max at s = warmup, the
-// mean of the two half-way through the decay, lr_min at s = total_steps.
-float pz_lr_schedule(long s, long warmup, long total_steps, float lr_max, float lr_min);
 
 // Normalized MSE: ‖y_parent − y_child‖² / ‖y_parent‖² over n elements,
 // in double. d_child (may be NULL) receives ∂loss/∂y_child =

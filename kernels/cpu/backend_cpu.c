@@ -1,7 +1,14 @@
 // backend_cpu.c — fills the pz_backend interface with the CPU kernels of
-// this folder, and hosts pz_backend_create (the switch over backend kinds).
+// this folder. Host memory is the backend's memory: copies are memmove,
+// upload_weights hands back the host arena itself, every op runs to
+// completion before it returns, so synchronize has nothing to wait for.
 #include "backend_cpu.h"
+#include "adamw.h"
 #include "attention.h"
+#include "bwd_attention.h"
+#include "bwd_linear.h"
+#include "bwd_rmsnorm.h"
+#include "bwd_swiglu.h"
 #include "matmul.h"
 #include "pointwise.h"
 #include "rmsnorm.h"
@@ -23,6 +30,7 @@ static int cpu_supports(const pz_backend *b, pz_op op, pz_dt dt) {
     case PZ_OP_ATTENTION:
     case PZ_OP_SWIGLU:
     case PZ_OP_ADD: return dt == PZ_DT_F32;
+    case PZ_OP_TRAIN: return dt == PZ_DT_F32 || dt == PZ_DT_BF16;
     default: return 0;
     }
 }
@@ -53,14 +61,52 @@ static void cpu_free(pz_backend *b, void *p) {
     free(p);
 }
 
-static void cpu_copy(pz_backend *b, void *dst, const void *src, size_t bytes, pz_copy_kind kind) {
-    (void)b, (void)kind;
+static int cpu_copy(pz_backend *b, void *dst, const void *src, size_t bytes, pz_copy_kind kind,
+                    char *err) {
+    (void)b, (void)kind, (void)err;
     if (bytes) memmove(dst, src, bytes);
+    return 0;
 }
 
-static int cpu_matmul(pz_backend *b, float *y, int ldy, const float *x, int ldx, const void *w,
-                      pz_dt wt, int M, int N, int K, int acc, char *err) {
-    return pz_cpu_matmul((pz_cpu_mm *)b->impl, y, ldy, x, ldx, w, wt, M, N, K, acc, err);
+static void *cpu_upload_weights(pz_backend *b, const void *host, size_t bytes, char *err) {
+    (void)b, (void)bytes, (void)err;
+    return (void *)host;  // host memory is ours: nothing to copy
+}
+
+static void cpu_free_weights(pz_backend *b, void *p) { (void)b, (void)p; }
+
+static int cpu_synchronize(pz_backend *b, char *err) {
+    (void)b, (void)err;
+    return 0;  // every op already ran to completion
+}
+
+static int cpu_prepare_weight(pz_backend *b, pz_weight *w, char *err) {
+    if (!cpu_supports(b, PZ_OP_MATMUL, w->type) || w->ld != w->cols || w->scale != 1.0f || w->ch_scale) {
+        if (err)
+            snprintf(err, PZ_ERRLEN, "cpu backend: no matmul for %s weights (%dx%d, ld %d, scale %g%s)",
+                     pz_dt_name(w->type), w->rows, w->cols, w->ld, (double)w->scale,
+                     w->ch_scale ? ", channel scales" : "");
+        return -1;
+    }
+    w->priv = NULL;
+    return 0;
+}
+
+static void cpu_release_weight(pz_backend *b, pz_weight *w) {
+    (void)b;
+    w->priv = NULL;
+}
+
+static int cpu_matmul(pz_backend *b, float *y, int ldy, const float *x, int ldx, pz_dt xt,
+                      const pz_weight *w, int M, int acc, char *err) {
+    if (xt != PZ_DT_F32 || w->ld != w->cols || w->scale != 1.0f || w->ch_scale) {
+        if (err)
+            snprintf(err, PZ_ERRLEN, "cpu backend: matmul of %s activations with %s weights (ld %d, scale %g) "
+                     "is not supported", pz_dt_name(xt), pz_dt_name(w->type), w->ld, (double)w->scale);
+        return -1;
+    }
+    return pz_cpu_matmul((pz_cpu_mm *)b->impl, y, ldy, x, ldx, w->data, w->type, M, w->rows, w->cols,
+                         acc, err);
 }
 
 static void cpu_rmsnorm(pz_backend *b, float *y, const float *x, const float *w, int M, int n, float eps) {
@@ -82,10 +128,21 @@ static size_t cpu_kv_bytes(const pz_backend *b, int n_kv, int head_dim, int n_po
     return pz_cpu_kv_bytes(n_kv, head_dim, n_pos);
 }
 
-static void cpu_kv_write(pz_backend *b, float *k_cache, float *v_cache, int n_kv, int head_dim, int cap,
-                         int pos, const float *k, const float *v) {
+static int cpu_kv_write(pz_backend *b, const pz_kv_write *w, char *err) {
     (void)b;
-    pz_cpu_kv_write(k_cache, v_cache, n_kv, head_dim, cap, pos, k, v);
+    const int kvd = w->n_kv * w->head_dim;
+    for (int r = 0; r < w->R; r++) {
+        if (w->pos[r] < 0 || w->pos[r] >= w->cap || w->row_slot[r] < 0) {
+            if (err) snprintf(err, PZ_ERRLEN, "kv_write: row %d at position %d of a %d-position cache (slot %d)",
+                              r, w->pos[r], w->cap, w->row_slot[r]);
+            return -1;
+        }
+        size_t base = (size_t)w->row_slot[r] * w->slot_stride;
+        const float *src = w->kv + (size_t)r * w->ld;
+        pz_cpu_kv_write(w->k_cache + base, w->v_cache + base, w->n_kv, w->head_dim, w->cap, w->pos[r],
+                        src, src + kvd);
+    }
+    return 0;
 }
 
 static void cpu_swiglu(pz_backend *b, float *h, int ldh, const float *g, const float *u, int gu_ld, int M, int n) {
@@ -96,16 +153,112 @@ static void cpu_add(pz_backend *b, float *y, const float *x, size_t n) {
     pz_cpu_add(y, x, n, b->n_threads);
 }
 
-static int cpu_embed(pz_backend *b, float *y, const void *table, pz_dt dt, const int32_t *ids,
-                     int M, int n, int vocab, char *err) {
+static int cpu_embed(pz_backend *b, float *y, const pz_weight *table, const int32_t *ids, int M,
+                     char *err) {
     (void)b;
-    int bad = pz_cpu_embed(y, table, dt, ids, M, n, vocab);
+    int bad = pz_cpu_embed(y, table->data, table->type, ids, M, table->cols, table->rows);
     if (bad >= 0) {
-        if (err) snprintf(err, PZ_ERRLEN, "token id %d at position %d is outside the vocabulary (0..%d)", ids[bad], bad, vocab - 1);
+        if (err) snprintf(err, PZ_ERRLEN, "token id %d at position %d is outside the vocabulary (0..%d)", ids[bad], bad, table->rows - 1);
         return -1;
     }
     return 0;
 }
+
+// ---- training ops: the reference kernels of bwd_*.h and adamw.h ----------------
+static pz_cpu_gm *gm(pz_backend *b) { return pz_cpu_matmul_gemm((pz_cpu_mm *)b->impl); }
+
+static int tr_gemm(pz_backend *b, int ta, int tb, int M, int N, int K, const float *A, int lda,
+                   const float *B, int ldb, float *C, int ldc, int acc, pz_dt prec, char *err) {
+    return pz_cpu_gemm(gm(b), ta, tb, M, N, K, A, lda, B, ldb, C, ldc, acc, prec, err);
+}
+
+static int tr_linear_fwd(pz_backend *b, float *y, const float *x, const float *w, int M, int N, int K,
+                         pz_dt prec, char *err) {
+    return pz_cpu_linear_fwd(gm(b), y, x, w, M, N, K, prec, err);
+}
+
+static int tr_linear_bwd(pz_backend *b, float *dx, int dx_acc, float *dw, const float *dy, const float *x,
+                         const float *w, int M, int N, int K, pz_dt prec, char *err) {
+    return pz_cpu_linear_bwd(gm(b), dx, dx_acc, dw, dy, x, w, M, N, K, prec, err);
+}
+
+static void tr_rmsnorm_fwd(pz_backend *b, float *y, float *rstd, const float *x, const float *w, int M, int n,
+                           float eps) {
+    pz_cpu_rmsnorm_fwd_train(y, rstd, x, w, M, n, eps, b->n_threads);
+}
+
+static void tr_rmsnorm_bwd(pz_backend *b, float *dx, int dx_acc, float *dw, const float *dy, const float *x,
+                           const float *w, const float *rstd, int M, int n) {
+    pz_cpu_rmsnorm_bwd(dx, dx_acc, dw, dy, x, w, rstd, M, n, b->n_threads);
+}
+
+static pz_attn_block_train *tr_attn_create(pz_backend *b, const pz_attn_block_cfg *cfg, int max_rows,
+                                           char *err) {
+    return pz_cpu_attn_block_create(cfg, max_rows, b->n_threads, err);
+}
+
+static void tr_attn_free(pz_backend *b, pz_attn_block_train *s) {
+    (void)b;
+    pz_cpu_attn_block_free(s);
+}
+
+static int tr_attn_fwd(pz_backend *b, pz_attn_block_train *s, const pz_attn_block_w *w, const float *x,
+                       int n_seq, int T, const int32_t *pos, const float *inv_freq, float *y, char *err) {
+    return pz_cpu_attn_block_fwd(s, gm(b), w, x, n_seq, T, pos, inv_freq, y, err);
+}
+
+static int tr_attn_bwd(pz_backend *b, pz_attn_block_train *s, const pz_attn_block_w *w,
+                       const pz_attn_block_w *dw, const float *x, const float *dy, float *dx, char *err) {
+    return pz_cpu_attn_block_bwd(s, gm(b), w, dw, x, dy, dx, err);
+}
+
+static pz_ffn_block_train *tr_ffn_create(pz_backend *b, const pz_ffn_block_cfg *cfg, int max_rows,
+                                         char *err) {
+    return pz_cpu_ffn_block_create(cfg, max_rows, b->n_threads, err);
+}
+
+static void tr_ffn_free(pz_backend *b, pz_ffn_block_train *s) {
+    (void)b;
+    pz_cpu_ffn_block_free(s);
+}
+
+static int tr_ffn_fwd(pz_backend *b, pz_ffn_block_train *s, const pz_ffn_block_w *w, const float *x, int M,
+                      float *y, char *err) {
+    return pz_cpu_ffn_block_fwd(s, gm(b), w, x, M, y, err);
+}
+
+static int tr_ffn_bwd(pz_backend *b, pz_ffn_block_train *s, const pz_ffn_block_w *w,
+                      const pz_ffn_block_w *dw, const float *x, const float *dy, float *dx, char *err) {
+    return pz_cpu_ffn_block_bwd(s, gm(b), w, dw, x, dy, dx, err);
+}
+
+static double tr_adamw_step(pz_backend *b, pz_adamw_tensor *t, int n, long step, float lr,
+                            const pz_adamw_params *hp) {
+    return pz_cpu_adamw_step(t, n, step, lr, hp, b->n_threads);
+}
+
+static double tr_nmse_loss(pz_backend *b, const float *y_parent, const float *y_child, size_t n,
+                           float *d_child, float grad_scale) {
+    return pz_cpu_nmse_loss(y_parent, y_child, n, d_child, grad_scale, b->n_threads);
+}
+
+static const pz_train_ops cpu_train_ops = {
+    .gemm = tr_gemm,
+    .linear_fwd = tr_linear_fwd,
+    .linear_bwd = tr_linear_bwd,
+    .rmsnorm_fwd = tr_rmsnorm_fwd,
+    .rmsnorm_bwd = tr_rmsnorm_bwd,
+    .attn_block_create = tr_attn_create,
+    .attn_block_free = tr_attn_free,
+    .attn_block_fwd = tr_attn_fwd,
+    .attn_block_bwd = tr_attn_bwd,
+    .ffn_block_create = tr_ffn_create,
+    .ffn_block_free = tr_ffn_free,
+    .ffn_block_fwd = tr_ffn_fwd,
+    .ffn_block_bwd = tr_ffn_bwd,
+    .adamw_step = tr_adamw_step,
+    .nmse_loss = tr_nmse_loss,
+};
 
 static void cpu_destroy(pz_backend *b) {
     pz_cpu_matmul_free((pz_cpu_mm *)b->impl);
@@ -130,6 +283,11 @@ pz_backend *pz_backend_cpu_create(int n_threads, char *err) {
     b->alloc = cpu_alloc;
     b->free = cpu_free;
     b->copy = cpu_copy;
+    b->upload_weights = cpu_upload_weights;
+    b->free_weights = cpu_free_weights;
+    b->synchronize = cpu_synchronize;
+    b->prepare_weight = cpu_prepare_weight;
+    b->release_weight = cpu_release_weight;
     b->matmul = cpu_matmul;
     b->rmsnorm = cpu_rmsnorm;
     b->rope = cpu_rope;
@@ -139,19 +297,7 @@ pz_backend *pz_backend_cpu_create(int n_threads, char *err) {
     b->swiglu = cpu_swiglu;
     b->add = cpu_add;
     b->embed = cpu_embed;
+    b->train = &cpu_train_ops;
     b->destroy = cpu_destroy;
     return b;
-}
-
-pz_backend *pz_backend_create(pz_backend_kind kind, int n_threads, char *err) {
-    switch (kind) {
-    case PZ_BACKEND_CPU: return pz_backend_cpu_create(n_threads, err);
-    default:
-        if (err) snprintf(err, PZ_ERRLEN, "backend kind %d is not built into this binary", (int)kind);
-        return NULL;
-    }
-}
-
-void pz_backend_free(pz_backend *b) {
-    if (b && b->destroy) b->destroy(b);
 }

@@ -59,21 +59,6 @@ int pz_cpu_attn_bwd_ref(float *dq, float *dk, float *dv, const float *dout, cons
 // ---- the attention sub-block ------------------------------------------------
 // y = [x +] o_proj(attention(RoPE(q_proj(n(x))), RoPE(k_proj(n(x))), v_proj(n(x))))
 // with n = RMSNorm (weight norm, epsilon eps).
-typedef struct {
-    int hidden, n_head, n_kv, head_dim;
-    float eps;      // RMSNorm epsilon
-    int residual;   // 1: y = x + branch (the layer as the model runs it); 0: y = branch
-    pz_dt prec;     // products: PZ_DT_F32, or PZ_DT_BF16 (bf16 operands, fp32 accumulate)
-} pz_attn_block_cfg;
-
-// fp32 weights (the master copy), or their gradients of the same shapes.
-typedef struct {
-    float *norm;   // (hidden)
-    float *wq;     // (n_head·head_dim, hidden)
-    float *wk;     // (n_kv·head_dim, hidden)
-    float *wv;     // (n_kv·head_dim, hidden)
-    float *wo;     // (hidden, n_head·head_dim)
-} pz_attn_block_w;
 
 // Saved activations of one forward and the backward's scratch, for up to
 // max_rows rows, in one allocation. Owned by the caller (free with

@@ -19,20 +19,6 @@ void pz_cpu_swiglu_bwd(float *dg, float *du, const float *dh, const float *g, co
                        int M, int n, int n_threads);
 
 // ---- the FFN sub-block ------------------------------------------------------
-typedef struct {
-    int hidden, n_ff;
-    float eps;      // RMSNorm epsilon
-    int residual;   // 1: y = x + branch; 0: y = branch
-    pz_dt prec;     // products: PZ_DT_F32, or PZ_DT_BF16 (bf16 operands, fp32 accumulate)
-} pz_ffn_block_cfg;
-
-// fp32 weights (the master copy), or their gradients of the same shapes.
-typedef struct {
-    float *norm;   // (hidden)
-    float *gate;   // (n_ff, hidden)
-    float *up;     // (n_ff, hidden)
-    float *down;   // (hidden, n_ff)
-} pz_ffn_block_w;
 
 // Saved activations and backward scratch for up to max_rows rows, in one
 // allocation; owned by the caller, used by one thread at a time.

@@ -35,6 +35,8 @@ void pz_cpu_matmul_free(pz_cpu_mm *mm) {
     free(mm);
 }
 
+pz_cpu_gm *pz_cpu_matmul_gemm(pz_cpu_mm *mm) { return mm->g; }
+
 int pz_cpu_matmul_bf16_rounds_activations(void) { return pz_cpu_gemm_bf16_native(); }
 
 static int bad_shape(int M, int N, int K, int ldx, int ldy, char *err) {

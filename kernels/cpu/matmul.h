@@ -22,6 +22,8 @@ typedef struct pz_cpu_mm pz_cpu_mm;
 
 pz_cpu_mm *pz_cpu_matmul_create(int n_threads, char *err);
 void pz_cpu_matmul_free(pz_cpu_mm *mm);
+// The general-product handle inside (same threads), borrowed: lives as long as mm.
+pz_cpu_gm *pz_cpu_matmul_gemm(pz_cpu_mm *mm);
 
 // The product, dispatched by M as described above.
 int pz_cpu_matmul(pz_cpu_mm *mm, float *y, int ldy, const float *x, int ldx, const void *w,

@@ -1,4 +1,4 @@
-// rope.c — see rope.h and backend.h (pz_rope_inv_freq).
+// rope.c — see rope.h.
 #include "rope.h"
 #include "bwd_rope.h"
 #include "backend.h"
@@ -6,27 +6,6 @@
 #include <math.h>
 #include <omp.h>
 #include <stddef.h>
-
-void pz_rope_inv_freq(const pz_rope_params *p, float *inv_freq) {
-    int half = p->head_dim / 2;
-    for (int i = 0; i < half; i++) {
-        double f = pow((double)p->theta, -2.0 * i / p->head_dim);
-        if (p->llama3 && p->factor > 0 && p->orig_ctx > 0) {
-            // Llama 3.1 rule (transformers _compute_llama3_parameters).
-            double low_wl = p->orig_ctx / (double)p->low_freq_factor;
-            double high_wl = p->orig_ctx / (double)p->high_freq_factor;
-            double wl = 2 * M_PI / f;
-            if (wl > low_wl) {
-                f = f / p->factor;
-            } else if (wl >= high_wl) {
-                double smooth = (p->orig_ctx / wl - p->low_freq_factor) /
-                                (p->high_freq_factor - p->low_freq_factor);
-                f = (1 - smooth) * f / p->factor + smooth * f;
-            }
-        }
-        inv_freq[i] = (float)f;
-    }
-}
 
 // Rotates each (x_i, x_{i+half}) pair by sign·angle: sign +1 is the forward;
 // -1 is its transpose (the inverse rotation), which is RoPE's backward.
