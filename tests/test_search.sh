@@ -33,8 +33,9 @@ set -u
 . "$(dirname "$0")/lib.sh"
 MAKE="${PUZZLE_MAKE_TEST_MODEL:?}"
 need_model
-command -v sqlite3 >/dev/null || { echo "skip: sqlite3 CLI not installed"; exit 77; }
-command -v python3 >/dev/null || { echo "skip: python3 not installed"; exit 77; }
+# The recomputation needs the sqlite3 CLI (scripts/install_deps.sh installs it): fail, never skip, without it.
+command -v sqlite3 >/dev/null || { echo "FAIL: sqlite3 CLI not installed (scripts/install_deps.sh)"; exit 1; }
+command -v python3 >/dev/null || { echo "FAIL: python3 not installed (scripts/install_deps.sh)"; exit 1; }
 cd "$tmp" || exit 1
 q() { sqlite3 run.db "$1"; }
 
