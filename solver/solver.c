@@ -12,7 +12,8 @@
 // the columns with d_k <= delta only and accepted when its optimum is within
 // delta of z_LP (proven optimal for the whole problem), else delta widens.
 // On paper-scale libraries this is 7-10x faster than GLPK alone
-// (results/solver_bench.md).
+// (results/solver_bench.md). The greedy incumbent and time-limit fallback are
+// pz_solver_greedy (greedy.c), reached through solver.h like any caller.
 #include "solver.h"
 
 #include <glpk.h>
