@@ -178,11 +178,12 @@ typedef struct {
     long batch;
 } found;
 
-static int run_method(pz_solver *p, const opts *o, const pz_solver_params *sp, pz_solver_solution *sol) {
-    if (!strcmp(o->method, "greedy")) return pz_solver_greedy(p, sol);
-    if (!strcmp(o->method, "uniform-ffn")) return pz_solver_uniform(p, sol);
-    if (!strcmp(o->method, "drop-layers")) return pz_solver_drop_layers(p, sol);
-    return pz_solver_solve(p, sp, sol);
+static int run_method(pz_solver *p, const opts *o, const pz_solver_params *sp, pz_solver_solution *sol,
+                      char *err) {
+    if (!strcmp(o->method, "greedy")) return pz_solver_greedy(p, 0, sol, err);
+    if (!strcmp(o->method, "uniform-ffn")) return pz_solver_uniform(p, sol, err);
+    if (!strcmp(o->method, "drop-layers")) return pz_solver_drop_layers(p, sol, err);
+    return pz_solver_solve(p, sp, sol, err);
 }
 
 static int is_solution(const pz_solver_solution *s) {
@@ -482,8 +483,7 @@ int pz_cmd_search(int argc, char **argv) {
         if (!p) goto fail;
         pz_solver_solution sol;
         memset(&sol, 0, sizeof sol);
-        if (run_method(p, &o, &sp, &sol)) {
-            pz_err(err, "solver: %s", pz_solver_errmsg(p));
+        if (run_method(p, &o, &sp, &sol, err)) {
             pz_solver_free(p);
             goto fail;
         }
@@ -523,8 +523,7 @@ int pz_cmd_search(int argc, char **argv) {
             pz_solver *p = pz_search_problem(s, batches[b], &o.lim, ref, err);
             if (!p) goto fail;
             pz_solver_infeasibility e;
-            if (pz_solver_explain(p, &sp, &e)) {
-                pz_err(err, "solver: %s", pz_solver_errmsg(p));
+            if (pz_solver_explain(p, &sp, &e, err)) {
                 pz_solver_free(p);
                 goto fail;
             }
@@ -555,10 +554,7 @@ int pz_cmd_search(int argc, char **argv) {
         } else {
             pz_solver_solution ds[MAX_SOLUTIONS];
             int nf = 0;
-            if (pz_solver_solve_diverse(prob, &sp, (int)o.n_solutions, 1.0 - o.diversity, ds, &nf)) {
-                pz_err(err, "solver: %s", pz_solver_errmsg(prob));
-                goto fail;
-            }
+            if (pz_solver_solve_diverse(prob, &sp, (int)o.n_solutions, 1.0 - o.diversity, ds, &nf, err)) goto fail;
             // ds[0] is the optimum again (solution 1 above, re-solved): kept once.
             for (int k = 0; k < nf; k++) {
                 if (k == 0 || !is_solution(&ds[k])) {

@@ -725,51 +725,49 @@ pz_solver *pz_search_problem(pz_search *s, long B, const pz_search_limits *lim, 
         return NULL;
     }
     costs *ic = calloc((size_t)s->n_items, sizeof *ic), fx;
-    pz_solver *p = pz_solver_new();
+    pz_solver *p = pz_solver_new(err);
     if (!ic || !p) {
         pz_err(err, "out of memory");
         goto fail;
     }
     if (all_costs(s, B, want_ttft, ic, err) || fixed_costs(s, B, want_ttft, &fx, err)) goto fail;
     for (int g = 0; g < s->n_groups; g++) {
-        int gi = pz_solver_add_group(p, s->groups[g].layer);
+        int gi = pz_solver_add_group(p, s->groups[g].layer, err);
         for (int i = 0; i < s->groups[g].n; i++) {
             int k = s->groups[g].first + i;
             const pz_search_item *it = &s->items[k];
             pz_solver_costs c = {ic[k].time, ic[k].weight, ic[k].kv, ic[k].params};
             // An item tp cannot split stays (item indices must not shift) but can never be chosen.
             if (isnan(c.time)) c = (pz_solver_costs){1e30, 1e30, 0, 0};
-            if (pz_solver_add_item(p, gi, it->score, &c, it->family, it->noop) < 0) goto solver_fail;
+            if (pz_solver_add_item(p, gi, it->score, &c, it->family, it->noop, err) < 0) goto fail;
         }
     }
     double ctx = (double)B * context_tokens(s);
     double mem_cap = lim->max_memory > 0 ? lim->max_memory : s->mem_usable;
-    if (pz_solver_add_memory(p, "memory", ctx, mem_cap - fx.weight) < 0) goto solver_fail;
+    if (pz_solver_add_memory(p, "memory", ctx, mem_cap - fx.weight, err) < 0) goto fail;
     double target = lim->throughput > 0 ? lim->throughput : lim->speedup > 0 ? lim->speedup * ref_tput : 0;
     if (target > 0) {
         // throughput(T) = target  <=>  T = B·(tokens per pass)·replicas / target
         double t_max = throughput_of(s, B, 1.0) / target;
-        if (pz_solver_add_runtime(p, "throughput", t_max - fx.time) < 0) goto solver_fail;
+        if (pz_solver_add_runtime(p, "throughput", t_max - fx.time, err) < 0) goto fail;
     }
     if (lim->max_latency > 0) {
-        int c = pz_solver_add_constraint(p, "latency", lim->max_latency - fx.step);
-        if (c < 0) goto solver_fail;
+        int c = pz_solver_add_constraint(p, "latency", lim->max_latency - fx.step, err);
+        if (c < 0) goto fail;
         for (int g = 0; g < s->n_groups; g++)
             for (int i = 0; i < s->groups[g].n; i++)
-                pz_solver_set_coef(p, c, g, i, isnan(ic[s->groups[g].first + i].time) ? 1e30 : ic[s->groups[g].first + i].step);
+                pz_solver_set_coef(p, c, g, i, isnan(ic[s->groups[g].first + i].time) ? 1e30 : ic[s->groups[g].first + i].step, NULL);
     }
     if (want_ttft) {
-        int c = pz_solver_add_constraint(p, "ttft", lim->max_ttft - fx.ttft);
-        if (c < 0) goto solver_fail;
+        int c = pz_solver_add_constraint(p, "ttft", lim->max_ttft - fx.ttft, err);
+        if (c < 0) goto fail;
         for (int g = 0; g < s->n_groups; g++)
             for (int i = 0; i < s->groups[g].n; i++)
-                pz_solver_set_coef(p, c, g, i, isnan(ic[s->groups[g].first + i].time) ? 1e30 : ic[s->groups[g].first + i].ttft);
+                pz_solver_set_coef(p, c, g, i, isnan(ic[s->groups[g].first + i].time) ? 1e30 : ic[s->groups[g].first + i].ttft, NULL);
     }
-    if (lim->max_params > 0 && pz_solver_add_params(p, "params", lim->max_params - fx.params) < 0) goto solver_fail;
+    if (lim->max_params > 0 && pz_solver_add_params(p, "params", lim->max_params - fx.params, err) < 0) goto fail;
     free(ic);
     return p;
-solver_fail:
-    pz_err(err, "solver: %s", pz_solver_errmsg(p));
 fail:
     free(ic);
     pz_solver_free(p);

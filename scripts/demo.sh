@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh
 MODEL=$(bash scripts/fetch_model.sh)
 bash scripts/fetch_text.sh >/dev/null
-bash scripts/build.sh build
+PY=$(bash scripts/setup_venv.sh)  # the test suite's reference Python, so that build/ tests as scripts/test.sh does
+bash scripts/build.sh build -DPZ_PYTHON="$PY"
 RUN="${PUZZLE_CACHE:-$HOME/.cache/puzzle}/run"
 build/puzzle info "$MODEL" | sed -n 1,6p
 bash scripts/pipeline.sh "$MODEL" "$RUN"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# labels: cpu
+# labels: cpu model
 # `puzzle build-library` and `puzzle merge-db` end to end on a small random
 # heterogeneous model with the real tokenizer: every block of the space is
 # recorded once with sane numbers; a rerun does nothing; SIGKILL at several

@@ -20,12 +20,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int have_gguf_py;
+static const char *gguf_py;  // the interpreter of the gguf-py cross-check (NULL: not run)
 static char script[1024];
 
 static int run_check(const char *gguf, const char *mode, const char *other) {
     char cmd[4096];
-    snprintf(cmd, sizeof cmd, "python3 '%s' '%s' %s '%s'", script, gguf, mode, other);
+    snprintf(cmd, sizeof cmd, "'%s' '%s' '%s' %s '%s'", gguf_py, script, gguf, mode, other);
     return system(cmd);
 }
 
@@ -109,7 +109,7 @@ static void round_trip(const pz_config *cfg, pz_dt wt, const char *arch, const c
         compare_configs(&m->cfg, &r->cfg, tag);
         compare_weights(m, r, tag);
         compare_logits(m, r, tag);
-        if (have_gguf_py) {
+        if (gguf_py) {
             snprintf(hf, sizeof hf, "%s/%s.hf", dir, tag);
             CHECKF(pz_model_save_hf(m, hf, err) == 0, "%s: %s", tag, err);
             CHECKF(run_check(path, "--hf", hf) == 0, "%s: gguf-py check", tag);
@@ -246,7 +246,7 @@ static void test_smollm2(const char *model, const char *dir) {
             free(ib);
         }
     }
-    if (have_gguf_py) CHECKF(run_check(path, "--orig", model) == 0, "smollm2: gguf-py check");
+    if (gguf_py) CHECKF(run_check(path, "--orig", model) == 0, "smollm2: gguf-py check");
 out1:
     pz_tokenizer_free(u);
     pz_model_free(r);
@@ -263,8 +263,7 @@ int main(void) {
         return 1;
     }
     snprintf(script, sizeof script, "%s/../ref/check_gguf.py", pz_test_data_dir());
-    have_gguf_py = system("python3 -c 'import gguf, numpy' >/dev/null 2>&1") == 0;
-    if (!have_gguf_py) fprintf(stderr, "gguf-py not installed: independent check skipped\n");
+    gguf_py = pz_test_python("gguf, numpy", "the gguf-py cross-check");
     test_random(dir);
     test_errors(dir);
     const char *model = pz_test_model_path();

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# labels: cpu
+# labels: cpu model
 # `puzzle plan` from config.json alone: Llama-3.1-8B and -70B shapes, a DeciLM
 # child with no-op attention, a random heterogeneous test model; JSON fields
 # and sane ranges, the table, SLO sizing, and bad inputs.

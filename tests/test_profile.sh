@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# labels: cpu
+# labels: cpu model
 # `puzzle profile` end to end on a tiny library of a random model: every
 # variant x scenario has a row with median > 0 and p10 <= median <= p90
 # (noop variants are stored as exactly 0, nothing timed); more KV heads are

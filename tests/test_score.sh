@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# labels: cpu
+# labels: cpu model
 # `puzzle score` end to end on a tiny library of a small random model with
 # the real tokenizer: every finished block is scored exactly once; parent
 # copies score KL 0, noop blocks KL > 0, KL >= 0 and top-1 in [0, 1]

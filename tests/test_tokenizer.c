@@ -240,14 +240,12 @@ static void test_write_hf(const pz_tokenizer *t, const cJSON *vectors, const cha
         CHECK(tv_check(back, vectors, lab) > 0);
         pz_tokenizer_free(back);
     }
-    snprintf(cmd, sizeof cmd, "python3 -c 'import tokenizers' 2>/dev/null");
-    if (system(cmd) == 0) {
-        snprintf(cmd, sizeof cmd, "python3 %s/../ref/check_tokenizer_hf.py %s %s/tokenizer_vectors.json",
+    const char *py = pz_test_python("tokenizers, jinja2", "the Hugging Face tokenizers check of write_hf");
+    if (py) {
+        snprintf(cmd, sizeof cmd, "'%s' %s/../ref/check_tokenizer_hf.py %s %s/tokenizer_vectors.json", py,
                  pz_test_data_dir(), dir, pz_test_data_dir());
         int rc = system(cmd);
         CHECKF(rc == 0, "HF tokenizers disagrees with the written tokenizer.json (%s)", cmd);
-    } else {
-        fprintf(stderr, "python3 tokenizers missing: HF check of write_hf skipped\n");
     }
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

@@ -75,12 +75,11 @@ int main(void) {
             CHECK(tv_check(back, vectors, "GGUF -> write_hf -> tokenizer.json") == n);
             pz_tokenizer_free(back);
         }
-        if (system("python3 -c 'import tokenizers' 2>/dev/null") == 0) {
-            snprintf(cmd, sizeof cmd, "python3 %s/../ref/check_tokenizer_hf.py %s %s/tokenizer_vectors.json",
+        const char *py = pz_test_python("tokenizers, jinja2", "the Hugging Face tokenizers check of write_hf");
+        if (py) {
+            snprintf(cmd, sizeof cmd, "'%s' %s/../ref/check_tokenizer_hf.py %s %s/tokenizer_vectors.json", py,
                      pz_test_data_dir(), dir, pz_test_data_dir());
             CHECKF(system(cmd) == 0, "HF tokenizers disagrees with the written files (%s)", cmd);
-        } else {
-            fprintf(stderr, "python3 tokenizers missing: HF check of write_hf skipped\n");
         }
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
         if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

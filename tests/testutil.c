@@ -66,6 +66,21 @@ const char *pz_test_model_path(void) {
     return p;
 }
 
+const char *pz_test_python(const char *modules, const char *what) {
+    const char *py = getenv("PUZZLE_PYTHON");
+    if (py && !*py) {
+        fprintf(stderr, "PUZZLE_PYTHON is empty (configured with -DPZ_PYTHON=): %s skipped\n", what);
+        return NULL;
+    }
+    if (!py) py = "python3";
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s' -c 'import %s' >/dev/null 2>&1", py, modules);
+    int ok = system(cmd) == 0;
+    CHECKF(ok, "%s: %s cannot import %s; run scripts/setup_venv.sh and configure with -DPZ_PYTHON=ITS_PYTHON "
+           "(or -DPZ_PYTHON= to skip on purpose)", what, py, modules);
+    return ok ? py : NULL;
+}
+
 const char *pz_test_data_dir(void) {
     const char *p = getenv("PUZZLE_TESTDATA");
     return (p && *p) ? p : "tests/data";

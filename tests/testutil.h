@@ -35,6 +35,14 @@ double pz_rel_err_fd(const float *a, const double *b, size_t n);
 // (tests/data in the source tree); NULL/"" when unset.
 const char *pz_test_model_path(void);   // NULL if unset or the file is missing
 const char *pz_test_data_dir(void);
+// The interpreter of the reference scripts (tests/ref/) for an independent
+// cross-check that imports `modules` (e.g. "gguf, numpy"): $PUZZLE_PYTHON
+// (ctest sets it from CMake's PZ_PYTHON, the venv of scripts/setup_venv.sh),
+// "python3" when unset (a test run by hand). NULL when the check must not run:
+// $PUZZLE_PYTHON set empty (skipped on purpose, a note on stderr), or the
+// interpreter cannot import the modules — a counted failure that names
+// scripts/setup_venv.sh, never a silent skip.
+const char *pz_test_python(const char *modules, const char *what);
 // A fresh empty temporary directory (mkdtemp under /tmp), caller frees.
 char *pz_test_tmpdir(const char *tag);
 

@@ -4,19 +4,21 @@ the Hugging Face `tokenizers` library and gives the ids in a vectors file.
 
     python3 tests/ref/check_tokenizer_hf.py TOKENIZER_DIR tests/data/tokenizer_vectors.json
 
-Exit 0 when every vector matches (and, with jinja2, every chat renders the
-same from the written tokenizer_config.json), 1 otherwise, 77 when the
-`tokenizers` package is missing.
+Exit 0 when every vector matches and every chat renders the same from the
+written tokenizer_config.json (with jinja2, as transformers renders it), 1
+otherwise, 2 when `tokenizers` or `jinja2` is missing (scripts/setup_venv.sh
+installs both).
 """
 import json
 import os
 import sys
 
 try:
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
     from tokenizers import Tokenizer
-except ImportError:
-    print("tokenizers not installed", file=sys.stderr)
-    sys.exit(77)
+except ImportError as e:
+    print(f"{e}: run scripts/setup_venv.sh and use its python", file=sys.stderr)
+    sys.exit(2)
 
 
 def main():
@@ -37,18 +39,14 @@ def main():
         cfg = json.load(f)
     n_chat = 0
     if cfg.get("chat_template"):
-        try:
-            from jinja2.sandbox import ImmutableSandboxedEnvironment
-            env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-            tmpl = env.from_string(cfg["chat_template"])
-            for c in data.get("chats", []):
-                msgs = [{"role": r, "content": m} for r, m in zip(c["roles"], c["contents"])]
-                if tmpl.render(messages=msgs, add_generation_prompt=c["add_generation_prompt"]) != c["expected"]:
-                    bad += 1
-                    print("chat rendering differs", file=sys.stderr)
-                n_chat += 1
-        except ImportError:
-            pass
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        tmpl = env.from_string(cfg["chat_template"])
+        for c in data.get("chats", []):
+            msgs = [{"role": r, "content": m} for r, m in zip(c["roles"], c["contents"])]
+            if tmpl.render(messages=msgs, add_generation_prompt=c["add_generation_prompt"]) != c["expected"]:
+                bad += 1
+                print("chat rendering differs", file=sys.stderr)
+            n_chat += 1
     print(f"{d}: {len(data['vectors'])} vectors, {n_chat} chats, {bad} mismatches", file=sys.stderr)
     return 1 if bad else 0
 
