@@ -180,7 +180,8 @@ int pz_rundb_set_parent_config(pz_rundb *db, const pz_config *c, char *err);
 // from before version 5 has none stored; then (explicit fallback) the
 // config is read from the parent model at its recorded path when that still
 // hashes to the row's config_hash, and stored for next time; otherwise the
-// error names the fix (puzzle build-library --db RUN.db --model PARENT).
+// error names the fix (rerunning puzzle build-library PARENT --db RUN.db
+// --data TEXT, which records it before any other work).
 int pz_rundb_parent_config(pz_rundb *db, pz_config *c, char *err);
 // Records a realized child (role 'child') of solution_id at m->path with its
 // configuration, replacing an earlier row of that path (one transaction).

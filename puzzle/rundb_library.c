@@ -153,7 +153,7 @@ int pz_rundb_set_parent(pz_rundb *db, const pz_rundb_model *m, const pz_config *
     return rundb_end(db, rc ? -1 : 0, err);
 }
 
-// The parent row's hash as c would have it ("" when c is NULL).
+// models.config_hash as c gives it (16 hex digits).
 static void config_hash(const pz_config *c, char hex[17]) {
     snprintf(hex, 17, "%016" PRIx64, pz_capture_config_hash(c));
 }
@@ -206,12 +206,13 @@ int pz_rundb_parent_config(pz_rundb *db, pz_config *c, char *err) {
         char e2[PZ_ERRLEN];
         if (pz_model_load_config(path, c, e2))
             return pz_err(err, "%s predates stored parent configurations and its parent %s cannot be read (%s): "
-                               "record it with puzzle build-library --db %s --model PARENT",
+                               "record it by rerunning puzzle build-library PARENT --db %s --data TEXT",
                           db->path, path, e2, db->path);
         config_hash(c, have);
         if (strcmp(have, want))
             return pz_err(err, "%s predates stored parent configurations and %s is no longer its parent (config "
-                               "hash %s, recorded %s): record it with puzzle build-library --db %s --model PARENT",
+                               "hash %s, recorded %s): record it by rerunning puzzle build-library PARENT --db %s "
+                               "--data TEXT",
                           db->path, path, have, want, db->path);
         return pz_rundb_set_parent_config(db, c, err);
     }
@@ -267,7 +268,7 @@ static int insert_blocks(pz_rundb *db, const pz_block *blocks, const char *want,
              rundb_step(&q) < 0;
     }
     rundb_done(&q);
-    return rc;
+    return rc ? -1 : 0;
 }
 
 int pz_rundb_add_blocks(pz_rundb *db, const pz_block *blocks, const char *want, int n, char *err) {

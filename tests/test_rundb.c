@@ -119,7 +119,7 @@ static void test_old_database(const char *dir) {
     // parent's configuration) works, and only with the parent's.
     raw(path, "UPDATE models SET config_json = NULL, path = 'gone/parent'");
     db = pz_rundb_open(path, 0, err);
-    CHECKF(db && pz_rundb_parent_config(db, &back, err) < 0 && strstr(err, "puzzle build-library --db"),
+    CHECKF(db && pz_rundb_parent_config(db, &back, err) < 0 && strstr(err, "puzzle build-library PARENT --db"),
            "no parent file: %s", err);
     CHECKF(pz_rundb_set_parent_config(db, &other, err) < 0 && strstr(err, "not the parent"), "%s", err);
     CHECKF(pz_rundb_set_parent_config(db, &c, err) == 0, "%s", err);
