@@ -257,8 +257,14 @@ static int store(pz_rundb *rdb, const opts *o, pz_search *s, const char *command
                 const pz_search_item *it = pz_search_item_at(s, g, f->sol.choice[g]);
                 if (it->layer != li) continue;
                 L->score += it->score;
-                if (it->sub != PZ_SUB_FFN) L->attn = it->attn, snprintf(L->attn_block, sizeof L->attn_block, "%s", it->attn_block);
-                if (it->sub != PZ_SUB_ATTN) L->ffn = it->ffn, snprintf(L->ffn_block, sizeof L->ffn_block, "%s", it->ffn_block);
+                if (it->sub != PZ_SUB_FFN) {
+                    L->attn = it->attn;
+                    snprintf(L->attn_block, sizeof L->attn_block, "%s", it->attn_block);
+                }
+                if (it->sub != PZ_SUB_ATTN) {
+                    L->ffn = it->ffn;
+                    snprintf(L->ffn_block, sizeof L->ffn_block, "%s", it->ffn_block);
+                }
             }
             // The library holds one block per variant, so a half is the parent's exactly when its variant is.
             L->attn_is_parent = L->attn.kind == pa.kind && L->attn.size == pa.size;

@@ -326,7 +326,9 @@ void rundb_sha256_hex(const void *data, size_t n, char hex[65]) {
 }
 
 const char *rundb_sub_name(pz_sub_kind s) { return s == PZ_SUB_ATTN ? "attn" : s == PZ_SUB_FFN ? "ffn" : "pair"; }
-int rundb_sub_parse(const char *s) { return !strcmp(s, "attn") ? PZ_SUB_ATTN : !strcmp(s, "ffn") ? PZ_SUB_FFN : PZ_SUB_PAIR; }
+int rundb_sub_parse(const char *s) {
+    return !strcmp(s, "attn") ? PZ_SUB_ATTN : !strcmp(s, "ffn") ? PZ_SUB_FFN : PZ_SUB_PAIR;
+}
 
 int rundb_variant(int attn_half, const char *kind, int size, pz_variant *v) {
     *v = (pz_variant){-1, 0};

@@ -374,7 +374,9 @@ int pz_rundb_list_done(pz_rundb *db, pz_rundb_done_block **rows, int *n, char *e
     int cap = 0, rc;
     *rows = NULL, *n = 0;
     if (rundb_prepare(db, &q, err,
-                      "SELECT " RUNDB_DONE_COLS " FROM blocks b WHERE b.status = 'done' ORDER BY b.layer, b.block_id", ""))
+                      "SELECT " RUNDB_DONE_COLS " FROM blocks b WHERE b.status = 'done' "
+                      "ORDER BY b.layer, b.block_id",
+                      ""))
         return -1;
     while ((rc = rundb_step(&q)) == 1) {
         if (rundb_grow((void **)rows, *n, &cap, sizeof **rows, err) || rundb_read_done(&q, 0, &(*rows)[*n], err)) {

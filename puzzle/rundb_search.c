@@ -200,7 +200,8 @@ int pz_rundb_solution_layers(pz_rundb *db, long solution_id, pz_rundb_solution_l
         pz_rundb_solution_layer *l = &(*rows)[*n];
         memset(l, 0, sizeof *l);
         l->layer = rundb_int(&q, 0);
-        if (pz_attn_kind_parse(rundb_text(&q, 1), &l->attn.kind) || pz_ffn_kind_parse(rundb_text(&q, 3), &l->ffn.kind)) {
+        if (pz_attn_kind_parse(rundb_text(&q, 1), &l->attn.kind) ||
+            pz_ffn_kind_parse(rundb_text(&q, 3), &l->ffn.kind)) {
             rc = pz_err(err, "solution %ld has a bad layer row (layer %d)", solution_id, l->layer);
             break;
         }

@@ -121,7 +121,9 @@ static int pick_scores(pz_rundb *db, const char *want, char *hash, long *seq_len
     int found = pz_rundb_pick_scores(db, want, hash, seq_len, err);
     if (found < 0) return -1;
     if (!found) {
-        if (want) return pz_err(err, "no scores with data hash %s (see: SELECT DISTINCT data_hash FROM scores)", want);
+        if (want)
+            return pz_err(err, "no scores with data hash %s (the hashes scored: column data_hash of table scores)",
+                          want);
         return pz_err(err, "the library has no scores: run puzzle score first");
     }
     return 0;
