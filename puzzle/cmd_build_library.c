@@ -157,6 +157,8 @@ static int check_parent(pz_rundb *db, const char *path, const pz_config *c, char
     if (strcmp(have.identity, want.identity) || strcmp(have.config_hash, want.config_hash))
         return pz_err(err, "%s belongs to parent %s (%.19s...), and %s is a different model (%.19s...); use another --db",
                       pz_rundb_path(db), have.path, have.identity, path, want.identity);
+    // A database from before the parent's configuration was stored: store it now.
+    if (!have.has_config) return pz_rundb_set_parent_config(db, c, err);
     return 0;
 }
 

@@ -153,40 +153,6 @@ static int merge_block(pz_rundb *out, pz_rundb *in, const char *in_path, const p
     return 0;
 }
 
-// The scores of "src" for blocks that OUT holds as done with the same
-// weights (same sha256, or both without a file); existing rows are kept.
-// Returns how many rows were added, or -1.
-static int copy_scores(pz_rundb *out, char *err) {
-    sqlite3 *db = pz_rundb_sqlite(out);
-    if (pz_rundb_begin(out, err)) return -1;
-    PZ_SQL(db, sqlite3_exec(db,
-                            "INSERT OR IGNORE INTO main.scores SELECT s.* FROM src.scores s "
-                            "JOIN src.blocks sb ON sb.block_id = s.block_id "
-                            "JOIN main.blocks mb ON mb.block_id = s.block_id "
-                            "WHERE mb.status = 'done' AND IFNULL(mb.sha256, '') = IFNULL(sb.sha256, '')",
-                            NULL, NULL, NULL));
-    int n = sqlite3_changes(db);
-    return pz_rundb_commit(out, err) ? -1 : n;
-fail:
-    pz_rundb_rollback(out);
-    return -1;
-}
-
-// The profiles of "src" (with their hardware rows): timings depend on the
-// variant shapes and the device only, so they hold for any library of this
-// parent; rows already measured here are kept. Returns rows added, or -1.
-static int copy_profiles(pz_rundb *out, char *err) {
-    sqlite3 *db = pz_rundb_sqlite(out);
-    if (pz_rundb_begin(out, err)) return -1;
-    PZ_SQL(db, sqlite3_exec(db, "INSERT OR IGNORE INTO main.hardware SELECT * FROM src.hardware", NULL, NULL, NULL));
-    PZ_SQL(db, sqlite3_exec(db, "INSERT OR IGNORE INTO main.profiles SELECT * FROM src.profiles", NULL, NULL, NULL));
-    int n = sqlite3_changes(db);
-    return pz_rundb_commit(out, err) ? -1 : n;
-fail:
-    pz_rundb_rollback(out);
-    return -1;
-}
-
 static int merge_one(pz_rundb *out, const char *in_path, char *err) {
     pz_rundb *in = pz_rundb_open(in_path, 0, err);
     pz_rundb_done_block *rows = NULL;
@@ -200,9 +166,9 @@ static int merge_one(pz_rundb *out, const char *in_path, char *err) {
     for (int i = 0; i < n; i++)
         if (merge_block(out, in, in_path, &rows[i], &k, err)) goto out;
     if ((k.pending = pz_rundb_copy_pending(out, err)) < 0) goto out;
-    int n_scores = copy_scores(out, err);
+    int n_scores = pz_rundb_copy_scores(out, err);
     if (n_scores < 0) goto out;
-    int n_prof = copy_profiles(out, err);
+    int n_prof = pz_rundb_copy_profiles(out, err);
     if (n_prof < 0) goto out;
     fprintf(stderr, "%s: %d blocks copied, %d already present, %d conflicts, %d unusable, %d pending added, "
             "%d scores added, %d profiles added\n", in_path, k.copied, k.present, k.conflicts, k.bad, k.pending,

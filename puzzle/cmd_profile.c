@@ -143,26 +143,6 @@ static int parse(int argc, char **argv, opts *o) {
     return 0;
 }
 
-// Records the device (and its calibration JSON, when given; NULL keeps any stored one).
-static int store_device(pz_rundb *rdb, const char *dev, int threads, const char *json, char *err) {
-    sqlite3 *db = pz_rundb_sqlite(rdb);
-    sqlite3_stmt *st = NULL;
-    if (pz_rundb_begin(rdb, err)) return -1;
-    PZ_SQL(db, sqlite3_prepare_v2(db, "INSERT INTO hardware (device, kind, threads, json, measured) "
-                                      "VALUES (?, 'cpu', ?, ?, 1) ON CONFLICT (device) DO UPDATE SET "
-                                      "json = IFNULL(excluded.json, hardware.json)", -1, &st, NULL));
-    sqlite3_bind_text(st, 1, dev, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 2, threads);
-    if (json) sqlite3_bind_text(st, 3, json, -1, SQLITE_STATIC);
-    PZ_SQL(db, sqlite3_step(st));
-    sqlite3_finalize(st);
-    return pz_rundb_commit(rdb, err);
-fail:
-    sqlite3_finalize(st);
-    pz_rundb_rollback(rdb);
-    return -1;
-}
-
 // ---- calibrate -----------------------------------------------------------------------
 
 static int mkdirs(const char *path) {
@@ -214,7 +194,7 @@ static int calibrate(pz_backend *b, const opts *o, pz_rundb *rdb, int argc, char
     if (rdb) {  // --db too: the calibration becomes this device's hardware row
         char dev[256];
         pz_profile_device_desc(b, dev, sizeof dev);
-        if (store_device(rdb, dev, b->n_threads, json, err)) {
+        if (pz_rundb_store_device(rdb, dev, b->n_threads, json, err)) {
             fprintf(stderr, "puzzle profile: %s\n", err);
             free(json);
             return PZ_EXIT_FAIL;
@@ -237,74 +217,26 @@ static int calibrate(pz_backend *b, const opts *o, pz_rundb *rdb, int argc, char
 
 // ---- the run's variants -----------------------------------------------------------------
 
-typedef struct {
-    pz_prof_variant v;
-    char kind[16];
-} var_row;
-
 static int kind_parse(pz_prof_part part, const char *k, int *out) {
     return part == PZ_PROF_ATTN ? pz_attn_kind_parse(k, out) : pz_ffn_kind_parse(k, out);
 }
 
-// The parent's shape from the models table, and the distinct variants of blocks.
-static int load_run(sqlite3 *db, pz_config *c, var_row *vars, int *nv, char *err) {
-    sqlite3_stmt *st = NULL;
-    memset(c, 0, sizeof *c);
-    PZ_SQL(db, sqlite3_prepare_v2(db, "SELECT n_layer, hidden, n_head, head_dim, vocab FROM models "
-                                      "WHERE role = 'parent'", -1, &st, NULL));
-    if (sqlite3_step(st) != SQLITE_ROW) {
-        pz_err(err, "the database has no parent model (run puzzle build-library first)");
-        goto fail;
-    }
-    c->n_layer = sqlite3_column_int(st, 0);
-    c->hidden = sqlite3_column_int(st, 1);
-    c->n_head = sqlite3_column_int(st, 2);
-    c->head_dim = sqlite3_column_int(st, 3);
-    c->vocab = sqlite3_column_int(st, 4);
-    c->rope_theta = 10000.0f;
-    c->norm_eps = 1e-5f;
-    c->tie_embeddings = 1;
-    sqlite3_finalize(st);
-    st = NULL;
-    PZ_SQL(db, sqlite3_prepare_v2(db, "SELECT DISTINCT 'attn', attn_kind, IFNULL(attn_size, 0) FROM blocks "
-                                      "WHERE attn_kind IS NOT NULL UNION "
-                                      "SELECT DISTINCT 'ffn', ffn_kind, IFNULL(ffn_size, 0) FROM blocks "
-                                      "WHERE ffn_kind IS NOT NULL UNION "
-                                      // the parent's own variants, which a search space may leave out
-                                      "SELECT 'attn', attn, CASE attn WHEN 'gqa' THEN n_kv ELSE 0 END FROM layers "
-                                      "JOIN models m ON m.id = model_id AND m.role = 'parent' UNION "
-                                      "SELECT 'ffn', ffn, CASE ffn WHEN 'swiglu' THEN n_ff ELSE 0 END FROM layers "
-                                      "JOIN models m ON m.id = model_id AND m.role = 'parent' ORDER BY 1, 2, 3 DESC",
-                                  -1, &st, NULL));
+// The parent's configuration, and the distinct variants to time: the
+// embedding, the LM head, and every attention and FFN variant of the run.
+static int load_run(pz_rundb *db, pz_config *c, pz_rundb_variant *vars, int *nv, char *err) {
+    pz_rundb_variant *rows = NULL;
+    int n = 0;
+    if (pz_rundb_parent_config(db, c, err) || pz_rundb_list_variants(db, &rows, &n, err)) return -1;
     *nv = 0;
-    vars[(*nv)++] = (var_row){.v = {PZ_PROF_EMBED, 0, 0}, .kind = "embed"};
-    vars[(*nv)++] = (var_row){.v = {PZ_PROF_HEAD, 0, 0}, .kind = "head"};
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*nv == MAX_VAR) {
-            pz_err(err, "more than %d distinct variants", MAX_VAR);
-            goto fail;
-        }
-        var_row *r = &vars[*nv];
-        r->v.part = strcmp((const char *)sqlite3_column_text(st, 0), "attn") ? PZ_PROF_FFN : PZ_PROF_ATTN;
-        snprintf(r->kind, sizeof r->kind, "%s", (const char *)sqlite3_column_text(st, 1));
-        r->v.size = sqlite3_column_int(st, 2);
-        if (kind_parse(r->v.part, r->kind, &r->v.kind)) {
-            pz_err(err, "unknown variant kind '%s' in blocks", r->kind);
-            goto fail;
-        }
-        (*nv)++;
+    vars[(*nv)++] = (pz_rundb_variant){.v = {PZ_PROF_EMBED, 0, 0}, .kind = "embed"};
+    vars[(*nv)++] = (pz_rundb_variant){.v = {PZ_PROF_HEAD, 0, 0}, .kind = "head"};
+    if (n > MAX_VAR - 2) {
+        free(rows);
+        return pz_err(err, "more than %d distinct variants", MAX_VAR);
     }
-    PZ_SQL(db, rc);
-    sqlite3_finalize(st);
-    if (c->n_layer < 1 || c->hidden < 1 || c->n_head < 1 || c->head_dim < 2 || c->vocab < 1)
-        return pz_err(err, "the parent row has a bad shape");
-    for (int l = 0; l < c->n_layer && l < PZ_MAX_LAYERS; l++)
-        c->layers[l] = (pz_layer_spec){.attn = PZ_ATTN_GQA, .n_kv = c->n_head, .ffn = PZ_FFN_SWIGLU, .n_ff = 256};
+    for (int i = 0; i < n; i++) vars[(*nv)++] = rows[i];
+    free(rows);
     return 0;
-fail:
-    sqlite3_finalize(st);
-    return -1;
 }
 
 // Median of n values (sorted in place; the mean of the middle two when n is even).
@@ -315,60 +247,6 @@ static double median_of(double *x, int n) {
             x[j] = x[j - 1], x[j - 1] = t;
         }
     return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
-
-static int have_row(sqlite3 *db, const var_row *r, const char *scen, const char *dev, const char *dt, int *have,
-                    char *err) {
-    sqlite3_stmt *st = NULL;
-    PZ_SQL(db, sqlite3_prepare_v2(db, "SELECT 1 FROM profiles WHERE part = ? AND kind = ? AND size = ? AND "
-                                      "scenario = ? AND device = ? AND dtype = ? AND measured = 1", -1, &st, NULL));
-    sqlite3_bind_text(st, 1, pz_prof_part_name(r->v.part), -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, r->kind, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 3, r->v.size);
-    sqlite3_bind_text(st, 4, scen, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, dev, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 6, dt, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    PZ_SQL(db, rc);
-    *have = rc == SQLITE_ROW;
-    sqlite3_finalize(st);
-    return 0;
-fail:
-    sqlite3_finalize(st);
-    return -1;
-}
-
-static int store_row(pz_rundb *rdb, const var_row *r, const pz_scenario *s, const char *scen, const char *dev,
-                     const char *dt, const pz_prof_result *res, char *err) {
-    sqlite3 *db = pz_rundb_sqlite(rdb);
-    sqlite3_stmt *st = NULL;
-    if (pz_rundb_begin(rdb, err)) return -1;
-    PZ_SQL(db, sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO profiles (part, kind, size, scenario, phase, batch, "
-                                      "len, device, dtype, median_s, p10_s, p90_s, repeats, param_bytes, "
-                                      "kv_bytes_per_token, measured) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,1)",
-                                  -1, &st, NULL));
-    sqlite3_bind_text(st, 1, pz_prof_part_name(r->v.part), -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, r->kind, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 3, r->v.size);
-    sqlite3_bind_text(st, 4, scen, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, s->phase == PZ_PHASE_PREFILL ? "prefill" : "decode", -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 6, s->batch);
-    sqlite3_bind_int64(st, 7, s->len);
-    sqlite3_bind_text(st, 8, dev, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 9, dt, -1, SQLITE_STATIC);
-    sqlite3_bind_double(st, 10, res->median_s);
-    sqlite3_bind_double(st, 11, res->p10_s);
-    sqlite3_bind_double(st, 12, res->p90_s);
-    sqlite3_bind_int(st, 13, res->repeats);
-    sqlite3_bind_double(st, 14, res->param_bytes);
-    sqlite3_bind_double(st, 15, res->kv_bytes_per_token);
-    PZ_SQL(db, sqlite3_step(st));
-    sqlite3_finalize(st);
-    return pz_rundb_commit(rdb, err);
-fail:
-    sqlite3_finalize(st);
-    pz_rundb_rollback(rdb);
-    return -1;
 }
 
 // ---- report: measured vs predicted --------------------------------------------------------
@@ -391,7 +269,7 @@ static void read_cost_params(const char *path, pz_cost_params *p) {
     cJSON_Delete(r);
 }
 
-static int report(sqlite3 *db, const pz_config *c, const char *hwname, const char *dev, const char *dt) {
+static int report(pz_rundb *db, const pz_config *c, const char *hwname, const char *dev, const char *dt) {
     char err[PZ_ERRLEN];
     pz_hw hw;
     if (pz_hw_find(hwname, NULL, &hw, err)) {
@@ -400,15 +278,12 @@ static int report(sqlite3 *db, const pz_config *c, const char *hwname, const cha
     }
     pz_cost_params p = pz_cost_default_params();
     if (strchr(hwname, '/') || strstr(hwname, ".json")) read_cost_params(hwname, &p);
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT part, kind, size, scenario, median_s, p10_s, p90_s, repeats FROM profiles "
-                               "WHERE device = ? AND dtype = ? ORDER BY part DESC, kind, size DESC, phase DESC, "
-                               "batch, len", -1, &st, NULL) != SQLITE_OK) {
-        fprintf(stderr, "puzzle profile: %s\n", sqlite3_errmsg(db));
+    pz_rundb_profile *rows = NULL;
+    int n_rows = 0;
+    if (pz_rundb_list_profiles(db, dev, dt, 0, &rows, &n_rows, err)) {
+        fprintf(stderr, "puzzle profile: %s\n", err);
         return PZ_EXIT_FAIL;
     }
-    sqlite3_bind_text(st, 1, dev, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, dt, -1, SQLITE_STATIC);
     printf("device: %s, weights %s; model: %s (%.0f GFLOP/s bf16, %.1f GB/s, %.1f us/op), "
            "eff_gemm %.2f eff_attn %.2f eff_mem %.2f\n\n",
            dev, dt, hw.id, hw.flops_bf16 / 1e9, hw.mem_bw / 1e9, hw.launch_overhead * 1e6, p.eff_gemm, p.eff_attn,
@@ -416,14 +291,13 @@ static int report(sqlite3 *db, const pz_config *c, const char *hwname, const cha
     printf("| variant | scenario | measured ms (p10–p90) | predicted ms | compute / memory / launch ms "
            "| error %% |\n");
     printf("|---|---|---|---|---|---|\n");
-    int rows = 0;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        const char *part = (const char *)sqlite3_column_text(st, 0), *kind = (const char *)sqlite3_column_text(st, 1);
-        int size = sqlite3_column_int(st, 2);
+    int printed = 0;
+    for (int i = 0; i < n_rows; i++) {
+        const char *part = rows[i].part, *kind = rows[i].kind;
+        int size = rows[i].size;
         pz_scenario s;
-        if (pz_prof_scenario_parse((const char *)sqlite3_column_text(st, 3), &s, err)) continue;
-        double med = sqlite3_column_double(st, 4), p10 = sqlite3_column_double(st, 5),
-               p90 = sqlite3_column_double(st, 6);
+        if (pz_prof_scenario_parse(rows[i].scenario, &s, err)) continue;
+        double med = rows[i].median_s, p10 = rows[i].p10_s, p90 = rows[i].p90_s;
         pz_cost cost;
         memset(&cost, 0, sizeof cost);
         pz_layer_spec l = {0};
@@ -448,10 +322,10 @@ static int report(sqlite3 *db, const pz_config *c, const char *hwname, const cha
         else if (cost.time_s == 0) snprintf(errs, sizeof errs, "0");
         printf("| %s | %s | %.3f (%.3f–%.3f) | %.3f | %.3f / %.3f / %.3f | %s |\n", name, scen, med * 1e3, p10 * 1e3,
                p90 * 1e3, cost.time_s * 1e3, cost.compute_s * 1e3, cost.memory_s * 1e3, cost.launch_s * 1e3, errs);
-        rows++;
+        printed++;
     }
-    sqlite3_finalize(st);
-    if (!rows) {
+    free(rows);
+    if (!printed) {
         fprintf(stderr, "puzzle profile: no profile rows for device '%s' and dtype %s\n", dev, dt);
         return PZ_EXIT_FAIL;
     }
@@ -479,11 +353,10 @@ int pz_cmd_profile(int argc, char **argv) {
         ret = calibrate(b, &o, rdb, argc, argv);
         goto out;
     }
-    sqlite3 *db = pz_rundb_sqlite(rdb);
     static pz_config c;
-    var_row vars[MAX_VAR];
+    pz_rundb_variant vars[MAX_VAR];
     int nv = 0;
-    if (load_run(db, &c, vars, &nv, err)) {
+    if (load_run(rdb, &c, vars, &nv, err)) {
         fprintf(stderr, "puzzle profile: %s\n", err);
         goto out;
     }
@@ -491,10 +364,10 @@ int pz_cmd_profile(int argc, char **argv) {
     pz_profile_device_desc(b, dev, sizeof dev);
     const char *dt = pz_dt_name(o.wtype);
     if (o.report) {
-        ret = report(db, &c, o.report, dev, dt);
+        ret = report(rdb, &c, o.report, dev, dt);
         goto out;
     }
-    if (store_device(rdb, dev, b->n_threads, NULL, err)) {
+    if (pz_rundb_store_device(rdb, dev, b->n_threads, NULL, err)) {
         fprintf(stderr, "puzzle profile: %s\n", err);
         goto out;
     }
@@ -515,10 +388,12 @@ int pz_cmd_profile(int argc, char **argv) {
         goto out;
     }
     for (int k = 0; k < total; k++) {
-        int si = k / nv, vi = k % nv, have;
+        int si = k / nv, vi = k % nv;
         char scen[48];
         pz_prof_scenario_name(&o.scen[si], scen, sizeof scen);
-        if (have_row(db, &vars[vi], scen, dev, dt, &have, err)) {
+        int have = pz_rundb_have_profile(rdb, pz_prof_part_name(vars[vi].v.part), vars[vi].kind, vars[vi].v.size,
+                                         scen, dev, dt, err);
+        if (have < 0) {
             fprintf(stderr, "puzzle profile: %s\n", err);
             goto loop_fail;
         }
@@ -548,7 +423,16 @@ int pz_cmd_profile(int argc, char **argv) {
         fin.median_s = median_of(med, rounds), fin.p10_s = median_of(lo, rounds), fin.p90_s = median_of(hi, rounds);
         char scen[48];
         pz_prof_scenario_name(&o.scen[si], scen, sizeof scen);
-        if (store_row(rdb, &vars[vi], &o.scen[si], scen, dev, dt, &fin, err)) {
+        pz_rundb_profile row = {.size = vars[vi].v.size, .pass = o.scen[si], .median_s = fin.median_s,
+                                .p10_s = fin.p10_s, .p90_s = fin.p90_s, .repeats = fin.repeats,
+                                .param_bytes = fin.param_bytes, .kv_bytes_per_token = fin.kv_bytes_per_token,
+                                .measured = 1};
+        snprintf(row.part, sizeof row.part, "%s", pz_prof_part_name(vars[vi].v.part));
+        snprintf(row.kind, sizeof row.kind, "%s", vars[vi].kind);
+        snprintf(row.scenario, sizeof row.scenario, "%s", scen);
+        snprintf(row.device, sizeof row.device, "%s", dev);
+        snprintf(row.dtype, sizeof row.dtype, "%s", dt);
+        if (pz_rundb_store_profile(rdb, &row, err)) {
             fprintf(stderr, "puzzle profile: %s\n", err);
             goto loop_fail;
         }

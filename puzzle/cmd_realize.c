@@ -31,35 +31,19 @@ void pz_usage_realize(FILE *out) {
             "  --parent PATH  the parent model, when it has moved since the library was built\n");
 }
 
-static const char *txt(sqlite3_stmt *st, int i) {
-    const unsigned char *t = sqlite3_column_text(st, i);
-    return t ? (const char *)t : "";
-}
-
 // A block's file, resolved, after checking it against the recorded sha256.
 static int block_file(pz_rundb *db, const char *block_id, char *path, size_t cap, char *err) {
-    sqlite3 *s = pz_rundb_sqlite(db);
-    sqlite3_stmt *st = NULL;
-    PZ_SQL(s, sqlite3_prepare_v2(s, "SELECT weight_file, sha256, status FROM blocks WHERE block_id = ?", -1, &st, NULL));
-    sqlite3_bind_text(st, 1, block_id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    PZ_SQL(s, rc);
-    if (rc != SQLITE_ROW || strcmp(txt(st, 2), "done") || !*txt(st, 0)) {
-        pz_err(err, "block %s has no finished weight file in the library", block_id);
-        goto fail;
-    }
-    pz_rundb_resolve(db, txt(st, 0), path, cap);
-    char want[65], got[65];
-    snprintf(want, sizeof want, "%s", txt(st, 1));
-    sqlite3_finalize(st);
+    pz_rundb_block_state st;
+    if (pz_rundb_get_block_state(db, block_id, &st, err)) return -1;
+    if (!st.found || !st.done || !st.weight_file[0])
+        return pz_err(err, "block %s has no finished weight file in the library", block_id);
+    pz_rundb_resolve(db, st.weight_file, path, cap);
+    char got[65];
     if (pz_sha256_file(path, got, err)) return -1;
-    if (want[0] && strcmp(want, got))
+    if (st.sha256[0] && strcmp(st.sha256, got))
         return pz_err(err, "%s: sha256 %.12s... differs from the library's %.12s... (the file changed since "
-                           "build-library; rebuild the block)", path, got, want);
+                           "build-library; rebuild the block)", path, got, st.sha256);
     return 0;
-fail:
-    sqlite3_finalize(st);
-    return -1;
 }
 
 static int record_child(pz_rundb *db, const char *dir, long solution, const pz_model *m, char *err) {
@@ -102,7 +86,7 @@ int pz_cmd_realize(int argc, char **argv) {
     pz_rundb *db = NULL;
     pz_model *parent = NULL, *child = NULL;
     pz_tokenizer *tok = NULL;
-    sqlite3_stmt *st = NULL;
+    pz_rundb_solution_layer *rows = NULL;
     pz_realize_layer *layers = NULL;
     char (*files)[2][1024] = NULL;
     double t0 = pz_now();
@@ -134,28 +118,23 @@ int pz_cmd_realize(int argc, char **argv) {
         pz_err(err, "out of memory");
         goto fail;
     }
-    sqlite3 *s = pz_rundb_sqlite(db);
-    PZ_SQL(s, sqlite3_prepare_v2(s, "SELECT layer, attn_kind, attn_size, ffn_kind, ffn_size, attn_block, ffn_block, "
-                                    "attn_is_parent, ffn_is_parent FROM solution_layers WHERE solution_id = ?",
-                                 -1, &st, NULL));
-    sqlite3_bind_int64(st, 1, sol);
-    int r, n_rows = 0, n_changed = 0;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        int l = sqlite3_column_int(st, 0);
-        pz_realize_layer *L = &layers[l < 0 || l >= n_layer ? 0 : l];
-        if (l < 0 || l >= n_layer || seen[l] || pz_attn_kind_parse(txt(st, 1), &L->attn.kind) ||
-            pz_ffn_kind_parse(txt(st, 3), &L->ffn.kind)) {
+    int n_rows = 0, n_changed = 0;
+    if (pz_rundb_solution_layers(db, sol, &rows, &n_rows, err)) goto fail;
+    for (int i = 0; i < n_rows; i++) {
+        const pz_rundb_solution_layer *row = &rows[i];
+        int l = row->layer;
+        if (l < 0 || l >= n_layer || seen[l]) {
             pz_err(err, "solution %ld has a bad layer row (layer %d)", sol, l);
             goto fail;
         }
-        seen[l] = 1, n_rows++;
-        L->attn.size = sqlite3_column_int(st, 2);
-        L->ffn.size = sqlite3_column_int(st, 4);
+        pz_realize_layer *L = &layers[l];
+        seen[l] = 1;
+        L->attn = row->attn, L->ffn = row->ffn;
         // A changed half with a library block takes the block's file; the
         // parent's own halves and noops take none.
         for (int h = 0; h < 2; h++) {
-            int is_parent = sqlite3_column_int(st, 7 + h);
-            const char *blk = txt(st, 5 + h);
+            int is_parent = h ? row->ffn_is_parent : row->attn_is_parent;
+            const char *blk = h ? row->ffn_block : row->attn_block;
             int noop = h ? L->ffn.kind == PZ_FFN_NOOP : L->attn.kind == PZ_ATTN_NOOP;
             if (is_parent) continue;
             n_changed++;
@@ -165,7 +144,7 @@ int pz_cmd_realize(int argc, char **argv) {
                        h ? "FFN" : "attention");
                 goto fail;
             }
-            if (h && L->attn_file && !strcmp(blk, txt(st, 5)))  // a coupled block: checked once
+            if (h && L->attn_file && !strcmp(blk, row->attn_block))  // a coupled block: checked once
                 snprintf(files[l][1], sizeof files[l][1], "%s", files[l][0]);
             else if (block_file(db, blk, files[l][h], sizeof files[l][h], err))
                 goto fail;
@@ -173,9 +152,6 @@ int pz_cmd_realize(int argc, char **argv) {
             else L->attn_file = files[l][h];
         }
     }
-    PZ_SQL(s, r);
-    sqlite3_finalize(st);
-    st = NULL;
     if (n_rows == 0) {
         pz_err(err, "no solution %ld in %s (puzzle solutions lists them)", sol, dbp);
         goto fail;
@@ -212,7 +188,7 @@ int pz_cmd_realize(int argc, char **argv) {
 fail:
     fprintf(stderr, "puzzle realize: %s\n", err);
 out:
-    sqlite3_finalize(st);
+    free(rows);
     free(layers);
     free(files);
     pz_model_free(parent);

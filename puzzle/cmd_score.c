@@ -126,118 +126,9 @@ static int parse_args(int argc, char **argv, opts *o) {
 }
 
 // ---- the blocks ------------------------------------------------------------------------
-typedef struct {
-    char id[80];
-    int layer, is_parent;
-    pz_sub_kind sub;
-    pz_variant attn, ffn;
-    char weight_file[1024], sha256[65];
-} blk;
-
-// The kind enum of a blocks-row name; -1 for NULL or unknown (a half the block lacks).
-static int kind_of(const char *s, int sub) {
-    int k;
-    return (sub ? pz_ffn_kind_parse(s, &k) : pz_attn_kind_parse(s, &k)) ? -1 : k;
-}
-
-static void col(sqlite3_stmt *st, int i, char *dst, size_t cap) {
-    const unsigned char *s = sqlite3_column_text(st, i);
-    snprintf(dst, cap, "%s", s ? (const char *)s : "");
-}
-
-// The 'done' blocks in (layer, block_id) order (*out malloc'ed).
-static int list_blocks(pz_rundb *rdb, blk **out, int *n, char *err) {
-    sqlite3 *db = pz_rundb_sqlite(rdb);
-    sqlite3_stmt *st = NULL;
-    *out = NULL, *n = 0;
-    int cap = 0, rc;
-    PZ_SQL(db, sqlite3_prepare_v2(db,
-                                  "SELECT block_id, layer, sub, attn_kind, attn_size, ffn_kind, ffn_size, is_parent, "
-                                  "weight_file, sha256 FROM blocks WHERE status = 'done' ORDER BY layer, block_id",
-                                  -1, &st, NULL));
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 64;
-            blk *b = realloc(*out, sizeof *b * (size_t)cap);
-            if (!b) {
-                pz_err(err, "out of memory");
-                goto fail;
-            }
-            *out = b;
-        }
-        blk *b = &(*out)[*n];
-        memset(b, 0, sizeof *b);
-        char sub[16];
-        col(st, 0, b->id, sizeof b->id);
-        b->layer = sqlite3_column_int(st, 1);
-        col(st, 2, sub, sizeof sub);
-        b->sub = !strcmp(sub, "attn") ? PZ_SUB_ATTN : !strcmp(sub, "ffn") ? PZ_SUB_FFN : PZ_SUB_PAIR;
-        b->attn = (pz_variant){kind_of((const char *)sqlite3_column_text(st, 3), 0), sqlite3_column_int(st, 4)};
-        b->ffn = (pz_variant){kind_of((const char *)sqlite3_column_text(st, 5), 1), sqlite3_column_int(st, 6)};
-        b->is_parent = sqlite3_column_int(st, 7);
-        col(st, 8, b->weight_file, sizeof b->weight_file);
-        col(st, 9, b->sha256, sizeof b->sha256);
-        (*n)++;
-    }
-    PZ_SQL(db, rc);
-    sqlite3_finalize(st);
-    return 0;
-fail:
-    sqlite3_finalize(st);
-    free(*out);
-    *out = NULL, *n = 0;
-    return -1;
-}
-
-// 1 when the block has a score on these windows, 0 when not, -1 on error.
-static int is_scored(pz_rundb *rdb, const char *id, const char *hash, long seq_len, char *err) {
-    sqlite3 *db = pz_rundb_sqlite(rdb);
-    sqlite3_stmt *st = NULL;
-    PZ_SQL(db, sqlite3_prepare_v2(db, "SELECT 1 FROM scores WHERE block_id = ? AND data_hash = ? AND seq_len = ?", -1,
-                                  &st, NULL));
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, hash, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, seq_len);
-    int rc = sqlite3_step(st);
-    PZ_SQL(db, rc);
-    sqlite3_finalize(st);
-    return rc == SQLITE_ROW;
-fail:
-    sqlite3_finalize(st);
-    return -1;
-}
-
-static int record(pz_rundb *rdb, const blk *b, const char *hash, const opts *o, const pz_score_result *r,
-                  char *err) {
-    sqlite3 *db = pz_rundb_sqlite(rdb);
-    sqlite3_stmt *st = NULL;
-    if (pz_rundb_begin(rdb, err)) return -1;
-    PZ_SQL(db, sqlite3_prepare_v2(db,
-                                  "INSERT OR REPLACE INTO scores (block_id, data_hash, seq_len, tokens, kl, loss_delta, "
-                                  "top1, parent_nll, child_nll, data, prec, threads, wall_s) "
-                                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                  -1, &st, NULL));
-    sqlite3_bind_text(st, 1, b->id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, hash, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, o->seq_len);
-    sqlite3_bind_int64(st, 4, r->tokens);
-    sqlite3_bind_double(st, 5, r->kl);
-    sqlite3_bind_double(st, 6, r->loss_delta);
-    sqlite3_bind_double(st, 7, r->top1);
-    sqlite3_bind_double(st, 8, r->parent_nll);
-    sqlite3_bind_double(st, 9, r->child_nll);
-    sqlite3_bind_text(st, 10, o->data, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 11, pz_dt_name(o->prec), -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 12, o->threads);
-    sqlite3_bind_double(st, 13, r->wall_s);
-    PZ_SQL(db, sqlite3_step(st));
-    sqlite3_finalize(st);
-    return pz_rundb_commit(rdb, err);
-fail:
-    sqlite3_finalize(st);
-    pz_rundb_rollback(rdb);
-    return -1;
-}
+// The finished blocks (pz_rundb_list_done): ids, variants (kind -1 for a
+// half a block does not set), weight files.
+typedef pz_rundb_done_block blk;
 
 // The block's weights: its file (sha256 checked), the parent's own, or an
 // empty noop half.
@@ -248,17 +139,17 @@ static int block_weights(pz_rundb *db, const pz_model *m, const blk *b, pz_block
         pz_rundb_resolve(db, b->weight_file, path, sizeof path);
         if (pz_sha256_file(path, hex, err)) return -1;
         if (b->sha256[0] && strcmp(hex, b->sha256))
-            return pz_err(err, "%s: %s does not match its sha256 in the database", b->id, path);
+            return pz_err(err, "%s: %s does not match its sha256 in the database", b->block_id, path);
         if (pz_block_weights_load(w, &m->cfg, path, err)) return -1;
         if (w->layer != b->layer || w->sub != b->sub) {
             pz_block_weights_free(w);
-            return pz_err(err, "%s: %s holds layer %d, not the block's", b->id, path, w->layer);
+            return pz_err(err, "%s: %s holds layer %d, not the block's", b->block_id, path, w->layer);
         }
         return 0;
     }
     if (b->is_parent) return pz_block_weights_from_parent(w, m, b->layer, b->sub, err);
     int noop = (b->sub == PZ_SUB_FFN || b->attn.kind == 2) && (b->sub == PZ_SUB_ATTN || b->ffn.kind == 2);
-    if (!noop) return pz_err(err, "%s: a trained block without a weight file", b->id);
+    if (!noop) return pz_err(err, "%s: a trained block without a weight file", b->block_id);
     return pz_block_weights_alloc(w, &m->cfg, b->layer, b->sub, b->attn, b->ffn, err);
 }
 
@@ -292,22 +183,15 @@ static void fmt_eta(double s, char *buf, size_t cap) {
 
 // The best and worst few of this database's scores on these windows.
 static void summary(pz_rundb *rdb, const char *hash, const opts *o) {
-    const char *col = !strcmp(o->metric, "kl") ? "kl" : !strcmp(o->metric, "loss") ? "loss_delta" : "top1";
-    int desc_is_best = !strcmp(o->metric, "top1");
     for (int worst = 0; worst < 2; worst++) {
-        char *sql = sqlite3_mprintf("SELECT block_id, kl, loss_delta, top1 FROM block_scores WHERE data_hash = %Q "
-                                    "AND seq_len = %ld AND is_parent = 0 ORDER BY %s %s LIMIT 5",
-                                    hash, o->seq_len, col, (worst ^ desc_is_best) ? "DESC" : "ASC");
-        sqlite3_stmt *st = NULL;
-        sqlite3 *db = pz_rundb_sqlite(rdb);
-        if (sql && sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
-            fprintf(stderr, "%s by %s:\n", worst ? "worst" : "best", o->metric);
-            while (sqlite3_step(st) == SQLITE_ROW)
-                fprintf(stderr, "  %-32s KL %.5f  dloss %+.5f  top1 %.4f\n", sqlite3_column_text(st, 0),
-                        sqlite3_column_double(st, 1), sqlite3_column_double(st, 2), sqlite3_column_double(st, 3));
-        }
-        sqlite3_finalize(st);
-        sqlite3_free(sql);
+        pz_rundb_score_row rows[5];
+        char err[PZ_ERRLEN];
+        int n = pz_rundb_score_extremes(rdb, hash, o->seq_len, o->metric, worst, rows, 5, err);
+        if (n < 0) continue;
+        fprintf(stderr, "%s by %s:\n", worst ? "worst" : "best", o->metric);
+        for (int i = 0; i < n; i++)
+            fprintf(stderr, "  %-32s KL %.5f  dloss %+.5f  top1 %.4f\n", rows[i].block_id, rows[i].kl,
+                    rows[i].loss_delta, rows[i].top1);
     }
 }
 
@@ -343,7 +227,7 @@ int pz_cmd_score(int argc, char **argv) {
         pz_err(err, "parent %s not found; pass its path with --parent", ppath);
         goto fail;
     }
-    if (list_blocks(db, &blocks, &n_blocks, err)) goto fail;
+    if (pz_rundb_list_done(db, &blocks, &n_blocks, err)) goto fail;
     if (load_tokens(&o, ppath, &tok, &n_tok, err)) goto fail;
     snprintf(hash, sizeof hash, "%016" PRIx64, pz_capture_tokens_hash(tok, n_tok));
     if (!(todo = calloc((size_t)n_blocks + 1, 1))) {
@@ -354,7 +238,7 @@ int pz_cmd_score(int argc, char **argv) {
     for (int i = 0; i < n_blocks; i++) {
         if (!pz_block_in_shard(i, (int)o.shard_i, (int)o.shard_n)) continue;
         n_shard++;
-        int s = is_scored(db, blocks[i].id, hash, o.seq_len, err);
+        int s = pz_rundb_is_scored(db, blocks[i].block_id, hash, o.seq_len, err);
         if (s < 0) goto fail;
         todo[i] = !s, n_todo += !s;
     }
@@ -386,6 +270,7 @@ int pz_cmd_score(int argc, char **argv) {
     pz_rundb_event(db, "score", "start", "shard %ld/%ld: %d blocks, %ld tokens (hash %s, seq_len %ld), %ld threads",
                    o.shard_i, o.shard_n, n_todo, n_tok, hash, o.seq_len, o.threads);
 
+    pz_rundb_score_setup setup = {hash, o.seq_len, o.data, pz_dt_name(o.prec), o.threads};
     int done = 0;
     t0 = pz_now();
     for (int i = 0; i < n_blocks; i++) {
@@ -397,13 +282,13 @@ int pz_cmd_score(int argc, char **argv) {
         if (block_weights(db, m, b, &w, err)) goto fail;
         int e = pz_scorer_score(sc, &w, &r, err);
         pz_block_weights_free(&w);
-        if (e || record(db, b, hash, &o, &r, err)) goto fail;
+        if (e || pz_rundb_record_score(db, b->block_id, &setup, &r, err)) goto fail;
         done++;
         double el = pz_now() - t0, rate = done / el;
         char eta[32];
         fmt_eta((n_todo - done) / rate, eta, sizeof eta);
         fprintf(stderr, "[%d/%d] %-30s KL %.5f  dloss %+.5f  top1 %.4f  %.1f s | %.2f blocks/s, %.0f tokens/s, ETA %s\n",
-                done, n_todo, b->id, r.kl, r.loss_delta, r.top1, r.wall_s, rate, rate * (double)n_tok, eta);
+                done, n_todo, b->block_id, r.kl, r.loss_delta, r.top1, r.wall_s, rate, rate * (double)n_tok, eta);
     }
     if (pz_stop_signal) {
         pz_rundb_event(db, "score", "interrupted", "signal %d; %d of %d blocks scored", (int)pz_stop_signal, done, n_todo);

@@ -211,150 +211,73 @@ static int store(pz_rundb *rdb, const opts *o, pz_search *s, const char *command
                  double ref, const char *status, const char *explanation, const pz_solver_infeasibility *inf,
                  long inf_batch, const found *sols, int n_sols, double wall, long *search_id, long *first_id,
                  char *err) {
-    sqlite3 *db = pz_rundb_sqlite(rdb);
-    sqlite3_stmt *st = NULL;
-    if (pz_rundb_begin(rdb, err)) return -1;
-    PZ_SQL(db, sqlite3_prepare_v2(db,
-                                  "INSERT INTO searches (command, method, budget, device, dtype, n_devices, tp, scenario, "
-                                  "batch_mode, objective, data_hash, target_throughput, target_speedup, max_memory, "
-                                  "max_latency_s, max_ttft_s, max_params, n_wanted, diversity, parent_batch, "
-                                  "parent_throughput, parent_time_s, status, explanation, n_solutions, wall_s) VALUES "
-                                  "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                                  -1, &st, NULL));
     char bm[32];
     if (o->batch) snprintf(bm, sizeof bm, "%ld", o->batch);
     else snprintf(bm, sizeof bm, "auto");
-    sqlite3_bind_text(st, 1, command, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, o->method, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, o->budget, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, pz_search_device(s), -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, pz_search_dtype(s), -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 6, pz_search_replicas(s) * pz_search_tp(s));
-    sqlite3_bind_int(st, 7, pz_search_tp(s));
-    sqlite3_bind_text(st, 8, o->scenario, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 9, bm, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 10, o->obj == PZ_OBJ_KL ? "kl" : "loss", -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 11, pz_search_data_hash(s), -1, SQLITE_STATIC);
-    const double lims[] = {o->lim.throughput, o->lim.speedup, o->lim.max_memory, o->lim.max_latency, o->lim.max_ttft,
-                           o->lim.max_params};
-    for (int k = 0; k < 6; k++)
-        if (lims[k] > 0) sqlite3_bind_double(st, 12 + k, lims[k]);
-    sqlite3_bind_int64(st, 18, o->n_solutions);
-    sqlite3_bind_double(st, 19, o->diversity);
-    sqlite3_bind_int64(st, 20, par->batch);
-    sqlite3_bind_double(st, 21, ref);
-    sqlite3_bind_double(st, 22, par->time_s);
-    sqlite3_bind_text(st, 23, status, -1, SQLITE_STATIC);
-    if (explanation && *explanation) sqlite3_bind_text(st, 24, explanation, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 25, n_sols);
-    sqlite3_bind_double(st, 26, wall);
-    PZ_SQL(db, sqlite3_step(st));
-    sqlite3_finalize(st);
-    st = NULL;
-    *search_id = sqlite3_last_insert_rowid(db);
-    if (inf) {
-        PZ_SQL(db, sqlite3_prepare_v2(db, "INSERT INTO search_constraints (search_id, name, batch, rhs, min_value, "
-                                          "ratio, violated, binding) VALUES (?,?,?,?,?,?,?,?)", -1, &st, NULL));
-        for (int c = 0; c < inf->n_constraints; c++) {
-            sqlite3_reset(st);
-            sqlite3_bind_int64(st, 1, *search_id);
-            sqlite3_bind_text(st, 2, inf->names[c], -1, SQLITE_STATIC);
-            sqlite3_bind_int64(st, 3, inf_batch);
-            sqlite3_bind_double(st, 4, inf->rhs[c]);
-            if (isnan(inf->min_value[c])) sqlite3_bind_null(st, 5);
-            else sqlite3_bind_double(st, 5, inf->min_value[c]);
-            if (isfinite(inf->ratio[c])) sqlite3_bind_double(st, 6, inf->ratio[c]);
-            else sqlite3_bind_null(st, 6);
-            sqlite3_bind_int(st, 7, inf->violated[c]);
-            sqlite3_bind_int(st, 8, c == inf->binding);
-            PZ_SQL(db, sqlite3_step(st));
-        }
-        sqlite3_finalize(st);
-        st = NULL;
+    const pz_search_limits *l = &o->lim;
+#define LIM(x) ((x) > 0 ? (x) : NAN)  // an unset limit is NULL
+    pz_rundb_search row = {command, o->method, o->budget, pz_search_device(s), pz_search_dtype(s),
+                           pz_search_replicas(s) * pz_search_tp(s), pz_search_tp(s), o->scenario, bm,
+                           o->obj == PZ_OBJ_KL ? "kl" : "loss", pz_search_data_hash(s), LIM(l->throughput),
+                           LIM(l->speedup), LIM(l->max_memory), LIM(l->max_latency), LIM(l->max_ttft),
+                           LIM(l->max_params), o->n_solutions, o->diversity, par->batch, ref, par->time_s, status,
+                           explanation && *explanation ? explanation : NULL, n_sols, wall};
+#undef LIM
+    int n_cons = inf ? inf->n_constraints : 0, rc = -1;
+    const pz_config *pc = pz_search_parent(s);
+    pz_rundb_constraint *cons = calloc((size_t)n_cons + 1, sizeof *cons);
+    pz_rundb_solution *rs = calloc((size_t)n_sols + 1, sizeof *rs);
+    pz_rundb_solution_layer *layers = calloc((size_t)(n_sols + 1) * (size_t)pc->n_layer, sizeof *layers);
+    if (!cons || !rs || !layers) {
+        pz_err(err, "out of memory");
+        goto out;
     }
-    sqlite3_stmt *sl = NULL;
+    for (int c = 0; c < n_cons; c++)
+        cons[c] = (pz_rundb_constraint){inf->names[c], inf_batch, inf->rhs[c], inf->min_value[c],
+                                        isfinite(inf->ratio[c]) ? inf->ratio[c] : NAN, inf->violated[c],
+                                        c == inf->binding};
+    int mip = !strcmp(o->method, "mip");
     for (int k = 0; k < n_sols; k++) {
         const found *f = &sols[k];
         int n_changed = 0;
         for (int g = 0; g < pz_search_n_groups(s); g++) n_changed += !pz_search_item_at(s, g, f->sol.choice[g])->is_parent;
-        PZ_SQL(db, sqlite3_prepare_v2(db, "INSERT INTO solutions (search_id, rank, status, objective, bound, batch, "
-                                          "time_s, throughput, speedup, latency_s, ttft_s, memory_bytes, params, "
-                                          "n_changed, solve_s) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                                      -1, &st, NULL));
-        sqlite3_bind_int64(st, 1, *search_id);
-        sqlite3_bind_int(st, 2, k + 1);
-        sqlite3_bind_text(st, 3, strcmp(o->method, "mip") ? "baseline" : pz_solver_status_name(f->sol.status), -1,
-                          SQLITE_STATIC);
-        sqlite3_bind_double(st, 4, f->sol.objective);
-        if (!strcmp(o->method, "mip") && isfinite(f->sol.bound)) sqlite3_bind_double(st, 5, f->sol.bound);
-        sqlite3_bind_int64(st, 6, f->batch);
-        sqlite3_bind_double(st, 7, f->ev.time_s);
-        sqlite3_bind_double(st, 8, f->ev.throughput);
-        sqlite3_bind_double(st, 9, ref > 0 ? f->ev.throughput / ref : NAN);
-        sqlite3_bind_double(st, 10, f->ev.latency_s);
-        if (isfinite(f->ev.ttft_s)) sqlite3_bind_double(st, 11, f->ev.ttft_s);
-        sqlite3_bind_double(st, 12, f->ev.memory_bytes);
-        sqlite3_bind_double(st, 13, f->ev.params);
-        sqlite3_bind_int(st, 14, n_changed);
-        sqlite3_bind_double(st, 15, f->sol.seconds);
-        PZ_SQL(db, sqlite3_step(st));
-        sqlite3_finalize(st);
-        st = NULL;
-        long sol_id = sqlite3_last_insert_rowid(db);
-        if (k == 0) *first_id = sol_id;
+        pz_rundb_solution_layer *ls = &layers[(size_t)k * (size_t)pc->n_layer];
+        rs[k] = (pz_rundb_solution){k + 1, mip ? pz_solver_status_name(f->sol.status) : "baseline", f->sol.objective,
+                                    mip && isfinite(f->sol.bound) ? f->sol.bound : NAN, f->batch, f->ev.time_s,
+                                    f->ev.throughput, ref > 0 ? f->ev.throughput / ref : NAN, f->ev.latency_s,
+                                    isfinite(f->ev.ttft_s) ? f->ev.ttft_s : NAN, f->ev.memory_bytes, f->ev.params,
+                                    n_changed, f->sol.seconds, ls, pc->n_layer};
         // Per layer: merge the groups of each layer.
-        const pz_config *pc = pz_search_parent(s);
-        PZ_SQL(db, sqlite3_prepare_v2(db, "INSERT INTO solution_layers (solution_id, layer, attn_kind, attn_size, "
-                                          "ffn_kind, ffn_size, attn_variant, ffn_variant, attn_block, ffn_block, "
-                                          "attn_is_parent, ffn_is_parent, score) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                                      -1, &sl, NULL));
-        for (int l = 0; l < pc->n_layer; l++) {
-            const pz_layer_spec *pl = &pc->layers[l];
+        for (int li = 0; li < pc->n_layer; li++) {
+            const pz_layer_spec *pl = &pc->layers[li];
             const pz_variant pa = {pl->attn, pl->attn == PZ_ATTN_GQA ? pl->n_kv : 0};
             const pz_variant pf = {pl->ffn, pl->ffn == PZ_FFN_SWIGLU ? pl->n_ff : 0};
-            pz_variant av = pa, fv = pf;
-            const char *ab = NULL, *fb = NULL;
-            double score = 0;
+            pz_rundb_solution_layer *L = &ls[li];
+            L->layer = li, L->attn = pa, L->ffn = pf;
             for (int g = 0; g < pz_search_n_groups(s); g++) {
                 const pz_search_item *it = pz_search_item_at(s, g, f->sol.choice[g]);
-                if (it->layer != l) continue;
-                score += it->score;
-                if (it->sub != PZ_SUB_FFN) av = it->attn, ab = it->attn_block[0] ? it->attn_block : NULL;
-                if (it->sub != PZ_SUB_ATTN) fv = it->ffn, fb = it->ffn_block[0] ? it->ffn_block : NULL;
+                if (it->layer != li) continue;
+                L->score += it->score;
+                if (it->sub != PZ_SUB_FFN) {
+                    L->attn = it->attn;
+                    snprintf(L->attn_block, sizeof L->attn_block, "%s", it->attn_block);
+                }
+                if (it->sub != PZ_SUB_ATTN) {
+                    L->ffn = it->ffn;
+                    snprintf(L->ffn_block, sizeof L->ffn_block, "%s", it->ffn_block);
+                }
             }
             // The library holds one block per variant, so a half is the parent's exactly when its variant is.
-            int ap = av.kind == pa.kind && av.size == pa.size, fp = fv.kind == pf.kind && fv.size == pf.size;
-            char at[32], ft[32];
-            pz_variant_name(PZ_SUB_ATTN, &av, at, sizeof at);
-            pz_variant_name(PZ_SUB_FFN, &fv, ft, sizeof ft);
-            sqlite3_reset(sl);
-            sqlite3_bind_int64(sl, 1, sol_id);
-            sqlite3_bind_int(sl, 2, l);
-            sqlite3_bind_text(sl, 3, pz_attn_kind_name((pz_attn_kind)av.kind), -1, SQLITE_STATIC);
-            sqlite3_bind_int(sl, 4, av.size);
-            sqlite3_bind_text(sl, 5, pz_ffn_kind_name((pz_ffn_kind)fv.kind), -1, SQLITE_STATIC);
-            sqlite3_bind_int(sl, 6, fv.size);
-            sqlite3_bind_text(sl, 7, at, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_text(sl, 8, ft, -1, SQLITE_TRANSIENT);
-            if (ab) sqlite3_bind_text(sl, 9, ab, -1, SQLITE_TRANSIENT);
-            else sqlite3_bind_null(sl, 9);
-            if (fb) sqlite3_bind_text(sl, 10, fb, -1, SQLITE_TRANSIENT);
-            else sqlite3_bind_null(sl, 10);
-            sqlite3_bind_int(sl, 11, ap);
-            sqlite3_bind_int(sl, 12, fp);
-            sqlite3_bind_double(sl, 13, score);
-            PZ_SQL(db, sqlite3_step(sl));
+            L->attn_is_parent = L->attn.kind == pa.kind && L->attn.size == pa.size;
+            L->ffn_is_parent = L->ffn.kind == pf.kind && L->ffn.size == pf.size;
         }
-        sqlite3_finalize(sl);
-        sl = NULL;
     }
-    if (pz_rundb_commit(rdb, err)) return -1;
-    return 0;
-fail:
-    sqlite3_finalize(st);
-    sqlite3_finalize(sl);
-    pz_rundb_rollback(rdb);
-    return -1;
+    rc = pz_rundb_record_search(rdb, &row, cons, n_cons, rs, n_sols, search_id, first_id, err);
+out:
+    free(cons);
+    free(rs);
+    free(layers);
+    return rc;
 }
 
 // ---- printing ------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 // cmd_solutions.c — inspecting searches: `puzzle solutions --db RUN.db`
 // lists every search with its solutions (or its infeasibility answer);
 // `puzzle solution --db RUN.db ID` prints one solution's layers.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,10 +27,8 @@ void pz_usage_solution(FILE *out) {
             "parent). The same data: sqlite3 RUN.db 'SELECT * FROM solution_choices WHERE solution_id = ID'.\n");
 }
 
-static const char *txt(sqlite3_stmt *st, int i) {
-    const unsigned char *t = sqlite3_column_text(st, i);
-    return t ? (const char *)t : "";
-}
+// A NULL number (NAN) prints as 0, as the columns always have.
+static double num(double x) { return isnan(x) ? 0 : x; }
 
 static int parse_db(const char *cmd, int argc, char **argv, const char **db, const char **id, const char *id_opt) {
     for (int i = 1; i < argc; i++) {
@@ -68,51 +67,40 @@ int pz_cmd_solutions(int argc, char **argv) {
         fprintf(stderr, "puzzle solutions: %s\n", err);
         return PZ_EXIT_FAIL;
     }
-    sqlite3 *db = pz_rundb_sqlite(rdb);
-    sqlite3_stmt *q = NULL, *s = NULL;
-    int n = 0, rc = PZ_EXIT_FAIL;
-    PZ_SQL(db, sqlite3_prepare_v2(db, "SELECT id, created_at, method, budget, scenario, objective, target_speedup, "
-                                      "target_throughput, status, IFNULL(explanation, ''), parent_throughput, tp, "
-                                      "n_devices FROM searches WHERE ?1 IS NULL OR id = ?1 ORDER BY id", -1, &q, NULL));
-    if (sid) sqlite3_bind_int64(q, 1, atol(sid));
-    PZ_SQL(db, sqlite3_prepare_v2(db, "SELECT solution_id, rank, status, score, speedup, throughput, batch, "
-                                      "memory_gib, params_m, n_changed FROM solution_summary WHERE search_id = ? "
-                                      "ORDER BY rank", -1, &s, NULL));
-    int r;
-    while ((r = sqlite3_step(q)) == SQLITE_ROW) {
-        n++;
+    pz_rundb_search_row *q = NULL;
+    pz_rundb_solution_row *s = NULL;
+    int n = 0, ns = 0, rc = PZ_EXIT_FAIL;
+    if (pz_rundb_list_searches(rdb, sid ? atol(sid) : 0, &q, &n, err)) goto fail;
+    for (int i = 0; i < n; i++) {
+        const pz_rundb_search_row *r = &q[i];
         char target[64] = "no throughput target";
-        if (sqlite3_column_type(q, 6) != SQLITE_NULL) snprintf(target, sizeof target, "speedup >= %.3gx", sqlite3_column_double(q, 6));
-        else if (sqlite3_column_type(q, 7) != SQLITE_NULL)
-            snprintf(target, sizeof target, ">= %.4g tok/s", sqlite3_column_double(q, 7));
-        printf("search %lld  %s  %s  budget %s (tp %d of %d)  %s  %s  objective %s  -> %s\n",
-               sqlite3_column_int64(q, 0), txt(q, 1), txt(q, 2), txt(q, 3), sqlite3_column_int(q, 11),
-               sqlite3_column_int(q, 12), txt(q, 4), target, txt(q, 5), txt(q, 8));
-        if (strcmp(txt(q, 8), "solved")) {
-            printf("    %s\n\n", txt(q, 9));
+        if (!isnan(r->target_speedup)) snprintf(target, sizeof target, "speedup >= %.3gx", r->target_speedup);
+        else if (!isnan(r->target_throughput))
+            snprintf(target, sizeof target, ">= %.4g tok/s", r->target_throughput);
+        printf("search %ld  %s  %s  budget %s (tp %d of %d)  %s  %s  objective %s  -> %s\n", r->id, r->created_at,
+               r->method, r->budget, r->tp, r->n_devices, r->scenario, target, r->objective, r->status);
+        if (strcmp(r->status, "solved")) {
+            printf("    %s\n\n", r->explanation);
             continue;
         }
         printf("    %6s %4s %-9s %10s %8s %12s %6s %8s %9s %7s\n", "id", "rank", "status", "score", "speedup", "tok/s",
                "batch", "mem GiB", "params M", "changed");
-        sqlite3_reset(s);
-        sqlite3_bind_int64(s, 1, sqlite3_column_int64(q, 0));
-        while ((r = sqlite3_step(s)) == SQLITE_ROW)
-            printf("    %6lld %4d %-9s %10.5g %7.3fx %12.5g %6lld %8.4g %9.2f %7d\n", sqlite3_column_int64(s, 0),
-                   sqlite3_column_int(s, 1), txt(s, 2), sqlite3_column_double(s, 3), sqlite3_column_double(s, 4),
-                   sqlite3_column_double(s, 5), sqlite3_column_int64(s, 6), sqlite3_column_double(s, 7),
-                   sqlite3_column_double(s, 8), sqlite3_column_int(s, 9));
-        PZ_SQL(db, r);
+        free(s);
+        if (pz_rundb_list_solutions(rdb, r->id, &s, &ns, err)) goto fail;
+        for (int k = 0; k < ns; k++)
+            printf("    %6ld %4d %-9s %10.5g %7.3fx %12.5g %6ld %8.4g %9.2f %7d\n", s[k].solution_id, s[k].rank,
+                   s[k].status, s[k].score, num(s[k].speedup), s[k].throughput, s[k].batch, s[k].memory_gib,
+                   s[k].params_m, s[k].n_changed);
         printf("\n");
     }
-    PZ_SQL(db, r);
     if (!n) printf(sid ? "no search %s in %s\n" : "no searches in %s yet (puzzle search)\n", sid ? sid : dbp, dbp);
     rc = sid && !n ? PZ_EXIT_FAIL : PZ_EXIT_OK;
     goto out;
 fail:
     fprintf(stderr, "puzzle solutions: %s\n", err);
 out:
-    sqlite3_finalize(q);
-    sqlite3_finalize(s);
+    free(q);
+    free(s);
     pz_rundb_close(rdb);
     return rc;
 }
@@ -130,48 +118,38 @@ int pz_cmd_solution(int argc, char **argv) {
         fprintf(stderr, "puzzle solution: %s\n", err);
         return PZ_EXIT_FAIL;
     }
-    sqlite3 *db = pz_rundb_sqlite(rdb);
-    sqlite3_stmt *h = NULL, *l = NULL;
-    int rc = PZ_EXIT_FAIL;
-    PZ_SQL(db, sqlite3_prepare_v2(db, "SELECT search_id, rank, method, budget, scenario, objective, status, score, "
-                                      "speedup, throughput, batch, time_s, latency_s, ttft_s, memory_gib, params_m, "
-                                      "n_changed FROM solution_summary WHERE solution_id = ?", -1, &h, NULL));
-    sqlite3_bind_int64(h, 1, atol(sid));
-    int r = sqlite3_step(h);
-    PZ_SQL(db, r);
-    if (r != SQLITE_ROW) {
+    pz_rundb_solution_row h;
+    pz_rundb_solution_layer *l = NULL;
+    int rc = PZ_EXIT_FAIL, nl = 0;
+    int found = pz_rundb_get_solution(rdb, atol(sid), &h, err);
+    if (found < 0) goto fail;
+    if (!found) {
         pz_err(err, "no solution %s in %s (puzzle solutions lists them)", sid, dbp);
         goto fail;
     }
-    printf("solution %s: rank %d of search %lld (%s, budget %s, %s, objective %s), %s\n", sid, sqlite3_column_int(h, 1),
-           sqlite3_column_int64(h, 0), txt(h, 2), txt(h, 3), txt(h, 4), txt(h, 5), txt(h, 6));
-    printf("predicted: score %.5g, %.3fx the parent, %.5g tok/s at batch %lld, pass %.4g ms, step %.4g ms",
-           sqlite3_column_double(h, 7), sqlite3_column_double(h, 8), sqlite3_column_double(h, 9),
-           sqlite3_column_int64(h, 10), sqlite3_column_double(h, 11) * 1e3, sqlite3_column_double(h, 12) * 1e3);
-    if (sqlite3_column_type(h, 13) != SQLITE_NULL) printf(", TTFT %.4g ms", sqlite3_column_double(h, 13) * 1e3);
-    printf(",\n           %.4g GiB per device, %.2f M parameters, %d sub-blocks changed\n\n", sqlite3_column_double(h, 14),
-           sqlite3_column_double(h, 15), sqlite3_column_int(h, 16));
-    PZ_SQL(db, sqlite3_prepare_v2(db, "SELECT layer, attn_variant, ffn_variant, attn_is_parent, ffn_is_parent, "
-                                      "IFNULL(attn_block, '-'), IFNULL(ffn_block, '-'), score FROM solution_choices "
-                                      "WHERE solution_id = ? ORDER BY layer", -1, &l, NULL));
-    sqlite3_bind_int64(l, 1, atol(sid));
+    printf("solution %s: rank %d of search %ld (%s, budget %s, %s, objective %s), %s\n", sid, h.rank, h.search_id,
+           h.method, h.budget, h.scenario, h.objective, h.status);
+    printf("predicted: score %.5g, %.3fx the parent, %.5g tok/s at batch %ld, pass %.4g ms, step %.4g ms", h.score,
+           num(h.speedup), h.throughput, h.batch, h.time_s * 1e3, num(h.latency_s) * 1e3);
+    if (!isnan(h.ttft_s)) printf(", TTFT %.4g ms", h.ttft_s * 1e3);
+    printf(",\n           %.4g GiB per device, %.2f M parameters, %d sub-blocks changed\n\n", h.memory_gib, h.params_m,
+           h.n_changed);
+    if (pz_rundb_solution_layers(rdb, atol(sid), &l, &nl, err)) goto fail;
     printf("%5s  %-12s %-14s %10s   %s\n", "layer", "attention", "ffn", "score", "blocks");
-    while ((r = sqlite3_step(l)) == SQLITE_ROW) {
+    for (int i = 0; i < nl; i++) {
         char a[40], f[40];
-        snprintf(a, sizeof a, "%s%s", txt(l, 1), sqlite3_column_int(l, 3) ? "" : "*");
-        snprintf(f, sizeof f, "%s%s", txt(l, 2), sqlite3_column_int(l, 4) ? "" : "*");
-        printf("%5d  %-12s %-14s %10.4g   %s, %s\n", sqlite3_column_int(l, 0), a, f, sqlite3_column_double(l, 7),
-               txt(l, 5), txt(l, 6));
+        snprintf(a, sizeof a, "%s%s", l[i].attn_variant, l[i].attn_is_parent ? "" : "*");
+        snprintf(f, sizeof f, "%s%s", l[i].ffn_variant, l[i].ffn_is_parent ? "" : "*");
+        printf("%5d  %-12s %-14s %10.4g   %s, %s\n", l[i].layer, a, f, l[i].score,
+               l[i].attn_block[0] ? l[i].attn_block : "-", l[i].ffn_block[0] ? l[i].ffn_block : "-");
     }
-    PZ_SQL(db, r);
     printf("\n(* = changed from the parent; score = replace-1-block score of the layer's choices)\n");
     rc = PZ_EXIT_OK;
     goto out;
 fail:
     fprintf(stderr, "puzzle solution: %s\n", err);
 out:
-    sqlite3_finalize(h);
-    sqlite3_finalize(l);
+    free(l);
     pz_rundb_close(rdb);
     return rc;
 }

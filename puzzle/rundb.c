@@ -1,42 +1,25 @@
 // rundb.c — see rundb.h. The schema lives here, as a list of migrations:
 // migration k brings a database from user_version k to k+1, in one
 // transaction. Later stages append migrations (new tables, new columns) and
-// never rewrite an earlier one.
-#include "rundb.h"
+// never rewrite an earlier one. Also here: opening, paths, the lock,
+// transactions, the event log, and the statement helper (rundb_impl.h) that
+// every rundb*.c file runs its SQL through.
+#include "rundb_impl.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <inttypes.h>
+#include <fcntl.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
 
-#include "capture.h"
 #include "common.h"
-#include "weights.h"
-
-struct pz_rundb {
-    sqlite3 *db;
-    int lock_fd;            // flock on blocks_dir (pz_rundb_lock), or -1
-    char path[1024];
-    char dir[1024];         // the database's directory ("." when none)
-    char blocks_dir[1600];  // RUN.blocks (as usable from the current directory)
-    char cache_dir[1600];   // RUN.cache
-    char base_name[512];    // "RUN" (file name without ".db")
-};
-
-void pz_rundb_sql_error(char *err, sqlite3 *db, int rc, const char *file, int line) {
-    const char *slash = strrchr(file, '/');
-    pz_err(err, "sqlite: %s (%s, %s:%d)", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc), sqlite3_errstr(rc),
-           slash ? slash + 1 : file, line);
-}
 
 // ---- schema ---------------------------------------------------------------------
 static const char *const migrations[] = {
@@ -193,10 +176,127 @@ static const char *const migrations[] = {
     "    WHERE b.budget = a.budget AND b.scenario = a.scenario AND b.objective = a.objective\n"
     "      AND b.solution_id <> a.solution_id AND b.score <= a.score AND b.speedup >= a.speedup\n"
     "      AND (b.score < a.score OR b.speedup > a.speedup));\n",
+    // The parent's (and each child's) whole configuration, as its config.json
+    // (pz_config_to_hf_json): every stage reads the parent from it instead of
+    // rebuilding it from the shape columns. NULL in rows written before.
+    "ALTER TABLE models ADD COLUMN config_json TEXT;\n",
 };
 #define N_MIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
+_Static_assert(N_MIGRATIONS == PZ_RUNDB_VERSION, "PZ_RUNDB_VERSION is the number of migrations");
 
-static int exec(pz_rundb *db, const char *sql, char *err) {
+// ---- statements ------------------------------------------------------------------------
+static int sql_fail(char *err, sqlite3 *db, int rc, const char *file, int line) {
+    const char *slash = strrchr(file, '/');
+    pz_err(err, "sqlite: %s (%s, %s:%d)", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc), sqlite3_errstr(rc),
+           slash ? slash + 1 : file, line);
+    return -1;
+}
+
+static int bind_all(rundb_stmt *q, const char *types, va_list ap) {
+    int n = (int)strlen(types);
+    if (n != sqlite3_bind_parameter_count(q->st))
+        return pz_err(q->err, "internal: %d parameters bound to a statement of %d (%s:%d)", n,
+                      sqlite3_bind_parameter_count(q->st), q->file, q->line);
+    for (int i = 0; i < n; i++) {
+        int k = i + 1, rc;
+        switch (types[i]) {
+        case 'i': rc = sqlite3_bind_int(q->st, k, va_arg(ap, int)); break;
+        case 'l': rc = sqlite3_bind_int64(q->st, k, (sqlite3_int64)va_arg(ap, long)); break;
+        case 'p': {
+            const int *v = va_arg(ap, const int *);
+            rc = v ? sqlite3_bind_int(q->st, k, *v) : sqlite3_bind_null(q->st, k);
+            break;
+        }
+        case 'k': {
+            long v = va_arg(ap, long);
+            rc = v > 0 ? sqlite3_bind_int64(q->st, k, (sqlite3_int64)v) : sqlite3_bind_null(q->st, k);
+            break;
+        }
+        case 'L': rc = sqlite3_bind_int64(q->st, k, (sqlite3_int64)va_arg(ap, int64_t)); break;
+        case 'd': {
+            double v = va_arg(ap, double);
+            rc = isnan(v) ? sqlite3_bind_null(q->st, k) : sqlite3_bind_double(q->st, k, v);
+            break;
+        }
+        case 't': {
+            const char *s = va_arg(ap, const char *);
+            rc = s ? sqlite3_bind_text(q->st, k, s, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(q->st, k);
+            break;
+        }
+        case '-': rc = sqlite3_bind_null(q->st, k); break;
+        default: return pz_err(q->err, "internal: bind type '%c' (%s:%d)", types[i], q->file, q->line);
+        }
+        if (rc != SQLITE_OK) return sql_fail(q->err, q->db->db, rc, q->file, q->line);
+    }
+    return 0;
+}
+
+static int prepare_v(pz_rundb *db, rundb_stmt *q, char *err, const char *file, int line, const char *sql,
+                     const char *types, va_list ap) {
+    *q = (rundb_stmt){db, NULL, err, file, line};
+    int rc = sqlite3_prepare_v2(db->db, sql, -1, &q->st, NULL);
+    if (rc != SQLITE_OK) return sql_fail(err, db->db, rc, file, line);
+    if (*types && bind_all(q, types, ap)) {
+        rundb_done(q);
+        return -1;
+    }
+    return 0;
+}
+
+int rundb_prepare_at(pz_rundb *db, rundb_stmt *q, char *err, const char *file, int line, const char *sql,
+                     const char *types, ...) {
+    va_list ap;
+    va_start(ap, types);
+    int rc = prepare_v(db, q, err, file, line, sql, types, ap);
+    va_end(ap);
+    return rc;
+}
+
+int rundb_rebind(rundb_stmt *q, const char *types, ...) {
+    sqlite3_reset(q->st);
+    sqlite3_clear_bindings(q->st);
+    va_list ap;
+    va_start(ap, types);
+    int rc = bind_all(q, types, ap);
+    va_end(ap);
+    return rc;
+}
+
+int rundb_step(rundb_stmt *q) {
+    int rc = sqlite3_step(q->st);
+    if (rc == SQLITE_ROW) return 1;
+    if (rc == SQLITE_DONE) return 0;
+    return sql_fail(q->err, q->db->db, rc, q->file, q->line);
+}
+
+void rundb_done(rundb_stmt *q) {
+    sqlite3_finalize(q->st);  // NULL is a no-op
+    q->st = NULL;
+}
+
+const char *rundb_text(rundb_stmt *q, int i) {
+    const unsigned char *t = sqlite3_column_text(q->st, i);
+    return t ? (const char *)t : "";
+}
+void rundb_copy(rundb_stmt *q, int i, char *dst, size_t cap) { snprintf(dst, cap, "%s", rundb_text(q, i)); }
+int rundb_int(rundb_stmt *q, int i) { return sqlite3_column_int(q->st, i); }
+int64_t rundb_int64(rundb_stmt *q, int i) { return (int64_t)sqlite3_column_int64(q->st, i); }
+double rundb_double(rundb_stmt *q, int i) { return rundb_is_null(q, i) ? NAN : sqlite3_column_double(q->st, i); }
+int rundb_is_null(rundb_stmt *q, int i) { return sqlite3_column_type(q->st, i) == SQLITE_NULL; }
+
+int rundb_exec_at(pz_rundb *db, char *err, const char *file, int line, const char *sql, const char *types, ...) {
+    rundb_stmt q;
+    va_list ap;
+    va_start(ap, types);
+    int rc = prepare_v(db, &q, err, file, line, sql, types, ap);
+    va_end(ap);
+    if (rc) return -1;
+    while ((rc = rundb_step(&q)) == 1) {}
+    rundb_done(&q);
+    return rc < 0 ? -1 : sqlite3_changes(db->db);
+}
+
+int rundb_script(pz_rundb *db, const char *sql, char *err) {
     char *msg = NULL;
     if (sqlite3_exec(db->db, sql, NULL, NULL, &msg) == SQLITE_OK) return 0;
     pz_err(err, "sqlite: %s", msg ? msg : sqlite3_errmsg(db->db));
@@ -204,25 +304,65 @@ static int exec(pz_rundb *db, const char *sql, char *err) {
     return -1;
 }
 
-static int user_version(pz_rundb *db, int *v, char *err) {
-    sqlite3_stmt *st = NULL;
-    PZ_SQL(db->db, sqlite3_prepare_v2(db->db, "PRAGMA user_version", -1, &st, NULL));
-    PZ_SQL(db->db, sqlite3_step(st));
-    *v = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    return 0;
-fail:
-    sqlite3_finalize(st);
+int64_t rundb_last_id(pz_rundb *db) { return (int64_t)sqlite3_last_insert_rowid(db->db); }
+
+int rundb_begin(pz_rundb *db, char *err) { return rundb_script(db, "BEGIN IMMEDIATE", err); }
+int rundb_commit(pz_rundb *db, char *err) { return rundb_script(db, "COMMIT", err); }
+void rundb_rollback(pz_rundb *db) {
+    if (!sqlite3_get_autocommit(db->db)) sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
+}
+int rundb_end(pz_rundb *db, int rc, char *err) {
+    if (rc == 0 && rundb_commit(db, err) == 0) return 0;
+    rundb_rollback(db);
     return -1;
 }
 
-// Applies the migrations after the database's version, each in its own
-// transaction with the version bump.
+// ---- shared by the stage files ------------------------------------------------------------
+void rundb_sha256_hex(const void *data, size_t n, char hex[65]) {
+    unsigned char md[32];
+    unsigned int len = 0;
+    EVP_Digest(data, n, md, &len, EVP_sha256(), NULL);
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
+}
+
+const char *rundb_sub_name(pz_sub_kind s) { return s == PZ_SUB_ATTN ? "attn" : s == PZ_SUB_FFN ? "ffn" : "pair"; }
+int rundb_sub_parse(const char *s) {
+    return !strcmp(s, "attn") ? PZ_SUB_ATTN : !strcmp(s, "ffn") ? PZ_SUB_FFN : PZ_SUB_PAIR;
+}
+
+int rundb_variant(int attn_half, const char *kind, int size, pz_variant *v) {
+    *v = (pz_variant){-1, 0};
+    if (!kind || !*kind) return 0;
+    v->size = size;
+    return attn_half ? pz_attn_kind_parse(kind, &v->kind) : pz_ffn_kind_parse(kind, &v->kind);
+}
+
+int rundb_grow(void **arr, int n, int *cap, size_t elem, char *err) {
+    if (n < *cap) return 0;
+    int c = *cap ? 2 * *cap : 64;
+    void *p = realloc(*arr, elem * (size_t)c);
+    if (!p) return pz_err(err, "out of memory");
+    *arr = p, *cap = c;
+    return 0;
+}
+
+// ---- schema versions -------------------------------------------------------------------------
+static int user_version(pz_rundb *db, int *v, char *err) {
+    rundb_stmt q;
+    if (rundb_prepare(db, &q, err, "PRAGMA user_version", "")) return -1;
+    int rc = rundb_step(&q);
+    if (rc == 1) *v = rundb_int(&q, 0);
+    rundb_done(&q);
+    return rc == 1 ? 0 : rc < 0 ? -1 : pz_err(err, "PRAGMA user_version returned nothing");
+}
+
+// Applies the migrations after the database's version, each with its
+// version bump, in one transaction.
 static int migrate(pz_rundb *db, char *err) {
     int v;
     if (user_version(db, &v, err)) return -1;
     if (v == N_MIGRATIONS) return 0;  // up to date: no write lock taken
-    if (pz_rundb_begin(db, err) || user_version(db, &v, err)) goto fail;
+    if (rundb_begin(db, err) || user_version(db, &v, err)) goto fail;
     if (v > N_MIGRATIONS) {
         pz_err(err, "%s has schema version %d; this puzzle knows up to %d (a newer puzzle wrote it)",
                db->path, v, N_MIGRATIONS);
@@ -231,13 +371,13 @@ static int migrate(pz_rundb *db, char *err) {
     for (; v < N_MIGRATIONS; v++) {
         char bump[64];
         snprintf(bump, sizeof bump, "PRAGMA user_version = %d", v + 1);
-        if (exec(db, migrations[v], err) || exec(db, bump, err)) goto fail;
-        if (v == 0 && exec(db, "INSERT INTO meta VALUES ('created_by', 'puzzle " PZ_VERSION "')", err))
+        if (rundb_script(db, migrations[v], err) || rundb_script(db, bump, err)) goto fail;
+        if (v == 0 && rundb_script(db, "INSERT INTO meta VALUES ('created_by', 'puzzle " PZ_VERSION "')", err))
             goto fail;
     }
-    return pz_rundb_commit(db, err);
+    return rundb_commit(db, err);
 fail:
-    pz_rundb_rollback(db);
+    rundb_rollback(db);
     return -1;
 }
 
@@ -273,8 +413,8 @@ pz_rundb *pz_rundb_open(const char *path, int create, char *err) {
     }
     sqlite3_busy_timeout(db->db, 30000);
     // Reading the schema first also rejects files that are not databases.
-    if (exec(db, "PRAGMA journal_mode = WAL", err) || exec(db, "PRAGMA foreign_keys = ON", err) ||
-        exec(db, "PRAGMA synchronous = NORMAL", err)) {
+    if (rundb_script(db, "PRAGMA journal_mode = WAL", err) || rundb_script(db, "PRAGMA foreign_keys = ON", err) ||
+        rundb_script(db, "PRAGMA synchronous = NORMAL", err)) {
         pz_err(err, "%s: not a usable SQLite database", path);
         goto fail;
     }
@@ -293,7 +433,6 @@ void pz_rundb_close(pz_rundb *db) {
     free(db);
 }
 
-sqlite3 *pz_rundb_sqlite(pz_rundb *db) { return db->db; }
 const char *pz_rundb_path(const pz_rundb *db) { return db->path; }
 const char *pz_rundb_dir(const pz_rundb *db) { return db->dir; }
 const char *pz_rundb_blocks_dir(const pz_rundb *db) { return db->blocks_dir; }
@@ -328,413 +467,6 @@ int pz_rundb_lock(pz_rundb *db, char *err) {
     return 0;
 }
 
-int pz_rundb_begin(pz_rundb *db, char *err) { return exec(db, "BEGIN IMMEDIATE", err); }
-int pz_rundb_commit(pz_rundb *db, char *err) { return exec(db, "COMMIT", err); }
-void pz_rundb_rollback(pz_rundb *db) {
-    if (!sqlite3_get_autocommit(db->db)) sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
-}
-
-// ---- parent and space -------------------------------------------------------------
-static void sha256_hex(const void *data, size_t n, char hex[65]) {
-    unsigned char md[32];
-    unsigned int len = 0;
-    EVP_Digest(data, n, md, &len, EVP_sha256(), NULL);
-    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
-}
-
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-// Files that make up a model: the file itself, or config.json and every
-// *.safetensors of a directory (sorted). *names malloc'ed (caller frees
-// each and the array).
-static int model_files(const char *path, char ***names, int *n, char *err) {
-    *names = NULL, *n = 0;
-    if (!pz_is_dir(path)) {
-        if (!(*names = malloc(sizeof(char *))) || !((*names)[0] = strdup(path))) return pz_err(err, "out of memory");
-        *n = 1;
-        return 0;
-    }
-    DIR *d = opendir(path);
-    if (!d) return pz_err(err, "%s: %s", path, strerror(errno));
-    struct dirent *e;
-    int cap = 0;
-    while ((e = readdir(d))) {
-        size_t l = strlen(e->d_name);
-        int want = strcmp(e->d_name, "config.json") == 0 ||
-                   (l > 12 && strcmp(e->d_name + l - 12, ".safetensors") == 0);
-        if (!want) continue;
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 8;
-            char **nn = realloc(*names, sizeof(char *) * (size_t)cap);
-            if (!nn) break;
-            *names = nn;
-        }
-        char full[2048];
-        snprintf(full, sizeof full, "%s/%s", path, e->d_name);
-        if (!((*names)[*n] = strdup(full))) break;
-        (*n)++;
-    }
-    closedir(d);
-    if (*n > 1) qsort(*names, (size_t)*n, sizeof(char *), cmp_str);
-    return 0;
-}
-
-int pz_rundb_model_identity(const char *path, const pz_config *c, pz_rundb_model *out, char *err) {
-    memset(out, 0, sizeof *out);
-    snprintf(out->path, sizeof out->path, "%s", path);
-    snprintf(out->format, sizeof out->format, "%s", pz_is_dir(path) ? "hf" : "gguf");
-    snprintf(out->config_hash, sizeof out->config_hash, "%016" PRIx64, pz_capture_config_hash(c));
-    char **names;
-    int n, rc = -1;
-    if (model_files(path, &names, &n, err)) return -1;
-    uint64_t total = 0;
-    for (int i = 0; i < n; i++) {
-        struct stat sb;
-        if (stat(names[i], &sb) == 0) total += (uint64_t)sb.st_size;
-    }
-    if (total > ((uint64_t)4 << 30)) {
-        snprintf(out->identity, sizeof out->identity, "size:%" PRIu64, total);
-        rc = 0;
-    } else {
-        // One file: its sha256. Several: the sha256 of their sha256 lines.
-        char *list = calloc((size_t)n, 66), hex[65];
-        if (!list) pz_err(err, "out of memory");
-        for (int i = 0; list && i < n; i++) {
-            if (pz_sha256_file(names[i], hex, err)) goto done;
-            memcpy(list + 65 * i, hex, 64), list[65 * i + 64] = '\n';
-        }
-        if (list && n == 1) snprintf(out->identity, sizeof out->identity, "sha256:%.64s", list);
-        else if (list) {
-            sha256_hex(list, (size_t)n * 65, hex);
-            snprintf(out->identity, sizeof out->identity, "sha256:%s", hex);
-        }
-        if (list) rc = 0;
-    done:
-        free(list);
-    }
-    for (int i = 0; i < n; i++) free(names[i]);
-    free(names);
-    return rc;
-}
-
-static void col_text(sqlite3_stmt *st, int i, char *dst, size_t cap) {
-    const unsigned char *s = sqlite3_column_text(st, i);
-    snprintf(dst, cap, "%s", s ? (const char *)s : "");
-}
-
-int pz_rundb_get_parent(pz_rundb *db, pz_rundb_model *out, char *err) {
-    sqlite3_stmt *st = NULL;
-    memset(out, 0, sizeof *out);
-    PZ_SQL(db->db, sqlite3_prepare_v2(db->db,
-                                      "SELECT path, format, identity, config_hash FROM models WHERE role = 'parent'",
-                                      -1, &st, NULL));
-    int rc = sqlite3_step(st), found = rc == SQLITE_ROW;
-    PZ_SQL(db->db, rc);
-    if (found) {
-        col_text(st, 0, out->path, sizeof out->path);
-        col_text(st, 1, out->format, sizeof out->format);
-        col_text(st, 2, out->identity, sizeof out->identity);
-        col_text(st, 3, out->config_hash, sizeof out->config_hash);
-    }
-    sqlite3_finalize(st);
-    return found;
-fail:
-    sqlite3_finalize(st);
-    return -1;
-}
-
-
-// One models row (inside the caller's transaction); *id gets its rowid.
-// solution_id <= 0: none.
-static int insert_model(pz_rundb *db, const char *role, const pz_rundb_model *m, const pz_config *c,
-                        long solution_id, sqlite3_int64 *id, char *err) {
-    sqlite3_stmt *st = NULL;
-    PZ_SQL(db->db, sqlite3_prepare_v2(db->db,
-                                      "INSERT INTO models (role, path, format, identity, config_hash, n_layer, "
-                                      "hidden, n_head, head_dim, vocab, n_params, solution_id) "
-                                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                      -1, &st, NULL));
-    sqlite3_bind_text(st, 1, role, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, m->path, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, m->format, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, m->identity, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 5, m->config_hash, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 6, c->n_layer);
-    sqlite3_bind_int(st, 7, c->hidden);
-    sqlite3_bind_int(st, 8, c->n_head);
-    sqlite3_bind_int(st, 9, c->head_dim);
-    sqlite3_bind_int(st, 10, c->vocab);
-    sqlite3_bind_int64(st, 11, (sqlite3_int64)pz_config_n_params(c));
-    if (solution_id > 0) sqlite3_bind_int64(st, 12, solution_id);
-    PZ_SQL(db->db, sqlite3_step(st));
-    sqlite3_finalize(st);
-    *id = sqlite3_last_insert_rowid(db->db);
-    return 0;
-fail:
-    sqlite3_finalize(st);
-    return -1;
-}
-
-int pz_rundb_add_child(pz_rundb *db, const pz_rundb_model *m, const pz_config *c, long solution_id, char *err) {
-    sqlite3_stmt *st = NULL;
-    sqlite3_int64 id;
-    if (pz_rundb_begin(db, err)) return -1;
-    PZ_SQL(db->db, sqlite3_prepare_v2(db->db, "DELETE FROM models WHERE role = 'child' AND path = ?", -1, &st, NULL));
-    sqlite3_bind_text(st, 1, m->path, -1, SQLITE_STATIC);
-    PZ_SQL(db->db, sqlite3_step(st));
-    sqlite3_finalize(st);
-    st = NULL;
-    if (insert_model(db, "child", m, c, solution_id, &id, err)) goto fail;
-    return pz_rundb_commit(db, err);
-fail:
-    sqlite3_finalize(st);
-    pz_rundb_rollback(db);
-    return -1;
-}
-
-int pz_rundb_set_parent(pz_rundb *db, const pz_rundb_model *m, const pz_config *c, char *err) {
-    sqlite3_stmt *st = NULL;
-    sqlite3_int64 id;
-    if (pz_rundb_begin(db, err)) return -1;
-    if (insert_model(db, "parent", m, c, 0, &id, err)) goto fail;
-    PZ_SQL(db->db, sqlite3_prepare_v2(db->db, "INSERT INTO layers VALUES (?, ?, ?, ?, ?, ?)", -1, &st, NULL));
-    for (int l = 0; l < c->n_layer; l++) {
-        const pz_layer_spec *s = &c->layers[l];
-        sqlite3_reset(st);
-        sqlite3_bind_int64(st, 1, id);
-        sqlite3_bind_int(st, 2, l);
-        sqlite3_bind_text(st, 3, pz_attn_kind_name(s->attn), -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 4, s->n_kv);
-        sqlite3_bind_text(st, 5, pz_ffn_kind_name(s->ffn), -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 6, s->n_ff);
-        PZ_SQL(db->db, sqlite3_step(st));
-    }
-    sqlite3_finalize(st);
-    return pz_rundb_commit(db, err);
-fail:
-    sqlite3_finalize(st);
-    pz_rundb_rollback(db);
-    return -1;
-}
-
-int pz_rundb_get_space(pz_rundb *db, char **json, char *err) {
-    sqlite3_stmt *st = NULL;
-    *json = NULL;
-    PZ_SQL(db->db, sqlite3_prepare_v2(db->db, "SELECT json FROM search_space WHERE id = 1", -1, &st, NULL));
-    int rc = sqlite3_step(st);
-    PZ_SQL(db->db, rc);
-    if (rc == SQLITE_ROW) {
-        const char *s = (const char *)sqlite3_column_text(st, 0);
-        if (!(*json = strdup(s ? s : ""))) {
-            pz_err(err, "out of memory");
-            goto fail;
-        }
-    }
-    sqlite3_finalize(st);
-    return *json != NULL;
-fail:
-    sqlite3_finalize(st);
-    return -1;
-}
-
-int pz_rundb_set_space(pz_rundb *db, const char *json, char *err) {
-    sqlite3_stmt *st = NULL;
-    char hex[65];
-    sha256_hex(json, strlen(json), hex);
-    if (pz_rundb_begin(db, err)) return -1;
-    PZ_SQL(db->db, sqlite3_prepare_v2(db->db, "INSERT INTO search_space (id, json, sha256) VALUES (1, ?, ?)", -1,
-                                      &st, NULL));
-    sqlite3_bind_text(st, 1, json, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, hex, -1, SQLITE_STATIC);
-    PZ_SQL(db->db, sqlite3_step(st));
-    sqlite3_finalize(st);
-    return pz_rundb_commit(db, err);
-fail:
-    sqlite3_finalize(st);
-    pz_rundb_rollback(db);
-    return -1;
-}
-
-// ---- blocks -----------------------------------------------------------------------
-static const char *sub_name(pz_sub_kind s) { return s == PZ_SUB_ATTN ? "attn" : s == PZ_SUB_FFN ? "ffn" : "pair"; }
-
-// INSERT OR IGNORE of the wanted blocks as 'pending', inside the caller's transaction.
-static int insert_blocks(pz_rundb *db, const pz_block *blocks, const char *want, int n, char *err) {
-    sqlite3_stmt *st = NULL;
-    PZ_SQL(db->db, sqlite3_prepare_v2(db->db,
-                                      "INSERT OR IGNORE INTO blocks (block_id, layer, sub, attn_variant, ffn_variant, "
-                                      "attn_kind, attn_size, ffn_kind, ffn_size, is_parent, needs_training) "
-                                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                      -1, &st, NULL));
-    for (int i = 0; i < n; i++) {
-        if (want && !want[i]) continue;
-        const pz_block *b = &blocks[i];
-        int has_a = b->sub != PZ_SUB_FFN, has_f = b->sub != PZ_SUB_ATTN;
-        char av[32], fv[32];
-        pz_variant_name(PZ_SUB_ATTN, &b->attn, av, sizeof av);
-        pz_variant_name(PZ_SUB_FFN, &b->ffn, fv, sizeof fv);
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
-        sqlite3_bind_text(st, 1, b->id, -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 2, b->layer);
-        sqlite3_bind_text(st, 3, sub_name(b->sub), -1, SQLITE_STATIC);
-        if (has_a) {
-            sqlite3_bind_text(st, 4, av, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_text(st, 6, pz_attn_kind_name((pz_attn_kind)b->attn.kind), -1, SQLITE_STATIC);
-            sqlite3_bind_int(st, 7, b->attn.size);
-        }
-        if (has_f) {
-            sqlite3_bind_text(st, 5, fv, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_text(st, 8, pz_ffn_kind_name((pz_ffn_kind)b->ffn.kind), -1, SQLITE_STATIC);
-            sqlite3_bind_int(st, 9, b->ffn.size);
-        }
-        sqlite3_bind_int(st, 10, b->is_parent);
-        sqlite3_bind_int(st, 11, b->needs_training);
-        PZ_SQL(db->db, sqlite3_step(st));
-    }
-    sqlite3_finalize(st);
-    return 0;
-fail:
-    sqlite3_finalize(st);
-    return -1;
-}
-
-int pz_rundb_add_blocks(pz_rundb *db, const pz_block *blocks, const char *want, int n, char *err) {
-    if (pz_rundb_begin(db, err)) return -1;
-    if (insert_blocks(db, blocks, want, n, err)) {
-        pz_rundb_rollback(db);
-        return -1;
-    }
-    return pz_rundb_commit(db, err);
-}
-
-int pz_rundb_get_block_state(pz_rundb *db, const char *block_id, pz_rundb_block_state *out, char *err) {
-    sqlite3_stmt *st = NULL;
-    memset(out, 0, sizeof *out);
-    PZ_SQL(db->db, sqlite3_prepare_v2(db->db, "SELECT status, weight_file, sha256 FROM blocks WHERE block_id = ?",
-                                      -1, &st, NULL));
-    sqlite3_bind_text(st, 1, block_id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    PZ_SQL(db->db, rc);
-    if (rc == SQLITE_ROW) {
-        out->found = 1;
-        out->done = strcmp((const char *)sqlite3_column_text(st, 0), "done") == 0;
-        col_text(st, 1, out->weight_file, sizeof out->weight_file);
-        col_text(st, 2, out->sha256, sizeof out->sha256);
-    }
-    sqlite3_finalize(st);
-    return 0;
-fail:
-    sqlite3_finalize(st);
-    return -1;
-}
-
-static void bind_real(sqlite3_stmt *st, int i, double v) {
-    if (v != v) sqlite3_bind_null(st, i);  // NAN -> NULL
-    else sqlite3_bind_double(st, i, v);
-}
-
-// Inserts a bld_runs row (status, and r's numbers when r != NULL);
-// *run_id receives its id.
-static int insert_run(pz_rundb *db, const pz_block *b, const pz_rundb_bld_setup *s, const char *status,
-                      const pz_bld_result *r, const char *error, sqlite3_int64 *run_id, char *err) {
-    sqlite3_stmt *st = NULL;
-    PZ_SQL(db->db, sqlite3_prepare_v2(db->db,
-                                      "INSERT INTO bld_runs (block_id, status, mode, seed, seq_len, batch_windows, "
-                                      "lr, threads, calib_tokens, calib_hash, steps, tokens, val_tokens, wall_s, "
-                                      "tokens_per_s, init_val_nmse, final_val_nmse, final_train_nmse, error) "
-                                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                                      -1, &st, NULL));
-    char hash[17];
-    snprintf(hash, sizeof hash, "%016" PRIx64, s->calib_hash);
-    sqlite3_bind_text(st, 1, b->id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, s->mode, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, (sqlite3_int64)s->seed);
-    sqlite3_bind_int(st, 5, s->seq_len);
-    sqlite3_bind_int(st, 6, s->batch_windows);
-    sqlite3_bind_double(st, 7, s->lr);
-    sqlite3_bind_int(st, 8, s->threads);
-    sqlite3_bind_int64(st, 9, s->calib_tokens);
-    sqlite3_bind_text(st, 10, hash, -1, SQLITE_TRANSIENT);
-    if (r) {
-        sqlite3_bind_int64(st, 11, r->steps);
-        sqlite3_bind_int64(st, 12, r->tokens);
-        sqlite3_bind_int64(st, 13, r->val_tokens);
-        bind_real(st, 14, r->wall_s);
-        bind_real(st, 15, r->tokens_per_s);
-        bind_real(st, 16, r->init_val_nmse);
-        bind_real(st, 17, r->final_val_nmse);
-        bind_real(st, 18, r->final_train_nmse);
-    }
-    if (error) sqlite3_bind_text(st, 19, error, -1, SQLITE_STATIC);
-    PZ_SQL(db->db, sqlite3_step(st));
-    sqlite3_finalize(st);
-    *run_id = sqlite3_last_insert_rowid(db->db);
-    return 0;
-fail:
-    sqlite3_finalize(st);
-    return -1;
-}
-
-static int insert_curve(pz_rundb *db, sqlite3_int64 run_id, const pz_bld_result *r, char *err) {
-    sqlite3_stmt *st = NULL;
-    PZ_SQL(db->db, sqlite3_prepare_v2(db->db, "INSERT INTO loss_curves VALUES (?, ?, ?, ?)", -1, &st, NULL));
-    for (int i = 0; i < r->n_points; i++) {
-        sqlite3_reset(st);
-        sqlite3_bind_int64(st, 1, run_id);
-        sqlite3_bind_int64(st, 2, r->curve_step[i]);
-        bind_real(st, 3, r->curve_train[i]);
-        bind_real(st, 4, r->curve_val[i]);
-        PZ_SQL(db->db, sqlite3_step(st));
-    }
-    sqlite3_finalize(st);
-    return 0;
-fail:
-    sqlite3_finalize(st);
-    return -1;
-}
-
-int pz_rundb_record_bld(pz_rundb *db, const pz_block *b, const pz_rundb_bld_setup *s, const pz_bld_result *r,
-                        const char *weight_file, char *err) {
-    sqlite3_stmt *st = NULL;
-    sqlite3_int64 run_id;
-    if (pz_rundb_begin(db, err)) return -1;
-    // The block row must exist (the run references it).
-    if (insert_blocks(db, b, NULL, 1, err) || insert_run(db, b, s, "done", r, NULL, &run_id, err) || insert_curve(db, run_id, r, err)) goto fail;
-    PZ_SQL(db->db, sqlite3_prepare_v2(db->db,
-                                      "UPDATE blocks SET status = 'done', init_method = ?, n_params = ?, "
-                                      "weight_file = ?, sha256 = ?, run_id = ?, "
-                                      "updated_at = strftime('%Y-%m-%dT%H:%M:%SZ', 'now') WHERE block_id = ?",
-                                      -1, &st, NULL));
-    sqlite3_bind_text(st, 1, r->init_method, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)r->n_params);
-    if (weight_file) {
-        sqlite3_bind_text(st, 3, weight_file, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 4, r->sha256, -1, SQLITE_STATIC);
-    }
-    sqlite3_bind_int64(st, 5, run_id);
-    sqlite3_bind_text(st, 6, b->id, -1, SQLITE_STATIC);
-    PZ_SQL(db->db, sqlite3_step(st));
-    sqlite3_finalize(st);
-    return pz_rundb_commit(db, err);
-fail:
-    sqlite3_finalize(st);
-    pz_rundb_rollback(db);
-    return -1;
-}
-
-int pz_rundb_record_bld_failure(pz_rundb *db, const pz_block *b, const pz_rundb_bld_setup *s, const char *message,
-                                char *err) {
-    sqlite3_int64 run_id;
-    if (pz_rundb_begin(db, err)) return -1;
-    if (insert_blocks(db, b, NULL, 1, err) || insert_run(db, b, s, "failed", NULL, message, &run_id, err)) {
-        pz_rundb_rollback(db);
-        return -1;
-    }
-    return pz_rundb_commit(db, err);
-}
-
 // ---- events -----------------------------------------------------------------------
 void pz_rundb_event(pz_rundb *db, const char *stage, const char *kind, const char *fmt, ...) {
     char msg[1024];
@@ -742,138 +474,6 @@ void pz_rundb_event(pz_rundb *db, const char *stage, const char *kind, const cha
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db->db, "INSERT INTO events (stage, kind, message) VALUES (?, ?, ?)", -1, &st, NULL) ==
-        SQLITE_OK) {
-        sqlite3_bind_text(st, 1, stage, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, msg, -1, SQLITE_STATIC);
-        sqlite3_step(st);  // autocommit: its own transaction
-    }
-    sqlite3_finalize(st);
-}
-
-int pz_rundb_list_done(pz_rundb *db, pz_rundb_done_block **rows, int *n, char *err) {
-    sqlite3_stmt *st = NULL;
-    *rows = NULL, *n = 0;
-    int cap = 0, rc;
-    PZ_SQL(db->db, sqlite3_prepare_v2(db->db,
-                                      "SELECT block_id, weight_file, sha256, needs_training FROM blocks "
-                                      "WHERE status = 'done' ORDER BY layer, block_id",
-                                      -1, &st, NULL));
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 64;
-            pz_rundb_done_block *r = realloc(*rows, sizeof **rows * (size_t)cap);
-            if (!r) {
-                pz_err(err, "out of memory");
-                goto fail;
-            }
-            *rows = r;
-        }
-        pz_rundb_done_block *r = &(*rows)[(*n)++];
-        col_text(st, 0, r->block_id, sizeof r->block_id);
-        col_text(st, 1, r->weight_file, sizeof r->weight_file);
-        col_text(st, 2, r->sha256, sizeof r->sha256);
-        r->needs_training = sqlite3_column_int(st, 3);
-    }
-    PZ_SQL(db->db, rc);
-    sqlite3_finalize(st);
-    return 0;
-fail:
-    sqlite3_finalize(st);
-    free(*rows);
-    *rows = NULL, *n = 0;
-    return -1;
-}
-
-// ---- merging ----------------------------------------------------------------------
-int pz_rundb_attach(pz_rundb *db, const char *path, char *err) {
-    sqlite3_stmt *st = NULL;
-    char *uri = sqlite3_mprintf("%s", path);
-    PZ_SQL(db->db, sqlite3_prepare_v2(db->db, "ATTACH DATABASE ? AS src", -1, &st, NULL));
-    sqlite3_bind_text(st, 1, uri, -1, SQLITE_STATIC);
-    PZ_SQL(db->db, sqlite3_step(st));
-    sqlite3_finalize(st);
-    sqlite3_free(uri);
-    return 0;
-fail:
-    sqlite3_finalize(st);
-    sqlite3_free(uri);
-    return -1;
-}
-
-void pz_rundb_detach(pz_rundb *db) { sqlite3_exec(db->db, "DETACH DATABASE src", NULL, NULL, NULL); }
-
-#define BLOCK_COLS "block_id, layer, sub, attn_variant, ffn_variant, attn_kind, attn_size, ffn_kind, ffn_size, " \
-                   "is_parent, needs_training"
-#define RUN_COLS "block_id, status, mode, seed, seq_len, batch_windows, lr, threads, calib_tokens, calib_hash, " \
-                 "steps, tokens, val_tokens, wall_s, tokens_per_s, init_val_nmse, final_val_nmse, "        \
-                 "final_train_nmse, error, finished_at"
-
-// Runs one statement with text parameters (NULL binds NULL) and an
-// optional int64 parameter at index 1 when id != 0.
-static int run_sql(pz_rundb *db, const char *sql, sqlite3_int64 id, const char *a, const char *b, char *err) {
-    sqlite3_stmt *st = NULL;
-    PZ_SQL(db->db, sqlite3_prepare_v2(db->db, sql, -1, &st, NULL));
-    int k = 1;
-    if (id) sqlite3_bind_int64(st, k++, id);
-    if (a) sqlite3_bind_text(st, k, a, -1, SQLITE_STATIC);
-    k++;
-    if (b) sqlite3_bind_text(st, k, b, -1, SQLITE_STATIC);
-    PZ_SQL(db->db, sqlite3_step(st));
-    sqlite3_finalize(st);
-    return 0;
-fail:
-    sqlite3_finalize(st);
-    return -1;
-}
-
-int pz_rundb_copy_block(pz_rundb *db, const char *block_id, const char *weight_file, char *err) {
-    if (pz_rundb_begin(db, err)) return -1;
-    if (run_sql(db, "INSERT OR IGNORE INTO main.blocks (" BLOCK_COLS ") SELECT " BLOCK_COLS
-                    " FROM src.blocks WHERE block_id = ?",
-                0, block_id, NULL, err) ||
-        run_sql(db, "INSERT INTO main.bld_runs (" RUN_COLS ") SELECT " RUN_COLS " FROM src.bld_runs "
-                    "WHERE id = (SELECT run_id FROM src.blocks WHERE block_id = ?)",
-                0, block_id, NULL, err))
-        goto fail;
-    sqlite3_int64 run = sqlite3_last_insert_rowid(db->db);
-    if (run_sql(db, "INSERT INTO main.loss_curves SELECT ?, step, train_nmse, val_nmse FROM src.loss_curves "
-                    "WHERE run_id = (SELECT run_id FROM src.blocks WHERE block_id = ?)",
-                run, block_id, NULL, err) ||
-        run_sql(db, "UPDATE main.blocks SET status = 'done', run_id = ?1, weight_file = ?3, "
-                    "(init_method, n_params, sha256, updated_at) = "
-                    "(SELECT init_method, n_params, sha256, updated_at FROM src.blocks WHERE block_id = ?2) "
-                    "WHERE block_id = ?2",
-                run, block_id, weight_file, err))
-        goto fail;
-    return pz_rundb_commit(db, err);
-fail:
-    pz_rundb_rollback(db);
-    return -1;
-}
-
-int pz_rundb_copy_pending(pz_rundb *db, char *err) {
-    if (pz_rundb_begin(db, err)) return -1;
-    if (run_sql(db, "INSERT OR IGNORE INTO main.blocks (" BLOCK_COLS ") SELECT " BLOCK_COLS
-                    " FROM src.blocks WHERE status = 'pending'",
-                0, NULL, NULL, err)) {
-        pz_rundb_rollback(db);
-        return -1;
-    }
-    int n = sqlite3_changes(db->db);
-    return pz_rundb_commit(db, err) ? -1 : n;
-}
-
-int pz_rundb_copy_parent_space(pz_rundb *db, char *err) {
-    if (pz_rundb_begin(db, err)) return -1;
-    if (run_sql(db, "INSERT INTO main.models SELECT * FROM src.models WHERE role = 'parent'", 0, NULL, NULL, err) ||
-        run_sql(db, "INSERT INTO main.layers SELECT * FROM src.layers WHERE model_id IN "
-                    "(SELECT id FROM src.models WHERE role = 'parent')", 0, NULL, NULL, err) ||
-        run_sql(db, "INSERT INTO main.search_space SELECT * FROM src.search_space", 0, NULL, NULL, err)) {
-        pz_rundb_rollback(db);
-        return -1;
-    }
-    return pz_rundb_commit(db, err);
+    // autocommit: its own transaction; a failure is ignored (err NULL)
+    rundb_exec(db, NULL, "INSERT INTO events (stage, kind, message) VALUES (?, ?, ?)", "ttt", stage, kind, msg);
 }

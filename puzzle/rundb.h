@@ -1,7 +1,13 @@
 // rundb.h — the run database: one SQLite file per run that every pipeline
 // stage reads and writes (DESIGN.md "Run database (SQLite)"). Only the CLI
 // (puzzle/) includes this; the libraries below report results through
-// return values and callbacks, and the commands record them here.
+// return values and callbacks, and the commands record them here through
+// the typed functions below, which take and return C structs. All SQL lives
+// in puzzle/rundb*.c, one file per stage: rundb.c (open, schema and its
+// migrations, events, the statement helper of rundb_impl.h),
+// rundb_library.c (models, search space, blocks, BLD runs), rundb_scores.c,
+// rundb_profiles.c, rundb_search.c (searches, solutions, their views) and
+// rundb_merge.c (puzzle merge-db).
 //
 // File layout next to a database RUN.db (RUN = the path without ".db"):
 //   RUN.db            the database (WAL mode: RUN.db-wal, RUN.db-shm while open)
@@ -9,14 +15,19 @@
 //   RUN.cache/        parent activation captures (scratch; safe to delete)
 // Weight file paths are stored relative to the database's directory.
 //
-// Schema version 1 (PRAGMA user_version; later stages add tables and bump
-// it through rundb.c's migration list — existing tables only gain columns):
+// Schema version PZ_RUNDB_VERSION (PRAGMA user_version; each stage added
+// tables through rundb.c's migration list — existing tables only gain columns):
 //   meta(key, value)                 creator, versions
 //   models(id, role, path, format, identity, config_hash, n_layer, hidden,
-//          n_head, head_dim, vocab, n_params, created_at)
+//          n_head, head_dim, vocab, n_params, created_at, solution_id,
+//          config_json)
 //                                    role 'parent' (exactly one per run) or
 //                                    'child'; identity "sha256:<hex>" of the
-//                                    weights or "size:<bytes>" above 4 GiB
+//                                    weights or "size:<bytes>" above 4 GiB;
+//                                    config_json the model's whole
+//                                    configuration as pz_config_to_hf_json
+//                                    writes it (a DeciLM config.json; NULL in
+//                                    databases from before version 5)
 //   layers(model_id, layer, attn, n_kv, ffn, n_ff)   the model's own blocks
 //   search_space(id = 1, json, sha256)                the space, canonical JSON
 //   blocks(block_id, layer, sub, attn_variant, ffn_variant, attn_kind,
@@ -91,30 +102,24 @@
 //
 // Errors: functions return 0 (or a count / 1 = found) and -1 with one line
 // in err; nothing here prints. Every write runs inside a transaction.
+// Arrays returned through `T **rows, int *n` are malloc'ed: the caller frees
+// them with free().
 #ifndef PZ_RUNDB_H
 #define PZ_RUNDB_H
 
-#include <sqlite3.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "bld.h"
 #include "config.h"
+#include "costmodel.h"
+#include "profile.h"
+#include "score.h"
 #include "space.h"
 
-#define PZ_RUNDB_VERSION 1
-
-// Checks an SQLite status inside rundb.c-style code: on anything but
-// SQLITE_OK / SQLITE_ROW / SQLITE_DONE, fills err with the statement's
-// message, file and line, and jumps to the local label `fail`.
-#define PZ_SQL(db, call)                                                                          \
-    do {                                                                                          \
-        int rc_ = (call);                                                                         \
-        if (rc_ != SQLITE_OK && rc_ != SQLITE_ROW && rc_ != SQLITE_DONE) {                        \
-            pz_rundb_sql_error(err, (db), rc_, __FILE__, __LINE__);                               \
-            goto fail;                                                                            \
-        }                                                                                         \
-    } while (0)
-void pz_rundb_sql_error(char *err, sqlite3 *db, int rc, const char *file, int line);
+// 0 -> 1 library, 1 -> 2 profiles, 2 -> 3 scores, 3 -> 4 searches,
+// 4 -> 5 models.config_json.
+#define PZ_RUNDB_VERSION 5
 
 typedef struct pz_rundb pz_rundb;
 
@@ -124,7 +129,6 @@ typedef struct pz_rundb pz_rundb;
 // Close with pz_rundb_close.
 pz_rundb *pz_rundb_open(const char *path, int create, char *err);
 void pz_rundb_close(pz_rundb *db);
-sqlite3 *pz_rundb_sqlite(pz_rundb *db);
 // The database path as given, its directory, and the sibling folders
 // (RUN.blocks, RUN.cache): pointers live as long as db.
 const char *pz_rundb_path(const pz_rundb *db);
@@ -143,16 +147,19 @@ void pz_rundb_resolve(const pz_rundb *db, const char *rel, char *path, size_t ca
 // works on a database at a time. Fails at once when another holds it.
 int pz_rundb_lock(pz_rundb *db, char *err);
 
-int pz_rundb_begin(pz_rundb *db, char *err);   // BEGIN IMMEDIATE
-int pz_rundb_commit(pz_rundb *db, char *err);
-void pz_rundb_rollback(pz_rundb *db);          // safe when no transaction is open
+// ---- events (rundb.c) -----------------------------------------------------------------
+// Appends to the log (its own transaction). Failures are ignored: the log
+// must never stop a run.
+void pz_rundb_event(pz_rundb *db, const char *stage, const char *kind, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
-// ---- parent and search space ------------------------------------------------------
+// ---- parent, children and search space (rundb_library.c) ---------------------------------
 typedef struct {
     char path[1024];
     char format[16];       // "gguf" or "hf"
     char identity[80];     // "sha256:<64 hex>" or "size:<bytes>"
     char config_hash[17];  // 16 hex digits of pz_capture_config_hash
+    int has_config;        // models.config_json is stored (pz_rundb_get_parent)
 } pz_rundb_model;
 
 // The identity of the model at path (a GGUF file or an HF directory): the
@@ -162,16 +169,28 @@ int pz_rundb_model_identity(const char *path, const pz_config *c, pz_rundb_model
 
 // Reads the parent row: returns 1 and fills out, 0 when there is none.
 int pz_rundb_get_parent(pz_rundb *db, pz_rundb_model *out, char *err);
-// Records the parent and its layers (one transaction). There must be none.
+// Records the parent, its whole configuration and its layers (one
+// transaction). There must be none.
 int pz_rundb_set_parent(pz_rundb *db, const pz_rundb_model *m, const pz_config *c, char *err);
-// Records a realized child (role 'child') of solution_id at m->path,
-// replacing an earlier row of that path (one transaction).
+// Stores c as the parent row's configuration (for a database from before
+// version 5, whose parent row has none); c must hash to the row's config_hash.
+int pz_rundb_set_parent_config(pz_rundb *db, const pz_config *c, char *err);
+// The parent's whole configuration, the one way every stage reads it: the
+// stored config JSON, checked against the row's config_hash. A database
+// from before version 5 has none stored; then (explicit fallback) the
+// config is read from the parent model at its recorded path when that still
+// hashes to the row's config_hash, and stored for next time; otherwise the
+// error names the fix (rerunning puzzle build-library PARENT --db RUN.db
+// --data TEXT, which records it before any other work).
+int pz_rundb_parent_config(pz_rundb *db, pz_config *c, char *err);
+// Records a realized child (role 'child') of solution_id at m->path with its
+// configuration, replacing an earlier row of that path (one transaction).
 int pz_rundb_add_child(pz_rundb *db, const pz_rundb_model *m, const pz_config *c, long solution_id, char *err);
 // The stored space JSON (*json malloc'ed; caller frees): 1, or 0 when none.
 int pz_rundb_get_space(pz_rundb *db, char **json, char *err);
 int pz_rundb_set_space(pz_rundb *db, const char *json, char *err);
 
-// ---- blocks ----------------------------------------------------------------------
+// ---- blocks and BLD runs (rundb_library.c) -------------------------------------------------
 // Inserts blocks[i] for every i with want[i] (want NULL: all) as 'pending'
 // when absent (one transaction); existing rows are left alone.
 int pz_rundb_add_blocks(pz_rundb *db, const pz_block *blocks, const char *want, int n, char *err);
@@ -203,16 +222,193 @@ int pz_rundb_record_bld(pz_rundb *db, const pz_block *b, const pz_rundb_bld_setu
 int pz_rundb_record_bld_failure(pz_rundb *db, const pz_block *b, const pz_rundb_bld_setup *s,
                                 const char *message, char *err);
 
-// The blocks with status 'done' (*rows malloc'ed; caller frees).
+// A finished block (status 'done') as the later stages use it.
 typedef struct {
     char block_id[80];
+    int layer;
+    pz_sub_kind sub;
+    pz_variant attn, ffn;    // kind -1 (size 0) for a half the block does not set
+    int is_parent, needs_training;
     char weight_file[1024];  // "" when none
-    char sha256[65];
-    int needs_training;
+    char sha256[65];         // "" when none
 } pz_rundb_done_block;
+// The finished blocks in (layer, block_id) order.
 int pz_rundb_list_done(pz_rundb *db, pz_rundb_done_block **rows, int *n, char *err);
 
-// ---- merging (puzzle merge-db) -------------------------------------------------------
+// ---- scores (rundb_scores.c) ----------------------------------------------------------------
+// The scoring windows to use: those of data_hash (NULL: the (data_hash,
+// seq_len) that covers the most blocks, the newest on a tie). 1 with hash
+// (17 bytes) and *seq_len set, 0 when there are none.
+int pz_rundb_pick_scores(pz_rundb *db, const char *data_hash, char hash[17], long *seq_len, char *err);
+// 1 when the block has a score on these windows, 0 when not, -1 on error.
+int pz_rundb_is_scored(pz_rundb *db, const char *block_id, const char *data_hash, long seq_len, char *err);
+
+// What scores records beside pz_score_result.
+typedef struct {
+    const char *data_hash;  // pz_capture_tokens_hash of the windows, hex
+    long seq_len;
+    const char *data;       // the text file scored
+    const char *prec;       // product type, e.g. "f32"
+    long threads;
+} pz_rundb_score_setup;
+// Records (or replaces) one block's score (one transaction).
+int pz_rundb_record_score(pz_rundb *db, const char *block_id, const pz_rundb_score_setup *s,
+                          const pz_score_result *r, char *err);
+
+typedef struct {
+    char block_id[80];
+    double kl, loss_delta, top1;
+} pz_rundb_score_row;
+// Up to cap non-parent blocks scored on (data_hash, seq_len), best first by
+// metric ("kl", "loss" or "top1"; higher top1 is better), or worst first.
+// Returns the count or -1.
+int pz_rundb_score_extremes(pz_rundb *db, const char *data_hash, long seq_len, const char *metric, int worst,
+                            pz_rundb_score_row *rows, int cap, char *err);
+
+// A finished block with its score on (data_hash, seq_len): kl and
+// loss_delta NAN when it has none.
+typedef struct {
+    pz_rundb_done_block b;
+    double kl, loss_delta;
+} pz_rundb_scored_block;
+// The finished blocks in (layer, block_id) order with their scores; an
+// unknown variant kind is an error.
+int pz_rundb_list_scored(pz_rundb *db, const char *data_hash, long seq_len, pz_rundb_scored_block **rows, int *n,
+                         char *err);
+
+// ---- hardware and profiles (rundb_profiles.c) ------------------------------------------------
+// Records a CPU device (and its calibration JSON, when given; NULL keeps any
+// stored one).
+int pz_rundb_store_device(pz_rundb *db, const char *device, int threads, const char *json, char *err);
+// The device's stored hardware JSON (*json malloc'ed; caller frees): 1, or 0
+// when the device has no row or no JSON.
+int pz_rundb_device_json(pz_rundb *db, const char *device, char **json, char *err);
+
+// One profiles row.
+typedef struct {
+    char part[8];          // "attn", "ffn", "embed", "head"
+    char kind[16];         // variant kind name, or the part for embed/head
+    int size;
+    char scenario[48];     // "prefill:BxS" / "decode:BxC"
+    pz_scenario pass;      // the same, parsed (phase, batch, len)
+    char device[256], dtype[8];
+    double median_s, p10_s, p90_s;
+    int repeats;
+    double param_bytes, kv_bytes_per_token;  // 0 when NULL
+    int measured;
+} pz_rundb_profile;
+
+// 1 when a measured row of this variant, scenario, device and dtype exists.
+int pz_rundb_have_profile(pz_rundb *db, const char *part, const char *kind, int size, const char *scenario,
+                          const char *device, const char *dtype, char *err);
+// Records (or replaces) a measured row (one transaction); p->scenario and
+// p->pass must agree.
+int pz_rundb_store_profile(pz_rundb *db, const pz_rundb_profile *p, char *err);
+// The rows of device and dtype (measured ones only when measured_only), in
+// (part DESC, kind, size DESC, phase DESC, batch, len) order.
+int pz_rundb_list_profiles(pz_rundb *db, const char *device, const char *dtype, int measured_only,
+                           pz_rundb_profile **rows, int *n, char *err);
+
+typedef struct {
+    char device[256], dtype[8];
+} pz_rundb_device_dtype;
+// The distinct (device, dtype) pairs with measured profiles on CPU devices,
+// limited to device and dtype when given (NULL: any).
+int pz_rundb_cpu_profiled(pz_rundb *db, const char *device, const char *dtype, pz_rundb_device_dtype **rows,
+                          int *n, char *err);
+
+// The distinct sub-block variants to profile: every attention and FFN
+// variant of the blocks and the parent's own (which a search space may
+// leave out), in (part, kind, size DESC) order; embed/head not included.
+typedef struct {
+    pz_prof_variant v;  // part PZ_PROF_ATTN or PZ_PROF_FFN
+    char kind[16];      // the kind's name
+} pz_rundb_variant;
+int pz_rundb_list_variants(pz_rundb *db, pz_rundb_variant **rows, int *n, char *err);
+
+// ---- searches and solutions (rundb_search.c) ------------------------------------------------
+// A searches row. Doubles that are NAN and strings that are NULL are stored as NULL.
+typedef struct {
+    const char *command, *method, *budget, *device, *dtype;
+    int n_devices, tp;
+    const char *scenario, *batch_mode, *objective, *data_hash;
+    double target_throughput, target_speedup, max_memory, max_latency_s, max_ttft_s, max_params;
+    long n_wanted;
+    double diversity;
+    long parent_batch;
+    double parent_throughput, parent_time_s;
+    const char *status;       // 'solved' | 'infeasible' | 'no_solution'
+    const char *explanation;
+    int n_solutions;
+    double wall_s;
+} pz_rundb_search;
+
+// A search_constraints row (the rows of an unsolved search).
+typedef struct {
+    const char *name;
+    long batch;
+    double rhs, min_value, ratio;  // NAN: NULL
+    int violated, binding;
+} pz_rundb_constraint;
+
+// A solution_layers row.
+typedef struct {
+    int layer;
+    pz_variant attn, ffn;
+    char attn_variant[32], ffn_variant[32];  // names (written from attn/ffn by record_search)
+    char attn_block[80], ffn_block[80];      // "" = NULL (no library block)
+    int attn_is_parent, ffn_is_parent;
+    double score;
+} pz_rundb_solution_layer;
+
+// A solutions row with its layers.
+typedef struct {
+    int rank;
+    const char *status;
+    double objective, bound;  // NAN: NULL
+    long batch;
+    double time_s, throughput, speedup, latency_s, ttft_s, memory_bytes, params;
+    int n_changed;
+    double solve_s;
+    const pz_rundb_solution_layer *layers;
+    int n_layers;
+} pz_rundb_solution;
+
+// One transaction: the search, its constraints and its solutions with their
+// layers. *search_id and *first_solution_id (0 when none) receive the ids.
+int pz_rundb_record_search(pz_rundb *db, const pz_rundb_search *s, const pz_rundb_constraint *cons, int n_cons,
+                           const pz_rundb_solution *sols, int n_sols, long *search_id, long *first_solution_id,
+                           char *err);
+
+// A stored search as `puzzle solutions` lists it.
+typedef struct {
+    long id;
+    char created_at[32], method[32], budget[96], scenario[64], objective[16], status[16];
+    char explanation[2048];
+    double target_speedup, target_throughput, parent_throughput;  // NAN: NULL
+    int tp, n_devices;
+} pz_rundb_search_row;
+// The searches, in id order (search_id > 0: that one only).
+int pz_rundb_list_searches(pz_rundb *db, long search_id, pz_rundb_search_row **rows, int *n, char *err);
+
+// One line of the solution_summary view.
+typedef struct {
+    long solution_id, search_id;
+    int rank;
+    char method[32], budget[96], scenario[64], objective[16], status[32];
+    double score, speedup, throughput, time_s, latency_s, ttft_s;  // NAN: NULL
+    long batch;
+    double memory_gib, params_m;
+    int n_changed;
+} pz_rundb_solution_row;
+// The solutions of a search, by rank.
+int pz_rundb_list_solutions(pz_rundb *db, long search_id, pz_rundb_solution_row **rows, int *n, char *err);
+// One solution: 1 and *out filled, 0 when there is none.
+int pz_rundb_get_solution(pz_rundb *db, long solution_id, pz_rundb_solution_row *out, char *err);
+// A solution's layers in layer order (none: *n = 0); an unknown variant kind is an error.
+int pz_rundb_solution_layers(pz_rundb *db, long solution_id, pz_rundb_solution_layer **rows, int *n, char *err);
+
+// ---- merging, puzzle merge-db (rundb_merge.c) ------------------------------------------------
 // Attaches the database at path (which must exist) as schema "src" / detaches it.
 int pz_rundb_attach(pz_rundb *db, const char *path, char *err);
 void pz_rundb_detach(pz_rundb *db);
@@ -223,14 +419,14 @@ int pz_rundb_copy_block(pz_rundb *db, const char *block_id, const char *weight_f
 // Inserts the 'pending' block rows of "src" that are absent here; returns
 // how many, or -1.
 int pz_rundb_copy_pending(pz_rundb *db, char *err);
-// Copies the parent model (with its layers) and the search space of "src"
-// into a database that has neither (one transaction).
+// Copies the parent model (with its layers and configuration) and the
+// search space of "src" into a database that has neither (one transaction).
 int pz_rundb_copy_parent_space(pz_rundb *db, char *err);
-
-// ---- events ----------------------------------------------------------------------
-// Appends to the log (its own transaction). Failures are ignored: the log
-// must never stop a run.
-void pz_rundb_event(pz_rundb *db, const char *stage, const char *kind, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+// Copies the scores of "src" whose block is here and that are not; returns
+// how many, or -1.
+int pz_rundb_copy_scores(pz_rundb *db, char *err);
+// Copies the hardware and profile rows of "src" not present here; returns
+// how many profile rows, or -1.
+int pz_rundb_copy_profiles(pz_rundb *db, char *err);
 
 #endif

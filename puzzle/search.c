@@ -70,12 +70,7 @@ typedef struct {
 } price;
 
 // A measured profile row (cpu budgets).
-typedef struct {
-    char part[8], kind[16];
-    int size;
-    char scenario[48];
-    double median_s, param_bytes, kv_bytes_per_token;
-} prof_row;
+typedef pz_rundb_profile prof_row;
 
 typedef struct {
     int layer;
@@ -121,161 +116,54 @@ void pz_search_free(pz_search *s) {
     free(s);
 }
 
-static const char *col_text(sqlite3_stmt *st, int i) {
-    const unsigned char *t = sqlite3_column_text(st, i);
-    return t ? (const char *)t : "";
-}
-
-// The parent's shape from the models and layers rows (the search needs no weights).
-static int load_parent(sqlite3 *db, pz_config *c, char *err) {
-    sqlite3_stmt *st = NULL;
-    long n_params = 0;
-    memset(c, 0, sizeof *c);
-    PZ_SQL(db, sqlite3_prepare_v2(db, "SELECT id, n_layer, hidden, n_head, head_dim, vocab, IFNULL(n_params, 0) "
-                                      "FROM models WHERE role = 'parent'", -1, &st, NULL));
-    int rc = sqlite3_step(st);
-    PZ_SQL(db, rc);
-    if (rc != SQLITE_ROW) {
-        sqlite3_finalize(st);
-        return pz_err(err, "the run database has no parent model: build the library first (puzzle build-library)");
-    }
-    long id = sqlite3_column_int64(st, 0);
-    c->n_layer = sqlite3_column_int(st, 1);
-    c->hidden = sqlite3_column_int(st, 2);
-    c->n_head = sqlite3_column_int(st, 3);
-    c->head_dim = sqlite3_column_int(st, 4);
-    c->vocab = sqlite3_column_int(st, 5);
-    n_params = sqlite3_column_int64(st, 6);
-    c->rope_theta = 10000.0f, c->norm_eps = 1e-5f, c->bos_id = c->eos_id = -1, c->max_ctx = 1 << 20;
-    sqlite3_finalize(st);
-    st = NULL;
-    if (c->n_layer < 1 || c->n_layer > PZ_MAX_LAYERS || c->hidden < 1 || c->n_head < 1 || c->head_dim < 1 ||
-        c->vocab < 1)
-        return pz_err(err, "the parent row has a bad shape");
-    PZ_SQL(db, sqlite3_prepare_v2(db, "SELECT layer, attn, n_kv, ffn, n_ff FROM layers WHERE model_id = ?", -1, &st,
-                                  NULL));
-    sqlite3_bind_int64(st, 1, id);
-    int seen = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int l = sqlite3_column_int(st, 0), ak, fk;
-        if (l < 0 || l >= c->n_layer || pz_attn_kind_parse(col_text(st, 1), &ak) || pz_ffn_kind_parse(col_text(st, 3), &fk)) {
-            pz_err(err, "the parent's layers rows are damaged (layer %d)", l);
-            goto fail;
-        }
-        c->layers[l] = (pz_layer_spec){(pz_attn_kind)ak, sqlite3_column_int(st, 2), (pz_ffn_kind)fk,
-                                       sqlite3_column_int(st, 4)};
-        seen++;
-    }
-    PZ_SQL(db, rc);
-    sqlite3_finalize(st);
-    if (seen != c->n_layer) return pz_err(err, "the parent has %d layers but %d layers rows", c->n_layer, seen);
-    // Tied embeddings are not a column; the stored parameter count tells.
-    c->tie_embeddings = 1;
-    if (n_params && (long)pz_config_n_params(c) != n_params) c->tie_embeddings = 0;
-    return pz_config_validate(c, err);
-fail:
-    sqlite3_finalize(st);
-    return -1;
-}
-
 // The scoring windows to use: the given hash, else those covering the most blocks.
-static int pick_scores(sqlite3 *db, const char *want, char *hash, size_t cap, long *seq_len, char *err) {
-    sqlite3_stmt *st = NULL;
-    PZ_SQL(db, sqlite3_prepare_v2(db, "SELECT data_hash, seq_len, count(*) FROM scores WHERE ?1 IS NULL OR "
-                                      "data_hash = ?1 GROUP BY 1, 2 ORDER BY 3 DESC, max(created_at) DESC LIMIT 1",
-                                  -1, &st, NULL));
-    if (want) sqlite3_bind_text(st, 1, want, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    PZ_SQL(db, rc);
-    if (rc != SQLITE_ROW) {
-        sqlite3_finalize(st);
-        if (want) return pz_err(err, "no scores with data hash %s (see: SELECT DISTINCT data_hash FROM scores)", want);
+static int pick_scores(pz_rundb *db, const char *want, char *hash, long *seq_len, char *err) {
+    int found = pz_rundb_pick_scores(db, want, hash, seq_len, err);
+    if (found < 0) return -1;
+    if (!found) {
+        if (want)
+            return pz_err(err, "no scores with data hash %s (the hashes scored: column data_hash of table scores)",
+                          want);
         return pz_err(err, "the library has no scores: run puzzle score first");
     }
-    snprintf(hash, cap, "%s", col_text(st, 0));
-    *seq_len = sqlite3_column_int64(st, 1);
-    sqlite3_finalize(st);
     return 0;
-fail:
-    sqlite3_finalize(st);
-    return -1;
 }
 
-static int load_profiles(pz_search *s, sqlite3 *db, const char *device, const char *dtype, char *err) {
-    sqlite3_stmt *st = NULL;
+static int load_profiles(pz_search *s, pz_rundb *db, const char *device, const char *dtype, char *err) {
     // The device: the one asked for, else the only CPU device with profile rows.
-    PZ_SQL(db, sqlite3_prepare_v2(db, "SELECT DISTINCT p.device, p.dtype FROM profiles p JOIN hardware h "
-                                      "ON h.device = p.device WHERE h.kind = 'cpu' AND p.measured = 1 AND "
-                                      "(?1 IS NULL OR p.device = ?1) AND (?2 IS NULL OR p.dtype = ?2)",
-                                  -1, &st, NULL));
-    if (device) sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
-    if (dtype) sqlite3_bind_text(st, 2, dtype, -1, SQLITE_STATIC);
-    int rc, n = 0;
+    pz_rundb_device_dtype *dd = NULL;
+    int n = 0;
+    if (pz_rundb_cpu_profiled(db, device, dtype, &dd, &n, err)) return -1;
     char list[512] = "";
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n++ == 0) {
-            snprintf(s->device, sizeof s->device, "%s", col_text(st, 0));
-            snprintf(s->dtype, sizeof s->dtype, "%s", col_text(st, 1));
-        }
+    for (int i = 0; i < n; i++) {
         size_t len = strlen(list);
-        snprintf(list + len, sizeof list - len, "%s'%s' %s", len ? ", " : "", col_text(st, 0), col_text(st, 1));
+        snprintf(list + len, sizeof list - len, "%s'%s' %s", len ? ", " : "", dd[i].device, dd[i].dtype);
     }
-    PZ_SQL(db, rc);
-    sqlite3_finalize(st);
-    st = NULL;
+    if (n > 0) {
+        snprintf(s->device, sizeof s->device, "%s", dd[0].device);
+        snprintf(s->dtype, sizeof s->dtype, "%s", dd[0].dtype);
+    }
+    free(dd);
     if (n == 0)
         return pz_err(err, "no CPU profiles%s in the run database: run puzzle profile --db RUN.db --scenario S "
                            "(the scenario of the search, e.g. decode:1x512)",
                       device || dtype ? " for the device/dtype asked" : "");
     if (n > 1) return pz_err(err, "profiles of several CPU devices or dtypes (%s): choose with --device/--dtype", list);
     // Physical memory: the device's calibration JSON when stored, else this machine's.
-    PZ_SQL(db, sqlite3_prepare_v2(db, "SELECT json FROM hardware WHERE device = ?", -1, &st, NULL));
-    sqlite3_bind_text(st, 1, s->device, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    PZ_SQL(db, rc);
+    char *json = NULL;
+    int have = pz_rundb_device_json(db, s->device, &json, err);
+    if (have < 0) return -1;
     double mem = 0;
-    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_TEXT) {
-        cJSON *j = cJSON_Parse(col_text(st, 0));
+    if (have) {
+        cJSON *j = cJSON_Parse(json);
         cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "mem_bytes");
         if (cJSON_IsNumber(m)) mem = m->valuedouble;
         cJSON_Delete(j);
+        free(json);
     }
-    sqlite3_finalize(st);
-    st = NULL;
     if (!(mem > 0)) mem = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
     s->mem_usable = mem * s->cp.mem_util;
-
-    PZ_SQL(db, sqlite3_prepare_v2(db, "SELECT part, kind, size, scenario, median_s, IFNULL(param_bytes, 0), "
-                                      "IFNULL(kv_bytes_per_token, 0) FROM profiles WHERE device = ? AND dtype = ? "
-                                      "AND measured = 1", -1, &st, NULL));
-    sqlite3_bind_text(st, 1, s->device, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, s->dtype, -1, SQLITE_STATIC);
-    int cap = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (s->n_prof == cap) {
-            cap = cap ? 2 * cap : 64;
-            prof_row *p = realloc(s->prof, (size_t)cap * sizeof *p);
-            if (!p) {
-                pz_err(err, "out of memory");
-                goto fail;
-            }
-            s->prof = p;
-        }
-        prof_row *r = &s->prof[s->n_prof++];
-        snprintf(r->part, sizeof r->part, "%s", col_text(st, 0));
-        snprintf(r->kind, sizeof r->kind, "%s", col_text(st, 1));
-        r->size = sqlite3_column_int(st, 2);
-        snprintf(r->scenario, sizeof r->scenario, "%s", col_text(st, 3));
-        r->median_s = sqlite3_column_double(st, 4);
-        r->param_bytes = sqlite3_column_double(st, 5);
-        r->kv_bytes_per_token = sqlite3_column_double(st, 6);
-    }
-    PZ_SQL(db, rc);
-    sqlite3_finalize(st);
-    return 0;
-fail:
-    sqlite3_finalize(st);
-    return -1;
+    return pz_rundb_list_profiles(db, s->device, s->dtype, 1, &s->prof, &s->n_prof, err);
 }
 
 // Price of one variant of one part ("attn", "ffn", "embed", "head") in a pass.
@@ -351,61 +239,35 @@ typedef struct {
     double score;
 } lib_row;
 
-// Reads the finished blocks with their scores.
-static int load_library(pz_search *s, sqlite3 *db, lib_row **rows, int *n, int *n_unscored, char *err) {
-    sqlite3_stmt *st = NULL;
-    int cap = 0, rc;
+// The finished blocks with their scores.
+static int load_library(pz_search *s, pz_rundb *db, lib_row **rows, int *n, int *n_unscored, char *err) {
+    pz_rundb_scored_block *b = NULL;
+    int nb = 0;
     *rows = NULL, *n = 0, *n_unscored = 0;
-    PZ_SQL(db, sqlite3_prepare_v2(db, "SELECT b.block_id, b.layer, b.sub, b.attn_kind, IFNULL(b.attn_size, 0), "
-                                      "b.ffn_kind, IFNULL(b.ffn_size, 0), b.is_parent, s.kl, s.loss_delta "
-                                      "FROM blocks b LEFT JOIN scores s ON s.block_id = b.block_id AND "
-                                      "s.data_hash = ? AND s.seq_len = ? WHERE b.status = 'done' ORDER BY b.layer, "
-                                      "b.block_id", -1, &st, NULL));
-    sqlite3_bind_text(st, 1, s->data_hash, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, s->data_seq_len);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (pz_rundb_list_scored(db, s->data_hash, s->data_seq_len, &b, &nb, err)) return -1;
+    if (nb && !(*rows = malloc((size_t)nb * sizeof **rows))) {
+        free(b);
+        return pz_err(err, "out of memory");
+    }
+    for (int i = 0; i < nb; i++) {
         lib_row r = {0};
-        snprintf(r.id, sizeof r.id, "%s", col_text(st, 0));
-        r.layer = sqlite3_column_int(st, 1);
-        const char *sub = col_text(st, 2);
-        r.sub = !strcmp(sub, "attn") ? PZ_SUB_ATTN : !strcmp(sub, "ffn") ? PZ_SUB_FFN : PZ_SUB_PAIR;
+        snprintf(r.id, sizeof r.id, "%s", b[i].b.block_id);
+        r.layer = b[i].b.layer;
+        r.sub = b[i].b.sub;
         if (r.layer < 0 || r.layer >= s->parent.n_layer) continue;
-        if (r.sub != PZ_SUB_FFN && pz_attn_kind_parse(col_text(st, 3), &r.attn.kind)) goto bad;
-        if (r.sub != PZ_SUB_ATTN && pz_ffn_kind_parse(col_text(st, 5), &r.ffn.kind)) goto bad;
-        r.attn.size = sqlite3_column_int(st, 4);
-        r.ffn.size = sqlite3_column_int(st, 6);
-        r.is_parent = sqlite3_column_int(st, 7);
-        int col = s->obj == PZ_OBJ_KL ? 8 : 9;
-        r.scored = sqlite3_column_type(st, col) != SQLITE_NULL;
-        r.score = r.scored ? sqlite3_column_double(st, col) : 0;
+        r.attn = b[i].b.attn, r.ffn = b[i].b.ffn;
+        r.is_parent = b[i].b.is_parent;
+        double v = s->obj == PZ_OBJ_KL ? b[i].kl : b[i].loss_delta;
+        r.scored = !isnan(v);
+        r.score = r.scored ? v : 0;
         if (!r.scored && !r.is_parent) {
             (*n_unscored)++;
             continue;
         }
-        if (r.is_parent) r.score = r.scored ? r.score : 0;
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 256;
-            lib_row *p = realloc(*rows, (size_t)cap * sizeof *p);
-            if (!p) {
-                pz_err(err, "out of memory");
-                goto fail;
-            }
-            *rows = p;
-        }
         (*rows)[(*n)++] = r;
-        continue;
-    bad:
-        pz_err(err, "block %s has an unknown variant kind", r.id);
-        goto fail;
     }
-    PZ_SQL(db, rc);
-    sqlite3_finalize(st);
+    free(b);
     return 0;
-fail:
-    sqlite3_finalize(st);
-    free(*rows);
-    *rows = NULL;
-    return -1;
 }
 
 // FFN width families for the uniform baseline: the distinct swiglu widths.
@@ -510,7 +372,6 @@ static int build_groups(pz_search *s, const lib_row *rows, int n, char *err) {
 pz_search *pz_search_load(pz_rundb *rdb, const pz_search_budget *b, const pz_search_scenario *sc,
                           const pz_cost_params *cp, pz_search_objective obj, const char *data_hash,
                           const char *device, const char *dtype, char *warn, size_t warn_cap, char *err) {
-    sqlite3 *db = pz_rundb_sqlite(rdb);
     lib_row *rows = NULL;
     int n_rows = 0, n_unscored = 0;
     pz_search *s = calloc(1, sizeof *s);
@@ -520,17 +381,17 @@ pz_search *pz_search_load(pz_rundb *rdb, const pz_search_budget *b, const pz_sea
     }
     if (warn && warn_cap) warn[0] = 0;
     s->budget = *b, s->scen = *sc, s->cp = *cp, s->obj = obj;
-    if (load_parent(db, &s->parent, err)) goto fail;
-    if (pick_scores(db, data_hash, s->data_hash, sizeof s->data_hash, &s->data_seq_len, err)) goto fail;
+    if (pz_rundb_parent_config(rdb, &s->parent, err)) goto fail;
+    if (pick_scores(rdb, data_hash, s->data_hash, &s->data_seq_len, err)) goto fail;
     if (b->cpu) {
-        if (load_profiles(s, db, device, dtype, err)) goto fail;
+        if (load_profiles(s, rdb, device, dtype, err)) goto fail;
         s->cp.tp = 1;
     } else {
         snprintf(s->device, sizeof s->device, "%s", b->hw.id);
         snprintf(s->dtype, sizeof s->dtype, "%s", pz_dt_name(cp->dtype));
         if (pz_search_set_tp(s, cp->tp, err)) goto fail;
     }
-    if (load_library(s, db, &rows, &n_rows, &n_unscored, err)) goto fail;
+    if (load_library(s, rdb, &rows, &n_rows, &n_unscored, err)) goto fail;
     if (n_unscored && warn)
         snprintf(warn, warn_cap, "%d finished blocks have no %s score on data %s and are left out (run puzzle score)",
                  n_unscored, obj == PZ_OBJ_KL ? "KL" : "loss", s->data_hash);
