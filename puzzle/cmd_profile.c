@@ -50,8 +50,9 @@ void pz_usage_profile(FILE *out) {
             "                    32 copies) so they are read from memory, as in a full model whose\n"
             "                    weights exceed the caches; 0 = one copy, cache-warm (default 256)\n"
             "  --threads T       CPU threads (default: all cores); part of the device description\n"
-            "  --calibrate       measure the CPU's GEMM rate (fp32, bf16), weight-streaming bandwidth and\n"
-            "                    per-op overhead, and write a hardware JSON usable as `plan --hardware FILE`\n"
+            "  --calibrate       measure the CPU's GEMM rate (fp32, bf16), its bf16 rate at 1-64 rows\n"
+            "                    (cost_params.gemm_rows_eff), weight-streaming bandwidth and per-op\n"
+            "                    overhead, and write a hardware JSON usable as `plan --hardware FILE`\n"
             "  --eff-gemm X, --eff-attn X, --eff-mem X\n"
             "                    with --calibrate: store these CPU efficiency factors (fractions of the\n"
             "                    measured rates) as the file's optional \"cost_params\" (results/cpu_profile.md)\n"
@@ -260,6 +261,9 @@ static int calibrate(pz_backend *b, const opts *o, pz_rundb *rdb, int argc, char
     printf("%s\n  gemm fp32 %.1f GFLOP/s, bf16 %.1f GFLOP/s, weight streaming %.2f GB/s, op overhead %.1f us\n"
            "wrote %s\n",
            c.cpu, c.gemm_f32 / 1e9, c.gemm_bf16 / 1e9, c.mem_bw / 1e9, c.launch_s * 1e6, path);
+    printf("  bf16 rate by rows (fraction of M=512):");
+    for (int i = 0; i < PZ_CALIB_ROWS; i++) printf(" M=%.0f %.3f", c.rows_m[i], c.rows_eff[i]);
+    printf("\n");
     return PZ_EXIT_OK;
 }
 
