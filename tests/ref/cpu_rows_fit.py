@@ -11,6 +11,10 @@ Reads the "Measured vs predicted, every row" table of results/cpu_profile.md
           tiny `puzzle build-library` over layer 0) to hold exactly those
           measured rows, so that `puzzle profile --db DB --report HW` runs the
           C cost model against them.
+  hw DIR  writes DIR/quiet_flat.json and DIR/quiet_rows.json: the hardware
+          file of that calibration (214 GFLOP/s bf16, 30.7 GB/s, 0.6 us/op)
+          with the CPU factors (eff_gemm 1, eff_attn 0.25, eff_mem 1),
+          without and with the fitted gemm_rows_eff table.
 """
 import re
 import sqlite3
@@ -83,10 +87,31 @@ def db(path):
     print(f"{n} measured rows of {MD} into {path}")
 
 
+TABLE = [[1, 0.136], [8, 0.306], [16, 0.385], [512, 1]]
+
+
+def hw(d):
+    import json
+    import os
+    src = {"title": "results/cpu_profile.md calibration", "url": "local-measurement"}
+    keys = ["flops_bf16", "flops_fp8", "mem_bandwidth_bytes_per_s", "mem_bytes", "link_bandwidth_bytes_per_s",
+            "link_latency_s", "launch_overhead_s"]
+    j = {"id": "cpu_quiet", "name": "AMD EPYC, 2 threads, 2026-11-28 calibration", "measured": True,
+         "interconnect": "none", "flops_bf16": PEAK_BF16, "flops_f32": 111e9, "flops_fp8": None,
+         "mem_bandwidth_bytes_per_s": 30.7e9, "mem_bytes": 25.3e9, "link_bandwidth_bytes_per_s": 30.7e9,
+         "link_latency_s": 1e-6, "launch_overhead_s": 0.6e-6, "sources": {k: src for k in keys},
+         "cost_params": {"eff_gemm": 1.0, "eff_attn": 0.25, "eff_mem": 1.0}}
+    json.dump(j, open(os.path.join(d, "quiet_flat.json"), "w"), indent=1)
+    j["cost_params"]["gemm_rows_eff"] = TABLE
+    json.dump(j, open(os.path.join(d, "quiet_rows.json"), "w"), indent=1)
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["fit"]:
         fit()
     elif sys.argv[1:2] == ["db"] and len(sys.argv) >= 3:
         db(sys.argv[2])
+    elif sys.argv[1:2] == ["hw"] and len(sys.argv) == 3:
+        hw(sys.argv[2])
     else:
         sys.exit(__doc__)
