@@ -16,6 +16,7 @@
 #include "common.h"
 #include "costmodel.h"
 #include "hardware.h"
+#include "pricing.h"
 #include "profile.h"
 #include "rundb.h"
 
@@ -34,9 +35,11 @@ void pz_usage_profile(FILE *out) {
             "variant is timed once and shared by every layer (view block_profiles). Rows already measured\n"
             "for the same device, dtype and scenario are skipped, so a rerun resumes. Noop sub-blocks run\n"
             "nothing and are stored as exactly 0.\n\n"
-            "  --scenario S      prefill:BxS (B prompts of S tokens) or decode:BxC (B sequences, one new\n"
-            "                    token over C cached); repeatable or comma-separated\n"
-            "                    (default prefill:1x512,decode:1x512)\n"
+            "  --scenario S      prefill:BxS (B prompts of S tokens), decode:BxC (B sequences, one new\n"
+            "                    token over C cached), or input=I,output=O (the passes a cpu search of\n"
+            "                    that scenario prices at batch 1: prefill:1xI, decode:1x(I+O/2));\n"
+            "                    repeatable or comma-separated (default " PZ_SERVE_DEFAULT ", the\n"
+            "                    default scenario of puzzle search)\n"
             "  --dtype           weight type of the products (default f32)\n"
             "  --repeats N       timed runs per row (default 10); --warmup N untimed first (default 2)\n"
             "  --rounds R        split the repeats over R rounds that take every variant in turn, and\n"
@@ -47,8 +50,9 @@ void pz_usage_profile(FILE *out) {
             "                    32 copies) so they are read from memory, as in a full model whose\n"
             "                    weights exceed the caches; 0 = one copy, cache-warm (default 256)\n"
             "  --threads T       CPU threads (default: all cores); part of the device description\n"
-            "  --calibrate       measure the CPU's GEMM rate (fp32, bf16), weight-streaming bandwidth and\n"
-            "                    per-op overhead, and write a hardware JSON usable as `plan --hardware FILE`\n"
+            "  --calibrate       measure the CPU's GEMM rate (fp32, bf16), its bf16 rate at 1-64 rows\n"
+            "                    (cost_params.gemm_rows_eff), weight-streaming bandwidth and per-op\n"
+            "                    overhead, and write a hardware JSON usable as `plan --hardware FILE`\n"
             "  --eff-gemm X, --eff-attn X, --eff-mem X\n"
             "                    with --calibrate: store these CPU efficiency factors (fractions of the\n"
             "                    measured rates) as the file's optional \"cost_params\" (results/cpu_profile.md)\n"
@@ -68,6 +72,26 @@ typedef struct {
     int n_scen;
     pz_scenario scen[MAX_SCEN];
 } opts;
+
+// A request scenario (input=I,output=O) stands for the passes that pricing.h
+// needs to price it at batch 1: exactly what `puzzle search --budget cpu
+// --scenario` the same (and, without either, the default) will look up.
+static int add_request(opts *o, const char *req, char *err) {
+    pz_serve_scenario sc;
+    if (pz_serve_scenario_parse(req, &sc, err)) return -1;
+    if (!sc.request) return pz_err(err, "'%s' is not a request scenario", req);
+    pz_scenario pass[3];
+    int n = pz_serve_passes(&sc, 1, pass);
+    for (int i = 0; i < n; i++) {
+        int dup = 0;
+        for (int j = 0; j < o->n_scen; j++)
+            dup |= o->scen[j].phase == pass[i].phase && o->scen[j].batch == pass[i].batch && o->scen[j].len == pass[i].len;
+        if (dup) continue;
+        if (o->n_scen == MAX_SCEN) return pz_err(err, "at most %d scenarios", MAX_SCEN);
+        o->scen[o->n_scen++] = pass[i];
+    }
+    return 0;
+}
 
 static int parse(int argc, char **argv, opts *o) {
     const char *cmd = "profile", *v;
@@ -121,7 +145,16 @@ static int parse(int argc, char **argv, opts *o) {
                     fprintf(stderr, "puzzle profile: at most %d scenarios\n", MAX_SCEN);
                     return -1;
                 }
-                if (pz_prof_scenario_parse(tok, &o->scen[o->n_scen++], err)) {
+                if (!strncmp(tok, "input=", 6) || !strncmp(tok, "output=", 7)) {  // a request: I and O together
+                    char *next = strtok_r(NULL, ",", &sv);
+                    char req[256];
+                    snprintf(req, sizeof req, "%s,%s", tok, next ? next : "");
+                    o->n_scen--;
+                    if (add_request(o, req, err)) {
+                        fprintf(stderr, "puzzle profile: --scenario: %s\n", err);
+                        return -1;
+                    }
+                } else if (pz_prof_scenario_parse(tok, &o->scen[o->n_scen++], err)) {
                     fprintf(stderr, "puzzle profile: --scenario: %s\n", err);
                     return -1;
                 }
@@ -135,11 +168,7 @@ static int parse(int argc, char **argv, opts *o) {
         fprintf(stderr, "puzzle profile: --db RUN.db is missing (or use --calibrate)\n");
         return -1;
     }
-    if (!o->n_scen) {
-        pz_prof_scenario_parse("prefill:1x512", &o->scen[0], NULL);
-        pz_prof_scenario_parse("decode:1x512", &o->scen[1], NULL);
-        o->n_scen = 2;
-    }
+    if (!o->n_scen && add_request(o, PZ_SERVE_DEFAULT, NULL)) return -1;  // what a default search needs
     return 0;
 }
 
@@ -212,6 +241,9 @@ static int calibrate(pz_backend *b, const opts *o, pz_rundb *rdb, int argc, char
     printf("%s\n  gemm fp32 %.1f GFLOP/s, bf16 %.1f GFLOP/s, weight streaming %.2f GB/s, op overhead %.1f us\n"
            "wrote %s\n",
            c.cpu, c.gemm_f32 / 1e9, c.gemm_bf16 / 1e9, c.mem_bw / 1e9, c.launch_s * 1e6, path);
+    printf("  bf16 rate by rows (fraction of M=512):");
+    for (int i = 0; i < PZ_CALIB_ROWS; i++) printf(" M=%.0f %.3f", c.rows_m[i], c.rows_eff[i]);
+    printf("\n");
     return PZ_EXIT_OK;
 }
 

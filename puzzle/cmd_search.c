@@ -310,7 +310,7 @@ int pz_cmd_search(int argc, char **argv) {
     char err[PZ_ERRLEN], warn[512];
     pz_search_scenario sc;
     pz_search_budget bud;
-    if (!o.scenario) o.scenario = "input=128,output=1024";
+    if (!o.scenario) o.scenario = PZ_SERVE_DEFAULT;  // what a default `puzzle profile` measures
     if (pz_search_scenario_parse(o.scenario, &sc, err) || pz_search_budget_parse(o.budget, o.hw_dir, &bud, err)) {
         fprintf(stderr, "puzzle search: %s\n", err);
         return PZ_EXIT_USAGE;

@@ -12,36 +12,7 @@
 
 #include "common.h"
 
-// ---- scenarios and budgets ------------------------------------------------------------
-int pz_search_scenario_parse(const char *s, pz_search_scenario *out, char *err) {
-    memset(out, 0, sizeof *out);
-    if (!strncmp(s, "prefill:", 8) || !strncmp(s, "decode:", 7)) {
-        long b, n;
-        char tail;
-        const char *p = strchr(s, ':') + 1;
-        if (sscanf(p, "%ldx%ld%c", &b, &n, &tail) != 2 || b < 1 || n < 1 || b > 1000000 || n > 100000000)
-            return pz_err(err, "scenario '%s': want prefill:BxS or decode:BxC with positive B, S, C", s);
-        out->pass = (pz_scenario){s[0] == 'p' ? PZ_PHASE_PREFILL : PZ_PHASE_DECODE, b, n};
-        snprintf(out->name, sizeof out->name, "%s:%ldx%ld", s[0] == 'p' ? "prefill" : "decode", b, n);
-        return 0;
-    }
-    char buf[128];
-    snprintf(buf, sizeof buf, "%s", s);
-    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-        long v;
-        char tail;
-        if (sscanf(tok, "input=%ld%c", &v, &tail) == 1 && v >= 1 && v <= 100000000) out->input = v;
-        else if (sscanf(tok, "output=%ld%c", &v, &tail) == 1 && v >= 1 && v <= 100000000) out->output = v;
-        else
-            return pz_err(err, "scenario '%s': want input=I,output=O (positive token counts), prefill:BxS or "
-                               "decode:BxC", s);
-    }
-    if (!out->input || !out->output) return pz_err(err, "scenario '%s': needs both input= and output=", s);
-    out->request = 1;
-    snprintf(out->name, sizeof out->name, "input=%ld,output=%ld", out->input, out->output);
-    return 0;
-}
-
+// ---- budgets -----------------------------------------------------------------------------
 int pz_search_budget_parse(const char *s, const char *hw_dir, pz_search_budget *b, char *err) {
     memset(b, 0, sizeof *b);
     if (!strcasecmp(s, "cpu")) {
@@ -64,14 +35,6 @@ int pz_search_budget_parse(const char *s, const char *hw_dir, pz_search_budget *
 }
 
 // ---- the loaded library ----------------------------------------------------------------
-// Prices of one variant (a half) in one pass scenario, per device.
-typedef struct {
-    double time, weight_bytes, kv_bytes_per_token;
-} price;
-
-// A measured profile row (cpu budgets).
-typedef pz_rundb_profile prof_row;
-
 typedef struct {
     int layer;
     pz_sub_kind sub;  // ATTN / FFN groups (decoupled) or PAIR (one group per layer)
@@ -88,8 +51,9 @@ struct pz_search {
     long data_seq_len;
     char device[256], dtype[8];
     double mem_usable;      // per device, before fixed costs
-    prof_row *prof;
+    pz_price_row *prof;     // measured rows (cpu budgets)
     int n_prof;
+    pz_pricer pricer;       // roofline (GPU budgets) or the measured rows
     pz_search_item *items;
     int n_items;
     group *groups;
@@ -145,8 +109,8 @@ static int load_profiles(pz_search *s, pz_rundb *db, const char *device, const c
     }
     free(dd);
     if (n == 0)
-        return pz_err(err, "no CPU profiles%s in the run database: run puzzle profile --db RUN.db --scenario S "
-                           "(the scenario of the search, e.g. decode:1x512)",
+        return pz_err(err, "no CPU profiles%s in the run database: run puzzle profile --db RUN.db (the default scenario) "
+                           "or --scenario S (the scenario of the search)",
                       device || dtype ? " for the device/dtype asked" : "");
     if (n > 1) return pz_err(err, "profiles of several CPU devices or dtypes (%s): choose with --device/--dtype", list);
     // Physical memory: the device's calibration JSON when stored, else this machine's.
@@ -163,47 +127,27 @@ static int load_profiles(pz_search *s, pz_rundb *db, const char *device, const c
     }
     if (!(mem > 0)) mem = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
     s->mem_usable = mem * s->cp.mem_util;
-    return pz_rundb_list_profiles(db, s->device, s->dtype, 1, &s->prof, &s->n_prof, err);
-}
-
-// Price of one variant of one part ("attn", "ffn", "embed", "head") in a pass.
-static int price_of(const pz_search *s, const char *part, const pz_variant *v, const pz_scenario *sc, price *out,
-                    char *err) {
-    memset(out, 0, sizeof *out);
-    int is_attn = !strcmp(part, "attn"), is_ffn = !strcmp(part, "ffn");
-    if ((is_attn && v->kind == PZ_ATTN_NOOP) || (is_ffn && v->kind == PZ_FFN_NOOP)) return 0;
-    if (s->budget.cpu) {
-        char name[48];
-        snprintf(name, sizeof name, "%s:%ldx%ld", sc->phase == PZ_PHASE_PREFILL ? "prefill" : "decode", sc->batch,
-                 sc->len);
-        const char *kind = is_attn ? pz_attn_kind_name((pz_attn_kind)v->kind)
-                         : is_ffn  ? pz_ffn_kind_name((pz_ffn_kind)v->kind)
-                                   : part;
-        int size = (is_attn || is_ffn) ? v->size : 0;
-        for (int i = 0; i < s->n_prof; i++) {
-            const prof_row *r = &s->prof[i];
-            if (strcmp(r->part, part) || strcmp(r->kind, kind) || r->size != size || strcmp(r->scenario, name)) continue;
-            *out = (price){r->median_s, r->param_bytes, r->kv_bytes_per_token};
-            return 0;
-        }
-        return pz_err(err, "no profile of %s %s%s%.0d for %s on %s (%s): run puzzle profile --db RUN.db --scenario %s "
-                           "--dtype %s",
-                      part, kind, size ? " " : "", size, name, s->device, s->dtype, name, s->dtype);
+    // The database's measured rows, as the pricer reads them.
+    pz_rundb_profile *rows = NULL;
+    int nr = 0;
+    if (pz_rundb_list_profiles(db, s->device, s->dtype, 1, &rows, &nr, err)) return -1;
+    s->prof = nr ? calloc((size_t)nr, sizeof *s->prof) : NULL;
+    if (nr && !s->prof) {
+        free(rows);
+        return pz_err(err, "out of memory");
     }
-    pz_cost k;
-    pz_layer_spec l = {0};
-    if (is_attn) {
-        l.attn = (pz_attn_kind)v->kind, l.n_kv = v->size;
-        if (pz_cost_attn(&s->parent, &l, &s->budget.hw, &s->cp, sc, &k, err)) return -1;
-    } else if (is_ffn) {
-        l.ffn = (pz_ffn_kind)v->kind, l.n_ff = v->size;
-        if (pz_cost_ffn(&s->parent, &l, &s->budget.hw, &s->cp, sc, &k, err)) return -1;
-    } else if (!strcmp(part, "embed")) {
-        pz_cost_embed(&s->parent, &s->budget.hw, &s->cp, sc, &k);
-    } else {
-        pz_cost_head(&s->parent, &s->budget.hw, &s->cp, sc, &k);
+    for (int i = 0; i < nr; i++) {
+        pz_price_row *r = &s->prof[i];
+        snprintf(r->part, sizeof r->part, "%s", rows[i].part);
+        snprintf(r->kind, sizeof r->kind, "%s", rows[i].kind);
+        r->size = rows[i].size;
+        snprintf(r->scenario, sizeof r->scenario, "%s", rows[i].scenario);
+        r->median_s = rows[i].median_s;
+        r->param_bytes = rows[i].param_bytes;
+        r->kv_bytes_per_token = rows[i].kv_bytes_per_token;
     }
-    *out = (price){k.time_s, k.weight_bytes, k.kv_bytes_per_token};
+    s->n_prof = nr;
+    free(rows);
     return 0;
 }
 
@@ -386,6 +330,8 @@ pz_search *pz_search_load(pz_rundb *rdb, const pz_search_budget *b, const pz_sea
     if (b->cpu) {
         if (load_profiles(s, rdb, device, dtype, err)) goto fail;
         s->cp.tp = 1;
+        s->pricer = (pz_pricer){.model = &s->parent, .measured = 1, .rows = s->prof, .n_rows = s->n_prof,
+                                .device = s->device, .dtype = s->dtype};
     } else {
         snprintf(s->device, sizeof s->device, "%s", b->hw.id);
         snprintf(s->dtype, sizeof s->dtype, "%s", pz_dt_name(cp->dtype));
@@ -412,6 +358,7 @@ int pz_search_set_tp(pz_search *s, int tp, char *err) {
     cp.tp = tp;
     if (pz_cost_check(&s->parent, &s->budget.hw, &cp, err)) return -1;
     s->cp = cp;
+    s->pricer = (pz_pricer){.model = &s->parent, .hw = s->budget.hw, .cp = s->cp};
     pz_mem m;
     pz_cost_memory(&s->parent, &s->budget.hw, &s->cp, 1, 1, &m);
     s->mem_usable = m.usable;
@@ -424,60 +371,23 @@ typedef struct {
     double time, step, ttft, weight, kv, params;
 } costs;
 
-static long context_tokens(const pz_search *s) {
-    if (s->scen.request) return s->scen.input + s->scen.output;
-    return s->scen.pass.phase == PZ_PHASE_DECODE ? s->scen.pass.len + 1 : s->scen.pass.len;
-}
+static long context_tokens(const pz_search *s) { return pz_serve_context_tokens(&s->scen); }
 
-// Scenario costs of one part/variant at batch B.
-static int part_costs(const pz_search *s, const char *part, const pz_variant *v, long B, costs *out, char *err) {
-    price p;
-    memset(out, 0, sizeof *out);
-    if (s->scen.request) {
-        pz_scenario pre = {PZ_PHASE_PREFILL, B, s->scen.input};
-        pz_scenario step = {PZ_PHASE_DECODE, B, s->scen.input + s->scen.output / 2};
-        if (price_of(s, part, v, &pre, &p, err)) return -1;
-        out->time = p.time;
-        out->weight = p.weight_bytes, out->kv = p.kv_bytes_per_token;
-        if (price_of(s, part, v, &step, &p, err)) return -1;
-        out->step = p.time;
-        out->time += (double)s->scen.output * p.time;
-        out->ttft = out->step;
-        return 0;
-    }
-    pz_scenario pass = s->scen.pass;
-    pass.batch = B;
-    if (price_of(s, part, v, &pass, &p, err)) return -1;
-    *out = (costs){p.time, p.time, pass.phase == PZ_PHASE_PREFILL ? p.time : NAN, p.weight_bytes,
-                   p.kv_bytes_per_token, 0};
-    return 0;
-}
-
-// TTFT part of a request: prefill of one prompt (the step is added by part_costs).
-static int ttft_prefill(const pz_search *s, const char *part, const pz_variant *v, double *t, char *err) {
-    price p;
-    pz_scenario pre1 = {PZ_PHASE_PREFILL, 1, s->scen.input};
-    if (price_of(s, part, v, &pre1, &p, err)) return -1;
-    *t = p.time;
+// Serving costs of one half at batch B, as pricing.h computes them.
+static int half_costs(const pz_search *s, pz_prof_part part, const pz_variant *v, long B, int want_ttft, costs *out,
+                      char *err) {
+    pz_prof_variant pv = {part, v->kind, v->size};
+    pz_serve_cost k;
+    if (pz_price_serve(&s->pricer, &s->scen, &pv, B, want_ttft && s->scen.request, &k, err)) return -1;
+    *out = (costs){k.time_s, k.step_s, k.ttft_s, k.weight_bytes, k.kv_bytes_per_token, 0};
     return 0;
 }
 
 static int item_costs(const pz_search *s, const pz_search_item *it, long B, int want_ttft, costs *out, char *err) {
     costs a = {0}, f = {0};
     int do_attn = it->sub != PZ_SUB_FFN, do_ffn = it->sub != PZ_SUB_ATTN;
-    if (do_attn && part_costs(s, "attn", &it->attn, B, &a, err)) return -1;
-    if (do_ffn && part_costs(s, "ffn", &it->ffn, B, &f, err)) return -1;
-    if (s->scen.request && want_ttft) {
-        double t;
-        if (do_attn) {
-            if (ttft_prefill(s, "attn", &it->attn, &t, err)) return -1;
-            a.ttft += t;
-        }
-        if (do_ffn) {
-            if (ttft_prefill(s, "ffn", &it->ffn, &t, err)) return -1;
-            f.ttft += t;
-        }
-    }
+    if (do_attn && half_costs(s, PZ_PROF_ATTN, &it->attn, B, want_ttft, &a, err)) return -1;
+    if (do_ffn && half_costs(s, PZ_PROF_FFN, &it->ffn, B, want_ttft, &f, err)) return -1;
     *out = (costs){a.time + f.time, a.step + f.step, a.ttft + f.ttft, a.weight + f.weight, a.kv + f.kv,
                    (do_attn ? variant_params(&s->parent, 1, &it->attn) : 0) +
                        (do_ffn ? variant_params(&s->parent, 0, &it->ffn) : 0)};
@@ -488,13 +398,10 @@ static int item_costs(const pz_search *s, const pz_search_item *it, long B, int 
 static int fixed_costs(const pz_search *s, long B, int want_ttft, costs *out, char *err) {
     costs e, h;
     pz_variant none = {0, 0};
-    if (part_costs(s, "embed", &none, B, &e, err) || part_costs(s, "head", &none, B, &h, err)) return -1;
+    if (half_costs(s, PZ_PROF_EMBED, &none, B, want_ttft, &e, err) ||
+        half_costs(s, PZ_PROF_HEAD, &none, B, want_ttft, &h, err))
+        return -1;
     *out = (costs){e.time + h.time, e.step + h.step, e.ttft + h.ttft, e.weight + h.weight, 0, 0};
-    if (s->scen.request && want_ttft) {
-        double t1, t2;
-        if (ttft_prefill(s, "embed", &none, &t1, err) || ttft_prefill(s, "head", &none, &t2, err)) return -1;
-        out->ttft += t1 + t2;
-    }
     const pz_config *c = &s->parent;
     out->params = (double)c->vocab * c->hidden * (c->tie_embeddings ? 1 : 2) + c->hidden;
     if (!s->budget.cpu) {  // GPU: the reserve and activations workspace of the parent
@@ -506,10 +413,7 @@ static int fixed_costs(const pz_search *s, long B, int want_ttft, costs *out, ch
 }
 
 static double throughput_of(const pz_search *s, long B, double time) {
-    double per_replica = s->scen.request ? (double)B * s->scen.output / time
-                       : s->scen.pass.phase == PZ_PHASE_DECODE ? (double)B / time
-                                                               : (double)B * s->scen.pass.len / time;
-    return per_replica * pz_search_replicas(s);
+    return pz_serve_throughput(&s->scen, B, time) * pz_search_replicas(s);
 }
 
 int pz_search_batches(pz_search *s, long batch, const pz_search_limits *lim, long *out, int cap, char *err) {
@@ -525,22 +429,23 @@ int pz_search_batches(pz_search *s, long batch, const pz_search_limits *lim, lon
         return 1;
     }
     int n = 0;
-    if (s->budget.cpu) {  // the batches whose prefill and decode rows are profiled
-        char want[2][48];
+    if (s->budget.cpu) {  // the batches whose passes (pricing.h) are all profiled for the LM head
         for (long B = 1; B <= 65536 && n < cap; B *= 2) {
-            snprintf(want[0], sizeof want[0], "prefill:%ldx%ld", B, s->scen.input);
-            snprintf(want[1], sizeof want[1], "decode:%ldx%ld", B, s->scen.input + s->scen.output / 2);
-            int have = 0;
-            for (int i = 0; i < s->n_prof; i++)
-                if (!strcmp(s->prof[i].part, "head"))
-                    have |= (!strcmp(s->prof[i].scenario, want[0])) | (!strcmp(s->prof[i].scenario, want[1])) << 1;
-            if (have == 3) out[n++] = B;
+            pz_scenario pass[3];
+            int np = pz_serve_passes(&s->scen, B, pass), have = 0;
+            for (int j = 0; j < np; j++) {
+                pz_price pr;
+                pz_prof_variant head = {PZ_PROF_HEAD, 0, 0};
+                have += pz_price_pass(&s->pricer, &head, &pass[j], &pr, NULL) == 0;
+            }
+            if (have == np) out[n++] = B;
         }
-        if (!n)
+        if (!n) {
+            long c = pz_serve_decode_context(&s->scen);
             return pz_err(err, "no batch size has both prefill:Bx%ld and decode:Bx%ld profiles on %s: run puzzle "
-                               "profile --db RUN.db --scenario prefill:1x%ld,decode:1x%ld",
-                          s->scen.input, s->scen.input + s->scen.output / 2, s->device, s->scen.input,
-                          s->scen.input + s->scen.output / 2);
+                               "profile --db RUN.db --scenario %s",
+                          s->scen.input, c, s->device, s->scen.name);
+        }
         return n;
     }
     // GPUs: powers of two while the child with the least memory still fits.

@@ -11,16 +11,13 @@
 // parallel replicas (N/tp of them); "cpu": the local CPU, priced by the
 // measured profiles that `puzzle profile` stored in the run database.
 //
-// Scenarios:
-//   input=I,output=O   serving requests: B sequences in flight; per item
-//                      time = prefill(B×I) + O · decode step(B, context I+O/2)
-//                      (the mean step: every cost is linear in the context);
-//                      throughput = replicas · B·O / Σ time output tokens/s;
-//                      latency = the decode step; TTFT = prefill(1×I) + step.
-//   decode:BxC         one decode step of B sequences over C cached tokens:
-//                      throughput = replicas · B / time; latency = time.
-//   prefill:BxS        one prefill of B prompts of S tokens: throughput
-//                      = replicas · B·S / time; latency = TTFT = time.
+// Scenarios and the serving model: pricing.h (the one `puzzle plan` uses):
+// per item, time = prefill(B×I) + O · step(B, mean context I+O/2),
+// throughput = replicas · B·O / Σ time, latency = the step, TTFT =
+// prefill(1×I) + step; decode:BxC and prefill:BxS price one pass.
+// The prices themselves come from pricing.h too; this file loads the
+// library, the scores and the measured rows, and adapts the prices to
+// solver rows.
 // The embedding and the LM head are priced apart and added to every child.
 //
 // Rows (each named; the solver only sees the part that depends on the
@@ -38,19 +35,14 @@
 #include "config.h"
 #include "costmodel.h"
 #include "hardware.h"
+#include "pricing.h"
 #include "rundb.h"
 #include "solver.h"
 #include "space.h"
 
-typedef struct {
-    int request;        // 1: input=I,output=O; 0: one pass
-    long input, output; // request
-    pz_scenario pass;   // one pass (phase, batch, len)
-    char name[64];      // canonical text: "input=128,output=1024", "decode:1x512"
-} pz_search_scenario;
-
-// Parses "input=I,output=O" (either order) or "prefill:BxS" / "decode:BxC".
-int pz_search_scenario_parse(const char *s, pz_search_scenario *out, char *err);
+// The scenario (pricing.h owns its parsing and the serving model).
+typedef pz_serve_scenario pz_search_scenario;
+#define pz_search_scenario_parse pz_serve_scenario_parse
 
 typedef struct {
     int cpu;           // "cpu"

@@ -43,6 +43,11 @@ static double peak(const pz_hw *hw, pz_dt d) { return is_fp8(d) ? hw->flops_fp8 
 
 static long ceil_div(long a, long b) { return (a + b - 1) / b; }
 
+// GEMM rate for products of `rows` rows: peak · eff_gemm · the device's row factor.
+static double gemm_rate(const pz_hw *hw, const pz_cost_params *p, pz_dt d, double rows) {
+    return peak(hw, d) * p->eff_gemm * pz_hw_rows_eff(hw, rows);
+}
+
 // Local KV heads of a gqa layer under tp, or -1 when it cannot be split.
 static int kv_local(int n_kv, int tp) {
     if (n_kv <= 0) return -1;
@@ -80,7 +85,8 @@ static int cost_linear(const pz_config *c, const pz_hw *hw, const pz_cost_params
                        double bw, pz_cost *out) {
     const double h = c->hidden, wb = dbytes(p->dtype), cols = (double)ceil_div(c->hidden, p->tp);
     out->weight_bytes = h * cols * wb + h * ACT_BYTES;
-    add_op(out, 2 * T * h * cols, out->weight_bytes + ACT_BYTES * T * (4 * h + cols), rate, bw);
+    add_op(out, 2 * T * h * cols, out->weight_bytes + ACT_BYTES * T * (h + cols), rate, bw);
+    add_op(out, 0, ACT_BYTES * T * 3 * h, 1, bw);  // norm, residual: kernels of their own
     out->comm_s = allreduce_s(hw, p, T * h * ACT_BYTES);
     out->launch_s = p->kernels_linear * hw->launch_overhead;
     finish(out);
@@ -93,7 +99,7 @@ int pz_cost_attn(const pz_config *c, const pz_layer_spec *l, const pz_hw *hw, co
     if (l->attn == PZ_ATTN_NOOP) return 0;
     const double h = c->hidden, d = c->head_dim, tp = p->tp, T = tokens(s);
     const double wb = dbytes(p->dtype), kvb = dbytes(p->kv_dtype);
-    const double rate = peak(hw, p->dtype) * p->eff_gemm, bw = hw->mem_bw * p->eff_mem;
+    const double rate = gemm_rate(hw, p, p->dtype, T), bw = hw->mem_bw * p->eff_mem;
     if (l->attn == PZ_ATTN_LINEAR) return cost_linear(c, hw, p, T, rate, bw, out);
     if (c->n_head % p->tp != 0)
         return pz_err(err, "tp %d does not divide the %d query heads", p->tp, c->n_head);
@@ -103,9 +109,12 @@ int pz_cost_attn(const pz_config *c, const pz_layer_spec *l, const pz_hw *hw, co
     const double hq = c->n_head / tp, qkv = (hq + 2.0 * kvl) * d;
     out->weight_bytes = (h * qkv + hq * d * h) * wb + h * ACT_BYTES;
     out->kv_bytes_per_token = 2.0 * kvl * d * kvb;
-    // GEMMs (q/k/v, o) with norm, rope and residual traffic.
-    add_op(out, 2 * T * (h * qkv + hq * d * h),
-           out->weight_bytes + ACT_BYTES * T * (4 * h + 3 * qkv + 2 * hq * d), rate, bw);
+    // GEMMs (q/k/v, o): weights, inputs and outputs.
+    add_op(out, 2 * T * (h * qkv + hq * d * h), out->weight_bytes + ACT_BYTES * T * (2 * h + qkv + hq * d), rate, bw);
+    // Norm, RoPE and residual traffic: kernels of their own, memory-bound
+    // even when the GEMMs are compute-bound (large batches), so not hidden
+    // under the GEMMs' roof.
+    add_op(out, 0, ACT_BYTES * T * (2 * h + 2 * qkv + hq * d), 1, bw);
     // Attention core: scores and weighted values against the KV cache.
     const double B = (double)s->batch, L = (double)s->len, kvt = out->kv_bytes_per_token;
     double fl, by;
@@ -128,12 +137,13 @@ int pz_cost_ffn(const pz_config *c, const pz_layer_spec *l, const pz_hw *hw, con
     memset(out, 0, sizeof *out);
     if (l->ffn == PZ_FFN_NOOP) return 0;
     const double h = c->hidden, T = tokens(s), wb = dbytes(p->dtype);
-    const double rate = peak(hw, p->dtype) * p->eff_gemm, bw = hw->mem_bw * p->eff_mem;
+    const double rate = gemm_rate(hw, p, p->dtype, T), bw = hw->mem_bw * p->eff_mem;
     if (l->ffn == PZ_FFN_LINEAR) return cost_linear(c, hw, p, T, rate, bw, out);
     if (l->n_ff <= 0) return pz_err(err, "swiglu FFN with width %d", l->n_ff);
     const double nf = (double)ceil_div(l->n_ff, p->tp);  // columns per rank, padded
     out->weight_bytes = 3 * h * nf * wb + h * ACT_BYTES;
-    add_op(out, 6 * T * h * nf, out->weight_bytes + ACT_BYTES * T * (4 * h + 5 * nf), rate, bw);
+    add_op(out, 6 * T * h * nf, out->weight_bytes + ACT_BYTES * T * (2 * h + 3 * nf), rate, bw);
+    add_op(out, 0, ACT_BYTES * T * (2 * h + 2 * nf), 1, bw);  // norm, silu·mul, residual: own kernels
     out->comm_s = allreduce_s(hw, p, T * h * ACT_BYTES);
     out->launch_s = p->kernels_swiglu * hw->launch_overhead;
     finish(out);
@@ -159,7 +169,7 @@ void pz_cost_head(const pz_config *c, const pz_hw *hw, const pz_cost_params *p, 
     out->weight_bytes = (c->tie_embeddings ? 0 : w) + h * ACT_BYTES;
     // Final norm over all tokens, then logits for the last token of each sequence.
     add_op(out, 0, 2 * tokens(s) * h * ACT_BYTES, 1, hw->mem_bw * p->eff_mem);
-    add_op(out, 2 * B * h * vl, w + B * (h * ACT_BYTES + vl * 4), peak(hw, PZ_DT_BF16) * p->eff_gemm,
+    add_op(out, 2 * B * h * vl, w + B * (h * ACT_BYTES + vl * 4), gemm_rate(hw, p, PZ_DT_BF16, B),
            hw->mem_bw * p->eff_mem);
     if (p->tp > 1) {  // all-gather fp32 logits
         double t = p->tp;

@@ -4,9 +4,11 @@
 // have, and `puzzle plan` can size deployments (DESIGN.md step 3).
 //
 // Time of one operation = max(FLOPs / (peak · eff), bytes / (bandwidth · eff_mem)).
-// A sub-block is a few operations (GEMMs with their activation traffic; the
-// attention core with its KV-cache traffic), each priced by that roofline and
-// summed, plus kernel launches (kernels × launch overhead) and, under tensor
+// A sub-block is a few operations (the GEMMs with their weights, inputs and
+// outputs; the elementwise kernels — norm, RoPE, SwiGLU product, residual —
+// as a memory-bound operation of their own, since they are separate kernels
+// that a compute-bound GEMM does not hide; the attention core with its
+// KV-cache traffic), each priced by that roofline and summed, plus kernel launches (kernels × launch overhead) and, under tensor
 // parallelism, one ring all-reduce of the [tokens, hidden] bf16 output:
 //   2·(tp−1)·latency + 2·(tp−1)/tp · bytes / (link bandwidth · eff_link).
 // Tensor parallelism (reference §5): query heads and FFN columns split by tp
@@ -40,7 +42,8 @@ typedef struct {
     int tp;                // tensor-parallel degree (≥ 1)
     // Efficiency factors (fractions of the data-sheet peaks that real kernels
     // reach); see results/costmodel_validation.md "Calibration" for why.
-    double eff_gemm;       // dense GEMMs vs peak FLOP/s
+    double eff_gemm;       // dense GEMMs vs peak FLOP/s (times the device's row factor for a
+                           // product of M rows, hardware.h gemm_rows_eff: 1 on the GPU files)
     double eff_attn;       // attention core (flash-attention style) vs peak FLOP/s
     double eff_mem;        // streaming reads/writes vs memory bandwidth
     double eff_link;       // ring all-reduce vs link bandwidth per direction

@@ -98,6 +98,27 @@ int pz_hw_parse(const char *json, size_t len, const char *what, pz_hw *hw, char 
             }
             *eff_dst[i] = e->valuedouble;
         }
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(cp, "gemm_rows_eff");
+        if (t) {
+            int n = cJSON_IsArray(t) ? cJSON_GetArraySize(t) : -1;
+            if (n < 1 || n > PZ_HW_MAX_ROWS_EFF) {
+                pz_err(err, "hardware %s: cost_params.gemm_rows_eff must be an array of 1 to %d [rows, factor] pairs",
+                       what, PZ_HW_MAX_ROWS_EFF);
+                goto done;
+            }
+            for (int i = 0; i < n; i++) {
+                const cJSON *pt = cJSON_GetArrayItem(t, i), *m = cJSON_GetArrayItem(pt, 0), *f = cJSON_GetArrayItem(pt, 1);
+                if (!cJSON_IsArray(pt) || cJSON_GetArraySize(pt) != 2 || !cJSON_IsNumber(m) || !cJSON_IsNumber(f) ||
+                    !(m->valuedouble >= 1) || !(f->valuedouble > 0 && f->valuedouble <= 4) ||
+                    (i > 0 && !(m->valuedouble > hw->rows_eff_m[i - 1]))) {
+                    pz_err(err, "hardware %s: cost_params.gemm_rows_eff[%d] must be [rows >= 1, factor in (0, 4]] "
+                                "with rows ascending", what, i);
+                    goto done;
+                }
+                hw->rows_eff_m[i] = m->valuedouble, hw->rows_eff[i] = f->valuedouble;
+            }
+            hw->n_rows_eff = n;
+        }
     }
     const cJSON *aliases = cJSON_GetObjectItemCaseSensitive(root, "aliases");
     if (aliases && !cJSON_IsArray(aliases)) {
@@ -108,6 +129,17 @@ int pz_hw_parse(const char *json, size_t len, const char *what, pz_hw *hw, char 
 done:
     cJSON_Delete(root);
     return rc;
+}
+
+double pz_hw_rows_eff(const pz_hw *hw, double rows) {
+    int n = hw->n_rows_eff;
+    if (n < 1) return 1;
+    if (rows <= hw->rows_eff_m[0]) return hw->rows_eff[0];
+    if (rows >= hw->rows_eff_m[n - 1]) return hw->rows_eff[n - 1];
+    int i = 1;
+    while (rows > hw->rows_eff_m[i]) i++;
+    double a = log(hw->rows_eff_m[i - 1]), b = log(hw->rows_eff_m[i]), u = (log(rows) - a) / (b - a);
+    return hw->rows_eff[i - 1] + u * (hw->rows_eff[i] - hw->rows_eff[i - 1]);
 }
 
 int pz_hw_load_file(const char *path, pz_hw *hw, char *err) {

@@ -14,6 +14,8 @@
 
 #include <stddef.h>
 
+#define PZ_HW_MAX_ROWS_EFF 8
+
 typedef struct {
     char id[64];            // file id, e.g. "h100_sxm"
     char name[128];         // human name
@@ -29,7 +31,17 @@ typedef struct {
     // "cost_params" object of a file written by `puzzle profile --calibrate`);
     // 0 where the file gives none, so the cost model's defaults apply.
     double eff_gemm, eff_attn, eff_mem, eff_link;
+    // Row-count-dependent GEMM efficiency (optional "cost_params"
+    // "gemm_rows_eff": [[rows, factor], ...], rows ascending): a product of
+    // M rows runs at factor(M) times the rate the cost model otherwise
+    // assumes, interpolated linearly in log M between the points and held
+    // beyond them. n_rows_eff = 0: factor 1 at every M (the GPU files).
+    int n_rows_eff;
+    double rows_eff_m[PZ_HW_MAX_ROWS_EFF], rows_eff[PZ_HW_MAX_ROWS_EFF];
 } pz_hw;
+
+// factor(M) of hw's gemm_rows_eff table (1 without one).
+double pz_hw_rows_eff(const pz_hw *hw, double rows);
 
 // Parses one hardware JSON text; `what` names it in messages. Checks every
 // required figure is a finite positive number (flops_fp8 may be null or

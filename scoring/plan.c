@@ -6,35 +6,21 @@
 #include <string.h>
 
 #include "common.h"
+#include "pricing.h"
 
-#define DECODE_SAMPLES 8
-
-static int fwd(const pz_config *c, const pz_hw *hw, const pz_cost_params *p, pz_phase ph, long b, long len,
-               double *t, char *err) {
-    pz_scenario s = {ph, b, len};
-    pz_cost k;
-    if (pz_cost_forward(c, hw, p, &s, &k, err)) return -1;
-    *t = k.time_s;
-    return 0;
-}
-
-// prefill(B), mean decode step at B, TTFT and TPOT.
+// prefill(B), the decode step at B, TTFT and TPOT: the serving model of pricing.h.
 static int timings(const pz_config *c, const pz_hw *hw, const pz_cost_params *p, long input, long output, long b,
                    pz_plan *r, char *err) {
-    double pre1, step = 0;
-    if (fwd(c, hw, p, PZ_PHASE_PREFILL, b, input, &r->prefill_s, err)) return -1;
-    if (fwd(c, hw, p, PZ_PHASE_PREFILL, 1, input, &pre1, err)) return -1;
-    for (int j = 0; j < DECODE_SAMPLES; j++) {
-        long ctx = input + (long)((j + 0.5) * (double)output / DECODE_SAMPLES);
-        double t;
-        if (fwd(c, hw, p, PZ_PHASE_DECODE, b, ctx, &t, err)) return -1;
-        step += t / DECODE_SAMPLES;
-    }
-    r->step_s = step;
-    r->ttft_s = pre1 + step;
-    r->tpot_s = (r->prefill_s + (double)output * step) / (double)output;
+    pz_pricer pr = {.model = c, .hw = *hw, .cp = *p};
+    pz_serve_scenario sc = {.request = 1, .input = input, .output = output};
+    pz_serve_cost k;
+    if (pz_price_serve_model(&pr, c, &sc, b, 1, &k, err)) return -1;
+    r->prefill_s = k.prefill_s;
+    r->step_s = k.step_s;
+    r->ttft_s = k.ttft_s;
+    r->tpot_s = k.time_s / (double)output;
     r->batch = b;
-    r->tok_s_replica = (double)b / r->tpot_s;
+    r->tok_s_replica = pz_serve_throughput(&sc, b, k.time_s);
     return 0;
 }
 

@@ -4,16 +4,10 @@
 // output token; and, given a request rate and latency SLOs, the fewest GPUs
 // that serve it. Used by `puzzle plan`.
 //
-// Serving model (one replica = tp GPUs, continuous batching at a steady
-// `batch` sequences in flight):
-//   prefill(B)   = forward(prefill, B prompts of `input` tokens)
-//   step(B)      = mean over the output of forward(decode, B, context c),
-//                  c sampled at 8 evenly spaced points in [input, input+output)
-//   TPOT         = (prefill(B) + output · step(B)) / output   (decode steps with
-//                  the replacement prompts' prefill amortized over them)
-//   throughput   = B / TPOT output tokens/s per replica
-//   TTFT         = prefill(1) + step(B)   (a new prompt's prefill, after the
-//                  step in flight; queueing delay is not modelled)
+// Serving model: pricing.h's, the one `puzzle search` uses (one replica =
+// tp GPUs, continuous batching at a steady `batch` sequences in flight;
+// TPOT = (prefill(B) + output · step(B)) / output with the step at the mean
+// decode context; throughput = B / TPOT; TTFT = prefill(1) + step(B)).
 #ifndef PZ_PLAN_H
 #define PZ_PLAN_H
 

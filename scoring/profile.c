@@ -457,6 +457,23 @@ int pz_profile_calibrate(pz_backend *b, int repeats, pz_calib *out, char *err) {
         }
         *(d ? &out->gemm_bf16 : &out->gemm_f32) = median_of(rate, ns);
     }
+    // Row factors: cache-cold bf16 products of M rows on the same shapes.
+    static const int rows[PZ_CALIB_ROWS - 1] = {1, 8, 16, 64};
+    for (int r = 0; r < PZ_CALIB_ROWS - 1; r++) {
+        double f[8];
+        for (int i = 0; i < ns; i++) {
+            double s, wbytes = 2.0 * shapes[i][1] * shapes[i][2];
+            int copies = (int)ceil((256.0 * 1048576) / wbytes);
+            if (copies > 128) copies = 128;
+            if (time_matmul(b, PZ_DT_BF16, rows[r], shapes[i][1], shapes[i][2], copies, repeats * 2, &s, err))
+                return -1;
+            f[i] = 2.0 * rows[r] * shapes[i][1] * shapes[i][2] / s / out->gemm_bf16;
+        }
+        out->rows_m[r] = rows[r];
+        out->rows_eff[r] = median_of(f, ns);
+        if (out->rows_eff[r] > 1) out->rows_eff[r] = 1;
+    }
+    out->rows_m[PZ_CALIB_ROWS - 1] = 512, out->rows_eff[PZ_CALIB_ROWS - 1] = 1;
     // Weight streaming: M = 1 bf16 products of the reference parent's decode
     // shapes ([gate;up] 3072x576, down 576x1536, LM head 49152x576), each
     // over enough copies (≥ 256 MiB, ≤ 128) that none is in cache; the
@@ -525,11 +542,17 @@ char *pz_calib_to_json(const pz_calib *c, const char *date, const char *command,
     cJSON_AddNumberToObject(r, "link_bandwidth_bytes_per_s", c->mem_bw);
     cJSON_AddNumberToObject(r, "link_latency_s", 1e-6);
     cJSON_AddNumberToObject(r, "launch_overhead_s", c->launch_s);
+    cJSON *e = cJSON_AddObjectToObject(r, "cost_params");
     if (eff) {
-        cJSON *e = cJSON_AddObjectToObject(r, "cost_params");
         cJSON_AddNumberToObject(e, "eff_gemm", eff->eff_gemm);
         cJSON_AddNumberToObject(e, "eff_attn", eff->eff_attn);
         cJSON_AddNumberToObject(e, "eff_mem", eff->eff_mem);
+    }
+    cJSON *t = cJSON_AddArrayToObject(e, "gemm_rows_eff");
+    for (int i = 0; i < PZ_CALIB_ROWS; i++) {
+        if (!(c->rows_m[i] >= 1)) continue;
+        double pt[2] = {c->rows_m[i], c->rows_eff[i] > 0 ? c->rows_eff[i] : 1e-3};
+        cJSON_AddItemToArray(t, cJSON_CreateDoubleArray(pt, 2));
     }
     cJSON *s = cJSON_AddObjectToObject(r, "sources");
     add_source(s, "flops_bf16", "puzzle profile --calibrate",

@@ -97,8 +97,15 @@ void pz_profile_device_desc(const pz_backend *b, char *buf, size_t cap);
 //   launch_s: the fixed cost of one op (an RMSNorm of one 576-wide row:
 //     OpenMP fork/join), the CPU's "launch overhead";
 //   mem_bytes: physical memory.
+//   rows_eff: the bf16 product's rate at M = 1, 8, 16, 64 rows on the same
+//     N×K shapes, weights cache-cold as in decode (copies ≥ 256 MiB), as a
+//     fraction of gemm_bf16 (median over shapes), and 1 at M = 512: the
+//     device's row factor table (hardware.h gemm_rows_eff). Small-M products
+//     run other kernels (GEMV-style below 9 rows) far below the M = 512 rate.
+#define PZ_CALIB_ROWS 5
 typedef struct {
     double gemm_f32, gemm_bf16, mem_bw, launch_s, mem_bytes;
+    double rows_m[PZ_CALIB_ROWS], rows_eff[PZ_CALIB_ROWS];
     int threads;
     char cpu[160];
 } pz_calib;
@@ -107,8 +114,9 @@ int pz_profile_calibrate(pz_backend *b, int repeats, pz_calib *out, char *err);
 
 // The calibration as a hardware JSON (scoring/hardware/*.json format, loadable
 // by pz_hw_load_file), with "measured": true, "date" and "source_command".
-// eff (may be NULL) adds an optional "cost_params" object with the CPU
-// efficiency factors found by comparing the model with measured profiles.
+// Its "cost_params" object always holds the measured "gemm_rows_eff" table;
+// eff (may be NULL) adds the CPU efficiency factors found by comparing the
+// model with measured profiles.
 // Caller frees the string.
 char *pz_calib_to_json(const pz_calib *c, const char *date, const char *command, const pz_cost_params *eff);
 

@@ -7,7 +7,8 @@
 # shared machine); the block_profiles view covers every block; a rerun
 # measures nothing; `--calibrate --db` writes a hardware file (and the
 # hardware row's json) that `puzzle plan --hardware FILE` accepts;
-# `--report` prints predictions.
+# `--report` prints predictions; a default profile serves a default cpu
+# search.
 set -u
 . "$(dirname "$0")/lib.sh"
 MAKE="${PUZZLE_MAKE_TEST_MODEL:?}"
@@ -98,6 +99,20 @@ check "report exit 0 ($(tail -1 rep.txt))" "[ $rc -eq 0 ] && grep -q '^| ffn swi
 check "merge-db carries profiles and hardware" \
     "[ \"\$(sqlite3 merged.db 'SELECT COUNT(*) FROM profiles')\" = \"\$(q 'SELECT COUNT(*) FROM profiles')\" ] &&
      [ \"\$(sqlite3 merged.db 'SELECT COUNT(*) FROM hardware')\" = \"\$(q 'SELECT COUNT(*) FROM hardware')\" ]"
+
+# The defaults agree: `puzzle profile` with no scenario measures what `puzzle
+# search --budget cpu` with no scenario prices (a new user's first search).
+"$BIN" build-library m --db def.db --data text.txt --space space.json --seq-len 32 --tokens 256 --steps 1 \
+    --batch 2 --threads 2 --seed 5 >/dev/null 2>&1 || { echo "build-library (def.db) failed"; exit 1; }
+"$BIN" profile --db def.db --repeats 3 --rounds 1 --threads 2 --cold-mib 8 >dp.txt 2>&1; rc=$?
+check "default profile exit 0 (rc $rc)" "[ $rc -eq 0 ]"
+check "default profile = the passes of input=128,output=1024 at batch 1" \
+    "[ \"\$(sqlite3 def.db 'SELECT group_concat(s, \" \") FROM (SELECT DISTINCT scenario s FROM profiles ORDER BY 1)')\" = 'decode:1x640 prefill:1x128' ]"
+"$BIN" score --db def.db --data text.txt --tokens 128 --seq-len 32 --threads 2 >ds.txt 2>&1 ||
+    { echo "score (def.db) failed: $(tail -1 ds.txt)"; exit 1; }
+"$BIN" search --db def.db --budget cpu --time-limit 5 >dsearch.txt 2>dsearch.err; rc=$?
+check "default cpu search runs on the default profile (rc $rc: $(tail -1 dsearch.err))" \
+    "[ $rc -eq 0 ] && ! grep -q 'profile' dsearch.err && grep -q 'input=128,output=1024' dsearch.txt"
 
 # Bad input: one line, usage exit code.
 "$BIN" profile --db run.db --scenario warmup:1x2 >o.txt 2>e.txt; rc=$?
