@@ -129,12 +129,12 @@ int main(int argc, char **argv) {
         prod p[16];
         int np = 0;
         if (k == 0) {
-            b.sub = PZ_SUB_FFN, b.ffn = (pz_variant){PZ_FFN_SWIGLU, 768}, b.attn = (pz_variant){PZ_ATTN_GQA, 3};
+            b.sub = PZ_SUB_FFN, b.ffn = (pz_variant){.ffn = PZ_FFN_SWIGLU, .size = 768}, b.attn = (pz_variant){.attn = PZ_ATTN_GQA, .size = 3};
             np += linear_prods(p + np, M, 768, H);  // gate
             np += linear_prods(p + np, M, 768, H);  // up
             np += linear_prods(p + np, M, H, 768);  // down
         } else {
-            b.sub = PZ_SUB_ATTN, b.attn = (pz_variant){PZ_ATTN_GQA, 1}, b.ffn = (pz_variant){PZ_FFN_SWIGLU, 1536};
+            b.sub = PZ_SUB_ATTN, b.attn = (pz_variant){.attn = PZ_ATTN_GQA, .size = 1}, b.ffn = (pz_variant){.ffn = PZ_FFN_SWIGLU, .size = 1536};
             np += linear_prods(p + np, M, H, H);   // q
             np += linear_prods(p + np, M, 64, H);  // k
             np += linear_prods(p + np, M, 64, H);  // v

@@ -113,7 +113,7 @@ static pz_sub_exec *get_exec(exec_cache *ec, const pz_config *c, pz_sub_kind hal
                              int max_rows, pz_dt prec, pz_backend *be, char *err) {
     for (int i = 0; i < ec->n; i++) {
         pz_variant w = pz_sub_exec_variant(ec->e[i]);
-        if (pz_sub_exec_half(ec->e[i]) == half && w.kind == v.kind && w.size == v.size) return ec->e[i];
+        if (pz_sub_exec_half(ec->e[i]) == half && pz_variant_eq(half, w, v)) return ec->e[i];
     }
     pz_sub_exec *e = pz_sub_exec_create(c, half, v, max_rows, prec, be, err);
     if (e) ec->e[ec->n++] = e;
@@ -214,7 +214,7 @@ int pz_capture_run(const pz_model *m, const int32_t *tokens, long n_tokens, cons
             if (pz_block_weights_from_parent(&w, m, l, PZ_SUB_PAIR, err)) goto out;
             for (int half = 0; half < 2; half++) {
                 pz_sub_kind hk = half ? PZ_SUB_FFN : PZ_SUB_ATTN;
-                pz_variant v = half ? (pz_variant){(int)s->ffn, s->n_ff} : (pz_variant){(int)s->attn, s->n_kv};
+                pz_variant v = half ? (pz_variant){.ffn = s->ffn, .size = s->n_ff} : (pz_variant){.attn = s->attn, .size = s->n_kv};
                 pz_sub_exec *e = get_exec(ec, c, hk, v, R, p.prec, be, err);
                 if (!e || pz_sub_exec_fwd(e, &w, x, ns, T, y, err)) goto out;
                 // Store input (x) and branch (y), then x += y.

@@ -244,9 +244,9 @@ static int init_attn(pz_block_weights *out, const pz_block_weights *par, const p
                      size_t mcap, char *err) {
     const int H = c->hidden;
     pz_variant v = out->attn;
-    if (v.kind == PZ_ATTN_NOOP) return snprintf(method, mcap, "noop"), 0;
+    if (v.attn == PZ_ATTN_NOOP) return snprintf(method, mcap, "noop"), 0;
     memcpy(out->attn_norm, par->attn_norm, sizeof(float) * H);
-    if (v.kind == PZ_ATTN_GQA) {
+    if (v.attn == PZ_ATTN_GQA) {
         const size_t qd = (size_t)c->n_head * c->head_dim;
         memcpy(out->wq, par->wq, sizeof(float) * qd * H);
         memcpy(out->wo, par->wo, sizeof(float) * qd * H);
@@ -261,7 +261,7 @@ static int init_attn(pz_block_weights *out, const pz_block_weights *par, const p
     }
     // linear
     // A linear parent half is its own linear variant: copied, not refitted.
-    if (par->attn.kind == PZ_ATTN_LINEAR) {
+    if (par->attn.attn == PZ_ATTN_LINEAR) {
         memcpy(out->attn_lin, par->attn_lin, sizeof(float) * H * H);
         return snprintf(method, mcap, "parent"), 0;
     }
@@ -285,8 +285,8 @@ static int init_ffn(pz_block_weights *out, const pz_block_weights *par, const pz
                     size_t mcap, char *err) {
     const int H = c->hidden;
     pz_variant v = out->ffn;
-    if (v.kind == PZ_FFN_NOOP) return snprintf(method, mcap, "noop"), 0;
-    if (v.kind == PZ_FFN_SWIGLU) {
+    if (v.ffn == PZ_FFN_NOOP) return snprintf(method, mcap, "noop"), 0;
+    if (v.ffn == PZ_FFN_SWIGLU) {
         const int F = par->ffn.size, K = v.size;
         int *keep = malloc(sizeof(int) * (size_t)K);
         if (!keep) return pz_err(err, "init: out of memory");
@@ -314,7 +314,7 @@ static int init_ffn(pz_block_weights *out, const pz_block_weights *par, const pz
     }
     memcpy(out->ffn_norm, par->ffn_norm, sizeof(float) * H);
     // A linear parent half is its own linear variant: copied, not refitted.
-    if (par->ffn.kind == PZ_FFN_LINEAR) {
+    if (par->ffn.ffn == PZ_FFN_LINEAR) {
         memcpy(out->ffn_lin, par->ffn_lin, sizeof(float) * H * H);
         return snprintf(method, mcap, "parent"), 0;
     }

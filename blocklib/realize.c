@@ -18,7 +18,6 @@ static char *vname(pz_sub_kind h, pz_variant v, char *buf, size_t cap) {
     return pz_variant_name(h, &v, buf, cap);
 }
 
-static int same_variant(pz_variant a, pz_variant b) { return a.kind == b.kind && a.size == b.size; }
 
 // Copies a parent matrix into a child matrix of the same shape, converting
 // between fp32 and bf16 when the types differ (a parent whose matrices were
@@ -42,7 +41,8 @@ static void store_f32(pz_mat *dst, const float *src) {
 
 // The variant the parent has for half h of spec s.
 static pz_variant parent_variant(const pz_layer_spec *s, pz_sub_kind h) {
-    return h == PZ_SUB_ATTN ? (pz_variant){(int)s->attn, s->n_kv} : (pz_variant){(int)s->ffn, s->n_ff};
+    return h == PZ_SUB_ATTN ? (pz_variant){.attn = s->attn, .size = s->n_kv}
+                           : (pz_variant){.ffn = s->ffn, .size = s->n_ff};
 }
 
 // Checks the request for half h of layer l against the parent (without
@@ -50,25 +50,25 @@ static pz_variant parent_variant(const pz_layer_spec *s, pz_sub_kind h) {
 static int check_request(const pz_config *pc, int l, pz_sub_kind h, pz_variant v, const char *file,
                          pz_layer_spec *out, char *err) {
     char a[32], b[32];
-    // The two kind enums share their numbering: 0 gqa/swiglu, 1 linear, 2 noop.
-    const int sized = h == PZ_SUB_ATTN ? PZ_ATTN_GQA : PZ_FFN_SWIGLU;
-    const int noop = h == PZ_SUB_ATTN ? PZ_ATTN_NOOP : PZ_FFN_NOOP;
-    if (v.kind < 0 || v.kind > noop)
-        return pz_err(err, "layer %d %s: unknown kind %d", l, half_name(h), v.kind);
-    if (v.kind == sized && v.size <= 0)
+    const int kind = h == PZ_SUB_ATTN ? (int)v.attn : (int)v.ffn;
+    const int sized = h == PZ_SUB_ATTN ? (kind == PZ_ATTN_GQA) : (kind == PZ_FFN_SWIGLU);
+    const int noop = pz_variant_is_noop(h, v);
+    if (h == PZ_SUB_ATTN ? (kind < PZ_ATTN_GQA || kind > PZ_ATTN_NOOP) : (kind < PZ_FFN_SWIGLU || kind > PZ_FFN_NOOP))
+        return pz_err(err, "layer %d %s: unknown kind %d", l, half_name(h), kind);
+    if (sized && v.size <= 0)
         return pz_err(err, "layer %d %s: %s needs a positive size (got %d)", l, half_name(h),
                       h == PZ_SUB_ATTN ? "gqa" : "swiglu", v.size);
-    if (v.kind != sized && v.size != 0)
+    if (!sized && v.size != 0)
         return pz_err(err, "layer %d %s: %s takes size 0 (got %d)", l, half_name(h),
                       vname(h, v, a, sizeof a), v.size);
-    if (h == PZ_SUB_ATTN && v.kind == PZ_ATTN_GQA && pc->n_head % v.size)
+    if (h == PZ_SUB_ATTN && v.attn == PZ_ATTN_GQA && pc->n_head % v.size)
         return pz_err(err, "layer %d attention: %d KV heads do not divide %d heads", l, v.size, pc->n_head);
     pz_variant pv = parent_variant(&pc->layers[l], h);
-    if (!file && v.kind != noop && !same_variant(v, pv))
+    if (!file && !noop && !pz_variant_eq(h, v, pv))
         return pz_err(err, "layer %d %s %s needs a block file: the parent has %s", l, half_name(h),
                       vname(h, v, a, sizeof a), vname(h, pv, b, sizeof b));
-    if (h == PZ_SUB_ATTN) out->attn = (pz_attn_kind)v.kind, out->n_kv = v.size;
-    else out->ffn = (pz_ffn_kind)v.kind, out->n_ff = v.size;
+    if (h == PZ_SUB_ATTN) out->attn = v.attn, out->n_kv = v.size;
+    else out->ffn = v.ffn, out->n_ff = v.size;
     return 0;
 }
 
@@ -84,7 +84,7 @@ static int check_block(const pz_block_weights *w, const char *file, int l, pz_su
         return pz_err(err, "%s: layer %d %s: the block file holds no %s half (sub %s)", file, l, half_name(h),
                       half_name(h), subs[w->sub]);
     pz_variant fv = h == PZ_SUB_ATTN ? w->attn : w->ffn;
-    if (!same_variant(fv, v))
+    if (!pz_variant_eq(h, fv, v))
         return pz_err(err, "%s: layer %d %s: the block file holds %s, the child wants %s", file, l, half_name(h),
                       vname(h, fv, a, sizeof a), vname(h, v, b, sizeof b));
     return 0;
@@ -162,9 +162,9 @@ pz_model *pz_realize_child(const pz_model *parent, const pz_realize_layer *layer
                 check_block(&wa, r->attn_file, l, PZ_SUB_ATTN, r->attn, err))
                 goto fail;
             fill_attn_from_block(L, &wa, H);
-        } else if (r->attn.kind != PZ_ATTN_NOOP) {
+        } else if (r->attn.attn != PZ_ATTN_NOOP) {
             memcpy(L->attn_norm, P->attn_norm, (size_t)H * sizeof(float));
-            if (r->attn.kind == PZ_ATTN_GQA) {
+            if (r->attn.attn == PZ_ATTN_GQA) {
                 copy_mat(&L->wq, &P->wq);
                 copy_mat(&L->wk, &P->wk);
                 copy_mat(&L->wv, &P->wv);
@@ -180,9 +180,9 @@ pz_model *pz_realize_child(const pz_model *parent, const pz_realize_layer *layer
             }
             if (check_block(src, r->ffn_file, l, PZ_SUB_FFN, r->ffn, err)) goto fail;
             fill_ffn_from_block(L, src, H);
-        } else if (r->ffn.kind != PZ_FFN_NOOP) {
+        } else if (r->ffn.ffn != PZ_FFN_NOOP) {
             memcpy(L->ffn_norm, P->ffn_norm, (size_t)H * sizeof(float));
-            if (r->ffn.kind == PZ_FFN_SWIGLU) {
+            if (r->ffn.ffn == PZ_FFN_SWIGLU) {
                 copy_mat(&L->w_gate, &P->w_gate);
                 copy_mat(&L->w_up, &P->w_up);
             }

@@ -19,9 +19,22 @@ void pz_space_free(pz_space *s) {
     s->n_layers = 0;
 }
 
-static int has_variant(const pz_variant *v, int n, int kind, int size) {
+int pz_variant_eq(pz_sub_kind half, pz_variant a, pz_variant b) {
+    if (a.size != b.size) return 0;
+    return half == PZ_SUB_ATTN ? a.attn == b.attn : a.ffn == b.ffn;
+}
+
+int pz_variant_is_linear(pz_sub_kind half, pz_variant v) {
+    return half == PZ_SUB_ATTN ? v.attn == PZ_ATTN_LINEAR : v.ffn == PZ_FFN_LINEAR;
+}
+
+int pz_variant_is_noop(pz_sub_kind half, pz_variant v) {
+    return half == PZ_SUB_ATTN ? v.attn == PZ_ATTN_NOOP : v.ffn == PZ_FFN_NOOP;
+}
+
+static int has_variant(pz_sub_kind half, const pz_variant *v, int n, pz_variant x) {
     for (int i = 0; i < n; i++)
-        if (v[i].kind == kind && v[i].size == size) return 1;
+        if (pz_variant_eq(half, v[i], x)) return 1;
     return 0;
 }
 
@@ -40,23 +53,23 @@ int pz_space_default(pz_space *s, const pz_config *c, int round_to, char *err) {
     for (int kv = max_kv; kv >= 1; kv--) {
         if (c->n_head % kv != 0 && kv != max_kv) continue;
         if (s->n_attn >= PZ_SPACE_MAX_VARIANTS - 2) break;
-        s->attn[s->n_attn++] = (pz_variant){PZ_ATTN_GQA, kv};
+        s->attn[s->n_attn++] = (pz_variant){.attn = PZ_ATTN_GQA, .size = kv};
     }
-    s->attn[s->n_attn++] = (pz_variant){PZ_ATTN_LINEAR, 0};
-    s->attn[s->n_attn++] = (pz_variant){PZ_ATTN_NOOP, 0};
+    s->attn[s->n_attn++] = (pz_variant){.attn = PZ_ATTN_LINEAR};
+    s->attn[s->n_attn++] = (pz_variant){.attn = PZ_ATTN_NOOP};
     // FFN: parent width, then the fractions rounded to round_to.
     if (max_ff > 0) {
-        s->ffn[s->n_ffn++] = (pz_variant){PZ_FFN_SWIGLU, max_ff};
+        s->ffn[s->n_ffn++] = (pz_variant){.ffn = PZ_FFN_SWIGLU, .size = max_ff};
         for (size_t i = 0; i < sizeof ffn_fracs / sizeof ffn_fracs[0]; i++) {
             long w = lround(ffn_fracs[i] * max_ff / round_to) * round_to;
             if (w < round_to) w = round_to;
             if (w > max_ff) w = max_ff;
-            if (!has_variant(s->ffn, s->n_ffn, PZ_FFN_SWIGLU, (int)w))
-                s->ffn[s->n_ffn++] = (pz_variant){PZ_FFN_SWIGLU, (int)w};
+            pz_variant v = {.ffn = PZ_FFN_SWIGLU, .size = (int)w};
+            if (!has_variant(PZ_SUB_FFN, s->ffn, s->n_ffn, v)) s->ffn[s->n_ffn++] = v;
         }
     }
-    s->ffn[s->n_ffn++] = (pz_variant){PZ_FFN_LINEAR, 0};
-    s->ffn[s->n_ffn++] = (pz_variant){PZ_FFN_NOOP, 0};
+    s->ffn[s->n_ffn++] = (pz_variant){.ffn = PZ_FFN_LINEAR};
+    s->ffn[s->n_ffn++] = (pz_variant){.ffn = PZ_FFN_NOOP};
     return 0;
 }
 
@@ -76,9 +89,10 @@ static int parse_variants(cJSON *arr, int is_attn, pz_variant *out, int *n, cons
         if (!cJSON_IsString(kind)) return pz_err(err, "%s: %s[%d] has no string \"kind\"", what, half, k);
         const char *sizekey = is_attn ? "n_kv" : "n_ff";
         const char *big = is_attn ? "gqa" : "swiglu";
-        pz_variant v = {0, 0};
+        pz_variant v = {.size = 0};
         if (strcmp(kind->valuestring, big) == 0) {
-            v.kind = 0;  // PZ_ATTN_GQA == PZ_FFN_SWIGLU == 0
+            if (is_attn) v.attn = PZ_ATTN_GQA;
+            else v.ffn = PZ_FFN_SWIGLU;
             cJSON *sz = cJSON_GetObjectItemCaseSensitive(it, sizekey);
             if (!cJSON_IsNumber(sz))
                 return pz_err(err, "%s: %s[%d] (%s) needs a number \"%s\"", what, half, k, big, sizekey);
@@ -90,14 +104,16 @@ static int parse_variants(cJSON *arr, int is_attn, pz_variant *out, int *n, cons
                 return pz_err(err, "%s: %s[%d]: %s %d must be positive (a %s of width 0 is a noop)",
                               what, half, k, sizekey, v.size, big);
         } else if (strcmp(kind->valuestring, "linear") == 0) {
-            v.kind = 1;  // PZ_ATTN_LINEAR == PZ_FFN_LINEAR
+            if (is_attn) v.attn = PZ_ATTN_LINEAR;
+            else v.ffn = PZ_FFN_LINEAR;
         } else if (strcmp(kind->valuestring, "noop") == 0) {
-            v.kind = 2;  // PZ_ATTN_NOOP == PZ_FFN_NOOP
+            if (is_attn) v.attn = PZ_ATTN_NOOP;
+            else v.ffn = PZ_FFN_NOOP;
         } else {
             return pz_err(err, "%s: %s[%d]: unknown kind \"%s\" (expected %s, linear or noop)", what,
                           half, k, kind->valuestring, big);
         }
-        if (has_variant(out, k, v.kind, v.size))
+        if (has_variant(is_attn ? PZ_SUB_ATTN : PZ_SUB_FFN, out, k, v))
             return pz_err(err, "%s: %s[%d] duplicates an earlier variant", what, half, k);
         out[k++] = v;
     }
@@ -203,10 +219,10 @@ int pz_space_read_file(pz_space *s, const char *path, const pz_config *c, char *
 static cJSON *variant_json(const pz_variant *v, int is_attn) {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
-    const char *kn = is_attn ? pz_attn_kind_name((pz_attn_kind)v->kind)
-                             : pz_ffn_kind_name((pz_ffn_kind)v->kind);
+    const char *kn = is_attn ? pz_attn_kind_name(v->attn)
+                             : pz_ffn_kind_name(v->ffn);
     cJSON_AddStringToObject(o, "kind", kn);
-    if (v->kind == 0) cJSON_AddNumberToObject(o, is_attn ? "n_kv" : "n_ff", v->size);
+    if (is_attn ? v->attn == PZ_ATTN_GQA : v->ffn == PZ_FFN_SWIGLU) cJSON_AddNumberToObject(o, is_attn ? "n_kv" : "n_ff", v->size);
     return o;
 }
 
@@ -269,9 +285,9 @@ int pz_space_validate(const pz_space *s, const pz_config *c, char *err) {
     }
     for (int i = 0; i < s->n_attn; i++) {
         const pz_variant *v = &s->attn[i];
-        if (v->kind < PZ_ATTN_GQA || v->kind > PZ_ATTN_NOOP)
-            return pz_err(err, "attention[%d]: unknown kind %d", i, v->kind);
-        if (v->kind == PZ_ATTN_GQA) {
+        if (v->attn < PZ_ATTN_GQA || v->attn > PZ_ATTN_NOOP)
+            return pz_err(err, "attention[%d]: unknown kind %d", i, (int)v->attn);
+        if (v->attn == PZ_ATTN_GQA) {
             if (v->size <= 0) return pz_err(err, "attention[%d]: n_kv %d must be positive", i, v->size);
             if (c->n_head % v->size != 0)
                 return pz_err(err, "attention[%d]: n_kv %d does not divide the %d query heads", i,
@@ -281,23 +297,23 @@ int pz_space_validate(const pz_space *s, const pz_config *c, char *err) {
                               v->size, max_kv);
         } else if (v->size != 0) {
             return pz_err(err, "attention[%d]: %s takes no size", i,
-                          pz_attn_kind_name((pz_attn_kind)v->kind));
+                          pz_attn_kind_name(v->attn));
         }
-        if (has_variant(s->attn, i, v->kind, v->size))
+        if (has_variant(PZ_SUB_ATTN, s->attn, i, *v))
             return pz_err(err, "attention[%d] duplicates an earlier variant", i);
     }
     for (int i = 0; i < s->n_ffn; i++) {
         const pz_variant *v = &s->ffn[i];
-        if (v->kind < PZ_FFN_SWIGLU || v->kind > PZ_FFN_NOOP)
-            return pz_err(err, "ffn[%d]: unknown kind %d", i, v->kind);
-        if (v->kind == PZ_FFN_SWIGLU) {
+        if (v->ffn < PZ_FFN_SWIGLU || v->ffn > PZ_FFN_NOOP)
+            return pz_err(err, "ffn[%d]: unknown kind %d", i, (int)v->ffn);
+        if (v->ffn == PZ_FFN_SWIGLU) {
             if (v->size <= 0) return pz_err(err, "ffn[%d]: width %d must be positive", i, v->size);
             if (v->size > max_ff)
                 return pz_err(err, "ffn[%d]: width %d exceeds the parent's %d", i, v->size, max_ff);
         } else if (v->size != 0) {
-            return pz_err(err, "ffn[%d]: %s takes no size", i, pz_ffn_kind_name((pz_ffn_kind)v->kind));
+            return pz_err(err, "ffn[%d]: %s takes no size", i, pz_ffn_kind_name(v->ffn));
         }
-        if (has_variant(s->ffn, i, v->kind, v->size))
+        if (has_variant(PZ_SUB_FFN, s->ffn, i, *v))
             return pz_err(err, "ffn[%d] duplicates an earlier variant", i);
     }
     return 0;
@@ -307,11 +323,11 @@ int pz_space_validate(const pz_space *s, const pz_config *c, char *err) {
 
 char *pz_variant_name(pz_sub_kind sub, const pz_variant *v, char *buf, size_t cap) {
     if (sub == PZ_SUB_ATTN) {
-        if (v->kind == PZ_ATTN_GQA) snprintf(buf, cap, "gqa_kv%d", v->size);
-        else snprintf(buf, cap, "%s", pz_attn_kind_name((pz_attn_kind)v->kind));
+        if (v->attn == PZ_ATTN_GQA) snprintf(buf, cap, "gqa_kv%d", v->size);
+        else snprintf(buf, cap, "%s", pz_attn_kind_name(v->attn));
     } else {
-        if (v->kind == PZ_FFN_SWIGLU) snprintf(buf, cap, "swiglu_%d", v->size);
-        else snprintf(buf, cap, "%s", pz_ffn_kind_name((pz_ffn_kind)v->kind));
+        if (v->ffn == PZ_FFN_SWIGLU) snprintf(buf, cap, "swiglu_%d", v->size);
+        else snprintf(buf, cap, "%s", pz_ffn_kind_name(v->ffn));
     }
     return buf;
 }
@@ -328,23 +344,23 @@ void pz_block_make_id(pz_block *b, int n_layer) {
 }
 
 static int attn_derivable(const pz_layer_spec *p, const pz_variant *v) {
-    if (v->kind == PZ_ATTN_NOOP) return 1;
-    if (v->kind == PZ_ATTN_LINEAR) return p->attn != PZ_ATTN_NOOP;
+    if (v->attn == PZ_ATTN_NOOP) return 1;
+    if (v->attn == PZ_ATTN_LINEAR) return p->attn != PZ_ATTN_NOOP;
     return p->attn == PZ_ATTN_GQA && v->size <= p->n_kv;
 }
 
 static int ffn_derivable(const pz_layer_spec *p, const pz_variant *v) {
-    if (v->kind == PZ_FFN_NOOP) return 1;
-    if (v->kind == PZ_FFN_LINEAR) return p->ffn != PZ_FFN_NOOP;
+    if (v->ffn == PZ_FFN_NOOP) return 1;
+    if (v->ffn == PZ_FFN_LINEAR) return p->ffn != PZ_FFN_NOOP;
     return p->ffn == PZ_FFN_SWIGLU && v->size <= p->n_ff;
 }
 
 static int attn_is_parent(const pz_layer_spec *p, const pz_variant *v) {
-    return (int)p->attn == v->kind && (v->kind != PZ_ATTN_GQA || v->size == p->n_kv);
+    return p->attn == v->attn && (v->attn != PZ_ATTN_GQA || v->size == p->n_kv);
 }
 
 static int ffn_is_parent(const pz_layer_spec *p, const pz_variant *v) {
-    return (int)p->ffn == v->kind && (v->kind != PZ_FFN_SWIGLU || v->size == p->n_ff);
+    return p->ffn == v->ffn && (v->ffn != PZ_FFN_SWIGLU || v->size == p->n_ff);
 }
 
 int pz_space_blocks(const pz_space *s, const pz_config *c, int coupled, pz_block **out, int *n,
@@ -369,8 +385,8 @@ int pz_space_blocks(const pz_space *s, const pz_config *c, int coupled, pz_block
                     memset(x, 0, sizeof *x);
                     x->layer = l, x->sub = PZ_SUB_PAIR, x->attn = s->attn[i], x->ffn = s->ffn[j];
                     x->is_parent = attn_is_parent(p, &x->attn) && ffn_is_parent(p, &x->ffn);
-                    x->needs_training = !x->is_parent && !(x->attn.kind == PZ_ATTN_NOOP &&
-                                                           x->ffn.kind == PZ_FFN_NOOP);
+                    x->needs_training = !x->is_parent && !(x->attn.attn == PZ_ATTN_NOOP &&
+                                                           x->ffn.ffn == PZ_FFN_NOOP);
                     pz_block_make_id(x, c->n_layer);
                 }
             }
@@ -381,9 +397,9 @@ int pz_space_blocks(const pz_space *s, const pz_config *c, int coupled, pz_block
             pz_block *x = &b[k++];
             memset(x, 0, sizeof *x);
             x->layer = l, x->sub = PZ_SUB_ATTN, x->attn = s->attn[i];
-            x->ffn = (pz_variant){(int)p->ffn, p->n_ff};
+            x->ffn = (pz_variant){.ffn = p->ffn, .size = p->n_ff};
             x->is_parent = attn_is_parent(p, &x->attn);
-            x->needs_training = !x->is_parent && x->attn.kind != PZ_ATTN_NOOP;
+            x->needs_training = !x->is_parent && x->attn.attn != PZ_ATTN_NOOP;
             pz_block_make_id(x, c->n_layer);
         }
         for (int j = 0; j < s->n_ffn; j++) {
@@ -391,9 +407,9 @@ int pz_space_blocks(const pz_space *s, const pz_config *c, int coupled, pz_block
             pz_block *x = &b[k++];
             memset(x, 0, sizeof *x);
             x->layer = l, x->sub = PZ_SUB_FFN, x->ffn = s->ffn[j];
-            x->attn = (pz_variant){(int)p->attn, p->n_kv};
+            x->attn = (pz_variant){.attn = p->attn, .size = p->n_kv};
             x->is_parent = ffn_is_parent(p, &x->ffn);
-            x->needs_training = !x->is_parent && x->ffn.kind != PZ_FFN_NOOP;
+            x->needs_training = !x->is_parent && x->ffn.ffn != PZ_FFN_NOOP;
             pz_block_make_id(x, c->n_layer);
         }
     }

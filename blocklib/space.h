@@ -34,12 +34,24 @@
 // Which half of a layer a block replaces. PZ_SUB_PAIR: both (coupled BLD).
 typedef enum { PZ_SUB_ATTN = 0, PZ_SUB_FFN = 1, PZ_SUB_PAIR = 2 } pz_sub_kind;
 
-// One variant of one half of a layer. kind is a pz_attn_kind (attention)
-// or pz_ffn_kind (FFN); size is n_kv for gqa, n_ff for swiglu, 0 otherwise.
+// One variant of one half of a layer: its kind, typed by the half it
+// belongs to (attn for an attention half, ffn for an FFN half; the other
+// member is meaningless), and its size: n_kv for gqa, n_ff for swiglu, 0
+// otherwise.
 typedef struct {
-    int kind;
+    union {
+        pz_attn_kind attn;
+        pz_ffn_kind ffn;
+    };
     int size;
 } pz_variant;
+
+// 1 when a and b, variants of the given half (PZ_SUB_ATTN or PZ_SUB_FFN),
+// are the same kind and size.
+int pz_variant_eq(pz_sub_kind half, pz_variant a, pz_variant b);
+// 1 when v (of the given half) is linear / noop.
+int pz_variant_is_linear(pz_sub_kind half, pz_variant v);
+int pz_variant_is_noop(pz_sub_kind half, pz_variant v);
 
 typedef struct {
     int round_to;                              // multiple used for FFN widths (informational after build)

@@ -27,9 +27,9 @@ pz_sub_exec *pz_sub_exec_create(const pz_config *c, pz_sub_kind half, pz_variant
     e->be = be;
     e->eps = c->norm_eps;
     const size_t M = (size_t)max_rows, H = (size_t)c->hidden;
-    int gqa = half == PZ_SUB_ATTN && v.kind == PZ_ATTN_GQA;
-    int swi = half == PZ_SUB_FFN && v.kind == PZ_FFN_SWIGLU;
-    int lin = v.kind == 1;  // PZ_ATTN_LINEAR == PZ_FFN_LINEAR
+    int gqa = half == PZ_SUB_ATTN && v.attn == PZ_ATTN_GQA;
+    int swi = half == PZ_SUB_FFN && v.ffn == PZ_FFN_SWIGLU;
+    int lin = (half == PZ_SUB_ATTN || half == PZ_SUB_FFN) && pz_variant_is_linear(half, v);
     if (half != PZ_SUB_ATTN && half != PZ_SUB_FFN) {
         pz_err(err, "subblock: half must be attention or FFN");
         goto fail;
@@ -90,7 +90,7 @@ static void lin_of(const pz_sub_exec *e, const pz_block_weights *w, float **norm
 static int check_w(const pz_sub_exec *e, const pz_block_weights *w, char *err) {
     pz_variant have = e->half == PZ_SUB_ATTN ? w->attn : w->ffn;
     int present = e->half == PZ_SUB_ATTN ? w->sub != PZ_SUB_FFN : w->sub != PZ_SUB_ATTN;
-    if (!present || have.kind != e->v.kind || have.size != e->v.size)
+    if (!present || !pz_variant_eq(e->half, have, e->v))
         return pz_err(err, "subblock: weights do not match the variant");
     return 0;
 }
@@ -153,8 +153,8 @@ int pz_sub_exec_bwd(pz_sub_exec *e, const pz_block_weights *w,
 
 double pz_sub_exec_fwd_flops(const pz_config *c, pz_sub_kind half, pz_variant v, int M, int T) {
     const double H = c->hidden, qd = (double)c->n_head * c->head_dim;
-    if (v.kind == 1) return 2.0 * M * H * H;
-    if (v.kind == 2) return 0;
+    if (pz_variant_is_linear(half, v)) return 2.0 * M * H * H;
+    if (pz_variant_is_noop(half, v)) return 0;
     if (half == PZ_SUB_FFN) return 2.0 * M * 3.0 * H * v.size;
     double kvd = (double)v.size * c->head_dim;
     double proj = 2.0 * M * H * (2 * qd + 2 * kvd);

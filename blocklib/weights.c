@@ -18,13 +18,13 @@ int pz_block_weights_alloc(pz_block_weights *w, const pz_config *c, int layer, p
     const size_t H = (size_t)c->hidden, qd = (size_t)c->n_head * c->head_dim;
     int has_a = sub != PZ_SUB_FFN, has_f = sub != PZ_SUB_ATTN;
     if (has_a) w->attn = attn;
-    else w->attn = (pz_variant){PZ_ATTN_NOOP, 0};
+    else w->attn = (pz_variant){.attn = PZ_ATTN_NOOP, .size = 0};
     if (has_f) w->ffn = ffn;
-    else w->ffn = (pz_variant){PZ_FFN_NOOP, 0};
+    else w->ffn = (pz_variant){.ffn = PZ_FFN_NOOP, .size = 0};
     // Size table: (pointer, count) in arena order.
     struct { float **p; size_t n; } t[12];
     int nt = 0;
-    if (has_a && attn.kind == PZ_ATTN_GQA) {
+    if (has_a && attn.attn == PZ_ATTN_GQA) {
         if (attn.size <= 0 || c->n_head % attn.size) return pz_err(err, "block: bad n_kv %d", attn.size);
         size_t kvd = (size_t)attn.size * c->head_dim;
         t[nt].p = &w->attn_norm, t[nt++].n = H;
@@ -32,18 +32,18 @@ int pz_block_weights_alloc(pz_block_weights *w, const pz_config *c, int layer, p
         t[nt].p = &w->wk, t[nt++].n = kvd * H;
         t[nt].p = &w->wv, t[nt++].n = kvd * H;
         t[nt].p = &w->wo, t[nt++].n = H * qd;
-    } else if (has_a && attn.kind == PZ_ATTN_LINEAR) {
+    } else if (has_a && attn.attn == PZ_ATTN_LINEAR) {
         t[nt].p = &w->attn_norm, t[nt++].n = H;
         t[nt].p = &w->attn_lin, t[nt++].n = H * H;
     }
-    if (has_f && ffn.kind == PZ_FFN_SWIGLU) {
+    if (has_f && ffn.ffn == PZ_FFN_SWIGLU) {
         if (ffn.size <= 0) return pz_err(err, "block: bad n_ff %d", ffn.size);
         size_t F = (size_t)ffn.size;
         t[nt].p = &w->ffn_norm, t[nt++].n = H;
         t[nt].p = &w->gate, t[nt++].n = F * H;
         t[nt].p = &w->up, t[nt++].n = F * H;
         t[nt].p = &w->down, t[nt++].n = H * F;
-    } else if (has_f && ffn.kind == PZ_FFN_LINEAR) {
+    } else if (has_f && ffn.ffn == PZ_FFN_LINEAR) {
         t[nt].p = &w->ffn_norm, t[nt++].n = H;
         t[nt].p = &w->ffn_lin, t[nt++].n = H * H;
     }
@@ -88,8 +88,8 @@ int pz_block_weights_from_parent(pz_block_weights *w, const pz_model *m, int lay
     if (layer < 0 || layer >= c->n_layer) return pz_err(err, "block: layer %d out of range", layer);
     const pz_layer_spec *s = &c->layers[layer];
     const pz_layer_weights *L = &m->layers[layer];
-    if (pz_block_weights_alloc(w, c, layer, sub, (pz_variant){(int)s->attn, s->n_kv},
-                               (pz_variant){(int)s->ffn, s->n_ff}, err))
+    if (pz_block_weights_alloc(w, c, layer, sub, (pz_variant){.attn = s->attn, .size = s->n_kv},
+                               (pz_variant){.ffn = s->ffn, .size = s->n_ff}, err))
         return -1;
     const size_t H = (size_t)c->hidden;
     if (w->attn_norm) memcpy(w->attn_norm, L->attn_norm, H * sizeof(float));
@@ -197,15 +197,25 @@ out:
 
 static int parse_variant(const char *s, int is_attn, pz_variant *v) {
     if (!s) return -1;
-    if (strcmp(s, "linear") == 0) return *v = (pz_variant){1, 0}, 0;
-    if (strcmp(s, "noop") == 0) return *v = (pz_variant){2, 0}, 0;
+    *v = (pz_variant){.size = 0};
+    if (strcmp(s, "linear") == 0) {
+        if (is_attn) v->attn = PZ_ATTN_LINEAR;
+        else v->ffn = PZ_FFN_LINEAR;
+        return 0;
+    }
+    if (strcmp(s, "noop") == 0) {
+        if (is_attn) v->attn = PZ_ATTN_NOOP;
+        else v->ffn = PZ_FFN_NOOP;
+        return 0;
+    }
     const char *pre = is_attn ? "gqa_kv" : "swiglu_";
     size_t k = strlen(pre);
     if (strncmp(s, pre, k) != 0) return -1;
     char *end;
     long x = strtol(s + k, &end, 10);
     if (*end || x <= 0 || x > 1 << 24) return -1;
-    *v = (pz_variant){0, (int)x};
+    if (is_attn) *v = (pz_variant){.attn = PZ_ATTN_GQA, .size = (int)x};
+    else *v = (pz_variant){.ffn = PZ_FFN_SWIGLU, .size = (int)x};
     return 0;
 }
 
@@ -215,7 +225,7 @@ int pz_block_weights_load(pz_block_weights *w, const pz_config *c, const char *p
     if (!st) return -1;
     int rc = -1;
     const char *ls = pz_st_metadata(st, "layer"), *ss = pz_st_metadata(st, "sub");
-    pz_variant a = {PZ_ATTN_NOOP, 0}, f = {PZ_FFN_NOOP, 0};
+    pz_variant a = {.attn = PZ_ATTN_NOOP}, f = {.ffn = PZ_FFN_NOOP};
     if (!ls || !ss) {
         pz_err(err, "%s: not a block file (no layer/sub metadata)", path);
         goto out;

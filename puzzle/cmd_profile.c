@@ -249,10 +249,6 @@ static int calibrate(pz_backend *b, const opts *o, pz_rundb *rdb, int argc, char
 
 // ---- the run's variants -----------------------------------------------------------------
 
-static int kind_parse(pz_prof_part part, const char *k, int *out) {
-    return part == PZ_PROF_ATTN ? pz_attn_kind_parse(k, out) : pz_ffn_kind_parse(k, out);
-}
-
 // The parent's configuration, and the distinct variants to time: the
 // embedding, the LM head, and every attention and FFN variant of the run.
 static int load_run(pz_rundb *db, pz_config *c, pz_rundb_variant *vars, int *nv, char *err) {
@@ -260,8 +256,8 @@ static int load_run(pz_rundb *db, pz_config *c, pz_rundb_variant *vars, int *nv,
     int n = 0;
     if (pz_rundb_parent_config(db, c, err) || pz_rundb_list_variants(db, &rows, &n, err)) return -1;
     *nv = 0;
-    vars[(*nv)++] = (pz_rundb_variant){.v = {PZ_PROF_EMBED, 0, 0}, .kind = "embed"};
-    vars[(*nv)++] = (pz_rundb_variant){.v = {PZ_PROF_HEAD, 0, 0}, .kind = "head"};
+    vars[(*nv)++] = (pz_rundb_variant){.v = {.part = PZ_PROF_EMBED}, .kind = "embed"};
+    vars[(*nv)++] = (pz_rundb_variant){.v = {.part = PZ_PROF_HEAD}, .kind = "head"};
     if (n > MAX_VAR - 2) {
         free(rows);
         return pz_err(err, "more than %d distinct variants", MAX_VAR);
@@ -334,11 +330,11 @@ static int report(pz_rundb *db, const pz_config *c, const char *hwname, const ch
         memset(&cost, 0, sizeof cost);
         pz_layer_spec l = {0};
         int ok = 0;
-        if (!strcmp(part, "attn") && !kind_parse(PZ_PROF_ATTN, kind, &ok)) {
-            l.attn = (pz_attn_kind)ok, l.n_kv = size;
+        if (!strcmp(part, "attn") && !pz_attn_kind_parse(kind, &l.attn)) {
+            l.n_kv = size;
             ok = !pz_cost_attn(c, &l, &hw, &p, &s, &cost, err);
-        } else if (!strcmp(part, "ffn") && !kind_parse(PZ_PROF_FFN, kind, &ok)) {
-            l.ffn = (pz_ffn_kind)ok, l.n_ff = size;
+        } else if (!strcmp(part, "ffn") && !pz_ffn_kind_parse(kind, &l.ffn)) {
+            l.n_ff = size;
             ok = !pz_cost_ffn(c, &l, &hw, &p, &s, &cost, err);
         } else if (!strcmp(part, "embed")) {
             pz_cost_embed(c, &hw, &p, &s, &cost), ok = 1;

@@ -135,7 +135,7 @@ int pz_cmd_realize(int argc, char **argv) {
         for (int h = 0; h < 2; h++) {
             int is_parent = h ? row->ffn_is_parent : row->attn_is_parent;
             const char *blk = h ? row->ffn_block : row->attn_block;
-            int noop = h ? L->ffn.kind == PZ_FFN_NOOP : L->attn.kind == PZ_ATTN_NOOP;
+            int noop = h ? L->ffn.ffn == PZ_FFN_NOOP : L->attn.attn == PZ_ATTN_NOOP;
             if (is_parent) continue;
             n_changed++;
             if (noop) continue;

@@ -148,7 +148,7 @@ static int block_weights(pz_rundb *db, const pz_model *m, const blk *b, pz_block
         return 0;
     }
     if (b->is_parent) return pz_block_weights_from_parent(w, m, b->layer, b->sub, err);
-    int noop = (b->sub == PZ_SUB_FFN || b->attn.kind == 2) && (b->sub == PZ_SUB_ATTN || b->ffn.kind == 2);
+    int noop = (b->sub == PZ_SUB_FFN || b->attn.attn == PZ_ATTN_NOOP) && (b->sub == PZ_SUB_ATTN || b->ffn.ffn == PZ_FFN_NOOP);
     if (!noop) return pz_err(err, "%s: a trained block without a weight file", b->block_id);
     return pz_block_weights_alloc(w, &m->cfg, b->layer, b->sub, b->attn, b->ffn, err);
 }

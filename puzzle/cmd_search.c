@@ -250,8 +250,8 @@ static int store(pz_rundb *rdb, const opts *o, pz_search *s, const char *command
         // Per layer: merge the groups of each layer.
         for (int li = 0; li < pc->n_layer; li++) {
             const pz_layer_spec *pl = &pc->layers[li];
-            const pz_variant pa = {pl->attn, pl->attn == PZ_ATTN_GQA ? pl->n_kv : 0};
-            const pz_variant pf = {pl->ffn, pl->ffn == PZ_FFN_SWIGLU ? pl->n_ff : 0};
+            const pz_variant pa = {.attn = pl->attn, .size = pl->attn == PZ_ATTN_GQA ? pl->n_kv : 0};
+            const pz_variant pf = {.ffn = pl->ffn, .size = pl->ffn == PZ_FFN_SWIGLU ? pl->n_ff : 0};
             pz_rundb_solution_layer *L = &ls[li];
             L->layer = li, L->attn = pa, L->ffn = pf;
             for (int g = 0; g < pz_search_n_groups(s); g++) {
@@ -268,8 +268,8 @@ static int store(pz_rundb *rdb, const opts *o, pz_search *s, const char *command
                 }
             }
             // The library holds one block per variant, so a half is the parent's exactly when its variant is.
-            L->attn_is_parent = L->attn.kind == pa.kind && L->attn.size == pa.size;
-            L->ffn_is_parent = L->ffn.kind == pf.kind && L->ffn.size == pf.size;
+            L->attn_is_parent = pz_variant_eq(PZ_SUB_ATTN, L->attn, pa);
+            L->ffn_is_parent = pz_variant_eq(PZ_SUB_FFN, L->ffn, pf);
         }
     }
     rc = pz_rundb_record_search(rdb, &row, cons, n_cons, rs, n_sols, search_id, first_id, err);

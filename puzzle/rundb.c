@@ -331,10 +331,10 @@ int rundb_sub_parse(const char *s) {
 }
 
 int rundb_variant(int attn_half, const char *kind, int size, pz_variant *v) {
-    *v = (pz_variant){-1, 0};
+    *v = (pz_variant){.size = 0};  // an absent half: kind 0, size 0 (the block's sub says it is absent)
     if (!kind || !*kind) return 0;
     v->size = size;
-    return attn_half ? pz_attn_kind_parse(kind, &v->kind) : pz_ffn_kind_parse(kind, &v->kind);
+    return attn_half ? pz_attn_kind_parse(kind, &v->attn) : pz_ffn_kind_parse(kind, &v->ffn);
 }
 
 int rundb_grow(void **arr, int n, int *cap, size_t elem, char *err) {

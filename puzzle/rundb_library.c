@@ -262,8 +262,8 @@ static int insert_blocks(pz_rundb *db, const pz_block *blocks, const char *want,
         pz_variant_name(PZ_SUB_FFN, &b->ffn, fv, sizeof fv);
         // A half the block does not set: NULL variant, kind and size.
         rc = rundb_rebind(&q, "tittttptpii", b->id, b->layer, rundb_sub_name(b->sub), has_a ? av : NULL,
-                          has_f ? fv : NULL, has_a ? pz_attn_kind_name((pz_attn_kind)b->attn.kind) : NULL,
-                          has_a ? &b->attn.size : NULL, has_f ? pz_ffn_kind_name((pz_ffn_kind)b->ffn.kind) : NULL,
+                          has_f ? fv : NULL, has_a ? pz_attn_kind_name(b->attn.attn) : NULL,
+                          has_a ? &b->attn.size : NULL, has_f ? pz_ffn_kind_name(b->ffn.ffn) : NULL,
                           has_f ? &b->ffn.size : NULL, b->is_parent, b->needs_training) ||
              rundb_step(&q) < 0;
     }

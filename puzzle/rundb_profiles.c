@@ -154,8 +154,8 @@ int pz_rundb_list_variants(pz_rundb *db, pz_rundb_variant **rows, int *n, char *
         r->v.part = strcmp(rundb_text(&q, 0), "attn") ? PZ_PROF_FFN : PZ_PROF_ATTN;
         rundb_copy(&q, 1, r->kind, sizeof r->kind);
         r->v.size = rundb_int(&q, 2);
-        int bad = r->v.part == PZ_PROF_ATTN ? pz_attn_kind_parse(r->kind, &r->v.kind)
-                                          : pz_ffn_kind_parse(r->kind, &r->v.kind);
+        int bad = r->v.part == PZ_PROF_ATTN ? pz_attn_kind_parse(r->kind, &r->v.attn)
+                                          : pz_ffn_kind_parse(r->kind, &r->v.ffn);
         if (bad) {
             rc = pz_err(err, "unknown variant kind '%s' in blocks", r->kind);
             break;

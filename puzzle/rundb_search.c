@@ -25,8 +25,8 @@ static int insert_layers(pz_rundb *db, int64_t sol_id, const pz_rundb_solution *
         char at[32], ft[32];
         pz_variant_name(PZ_SUB_ATTN, &l->attn, at, sizeof at);
         pz_variant_name(PZ_SUB_FFN, &l->ffn, ft, sizeof ft);
-        rc = rundb_rebind(&q, "Lititittttiid", sol_id, l->layer, pz_attn_kind_name((pz_attn_kind)l->attn.kind),
-                          l->attn.size, pz_ffn_kind_name((pz_ffn_kind)l->ffn.kind), l->ffn.size, at, ft,
+        rc = rundb_rebind(&q, "Lititittttiid", sol_id, l->layer, pz_attn_kind_name(l->attn.attn),
+                          l->attn.size, pz_ffn_kind_name(l->ffn.ffn), l->ffn.size, at, ft,
                           l->attn_block[0] ? l->attn_block : NULL, l->ffn_block[0] ? l->ffn_block : NULL,
                           l->attn_is_parent, l->ffn_is_parent, l->score) ||
              rundb_step(&q) < 0;
@@ -200,8 +200,8 @@ int pz_rundb_solution_layers(pz_rundb *db, long solution_id, pz_rundb_solution_l
         pz_rundb_solution_layer *l = &(*rows)[*n];
         memset(l, 0, sizeof *l);
         l->layer = rundb_int(&q, 0);
-        if (pz_attn_kind_parse(rundb_text(&q, 1), &l->attn.kind) ||
-            pz_ffn_kind_parse(rundb_text(&q, 3), &l->ffn.kind)) {
+        if (pz_attn_kind_parse(rundb_text(&q, 1), &l->attn.attn) ||
+            pz_ffn_kind_parse(rundb_text(&q, 3), &l->ffn.ffn)) {
             rc = pz_err(err, "solution %ld has a bad layer row (layer %d)", solution_id, l->layer);
             break;
         }

@@ -154,11 +154,11 @@ static int load_profiles(pz_search *s, pz_rundb *db, const char *device, const c
 static double variant_params(const pz_config *c, int attn_half, const pz_variant *v) {
     double h = c->hidden, q = (double)c->n_head * c->head_dim;
     if (attn_half) {
-        if (v->kind == PZ_ATTN_GQA) return h + 2 * h * q + 2 * h * (double)v->size * c->head_dim;
-        return v->kind == PZ_ATTN_LINEAR ? h + h * h : 0;
+        if (v->attn == PZ_ATTN_GQA) return h + 2 * h * q + 2 * h * (double)v->size * c->head_dim;
+        return v->attn == PZ_ATTN_LINEAR ? h + h * h : 0;
     }
-    if (v->kind == PZ_FFN_SWIGLU) return h + 3 * h * (double)v->size;
-    return v->kind == PZ_FFN_LINEAR ? h + h * h : 0;
+    if (v->ffn == PZ_FFN_SWIGLU) return h + 3 * h * (double)v->size;
+    return v->ffn == PZ_FFN_LINEAR ? h + h * h : 0;
 }
 
 static int add_item(pz_search *s, int *cap, const pz_search_item *it, char *err) {
@@ -171,8 +171,6 @@ static int add_item(pz_search *s, int *cap, const pz_search_item *it, char *err)
     s->items[s->n_items++] = *it;
     return 0;
 }
-
-static int same_variant(const pz_variant *a, const pz_variant *b) { return a->kind == b->kind && a->size == b->size; }
 
 typedef struct {
     char id[80];
@@ -216,7 +214,7 @@ static int load_library(pz_search *s, pz_rundb *db, lib_row **rows, int *n, int 
 
 // FFN width families for the uniform baseline: the distinct swiglu widths.
 static int ffn_family(const int *widths, int n_widths, const pz_variant *v) {
-    if (v->kind != PZ_FFN_SWIGLU) return -1;
+    if (v->ffn != PZ_FFN_SWIGLU) return -1;
     for (int i = 0; i < n_widths; i++)
         if (widths[i] == v->size) return i;
     return -1;
@@ -228,7 +226,7 @@ static int ffn_family(const int *widths, int n_widths, const pz_variant *v) {
 static int build_groups(pz_search *s, const lib_row *rows, int n, char *err) {
     int icap = 0, widths[PZ_SPACE_MAX_VARIANTS * 4], n_widths = 0;
     for (int i = 0; i < n; i++)
-        if (rows[i].sub != PZ_SUB_ATTN && rows[i].ffn.kind == PZ_FFN_SWIGLU &&
+        if (rows[i].sub != PZ_SUB_ATTN && rows[i].ffn.ffn == PZ_FFN_SWIGLU &&
             ffn_family(widths, n_widths, &rows[i].ffn) < 0 && n_widths < (int)(sizeof widths / sizeof *widths))
             widths[n_widths++] = rows[i].ffn.size;
     if (!(s->groups = calloc((size_t)s->parent.n_layer * 2, sizeof *s->groups))) return pz_err(err, "out of memory");
@@ -254,7 +252,7 @@ static int build_groups(pz_search *s, const lib_row *rows, int n, char *err) {
                     it.layer = l, it.sub = g->sub, it.attn = r->attn, it.ffn = r->ffn, it.is_parent = r->is_parent;
                     it.score = r->score;
                     snprintf(half ? it.ffn_block : it.attn_block, sizeof it.attn_block, "%s", r->id);
-                    it.noop = half ? r->ffn.kind == PZ_FFN_NOOP : r->attn.kind == PZ_ATTN_NOOP;
+                    it.noop = half ? r->ffn.ffn == PZ_FFN_NOOP : r->attn.attn == PZ_ATTN_NOOP;
                     it.family = half ? ffn_family(widths, n_widths, &r->ffn) : -1;
                     if (half) it.attn = pa;
                     else it.ffn = pf;
@@ -264,7 +262,7 @@ static int build_groups(pz_search *s, const lib_row *rows, int n, char *err) {
                 if (!have_parent) {  // a layer outside the library: the parent's half only
                     memset(&it, 0, sizeof it);
                     it.layer = l, it.sub = g->sub, it.attn = pa, it.ffn = pf, it.is_parent = 1;
-                    it.noop = half ? pf.kind == PZ_FFN_NOOP : pa.kind == PZ_ATTN_NOOP;
+                    it.noop = half ? pf.ffn == PZ_FFN_NOOP : pa.attn == PZ_ATTN_NOOP;
                     it.family = half ? ffn_family(widths, n_widths, &pf) : -1;
                     if (add_item(s, &icap, &it, err)) return -1;
                 }
@@ -276,8 +274,8 @@ static int build_groups(pz_search *s, const lib_row *rows, int n, char *err) {
                     it.layer = l, it.sub = PZ_SUB_PAIR, it.attn = r->attn, it.ffn = r->ffn, it.score = r->score;
                     snprintf(it.attn_block, sizeof it.attn_block, "%s", r->id);
                     snprintf(it.ffn_block, sizeof it.ffn_block, "%s", r->id);
-                    it.is_parent = same_variant(&r->attn, &pa) && same_variant(&r->ffn, &pf);
-                    it.noop = r->attn.kind == PZ_ATTN_NOOP && r->ffn.kind == PZ_FFN_NOOP;
+                    it.is_parent = pz_variant_eq(PZ_SUB_ATTN, r->attn, pa) && pz_variant_eq(PZ_SUB_FFN, r->ffn, pf);
+                    it.noop = r->attn.attn == PZ_ATTN_NOOP && r->ffn.ffn == PZ_FFN_NOOP;
                     it.family = ffn_family(widths, n_widths, &r->ffn);
                     if (add_item(s, &icap, &it, err)) return -1;
                 }
@@ -292,7 +290,7 @@ static int build_groups(pz_search *s, const lib_row *rows, int n, char *err) {
                         snprintf(it.attn_block, sizeof it.attn_block, "%s", rows[i].id);
                         snprintf(it.ffn_block, sizeof it.ffn_block, "%s", rows[j].id);
                         it.is_parent = rows[i].is_parent && rows[j].is_parent;
-                        it.noop = rows[i].attn.kind == PZ_ATTN_NOOP && rows[j].ffn.kind == PZ_FFN_NOOP;
+                        it.noop = rows[i].attn.attn == PZ_ATTN_NOOP && rows[j].ffn.ffn == PZ_FFN_NOOP;
                         it.family = ffn_family(widths, n_widths, &rows[j].ffn);
                         have_parent |= it.is_parent;
                         if (add_item(s, &icap, &it, err)) return -1;
@@ -376,7 +374,9 @@ static long context_tokens(const pz_search *s) { return pz_serve_context_tokens(
 // Serving costs of one half at batch B, as pricing.h computes them.
 static int half_costs(const pz_search *s, pz_prof_part part, const pz_variant *v, long B, int want_ttft, costs *out,
                       char *err) {
-    pz_prof_variant pv = {part, v->kind, v->size};
+    pz_prof_variant pv = {.part = part, .size = v->size};
+    if (part == PZ_PROF_ATTN) pv.attn = v->attn;
+    else pv.ffn = v->ffn;
     pz_serve_cost k;
     if (pz_price_serve(&s->pricer, &s->scen, &pv, B, want_ttft && s->scen.request, &k, err)) return -1;
     *out = (costs){k.time_s, k.step_s, k.ttft_s, k.weight_bytes, k.kv_bytes_per_token, 0};
@@ -573,8 +573,8 @@ void pz_search_child_layers(const pz_search *s, const int *choice, pz_layer_spec
     for (int g = 0; g < s->n_groups; g++) {
         const pz_search_item *it = &s->items[s->groups[g].first + choice[g]];
         pz_layer_spec *l = &layers[it->layer];
-        if (it->sub != PZ_SUB_FFN) l->attn = (pz_attn_kind)it->attn.kind, l->n_kv = it->attn.size;
-        if (it->sub != PZ_SUB_ATTN) l->ffn = (pz_ffn_kind)it->ffn.kind, l->n_ff = it->ffn.size;
+        if (it->sub != PZ_SUB_FFN) l->attn = it->attn.attn, l->n_kv = it->attn.size;
+        if (it->sub != PZ_SUB_ATTN) l->ffn = it->ffn.ffn, l->n_ff = it->ffn.size;
     }
 }
 

@@ -38,15 +38,15 @@ const char *pz_ffn_kind_name(pz_ffn_kind k) {
     return "?";
 }
 
-int pz_attn_kind_parse(const char *s, int *out) {
+int pz_attn_kind_parse(const char *s, pz_attn_kind *out) {
     for (int k = PZ_ATTN_GQA; s && k <= PZ_ATTN_NOOP; k++)
-        if (!strcmp(s, pz_attn_kind_name((pz_attn_kind)k))) return *out = k, 0;
+        if (!strcmp(s, pz_attn_kind_name((pz_attn_kind)k))) return *out = (pz_attn_kind)k, 0;
     return -1;
 }
 
-int pz_ffn_kind_parse(const char *s, int *out) {
+int pz_ffn_kind_parse(const char *s, pz_ffn_kind *out) {
     for (int k = PZ_FFN_SWIGLU; s && k <= PZ_FFN_NOOP; k++)
-        if (!strcmp(s, pz_ffn_kind_name((pz_ffn_kind)k))) return *out = k, 0;
+        if (!strcmp(s, pz_ffn_kind_name((pz_ffn_kind)k))) return *out = (pz_ffn_kind)k, 0;
     return -1;
 }
 

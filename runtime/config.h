@@ -69,7 +69,7 @@ size_t pz_config_kv_bytes_per_token(const pz_config *c, int bytes_per_elem);
 const char *pz_attn_kind_name(pz_attn_kind k);  // "gqa", "linear", "noop"
 const char *pz_ffn_kind_name(pz_ffn_kind k);    // "swiglu", "linear", "noop"
 // The inverses (s may be NULL): 0 with *out set, or -1 for an unknown name.
-int pz_attn_kind_parse(const char *s, int *out);
-int pz_ffn_kind_parse(const char *s, int *out);
+int pz_attn_kind_parse(const char *s, pz_attn_kind *out);
+int pz_ffn_kind_parse(const char *s, pz_ffn_kind *out);
 
 #endif

@@ -83,7 +83,7 @@ static int measured_price(const pz_pricer *pr, const pz_prof_variant *v, const p
 
 int pz_price_pass(const pz_pricer *pr, const pz_prof_variant *v, const pz_scenario *sc, pz_price *out, char *err) {
     memset(out, 0, sizeof *out);
-    if ((v->part == PZ_PROF_ATTN && v->kind == PZ_ATTN_NOOP) || (v->part == PZ_PROF_FFN && v->kind == PZ_FFN_NOOP))
+    if ((v->part == PZ_PROF_ATTN && v->attn == PZ_ATTN_NOOP) || (v->part == PZ_PROF_FFN && v->ffn == PZ_FFN_NOOP))
         return 0;
     if (pr->measured) return measured_price(pr, v, sc, out, err);
     const pz_config *c = pr->model;
@@ -91,11 +91,11 @@ int pz_price_pass(const pz_pricer *pr, const pz_prof_variant *v, const pz_scenar
     pz_layer_spec l = {0};
     switch (v->part) {
     case PZ_PROF_ATTN:
-        l.attn = (pz_attn_kind)v->kind, l.n_kv = v->size;
+        l.attn = v->attn, l.n_kv = v->size;
         if (pz_cost_attn(c, &l, &pr->hw, &pr->cp, sc, &k, err)) return -1;
         break;
     case PZ_PROF_FFN:
-        l.ffn = (pz_ffn_kind)v->kind, l.n_ff = v->size;
+        l.ffn = v->ffn, l.n_ff = v->size;
         if (pz_cost_ffn(c, &l, &pr->hw, &pr->cp, sc, &k, err)) return -1;
         break;
     case PZ_PROF_EMBED: pz_cost_embed(c, &pr->hw, &pr->cp, sc, &k); break;
@@ -153,19 +153,19 @@ int pz_price_serve_model(const pz_pricer *pr, const pz_config *c, const pz_serve
                          int want_ttft, pz_serve_cost *out, char *err) {
     memset(out, 0, sizeof *out);
     pz_serve_cost k;
-    pz_prof_variant v = {PZ_PROF_EMBED, 0, 0};
+    pz_prof_variant v = {.part = PZ_PROF_EMBED};
     if (pz_price_serve(pr, sc, &v, B, want_ttft, &k, err)) return -1;
     add(out, &k);
     for (int i = 0; i < c->n_layer; i++) {
         const pz_layer_spec *l = &c->layers[i];
-        v = (pz_prof_variant){PZ_PROF_ATTN, (int)l->attn, l->n_kv};
+        v = (pz_prof_variant){.part = PZ_PROF_ATTN, .attn = l->attn, .size = l->n_kv};
         if (pz_price_serve(pr, sc, &v, B, want_ttft, &k, err)) return -1;
         add(out, &k);
-        v = (pz_prof_variant){PZ_PROF_FFN, (int)l->ffn, l->n_ff};
+        v = (pz_prof_variant){.part = PZ_PROF_FFN, .ffn = l->ffn, .size = l->n_ff};
         if (pz_price_serve(pr, sc, &v, B, want_ttft, &k, err)) return -1;
         add(out, &k);
     }
-    v = (pz_prof_variant){PZ_PROF_HEAD, 0, 0};
+    v = (pz_prof_variant){.part = PZ_PROF_HEAD};
     if (pz_price_serve(pr, sc, &v, B, want_ttft, &k, err)) return -1;
     add(out, &k);
     return 0;

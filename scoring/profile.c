@@ -23,8 +23,8 @@ const char *pz_prof_part_name(pz_prof_part p) {
 
 const char *pz_prof_kind_name(const pz_prof_variant *v) {
     switch (v->part) {
-    case PZ_PROF_ATTN: return pz_attn_kind_name((pz_attn_kind)v->kind);
-    case PZ_PROF_FFN: return pz_ffn_kind_name((pz_ffn_kind)v->kind);
+    case PZ_PROF_ATTN: return pz_attn_kind_name(v->attn);
+    case PZ_PROF_FFN: return pz_ffn_kind_name(v->ffn);
     case PZ_PROF_EMBED: return "embed";
     case PZ_PROF_HEAD: return "head";
     }
@@ -145,7 +145,7 @@ static int run_once(pz_backend *b, job *j, char *err) {
         return b->matmul(b, j->big, c->vocab, j->xn, H, PZ_DT_F32, j->w1, (int)j->s.batch, 0, err);
     case PZ_PROF_ATTN:
         b->rmsnorm(b, j->xn, j->x, j->norm, R, H, c->norm_eps);
-        if (j->v.kind == PZ_ATTN_LINEAR) return b->matmul(b, j->x, H, j->xn, H, PZ_DT_F32, j->w2, R, 1, err);
+        if (j->v.attn == PZ_ATTN_LINEAR) return b->matmul(b, j->x, H, j->xn, H, PZ_DT_F32, j->w2, R, 1, err);
         {
             const int nkv = j->v.size, kvd = nkv * hd, qd = nh * hd, ld = qd + 2 * kvd;
             if (b->matmul(b, j->big, ld, j->xn, H, PZ_DT_F32, j->w1, R, 0, err)) return -1;
@@ -174,7 +174,7 @@ static int run_once(pz_backend *b, job *j, char *err) {
         }
     case PZ_PROF_FFN:
         b->rmsnorm(b, j->xn, j->x, j->norm, R, H, c->norm_eps);
-        if (j->v.kind == PZ_FFN_LINEAR) return b->matmul(b, j->x, H, j->xn, H, PZ_DT_F32, j->w2, R, 1, err);
+        if (j->v.ffn == PZ_FFN_LINEAR) return b->matmul(b, j->x, H, j->xn, H, PZ_DT_F32, j->w2, R, 1, err);
         {
             const int F = j->v.size;
             if (b->matmul(b, j->big, 2 * F, j->xn, H, PZ_DT_F32, j->w1, R, 0, err)) return -1;
@@ -248,15 +248,15 @@ int pz_profile_variant(pz_backend *b, const pz_config *c, const pz_prof_variant 
     if (s->batch < 1 || s->len < 1) return pz_err(err, "profile: bad scenario");
     const int H = c->hidden, hd = c->head_dim, nh = c->n_head;
     const size_t wb = p->dtype == PZ_DT_BF16 ? 2 : 4;
-    int is_noop = (v->part == PZ_PROF_ATTN && v->kind == PZ_ATTN_NOOP) ||
-                  (v->part == PZ_PROF_FFN && v->kind == PZ_FFN_NOOP);
+    int is_noop = (v->part == PZ_PROF_ATTN && v->attn == PZ_ATTN_NOOP) ||
+                  (v->part == PZ_PROF_FFN && v->ffn == PZ_FFN_NOOP);
     // Sizes.
-    if (v->part == PZ_PROF_ATTN && v->kind == PZ_ATTN_GQA) {
+    if (v->part == PZ_PROF_ATTN && v->attn == PZ_ATTN_GQA) {
         if (v->size < 1 || nh % v->size)
             return pz_err(err, "profile: gqa n_kv %d does not divide %d heads", v->size, nh);
         out->param_bytes = (double)wb * ((double)(nh + 2 * v->size) * hd * H + (double)H * nh * hd) + 4.0 * H;
         out->kv_bytes_per_token = 2.0 * v->size * hd * sizeof(float);
-    } else if (v->part == PZ_PROF_FFN && v->kind == PZ_FFN_SWIGLU) {
+    } else if (v->part == PZ_PROF_FFN && v->ffn == PZ_FFN_SWIGLU) {
         if (v->size < 1) return pz_err(err, "profile: swiglu width %d", v->size);
         out->param_bytes = (double)wb * 3.0 * v->size * H + 4.0 * H;
     } else if (!is_noop && (v->part == PZ_PROF_ATTN || v->part == PZ_PROF_FFN)) {
@@ -275,10 +275,10 @@ int pz_profile_variant(pz_backend *b, const pz_config *c, const pz_prof_variant 
     bufs B = {.b = b};
     const size_t R = (size_t)j.R;
     size_t big_cols = (size_t)H, att_cols = (size_t)H;
-    if (v->part == PZ_PROF_ATTN && v->kind == PZ_ATTN_GQA) {
+    if (v->part == PZ_PROF_ATTN && v->attn == PZ_ATTN_GQA) {
         big_cols = (size_t)(nh + 2 * v->size) * hd;
         att_cols = (size_t)nh * hd;
-    } else if (v->part == PZ_PROF_FFN && v->kind == PZ_FFN_SWIGLU) {
+    } else if (v->part == PZ_PROF_FFN && v->ffn == PZ_FFN_SWIGLU) {
         big_cols = 2 * (size_t)v->size;
         att_cols = (size_t)v->size;
     } else if (v->part == PZ_PROF_HEAD) {
@@ -314,8 +314,8 @@ int pz_profile_variant(pz_backend *b, const pz_config *c, const pz_prof_variant 
     // model whose weights do not fit the caches (DESIGN.md: decode streams them).
     size_t r1 = 0, c1 = 0, r2 = 0, c2 = 0;  // shapes of w1 and w2 (0: absent)
     if (v->part == PZ_PROF_EMBED || v->part == PZ_PROF_HEAD) r1 = (size_t)c->vocab, c1 = (size_t)H;
-    else if ((v->part == PZ_PROF_ATTN && v->kind == PZ_ATTN_LINEAR) ||
-             (v->part == PZ_PROF_FFN && v->kind == PZ_FFN_LINEAR))
+    else if ((v->part == PZ_PROF_ATTN && v->attn == PZ_ATTN_LINEAR) ||
+             (v->part == PZ_PROF_FFN && v->ffn == PZ_FFN_LINEAR))
         r2 = (size_t)H, c2 = (size_t)H;
     else r1 = big_cols, c1 = (size_t)H, r2 = (size_t)H, c2 = att_cols;
     size_t set_bytes = (r1 * c1 + r2 * c2) * wb;
@@ -334,7 +334,7 @@ int pz_profile_variant(pz_backend *b, const pz_config *c, const pz_prof_variant 
         j.w2s[i] = pz_weight_dense(d2, p->dtype, (int)r2, (int)c2);
         if ((r1 && b->prepare_weight(b, &j.w1s[i], err)) || (r2 && b->prepare_weight(b, &j.w2s[i], err))) goto done;
     }
-    if (v->part == PZ_PROF_ATTN && v->kind == PZ_ATTN_GQA) {
+    if (v->part == PZ_PROF_ATTN && v->attn == PZ_ATTN_GQA) {
         float *hf = malloc((size_t)(hd / 2 + 1) * sizeof(float));
         if (!hf || !(j.seqs = malloc((size_t)s->batch * sizeof(pz_attn_seq)))) {
             free(hf);

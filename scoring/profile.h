@@ -40,7 +40,10 @@ typedef enum { PZ_PROF_ATTN = 0, PZ_PROF_FFN = 1, PZ_PROF_EMBED = 2, PZ_PROF_HEA
 
 typedef struct {
     pz_prof_part part;
-    int kind;  // pz_attn_kind (ATTN) or pz_ffn_kind (FFN); 0 for EMBED/HEAD
+    union {                 // the kind, typed by the part (unused for EMBED/HEAD)
+        pz_attn_kind attn;  // PZ_PROF_ATTN
+        pz_ffn_kind ffn;    // PZ_PROF_FFN
+    };
     int size;  // n_kv (gqa) or n_ff (swiglu); 0 otherwise
 } pz_prof_variant;
 

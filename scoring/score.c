@@ -38,7 +38,7 @@ pz_score_params pz_score_default_params(void) {
 static pz_sub_exec *get_exec(pz_scorer *s, pz_sub_kind half, pz_variant v, char *err) {
     for (int i = 0; i < s->n_ex; i++) {
         pz_variant w = pz_sub_exec_variant(s->ex[i]);
-        if (pz_sub_exec_half(s->ex[i]) == half && w.kind == v.kind && w.size == v.size) return s->ex[i];
+        if (pz_sub_exec_half(s->ex[i]) == half && pz_variant_eq(half, w, v)) return s->ex[i];
     }
     if (s->n_ex == MAX_EXEC) {  // many distinct variants: drop the oldest
         pz_sub_exec_free(s->ex[0]);
@@ -53,7 +53,7 @@ static pz_sub_exec *get_exec(pz_scorer *s, pz_sub_kind half, pz_variant v, char 
 // x += branch of one half (from w) over ns windows.
 static int run_half(pz_scorer *s, pz_sub_kind half, const pz_block_weights *w, int ns, char *err) {
     pz_variant v = half == PZ_SUB_ATTN ? w->attn : w->ffn;
-    if (v.kind == 2) return 0;  // noop (PZ_ATTN_NOOP == PZ_FFN_NOOP): x unchanged
+    if (pz_variant_is_noop(half, v)) return 0;  // x unchanged
     pz_sub_exec *e = get_exec(s, half, v, err);
     if (!e || pz_sub_exec_fwd(e, w, s->x, ns, s->T, s->y, err)) return -1;
     const size_t n = (size_t)ns * s->T * s->H;

@@ -53,14 +53,14 @@ static void test_space(void) {
     pz_space s;
     CHECK(pz_space_default(&s, &c, 0, err) == 0);
     CHECKF(s.n_attn == 4, "n_attn %d", s.n_attn);
-    CHECK(s.attn[0].kind == PZ_ATTN_GQA && s.attn[0].size == 3);
-    CHECK(s.attn[1].kind == PZ_ATTN_GQA && s.attn[1].size == 1);
-    CHECK(s.attn[2].kind == PZ_ATTN_LINEAR && s.attn[3].kind == PZ_ATTN_NOOP);
+    CHECK(s.attn[0].attn == PZ_ATTN_GQA && s.attn[0].size == 3);
+    CHECK(s.attn[1].attn == PZ_ATTN_GQA && s.attn[1].size == 1);
+    CHECK(s.attn[2].attn == PZ_ATTN_LINEAR && s.attn[3].attn == PZ_ATTN_NOOP);
     const int want_ff[] = {1536, 1280, 768, 512, 256};
     CHECKF(s.n_ffn == 7, "n_ffn %d", s.n_ffn);
     for (int i = 0; i < 5 && i < s.n_ffn; i++)
-        CHECKF(s.ffn[i].kind == PZ_FFN_SWIGLU && s.ffn[i].size == want_ff[i], "ffn[%d] = %d", i, s.ffn[i].size);
-    CHECK(s.ffn[5].kind == PZ_FFN_LINEAR && s.ffn[6].kind == PZ_FFN_NOOP);
+        CHECKF(s.ffn[i].ffn == PZ_FFN_SWIGLU && s.ffn[i].size == want_ff[i], "ffn[%d] = %d", i, s.ffn[i].size);
+    CHECK(s.ffn[5].ffn == PZ_FFN_LINEAR && s.ffn[6].ffn == PZ_FFN_NOOP);
     // A finer multiple keeps every fraction.
     pz_space s64;
     CHECK(pz_space_default(&s64, &c, 64, err) == 0);
@@ -234,8 +234,8 @@ static pz_block mkblock(const pz_config *c, int layer, pz_sub_kind sub, pz_varia
     pz_block b;
     memset(&b, 0, sizeof b);
     b.layer = layer, b.sub = sub;
-    b.attn = sub == PZ_SUB_FFN ? (pz_variant){(int)c->layers[layer].attn, c->layers[layer].n_kv} : a;
-    b.ffn = sub == PZ_SUB_ATTN ? (pz_variant){(int)c->layers[layer].ffn, c->layers[layer].n_ff} : f;
+    b.attn = sub == PZ_SUB_FFN ? (pz_variant){.attn = c->layers[layer].attn, .size = c->layers[layer].n_kv} : a;
+    b.ffn = sub == PZ_SUB_ATTN ? (pz_variant){.ffn = c->layers[layer].ffn, .size = c->layers[layer].n_ff} : f;
     b.needs_training = 1;
     pz_block_make_id(&b, c->n_layer);
     return b;
@@ -278,7 +278,7 @@ static void test_init(const pz_model *m, const char *dir, const char *dir1) {
     char method[48];
 
     // A 100 % FFN is the parent, and reproduces its outputs exactly.
-    pz_block b = mkblock(c, 0, PZ_SUB_FFN, (pz_variant){0, 0}, (pz_variant){PZ_FFN_SWIGLU, 128});
+    pz_block b = mkblock(c, 0, PZ_SUB_FFN, (pz_variant){.size = 0}, (pz_variant){.ffn = PZ_FFN_SWIGLU, .size = 128});
     CHECK(pz_init_block(&w, m, &b, cap0, &ip, method, err) == 0);
     CHECK(memcmp(w.gate, par.gate, sizeof(float) * 128 * H) == 0 && memcmp(w.down, par.down, sizeof(float) * 128 * H) == 0);
     // Exact up to summation order: oneDNN's AVX2 kernels split K differently by row count.
@@ -293,12 +293,12 @@ static void test_init(const pz_model *m, const char *dir, const char *dir1) {
     CHECK(pz_init_channel_scores(g, &par, c->norm_eps, x, 256, score, 2, err) == 0);
     pz_init_top_channels(score, 128, 128, keep);
     pz_block_weights all;
-    pz_block_weights_alloc(&all, c, 0, PZ_SUB_FFN, (pz_variant){0, 0}, (pz_variant){PZ_FFN_SWIGLU, 128}, err);
+    pz_block_weights_alloc(&all, c, 0, PZ_SUB_FFN, (pz_variant){.size = 0}, (pz_variant){.ffn = PZ_FFN_SWIGLU, .size = 128}, err);
     pz_init_ffn_select(&all, &par, keep, 128);
     CHECK(memcmp(all.down, par.down, sizeof(float) * 128 * H) == 0 && memcmp(all.up, par.up, sizeof(float) * 128 * H) == 0);
     pz_block_weights_free(&all);
     // The kept channels are the top scores, in their original order.
-    b = mkblock(c, 0, PZ_SUB_FFN, (pz_variant){0, 0}, (pz_variant){PZ_FFN_SWIGLU, 32});
+    b = mkblock(c, 0, PZ_SUB_FFN, (pz_variant){.size = 0}, (pz_variant){.ffn = PZ_FFN_SWIGLU, .size = 32});
     ip.max_tokens = 256;
     CHECK(pz_init_block(&w, m, &b, cap0, &ip, method, err) == 0 && strcmp(method, "channel_contribution") == 0);
     pz_init_top_channels(score, 128, 32, keep);
@@ -315,7 +315,7 @@ static void test_init(const pz_model *m, const char *dir, const char *dir1) {
     CHECK(order_ok);
     double nm_cc = half_nmse(c, &w, PZ_SUB_FFN, cap0, T_WIN, 8);
     pz_block_weights_free(&w);
-    b = mkblock(c, 0, PZ_SUB_FFN, (pz_variant){0, 0}, (pz_variant){PZ_FFN_SWIGLU, 32});
+    b = mkblock(c, 0, PZ_SUB_FFN, (pz_variant){.size = 0}, (pz_variant){.ffn = PZ_FFN_SWIGLU, .size = 32});
     CHECK(pz_init_block(&w, m, &b, NULL, &ip, method, err) == 0 && strcmp(method, "truncate") == 0);
     double nm_tr = half_nmse(c, &w, PZ_SUB_FFN, cap0, T_WIN, 8);
     pz_block_weights_free(&w);
@@ -335,7 +335,7 @@ static void test_init(const pz_model *m, const char *dir, const char *dir1) {
     memcpy(par.wv + 3 * hr, par.wv + 2 * hr, sizeof(float) * hr);
     memcpy(par.wk, pk, sizeof(float) * 4 * hr);
     pz_block_weights kv2;
-    pz_block_weights_alloc(&kv2, c, 0, PZ_SUB_ATTN, (pz_variant){PZ_ATTN_GQA, 2}, (pz_variant){0, 0}, err);
+    pz_block_weights_alloc(&kv2, c, 0, PZ_SUB_ATTN, (pz_variant){.attn = PZ_ATTN_GQA, .size = 2}, (pz_variant){.size = 0}, err);
     memcpy(kv2.attn_norm, par.attn_norm, sizeof(float) * H);
     memcpy(kv2.wq, par.wq, sizeof(float) * 4 * hr);
     memcpy(kv2.wo, par.wo, sizeof(float) * 4 * hr);
@@ -343,8 +343,8 @@ static void test_init(const pz_model *m, const char *dir, const char *dir1) {
     pz_init_kv_meanpool(kv2.wv, par.wv, 4, 4, 2, c->head_dim, H);
     {
         const int M = 2 * T_WIN;
-        pz_sub_exec *e4 = pz_sub_exec_create(c, PZ_SUB_ATTN, (pz_variant){PZ_ATTN_GQA, 4}, M, PZ_DT_F32, g, err);
-        pz_sub_exec *e2 = pz_sub_exec_create(c, PZ_SUB_ATTN, (pz_variant){PZ_ATTN_GQA, 2}, M, PZ_DT_F32, g, err);
+        pz_sub_exec *e4 = pz_sub_exec_create(c, PZ_SUB_ATTN, (pz_variant){.attn = PZ_ATTN_GQA, .size = 4}, M, PZ_DT_F32, g, err);
+        pz_sub_exec *e2 = pz_sub_exec_create(c, PZ_SUB_ATTN, (pz_variant){.attn = PZ_ATTN_GQA, .size = 2}, M, PZ_DT_F32, g, err);
         float *y4 = malloc(sizeof(float) * (size_t)M * H), *y2 = malloc(sizeof(float) * (size_t)M * H);
         pz_capture_rows(cap0, PZ_CAP_ATTN_IN, 0, M, x, err);
         CHECK(pz_sub_exec_fwd(e4, &par, x, 2, T_WIN, y4, err) == 0);
@@ -393,7 +393,7 @@ static void test_init(const pz_model *m, const char *dir, const char *dir1) {
     pz_capture *c1t = pz_capture_open(dir1, 1, c, 0, err);
     CHECKF(c1t != NULL, "%s", err);
     if (c1t) {
-        b = mkblock(c, 1, PZ_SUB_ATTN, (pz_variant){PZ_ATTN_LINEAR, 0}, (pz_variant){0, 0});
+        b = mkblock(c, 1, PZ_SUB_ATTN, (pz_variant){.attn = PZ_ATTN_LINEAR, .size = 0}, (pz_variant){.size = 0});
         ip.linear_lsq = 0;
         CHECK(pz_init_block(&w, m, &b, c1t, &ip, method, err) == 0 && strcmp(method, "wo_wv") == 0);
         double nm = half_nmse(c, &w, PZ_SUB_ATTN, c1t, 1, 256);
@@ -425,8 +425,8 @@ static void test_init(const pz_model *m, const char *dir, const char *dir1) {
     pz_bld_params bp = pz_bld_default_params();
     bp.n_threads = 2;
     for (int half = 0; half < 2; half++) {
-        pz_block lb = half ? mkblock(c, 0, PZ_SUB_FFN, (pz_variant){0, 0}, (pz_variant){PZ_FFN_LINEAR, 0})
-                           : mkblock(c, 0, PZ_SUB_ATTN, (pz_variant){PZ_ATTN_LINEAR, 0}, (pz_variant){0, 0});
+        pz_block lb = half ? mkblock(c, 0, PZ_SUB_FFN, (pz_variant){.size = 0}, (pz_variant){.ffn = PZ_FFN_LINEAR, .size = 0})
+                           : mkblock(c, 0, PZ_SUB_ATTN, (pz_variant){.attn = PZ_ATTN_LINEAR, .size = 0}, (pz_variant){.size = 0});
         double v[2];
         for (int lsq = 0; lsq < 2; lsq++) {
             pz_init_params q = pz_init_default_params();
@@ -477,12 +477,12 @@ static void test_bld(const pz_model *m, const char *dir) {
         pz_sub_kind sub;
         pz_variant a, f;
     } cases[] = {
-        {0, PZ_SUB_ATTN, {PZ_ATTN_GQA, 1}, {0, 0}},
-        {1, PZ_SUB_ATTN, {PZ_ATTN_GQA, 1}, {0, 0}},
-        {0, PZ_SUB_FFN, {0, 0}, {PZ_FFN_SWIGLU, 32}},
-        {0, PZ_SUB_ATTN, {PZ_ATTN_LINEAR, 0}, {0, 0}},
-        {1, PZ_SUB_FFN, {0, 0}, {PZ_FFN_LINEAR, 0}},
-        {1, PZ_SUB_PAIR, {PZ_ATTN_GQA, 1}, {PZ_FFN_SWIGLU, 32}},
+        {0, PZ_SUB_ATTN, {.attn = PZ_ATTN_GQA, .size = 1}, {.size = 0}},
+        {1, PZ_SUB_ATTN, {.attn = PZ_ATTN_GQA, .size = 1}, {.size = 0}},
+        {0, PZ_SUB_FFN, {.size = 0}, {.ffn = PZ_FFN_SWIGLU, .size = 32}},
+        {0, PZ_SUB_ATTN, {.attn = PZ_ATTN_LINEAR}, {.size = 0}},
+        {1, PZ_SUB_FFN, {.size = 0}, {.ffn = PZ_FFN_LINEAR}},
+        {1, PZ_SUB_PAIR, {.attn = PZ_ATTN_GQA, .size = 1}, {.ffn = PZ_FFN_SWIGLU, .size = 32}},
     };
     char *out = malloc(strlen(dir) + 64);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -543,7 +543,7 @@ static void test_bld(const pz_model *m, const char *dir) {
         pz_bld_result_free(&r);
     }
     // A parent copy and a noop need no training.
-    pz_block b = mkblock(c, 0, PZ_SUB_FFN, (pz_variant){0, 0}, (pz_variant){PZ_FFN_NOOP, 0});
+    pz_block b = mkblock(c, 0, PZ_SUB_FFN, (pz_variant){.size = 0}, (pz_variant){.ffn = PZ_FFN_NOOP, .size = 0});
     b.needs_training = 0;
     pz_bld_result r;
     CHECK(pz_bld_train(m, &b, cap[0], &p, NULL, NULL, &r, err) == 0);

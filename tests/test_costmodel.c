@@ -370,8 +370,9 @@ static void test_pricing(const pz_hw *hw) {
     pz_price_row rows[2] = {{"ffn", "swiglu", 14336, "decode:1x640", 2e-3, 1e8, 0},
                             {"head", "head", 0, "decode:1x640", 5e-3, 2e8, 0}};
     pz_pricer mr = {.model = &c, .measured = 1, .rows = rows, .n_rows = 2, .device = "cpu: test", .dtype = "bf16"};
-    pz_prof_variant ffn = {PZ_PROF_FFN, PZ_FFN_SWIGLU, 14336}, noop = {PZ_PROF_ATTN, PZ_ATTN_NOOP, 0},
-                    attn = {PZ_PROF_ATTN, PZ_ATTN_GQA, 8};
+    pz_prof_variant ffn = {.part = PZ_PROF_FFN, .ffn = PZ_FFN_SWIGLU, .size = 14336},
+                    noop = {.part = PZ_PROF_ATTN, .attn = PZ_ATTN_NOOP},
+                    attn = {.part = PZ_PROF_ATTN, .attn = PZ_ATTN_GQA, .size = 8};
     pz_scenario d1 = {PZ_PHASE_DECODE, 1, 640};
     pz_price pp;
     CHECK(pz_price_pass(&mr, &ffn, &d1, &pp, err) == 0 && pp.time_s == 2e-3 && pp.weight_bytes == 1e8);

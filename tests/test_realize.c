@@ -40,12 +40,12 @@ typedef struct {
     pz_variant f;
 } plan_t;
 
-#define GQA(n) ((pz_variant){PZ_ATTN_GQA, (n)})
-#define SWI(n) ((pz_variant){PZ_FFN_SWIGLU, (n)})
-#define ALIN ((pz_variant){PZ_ATTN_LINEAR, 0})
-#define FLIN ((pz_variant){PZ_FFN_LINEAR, 0})
-#define ANOOP ((pz_variant){PZ_ATTN_NOOP, 0})
-#define FNOOP ((pz_variant){PZ_FFN_NOOP, 0})
+#define GQA(n) ((pz_variant){.attn = PZ_ATTN_GQA, .size = (n)})
+#define SWI(n) ((pz_variant){.ffn = PZ_FFN_SWIGLU, .size = (n)})
+#define ALIN ((pz_variant){.attn = PZ_ATTN_LINEAR, .size = 0})
+#define FLIN ((pz_variant){.ffn = PZ_FFN_LINEAR, .size = 0})
+#define ANOOP ((pz_variant){.attn = PZ_ATTN_NOOP, .size = 0})
+#define FNOOP ((pz_variant){.ffn = PZ_FFN_NOOP, .size = 0})
 
 // Variant 0: g4:s96 g2:l l:s160 n:s64 g1:n g2:s96
 static const plan_t plan0[] = {
@@ -222,8 +222,8 @@ static subst_t *subst_build(const pz_model *parent, const request_t *r, int as_b
         const pz_realize_layer *q = &r->req[l];
         pz_layer_spec *sp = &s->m.cfg.layers[l];
         pz_layer_weights *L = &s->m.layers[l];
-        sp->attn = (pz_attn_kind)q->attn.kind, sp->n_kv = q->attn.size;
-        sp->ffn = (pz_ffn_kind)q->ffn.kind, sp->n_ff = q->ffn.size;
+        sp->attn = q->attn.attn, sp->n_kv = q->attn.size;
+        sp->ffn = q->ffn.ffn, sp->n_ff = q->ffn.size;
         if (q->attn_file) {
             pz_block_weights *b = &s->blk[l][0];
             CHECKF(pz_block_weights_load(b, &parent->cfg, q->attn_file, err) == 0, "%s", err);
@@ -236,7 +236,7 @@ static subst_t *subst_build(const pz_model *parent, const request_t *r, int as_b
             } else if (b->attn_lin) {
                 L->wo = f32_mat(b->attn_lin, H, H);
             }
-        } else if (q->attn.kind == PZ_ATTN_NOOP) {
+        } else if (q->attn.attn == PZ_ATTN_NOOP) {
             L->attn_norm = NULL;
             L->wq = L->wk = L->wv = L->wo = (pz_mat){0};
         }
@@ -252,7 +252,7 @@ static subst_t *subst_build(const pz_model *parent, const request_t *r, int as_b
             } else if (b->ffn_lin) {
                 L->w_down = f32_mat(b->ffn_lin, H, H);
             }
-        } else if (q->ffn.kind == PZ_FFN_NOOP) {
+        } else if (q->ffn.ffn == PZ_FFN_NOOP) {
             L->ffn_norm = NULL;
             L->w_gate = L->w_up = L->w_down = (pz_mat){0};
         }
@@ -319,8 +319,8 @@ static void test_combo(int variant, pz_dt wt, pz_st_dtype dt, const char *dir) {
     if (c.tie_embeddings) CHECK(child->lm_head.data == child->tok_embd.data);
     for (int l = 0; l < c.n_layer; l++) {
         const pz_layer_spec *s = &child->cfg.layers[l];
-        CHECKF((int)s->attn == r->req[l].attn.kind && s->n_kv == r->req[l].attn.size &&
-               (int)s->ffn == r->req[l].ffn.kind && s->n_ff == r->req[l].ffn.size, "%s: layer %d spec", tag, l);
+        CHECKF(s->attn == r->req[l].attn.attn && s->n_kv == r->req[l].attn.size &&
+               s->ffn == r->req[l].ffn.ffn && s->n_ff == r->req[l].ffn.size, "%s: layer %d spec", tag, l);
         CHECK((child->layers[l].attn_norm == NULL) == (s->attn == PZ_ATTN_NOOP));
         CHECK((child->layers[l].ffn_norm == NULL) == (s->ffn == PZ_FFN_NOOP));
     }
@@ -498,7 +498,7 @@ static void test_errors(const char *dir) {
     req[0].attn = GQA(3);
     expect_fail(parent, req, "n_kv not dividing", "3 KV heads do not divide 4", NULL);
     memcpy(req, r->req, nb);
-    req[3].ffn = (pz_variant){PZ_FFN_NOOP, 5};
+    req[3].ffn = (pz_variant){.ffn = PZ_FFN_NOOP, .size = 5};
     expect_fail(parent, req, "size on noop", "layer 3 FFN", "size 0");
 out:
     free(r);

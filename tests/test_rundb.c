@@ -137,8 +137,8 @@ static void test_search_rows(const char *dir) {
     pz_rundb_search s = {"puzzle search", "mip", "cpu", "cpu: test", "f32", 1, 1, "decode:1x64", "auto", "kl",
                          "00ff", NAN, 1.5, NAN, NAN, NAN, NAN, 2, 0.2, 1, 100.0, 0.01, "solved", NULL, 1, 0.5};
     pz_rundb_solution_layer layers[2] = {
-        {0, {PZ_ATTN_GQA, 2}, {PZ_FFN_SWIGLU, 96}, "", "", "", "", 1, 1, 0},
-        {1, {PZ_ATTN_NOOP, 0}, {PZ_FFN_LINEAR, 0}, "", "", "", "L01.ffn.linear", 0, 0, 0.25},
+        {0, {.attn = PZ_ATTN_GQA, .size = 2}, {.ffn = PZ_FFN_SWIGLU, .size = 96}, "", "", "", "", 1, 1, 0},
+        {1, {.attn = PZ_ATTN_NOOP}, {.ffn = PZ_FFN_LINEAR}, "", "", "", "L01.ffn.linear", 0, 0, 0.25},
     };
     pz_rundb_solution sol = {1, "optimal", 0.25, NAN, 1, 0.008, 125.0, 1.25, 0.008, NAN, 1e6, 2e5, 2, 0.1, layers, 2};
     pz_rundb_constraint con = {"throughput", 1, 0.5, NAN, INFINITY, 1, 1};
@@ -160,7 +160,7 @@ static void test_search_rows(const char *dir) {
     pz_rundb_solution_layer *back = NULL;
     CHECKF(pz_rundb_solution_layers(db, 1, &back, &n, err) == 0 && n == 2, "%s", err);
     if (n == 2) {
-        CHECK(back[0].attn.kind == PZ_ATTN_GQA && back[0].attn.size == 2 && back[0].ffn.size == 96 &&
+        CHECK(back[0].attn.attn == PZ_ATTN_GQA && back[0].attn.size == 2 && back[0].ffn.size == 96 &&
               back[0].attn_is_parent && !back[0].attn_block[0]);
         CHECK(!strcmp(back[1].attn_variant, "noop") && !strcmp(back[1].ffn_block, "L01.ffn.linear") &&
               back[1].score == 0.25 && !back[1].ffn_is_parent);

@@ -73,8 +73,8 @@ static pz_model *realize(const pz_model *m, const pz_block_weights *w) {
     char err[PZ_ERRLEN];
     pz_config c = m->cfg;
     const int L = w->layer, H = c.hidden;
-    if (w->sub != PZ_SUB_FFN) c.layers[L].attn = w->attn.kind, c.layers[L].n_kv = w->attn.kind == 0 ? w->attn.size : 0;
-    if (w->sub != PZ_SUB_ATTN) c.layers[L].ffn = w->ffn.kind, c.layers[L].n_ff = w->ffn.kind == 0 ? w->ffn.size : 0;
+    if (w->sub != PZ_SUB_FFN) c.layers[L].attn = w->attn.attn, c.layers[L].n_kv = w->attn.attn == PZ_ATTN_GQA ? w->attn.size : 0;
+    if (w->sub != PZ_SUB_ATTN) c.layers[L].ffn = w->ffn.ffn, c.layers[L].n_ff = w->ffn.ffn == PZ_FFN_SWIGLU ? w->ffn.size : 0;
     pz_model *ch = pz_model_alloc(&c, PZ_DT_F32, err);
     if (!ch) {
         fprintf(stderr, "alloc: %s\n", err);
@@ -182,10 +182,10 @@ static void test_variant(int variant) {
             // Random blocks: one variant of each kind, alternating halves by layer.
             pz_variant vs[3];
             pz_sub_kind half = (L + stride) % 2 ? PZ_SUB_FFN : PZ_SUB_ATTN;
-            if (half == PZ_SUB_ATTN) vs[0] = (pz_variant){PZ_ATTN_GQA, 1}, vs[1] = (pz_variant){PZ_ATTN_LINEAR, 0},
-                                     vs[2] = (pz_variant){PZ_ATTN_NOOP, 0};
-            else vs[0] = (pz_variant){PZ_FFN_SWIGLU, 24}, vs[1] = (pz_variant){PZ_FFN_LINEAR, 0},
-                 vs[2] = (pz_variant){PZ_FFN_NOOP, 0};
+            if (half == PZ_SUB_ATTN) vs[0] = (pz_variant){.attn = PZ_ATTN_GQA, .size = 1}, vs[1] = (pz_variant){.attn = PZ_ATTN_LINEAR, .size = 0},
+                                     vs[2] = (pz_variant){.attn = PZ_ATTN_NOOP, .size = 0};
+            else vs[0] = (pz_variant){.ffn = PZ_FFN_SWIGLU, .size = 24}, vs[1] = (pz_variant){.ffn = PZ_FFN_LINEAR, .size = 0},
+                 vs[2] = (pz_variant){.ffn = PZ_FFN_NOOP, .size = 0};
             for (int k = 0; k < 3; k++) {
                 pz_block_weights w;
                 if (pz_block_weights_alloc(&w, &c, L, half, vs[k], vs[k], err)) {
@@ -208,9 +208,10 @@ static void test_variant(int variant) {
                                fabs(r.loss_delta - ref.loss_delta) < 1e-4 * fabs(ref.loss_delta) + 1e-6,
                            "variant %d L%d %s kind %d stride %d: score kl %.8g top1 %.4f dloss %.8g, engine kl "
                            "%.8g top1 %.4f dloss %.8g",
-                           variant, L, half ? "ffn" : "attn", vs[k].kind, stride, r.kl, r.top1, r.loss_delta,
+                           variant, L, half ? "ffn" : "attn", half ? (int)vs[k].ffn : (int)vs[k].attn, stride, r.kl, r.top1, r.loss_delta,
                            ref.kl, ref.top1, ref.loss_delta);
-                    int same = vs[k].kind == 2 && (half == PZ_SUB_ATTN ? (int)c.layers[L].attn : (int)c.layers[L].ffn) == 2;
+                    int same = pz_variant_is_noop(half, vs[k]) &&
+                               (half == PZ_SUB_ATTN ? c.layers[L].attn == PZ_ATTN_NOOP : c.layers[L].ffn == PZ_FFN_NOOP);
                     CHECKF((same || r.kl > 0) && r.top1 >= 0 && r.top1 <= 1, "kl %g top1 %g", r.kl, r.top1);
                 }
                 free(qlp);
