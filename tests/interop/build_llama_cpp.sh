@@ -17,8 +17,12 @@ fi
 mkdir -p "$dir"
 if [ ! -d "$dir/src" ]; then
   tmp=$(mktemp -d)
-  python3 -m pip download --no-deps --no-binary :all: --no-build-isolation -d "$tmp" \
-    "llama-cpp-python==$VERSION" >&2
+  # pip prepares the sdist's metadata in an isolated environment (it needs
+  # scikit-build-core, which it fetches itself); nothing is built or installed.
+  if [ -f "${LLAMA_CPP_PYTHON_SDIST:-}" ]; then cp "$LLAMA_CPP_PYTHON_SDIST" "$tmp/"; else
+    python3 -m pip download --no-deps --no-binary :all: -d "$tmp" \
+      "llama-cpp-python==$VERSION" >&2
+  fi
   tar -xzf "$tmp"/llama_cpp_python-*.tar.gz -C "$tmp"
   mv "$tmp"/llama_cpp_python-*/vendor/llama.cpp "$dir/src"
   rm -rf "$tmp"
