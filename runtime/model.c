@@ -52,6 +52,7 @@ static int weight_table(pz_model *m, wdesc *t) {
         if (s->attn != PZ_ATTN_NOOP) {
             NAMES("input_layernorm.weight", "attn_norm.weight");
             VEC(hf, gg, L->attn_norm);
+            WHY("the norm of layer %d's %s attention, hidden %d", i, pz_attn_kind_name(s->attn), H);
         }
         if (s->attn == PZ_ATTN_GQA) {
             NAMES("self_attn.q_proj.weight", "attn_q.weight");
@@ -74,6 +75,7 @@ static int weight_table(pz_model *m, wdesc *t) {
         if (s->ffn != PZ_FFN_NOOP) {
             NAMES("post_attention_layernorm.weight", "ffn_norm.weight");
             VEC(hf, gg, L->ffn_norm);
+            WHY("the norm of layer %d's %s FFN, hidden %d", i, pz_ffn_kind_name(s->ffn), H);
         }
         if (s->ffn == PZ_FFN_SWIGLU) {
             NAMES("mlp.gate_proj.weight", "ffn_gate.weight");
