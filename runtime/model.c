@@ -439,7 +439,7 @@ static int64_t gguf_ff(const pz_gguf *g, const char *arch, int i, int n_layer) {
 // the metadata does not account for (a layer beyond block_count, a sub-block
 // the metadata says is absent). names: the table's GGUF names, n of them.
 static int gguf_check_tensors(const pz_gguf *g, const pz_config *c, const char *arch, wdesc *t, int n,
-                              const char *path, char *err) {
+                              int values, const char *path, char *err) {
     int64_t nt = pz_gguf_n_tensors(g);
     for (int64_t k = 0; k < nt; k++) {
         const pz_gguf_tensor *gt = pz_gguf_tensor_at(g, k);
@@ -474,7 +474,7 @@ static int gguf_check_tensors(const pz_gguf *g, const pz_config *c, const char *
                     : (gt->n_dims != 2 || gt->ne[0] != (uint64_t)st[j].cols || gt->ne[1] != (uint64_t)st[j].rows))
                 return pz_err(err, "%s: tensor %s has the wrong shape for layer %d's %s FFN stand-in", path, st[j].name,
                               i, pz_ffn_kind_name(c->layers[i].ffn));
-            if (isnan(st[j].value)) continue;
+            if (!values || isnan(st[j].value)) continue;
             if (!pz_dtype_supported(gt->type))
                 return pz_err(err, "%s: tensor %s has unsupported type %d", path, gt->name, (int)gt->type);
             float *row = malloc(sizeof(float) * (size_t)gt->n_elems);
@@ -516,7 +516,7 @@ static pz_model *load_gguf(const char *path, pz_dt wt, char *err) {
         memcpy(arch, as.data, as.len);
         arch[as.len] = 0;
     }
-    if (gguf_check_tensors(g, &cfg, arch, t, n, path, err)) goto fail;
+    if (gguf_check_tensors(g, &cfg, arch, t, n, 1, path, err)) goto fail;
     size_t maxel = 0;
     for (int i = 0; i < n; i++)
         if ((size_t)t[i].rows * t[i].cols > maxel) maxel = (size_t)t[i].rows * t[i].cols;
@@ -714,6 +714,39 @@ int pz_model_load_config(const char *path, pz_config *cfg, char *err) {
     pz_gguf *g = pz_gguf_open(path, err);
     if (!g) return -1;
     int rc = gguf_config(g, cfg, path, err);
+    // The same contradictions pz_model_load refuses, from the tensor infos
+    // alone (no weight is read): shapes, tensors beyond the metadata.
+    pz_model shell = {0};
+    wdesc *t = NULL;
+    pz_gguf_str as;
+    char arch[32] = "";
+    if (rc == 0 && pz_gguf_get_str(g, "general.architecture", &as) == 0 && as.len < sizeof arch) {
+        memcpy(arch, as.data, as.len);
+        arch[as.len] = 0;
+    }
+    if (rc == 0) {
+        shell.cfg = *cfg;
+        shell.layers = calloc((size_t)cfg->n_layer, sizeof *shell.layers);
+        t = malloc(sizeof *t * (size_t)table_cap(cfg));
+        if (!shell.layers || !t) rc = pz_err(err, "%s: out of memory", path);
+    }
+    int nw = rc == 0 ? weight_table(&shell, t) : 0;
+    for (int i = 0; i < nw && rc == 0; i++) {
+        if (t[i].tied_head) continue;
+        const pz_gguf_tensor *gt = pz_gguf_find_tensor(g, t[i].gg);
+        if (!gt) {
+            rc = pz_err(err, "%s: missing tensor %s (the metadata needs it: %s)", path, t[i].gg, t[i].why);
+        } else if (t[i].vec ? (gt->n_dims != 1 || gt->ne[0] != (uint64_t)t[i].cols)
+                            : (gt->n_dims != 2 || gt->ne[0] != (uint64_t)t[i].cols ||
+                               gt->ne[1] != (uint64_t)t[i].rows)) {
+            rc = pz_err(err, "%s: tensor %s has shape [%llu, %llu] (innermost first), but the metadata says [%d, %d] "
+                        "(%s)", path, t[i].gg, (unsigned long long)gt->ne[0],
+                        (unsigned long long)(gt->n_dims > 1 ? gt->ne[1] : 1), t[i].cols, t[i].rows, t[i].why);
+        }
+    }
+    if (rc == 0) rc = gguf_check_tensors(g, cfg, arch, t, nw, 0, path, err);
+    free(t);
+    free(shell.layers);
     pz_gguf_close(g);
     return rc;
 }

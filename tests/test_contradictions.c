@@ -18,13 +18,21 @@ static char err[PZ_ERRLEN];
 
 // Loads path and expects failure with every needle in the message.
 static void expect_refused(const char *what, const char *path, const char *n1, const char *n2, const char *n3) {
+    const char *need[] = {n1, n2, n3};
     pz_model *m = pz_model_load(path, PZ_DT_F32, err);
     CHECKF(m == NULL, "%s: loaded", what);
     pz_model_free(m);
     if (m) return;
-    const char *need[] = {n1, n2, n3};
     for (int i = 0; i < 3; i++)
         if (need[i]) CHECKF(strstr(err, need[i]) != NULL, "%s: '%s' lacks '%s'", what, err, need[i]);
+    // A GGUF's config alone (puzzle info, plan) is refused the same way,
+    // except for a stand-in's values, which only loading reads.
+    size_t n = strlen(path);
+    pz_config c;
+    if (n < 5 || strcmp(path + n - 5, ".gguf") != 0 || strstr(what, "d_gate") || strstr(what, "d_noop")) return;
+    CHECKF(pz_model_load_config(path, &c, err) != 0, "%s: config loaded", what);
+    for (int i = 0; i < 3; i++)
+        if (need[i]) CHECKF(strstr(err, need[i]) != NULL, "%s (config): '%s' lacks '%s'", what, err, need[i]);
 }
 
 // ---- Hugging Face: a valid directory whose config.json is then rewritten -------------

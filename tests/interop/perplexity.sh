@@ -10,7 +10,8 @@
 #
 #   bash tests/interop/perplexity.sh [OUT.md]    # default results/interop_perplexity.md
 #   env: BUILD (build), WORK ($PUZZLE_CACHE/interop), CTX (512), CHUNKS (8),
-#        THREADS (2), LIB_TOKENS (4096), LIB_STEPS (20)
+#        THREADS (2), LIB_TOKENS (4096), LIB_STEPS (20),
+#        LLAMA_BIN (llama.cpp's bin/; default: built by build_llama_cpp.sh)
 #
 # The children come from a small library (BLD on layers 4 and 12 only) with
 # layer choices picked by hand, written into the run database as solutions
@@ -37,7 +38,7 @@ P=$BUILD/puzzle
 PY=python3
 [ -x "$CACHE/venv/bin/python3" ] && PY=$CACHE/venv/bin/python3
 
-LLAMA=$(bash tests/interop/build_llama_cpp.sh)
+LLAMA=${LLAMA_BIN:-$(bash tests/interop/build_llama_cpp.sh)}
 PARENT=$(bash scripts/fetch_model.sh | tail -1)
 bash scripts/fetch_text.sh >/dev/null
 TEXT=$CACHE/text/eval.txt
@@ -120,14 +121,14 @@ print('%.3f' % (100 * r), 'yes' if r < 0.01 else 'NO')" "$pp" "$lp")
     echo "$1: llama.cpp $lp, puzzle $pp ($rel %)" >&2
 }
 
-# llama.cpp multiplies Q4_1 weights by Q8-quantized activations; puzzle
-# dequantizes them to f32: a reference row, not part of the check.
-row "parent, original Q4_1 file" "$PARENT" info
 for c in P A B C; do
     echo "== realize $c (solution ${SOL[$c]})" >&2
     "$P" realize --db "$DB" --solution "${SOL[$c]}" --out "$WORK/$c" --gguf "$WORK/$c.gguf" --dtype f32 >&2
     "$PY" tests/ref/check_decilm_config.py "$WORK/$c" >&2 || { echo "DeciLM readers disagree on $c" >&2; fail=1; }
 done
+# llama.cpp multiplies Q4_1 weights by Q8-quantized activations; puzzle
+# dequantizes them to f32: a reference row, not part of the check.
+row "parent, original Q4_1 file" "$PARENT" info
 row "P: parent, realized f32 GGUF (llama)" "$WORK/P.gguf"
 row "A: L4 gqa kv1 + swiglu 768; L12 linear + linear" "$WORK/A.gguf"
 row "B: L4 noop + parent FFN; L12 parent attention + noop" "$WORK/B.gguf"
