@@ -105,7 +105,8 @@ ppl_llama() {  # GGUF -> perplexity
 }
 ppl_puzzle() {
     "$P" eval "$1" --text "$TEXT" --ctx "$CTX" --protocol llama-perplexity --chunks "$CHUNKS" \
-        --threads "$THREADS" --json 2>/dev/null | sed -n 's/.*"perplexity":\([0-9.e+-]*\).*/\1/p'
+        --threads "$THREADS" --json 2>/dev/null | sed -n 's/.*"perplexity":\([0-9.e+-]*\).*/\1/p' |
+        xargs printf '%.4f\n'
 }
 
 rows=()
