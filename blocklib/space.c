@@ -38,9 +38,36 @@ static int has_variant(pz_sub_kind half, const pz_variant *v, int n, pz_variant 
     return 0;
 }
 
+// A child's config.json gives each FFN width as DeciLM's ffn_mult, which
+// transformers and vLLM read back as round_up(int(2*ffn_mult*hidden/3), 256):
+// a width other readers can load must come out of that rule for some
+// ffn_mult we write, i.e. be a multiple of 256 (pz_decilm_ffn_mult finds the
+// multiplier). A parent whose own width is not one cannot be read by them
+// as DeciLM at all (the small random test models); its children carry exact
+// widths in our per-block "intermediate_size" and only this toolkit reads them.
+static int parent_decilm_expressible(const pz_config *c) {
+    for (int l = 0; l < c->n_layer; l++)
+        if (c->layers[l].ffn == PZ_FFN_SWIGLU && pz_decilm_ffn_mult(c->layers[l].n_ff, c->hidden) <= 0)
+            return 0;
+    return 1;
+}
+
+static int refuse_width(const char *where, int w, const pz_config *c, char *err) {
+    int lo = w / 256 * 256, hi = lo + 256;
+    char alt[64];
+    if (lo > 0) snprintf(alt, sizeof alt, "%d or %d", lo, hi);
+    else snprintf(alt, sizeof alt, "%d", hi);
+    return pz_err(err, "%s: FFN width %d cannot be written to a DeciLM config.json that transformers and "
+                  "vLLM read back (they take ffn_mult to round_up(int(2*ffn_mult*%d/3), 256), so widths are "
+                  "multiples of 256); use %s", where, w, c->hidden, alt);
+}
+
 int pz_space_default(pz_space *s, const pz_config *c, int round_to, char *err) {
     memset(s, 0, sizeof *s);
     if (round_to <= 0) round_to = 256;
+    if (round_to % 256 != 0 && parent_decilm_expressible(c))
+        return pz_err(err, "space: round_to %d gives FFN widths that other DeciLM readers (transformers, "
+                      "vLLM) cannot load: their rule rounds every width to a multiple of 256", round_to);
     s->round_to = round_to;
     s->all_layers = 1;
     int max_kv = 0, max_ff = 0;
@@ -276,6 +303,7 @@ int pz_space_validate(const pz_space *s, const pz_config *c, char *err) {
         if (c->layers[l].ffn == PZ_FFN_SWIGLU && c->layers[l].n_ff > max_ff) max_ff = c->layers[l].n_ff;
     }
     if (s->round_to <= 0) return pz_err(err, "round_to %d must be positive", s->round_to);
+    int decilm = parent_decilm_expressible(c);
     if (!s->all_layers) {
         if (s->n_layers <= 0 || !s->layers) return pz_err(err, "no layers selected");
         for (int i = 0; i < s->n_layers; i++)
@@ -310,6 +338,11 @@ int pz_space_validate(const pz_space *s, const pz_config *c, char *err) {
             if (v->size <= 0) return pz_err(err, "ffn[%d]: width %d must be positive", i, v->size);
             if (v->size > max_ff)
                 return pz_err(err, "ffn[%d]: width %d exceeds the parent's %d", i, v->size, max_ff);
+            if (decilm && pz_decilm_ffn_mult(v->size, c->hidden) <= 0) {
+                char where[32];
+                snprintf(where, sizeof where, "ffn[%d]", i);
+                return refuse_width(where, v->size, c, err);
+            }
         } else if (v->size != 0) {
             return pz_err(err, "ffn[%d]: %s takes no size", i, pz_ffn_kind_name(v->ffn));
         }

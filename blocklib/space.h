@@ -17,7 +17,8 @@
 // linear, noop; FFN = the parent's width and 87, 75, 50, 25, 20, 10 % of
 // it, each rounded to the nearest multiple of round_to (ties away from
 // zero), clamped to [round_to, parent width], duplicates dropped (widest
-// first), then linear, noop.
+// first), then linear, noop. round_to must be a multiple of 256 unless the
+// parent's own widths are not (see pz_space_validate).
 //
 // Block ids are stable strings: "L07.attn.gqa_kv1", "L07.attn.linear",
 // "L07.ffn.swiglu_768", "L07.ffn.noop" (layer zero-padded to at least two
@@ -82,8 +83,11 @@ char *pz_space_to_json(const pz_space *s);
 int pz_space_write_file(const pz_space *s, const char *path, char *err);
 
 // Checks s against parent c: KV-head counts in 1..max parent n_kv dividing
-// n_head; FFN widths in 1..max parent n_ff; layer indices in range; no
-// duplicate variants. Errors name the offending entry.
+// n_head; FFN widths in 1..max parent n_ff and, when every parent width is a
+// multiple of 256, multiples of 256 too (the widths DeciLM's ffn_mult rule in
+// transformers and vLLM can express: others would load the child with the
+// wrong shape); layer indices in range; no duplicate variants. Errors name
+// the offending entry.
 int pz_space_validate(const pz_space *s, const pz_config *c, char *err);
 
 // ---- blocks -----------------------------------------------------------------

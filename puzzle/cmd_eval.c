@@ -2,11 +2,19 @@
 // windows, and, against a reference model, the mean KL(ref‖model) of the
 // next-token distributions and their top-1 agreement.
 //
-// Protocol (shared with tests/ref/smollm2_numpy.py so the figures compare):
-// tokens = encode(text) with no BOS and special tokens not parsed; windows of
-// ctx tokens at offsets 0, ctx, 2ctx, ... (a last partial window counts when
-// it has >= 2 tokens); each window starts from an empty cache; position t of
-// a window predicts token t+1 of that window.
+// Protocol "windows" (the default; shared with tests/ref/smollm2_numpy.py so
+// the figures compare): tokens = encode(text) with no BOS and special tokens
+// not parsed; windows of ctx tokens at offsets 0, ctx, 2ctx, ... (a last
+// partial window counts when it has >= 2 tokens); each window starts from an
+// empty cache; position t of a window predicts token t+1 of that window.
+//
+// Protocol "llama-perplexity" (llama.cpp's tools/perplexity, so the two
+// tools' numbers compare directly): tokens = BOS (when the tokenizer adds
+// one) + encode(text); at least 2·ctx of them; only whole chunks of ctx
+// tokens at offsets 0, ctx, 2ctx, ...; each chunk's first token replaced by
+// BOS (when added); positions ctx/2 .. ctx-2 of a chunk are scored, each
+// predicting the next token, so every scored token has at least ctx/2
+// tokens of context.
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -30,6 +38,10 @@ void pz_usage_eval(FILE *out) {
             "and top-1 agreement, on the same windows (both models share a tokenizer).\n\n"
             "  --text FILE        evaluation text (required)\n"
             "  --ctx N            window length in tokens (default 512)\n"
+            "  --protocol P       windows (default: every position of each window scored) or\n"
+            "                     llama-perplexity (llama.cpp's: BOS first, whole chunks only,\n"
+            "                     second half of each chunk scored)\n"
+            "  --chunks N         llama-perplexity: at most N chunks (llama-perplexity --chunks)\n"
             "  --max-tokens N     evaluate only the first N tokens (default: all)\n"
             "  --skip-tokens N    start after the first N tokens (e.g. past the windows `puzzle score` used)\n"
             "  --ref MODEL2       reference model for KL and agreement\n"
@@ -82,8 +94,8 @@ static int load(const char *path, pz_dt wtype, int ctx, int threads, loaded *out
 
 int pz_cmd_eval(int argc, char **argv) {
     const char *path = NULL, *text_path = NULL, *ref_path = NULL, *cmd = "eval";
-    long ctx = 512, max_tokens = 0, skip_tokens = 0, threads = 0;
-    int json = 0;
+    long ctx = 512, max_tokens = 0, skip_tokens = 0, threads = 0, chunks = 0;
+    int json = 0, llama_ppl = 0;
     pz_dt wtype = PZ_DT_F32;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -103,6 +115,17 @@ int pz_cmd_eval(int argc, char **argv) {
             if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_int(cmd, a, v, 0, 1024, &threads)) return PZ_EXIT_USAGE;
         } else if (!strcmp(a, "--dtype")) {
             if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_wtype(cmd, v, &wtype)) return PZ_EXIT_USAGE;
+        } else if (!strcmp(a, "--protocol")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i))) return PZ_EXIT_USAGE;
+            if (!strcmp(v, "llama-perplexity")) llama_ppl = 1;
+            else if (!strcmp(v, "windows")) llama_ppl = 0;
+            else {
+                fprintf(stderr, "puzzle eval: --protocol must be windows or llama-perplexity, not '%s'\n", v);
+                return PZ_EXIT_USAGE;
+            }
+        } else if (!strcmp(a, "--chunks")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_int(cmd, a, v, 1, 1L << 30, &chunks))
+                return PZ_EXIT_USAGE;
         } else if (!strcmp(a, "--json")) json = 1;
         else if (a[0] == '-') {
             fprintf(stderr, "puzzle eval: unknown option '%s'\n", a);
@@ -118,13 +141,21 @@ int pz_cmd_eval(int argc, char **argv) {
         pz_usage_eval(stderr);
         return PZ_EXIT_USAGE;
     }
+    if (chunks && !llama_ppl) {
+        fprintf(stderr, "puzzle eval: --chunks goes with --protocol llama-perplexity\n");
+        return PZ_EXIT_USAGE;
+    }
+    if (llama_ppl && ctx % 2) {
+        fprintf(stderr, "puzzle eval: --protocol llama-perplexity needs an even --ctx\n");
+        return PZ_EXIT_USAGE;
+    }
 
     char err[PZ_ERRLEN];
     int rc = PZ_EXIT_FAIL;
     pz_tokenizer *tok = NULL;
     loaded mod = {0}, ref = {0};
     char *text = NULL;
-    int32_t *ids = NULL;
+    int32_t *ids = NULL, *win = NULL;
     float *lg = NULL, *lg_ref = NULL;
 
     size_t text_len;
@@ -137,7 +168,28 @@ int pz_cmd_eval(int argc, char **argv) {
         memmove(ids, ids + (n_tok - keep), (size_t)keep * sizeof *ids);
         n_tok = (int)keep;
     }
+    int bos = -1;
+    if (llama_ppl && pz_tokenizer_add_bos(tok)) {  // common_tokenize(ctx, text, add_special = true)
+        if ((bos = pz_tokenizer_bos(tok)) < 0) {
+            pz_err(err, "%s: the tokenizer adds BOS but defines no BOS token", path);
+            goto fail;
+        }
+        int32_t *grown = realloc(ids, ((size_t)n_tok + 1) * sizeof *ids);
+        if (!grown) {
+            pz_err(err, "out of memory");
+            goto fail;
+        }
+        ids = grown;
+        memmove(ids + 1, ids, (size_t)n_tok * sizeof *ids);
+        ids[0] = bos;
+        n_tok++;
+    }
     if (max_tokens && n_tok > max_tokens) n_tok = (int)max_tokens;
+    if (llama_ppl && n_tok < 2 * ctx) {
+        pz_err(err, "%s: llama-perplexity needs at least %ld tokens (2 x --ctx), the text has %d", text_path,
+               2 * ctx, n_tok);
+        goto fail;
+    }
     if (n_tok < 2) {
         pz_err(err, "%s: needs at least 2 tokens of text%s, has %d", text_path,
                skip_tokens ? " after --skip-tokens" : "", n_tok);
@@ -163,8 +215,9 @@ int pz_cmd_eval(int argc, char **argv) {
             goto fail;
         }
     lg = malloc((size_t)ctx * vocab * sizeof(float));
+    win = malloc((size_t)ctx * sizeof *win);
     if (ref_path) lg_ref = malloc((size_t)ctx * vocab * sizeof(float));
-    if (!lg || (ref_path && !lg_ref)) {
+    if (!lg || !win || (ref_path && !lg_ref)) {
         pz_err(err, "out of memory for %ld x %d logits", ctx, vocab);
         goto fail;
     }
@@ -173,19 +226,26 @@ int pz_cmd_eval(int argc, char **argv) {
     double nll = 0, nll_ref = 0, kl = 0;
     long count = 0, agree = 0;
     double t0 = pz_now(), last_report = t0;
-    int n_windows = (n_tok + (int)ctx - 1) / (int)ctx;
+    int n_windows = (n_tok + (int)ctx - 1) / (int)ctx, first = 0;
+    if (llama_ppl) {
+        n_windows = n_tok / (int)ctx;  // whole chunks only
+        if (chunks && n_windows > chunks) n_windows = (int)chunks;
+        first = (int)ctx / 2;
+    }
     for (int w = 0; w < n_windows && !interrupted; w++) {
         int off = w * (int)ctx, len = n_tok - off < ctx ? n_tok - off : (int)ctx;
         if (len < 2) break;
+        memcpy(win, ids + off, (size_t)len * sizeof *win);
+        if (bos >= 0) win[0] = bos;  // llama-perplexity: BOS starts every chunk
         pz_engine_slot_reset(mod.e, 0);
-        if (pz_engine_prefill(mod.e, 0, ids + off, len, lg, 1, err)) goto fail;
+        if (pz_engine_prefill(mod.e, 0, win, len, lg, 1, err)) goto fail;
         if (ref_path) {
             pz_engine_slot_reset(ref.e, 0);
-            if (pz_engine_prefill(ref.e, 0, ids + off, len, lg_ref, 1, err)) goto fail;
+            if (pz_engine_prefill(ref.e, 0, win, len, lg_ref, 1, err)) goto fail;
         }
-        for (int t = 0; t + 1 < len; t++) {
+        for (int t = first; t + 1 < len; t++) {
             const float *row = lg + (size_t)t * vocab;
-            int next = ids[off + t + 1];
+            int next = win[t + 1];
             nll += log_sum_exp(row, vocab) - row[next];
             if (ref_path) {
                 const float *rr = lg_ref + (size_t)t * vocab;
@@ -214,6 +274,7 @@ int pz_cmd_eval(int argc, char **argv) {
         cJSON_AddStringToObject(o, "model", path);
         cJSON_AddStringToObject(o, "text", text_path);
         cJSON_AddNumberToObject(o, "ctx", (double)ctx);
+        cJSON_AddStringToObject(o, "protocol", llama_ppl ? "llama-perplexity" : "windows");
         cJSON_AddNumberToObject(o, "tokens_scored", (double)count);
         cJSON_AddNumberToObject(o, "perplexity", exp(nll / count));
         cJSON_AddNumberToObject(o, "nll", nll / count);
@@ -230,8 +291,9 @@ int pz_cmd_eval(int argc, char **argv) {
         cJSON_free(s);
         cJSON_Delete(o);
     } else {
-        printf("%s on %s: %ld tokens scored (ctx %ld, %s weights)%s\n", path, text_path, count, ctx,
-               pz_dt_name(wtype), interrupted ? " — interrupted, partial result" : "");
+        printf("%s on %s: %ld tokens scored (ctx %ld, %s protocol, %s weights)%s\n", path, text_path, count, ctx,
+               llama_ppl ? "llama-perplexity" : "windows", pz_dt_name(wtype),
+               interrupted ? " — interrupted, partial result" : "");
         printf("perplexity        %.4f  (mean NLL %.5f nats)\n", exp(nll / count), nll / count);
         if (ref_path) {
             printf("ref perplexity    %.4f  (%s)\n", exp(nll_ref / count), ref_path);
@@ -246,6 +308,7 @@ fail:
     fprintf(stderr, "puzzle eval: %s\n", err);
 done:
     free(lg);
+    free(win);
     free(lg_ref);
     free(ids);
     free(text);

@@ -235,8 +235,8 @@ static int build_groups(pz_search *s, const lib_row *rows, int n, char *err) {
         int r1 = r0;
         while (r1 < n && rows[r1].layer == l) r1++;
         const pz_layer_spec *pl = &s->parent.layers[l];
-        pz_variant pa = {pl->attn, pl->attn == PZ_ATTN_GQA ? pl->n_kv : 0};
-        pz_variant pf = {pl->ffn, pl->ffn == PZ_FFN_SWIGLU ? pl->n_ff : 0};
+        pz_variant pa = {.attn = pl->attn, .size = pl->attn == PZ_ATTN_GQA ? pl->n_kv : 0};
+        pz_variant pf = {.ffn = pl->ffn, .size = pl->ffn == PZ_FFN_SWIGLU ? pl->n_ff : 0};
         int pairs = 0;
         for (int i = r0; i < r1; i++) pairs |= rows[i].sub == PZ_SUB_PAIR;
         for (int half = 0; half < (pairs ? 1 : 2); half++) {
@@ -397,7 +397,7 @@ static int item_costs(const pz_search *s, const pz_search_item *it, long B, int 
 // Embedding + LM head (and, on GPUs, the reserve and workspace in memory).
 static int fixed_costs(const pz_search *s, long B, int want_ttft, costs *out, char *err) {
     costs e, h;
-    pz_variant none = {0, 0};
+    pz_variant none = {.size = 0};
     if (half_costs(s, PZ_PROF_EMBED, &none, B, want_ttft, &e, err) ||
         half_costs(s, PZ_PROF_HEAD, &none, B, want_ttft, &h, err))
         return -1;
@@ -435,7 +435,7 @@ int pz_search_batches(pz_search *s, long batch, const pz_search_limits *lim, lon
             int np = pz_serve_passes(&s->scen, B, pass), have = 0;
             for (int j = 0; j < np; j++) {
                 pz_price pr;
-                pz_prof_variant head = {PZ_PROF_HEAD, 0, 0};
+                pz_prof_variant head = {.part = PZ_PROF_HEAD};
                 have += pz_price_pass(&s->pricer, &head, &pass[j], &pr, NULL) == 0;
             }
             if (have == np) out[n++] = B;

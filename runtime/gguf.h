@@ -67,4 +67,18 @@ int64_t pz_gguf_n_tensors(const pz_gguf *g);
 const pz_gguf_tensor *pz_gguf_tensor_at(const pz_gguf *g, int64_t i);
 const pz_gguf_tensor *pz_gguf_find_tensor(const pz_gguf *g, const char *name); // NULL if absent
 
+// How pz_model_save_gguf writes the FFN blocks llama.cpp's `deci` graph has
+// no tensors for, so that llama.cpp computes the same function and
+// pz_model_load reads the block back as what it was:
+// - linear FFN (x += W n(x)): a SwiGLU of width hidden whose gate weight is
+//   zero with bias PZ_GGUF_LINEAR_GATE on every channel (silu of it is exactly
+//   itself in fp32), up = I / PZ_GGUF_LINEAR_GATE, down = W;
+// - noop FFN after a layer with attention (the deci graph skips the whole
+//   layer when its FFN width is 0): a zero SwiGLU of width PZ_GGUF_NOOP_FF;
+// - the per-layer kinds in the string array PZ_GGUF_FFN_KIND_KEY
+//   ("swiglu", "linear", "noop"), which the loader checks against the tensors.
+#define PZ_GGUF_FFN_KIND_KEY "puzzle.ffn_kind"
+#define PZ_GGUF_LINEAR_GATE 32.0f
+#define PZ_GGUF_NOOP_FF 32
+
 #endif

@@ -3,7 +3,9 @@
 // to the same weights, config and token ids, and that llama.cpp's reader
 // accepts. Everything the loaders read is written here; a model the GGUF
 // loader cannot represent (Llama-3 RoPE scaling, no attention anywhere) is
-// refused rather than written lossily.
+// refused rather than written lossily. Heterogeneous models are `deci` files
+// in the layout llama.cpp's deci graph loads; the FFN kinds it has no
+// tensors for are encoded as SwiGLUs computing the same function (gguf.h).
 //
 // Layout: header, key/values and tensor infos are built in memory, then the
 // tensor data follows, each tensor at an offset aligned to 32 (the running
@@ -12,6 +14,7 @@
 #include "model.h"
 #include "common.h"
 #include "gguf.h"
+#include "tensor.h"
 #include "tokenizer_impl.h"
 
 #include <errno.h>
@@ -96,7 +99,10 @@ static int32_t layer_value(const pz_config *c, int i, per_layer what) {
     switch (what) {
     case PL_HEADS: return s->attn == PZ_ATTN_NOOP ? 0 : c->n_head;
     case PL_KV: return s->attn == PZ_ATTN_GQA ? s->n_kv : 0;
-    default: return s->ffn == PZ_FFN_SWIGLU ? s->n_ff : 0;
+    default:
+        if (s->ffn == PZ_FFN_SWIGLU) return s->n_ff;
+        if (s->ffn == PZ_FFN_LINEAR) return c->hidden;
+        return s->attn == PZ_ATTN_NOOP ? 0 : PZ_GGUF_NOOP_FF;
     }
 }
 
@@ -205,6 +211,10 @@ static int build_kvs(kvs *k, const pz_model *m, const pz_tokenizer *t, const cha
     kv_u32(k, ".rope.dimension_count", (uint32_t)c->head_dim);
     kv_f32(k, ".rope.freq_base", c->rope_theta);
     kv_u32(k, ".vocab_size", (uint32_t)c->vocab);
+    if (deci) {
+        kv_arr_head(k, PZ_GGUF_FFN_KIND_KEY, PZ_GGUF_STRING, (uint64_t)c->n_layer);
+        for (int i = 0; i < c->n_layer; i++) put_str(&k->b, pz_ffn_kind_name(c->layers[i].ffn));
+    }
     if (t) return tokenizer_kvs(k, t, path, err);
     // No tokenizer: still carry the config's bos/eos, which the loader reads from these keys.
     if (c->bos_id >= 0) kv_u32(k, "tokenizer.ggml.bos_token_id", (uint32_t)c->bos_id);
@@ -271,6 +281,67 @@ static void out_weight(out_file *o, const pz_weight_info *w, int perm, int hd) {
     }
 }
 
+// A tensor the model does not hold: the SwiGLU stand-ins for linear and
+// noop FFNs (gguf.h). Matrices in the model's weight type, vectors in F32.
+typedef enum { SYN_ZERO, SYN_CONST, SYN_EYE } syn_kind;
+typedef struct {
+    char name[64];
+    int rows, cols, is_matrix;
+    pz_dt type;
+    syn_kind kind;
+    float value;  // SYN_CONST: every element; SYN_EYE: the diagonal
+} synth;
+
+static size_t synth_bytes(const synth *t) {
+    return (t->type == PZ_DT_BF16 ? 2 : 4) * (size_t)t->rows * (size_t)t->cols;
+}
+
+// Fills out (room for 5 * n_layer) with the stand-ins c needs; returns the count.
+static int synth_table(const pz_config *c, pz_dt wt, synth *out) {
+    int n = 0, H = c->hidden;
+#define SYN(NAME, R, C, MAT, KIND, V) do { synth *t = &out[n++]; \
+        snprintf(t->name, sizeof t->name, "blk.%d." NAME, i); t->rows = (R); t->cols = (C); \
+        t->is_matrix = (MAT); t->type = (MAT) ? wt : PZ_DT_F32; t->kind = (KIND); t->value = (V); } while (0)
+    for (int i = 0; i < c->n_layer; i++) {
+        const pz_layer_spec *s = &c->layers[i];
+        if (s->ffn == PZ_FFN_LINEAR) {
+            SYN("ffn_gate.weight", H, H, 1, SYN_ZERO, 0);
+            SYN("ffn_gate.bias", 1, H, 0, SYN_CONST, PZ_GGUF_LINEAR_GATE);
+            SYN("ffn_up.weight", H, H, 1, SYN_EYE, 1 / PZ_GGUF_LINEAR_GATE);
+        } else if (s->ffn == PZ_FFN_NOOP && s->attn != PZ_ATTN_NOOP) {
+            SYN("ffn_norm.weight", 1, H, 0, SYN_CONST, 1);
+            SYN("ffn_gate.weight", PZ_GGUF_NOOP_FF, H, 1, SYN_ZERO, 0);
+            SYN("ffn_up.weight", PZ_GGUF_NOOP_FF, H, 1, SYN_ZERO, 0);
+            SYN("ffn_down.weight", H, PZ_GGUF_NOOP_FF, 1, SYN_ZERO, 0);
+        }
+    }
+#undef SYN
+    return n;
+}
+
+static int out_synth(out_file *o, const synth *t) {
+    float *row = calloc((size_t)t->cols, sizeof *row);
+    uint16_t *b16 = calloc((size_t)t->cols, sizeof *b16);
+    if (!row || !b16) {
+        free(row);
+        free(b16);
+        return -1;
+    }
+    for (int r = 0; r < t->rows; r++) {
+        for (int j = 0; j < t->cols; j++)
+            row[j] = t->kind == SYN_CONST ? t->value : t->kind == SYN_EYE && j == r ? t->value : 0;
+        if (t->type == PZ_DT_BF16) {
+            pz_f32_to_bf16_row(row, b16, (size_t)t->cols);
+            out_put(o, b16, 2 * (size_t)t->cols);
+        } else {
+            out_put(o, row, 4 * (size_t)t->cols);
+        }
+    }
+    free(row);
+    free(b16);
+    return 0;
+}
+
 static int is_qk(const char *gguf_name) {
     size_t n = strlen(gguf_name);
     return (n > 14 && strcmp(gguf_name + n - 14, ".attn_q.weight") == 0) ||
@@ -295,7 +366,10 @@ int pz_model_save_gguf(const pz_model *m, const pz_tokenizer *t, const char *pat
     out_file *o = NULL;
     int created = 0;
     char tmp[4096];
-    int rc = -1, n = pz_model_n_weights(m);
+    int rc = -1, n = pz_model_n_weights(m), n_syn = 0;
+    synth *syn = malloc(sizeof *syn * (5 * (size_t)c->n_layer + 1));
+    if (!syn) return pz_err(err, "%s: out of memory", path);
+    if (!is_llama(c)) n_syn = synth_table(c, m->wtype, syn);
     if (build_kvs(&k, m, t, path, err)) goto done;
     uint64_t off = 0;
     for (int i = 0; i < n; i++) {
@@ -311,6 +385,15 @@ int pz_model_save_gguf(const pz_model *m, const pz_tokenizer *t, const char *pat
         put_u32(&ti, w.type == PZ_DT_BF16 ? GGML_TYPE_BF16 : GGML_TYPE_F32);
         put_u64(&ti, off);
         off = align_up(off + w.bytes);
+    }
+    for (int i = 0; i < n_syn; i++) {
+        put_str(&ti, syn[i].name);
+        put_u32(&ti, syn[i].is_matrix ? 2 : 1);
+        put_u64(&ti, (uint64_t)syn[i].cols);
+        if (syn[i].is_matrix) put_u64(&ti, (uint64_t)syn[i].rows);
+        put_u32(&ti, syn[i].type == PZ_DT_BF16 ? GGML_TYPE_BF16 : GGML_TYPE_F32);
+        put_u64(&ti, off);
+        off = align_up(off + synth_bytes(&syn[i]));
     }
     if (k.b.oom || ti.oom) {
         pz_err(err, "%s: out of memory", path);
@@ -333,7 +416,7 @@ int pz_model_save_gguf(const pz_model *m, const pz_tokenizer *t, const char *pat
     created = 1;
     put(&hdr, "GGUF", 4);
     put_u32(&hdr, 3);
-    put_u64(&hdr, (uint64_t)n);
+    put_u64(&hdr, (uint64_t)(n + n_syn));
     put_u64(&hdr, (uint64_t)k.n);
     if (hdr.oom) {
         pz_err(err, "%s: out of memory", path);
@@ -348,6 +431,13 @@ int pz_model_save_gguf(const pz_model *m, const pz_tokenizer *t, const char *pat
         pz_model_weight_at(m, i, &w);
         out_weight(o, &w, w.is_matrix && is_qk(w.gguf_name), c->head_dim);
         out_pad(o, w.bytes);
+    }
+    for (int i = 0; i < n_syn && !o->failed; i++) {
+        if (out_synth(o, &syn[i])) {
+            pz_err(err, "%s: out of memory", path);
+            goto done;
+        }
+        out_pad(o, synth_bytes(&syn[i]));
     }
     out_flush(o);
     if (o->failed) {
@@ -376,6 +466,7 @@ done:
         unlink(tmp);
     }
     free(o);
+    free(syn);
     free(hdr.p);
     free(k.b.p);
     free(ti.p);

@@ -8,6 +8,7 @@
 #include "tensor.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@ typedef struct {
     int rows, cols;   // vectors: rows = 1
     int perm_heads;   // GGUF Q/K: heads whose rows are in adjacent-pair order
     int tied_head;    // lm_head of a tied model: no storage of its own
+    char why[64];     // which config values give the shape, for error messages
 } wdesc;
 
 static int table_cap(const pz_config *c) { return 4 + 9 * c->n_layer; }
@@ -34,11 +36,13 @@ static int weight_table(pz_model *m, wdesc *t) {
     int n = 0, H = c->hidden, hd = c->head_dim;
 #define VEC(HF, GG, SLOT) do { wdesc *d = &t[n++]; memset(d, 0, sizeof *d); \
         snprintf(d->hf, sizeof d->hf, "%s", HF); snprintf(d->gg, sizeof d->gg, "%s", GG); \
-        d->vec = &(SLOT); d->rows = 1; d->cols = H; } while (0)
+        d->vec = &(SLOT); d->rows = 1; d->cols = H; snprintf(d->why, sizeof d->why, "hidden %d", H); } while (0)
 #define MAT(HF, GG, SLOT, R, C, PERM) do { wdesc *d = &t[n++]; memset(d, 0, sizeof *d); \
         snprintf(d->hf, sizeof d->hf, "%s", HF); snprintf(d->gg, sizeof d->gg, "%s", GG); \
         d->mat = &(SLOT); d->rows = (R); d->cols = (C); d->perm_heads = (PERM); } while (0)
+#define WHY(...) snprintf(t[n - 1].why, sizeof t[n - 1].why, __VA_ARGS__)
     MAT("model.embed_tokens.weight", "token_embd.weight", m->tok_embd, c->vocab, H, 0);
+    WHY("vocab %d x hidden %d", c->vocab, H);
     char hf[96], gg[64];
     for (int i = 0; i < c->n_layer; i++) {
         const pz_layer_spec *s = &c->layers[i];
@@ -48,41 +52,55 @@ static int weight_table(pz_model *m, wdesc *t) {
         if (s->attn != PZ_ATTN_NOOP) {
             NAMES("input_layernorm.weight", "attn_norm.weight");
             VEC(hf, gg, L->attn_norm);
+            WHY("the norm of layer %d's %s attention, hidden %d", i, pz_attn_kind_name(s->attn), H);
         }
         if (s->attn == PZ_ATTN_GQA) {
             NAMES("self_attn.q_proj.weight", "attn_q.weight");
             MAT(hf, gg, L->wq, c->n_head * hd, H, c->n_head);
+            WHY("%d heads x head dim %d, hidden %d", c->n_head, hd, H);
             NAMES("self_attn.k_proj.weight", "attn_k.weight");
             MAT(hf, gg, L->wk, s->n_kv * hd, H, s->n_kv);
+            WHY("%d KV heads x head dim %d, hidden %d", s->n_kv, hd, H);
             NAMES("self_attn.v_proj.weight", "attn_v.weight");
             MAT(hf, gg, L->wv, s->n_kv * hd, H, 0);
+            WHY("%d KV heads x head dim %d, hidden %d", s->n_kv, hd, H);
             NAMES("self_attn.o_proj.weight", "attn_output.weight");
             MAT(hf, gg, L->wo, H, c->n_head * hd, 0);
+            WHY("hidden %d, %d heads x head dim %d", H, c->n_head, hd);
         } else if (s->attn == PZ_ATTN_LINEAR) {
             NAMES("self_attn.linear_attn.weight", "attn_output.weight");
             MAT(hf, gg, L->wo, H, H, 0);
+            WHY("linear attention, hidden %d", H);
         }
         if (s->ffn != PZ_FFN_NOOP) {
             NAMES("post_attention_layernorm.weight", "ffn_norm.weight");
             VEC(hf, gg, L->ffn_norm);
+            WHY("the norm of layer %d's %s FFN, hidden %d", i, pz_ffn_kind_name(s->ffn), H);
         }
         if (s->ffn == PZ_FFN_SWIGLU) {
             NAMES("mlp.gate_proj.weight", "ffn_gate.weight");
             MAT(hf, gg, L->w_gate, s->n_ff, H, 0);
+            WHY("FFN width %d, hidden %d", s->n_ff, H);
             NAMES("mlp.up_proj.weight", "ffn_up.weight");
             MAT(hf, gg, L->w_up, s->n_ff, H, 0);
+            WHY("FFN width %d, hidden %d", s->n_ff, H);
             NAMES("mlp.down_proj.weight", "ffn_down.weight");
             MAT(hf, gg, L->w_down, H, s->n_ff, 0);
+            WHY("hidden %d, FFN width %d", H, s->n_ff);
         } else if (s->ffn == PZ_FFN_LINEAR) {
-            // No GGUF convention is known for a linear FFN; this name is ours.
-            NAMES("mlp.linear_mlp.weight", "ffn_linear.weight");
+            // GGUF: llama.cpp's deci graph has no linear FFN; the writer stores
+            // W as ffn_down of a SwiGLU whose gate is constant (gguf_write.c).
+            NAMES("mlp.linear_mlp.weight", "ffn_down.weight");
             MAT(hf, gg, L->w_down, H, H, 0);
+            WHY("linear FFN, hidden %d", H);
         }
 #undef NAMES
     }
     VEC("model.norm.weight", "output_norm.weight", m->out_norm);
     MAT("lm_head.weight", "output.weight", m->lm_head, c->vocab, H, 0);
+    WHY("vocab %d x hidden %d", c->vocab, H);
     t[n - 1].tied_head = c->tie_embeddings;
+#undef WHY
 #undef VEC
 #undef MAT
     return n;
@@ -268,6 +286,48 @@ static int gguf_layer_int(const pz_gguf *g, const char *arch, const char *key, i
     return 0;
 }
 
+// Layer i's FFN from its width ff and the kinds our writer records (gguf.h:
+// linear and noop FFNs travel as SwiGLU stand-ins). c->layers[i].attn is set.
+static int gguf_ffn_kind(const pz_gguf *g, const char *arch, int i, int64_t ff, pz_config *c,
+                         const char *path, char *err) {
+    pz_layer_spec *L = &c->layers[i];
+    char bias[64];
+    snprintf(bias, sizeof bias, "blk.%d.ffn_gate.bias", i);
+    int has_bias = pz_gguf_find_tensor(g, bias) != NULL;
+    pz_gguf_type et;
+    uint64_t n;
+    pz_ffn_kind kind = ff == 0 ? PZ_FFN_NOOP : PZ_FFN_SWIGLU;
+    if (pz_gguf_get_arr(g, PZ_GGUF_FFN_KIND_KEY, &et, &n) == 0) {
+        pz_gguf_str ks;
+        char name[16];
+        if (et != PZ_GGUF_STRING || n != (uint64_t)c->n_layer)
+            return pz_err(err, "%s: %s must list a string for each of the %d layers", path, PZ_GGUF_FFN_KIND_KEY,
+                          c->n_layer);
+        if (pz_gguf_arr_str(g, PZ_GGUF_FFN_KIND_KEY, (uint64_t)i, &ks) || ks.len >= sizeof name)
+            return pz_err(err, "%s: %s[%d] is not an FFN kind", path, PZ_GGUF_FFN_KIND_KEY, i);
+        memcpy(name, ks.data, ks.len);
+        name[ks.len] = 0;
+        if (pz_ffn_kind_parse(name, &kind))
+            return pz_err(err, "%s: %s[%d] is \"%s\" (swiglu, linear or noop)", path, PZ_GGUF_FFN_KIND_KEY, i, name);
+    }
+    int64_t want = -1;  // the width the kind implies, when fixed
+    if (kind == PZ_FFN_LINEAR) want = c->hidden;
+    else if (kind == PZ_FFN_NOOP) want = L->attn == PZ_ATTN_NOOP ? 0 : PZ_GGUF_NOOP_FF;
+    if (kind == PZ_FFN_NOOP && ff == 0) want = 0;  // also fine: nothing stored
+    if (want >= 0 && ff != want)
+        return pz_err(err, "%s: layer %d has a %s FFN (%s) but %s.feed_forward_length is %lld, not %lld", path, i,
+                      pz_ffn_kind_name((pz_ffn_kind)kind), PZ_GGUF_FFN_KIND_KEY, arch, (long long)ff, (long long)want);
+    if (kind == PZ_FFN_SWIGLU && ff <= 0)
+        return pz_err(err, "%s: layer %d has a swiglu FFN but %s.feed_forward_length is %lld", path, i, arch,
+                      (long long)ff);
+    if (has_bias != (kind == PZ_FFN_LINEAR))
+        return pz_err(err, "%s: %s %s, but layer %d's FFN is %s (FFN biases are only the linear-FFN stand-in)",
+                      path, bias, has_bias ? "is present" : "is missing", i, pz_ffn_kind_name((pz_ffn_kind)kind));
+    L->ffn = kind;
+    L->n_ff = kind == PZ_FFN_SWIGLU ? (int)ff : 0;
+    return 0;
+}
+
 static int gguf_config(const pz_gguf *g, pz_config *c, const char *path, char *err) {
     memset(c, 0, sizeof *c);
     pz_gguf_str s;
@@ -309,7 +369,12 @@ static int gguf_config(const pz_gguf *g, pz_config *c, const char *path, char *e
         return pz_err(err, "%s: rope_freqs.weight (baked Llama-3 RoPE scaling) is not supported yet", path);
     const pz_gguf_tensor *te = pz_gguf_find_tensor(g, "token_embd.weight");
     if (!te || te->n_dims != 2) return pz_err(err, "%s: missing or malformed token_embd.weight", path);
+    if (te->ne[1] < 1 || te->ne[1] > (1u << 24))
+        return pz_err(err, "%s: token_embd.weight has %llu rows", path, (unsigned long long)te->ne[1]);
     c->vocab = (int)te->ne[1];
+    if (gguf_int(g, arch, "vocab_size", &v, 0, path, err) == 0 && v != c->vocab)
+        return pz_err(err, "%s: %s.vocab_size is %lld but token_embd.weight has %d rows", path, arch, (long long)v,
+                      c->vocab);
     c->tie_embeddings = pz_gguf_find_tensor(g, "output.weight") == NULL;
     c->bos_id = c->eos_id = -1;
     if (pz_gguf_get_i64(g, "tokenizer.ggml.bos_token_id", &v) == 0) c->bos_id = (int)v;
@@ -329,15 +394,107 @@ static int gguf_config(const pz_gguf *g, pz_config *c, const char *path, char *e
             L->attn = PZ_ATTN_GQA;
             L->n_kv = (int)kv;
         }
-        char tn[64];
-        snprintf(tn, sizeof tn, "blk.%d.ffn_linear.weight", i);
-        if (ff == 0) L->ffn = pz_gguf_find_tensor(g, tn) ? PZ_FFN_LINEAR : PZ_FFN_NOOP;
-        else {
-            L->ffn = PZ_FFN_SWIGLU;
-            L->n_ff = (int)ff;
-        }
+        if (gguf_ffn_kind(g, arch, i, ff, c, path, err)) return -1;
     }
     return pz_config_validate(c, err);
+}
+
+// The SwiGLU stand-in tensors of layer i (gguf.h) with their shapes
+// [rows, cols] and the value every element must have (diag: on the diagonal,
+// zero elsewhere; NAN: any). Returns the count (0 when the layer has none).
+typedef struct {
+    char name[64];
+    int rows, cols;
+    float value;
+    int diag;
+} standin;
+
+static int standins(const pz_config *c, int i, int64_t ff, standin *out) {
+    const pz_layer_spec *L = &c->layers[i];
+    int H = c->hidden, n = 0;
+#define ST(NAME, R, C, V, D) (snprintf(out[n].name, sizeof out[n].name, "blk.%d." NAME, i), \
+                              out[n].rows = (R), out[n].cols = (C), out[n].value = (V), out[n].diag = (D), n++)
+    if (L->ffn == PZ_FFN_LINEAR) {
+        ST("ffn_gate.weight", H, H, 0, 0);
+        ST("ffn_gate.bias", 1, H, PZ_GGUF_LINEAR_GATE, 0);
+        ST("ffn_up.weight", H, H, 1 / PZ_GGUF_LINEAR_GATE, 1);
+    } else if (L->ffn == PZ_FFN_NOOP && ff > 0) {
+        ST("ffn_norm.weight", 1, H, NAN, 0);
+        ST("ffn_gate.weight", (int)ff, H, 0, 0);
+        ST("ffn_up.weight", (int)ff, H, 0, 0);
+        ST("ffn_down.weight", H, (int)ff, 0, 0);
+    }
+#undef ST
+    return n;
+}
+
+static int64_t gguf_ff(const pz_gguf *g, const char *arch, int i, int n_layer) {
+    int64_t ff = 0;
+    if (gguf_layer_int(g, arch, "feed_forward_length", i, n_layer, 0, &ff, "", NULL)) return 0;
+    return ff;
+}
+
+// Checks that every stand-in holds exactly what makes llama.cpp's SwiGLU
+// compute the block we load in its place, and that the file has no tensor
+// the metadata does not account for (a layer beyond block_count, a sub-block
+// the metadata says is absent). names: the table's GGUF names, n of them.
+static int gguf_check_tensors(const pz_gguf *g, const pz_config *c, const char *arch, wdesc *t, int n,
+                              int values, const char *path, char *err) {
+    int64_t nt = pz_gguf_n_tensors(g);
+    for (int64_t k = 0; k < nt; k++) {
+        const pz_gguf_tensor *gt = pz_gguf_tensor_at(g, k);
+        int known = 0;
+        for (int i = 0; i < n && !known; i++) known = !t[i].tied_head && strcmp(t[i].gg, gt->name) == 0;
+        int layer = -1;
+        if (sscanf(gt->name, "blk.%d.", &layer) == 1 && layer >= 0 && layer < c->n_layer && !known) {
+            standin st[5];
+            int ns = standins(c, layer, gguf_ff(g, arch, layer, c->n_layer), st);
+            for (int j = 0; j < ns && !known; j++) known = strcmp(st[j].name, gt->name) == 0;
+        }
+        if (known) continue;
+        if (layer >= c->n_layer)
+            return pz_err(err, "%s: tensor %s belongs to layer %d, but %s.block_count is %d", path, gt->name, layer,
+                          arch, c->n_layer);
+        if (layer >= 0) {
+            const pz_layer_spec *L = &c->layers[layer];
+            return pz_err(err, "%s: tensor %s is not used by layer %d, which the metadata makes %s attention and %s FFN",
+                          path, gt->name, layer, pz_attn_kind_name(L->attn), pz_ffn_kind_name(L->ffn));
+        }
+        return pz_err(err, "%s: unexpected tensor %s", path, gt->name);
+    }
+    for (int i = 0; i < c->n_layer; i++) {
+        standin st[5];
+        int ns = standins(c, i, gguf_ff(g, arch, i, c->n_layer), st);
+        for (int j = 0; j < ns; j++) {
+            const pz_gguf_tensor *gt = pz_gguf_find_tensor(g, st[j].name);
+            if (!gt) return pz_err(err, "%s: missing tensor %s (the %s FFN stand-in of layer %d)", path, st[j].name,
+                                   pz_ffn_kind_name(c->layers[i].ffn), i);
+            int vec = st[j].rows == 1;
+            if (vec ? (gt->n_dims != 1 || gt->ne[0] != (uint64_t)st[j].cols)
+                    : (gt->n_dims != 2 || gt->ne[0] != (uint64_t)st[j].cols || gt->ne[1] != (uint64_t)st[j].rows))
+                return pz_err(err, "%s: tensor %s has the wrong shape for layer %d's %s FFN stand-in", path, st[j].name,
+                              i, pz_ffn_kind_name(c->layers[i].ffn));
+            if (!values || isnan(st[j].value)) continue;
+            if (!pz_dtype_supported(gt->type))
+                return pz_err(err, "%s: tensor %s has unsupported type %d", path, gt->name, (int)gt->type);
+            float *row = malloc(sizeof(float) * (size_t)gt->n_elems);
+            if (!row) return pz_err(err, "%s: out of memory", path);
+            pz_to_f32(gt->type, gt->data, row, (size_t)gt->n_elems);
+            size_t bad = (size_t)-1;
+            for (size_t e = 0; e < gt->n_elems && bad == (size_t)-1; e++) {
+                size_t r = e / (size_t)st[j].cols, col = e % (size_t)st[j].cols;
+                float want = st[j].diag ? (r == col ? st[j].value : 0) : st[j].value;
+                if (row[e] != want) bad = e;
+            }
+            float got = bad != (size_t)-1 ? row[bad] : 0;
+            free(row);
+            if (bad != (size_t)-1)
+                return pz_err(err, "%s: tensor %s element %zu is %g: layer %d's %s FFN stand-in must hold exactly %g%s",
+                              path, st[j].name, bad, (double)got, i, pz_ffn_kind_name(c->layers[i].ffn),
+                              (double)st[j].value, st[j].diag ? " on the diagonal and 0 elsewhere" : "");
+        }
+    }
+    return 0;
 }
 
 static pz_model *load_gguf(const char *path, pz_dt wt, char *err) {
@@ -353,6 +510,13 @@ static pz_model *load_gguf(const char *path, pz_dt wt, char *err) {
     if (!t) goto oom;
     int n = weight_table(m, t);
     layout(t, n, wt, m->arena);
+    pz_gguf_str as;
+    char arch[32] = "";
+    if (pz_gguf_get_str(g, "general.architecture", &as) == 0 && as.len < sizeof arch) {
+        memcpy(arch, as.data, as.len);
+        arch[as.len] = 0;
+    }
+    if (gguf_check_tensors(g, &cfg, arch, t, n, 1, path, err)) goto fail;
     size_t maxel = 0;
     for (int i = 0; i < n; i++)
         if ((size_t)t[i].rows * t[i].cols > maxel) maxel = (size_t)t[i].rows * t[i].cols;
@@ -362,15 +526,15 @@ static pz_model *load_gguf(const char *path, pz_dt wt, char *err) {
         if (d->tied_head) continue;
         const pz_gguf_tensor *gt = pz_gguf_find_tensor(g, d->gg);
         if (!gt) {
-            pz_err(err, "%s: missing tensor %s", path, d->gg);
+            pz_err(err, "%s: missing tensor %s (the metadata needs it: %s)", path, d->gg, d->why);
             goto fail;
         }
         int ok = d->vec ? (gt->n_dims == 1 && gt->ne[0] == (uint64_t)d->cols)
                         : (gt->n_dims == 2 && gt->ne[0] == (uint64_t)d->cols && gt->ne[1] == (uint64_t)d->rows);
         if (!ok) {
-            pz_err(err, "%s: tensor %s has shape [%llu, %llu] (innermost first), expected [%d, %d]", path, d->gg,
-                   (unsigned long long)gt->ne[0], (unsigned long long)(gt->n_dims > 1 ? gt->ne[1] : 1),
-                   d->cols, d->rows);
+            pz_err(err, "%s: tensor %s has shape [%llu, %llu] (innermost first), but the metadata says [%d, %d] (%s)",
+                   path, d->gg, (unsigned long long)gt->ne[0], (unsigned long long)(gt->n_dims > 1 ? gt->ne[1] : 1),
+                   d->cols, d->rows, d->why);
             goto fail;
         }
         if (!pz_dtype_supported(gt->type)) {
@@ -411,6 +575,39 @@ static int hf_config_path(const char *path, char *buf, size_t cap) {
     return 0;
 }
 
+// A checkpoint tensor of a layer the config does not have, or of a
+// sub-block the config says the layer lacks (its projections, norms), is a
+// contradiction, never ignored. Other names (quantization scales, buffers
+// such as rotary_emb.inv_freq) are left to the loader that knows them.
+static int hf_check_layers(const pz_st *st, const pz_config *c, const wdesc *t, int n, const char *dir, char *err) {
+    static const char *const parts[] = {"input_layernorm.", "post_attention_layernorm.", "self_attn.q_proj.",
+                                        "self_attn.k_proj.", "self_attn.v_proj.", "self_attn.o_proj.",
+                                        "self_attn.linear_attn.", "mlp.gate_proj.", "mlp.up_proj.",
+                                        "mlp.down_proj.", "mlp.linear_mlp."};
+    int64_t nt = pz_st_n_tensors(st);
+    for (int64_t k = 0; k < nt; k++) {
+        const char *name = pz_st_tensor_at(st, k)->name;
+        int layer = -1, pos = 0;
+        if (sscanf(name, "model.layers.%d.%n", &layer, &pos) != 1 || pos == 0 || layer < 0) continue;
+        if (layer >= c->n_layer)
+            return pz_err(err, "%s: tensor %s belongs to layer %d, but config.json has num_hidden_layers %d", dir,
+                          name, layer, c->n_layer);
+        int weight = 0;
+        for (size_t p = 0; p < sizeof parts / sizeof parts[0] && !weight; p++)
+            weight = strncmp(name + pos, parts[p], strlen(parts[p])) == 0 && strstr(name + pos, ".weight") &&
+                     strcmp(strstr(name + pos, ".weight"), ".weight") == 0;
+        if (!weight) continue;
+        int known = 0;
+        for (int i = 0; i < n && !known; i++) known = strcmp(t[i].hf, name) == 0;
+        if (!known) {
+            const pz_layer_spec *L = &c->layers[layer];
+            return pz_err(err, "%s: tensor %s is not used by layer %d, which config.json makes %s attention and %s "
+                          "FFN", dir, name, layer, pz_attn_kind_name(L->attn), pz_ffn_kind_name(L->ffn));
+        }
+    }
+    return 0;
+}
+
 static pz_model *load_hf(const char *dir, pz_dt wt, char *err) {
     char cpath[1100];
     pz_config cfg;
@@ -426,6 +623,7 @@ static pz_model *load_hf(const char *dir, pz_dt wt, char *err) {
     if (!t) goto oom;
     int n = weight_table(m, t);
     layout(t, n, wt, m->arena);
+    if (hf_check_layers(st, &cfg, t, n, dir, err)) goto fail;
     size_t maxcols = 0;
     for (int i = 0; i < n; i++)
         if ((size_t)t[i].cols > maxcols) maxcols = (size_t)t[i].cols;
@@ -435,16 +633,20 @@ static pz_model *load_hf(const char *dir, pz_dt wt, char *err) {
         if (d->tied_head) continue;
         const pz_st_tensor *s = pz_st_find(st, d->hf);
         if (!s) {
-            pz_err(err, "%s: missing tensor %s", dir, d->hf);
+            pz_err(err, "%s: missing tensor %s (config.json needs it: %s)", dir, d->hf, d->why);
             goto fail;
         }
         int ok = d->vec ? (s->n_dims == 1 && s->shape[0] == d->cols)
                         : (s->n_dims == 2 && s->shape[0] == d->rows && s->shape[1] == d->cols);
         if (!ok) {
-            pz_err(err, "%s: tensor %s has shape [%lld%s%lld], expected [%d, %d] from config.json", dir, d->hf,
-                   (long long)(s->n_dims > 0 ? s->shape[0] : 0), s->n_dims > 1 ? ", " : "",
-                   (long long)(s->n_dims > 1 ? s->shape[1] : 0), d->vec ? d->cols : d->rows,
-                   d->vec ? 1 : d->cols);
+            if (d->vec)
+                pz_err(err, "%s: tensor %s has shape [%lld%s%lld], but config.json says [%d] (%s)", dir, d->hf,
+                       (long long)(s->n_dims > 0 ? s->shape[0] : 0), s->n_dims > 1 ? ", " : "",
+                       (long long)(s->n_dims > 1 ? s->shape[1] : 0), d->cols, d->why);
+            else
+                pz_err(err, "%s: tensor %s has shape [%lld%s%lld], but config.json says [%d, %d] (%s)", dir, d->hf,
+                       (long long)(s->n_dims > 0 ? s->shape[0] : 0), s->n_dims > 1 ? ", " : "",
+                       (long long)(s->n_dims > 1 ? s->shape[1] : 0), d->rows, d->cols, d->why);
             goto fail;
         }
         if (s->dtype != PZ_ST_F32 && s->dtype != PZ_ST_BF16 && s->dtype != PZ_ST_F16) {
@@ -512,6 +714,39 @@ int pz_model_load_config(const char *path, pz_config *cfg, char *err) {
     pz_gguf *g = pz_gguf_open(path, err);
     if (!g) return -1;
     int rc = gguf_config(g, cfg, path, err);
+    // The same contradictions pz_model_load refuses, from the tensor infos
+    // alone (no weight is read): shapes, tensors beyond the metadata.
+    pz_model shell = {0};
+    wdesc *t = NULL;
+    pz_gguf_str as;
+    char arch[32] = "";
+    if (rc == 0 && pz_gguf_get_str(g, "general.architecture", &as) == 0 && as.len < sizeof arch) {
+        memcpy(arch, as.data, as.len);
+        arch[as.len] = 0;
+    }
+    if (rc == 0) {
+        shell.cfg = *cfg;
+        shell.layers = calloc((size_t)cfg->n_layer, sizeof *shell.layers);
+        t = malloc(sizeof *t * (size_t)table_cap(cfg));
+        if (!shell.layers || !t) rc = pz_err(err, "%s: out of memory", path);
+    }
+    int nw = rc == 0 ? weight_table(&shell, t) : 0;
+    for (int i = 0; i < nw && rc == 0; i++) {
+        if (t[i].tied_head) continue;
+        const pz_gguf_tensor *gt = pz_gguf_find_tensor(g, t[i].gg);
+        if (!gt) {
+            rc = pz_err(err, "%s: missing tensor %s (the metadata needs it: %s)", path, t[i].gg, t[i].why);
+        } else if (t[i].vec ? (gt->n_dims != 1 || gt->ne[0] != (uint64_t)t[i].cols)
+                            : (gt->n_dims != 2 || gt->ne[0] != (uint64_t)t[i].cols ||
+                               gt->ne[1] != (uint64_t)t[i].rows)) {
+            rc = pz_err(err, "%s: tensor %s has shape [%llu, %llu] (innermost first), but the metadata says [%d, %d] "
+                        "(%s)", path, t[i].gg, (unsigned long long)gt->ne[0],
+                        (unsigned long long)(gt->n_dims > 1 ? gt->ne[1] : 1), t[i].cols, t[i].rows, t[i].why);
+        }
+    }
+    if (rc == 0) rc = gguf_check_tensors(g, cfg, arch, t, nw, 0, path, err);
+    free(t);
+    free(shell.layers);
     pz_gguf_close(g);
     return rc;
 }

@@ -15,12 +15,15 @@
 // GGUF: architectures "llama" and "deci" (per-layer head_count,
 // head_count_kv and feed_forward_length arrays; head_count 0 = noop
 // attention, head_count_kv 0 = linear attention in attn_output, n_ff 0 =
-// noop FFN, or linear FFN when blk.N.ffn_linear.weight exists — a name of
-// ours, as no converter convention is known). A tied model has no
-// output.weight. Baked Llama-3 RoPE scaling (rope_freqs.weight) is refused.
+// noop FFN; linear FFNs and noop FFNs after attention as the SwiGLU
+// stand-ins of gguf.h, named in puzzle.ffn_kind and checked value by value).
+// A tied model has no output.weight. Baked Llama-3 RoPE scaling
+// (rope_freqs.weight) is refused.
 // Hugging Face: LlamaForCausalLM or DeciLM config.json + safetensors,
 // tensors F32, BF16 or F16; every tensor's shape is checked against the
-// config.
+// config. Both formats: a tensor the metadata contradicts (a shape, a layer
+// beyond the layer count, a sub-block the metadata says is absent) is an
+// error naming the tensor and the metadata values, never reinterpreted.
 #ifndef PZ_MODEL_H
 #define PZ_MODEL_H
 
@@ -84,8 +87,9 @@ struct pz_tokenizer;
 // layer is gqa + swiglu with the same n_kv and n_ff, else "deci" with
 // per-layer int32 arrays (llama.cpp's convention: attention.head_count 0 =
 // noop attention, head_count_kv 0 with head_count > 0 = linear attention (in
-// attn_output), feed_forward_length 0 = noop FFN, or linear FFN when
-// blk.N.ffn_linear.weight is present — our loader's names). Matrices F32 or
+// attn_output), feed_forward_length 0 = noop FFN; a linear FFN, and a noop
+// FFN after attention, as the SwiGLU stand-ins of gguf.h that llama.cpp's
+// deci graph computes identically, with puzzle.ffn_kind). Matrices F32 or
 // BF16 as stored in m (norms F32), Q/K rows permuted back to the GGUF llama
 // converter's layout so that pz_model_load un-permutes them to the same
 // weights; general.* keys (architecture, type, name, file_type, alignment

@@ -61,11 +61,17 @@ static void test_space(void) {
     for (int i = 0; i < 5 && i < s.n_ffn; i++)
         CHECKF(s.ffn[i].ffn == PZ_FFN_SWIGLU && s.ffn[i].size == want_ff[i], "ffn[%d] = %d", i, s.ffn[i].size);
     CHECK(s.ffn[5].ffn == PZ_FFN_LINEAR && s.ffn[6].ffn == PZ_FFN_NOOP);
-    // A finer multiple keeps every fraction.
+    // A finer multiple would give widths DeciLM's ffn_mult rule (transformers,
+    // vLLM) cannot express for this parent: refused.
     pz_space s64;
-    CHECK(pz_space_default(&s64, &c, 64, err) == 0);
-    const int want64[] = {1536, 1344, 1152, 768, 384, 320, 128};
-    CHECK(s64.n_ffn == 9);
+    CHECK(pz_space_default(&s64, &c, 64, err) != 0 && strstr(err, "multiple of 256"));
+    // A parent whose own width is not a multiple of 256 has no DeciLM reading
+    // elsewhere; its spaces keep every fraction (exact widths, our extension).
+    pz_config odd = c;
+    for (int l = 0; l < odd.n_layer; l++) odd.layers[l].n_ff = 1344;
+    CHECK(pz_space_default(&s64, &odd, 64, err) == 0);
+    const int want64[] = {1344, 1152, 1024, 704, 320, 256, 128};
+    CHECKF(s64.n_ffn == 9, "n_ffn %d", s64.n_ffn);
     for (int i = 0; i < 7; i++) CHECKF(s64.ffn[i].size == want64[i], "ffn64[%d] = %d", i, s64.ffn[i].size);
     pz_space_free(&s64);
 
@@ -106,6 +112,10 @@ static void test_space(void) {
     CHECK(expect_error("{\"attention\":[{\"kind\":\"gqa\",\"n_kv\":9}],\"ffn\":[]}", &c, "exceeds"));
     CHECK(expect_error("{\"attention\":[],\"ffn\":[{\"kind\":\"swiglu\",\"n_ff\":0}]}", &c, "must be positive"));
     CHECK(expect_error("{\"attention\":[],\"ffn\":[{\"kind\":\"swiglu\",\"n_ff\":4096}]}", &c, "exceeds"));
+    // 1152 and 384 (the old demo space) load with the wrong shape elsewhere.
+    CHECK(expect_error("{\"attention\":[],\"ffn\":[{\"kind\":\"swiglu\",\"n_ff\":1152}]}", &c,
+                       "use 1024 or 1280"));
+    CHECK(expect_error("{\"attention\":[],\"ffn\":[{\"kind\":\"swiglu\",\"n_ff\":100}]}", &c, "use 256"));
     CHECK(expect_error("{\"attention\":[{\"kind\":\"mamba\"}],\"ffn\":[]}", &c, "unknown kind"));
     CHECK(expect_error("{\"attention\":[{\"kind\":\"noop\"},{\"kind\":\"noop\"}],\"ffn\":[]}", &c, "duplicates"));
     CHECK(expect_error("{\"layers\":[0,30],\"attention\":[{\"kind\":\"noop\"}],\"ffn\":[]}", &c, "out of range"));

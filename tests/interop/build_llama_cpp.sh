@@ -17,19 +17,13 @@ fi
 mkdir -p "$dir"
 if [ ! -d "$dir/src" ]; then
   tmp=$(mktemp -d)
-  # The sdist's URL from the index's JSON API (pip download would try to
-  # build the package's metadata, which needs its build backend).
-  url=$(python3 - "$VERSION" <<'PY'
-import json, sys, urllib.request
-v = sys.argv[1]
-with urllib.request.urlopen(f"https://pypi.org/pypi/llama-cpp-python/{v}/json") as r:
-    meta = json.load(r)
-print(next(u["url"] for u in meta["urls"] if u["packagetype"] == "sdist"))
-PY
-)
-  python3 -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])' \
-    "$url" "$tmp/sdist.tar.gz"
-  tar -xzf "$tmp/sdist.tar.gz" -C "$tmp"
+  # pip prepares the sdist's metadata in an isolated environment (it needs
+  # scikit-build-core, which it fetches itself); nothing is built or installed.
+  if [ -f "${LLAMA_CPP_PYTHON_SDIST:-}" ]; then cp "$LLAMA_CPP_PYTHON_SDIST" "$tmp/"; else
+    python3 -m pip download --no-deps --no-binary :all: -d "$tmp" \
+      "llama-cpp-python==$VERSION" >&2
+  fi
+  tar -xzf "$tmp"/llama_cpp_python-*.tar.gz -C "$tmp"
   mv "$tmp"/llama_cpp_python-*/vendor/llama.cpp "$dir/src"
   rm -rf "$tmp"
 fi

@@ -55,7 +55,7 @@ def hf_to_gguf_name(n):
          "self_attn.v_proj.weight": "attn_v", "self_attn.o_proj.weight": "attn_output",
          "self_attn.linear_attn.weight": "attn_output", "mlp.gate_proj.weight": "ffn_gate",
          "mlp.up_proj.weight": "ffn_up", "mlp.down_proj.weight": "ffn_down",
-         "mlp.linear_mlp.weight": "ffn_linear"}
+         "mlp.linear_mlp.weight": "ffn_down"}  # W of the linear-FFN stand-in
     return "blk.%s.%s.weight" % (parts[2], m[rest])
 
 
@@ -96,6 +96,7 @@ def check_hf(r, arch, hf_dir):
             w = permute(w, w.shape[0] // head_dim)  # n_head for Q, n_head_kv for K
         if np.ascontiguousarray(w).tobytes() != t.data.tobytes():
             fail("%s: values differ" % gname)
+    check_standins(r, arch, cfg, ours, expect)
     extra = set(ours) - expect
     if extra:
         fail("unexpected tensors %s" % sorted(extra))
@@ -104,6 +105,58 @@ def check_hf(r, arch, hf_dir):
     if val(r, arch + ".embedding_length") != cfg["hidden_size"]:
         fail("embedding_length %r" % val(r, arch + ".embedding_length"))
     print("check_gguf.py: %d tensors match %s (arch %s)" % (len(expect), hf_dir, arch))
+
+
+def check_standins(r, arch, cfg, ours, expect):
+    """llama.cpp's deci graph has no linear FFN and skips a layer whose FFN
+    width is 0: a linear FFN must be a SwiGLU of width hidden with a zero gate,
+    gate bias 32 and up = I/32 (down = W), a noop FFN after attention a zero
+    SwiGLU of width 32, and the deci width array must say so."""
+    blocks = cfg.get("block_configs")
+    if arch != "deci" or not blocks:
+        return
+    h = cfg["hidden_size"]
+    widths = list(val(r, "deci.feed_forward_length") or [])
+    kinds = list(val(r, "puzzle.ffn_kind") or [])
+    for i, b in enumerate(blocks):
+        f, a = b["ffn"], b["attention"]
+        p = "blk.%d." % i
+        want = {}
+        if f.get("replace_with_linear"):
+            kind, width = "linear", h
+            want = {p + "ffn_gate.weight": ("zero", [h, h]), p + "ffn_gate.bias": ("const32", [h]),
+                    p + "ffn_up.weight": ("eye/32", [h, h])}
+        elif f.get("no_op"):
+            kind, width = "noop", 0 if a.get("no_op") else 32
+            if width:
+                want = {p + "ffn_norm.weight": ("any", [h]), p + "ffn_gate.weight": ("zero", [h, 32]),
+                        p + "ffn_up.weight": ("zero", [h, 32]), p + "ffn_down.weight": ("zero", [32, h])}
+        else:
+            kind, width = "swiglu", None
+        if i < len(kinds) and kinds[i] != kind:
+            fail("puzzle.ffn_kind[%d] is %r, expected %r" % (i, kinds[i], kind))
+        if width is not None and (i >= len(widths) or widths[i] != width):
+            fail("deci.feed_forward_length[%d] is %r, expected %d" % (i, widths[i] if i < len(widths) else None, width))
+        for name, (what, shape) in want.items():
+            expect.add(name)
+            t = ours.get(name)
+            if t is None:
+                fail("missing stand-in %s" % name)
+                continue
+            if list(t.shape) != shape:
+                fail("%s: shape %s, expected %s" % (name, list(t.shape), shape))
+                continue
+            if t.tensor_type == gguf.GGMLQuantizationType.BF16:
+                x = (np.frombuffer(t.data.tobytes(), dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+            else:
+                x = np.frombuffer(t.data.tobytes(), dtype=np.float32)
+            x = x.reshape(list(reversed(shape)))
+            ref = {"zero": lambda: np.zeros_like(x), "const32": lambda: np.full_like(x, 32.0),
+                   "eye/32": lambda: np.eye(h, dtype=np.float32) / 32, "any": lambda: x}[what]()
+            if not np.array_equal(x, ref):
+                fail("%s does not hold %s" % (name, what))
+    if len(kinds) != len(blocks):
+        fail("puzzle.ffn_kind has %d entries for %d layers" % (len(kinds), len(blocks)))
 
 
 def check_orig(r, o):
