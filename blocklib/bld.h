@@ -1,5 +1,5 @@
 // bld.h — Blockwise Local Distillation of one library block from captured
-// parent activations (Puzzle §3; DESIGN.md "The pipeline", step 1).
+// parent activations (Puzzle §3; docs/ARCHITECTURE.md "The pipeline", step 1).
 //
 // The child (sub-)block gets the parent's own input for its layer (from the
 // capture) and learns to reproduce the parent's branch output, with the

@@ -1,5 +1,5 @@
 // init.h — initialization of a child sub-block from its parent (Puzzle,
-// App. A; DESIGN.md "The pipeline", step 1):
+// App. A; docs/ARCHITECTURE.md "The pipeline", step 1):
 //   gqa with fewer KV heads   mean-pool the K and V projection rows of each group
 //   narrower swiglu           keep the channels of largest contribution
 //                             mean_t |h_ti| · ‖W_down[:, i]‖, h = silu(gate·n(x)) ⊙ up·n(x),

@@ -1,5 +1,5 @@
 // realize.h — the child model of a search solution, assembled in memory from
-// the parent and library block files (DESIGN.md step 5): the parent's
+// the parent and library block files (docs/ARCHITECTURE.md step 5): the parent's
 // embeddings, final norm and LM head; per layer and half, the parent's own
 // sub-block, a library block's tensors, or nothing (noop).
 //

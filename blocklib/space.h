@@ -1,6 +1,6 @@
 // space.h — the Puzzle search space: which alternative attention and FFN
 // sub-blocks the block library builds for each layer of a parent, as a JSON
-// file, and the enumeration of the blocks it implies. See DESIGN.md "The
+// file, and the enumeration of the blocks it implies. See docs/ARCHITECTURE.md "The
 // pipeline", step 1.
 //
 // JSON form (what pz_space_to_json writes and pz_space_from_json reads):

@@ -1,5 +1,5 @@
 // cmd_build_library.c — `puzzle build-library PARENT --db RUN.db --data FILE`:
-// the block library of DESIGN.md "The pipeline", step 1, as a job that can
+// the block library of docs/ARCHITECTURE.md "The pipeline", step 1, as a job that can
 // be killed at any moment and rerun to finish, and split over machines.
 //
 // The job, in order:

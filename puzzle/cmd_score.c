@@ -1,5 +1,5 @@
 // cmd_score.c — `puzzle score --db RUN.db --data FILE`: replace-1-block
-// scores (DESIGN.md "The pipeline", step 2) of every finished block of a
+// scores (docs/ARCHITECTURE.md "The pipeline", step 2) of every finished block of a
 // run's library, as a job that can be killed at any moment and rerun to
 // finish, and split over machines.
 //

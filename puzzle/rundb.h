@@ -1,5 +1,5 @@
 // rundb.h — the run database: one SQLite file per run that every pipeline
-// stage reads and writes (DESIGN.md "Run database (SQLite)"). Only the CLI
+// stage reads and writes (docs/ARCHITECTURE.md "Run database (SQLite)"). Only the CLI
 // (puzzle/) includes this; the libraries below report results through
 // return values and callbacks, and the commands record them here through
 // the typed functions below, which take and return C structs. All SQL lives

@@ -1,4 +1,4 @@
-// search.h — the Puzzle search over a run's library (DESIGN.md step 4):
+// search.h — the Puzzle search over a run's library (docs/ARCHITECTURE.md step 4):
 // what `puzzle search` puts into the solver. It reads the library's blocks
 // and their replace-1-block scores from the run database, prices every
 // variant under a budget and a scenario, builds one multiple-choice problem

@@ -1,5 +1,5 @@
 // config.h — the architecture of a (possibly heterogeneous) Llama-family
-// model, one definition used by every stage. See DESIGN.md "Heterogeneous
+// model, one definition used by every stage. See docs/ARCHITECTURE.md "Heterogeneous
 // model semantics". Read from a GGUF file's metadata or a Hugging Face
 // config.json (LlamaForCausalLM or DeciLM / nemotron-nas), and written back
 // as a DeciLM config.json.

@@ -5,7 +5,7 @@
 // R rows at once, except attention, which runs per sequence over that
 // slot's own cache.
 //
-// Per layer (DESIGN.md "Heterogeneous model semantics"):
+// Per layer (docs/ARCHITECTURE.md "Heterogeneous model semantics"):
 //   gqa:    xn = norm(x); [q|k|v] = xn·[Wq;Wk;Wv]^T; RoPE(q), RoPE(k);
 //           cache <- k, v; a = attention(q, cache); x += a·Wo^T
 //   linear: x += norm(x)·W^T            noop: nothing

@@ -1,7 +1,7 @@
 // costmodel.h — a roofline model of one forward pass of a heterogeneous
 // Llama-family model on an accelerator (hardware.h), per sub-block, so that
 // the solver can price every library variant on hardware the user does not
-// have, and `puzzle plan` can size deployments (DESIGN.md step 3).
+// have, and `puzzle plan` can size deployments (docs/ARCHITECTURE.md step 3).
 //
 // Time of one operation = max(FLOPs / (peak · eff), bytes / (bandwidth · eff_mem)).
 // A sub-block is a few operations (the GEMMs with their weights, inputs and

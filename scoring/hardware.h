@@ -1,5 +1,5 @@
 // hardware.h — accelerator descriptions for the roofline cost model
-// (DESIGN.md "The pipeline", step 3). An accelerator is a JSON file in
+// (docs/ARCHITECTURE.md "The pipeline", step 3). An accelerator is a JSON file in
 // scoring/hardware/: dense peak FLOP/s per dtype, memory bandwidth and size,
 // interconnect bandwidth (per direction) and latency, kernel launch overhead,
 // and a "sources" object that names the data sheet behind every figure.

@@ -1,6 +1,6 @@
 // pricing.h — the cost of a sub-block variant (or a whole model) under a
 // serving scenario, in one place for `puzzle search` and `puzzle plan`
-// (DESIGN.md steps 3–4). A price comes either from the roofline cost model
+// (docs/ARCHITECTURE.md steps 3–4). A price comes either from the roofline cost model
 // (costmodel.h, an accelerator described by hardware.h) or from measured
 // profile rows (`puzzle profile`, profile.h); both go through the same
 // serving model below, so the two commands cannot disagree on what a

@@ -311,7 +311,7 @@ int pz_profile_variant(pz_backend *b, const pz_config *c, const pz_prof_variant 
     }
     // Weights: enough copies that one pass over all of them exceeds
     // p->cold_bytes, so each run reads its weights from memory, as in a full
-    // model whose weights do not fit the caches (DESIGN.md: decode streams them).
+    // model whose weights do not fit the caches (docs/ARCHITECTURE.md: decode streams them).
     size_t r1 = 0, c1 = 0, r2 = 0, c2 = 0;  // shapes of w1 and w2 (0: absent)
     if (v->part == PZ_PROF_EMBED || v->part == PZ_PROF_HEAD) r1 = (size_t)c->vocab, c1 = (size_t)H;
     else if ((v->part == PZ_PROF_ATTN && v->attn == PZ_ATTN_LINEAR) ||

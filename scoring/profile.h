@@ -1,5 +1,5 @@
 // profile.h — measured cost of one sub-block variant on the local device
-// (DESIGN.md step 2, "Profiling"), and calibration of the local CPU as a
+// (docs/ARCHITECTURE.md step 2, "Profiling"), and calibration of the local CPU as a
 // hardware description for the roofline model (step 3).
 //
 // A variant is timed in isolation with the runtime's own backend ops, in the

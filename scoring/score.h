@@ -1,4 +1,4 @@
-// score.h — replace-1-block scoring (DESIGN.md "The pipeline", step 2): the
+// score.h — replace-1-block scoring (docs/ARCHITECTURE.md "The pipeline", step 2): the
 // parent with exactly one library block swapped in, run on held-out token
 // windows, compared with the parent's own next-token distributions.
 //

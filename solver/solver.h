@@ -1,5 +1,5 @@
 // solver.h — the Puzzle search: a multiple-choice knapsack solved as a mixed
-// integer program with GLPK (DESIGN.md step 4; reference/puzzle-method.md §7).
+// integer program with GLPK (docs/ARCHITECTURE.md step 4; reference/puzzle-method.md §7).
 //
 // A problem is a list of GROUPS; each group is a list of ITEMS and exactly one
 // item per group is chosen. A layer with 54 attention×FFN combinations is one
