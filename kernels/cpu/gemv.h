@@ -1,7 +1,7 @@
 // gemv.h — y[M,N] = x[M,K]·W[N,K]^T for small M (decode: one row per
 // sequence), memory-bound: each weight row is streamed once and used for
-// all M rows of x. AVX-512 when the processor has it (chosen at run time),
-// plain C otherwise. bf16 weights are widened to fp32 exactly and multiplied
+// all M rows of x. AVX-512 or AVX2+FMA when the processor has it (chosen at
+// run time, see isa.h), plain C otherwise. bf16 weights are widened to fp32 exactly and multiplied
 // with fp32 activations (no activation rounding). Row m of y depends only on
 // row m of x, with the same summation order whatever M is, so a sequence's
 // result does not depend on what it is batched with.
@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include "backend.h"
+#include "isa.h"
 
 // Any M works; it is meant for M <= PZ_GEMV_MAX_M. accumulate: y += instead of y =.
 // Parallel over N with n_threads OpenMP threads. scratch: NULL, or at least
@@ -20,9 +21,5 @@ void pz_cpu_gemv(float *y, int ldy, const float *x, int ldx, const void *w, pz_d
 size_t pz_cpu_gemv_scratch_floats(int M, int K);
 
 #define PZ_GEMV_MAX_M 8
-
-// 1 when the AVX-512 path is in use.
-int pz_cpu_have_avx512(void);
-int pz_cpu_have_avx512_bf16(void);
 
 #endif
