@@ -358,11 +358,15 @@ static inline void attn_row(pz_isa isa, const float *q, float *out, const float 
     attn_row_ref(q, out, k, v, kld, cap, g, n_keys, d, scale);
 }
 
-// Work item it of a sequence: query row t (later rows, which have more
-// keys, first) and head h.
+// Work item it of a sequence: head h, query row t; head-major (heads that
+// share a KV head are adjacent), so the K and V of one KV head stay in the
+// core's cache while all its rows are done, rather than the caches of all
+// KV heads cycling through it once per row; within a head, later rows
+// (more keys) first.
 static inline void attn_item(const pz_attn_seq *sq, long it, int n_head, int group, int head_dim,
                              float scale, pz_isa isa) {
-    int t = sq->n_q - 1 - (int)(it / n_head), h = (int)(it % n_head);
+    (void)n_head;
+    int h = (int)(it / sq->n_q), t = sq->n_q - 1 - (int)(it % sq->n_q);
     int g = h / group;
     const float *q = sq->q + (size_t)t * sq->q_ld + (size_t)h * head_dim;
     float *o = sq->out + (size_t)t * sq->out_ld + (size_t)h * head_dim;
