@@ -394,7 +394,7 @@ int main(int argc, char **argv) {
     fprintf(f, "\nNotes (how the engine gets there; see kernels/cpu/*.h):\n\n"
                "- Decode products (M <= 8 rows) bypass the library: oneDNN's M = 1 path streamed weights at "
                "about a third of the read rate. kernels/cpu/gemv.c walks W front to back, one row against up to "
-               "4 activation rows; bf16 weights are split into even/odd fp32 halves with a shift and a mask "
+               "4 (AVX-512) or 3 (AVX2) activation rows; bf16 weights are split into even/odd fp32 halves with a shift and a mask "
                "against a pre-permuted activation row (no widening shuffles), exact bf16 weights x fp32 "
                "activations. One core already saturates memory bandwidth here, so products under 4 MiB (and "
                "decode attention under 32k key-head pairs) run on one thread and skip the wake-up.\n"
@@ -406,13 +406,17 @@ int main(int argc, char **argv) {
                "is fp32 and its bytes are not in the read-bound denominator (at 512 tokens of context they add "
                "~6 %% to fp32 and ~11 %% to bf16 decode traffic).\n"
                "- Prefill: q|k|v and gate|up are each one product (adjacent in the weight arena), residual adds "
-               "are fused into the products (oneDNN sum post-op), primitives are cached per shape. bf16: "
-               "activations are rounded to bf16 and oneDNN runs bf16 x bf16 -> fp32 with AVX512_BF16 (no AMX on "
-               "this processor); the library reaches ~1.9x its fp32 rate. The rest of prefill time is "
+               "are fused into the products (oneDNN sum post-op), primitives are cached per shape. bf16: %s "
+               "The rest of prefill time is "
                "attention (causal, 512 x 512 per head) and the element-wise ops. The library's share includes "
                "the lm_head at M = 1 through oneDNN (~1 %% of the pass).\n"
                "- OMP_WAIT_POLICY: the benchmark sets passive when unset; with libgomp's default spinning and "
-               "other jobs on the two cores, 2-thread decode ran 10-30x slower than with one thread.\n");
+               "other jobs on the two cores, 2-thread decode ran 10-30x slower than with one thread.\n",
+            pz_cpu_matmul_bf16_rounds_activations()
+                ? "activations are rounded to bf16 and oneDNN runs bf16 x bf16 -> fp32 (AVX512_BF16 or AMX); "
+                  "on an AVX512_BF16 processor without AMX the library reached ~1.9x its fp32 rate."
+                : "this oneDNN has no bf16 matmul for this processor (AVX2 only), so the weights are widened to "
+                  "fp32 a ~4 MiB tile at a time and the product is fp32 (exact, at the fp32 rate).");
     fclose(f);
     printf("wrote %s\n", out);
     return 0;

@@ -21,7 +21,8 @@
 #
 # usage: bash bench/vs_llama_cpp.sh [build-dir] [rounds] [out.md]
 #        (build-dir default build, rounds 3, out results/engine_vs_llama_cpp.md;
-#        THREADS=2 in the environment)
+#        THREADS=2 in the environment; LLAMA_BIN=dir with llama-bench and
+#        llama-quantize skips tests/interop/build_llama_cpp.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build="${1:-build}"
@@ -33,7 +34,7 @@ CACHE="${PUZZLE_CACHE:-$HOME/.cache/puzzle}"
 eng="$build/bench_engine"
 [ -x "$eng" ] || { echo "vs_llama_cpp: $eng not built" >&2; exit 1; }
 src=$(bash scripts/fetch_model.sh)
-bin=$(bash tests/interop/build_llama_cpp.sh)
+bin="${LLAMA_BIN:-$(bash tests/interop/build_llama_cpp.sh)}"
 [ -x "$bin/llama-quantize" ] && [ -x "$bin/llama-bench" ] || { echo "vs_llama_cpp: no llama-bench/llama-quantize in $bin" >&2; exit 1; }
 
 mkdir -p "$CACHE/bench"
