@@ -10,8 +10,13 @@
 //           = achieved GFLOP/s / library GFLOP/s.
 // Prints a table and writes it to results/engine_bench.md.
 //
-// usage: bench_engine [model.gguf|hf-dir] [threads] [prompt] [out.md]
-//        (model defaults to $PUZZLE_MODEL; threads 2; prompt 512 tokens)
+// usage: bench_engine [-e] [-w f32|bf16] [-n decode] [-r reps] [model.gguf|hf-dir]
+//                     [threads] [prompt] [out.md]
+//        (model defaults to $PUZZLE_MODEL; threads 2; prompt 512 tokens;
+//        decode 48 tokens; 5 repetitions; both weight types)
+//   -e: the engine alone (no library pass, no read pass, no table): one
+//       line per weight type, "engine wt=.. prompt=.. decode=.. prefill_tps=..
+//       decode_tps=..", for scripts (bench/vs_llama_cpp.sh) that compare runs.
 #include "common.h"
 #include "engine.h"
 #include "model.h"
@@ -27,8 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DECODE_TOKENS 48
-#define REPS 5
+static int DECODE_TOKENS = 48, REPS = 5, ENGINE_ONLY = 0;
 
 typedef struct {
     const char *wt;
@@ -61,6 +65,22 @@ __attribute__((target("avx512f"))) static float sum_avx512(const float *x, size_
     return s;
 }
 
+__attribute__((target("avx2"))) static float sum_avx2(const float *x, size_t n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_add_ps(a0, _mm256_loadu_ps(x + i));
+        a1 = _mm256_add_ps(a1, _mm256_loadu_ps(x + i + 8));
+        a2 = _mm256_add_ps(a2, _mm256_loadu_ps(x + i + 16));
+        a3 = _mm256_add_ps(a3, _mm256_loadu_ps(x + i + 24));
+    }
+    float t[8];
+    _mm256_storeu_ps(t, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    float s = t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7];
+    for (; i < n; i++) s += x[i];
+    return s;
+}
+
 static float sum_plain(const float *x, size_t n) {
     float s = 0;
     for (size_t i = 0; i < n; i++) s += x[i];
@@ -88,7 +108,10 @@ static double read_pass_gbs(size_t bytes, int nt) {
         {
             int t = omp_get_thread_num(), T = omp_get_num_threads();
             size_t a = n * t / T, b = n * (t + 1) / T;
-            tot += pz_cpu_have_avx512() ? sum_avx512(buf + a, b - a) : sum_plain(buf + a, b - a);
+            pz_isa isa = pz_cpu_isa();
+            tot += isa >= PZ_ISA_AVX512 ? sum_avx512(buf + a, b - a)
+                   : isa == PZ_ISA_AVX2 ? sum_avx2(buf + a, b - a)
+                                        : sum_plain(buf + a, b - a);
         }
         double dt = pz_now() - t0;
         sink += tot;
@@ -207,7 +230,7 @@ static int run(const char *path, pz_dt wt, int nt, int P, row *r) {
     // bandwidth) hits both sides of a ratio alike; the efficiencies are the
     // medians of the per-repetition ratios, the rates the best seen.
     double best_pf = 1e30, best_dc = 1e30, best_lib = 1e30, best_read = 0;
-    double eff_pf[REPS], eff_dc[REPS];
+    double eff_pf[64], eff_dc[64];
     int nrep = 0;
     double wbytes = (double)pz_model_weight_bytes(m);
     for (int rep = 0; rep < REPS; rep++) {
@@ -218,13 +241,13 @@ static int run(const char *path, pz_dt wt, int nt, int P, row *r) {
             break;
         }
         double b = pz_now();
-        double lib = library_prefill_s(m, P, p.max_batch, nt, &r->mm_gflop);
+        double lib = ENGINE_ONLY ? 1 : library_prefill_s(m, P, p.max_batch, nt, &r->mm_gflop);
         double c = pz_now();
         int slot = 0;
         for (int i = 0; i < DECODE_TOKENS; i++)
             if (pz_engine_decode(e, &slot, &tok[P + i], 1, lg, err)) fprintf(stderr, "bench_engine: %s\n", err);
         double d = pz_now();
-        double rd = read_pass_gbs(pz_model_weight_bytes(m), nt);
+        double rd = ENGINE_ONLY ? 1 : read_pass_gbs(pz_model_weight_bytes(m), nt);
         if (b - a < best_pf) best_pf = b - a;
         if (d - c < best_dc) best_dc = d - c;
         if (lib < best_lib) best_lib = lib;
@@ -275,19 +298,46 @@ int main(int argc, char **argv) {
         setenv("OMP_WAIT_POLICY", "passive", 1);
         execv("/proc/self/exe", argv);
     }
-    const char *path = argc > 1 ? argv[1] : getenv("PUZZLE_MODEL");
-    int nt = argc > 2 ? atoi(argv[2]) : 2;
-    int P = argc > 3 ? atoi(argv[3]) : 512;
-    const char *out = argc > 4 ? argv[4] : "results/engine_bench.md";
-    if (!path || !*path) {
-        fprintf(stderr, "usage: bench_engine [model] [threads] [prompt] [out.md] (or set PUZZLE_MODEL)\n");
+    int wmask = 3, ai = 1;  // bit 0: fp32, bit 1: bf16
+    for (; ai < argc && argv[ai][0] == '-' && argv[ai][1]; ai++) {
+        const char *o = argv[ai], *v = ai + 1 < argc ? argv[ai + 1] : NULL;
+        if (strcmp(o, "-e") == 0) {
+            ENGINE_ONLY = 1;
+        } else if (strcmp(o, "-w") == 0 && v) {
+            wmask = strcmp(v, "bf16") == 0 ? 2 : strcmp(v, "f32") == 0 || strcmp(v, "fp32") == 0 ? 1 : 0;
+            ai++;
+        } else if (strcmp(o, "-n") == 0 && v) {
+            DECODE_TOKENS = atoi(v);
+            ai++;
+        } else if (strcmp(o, "-r") == 0 && v) {
+            REPS = atoi(v);
+            ai++;
+        } else {
+            wmask = 0;
+            break;
+        }
+    }
+    const char *path = argc > ai ? argv[ai] : getenv("PUZZLE_MODEL");
+    int nt = argc > ai + 1 ? atoi(argv[ai + 1]) : 2;
+    int P = argc > ai + 2 ? atoi(argv[ai + 2]) : 512;
+    const char *out = argc > ai + 3 ? argv[ai + 3] : "results/engine_bench.md";
+    if (!path || !*path || !wmask || DECODE_TOKENS < 1 || REPS < 1 || REPS > 64 || P < 1) {
+        fprintf(stderr, "usage: bench_engine [-e] [-w f32|bf16] [-n decode] [-r reps] [model] [threads] [prompt] "
+                        "[out.md] (or set PUZZLE_MODEL)\n");
         return 2;
     }
     row rows[2];
     int nrows = 0;
     for (int w = 0; w < 2; w++)
-        if (run(path, w ? PZ_DT_BF16 : PZ_DT_F32, nt, P, &rows[nrows]) == 0) nrows++;
+        if ((wmask >> w & 1) && run(path, w ? PZ_DT_BF16 : PZ_DT_F32, nt, P, &rows[nrows]) == 0) nrows++;
     if (!nrows) return 1;
+    if (ENGINE_ONLY) {
+        for (int i = 0; i < nrows; i++)
+            printf("engine wt=%s prompt=%d decode=%d prefill_tps=%.2f decode_tps=%.2f isa=%s wait=%s\n",
+                   rows[i].wt, P, DECODE_TOKENS, rows[i].prefill_tps, rows[i].decode_tps,
+                   pz_cpu_isa_name(pz_cpu_isa()), getenv("OMP_WAIT_POLICY"));
+        return 0;
+    }
 
     char cpu[256], date[64], host[128] = "?";
     cpu_name(cpu, sizeof cpu);
@@ -322,8 +372,9 @@ int main(int argc, char **argv) {
     }
     fprintf(f, "# Engine benchmark (CPU)\n\n");
     fprintf(f, "- machine: %s, %d threads used (%d online), host %s\n", cpu, nt, (int)sysconf(_SC_NPROCESSORS_ONLN), host);
-    fprintf(f, "- matmul library: %s; AVX-512 %s, AVX512_BF16 %s\n", pz_cpu_matmul_library(),
-            pz_cpu_have_avx512() ? "yes" : "no", pz_cpu_have_avx512_bf16() ? "yes" : "no");
+    fprintf(f, "- matmul library: %s; kernels at level %s (processor: %s), AVX512_BF16 %s\n",
+            pz_cpu_matmul_library(), pz_cpu_isa_name(pz_cpu_isa()), pz_cpu_isa_name(pz_cpu_isa_detected()),
+            pz_cpu_have_avx512_bf16() ? "yes" : "no");
     double la[3] = {0, 0, 0};
     if (getloadavg(la, 3) < 0) la[0] = -1;
     fprintf(f, "- date: %s\n- command: `%s` (OMP_WAIT_POLICY=%s)\n- model: %s\n", date, cmd,
@@ -334,7 +385,7 @@ int main(int argc, char **argv) {
     fprintf(f, "%s\n", tab);
     fprintf(f, "Columns: *engine GFLOP/s* = FLOPs of the pass's matrix products / engine prefill time; "
                "*library GFLOP/s* = the same products run alone through the library (same M, N, K, dtype); "
-               "*prefill eff.* = library time / engine time. *read GB/s* = a plain AVX-512 read pass over a buffer "
+               "*prefill eff.* = library time / engine time. *read GB/s* = a plain vector read pass (AVX-512 or AVX2) over a buffer "
                "as large as the weights (allocated like them, transparent huge pages), same threads; *read-bound "
                "tok/s* = read GB/s / weight bytes; *decode eff.* = decode tok/s / read-bound tok/s. Rates are the "
                "best of the repetitions; each efficiency is the median over repetitions of the ratio measured "
@@ -343,7 +394,7 @@ int main(int argc, char **argv) {
     fprintf(f, "\nNotes (how the engine gets there; see kernels/cpu/*.h):\n\n"
                "- Decode products (M <= 8 rows) bypass the library: oneDNN's M = 1 path streamed weights at "
                "about a third of the read rate. kernels/cpu/gemv.c walks W front to back, one row against up to "
-               "4 activation rows; bf16 weights are split into even/odd fp32 halves with a shift and a mask "
+               "4 (AVX-512) or 3 (AVX2) activation rows; bf16 weights are split into even/odd fp32 halves with a shift and a mask "
                "against a pre-permuted activation row (no widening shuffles), exact bf16 weights x fp32 "
                "activations. One core already saturates memory bandwidth here, so products under 4 MiB (and "
                "decode attention under 32k key-head pairs) run on one thread and skip the wake-up.\n"
@@ -355,13 +406,17 @@ int main(int argc, char **argv) {
                "is fp32 and its bytes are not in the read-bound denominator (at 512 tokens of context they add "
                "~6 %% to fp32 and ~11 %% to bf16 decode traffic).\n"
                "- Prefill: q|k|v and gate|up are each one product (adjacent in the weight arena), residual adds "
-               "are fused into the products (oneDNN sum post-op), primitives are cached per shape. bf16: "
-               "activations are rounded to bf16 and oneDNN runs bf16 x bf16 -> fp32 with AVX512_BF16 (no AMX on "
-               "this processor); the library reaches ~1.9x its fp32 rate. The rest of prefill time is "
+               "are fused into the products (oneDNN sum post-op), primitives are cached per shape. bf16: %s "
+               "The rest of prefill time is "
                "attention (causal, 512 x 512 per head) and the element-wise ops. The library's share includes "
                "the lm_head at M = 1 through oneDNN (~1 %% of the pass).\n"
                "- OMP_WAIT_POLICY: the benchmark sets passive when unset; with libgomp's default spinning and "
-               "other jobs on the two cores, 2-thread decode ran 10-30x slower than with one thread.\n");
+               "other jobs on the two cores, 2-thread decode ran 10-30x slower than with one thread.\n",
+            pz_cpu_matmul_bf16_rounds_activations()
+                ? "activations are rounded to bf16 and oneDNN runs bf16 x bf16 -> fp32 (AVX512_BF16 or AMX); "
+                  "on an AVX512_BF16 processor without AMX the library reached ~1.9x its fp32 rate."
+                : "this oneDNN has no bf16 matmul for this processor (AVX2 only), so the weights are widened to "
+                  "fp32 a ~4 MiB tile at a time and the product is fp32 (exact, at the fp32 rate).");
     fclose(f);
     printf("wrote %s\n", out);
     return 0;

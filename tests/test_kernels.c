@@ -1,7 +1,10 @@
 // test_kernels.c — every CPU op, through the backend interface, against a
 // plain-loop reference in double on random inputs, by normalized error
-// max|a-b| / max|b|. Odd sizes on purpose (tails of the 16-lane kernels).
-// Run with "perf" as argv[1] to also time matmul paths.
+// max|a-b| / max|b|. Odd sizes on purpose (tails of the 8- and 16-lane
+// kernels). Every test runs once per instruction-set level the processor
+// has (AVX-512, AVX2, plain C; see kernels/cpu/isa.h), so each vector path
+// is checked where it can run. Run with "perf" as argv[1] to also time
+// matmul paths (at the processor's level).
 #include "testutil.h"
 #include "common.h"
 #include "backend.h"
@@ -300,18 +303,10 @@ static void perf(void) {
     pz_cpu_matmul_free(mm);
 }
 
-int main(int argc, char **argv) {
-    B = pz_backend_create(PZ_BACKEND_CPU, 2, err);
-    if (!B) {
-        fprintf(stderr, "%s\n", err);
-        return 1;
-    }
-    printf("matmul library: %s, avx512 %d, avx512_bf16 %d\n", pz_cpu_matmul_library(),
-           pz_cpu_have_avx512(), pz_cpu_have_avx512_bf16());
-    CHECK(B->supports(B, PZ_OP_MATMUL, PZ_DT_BF16) && B->supports(B, PZ_OP_RMSNORM, PZ_DT_F32));
-    CHECK(!B->supports(B, PZ_OP_RMSNORM, PZ_DT_BF16));
+static void run_all(void) {
     int sizes[][3] = {{1, 7, 5}, {1, 33, 17}, {2, 31, 29}, {3, 64, 96}, {4, 5, 130}, {8, 19, 33},
-                      {9, 31, 29}, {17, 65, 33}, {64, 96, 80}, {130, 257, 65}};
+                      {9, 31, 29}, {17, 65, 33}, {64, 96, 80}, {130, 257, 65}, {5, 37, 600},
+                      {7, 11, 1001}};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         for (int dt = 0; dt < 2; dt++)
             for (int acc = 0; acc < 2; acc++)
@@ -324,6 +319,13 @@ int main(int argc, char **argv) {
     {
         int nq[] = {37}, p0[] = {0};
         for (int rm = 0; rm < 2; rm++) test_attention(1, nq, p0, 6, 2, 16, rm);
+    }
+    {
+        // Prefill rows at model-like head sizes (several key blocks, the
+        // last one partial).
+        int nq[] = {40}, p0[] = {9};
+        for (int rm = 0; rm < 2; rm++) test_attention(1, nq, p0, 9, 3, 64, rm);
+        for (int rm = 0; rm < 2; rm++) test_attention(1, nq, p0, 4, 2, 128, rm);
     }
     {
         int nq[] = {5, 1, 19}, p0[] = {11, 40, 3};
@@ -346,6 +348,25 @@ int main(int argc, char **argv) {
     CHECK(B->attention(B, NULL, 0, 4, 3, 16, err) == -1);
     test_pointwise(1, 5);
     test_pointwise(23, 129);
+}
+
+int main(int argc, char **argv) {
+    B = pz_backend_create(PZ_BACKEND_CPU, 2, err);
+    if (!B) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    printf("matmul library: %s, processor level %s, avx512_bf16 %d\n", pz_cpu_matmul_library(),
+           pz_cpu_isa_name(pz_cpu_isa_detected()), pz_cpu_have_avx512_bf16());
+    CHECK(B->supports(B, PZ_OP_MATMUL, PZ_DT_BF16) && B->supports(B, PZ_OP_RMSNORM, PZ_DT_F32));
+    CHECK(!B->supports(B, PZ_OP_RMSNORM, PZ_DT_BF16));
+    for (int lv = (int)pz_cpu_isa_detected(); lv >= PZ_ISA_PLAIN; lv--) {
+        CHECK(pz_cpu_isa_set_max((pz_isa)lv) == (pz_isa)lv);
+        printf("level %s\n", pz_cpu_isa_name((pz_isa)lv));
+        run_all();
+    }
+    // A cap above the processor's level is no cap.
+    CHECK(pz_cpu_isa_set_max(PZ_ISA_AVX512) == pz_cpu_isa_detected());
     if (argc > 1 && strcmp(argv[1], "perf") == 0) perf();
     pz_backend_free(B);
     return pz_test_finish("test_kernels");

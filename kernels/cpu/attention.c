@@ -237,34 +237,157 @@ PZ_T512 static int attn_group_avx512(const float *q, float *out, const float *k,
 #undef GC
 }
 
-// Work item it of a sequence: query row t (later rows, which have more
-// keys, first) and head h.
+// ---- AVX2: 16 keys per block, as two 8-lane halves ---------------------------------
+// The row kernel of the AVX-512 section on 8-lane vectors: a block's 16
+// scores are two vectors, summed over dimensions four at a time (eight FMA
+// chains); the output accumulator is NV = ceil(head_dim/8) vectors, a
+// compile-time constant per instance (registers up to head_dim 64, the
+// stack above), the last one masked when head_dim % 8 != 0. Lanes past the
+// last key are -inf before the max and exactly 0 after the exp, so unwritten
+// cache positions are never used.
+PZ_T256 static inline __attribute__((always_inline)) void
+attn_row_avx2_nv(const float *q, float *out, const float *k, const float *v, int kld, int cap, int g,
+                 int n_keys, int d, float scale, const int NV) {
+    float qs[PZ_ATTN_MAX_HEAD_DIM] __attribute__((aligned(32)));
+    for (int i = 0; i < d; i++) qs[i] = q[i] * scale;
+    const int tail = d % 8;
+    const __m256i lastm = pz_lanes256(tail ? tail : 8);
+#define LD(p, c) ((c) == NV - 1 && tail ? _mm256_maskload_ps((p), lastm) : _mm256_loadu_ps(p))
+    __m256 acc[16];  // fixed size (not a VLA) so it can live in registers
+#pragma GCC unroll 16
+    for (int c = 0; c < NV; c++) acc[c] = _mm256_setzero_ps();
+    float m = -INFINITY, l = 0;
+    float sc[16] __attribute__((aligned(32)));
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    for (int j0 = 0; j0 < n_keys; j0 += KB) {
+        int nb = n_keys - j0 < KB ? n_keys - j0 : KB;
+        __m256 slo, shi;
+        if (kld == 0) {
+            const float *kt = k + (g * cap_blocks(cap) + (size_t)(j0 / KB)) * d * KB;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+            int i = 0;
+            for (; i + 4 <= d; i += 4) {
+                const float *r = kt + (size_t)i * KB;
+                __m256 q0 = _mm256_broadcast_ss(qs + i), q1 = _mm256_broadcast_ss(qs + i + 1);
+                a0 = _mm256_fmadd_ps(q0, _mm256_load_ps(r), a0);
+                a1 = _mm256_fmadd_ps(q0, _mm256_load_ps(r + 8), a1);
+                a2 = _mm256_fmadd_ps(q1, _mm256_load_ps(r + KB), a2);
+                a3 = _mm256_fmadd_ps(q1, _mm256_load_ps(r + KB + 8), a3);
+                __m256 q2 = _mm256_broadcast_ss(qs + i + 2), q3 = _mm256_broadcast_ss(qs + i + 3);
+                a4 = _mm256_fmadd_ps(q2, _mm256_load_ps(r + 2 * KB), a4);
+                a5 = _mm256_fmadd_ps(q2, _mm256_load_ps(r + 2 * KB + 8), a5);
+                a6 = _mm256_fmadd_ps(q3, _mm256_load_ps(r + 3 * KB), a6);
+                a7 = _mm256_fmadd_ps(q3, _mm256_load_ps(r + 3 * KB + 8), a7);
+            }
+            for (; i < d; i++) {
+                __m256 qi = _mm256_broadcast_ss(qs + i);
+                a0 = _mm256_fmadd_ps(qi, _mm256_load_ps(kt + (size_t)i * KB), a0);
+                a1 = _mm256_fmadd_ps(qi, _mm256_load_ps(kt + (size_t)i * KB + 8), a1);
+            }
+            slo = _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a4, a6));
+            shi = _mm256_add_ps(_mm256_add_ps(a1, a3), _mm256_add_ps(a5, a7));
+        } else {
+            // Row-major K: one dot product (and one horizontal sum) per key.
+            for (int jj = 0; jj < KB; jj++) {
+                if (jj >= nb) {
+                    sc[jj] = 0;
+                    continue;
+                }
+                const float *kj = k + (size_t)(j0 + jj) * kld + (size_t)g * d;
+                __m256 t = _mm256_mul_ps(LD(qs, 0), LD(kj, 0));
+#pragma GCC unroll 16
+                for (int c = 1; c < NV; c++) t = _mm256_fmadd_ps(LD(qs + c * 8, c), LD(kj + c * 8, c), t);
+                sc[jj] = pz_hsum256(t);
+            }
+            slo = _mm256_load_ps(sc), shi = _mm256_load_ps(sc + 8);
+        }
+        __m256 vlo = _mm256_castsi256_ps(pz_lanes256(nb)), vhi = _mm256_castsi256_ps(pz_lanes256(nb - 8));
+        slo = _mm256_blendv_ps(ninf, slo, vlo);
+        shi = _mm256_blendv_ps(ninf, shi, vhi);
+        float bmax = pz_hmax256(_mm256_max_ps(slo, shi));
+        if (bmax > m) {
+            float cf = expf(m - bmax);  // exp(-inf) = 0 on the first block
+            __m256 cv = _mm256_set1_ps(cf);
+#pragma GCC unroll 16
+            for (int c = 0; c < NV; c++) acc[c] = _mm256_mul_ps(acc[c], cv);
+            l *= cf;
+            m = bmax;
+        }
+        __m256 mv = _mm256_set1_ps(m);
+        __m256 plo = _mm256_and_ps(vlo, pz_vexp256(_mm256_sub_ps(slo, mv)));
+        __m256 phi = _mm256_and_ps(vhi, pz_vexp256(_mm256_sub_ps(shi, mv)));
+        l += pz_hsum256(_mm256_add_ps(plo, phi));
+        _mm256_store_ps(sc, plo);
+        _mm256_store_ps(sc + 8, phi);
+        for (int jj = 0; jj < nb; jj++) {
+            const float *vj = vrow(v, kld, cap, d, g, j0 + jj);
+            __m256 pj = _mm256_broadcast_ss(sc + jj);
+#pragma GCC unroll 16
+            for (int c = 0; c < NV; c++) acc[c] = _mm256_fmadd_ps(pj, LD(vj + c * 8, c), acc[c]);
+        }
+    }
+    __m256 inv = _mm256_set1_ps(1.0f / l);
+#pragma GCC unroll 16
+    for (int c = 0; c < NV; c++) {
+        __m256 o = _mm256_mul_ps(acc[c], inv);
+        if (c == NV - 1 && tail)
+            _mm256_maskstore_ps(out + c * 8, lastm, o);
+        else
+            _mm256_storeu_ps(out + c * 8, o);
+    }
+#undef LD
+}
+
+#define NV_CASE(n) \
+    case n: attn_row_avx2_nv(q, out, k, v, kld, cap, g, n_keys, d, scale, n); return 1;
+PZ_T256 static int attn_row_avx2(const float *q, float *out, const float *k, const float *v, int kld,
+                                 int cap, int g, int n_keys, int d, float scale) {
+    switch ((d + 7) / 8) {
+        NV_CASE(1) NV_CASE(2) NV_CASE(3) NV_CASE(4) NV_CASE(5) NV_CASE(6) NV_CASE(7) NV_CASE(8)
+        NV_CASE(9) NV_CASE(10) NV_CASE(11) NV_CASE(12) NV_CASE(13) NV_CASE(14) NV_CASE(15) NV_CASE(16)
+    default: return 0;  // head_dim > 128: the plain loop
+    }
+}
+#undef NV_CASE
+
+// One query row and head through the best kernel the level allows.
+static inline void attn_row(pz_isa isa, const float *q, float *out, const float *k, const float *v,
+                            int kld, int cap, int g, int n_keys, int d, float scale) {
+    if (isa >= PZ_ISA_AVX512 && attn_row_avx512(q, out, k, v, kld, cap, g, n_keys, d, scale)) return;
+    if (isa == PZ_ISA_AVX2 && attn_row_avx2(q, out, k, v, kld, cap, g, n_keys, d, scale)) return;
+    attn_row_ref(q, out, k, v, kld, cap, g, n_keys, d, scale);
+}
+
+// Work item it of a sequence: head h, query row t; head-major (heads that
+// share a KV head are adjacent), so the K and V of one KV head stay in the
+// core's cache while all its rows are done, rather than the caches of all
+// KV heads cycling through it once per row; within a head, later rows
+// (more keys) first.
 static inline void attn_item(const pz_attn_seq *sq, long it, int n_head, int group, int head_dim,
-                             float scale, int avx) {
-    int t = sq->n_q - 1 - (int)(it / n_head), h = (int)(it % n_head);
+                             float scale, pz_isa isa) {
+    (void)n_head;
+    int h = (int)(it / sq->n_q), t = sq->n_q - 1 - (int)(it % sq->n_q);
     int g = h / group;
     const float *q = sq->q + (size_t)t * sq->q_ld + (size_t)h * head_dim;
     float *o = sq->out + (size_t)t * sq->out_ld + (size_t)h * head_dim;
     int n_keys = sq->pos0 + t + 1;
-    if (!avx || !attn_row_avx512(q, o, sq->k, sq->v, sq->kv_ld, sq->kv_cap, g, n_keys, head_dim, scale))
-        attn_row_ref(q, o, sq->k, sq->v, sq->kv_ld, sq->kv_cap, g, n_keys, head_dim, scale);
+    attn_row(isa, q, o, sq->k, sq->v, sq->kv_ld, sq->kv_cap, g, n_keys, head_dim, scale);
 }
 
 // Decode work item: query row 0 of a sequence, heads [h0, h0+gs) of KV
 // head g = h0 / group, through the grouped kernel when an instance fits.
 static inline void attn_item_grouped(const pz_attn_seq *sq, int h0, int gs, int group,
-                                     int head_dim, float scale, int avx) {
+                                     int head_dim, float scale, pz_isa isa) {
     int g = h0 / group;
     const float *q = sq->q + (size_t)h0 * head_dim;
     float *o = sq->out + (size_t)h0 * head_dim;
     int n_keys = sq->pos0 + 1;
-    if (avx && sq->kv_ld == 0 && attn_group_avx512(q, o, sq->k, sq->v, sq->kv_cap, g, n_keys, head_dim, scale, gs))
+    if (isa >= PZ_ISA_AVX512 && sq->kv_ld == 0 && attn_group_avx512(q, o, sq->k, sq->v, sq->kv_cap, g, n_keys, head_dim, scale, gs))
         return;
     for (int h = h0; h < h0 + gs; h++) {
         const float *qh = sq->q + (size_t)h * head_dim;
         float *oh = sq->out + (size_t)h * head_dim;
-        if (!avx || !attn_row_avx512(qh, oh, sq->k, sq->v, sq->kv_ld, sq->kv_cap, g, n_keys, head_dim, scale))
-            attn_row_ref(qh, oh, sq->k, sq->v, sq->kv_ld, sq->kv_cap, g, n_keys, head_dim, scale);
+        attn_row(isa, qh, oh, sq->k, sq->v, sq->kv_ld, sq->kv_cap, g, n_keys, head_dim, scale);
     }
 }
 
@@ -279,7 +402,7 @@ int pz_cpu_attention(const pz_attn_seq *seqs, int n_seq, int n_head, int n_kv, i
     }
     const int group = n_head / n_kv;
     const float scale = 1.0f / sqrtf((float)head_dim);
-    const int avx = pz_cpu_have_avx512();
+    const pz_isa isa = pz_cpu_isa();
     long total = 0, pairs = 0;  // (query, head) items; (key, head) pairs
     for (int s = 0; s < n_seq; s++) {
         total += (long)seqs[s].n_q * n_head;
@@ -304,7 +427,7 @@ int pz_cpu_attention(const pz_attn_seq *seqs, int n_seq, int n_head, int n_kv, i
         long items = (long)sq->n_q * n_head;
         if (dyn) {
 #pragma omp for schedule(dynamic, 1) nowait
-            for (long it = 0; it < items; it++) attn_item(sq, it, n_head, group, head_dim, scale, avx);
+            for (long it = 0; it < items; it++) attn_item(sq, it, n_head, group, head_dim, scale, isa);
         } else {
             // One query: items are sub-groups of gs heads sharing a KV head.
             int nsub = (group + gs - 1) / gs;
@@ -312,7 +435,7 @@ int pz_cpu_attention(const pz_attn_seq *seqs, int n_seq, int n_head, int n_kv, i
             for (int it = 0; it < n_kv * nsub; it++) {
                 int g = it / nsub, h0 = g * group + (it % nsub) * gs;
                 int n = h0 + gs <= (g + 1) * group ? gs : (g + 1) * group - h0;
-                attn_item_grouped(sq, h0, n, group, head_dim, scale, avx);
+                attn_item_grouped(sq, h0, n, group, head_dim, scale, isa);
             }
         }
     }

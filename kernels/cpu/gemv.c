@@ -1,33 +1,14 @@
-// gemv.c — see gemv.h. The AVX-512 kernels walk W front to back, one row
-// at a time against up to 4 activation rows (every weight byte is loaded
-// once per 4 activation rows), with 4 accumulators per activation row.
+// gemv.c — see gemv.h. The vector kernels walk W front to back, one row at
+// a time against up to 4 (AVX-512) or 3 (AVX2, 16 vector registers)
+// activation rows, so every weight byte is loaded once per block of
+// activation rows, with 4 accumulators per activation row.
 #include "gemv.h"
+#include "vexp.h"
 
 #include <immintrin.h>
 #include <omp.h>
 #include <stdint.h>
 #include <string.h>
-
-int pz_cpu_have_avx512(void) {
-    static int have = -1;
-    if (have < 0) {
-        __builtin_cpu_init();
-        have = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vl");
-    }
-    return have;
-}
-
-int pz_cpu_have_avx512_bf16(void) {
-    static int have = -1;
-    if (have < 0) {
-        // cpuid leaf 7 subleaf 1, eax bit 5 = AVX512_BF16.
-        unsigned a = 0, b = 0, c = 0, d = 0;
-        __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(1));
-        have = pz_cpu_have_avx512() && ((a >> 5) & 1);
-    }
-    return have;
-}
 
 static inline float bf16_to_f32(uint16_t h) {
     uint32_t u = (uint32_t)h << 16;
@@ -190,20 +171,6 @@ T512 static void gemv_rows_bf16eo(float *y, int ldy, const float *xp, int Kp, co
     }
 }
 
-// xp[m][..] = row m of x in the even/odd order of gemv_row_bf16eo.
-static void permute_x(float *xp, int Kp, const float *x, int ldx, int M, int K) {
-    for (int m = 0; m < M; m++) {
-        const float *xr = x + (size_t)m * ldx;
-        float *d = xp + (size_t)m * Kp;
-        for (int k0 = 0; k0 < Kp; k0 += 32)
-            for (int i = 0; i < 16; i++) {
-                int e = k0 + 2 * i, o = e + 1;
-                d[k0 + i] = e < K ? xr[e] : 0.0f;
-                d[k0 + 16 + i] = o < K ? xr[o] : 0.0f;
-            }
-    }
-}
-
 // The weight type is a template argument too, so the inner loop has no branch.
 #define GEMV_ROWS(NAME, WT)                                                                        \
     T512 static void NAME(float *y, int ldy, const float *x, int ldx, const void *w, int M, int n0, \
@@ -234,12 +201,166 @@ static void gemv_rows_avx512(float *y, int ldy, const float *x, int ldx, const v
         gemv_rows_bf16(y, ldy, x, ldx, w, M, n0, n1, K, acc);
 }
 
+// ---- AVX2 + FMA ---------------------------------------------------------------
+// The same walk with 8-lane vectors: chunk c of 8 columns (fp32) or of 16
+// columns (bf16) goes to accumulator c % 4 whatever MB is. Four accumulators
+// per activation row cover the FMA latency; with up to 3 rows, 12 of the 16
+// vector registers hold accumulators.
+#define T256 PZ_T256
+
+T256 static inline __attribute__((always_inline)) void
+gemv_row_f32_avx2(float *y, int ldy, const float *x, int ldx, const float *w, int n, int K, int acc,
+                  const int MB) {
+    __m256 a[3][4];
+#pragma GCC unroll 3
+    for (int j = 0; j < 3; j++)
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) a[j][c] = _mm256_setzero_ps();
+    const float *wr = w + (size_t)n * K;
+    int k = 0;
+    for (; k + 32 <= K; k += 32) {
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            __m256 wv = _mm256_loadu_ps(wr + k + 8 * c);
+#pragma GCC unroll 3
+            for (int j = 0; j < MB; j++)
+                a[j][c] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + (size_t)j * ldx + k + 8 * c), a[j][c]);
+        }
+    }
+    for (int c = 0; k < K; k += 8, c++) {
+        __m256i mk = pz_lanes256(K - k);
+        __m256 wv = _mm256_maskload_ps(wr + k, mk);
+#pragma GCC unroll 3
+        for (int j = 0; j < MB; j++) {
+            __m256 xv = _mm256_maskload_ps(x + (size_t)j * ldx + k, mk);
+            switch (c) {  // chunk index (k/8) % 4 == c, as in the main loop
+            case 0: a[j][0] = _mm256_fmadd_ps(wv, xv, a[j][0]); break;
+            case 1: a[j][1] = _mm256_fmadd_ps(wv, xv, a[j][1]); break;
+            case 2: a[j][2] = _mm256_fmadd_ps(wv, xv, a[j][2]); break;
+            default: a[j][3] = _mm256_fmadd_ps(wv, xv, a[j][3]); break;
+            }
+        }
+    }
+#pragma GCC unroll 3
+    for (int j = 0; j < MB; j++) {
+        float s = pz_hsum256(_mm256_add_ps(_mm256_add_ps(a[j][0], a[j][1]), _mm256_add_ps(a[j][2], a[j][3])));
+        float *yp = y + (size_t)j * ldy + n;
+        *yp = acc ? *yp + s : s;
+    }
+}
+
+// bf16 weights, 16 columns per load, split into even and odd columns with a
+// shift and a mask (as in gemv_row_bf16eo) against activations permuted per
+// 16 columns: the 8 even, then the 8 odd ones, zero-padded to Kp =
+// round_up(K, 16). Per chunk, t = even·x_even + odd·x_odd is added to its
+// accumulator, so the accumulator chains wait on adds (3 cycles), not FMAs.
+T256 static inline __attribute__((always_inline)) void
+gemv_row_bf16_avx2(float *y, int ldy, const float *xp, int Kp, const uint16_t *w, int n, int K,
+                   int acc, const int MB) {
+    __m256 a[3][4];
+#pragma GCC unroll 3
+    for (int j = 0; j < 3; j++)
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) a[j][c] = _mm256_setzero_ps();
+    const uint16_t *wr = w + (size_t)n * K;
+    const __m256i hi = _mm256_set1_epi32((int)0xFFFF0000u);
+    int k = 0;
+    for (; k + 64 <= K; k += 64) {
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(wr + k + 16 * c));
+            __m256 ev = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+            __m256 od = _mm256_castsi256_ps(_mm256_and_si256(v, hi));
+#pragma GCC unroll 3
+            for (int j = 0; j < MB; j++) {
+                const float *xj = xp + (size_t)j * Kp + k + 16 * c;
+                __m256 t = _mm256_mul_ps(ev, _mm256_loadu_ps(xj));
+                a[j][c] = _mm256_add_ps(a[j][c], _mm256_fmadd_ps(od, _mm256_loadu_ps(xj + 8), t));
+            }
+        }
+    }
+    for (int c = 0; k < K; k += 16, c++) {
+        __m256i v;
+        if (K - k >= 16) {
+            v = _mm256_loadu_si256((const __m256i *)(wr + k));
+        } else {
+            uint16_t tail[16] = {0};
+            memcpy(tail, wr + k, sizeof(uint16_t) * (size_t)(K - k));
+            v = _mm256_loadu_si256((const __m256i *)tail);
+        }
+        __m256 ev = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+        __m256 od = _mm256_castsi256_ps(_mm256_and_si256(v, hi));
+#pragma GCC unroll 3
+        for (int j = 0; j < MB; j++) {
+            const float *xj = xp + (size_t)j * Kp + k;
+            __m256 t = _mm256_fmadd_ps(od, _mm256_loadu_ps(xj + 8), _mm256_mul_ps(ev, _mm256_loadu_ps(xj)));
+            switch (c) {
+            case 0: a[j][0] = _mm256_add_ps(a[j][0], t); break;
+            case 1: a[j][1] = _mm256_add_ps(a[j][1], t); break;
+            case 2: a[j][2] = _mm256_add_ps(a[j][2], t); break;
+            default: a[j][3] = _mm256_add_ps(a[j][3], t); break;
+            }
+        }
+    }
+#pragma GCC unroll 3
+    for (int j = 0; j < MB; j++) {
+        float s = pz_hsum256(_mm256_add_ps(_mm256_add_ps(a[j][0], a[j][1]), _mm256_add_ps(a[j][2], a[j][3])));
+        float *yp = y + (size_t)j * ldy + n;
+        *yp = acc ? *yp + s : s;
+    }
+}
+
+// x (fp32) or xp (bf16: permuted, rows Kp apart) against rows [n0, n1) of W.
+T256 static void gemv_rows_avx2(float *y, int ldy, const float *x, int ldx, const void *w, pz_dt wt,
+                                int M, int n0, int n1, int K, int acc) {
+    for (int m = 0; m < M; m += 3) {
+        int mb = M - m < 3 ? M - m : 3;
+        const float *xm = x + (size_t)m * ldx;
+        float *ym = y + (size_t)m * ldy;
+        if (wt == PZ_DT_F32) {
+            const float *wf = (const float *)w;
+            for (int n = n0; n < n1; n++) {
+                switch (mb) {
+                case 1: gemv_row_f32_avx2(ym, ldy, xm, ldx, wf, n, K, acc, 1); break;
+                case 2: gemv_row_f32_avx2(ym, ldy, xm, ldx, wf, n, K, acc, 2); break;
+                default: gemv_row_f32_avx2(ym, ldy, xm, ldx, wf, n, K, acc, 3); break;
+                }
+            }
+        } else {
+            const uint16_t *wh = (const uint16_t *)w;
+            for (int n = n0; n < n1; n++) {
+                switch (mb) {
+                case 1: gemv_row_bf16_avx2(ym, ldy, xm, ldx, wh, n, K, acc, 1); break;
+                case 2: gemv_row_bf16_avx2(ym, ldy, xm, ldx, wh, n, K, acc, 2); break;
+                default: gemv_row_bf16_avx2(ym, ldy, xm, ldx, wh, n, K, acc, 3); break;
+                }
+            }
+        }
+    }
+}
+
+// xp[m][..] = row m of x with each group of 2*half columns reordered: the
+// half even ones, then the half odd ones, zero-padded to Kp (a multiple of
+// 2*half). half = 16 for the AVX-512 kernel, 8 for the AVX2 one.
+static void permute_x(float *xp, int Kp, const float *x, int ldx, int M, int K, int half) {
+    for (int m = 0; m < M; m++) {
+        const float *xr = x + (size_t)m * ldx;
+        float *d = xp + (size_t)m * Kp;
+        for (int k0 = 0; k0 < Kp; k0 += 2 * half)
+            for (int i = 0; i < half; i++) {
+                int e = k0 + 2 * i, o = e + 1;
+                d[k0 + i] = e < K ? xr[e] : 0.0f;
+                d[k0 + half + i] = o < K ? xr[o] : 0.0f;
+            }
+    }
+}
+
 size_t pz_cpu_gemv_scratch_floats(int M, int K) { return (size_t)M * (size_t)((K + 31) / 32 * 32); }
 
 void pz_cpu_gemv(float *y, int ldy, const float *x, int ldx, const void *w, pz_dt wt,
                  int M, int N, int K, int accumulate, int n_threads, float *scratch) {
     if (M <= 0 || N <= 0) return;
-    int avx = pz_cpu_have_avx512();
+    pz_isa isa = pz_cpu_isa();
     // Split N into per-thread ranges of whole 4-row blocks.
     int nblk = (N + 3) / 4;
     int nt = n_threads > 0 ? n_threads : omp_get_max_threads();
@@ -251,19 +372,27 @@ void pz_cpu_gemv(float *y, int ldy, const float *x, int ldx, const void *w, pz_d
     size_t wbytes = (size_t)N * (size_t)K * (wt == PZ_DT_BF16 ? 2 : 4);
     if ((size_t)nt > wbytes / PZ_GEMV_BYTES_PER_THREAD) nt = (int)(wbytes / PZ_GEMV_BYTES_PER_THREAD);
     if (nt < 1) nt = 1;
-    int eo = avx && wt == PZ_DT_BF16 && scratch != NULL;
-    int Kp = (K + 31) / 32 * 32;
-    if (eo) permute_x(scratch, Kp, x, ldx, M, K);
+    // bf16 weights with a vector kernel: x permuted into the scratch (the
+    // AVX2 kernel cannot run without it, so it falls back to plain C then).
+    int bf = wt == PZ_DT_BF16 && scratch != NULL && isa >= PZ_ISA_AVX2;
+    int half = isa >= PZ_ISA_AVX512 ? 16 : 8;
+    int Kp = (K + 2 * half - 1) / (2 * half) * (2 * half);
+    if (bf) permute_x(scratch, Kp, x, ldx, M, K, half);
+    if (wt == PZ_DT_BF16 && !bf && isa == PZ_ISA_AVX2) isa = PZ_ISA_PLAIN;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         int t = omp_get_thread_num(), T = omp_get_num_threads();
         int b0 = (int)((long)nblk * t / T), b1 = (int)((long)nblk * (t + 1) / T);
         int n0 = b0 * 4, n1 = b1 * 4 < N ? b1 * 4 : N;
         if (n0 < n1) {
-            if (eo)
+            if (bf && isa >= PZ_ISA_AVX512)
                 gemv_rows_bf16eo(y, ldy, scratch, Kp, (const uint16_t *)w, M, n0, n1, K, accumulate);
-            else if (avx)
+            else if (isa >= PZ_ISA_AVX512)
                 gemv_rows_avx512(y, ldy, x, ldx, w, wt, M, n0, n1, K, accumulate);
+            else if (bf)
+                gemv_rows_avx2(y, ldy, scratch, Kp, w, wt, M, n0, n1, K, accumulate);
+            else if (isa == PZ_ISA_AVX2)
+                gemv_rows_avx2(y, ldy, x, ldx, w, wt, M, n0, n1, K, accumulate);
             else
                 gemv_rows_ref(y, ldy, x, ldx, w, wt, M, n0, n1, K, accumulate);
         }

@@ -1,28 +1,28 @@
 // gemv.h — y[M,N] = x[M,K]·W[N,K]^T for small M (decode: one row per
 // sequence), memory-bound: each weight row is streamed once and used for
-// all M rows of x. AVX-512 when the processor has it (chosen at run time),
-// plain C otherwise. bf16 weights are widened to fp32 exactly and multiplied
-// with fp32 activations (no activation rounding). Row m of y depends only on
-// row m of x, with the same summation order whatever M is, so a sequence's
-// result does not depend on what it is batched with.
+// all M rows of x. AVX-512 or AVX2+FMA when the processor has it (chosen
+// at run time, see isa.h), plain C otherwise. bf16 weights are widened to
+// fp32 exactly and multiplied with fp32 activations (no activation
+// rounding). Row m of y depends only on row m of x, with the same summation
+// order whatever M is, so a sequence's result does not depend on what it is
+// batched with (at a given ISA level: the levels sum in different orders).
 #ifndef PZ_CPU_GEMV_H
 #define PZ_CPU_GEMV_H
 
 #include <stddef.h>
 #include "backend.h"
+#include "isa.h"
 
 // Any M works; it is meant for M <= PZ_GEMV_MAX_M. accumulate: y += instead of y =.
 // Parallel over N with n_threads OpenMP threads. scratch: NULL, or at least
-// pz_cpu_gemv_scratch_floats(M, K) floats, which enables the faster bf16
-// kernel (it reads x in a permuted copy); fp32 weights never need it.
+// pz_cpu_gemv_scratch_floats(M, K) floats, where the bf16 kernels keep a
+// permuted copy of x: with AVX-512 it enables the faster bf16 kernel, with
+// AVX2 the vector bf16 kernel at all (plain C without it); fp32 weights
+// never need it.
 void pz_cpu_gemv(float *y, int ldy, const float *x, int ldx, const void *w, pz_dt wt,
                  int M, int N, int K, int accumulate, int n_threads, float *scratch);
 size_t pz_cpu_gemv_scratch_floats(int M, int K);
 
 #define PZ_GEMV_MAX_M 8
-
-// 1 when the AVX-512 path is in use.
-int pz_cpu_have_avx512(void);
-int pz_cpu_have_avx512_bf16(void);
 
 #endif

@@ -18,19 +18,39 @@ PZ_T512 static void swiglu_row_avx512(float *h, const float *g, const float *u, 
     }
 }
 
+PZ_T256 static void swiglu_row_avx2(float *h, const float *g, const float *u, int n) {
+    for (int i = 0; i < n; i += 8) {
+        __m256i mk = pz_lanes256(n - i);
+        __m256 gv, uv;
+        if (n - i >= 8)
+            gv = _mm256_loadu_ps(g + i), uv = _mm256_loadu_ps(u + i);
+        else
+            gv = _mm256_maskload_ps(g + i, mk), uv = _mm256_maskload_ps(u + i, mk);
+        __m256 e = pz_vexp256(_mm256_sub_ps(_mm256_setzero_ps(), gv));
+        __m256 sig = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+        __m256 r = _mm256_mul_ps(_mm256_mul_ps(gv, sig), uv);
+        if (n - i >= 8)
+            _mm256_storeu_ps(h + i, r);
+        else
+            _mm256_maskstore_ps(h + i, mk, r);
+    }
+}
+
 static void swiglu_row_ref(float *h, const float *g, const float *u, int n) {
     for (int i = 0; i < n; i++) h[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
 void pz_cpu_swiglu(float *h, int ldh, const float *g, const float *u, int gu_ld, int M, int n, int n_threads) {
-    int avx = pz_cpu_have_avx512();
+    pz_isa isa = pz_cpu_isa();
     int nt = (size_t)M * n >= 65536 ? n_threads : 1;
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
     for (int m = 0; m < M; m++) {
         float *hr = h + (size_t)m * ldh;
         const float *gr = g + (size_t)m * gu_ld, *ur = u + (size_t)m * gu_ld;
-        if (avx)
+        if (isa >= PZ_ISA_AVX512)
             swiglu_row_avx512(hr, gr, ur, n);
+        else if (isa == PZ_ISA_AVX2)
+            swiglu_row_avx2(hr, gr, ur, n);
         else
             swiglu_row_ref(hr, gr, ur, n);
     }
