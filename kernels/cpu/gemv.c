@@ -39,8 +39,17 @@ static void gemv_rows_ref(float *y, int ldy, const float *x, int ldx, const void
 
 // ---- AVX-512 ----------------------------------------------------------------
 #define T512 __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
+// Weight bytes a product must stream before a second thread is woken for
+// it, by kernel level. AVX-512 machines measured earlier saturate memory
+// from one core, so small products stay on one; on the AVX2-only EPYC here
+// one core streams ~17 GB/s of the ~30 the socket gives, and 1 MiB per
+// thread took batch-1 decode from 33 to 46-52 tok/s (fp32) and 54 to 64-68
+// (bf16) (bench_engine -e, both wait policies, results/engine_vs_llama_cpp.md).
 #ifndef PZ_GEMV_BYTES_PER_THREAD
 #define PZ_GEMV_BYTES_PER_THREAD (4u << 20)
+#endif
+#ifndef PZ_GEMV_BYTES_PER_THREAD_AVX2
+#define PZ_GEMV_BYTES_PER_THREAD_AVX2 (1u << 20)
 #endif
 
 
@@ -370,7 +379,8 @@ void pz_cpu_gemv(float *y, int ldy, const float *x, int ldx, const void *w, pz_d
     // measured, and waking a sleeping OpenMP thread costs tens of
     // microseconds (OMP_WAIT_POLICY=passive).
     size_t wbytes = (size_t)N * (size_t)K * (wt == PZ_DT_BF16 ? 2 : 4);
-    if ((size_t)nt > wbytes / PZ_GEMV_BYTES_PER_THREAD) nt = (int)(wbytes / PZ_GEMV_BYTES_PER_THREAD);
+    size_t per = isa >= PZ_ISA_AVX512 ? PZ_GEMV_BYTES_PER_THREAD : PZ_GEMV_BYTES_PER_THREAD_AVX2;
+    if ((size_t)nt > wbytes / per) nt = (int)(wbytes / per);
     if (nt < 1) nt = 1;
     // bf16 weights with a vector kernel: x permuted into the scratch (the
     // AVX2 kernel cannot run without it, so it falls back to plain C then).
