@@ -337,6 +337,14 @@ int rundb_variant(int attn_half, const char *kind, int size, pz_variant *v) {
     return attn_half ? pz_attn_kind_parse(kind, &v->attn) : pz_ffn_kind_parse(kind, &v->ffn);
 }
 
+int rundb_list_done(rundb_stmt *q, int rc, void **rows, int *n) {
+    rundb_done(q);
+    if (rc >= 0) return 0;
+    free(*rows);
+    *rows = NULL, *n = 0;
+    return -1;
+}
+
 int rundb_grow(void **arr, int n, int *cap, size_t elem, char *err) {
     if (n < *cap) return 0;
     int c = *cap ? 2 * *cap : 64;

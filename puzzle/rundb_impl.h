@@ -90,5 +90,8 @@ int rundb_variant(int attn_half, const char *kind, int size, pz_variant *v);
 int rundb_read_done(rundb_stmt *q, int first, pz_rundb_done_block *b, char *err);
 // Grows *arr (of elem bytes) to hold n + 1 elements: 0 or -1 (err filled).
 int rundb_grow(void **arr, int n, int *cap, size_t elem, char *err);
+// Finishes a statement whose rows filled the grown array *rows (*n of
+// them): on failure (rc < 0) frees the array and empties it. 0 or -1.
+int rundb_list_done(rundb_stmt *q, int rc, void **rows, int *n);
 
 #endif

@@ -385,11 +385,5 @@ int pz_rundb_list_done(pz_rundb *db, pz_rundb_done_block **rows, int *n, char *e
         }
         (*n)++;
     }
-    rundb_done(&q);
-    if (rc < 0) {
-        free(*rows);
-        *rows = NULL, *n = 0;
-        return -1;
-    }
-    return 0;
+    return rundb_list_done(&q, rc, (void **)rows, n);
 }

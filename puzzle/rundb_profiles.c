@@ -91,13 +91,7 @@ int pz_rundb_list_profiles(pz_rundb *db, const char *device, const char *dtype, 
         p->kv_bytes_per_token = rundb_double(&q, 14);
         p->measured = rundb_int(&q, 15);
     }
-    rundb_done(&q);
-    if (rc < 0) {
-        free(*rows);
-        *rows = NULL, *n = 0;
-        return -1;
-    }
-    return 0;
+    return rundb_list_done(&q, rc, (void **)rows, n);
 }
 
 int pz_rundb_cpu_profiled(pz_rundb *db, const char *device, const char *dtype, pz_rundb_device_dtype **rows,
@@ -120,13 +114,7 @@ int pz_rundb_cpu_profiled(pz_rundb *db, const char *device, const char *dtype, p
         rundb_copy(&q, 1, (*rows)[*n].dtype, sizeof (*rows)[*n].dtype);
         (*n)++;
     }
-    rundb_done(&q);
-    if (rc < 0) {
-        free(*rows);
-        *rows = NULL, *n = 0;
-        return -1;
-    }
-    return 0;
+    return rundb_list_done(&q, rc, (void **)rows, n);
 }
 
 int pz_rundb_list_variants(pz_rundb *db, pz_rundb_variant **rows, int *n, char *err) {
@@ -162,11 +150,5 @@ int pz_rundb_list_variants(pz_rundb *db, pz_rundb_variant **rows, int *n, char *
         }
         (*n)++;
     }
-    rundb_done(&q);
-    if (rc < 0) {
-        free(*rows);
-        *rows = NULL, *n = 0;
-        return -1;
-    }
-    return 0;
+    return rundb_list_done(&q, rc, (void **)rows, n);
 }

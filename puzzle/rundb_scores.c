@@ -90,11 +90,5 @@ int pz_rundb_list_scored(pz_rundb *db, const char *data_hash, long seq_len, pz_r
         (*rows)[*n].loss_delta = rundb_double(&q, 12);
         (*n)++;
     }
-    rundb_done(&q);
-    if (rc < 0) {
-        free(*rows);
-        *rows = NULL, *n = 0;
-        return -1;
-    }
-    return 0;
+    return rundb_list_done(&q, rc, (void **)rows, n);
 }

@@ -113,13 +113,7 @@ int pz_rundb_list_searches(pz_rundb *db, long search_id, pz_rundb_search_row **r
         r->tp = rundb_int(&q, 11);
         r->n_devices = rundb_int(&q, 12);
     }
-    rundb_done(&q);
-    if (rc < 0) {
-        free(*rows);
-        *rows = NULL, *n = 0;
-        return -1;
-    }
-    return 0;
+    return rundb_list_done(&q, rc, (void **)rows, n);
 }
 
 #define SUMMARY_COLS                                                                                       \
@@ -162,13 +156,7 @@ int pz_rundb_list_solutions(pz_rundb *db, long search_id, pz_rundb_solution_row 
         }
         read_summary(&q, &(*rows)[(*n)++]);
     }
-    rundb_done(&q);
-    if (rc < 0) {
-        free(*rows);
-        *rows = NULL, *n = 0;
-        return -1;
-    }
-    return 0;
+    return rundb_list_done(&q, rc, (void **)rows, n);
 }
 
 int pz_rundb_get_solution(pz_rundb *db, long solution_id, pz_rundb_solution_row *out, char *err) {
@@ -216,11 +204,5 @@ int pz_rundb_solution_layers(pz_rundb *db, long solution_id, pz_rundb_solution_l
         l->score = rundb_double(&q, 11);
         (*n)++;
     }
-    rundb_done(&q);
-    if (rc < 0) {
-        free(*rows);
-        *rows = NULL, *n = 0;
-        return -1;
-    }
-    return 0;
+    return rundb_list_done(&q, rc, (void **)rows, n);
 }
