@@ -1,5 +1,6 @@
 // dense.c — the heuristics' dense copy of a problem (dense.h).
 #include "dense.h"
+#include "seterr.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -7,16 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int seterr(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int seterr(char *err, const char *fmt, ...) {
-    if (!err) return -1;
-    int n = snprintf(err, PZ_ERRLEN, "solver: ");
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err + n, PZ_ERRLEN - (size_t)n, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 void pz_dense_free(pz_dense *d) {
     if (!d) return;

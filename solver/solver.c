@@ -15,6 +15,7 @@
 // (results/solver_bench.md). The greedy incumbent and time-limit fallback are
 // pz_solver_greedy (greedy.c), reached through solver.h like any caller.
 #include "solver.h"
+#include "seterr.h"
 
 #include <glpk.h>
 #include <limits.h>
@@ -65,16 +66,15 @@ struct pz_solver {
 // Global (insertion) index of item `it` of group `g`.
 static inline int gidx(const pz_solver *s, int g, int it) { return s->order[s->group_first[g] + it]; }
 
-// One line into err (may be NULL); returns -1.
-static int seterr(char *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int seterr(char *err, const char *fmt, ...) {
-    if (!err) return -1;
-    int n = snprintf(err, PZ_ERRLEN, "solver: ");
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err + n, PZ_ERRLEN - (size_t)n, fmt, ap);
-    va_end(ap);
-    return -1;
+
+// The LP relaxation by simplex: 0 at an optimum, GLP_ENOPFS when it has no
+// feasible point, -1000 - (glp_simplex's code) on any other failure.
+static int lp_solve(glp_prob *P, const glp_smcp *sm) {
+    int lr = glp_simplex(P, sm);
+    int ls = glp_get_status(P);
+    if (lr == 0 && ls == GLP_NOFEAS) return GLP_ENOPFS;
+    if (lr != 0 || ls != GLP_OPT) return -1000 - lr;
+    return 0;
 }
 
 static double now_s(void) {
@@ -600,12 +600,7 @@ static int mip_run(pz_solver *s, const pz_solver_params *p, const mip_spec *m, p
     sm.presolve = GLP_OFF;
     if (!p->presolve || p->reduced_cost_fixing) {  // glp_intopt without presolve needs an optimal LP basis
         glp_adv_basis(P, 0);
-        int lr = glp_simplex(P, &sm);
-        int ls = glp_get_status(P);
-        if (lr == 0 && ls == GLP_NOFEAS)
-            ret = GLP_ENOPFS;
-        else if (lr != 0 || ls != GLP_OPT)
-            ret = -1000 - lr;
+        ret = lp_solve(P, &sm);
     }
     if (ret == 0 && p->reduced_cost_fixing) {
         // Reduced-cost fixing with a growing window. With LP optimum z and reduced
@@ -631,14 +626,7 @@ static int mip_run(pz_solver *s, const pz_solver_params *p, const mip_spec *m, p
             io.tm_lim = left < 2e6 ? (int)(left * 1000.0) : INT_MAX;
             if (io.tm_lim < 1) io.tm_lim = 1;
             ret = 0;
-            if (!p->presolve) {
-                int lr = glp_simplex(P, &sm);
-                int ls = glp_get_status(P);
-                if (lr == 0 && ls == GLP_NOFEAS)
-                    ret = GLP_ENOPFS;
-                else if (lr != 0 || ls != GLP_OPT)
-                    ret = -1000 - lr;
-            }
+            if (!p->presolve) ret = lp_solve(P, &sm);
             if (ret == 0) ret = glp_intopt(P, &io);
             if (!removed) break;  // that was the whole problem
             int ms = glp_mip_status(P);

@@ -9,12 +9,6 @@
 // then the chunk sums are added in order: the same bits for any thread count.
 #define CHUNK 16384
 
-pz_adamw_params pz_adamw_default_params(void) {
-    pz_adamw_params p = {.beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f,
-                         .clip_norm = 1.0f};
-    return p;
-}
-
 // Σ a[i]·b[i] (b == NULL: Σ a[i]²), or with diff: Σ (a[i] − b[i])².
 static double chunked_sum(const float *a, const float *b, int diff, size_t n, int n_threads) {
     size_t nc = (n + CHUNK - 1) / CHUNK;
@@ -94,16 +88,6 @@ double pz_cpu_adamw_step(pz_adamw_tensor *t, int n_tensors, long step, float lr,
         }
     }
     return norm;
-}
-
-float pz_lr_schedule(long s, long warmup, long total_steps, float lr_max, float lr_min) {
-    if (s < 0) s = 0;
-    if (warmup > 0 && s < warmup) return (float)((double)lr_max * (s + 1) / warmup);
-    double span = (double)(total_steps - warmup);
-    double p = span > 0 ? (s - warmup) / span : 1.0;
-    if (p < 0) p = 0;
-    if (p > 1) p = 1;
-    return (float)(lr_min + (lr_max - (double)lr_min) * 0.5 * (1 + cos(M_PI * p)));
 }
 
 double pz_cpu_nmse_loss(const float *y_parent, const float *y_child, size_t n, float *d_child,

@@ -42,7 +42,7 @@ static void gemv_rows_ref(float *y, int ldy, const float *x, int ldx, const void
 // Weight bytes a product must stream before a second thread is woken for
 // it, by kernel level. AVX-512 machines measured earlier saturate memory
 // from one core, so small products stay on one; on the AVX2-only EPYC here
-// one core streams ~17 GB/s of the ~30 the socket gives: with 4 MiB, 1 MiB,
+// one core does not (fp32 decode on one core streamed ~17 GB/s): with 4 MiB, 1 MiB,
 // 512 KiB and 256 KiB per thread, batch-1 decode at 16 tokens of context
 // ran at 33, 48-52, 51-56, 51-55 tok/s (fp32) and 54, 66-71, 80-87, 79-91
 // (bf16) (bench_engine -e, both wait policies; results/engine_vs_llama_cpp.md).
