@@ -28,7 +28,7 @@ void pz_usage_serve(FILE *out) {
             "  --threads T       CPU threads for the engine (default: all cores)\n"
             "  --max-seqs N      sequences decoded together (engine slots; default 32)\n"
             "  --kv-tokens N     KV pool size in tokens, shared by all sequences\n"
-            "                    (default: max-seqs x ctx, every sequence can fill its context)\n"
+            "                    (default: max-seqs x ctx, at most 32768)\n"
             "  --ctx N           context per sequence, prompt + completion (default min(model, 4096))\n"
             "  --api-key KEY     require 'Authorization: Bearer KEY' on /v1/*\n"
             "                    (default: $PUZZLE_API_KEY when set)\n"
@@ -138,7 +138,12 @@ int pz_cmd_serve(int argc, char **argv) {
         }
         ep.max_ctx = (int)ctx;
     }
-    if (kv_tokens) ep.kv_pages = (int)((kv_tokens + PZ_KV_PAGE - 1) / PZ_KV_PAGE);
+    if (!kv_tokens) {  // every sequence can fill its context, up to 32768 tokens in all
+        long c = ctx ? ctx : (m->cfg.max_ctx < 4096 ? m->cfg.max_ctx : 4096);
+        kv_tokens = max_seqs * c < 32768 ? max_seqs * c : 32768;
+        if (kv_tokens < c + PZ_KV_PAGE * 8) kv_tokens = c + PZ_KV_PAGE * 8;
+    }
+    ep.kv_pages = (int)((kv_tokens + PZ_KV_PAGE - 1) / PZ_KV_PAGE);
     ep.prefix_cache = 1;
     ep.batch_invariant = 1;  // a request's tokens do not depend on what it is batched with
     ep.backend = device;

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "common.h"
+#include "sampler.h"
 
 enum { SEQ_WAIT_FORK, SEQ_PREFILL, SEQ_DECODE, SEQ_DONE };
 
@@ -765,7 +766,14 @@ pz_job *pz_sched_submit(pz_sched *s, pz_oai_request *r, const int32_t *ids, int 
         job_free(j);
         return NULL;
     }
-    if (s->n_queued >= s->p.max_queue) {
+    // the queue bound counts requests that cannot be admitted at once: those
+    // the free slots would take (at the next loop step) do not count
+    int claimed = 0, waiting = 0, free = free_slots(s);
+    for (pz_job *q = s->queue; q; q = q->next) {
+        claimed += q->n_seq;
+        waiting += claimed > free;
+    }
+    if (claimed + j->n_seq > free && waiting >= s->p.max_queue) {
         pthread_mutex_unlock(&s->mu);
         pz_oai_fail(e, 503, "server_error", NULL, "queue_full", "the request queue is full (%d); retry later",
                     s->p.max_queue);

@@ -28,7 +28,8 @@ typedef struct pz_sched pz_sched;
 typedef struct pz_job pz_job;
 
 typedef struct {
-    int max_queue;      // jobs waiting for admission before submit refuses (503)
+    int max_queue;      // jobs waiting for admission, beyond those free slots will take at
+                        // once, before submit refuses (503)
     int prefill_chunk;  // tokens per prefill call; chunks end at multiples of it (default 256)
 } pz_sched_params;
 
