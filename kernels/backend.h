@@ -93,44 +93,56 @@ typedef struct {
     int orig_ctx;             // original_max_position_embeddings
 } pz_rope_params;
 
+// The KV cache is paged: one pool of pages per attention layer, each page
+// holding PZ_KV_PAGE consecutive positions of every KV head of that layer
+// (sized by kv_page_bytes for the layer's KV heads), and each sequence
+// reaches its positions through a page table: position j lives in page
+// pages[j / PZ_KV_PAGE] at offset j % PZ_KV_PAGE. Sequences that share a
+// prefix share its pages. The page layout is the backend's own; the CPU
+// backend keeps, per page and KV head, K transposed as [head_dim][16] (16
+// scores come out of one vector of fused multiply-adds) and V as
+// [16][head_dim] (kernels/cpu/attention.h). Element type: kv_type (f32;
+// bf16 and FP8 e4m3 where supports(PZ_OP_ATTENTION, dt) says so), FP8
+// values dequantized as value · k_scale (K) or · v_scale (V).
+#define PZ_KV_PAGE 16
+
 // One sequence's share of an attention call: n_q queries at consecutive
 // positions pos0 .. pos0+n_q-1, attending causally to the keys/values at
 // positions 0 .. pos0+n_q-1 (the cache must already hold the new ones).
-// K and V are either plain row-major buffers (kv_ld > 0: rows of
-// n_kv*head_dim values, kv_ld apart), or (kv_ld == 0) a KV cache in the
-// backend's own layout, sized by kv_bytes for kv_cap positions and filled
-// by kv_write. The CPU backend's cache keeps each KV head's K as one run of
-// transposed blocks of 16 positions, [n_kv][cap/16][head_dim][16], so 16
-// scores come out of one vector of fused multiply-adds, and V as
-// [n_kv][cap][head_dim] (kernels/cpu/attention.h). The descriptors
-// themselves are host memory (launch arguments); what they point to is
-// backend memory.
+// K and V are either plain row-major fp32 buffers (kv_ld > 0: rows of
+// n_kv*head_dim values, kv_ld apart), or (kv_ld == 0) a layer's page pools
+// with this sequence's page table. The descriptors themselves are host
+// memory (launch arguments); what they point to is backend memory.
 typedef struct {
     const float *q;   // (n_q, n_head*head_dim), rows q_ld apart
     int q_ld;
     float *out;       // (n_q, n_head*head_dim), rows out_ld apart
     int out_ld;
-    const float *k;   // (pos0+n_q, n_kv*head_dim) rows kv_ld apart, or a cache (kv_ld 0)
-    const float *v;   // same shape as k
-    int kv_ld;        // > 0: row-major K/V; 0: the backend's cache layout
-    int kv_cap;       // cache layout: the n_pos the cache was sized for
+    const void *k;    // (pos0+n_q, n_kv*head_dim) rows kv_ld apart, or the layer's K page pool
+    const void *v;    // same shape as k (the V page pool)
+    int kv_ld;        // > 0: row-major fp32 K/V; 0: paged
+    const int32_t *pages;  // paged: page ids of positions 0.. (ceil((pos0+n_q)/PZ_KV_PAGE) entries)
+    pz_dt kv_type;    // paged: element type of the pools
+    float k_scale, v_scale;  // paged FP8: dequantization scales (1 otherwise)
     int n_q;
     int pos0;
 } pz_attn_seq;
 
-// One kv_write call: R rows of new keys and values, row r going to the
-// cache of slot row_slot[r] at position pos[r]. The caches of all slots of
-// one layer are one allocation, slot s's K cache at k_cache + s*slot_stride
-// floats (likewise V). kv holds row r's K at kv + r*ld and its V at
-// kv + r*ld + n_kv*head_dim. row_slot and pos are backend memory.
+// One kv_write call: R rows of new keys and values into one layer's page
+// pools, row r to page row_page[r] at offset pos[r] % PZ_KV_PAGE. kv holds
+// row r's K at kv + r*ld and its V at kv + r*ld + n_kv*head_dim (fp32);
+// they are stored as kv_type (FP8: value / k_scale, saturated). row_page
+// and pos are backend memory; page ids are < n_pages.
 typedef struct {
-    float *k_cache, *v_cache;
-    size_t slot_stride;       // floats between slots' caches
-    int n_kv, head_dim, cap;  // cap: positions each slot's cache was sized for
+    void *k_pool, *v_pool;
+    int n_pages;
+    int n_kv, head_dim;
+    pz_dt kv_type;
+    float k_scale, v_scale;
     const float *kv;
     int ld;
-    const int32_t *row_slot;  // (R)
-    const int32_t *pos;       // (R), each < cap
+    const int32_t *row_page;  // (R)
+    const int32_t *pos;       // (R)
     int R;
 } pz_kv_write;
 
@@ -139,6 +151,7 @@ struct pz_backend {
     pz_backend_kind kind;
     const char *name;       // "cpu", "cuda"
     int n_threads;          // CPU: OpenMP threads for every op
+    int invariant_rows;     // matmul: the most rows that keep results row-invariant (>= 1)
     void *impl;             // backend-private state
 
     int (*supports)(const pz_backend *b, pz_op op, pz_dt dt);
@@ -165,6 +178,12 @@ struct pz_backend {
     // w->rows, K = w->cols. xt: the activations' type as they enter the
     // product (PZ_DT_F32: fp32 as given; a narrower type quantizes them
     // first, as an FP8 GEMM does).
+    //
+    // Row results may depend on M (different kernels, summation orders, or
+    // activation rounding for larger M). Products of at most invariant_rows
+    // rows are row-invariant: row m of y depends only on row m of x, w and
+    // the backend, whatever M is. Callers that need a sequence's result not
+    // to depend on its batch-mates (a server's decode) split by it.
     int (*matmul)(pz_backend *b, float *y, int ldy, const float *x, int ldx, pz_dt xt,
                   const pz_weight *w, int M, int accumulate, char *err);
     // y[M,n] = x / sqrt(mean(x^2) + eps) * w, per row (y may equal x).
@@ -173,10 +192,11 @@ struct pz_backend {
     // inv_freq has head_dim/2 entries (pz_rope_inv_freq).
     void (*rope)(pz_backend *b, float *x, int ld, const int32_t *pos, int M,
                  int n_heads, int head_dim, const float *inv_freq);
-    // Bytes of a K cache (and as many of a V cache) for one sequence of up
-    // to n_pos positions in one layer.
-    size_t (*kv_bytes)(const pz_backend *b, int n_kv, int head_dim, int n_pos);
-    // Stores all rows of one call (see pz_kv_write).
+    // Bytes of one K page (and as many of a V page) of one layer: PZ_KV_PAGE
+    // positions of n_kv heads, elements of type dt. 0 if dt is unsupported.
+    size_t (*kv_page_bytes)(const pz_backend *b, int n_kv, int head_dim, pz_dt dt);
+    // Stores all rows of one call (see pz_kv_write); -1 on a page id out of
+    // range or an unsupported type.
     int (*kv_write)(pz_backend *b, const pz_kv_write *w, char *err);
     // Causal attention with grouped KV heads (query head h reads KV head
     // h / (n_head/n_kv)), scale 1/sqrt(head_dim), for n_seq sequences.

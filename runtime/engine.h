@@ -4,14 +4,28 @@
 //
 // Prefill of one slot processes many tokens in one pass; batched decode
 // processes one new token for each of several slots in one pass (the shape
-// continuous batching needs). The KV cache is allocated per layer, sized by
-// that layer's KV heads; linear and noop attention layers hold none.
+// continuous batching needs).
+//
+// KV cache: one pool of pages per attention layer (PZ_KV_PAGE positions of
+// that layer's KV heads each; linear and noop attention layers hold none),
+// shared by all slots through per-slot page tables, so a slot takes only
+// the pages its sequence needs, not a fixed share of the context. A page
+// index spans the layers: page p of the model is page p of every layer's
+// pool. Full pages of a sequence are remembered by their token prefix (the
+// prefix cache): when a slot is reset its full pages stay cached while no
+// one uses them, a new sequence with the same leading tokens attaches them
+// instead of recomputing (pz_engine_prefix_attach), and cached pages are
+// evicted least recently used first when the pool runs out of free pages.
+// Only full pages are shared, and a slot writes only positions past its
+// shared ones, so no page is ever written while shared.
 //
 // Numerics: activations are fp32. With bf16 weights, products of more than
-// 8 rows (prefill) round the activations to bf16 (bf16 x bf16 -> fp32 in
-// the library), while decode multiplies the exact bf16 weights with fp32
-// activations, so one sequence's logits do not depend on what it is batched
-// with in decode.
+// 8 rows (prefill, large decode batches) round the activations to bf16 on
+// machines where oneDNN has bf16 products (bf16 x bf16 -> fp32), while up to
+// 8 rows multiply the exact bf16 weights with fp32 activations. With
+// batch_invariant, decode products are split by the backend's
+// invariant_rows (8 on the CPU), so one sequence's logits do not depend on
+// what it is batched with in decode.
 //
 // Threads: OpenMP (the engine's own kernels and oneDNN). On a machine shared
 // with other busy processes, run with OMP_WAIT_POLICY=passive: libgomp's
@@ -31,6 +45,11 @@ typedef struct {
     int n_slots;       // sequences held at once (default 1)
     int max_ctx;       // KV positions per slot (default min(model max_ctx, 4096))
     int max_batch;     // most tokens in one forward call (default 512)
+    int kv_pages;      // pages in the KV pool (default: n_slots * ceil(max_ctx / PZ_KV_PAGE),
+                       // every slot can fill its context at once)
+    int prefix_cache;  // 1: keep full pages of reset slots for reuse (default 1)
+    int batch_invariant; // 1: a decode row's result does not depend on its batch-mates
+                         // (products split by the backend's invariant_rows; default 0)
     pz_backend_kind backend;  // where weights, KV cache and every op live (default CPU)
 } pz_engine_params;
 
@@ -49,7 +68,9 @@ void pz_engine_free(pz_engine *e);
 // Appends n tokens to slot's sequence (positions len..len+n-1), splitting
 // into chunks of max_batch internally. logits: if non-NULL, receives vocab
 // floats for the last token, or n*vocab floats (row per token) when
-// all_logits. Returns 0, or -1 with err filled (context full, bad token id).
+// all_logits. Returns 0, or -1 with err filled (context full, bad token id,
+// KV pool out of pages: PZ_ENGINE_ENOPAGES). Pages are taken as needed,
+// evicting cached ones; on failure the slot keeps what it held before.
 int pz_engine_prefill(pz_engine *e, int slot, const int32_t *tokens, int n,
                       float *logits, int all_logits, char *err);
 
@@ -59,8 +80,43 @@ int pz_engine_decode(pz_engine *e, const int *slots, const int32_t *tokens, int 
                      float *logits, char *err);
 
 int pz_engine_slot_len(const pz_engine *e, int slot);   // tokens in the cache
-void pz_engine_slot_reset(pz_engine *e, int slot);      // forget the sequence
+// Forgets the sequence; its full pages stay in the prefix cache (when on)
+// while no other slot uses them, its other pages return to the free list.
+void pz_engine_slot_reset(pz_engine *e, int slot);
+
+// Return code of prefill/decode/fork when the KV pool has no page left
+// (nothing cached to evict): the caller may wait for other slots to finish.
+#define PZ_ENGINE_ENOPAGES (-2)
+
+// Prefix reuse. slot must be empty. Attaches the longest run of cached
+// full pages whose tokens equal tokens[0 .. k*PZ_KV_PAGE), with k*PZ_KV_PAGE
+// <= n-1 (at least one token is left to prefill, so the caller gets
+// logits), and sets the slot's length to k*PZ_KV_PAGE. Returns the number
+// of tokens attached (0 when nothing matches or the cache is off).
+int pz_engine_prefix_attach(pz_engine *e, int slot, const int32_t *tokens, int n);
+
+// dst (empty) continues from src's sequence: it shares src's full pages and
+// gets its own copy of the partial last page (n > 1 completions of one
+// prompt share one prefill). Returns 0, or -1 / PZ_ENGINE_ENOPAGES with err.
+int pz_engine_slot_fork(pz_engine *e, int dst, int src, char *err);
+
+// Pages slot would have to take to append n more tokens.
+int pz_engine_pages_needed(const pz_engine *e, int slot, int n);
+
+typedef struct {
+    int page_tokens;     // PZ_KV_PAGE
+    int pages_total;     // pool size
+    int pages_free;      // on the free list
+    int pages_cached;    // held only by the prefix cache (evictable)
+    int pages_used;      // held by at least one slot
+    long long prefix_hits;    // pages attached by pz_engine_prefix_attach
+    long long prefix_tokens;  // tokens those pages held
+    long long evictions;      // cached pages reclaimed
+} pz_kv_stats;
+void pz_engine_kv_stats(const pz_engine *e, pz_kv_stats *st);
 const pz_model *pz_engine_model(const pz_engine *e);
-size_t pz_engine_kv_bytes(const pz_engine *e);          // KV cache allocated
+size_t pz_engine_kv_bytes(const pz_engine *e);          // KV page pools allocated
+int pz_engine_n_slots(const pz_engine *e);
+int pz_engine_max_ctx(const pz_engine *e);
 
 #endif
