@@ -3,7 +3,14 @@
 // grouped into "sequences" of consecutive rows of one slot (prefill: one
 // sequence of R rows; decode: R sequences of one row). Every op runs on all
 // R rows at once, except attention, which runs per sequence over that
-// slot's own cache.
+// slot's pages of the layer's page pool.
+//
+// Paging (engine.h): each slot holds a page table; pages come from one pool
+// whose bookkeeping (free list, reference counts, prefix index, eviction
+// order) is runtime/kvcache.c. A page fills as its slot's sequence grows;
+// once full it is published to the prefix index under its tokens, so a
+// later sequence (or one running beside it) with the same prefix can attach
+// it. Full pages are never written again, which is what makes sharing safe.
 //
 // Per layer (docs/ARCHITECTURE.md "Heterogeneous model semantics"):
 //   gqa:    xn = norm(x); [q|k|v] = xn·[Wq;Wk;Wv]^T; RoPE(q), RoPE(k);
@@ -16,6 +23,7 @@
 #include "engine.h"
 #include "backend.h"
 #include "common.h"
+#include "kvcache.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -25,8 +33,8 @@
 #define LOGIT_ROWS 64
 
 typedef struct {
-    float *k, *v;      // n_slots caches of slot_floats each (backend layout), or NULL
-    size_t slot_floats;
+    void *k, *v;       // the layer's K and V page pools (kv_pages pages each), or NULL
+    size_t page_bytes; // bytes of one K (or V) page
     int kvd;           // n_kv*head_dim
     const float *attn_norm, *ffn_norm;  // backend memory, or NULL
     pz_weight qkv;     // fused [Wq;Wk;Wv] when adjacent (fuse_qkv), else unused
@@ -36,6 +44,16 @@ typedef struct {
     int fuse_qkv;      // wq, wk, wv adjacent in memory
     int fuse_gu;       // w_gate, w_up adjacent in memory
 } eng_layer;
+
+// One sequence's state: its length, its page table, the prefix-index node
+// of each full page (0: not published), and its tokens (to publish pages).
+typedef struct {
+    int len;
+    int n_pages;       // entries of pages held (>= ceil(len / PZ_KV_PAGE))
+    int32_t *pages;    // (max_pages)
+    uint64_t *nodes;   // (max_pages)
+    int32_t *tokens;   // (max_ctx)
+} eng_slot;
 
 // A host tensor that lies outside the model's arena (a caller pointed a
 // weight elsewhere) gets its own upload; the list frees them.
@@ -50,7 +68,10 @@ struct pz_engine {
     pz_backend *b;
     int R;                 // rows of scratch: max(max_batch, n_slots)
     eng_layer *L;
-    int *len;              // (n_slots) tokens in each slot's cache
+    eng_slot *slot;        // (n_slots)
+    int max_pages;         // page-table entries per slot: ceil(max_ctx / PZ_KV_PAGE)
+    pz_kvcache *kvc;       // which pages are free, held, cached
+    long long prefix_hits, prefix_tokens;
     size_t kv_bytes;
     // Weights in backend memory.
     void *warena;          // m->arena as the backend holds it
@@ -68,10 +89,12 @@ struct pz_engine {
     float *d_inv_freq;     // (head_dim/2)
     int32_t *d_tok;        // (R)
     int32_t *d_pos;        // (R)
-    int32_t *d_row_slot;   // (R)
+    int32_t *d_row_page;   // (R)
+    int32_t *d_ptab;       // (n_slots * max_pages) page tables of one call's sequences
     // Host side of each call.
     int32_t *pos;          // (R)
-    int32_t *row_slot;     // (R)
+    int32_t *row_page;     // (R)
+    int32_t *ptab;         // (n_slots * max_pages)
     pz_attn_seq *seqs;     // (R) descriptors (host; they point into backend memory)
     int *seq_slot;         // (R)
     int *seq_row0;         // (R) first row of each sequence
@@ -79,6 +102,7 @@ struct pz_engine {
 
 pz_engine_params pz_engine_default_params(void) {
     pz_engine_params p = {.n_threads = 0, .n_slots = 1, .max_ctx = 0, .max_batch = 512,
+                          .kv_pages = 0, .prefix_cache = 1, .batch_invariant = 0,
                           .backend = PZ_BACKEND_CPU};
     return p;
 }
@@ -148,7 +172,8 @@ void pz_engine_free(pz_engine *e) {
         for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) b->free(b, bufs[i]);
         b->free(b, e->d_tok);
         b->free(b, e->d_pos);
-        b->free(b, e->d_row_slot);
+        b->free(b, e->d_row_page);
+        b->free(b, e->d_ptab);
         for (extra_upload *x = e->extra, *n; x; x = n) {
             n = x->next;
             b->free_weights(b, x->p);
@@ -158,9 +183,17 @@ void pz_engine_free(pz_engine *e) {
         pz_backend_free(b);
     }
     free(e->L);
-    free(e->len);
+    if (e->slot)
+        for (int i = 0; i < e->p.n_slots; i++) {
+            free(e->slot[i].pages);
+            free(e->slot[i].nodes);
+            free(e->slot[i].tokens);
+        }
+    free(e->slot);
+    pz_kvcache_free(e->kvc);
     free(e->pos);
-    free(e->row_slot);
+    free(e->row_page);
+    free(e->ptab);
     free(e->seqs);
     free(e->seq_slot);
     free(e->seq_row0);
@@ -224,9 +257,18 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
     if (m->arena && m->arena_bytes && !(e->warena = b->upload_weights(b, m->arena, m->arena_bytes, err)))
         goto fail;
     int hd = c->head_dim, max_kv = 0, max_ff = 0;
+    e->max_pages = (p.max_ctx + PZ_KV_PAGE - 1) / PZ_KV_PAGE;
+    if (p.kv_pages <= 0) p.kv_pages = e->p.kv_pages = p.n_slots * e->max_pages;
     e->L = calloc((size_t)c->n_layer, sizeof *e->L);
-    e->len = calloc((size_t)p.n_slots, sizeof *e->len);
-    if (!e->L || !e->len) goto oom;
+    e->slot = calloc((size_t)p.n_slots, sizeof *e->slot);
+    if (!e->L || !e->slot || !(e->kvc = pz_kvcache_create(p.kv_pages, p.prefix_cache))) goto oom;
+    for (int i = 0; i < p.n_slots; i++) {
+        eng_slot *sl = &e->slot[i];
+        sl->pages = malloc(sizeof(int32_t) * (size_t)e->max_pages);
+        sl->nodes = calloc((size_t)e->max_pages, sizeof(uint64_t));
+        sl->tokens = malloc(sizeof(int32_t) * (size_t)p.max_ctx);
+        if (!sl->pages || !sl->nodes || !sl->tokens) goto oom;
+    }
     int fail = 0;
     e->out_norm = dev_vec(e, m->out_norm, c->hidden, err, &fail);
     if (fail || prep(e, &e->tok_embd, &m->tok_embd, m->tok_embd.rows, err) ||
@@ -239,9 +281,13 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
         if (s->attn == PZ_ATTN_GQA) {
             if (s->n_kv > max_kv) max_kv = s->n_kv;
             el->kvd = s->n_kv * hd;
-            size_t per_slot = b->kv_bytes(b, s->n_kv, hd, p.max_ctx), bytes;
-            el->slot_floats = per_slot / sizeof(float);
-            if (pz_mul_size((size_t)p.n_slots, per_slot, &bytes)) goto oom;
+            size_t bytes;
+            el->page_bytes = b->kv_page_bytes(b, s->n_kv, hd, PZ_DT_F32);
+            if (!el->page_bytes) {
+                pz_err(err, "engine: backend %s has no f32 KV pages", b->name);
+                goto fail;
+            }
+            if (pz_mul_size((size_t)p.kv_pages, el->page_bytes, &bytes)) goto oom;
             el->k = b->alloc(b, bytes);
             el->v = b->alloc(b, bytes);
             if (!el->k || !el->v) goto oom;
@@ -260,15 +306,18 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
     e->d_inv_freq = b->alloc(b, sizeof(float) * (size_t)(hd / 2 + 1));
     e->d_tok = b->alloc(b, sizeof(int32_t) * R);
     e->d_pos = b->alloc(b, sizeof(int32_t) * R);
-    e->d_row_slot = b->alloc(b, sizeof(int32_t) * R);
+    e->d_row_page = b->alloc(b, sizeof(int32_t) * R);
+    size_t ptab = (size_t)p.n_slots * e->max_pages;
+    e->d_ptab = b->alloc(b, sizeof(int32_t) * ptab);
+    e->ptab = malloc(sizeof(int32_t) * ptab);
     e->pos = malloc(sizeof(int32_t) * R);
-    e->row_slot = malloc(sizeof(int32_t) * R);
+    e->row_page = malloc(sizeof(int32_t) * R);
     e->seqs = malloc(sizeof(pz_attn_seq) * R);
     e->seq_slot = malloc(sizeof(int) * R);
     e->seq_row0 = malloc(sizeof(int) * R);
     if (!e->x || !e->xn || !e->qkv || !e->att || !e->gu || !e->h || !e->logits || !e->d_inv_freq ||
-        !e->d_tok || !e->d_pos || !e->d_row_slot || !e->pos || !e->row_slot || !e->seqs || !e->seq_slot ||
-        !e->seq_row0)
+        !e->d_tok || !e->d_pos || !e->d_row_page || !e->d_ptab || !e->ptab || !e->pos || !e->row_page ||
+        !e->seqs || !e->seq_slot || !e->seq_row0)
         goto oom;
     pz_rope_params rp = {.head_dim = hd, .theta = c->rope_theta,
                          .llama3 = c->rope_scaling == PZ_ROPE_SCALING_LLAMA3,
@@ -283,47 +332,70 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
     if (rc) goto fail;
     return e;
 oom:
-    pz_err(err, "engine: out of memory (KV cache %zu bytes so far; n_slots %d, max_ctx %d)", e->kv_bytes,
-           p.n_slots, p.max_ctx);
+    pz_err(err, "engine: out of memory (KV cache %zu bytes so far; n_slots %d, max_ctx %d, kv_pages %d)",
+           e->kv_bytes, p.n_slots, p.max_ctx, p.kv_pages);
 fail:
     pz_engine_free(e);
     return NULL;
 }
 
+// y = x·W^T over R rows; with `invariant` in rows of at most the backend's
+// invariant_rows, so each row's result is the same whatever R is.
+static int mm(pz_engine *e, float *y, int ldy, const float *x, int ldx, const pz_weight *w, int R, int acc,
+              int invariant, char *err) {
+    pz_backend *b = e->b;
+    int step = invariant && b->invariant_rows > 0 ? b->invariant_rows : R;
+    for (int r = 0; r < R; r += step) {
+        int n = R - r < step ? R - r : step;
+        if (b->matmul(b, y + (size_t)r * ldy, ldy, x + (size_t)r * ldx, ldx, PZ_DT_F32, w, n, acc, err))
+            return -1;
+    }
+    return 0;
+}
+
 // q/k/v of R rows into e->qkv (rows ld apart): one product when fused.
-static int qkv_proj(pz_engine *e, const eng_layer *el, int R, int H, int qd, int ld, char *err) {
-    pz_backend *b = e->b;
-    if (el->fuse_qkv) return b->matmul(b, e->qkv, ld, e->xn, H, PZ_DT_F32, &el->qkv, R, 0, err);
-    return b->matmul(b, e->qkv, ld, e->xn, H, PZ_DT_F32, &el->wq, R, 0, err) ||
-                   b->matmul(b, e->qkv + qd, ld, e->xn, H, PZ_DT_F32, &el->wk, R, 0, err) ||
-                   b->matmul(b, e->qkv + qd + el->kvd, ld, e->xn, H, PZ_DT_F32, &el->wv, R, 0, err)
+static int qkv_proj(pz_engine *e, const eng_layer *el, int R, int H, int qd, int ld, int inv, char *err) {
+    if (el->fuse_qkv) return mm(e, e->qkv, ld, e->xn, H, &el->qkv, R, 0, inv, err);
+    return mm(e, e->qkv, ld, e->xn, H, &el->wq, R, 0, inv, err) ||
+                   mm(e, e->qkv + qd, ld, e->xn, H, &el->wk, R, 0, inv, err) ||
+                   mm(e, e->qkv + qd + el->kvd, ld, e->xn, H, &el->wv, R, 0, inv, err)
                ? -1
                : 0;
 }
 
-static int gate_up_proj(pz_engine *e, const eng_layer *el, int R, int H, int F, char *err) {
-    pz_backend *b = e->b;
-    if (el->fuse_gu) return b->matmul(b, e->gu, 2 * F, e->xn, H, PZ_DT_F32, &el->gu, R, 0, err);
-    return b->matmul(b, e->gu, 2 * F, e->xn, H, PZ_DT_F32, &el->wg, R, 0, err) ||
-                   b->matmul(b, e->gu + F, 2 * F, e->xn, H, PZ_DT_F32, &el->wu, R, 0, err)
+static int gate_up_proj(pz_engine *e, const eng_layer *el, int R, int H, int F, int inv, char *err) {
+    if (el->fuse_gu) return mm(e, e->gu, 2 * F, e->xn, H, &el->gu, R, 0, inv, err);
+    return mm(e, e->gu, 2 * F, e->xn, H, &el->wg, R, 0, inv, err) ||
+                   mm(e, e->gu + F, 2 * F, e->xn, H, &el->wu, R, 0, inv, err)
                ? -1
                : 0;
 }
 
-// The forward pass over R rows: token tok[r] (host) of slot e->row_slot[r]
-// at position e->pos[r]. The rows form n_seq sequences: sequence i is n_q =
-// e->seqs[i].n_q consecutive rows from seq_row0[i], of slot e->seq_slot[i],
-// starting at position e->seqs[i].pos0. Logits of rows [lrow0, lrow0+nl)
-// go to out (host, nl*vocab).
+// The forward pass over R rows: token tok[r] (host) at position e->pos[r],
+// stored in page e->row_page[r]. The rows form n_seq sequences: sequence i
+// is n_q = e->seqs[i].n_q consecutive rows from seq_row0[i], of slot
+// e->seq_slot[i], starting at position e->seqs[i].pos0. Logits of rows
+// [lrow0, lrow0+nl) go to out (host, nl*vocab). inv: row-invariant products.
 static int forward(pz_engine *e, const int32_t *tok, int R, int n_seq, const int *seq_row0,
-                   int lrow0, int nl, float *out, char *err) {
+                   int lrow0, int nl, float *out, int inv, char *err) {
     const pz_model *m = e->m;
     const pz_config *c = &m->cfg;
     pz_backend *b = e->b;
     const int H = c->hidden, hd = c->head_dim, nh = c->n_head;
     const size_t rb = sizeof(int32_t) * (size_t)R;
+    // The sequences' page tables, packed, in one copy.
+    int32_t *pt = e->ptab;
+    size_t pt_n = 0;
+    for (int i = 0; i < n_seq; i++) {
+        const eng_slot *sl = &e->slot[e->seq_slot[i]];
+        int np = (e->seqs[i].pos0 + e->seqs[i].n_q + PZ_KV_PAGE - 1) / PZ_KV_PAGE;
+        memcpy(pt + pt_n, sl->pages, sizeof(int32_t) * (size_t)np);
+        e->seqs[i].pages = e->d_ptab + pt_n;
+        pt_n += (size_t)np;
+    }
     if (b->copy(b, e->d_tok, tok, rb, PZ_COPY_H2D, err) || b->copy(b, e->d_pos, e->pos, rb, PZ_COPY_H2D, err) ||
-        b->copy(b, e->d_row_slot, e->row_slot, rb, PZ_COPY_H2D, err))
+        b->copy(b, e->d_row_page, e->row_page, rb, PZ_COPY_H2D, err) ||
+        b->copy(b, e->d_ptab, pt, sizeof(int32_t) * pt_n, PZ_COPY_H2D, err))
         return -1;
     if (b->embed(b, e->x, &e->tok_embd, e->d_tok, R, err)) return -1;
     for (int l = 0; l < c->n_layer; l++) {
@@ -332,40 +404,40 @@ static int forward(pz_engine *e, const int32_t *tok, int R, int n_seq, const int
         if (s->attn == PZ_ATTN_GQA) {
             const int kvd = el->kvd, qd = nh * hd, ld = qd + 2 * kvd;
             b->rmsnorm(b, e->xn, e->x, el->attn_norm, R, H, c->norm_eps);
-            if (qkv_proj(e, el, R, H, qd, ld, err)) return -1;
+            if (qkv_proj(e, el, R, H, qd, ld, inv, err)) return -1;
             b->rope(b, e->qkv, ld, e->d_pos, R, nh, hd, e->d_inv_freq);
             b->rope(b, e->qkv + qd, ld, e->d_pos, R, s->n_kv, hd, e->d_inv_freq);
-            pz_kv_write kw = {.k_cache = el->k, .v_cache = el->v, .slot_stride = el->slot_floats,
-                              .n_kv = s->n_kv, .head_dim = hd, .cap = e->p.max_ctx, .kv = e->qkv + qd,
-                              .ld = ld, .row_slot = e->d_row_slot, .pos = e->d_pos, .R = R};
+            pz_kv_write kw = {.k_pool = el->k, .v_pool = el->v, .n_pages = e->p.kv_pages, .n_kv = s->n_kv,
+                              .head_dim = hd, .kv_type = PZ_DT_F32, .k_scale = 1, .v_scale = 1,
+                              .kv = e->qkv + qd, .ld = ld, .row_page = e->d_row_page, .pos = e->d_pos, .R = R};
             if (b->kv_write(b, &kw, err)) return -1;
             for (int i = 0; i < n_seq; i++) {
                 pz_attn_seq *q = &e->seqs[i];
-                size_t base = (size_t)e->seq_slot[i] * el->slot_floats;
                 q->q = e->qkv + (size_t)seq_row0[i] * ld;
                 q->q_ld = ld;
                 q->out = e->att + (size_t)seq_row0[i] * qd;
                 q->out_ld = qd;
-                q->k = el->k + base;
-                q->v = el->v + base;
-                q->kv_ld = 0;  // the backend's cache layout
-                q->kv_cap = e->p.max_ctx;
+                q->k = el->k;
+                q->v = el->v;
+                q->kv_ld = 0;  // paged
+                q->kv_type = PZ_DT_F32;
+                q->k_scale = q->v_scale = 1;
             }
             if (b->attention(b, e->seqs, n_seq, nh, s->n_kv, hd, err)) return -1;
-            if (b->matmul(b, e->x, H, e->att, qd, PZ_DT_F32, &el->wo, R, 1, err)) return -1;
+            if (mm(e, e->x, H, e->att, qd, &el->wo, R, 1, inv, err)) return -1;
         } else if (s->attn == PZ_ATTN_LINEAR) {
             b->rmsnorm(b, e->xn, e->x, el->attn_norm, R, H, c->norm_eps);
-            if (b->matmul(b, e->x, H, e->xn, H, PZ_DT_F32, &el->wo, R, 1, err)) return -1;
+            if (mm(e, e->x, H, e->xn, H, &el->wo, R, 1, inv, err)) return -1;
         }
         if (s->ffn == PZ_FFN_SWIGLU) {
             const int F = s->n_ff;
             b->rmsnorm(b, e->xn, e->x, el->ffn_norm, R, H, c->norm_eps);
-            if (gate_up_proj(e, el, R, H, F, err)) return -1;
+            if (gate_up_proj(e, el, R, H, F, inv, err)) return -1;
             b->swiglu(b, e->h, F, e->gu, e->gu + F, 2 * F, R, F);
-            if (b->matmul(b, e->x, H, e->h, F, PZ_DT_F32, &el->wd, R, 1, err)) return -1;
+            if (mm(e, e->x, H, e->h, F, &el->wd, R, 1, inv, err)) return -1;
         } else if (s->ffn == PZ_FFN_LINEAR) {
             b->rmsnorm(b, e->xn, e->x, el->ffn_norm, R, H, c->norm_eps);
-            if (b->matmul(b, e->x, H, e->xn, H, PZ_DT_F32, &el->wd, R, 1, err)) return -1;
+            if (mm(e, e->x, H, e->xn, H, &el->wd, R, 1, inv, err)) return -1;
         }
     }
     if (nl > 0 && out) {
@@ -374,7 +446,7 @@ static int forward(pz_engine *e, const int32_t *tok, int R, int n_seq, const int
         for (int r0 = 0; r0 < nl; r0 += LOGIT_ROWS) {
             int n = nl - r0 < LOGIT_ROWS ? nl - r0 : LOGIT_ROWS;
             size_t bytes = sizeof(float) * (size_t)n * c->vocab;
-            if (b->matmul(b, e->logits, c->vocab, xl + (size_t)r0 * H, H, PZ_DT_F32, &e->lm_head, n, 0, err) ||
+            if (mm(e, e->logits, c->vocab, xl + (size_t)r0 * H, H, &e->lm_head, n, 0, inv, err) ||
                 b->copy(b, out + (size_t)r0 * c->vocab, e->logits, bytes, PZ_COPY_D2H, err))
                 return -1;
         }
@@ -388,23 +460,59 @@ static int check_slot(const pz_engine *e, int slot, char *err) {
     return 0;
 }
 
+static int pages_for(int n_tokens) { return (n_tokens + PZ_KV_PAGE - 1) / PZ_KV_PAGE; }
+
+// Gives slot the pages for positions up to len+n; all or nothing (pages
+// taken here are given back when the pool runs dry).
+static int take_pages(pz_engine *e, int slot, int n, char *err) {
+    eng_slot *sl = &e->slot[slot];
+    int need = pages_for(sl->len + n), had = sl->n_pages;
+    while (sl->n_pages < need) {
+        int p = pz_kvcache_alloc(e->kvc);
+        if (p < 0) {
+            while (sl->n_pages > had) pz_kvcache_unref(e->kvc, sl->pages[--sl->n_pages]);
+            pz_err(err, "KV cache full: slot %d needs %d more pages for %d tokens, all %d pages are in use",
+                   slot, need - had, n, e->p.kv_pages);
+            return PZ_ENGINE_ENOPAGES;
+        }
+        sl->nodes[sl->n_pages] = 0;
+        sl->pages[sl->n_pages++] = p;
+    }
+    return 0;
+}
+
+// After n tokens were appended to slot: remember them and publish the pages
+// they filled.
+static void advance(pz_engine *e, int slot, const int32_t *tokens, int n) {
+    eng_slot *sl = &e->slot[slot];
+    int first = sl->len / PZ_KV_PAGE;
+    memcpy(sl->tokens + sl->len, tokens, sizeof(int32_t) * (size_t)n);
+    sl->len += n;
+    for (int i = first; i < sl->len / PZ_KV_PAGE; i++)
+        sl->nodes[i] = pz_kvcache_publish(e->kvc, sl->pages[i], i ? sl->nodes[i - 1] : 0,
+                                          sl->tokens + (size_t)i * PZ_KV_PAGE);
+}
+
 int pz_engine_prefill(pz_engine *e, int slot, const int32_t *tokens, int n, float *logits,
                       int all_logits, char *err) {
     if (check_slot(e, slot, err)) return -1;
     if (n <= 0) return pz_err(err, "prefill of %d tokens", n);
-    if (e->len[slot] + n > e->p.max_ctx)
+    eng_slot *sl = &e->slot[slot];
+    if (sl->len + n > e->p.max_ctx)
         return pz_err(err, "context full: slot %d holds %d tokens, %d more exceed max_ctx %d", slot,
-                      e->len[slot], n, e->p.max_ctx);
+                      sl->len, n, e->p.max_ctx);
     const int vocab = e->m->cfg.vocab;
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= vocab)
             return pz_err(err, "token id %d at position %d is outside the vocabulary (0..%d)", tokens[i], i, vocab - 1);
     for (int done = 0; done < n;) {
         int R = n - done < e->p.max_batch ? n - done : e->p.max_batch;
-        int p0 = e->len[slot];
+        int rc = take_pages(e, slot, R, err);
+        if (rc) return rc;
+        int p0 = sl->len;
         for (int r = 0; r < R; r++) {
             e->pos[r] = p0 + r;
-            e->row_slot[r] = slot;
+            e->row_page[r] = sl->pages[(p0 + r) / PZ_KV_PAGE];
         }
         e->seqs[0].n_q = R;
         e->seqs[0].pos0 = p0;
@@ -420,8 +528,8 @@ int pz_engine_prefill(pz_engine *e, int slot, const int32_t *tokens, int n, floa
             nl = 1;
             out = logits;
         }
-        if (forward(e, tokens + done, R, 1, &row0, lrow0, nl, out, err)) return -1;
-        e->len[slot] += R;
+        if (forward(e, tokens + done, R, 1, &row0, lrow0, nl, out, 0, err)) return -1;
+        advance(e, slot, tokens + done, R);
         done += R;
     }
     return 0;
@@ -436,30 +544,132 @@ int pz_engine_decode(pz_engine *e, const int *slots, const int32_t *tokens, int 
         if (check_slot(e, slots[i], err)) return -1;
         for (int j = 0; j < i; j++)
             if (slots[j] == slots[i]) return pz_err(err, "slot %d appears twice in one decode batch", slots[i]);
-        if (e->len[slots[i]] >= e->p.max_ctx)
+        if (e->slot[slots[i]].len >= e->p.max_ctx)
             return pz_err(err, "context full: slot %d holds max_ctx %d tokens", slots[i], e->p.max_ctx);
         if (tokens[i] < 0 || tokens[i] >= vocab)
             return pz_err(err, "token id %d for slot %d is outside the vocabulary (0..%d)", tokens[i], slots[i], vocab - 1);
-        e->pos[i] = e->len[slots[i]];
-        e->row_slot[i] = slots[i];
+    }
+    for (int i = 0; i < n; i++) {
+        // Pages taken for earlier slots of a failed call stay with them for the next one.
+        int rc = take_pages(e, slots[i], 1, err);
+        if (rc) return rc;
+        const eng_slot *sl = &e->slot[slots[i]];
+        e->pos[i] = sl->len;
+        e->row_page[i] = sl->pages[sl->len / PZ_KV_PAGE];
         e->seqs[i].n_q = 1;
         e->seqs[i].pos0 = e->pos[i];
         e->seq_slot[i] = slots[i];
         row0[i] = i;
     }
-    if (forward(e, tokens, n, n, row0, 0, logits ? n : 0, logits, err)) return -1;
-    for (int i = 0; i < n; i++) e->len[slots[i]]++;
+    if (forward(e, tokens, n, n, row0, 0, logits ? n : 0, logits, e->p.batch_invariant, err)) return -1;
+    for (int i = 0; i < n; i++) advance(e, slots[i], tokens + i, 1);
     return 0;
 }
 
 int pz_engine_slot_len(const pz_engine *e, int slot) {
-    return slot >= 0 && slot < e->p.n_slots ? e->len[slot] : -1;
+    return slot >= 0 && slot < e->p.n_slots ? e->slot[slot].len : -1;
+}
+
+// Deepest page first, so a chain's later pages are evicted before its
+// earlier ones (which more sequences share).
+static void release_pages(pz_engine *e, eng_slot *sl) {
+    while (sl->n_pages > 0) pz_kvcache_unref(e->kvc, sl->pages[--sl->n_pages]);
+    sl->len = 0;
 }
 
 void pz_engine_slot_reset(pz_engine *e, int slot) {
-    if (slot >= 0 && slot < e->p.n_slots) e->len[slot] = 0;
+    if (slot >= 0 && slot < e->p.n_slots) release_pages(e, &e->slot[slot]);
+}
+
+int pz_engine_prefix_attach(pz_engine *e, int slot, const int32_t *tokens, int n) {
+    if (slot < 0 || slot >= e->p.n_slots || !tokens || n <= 1) return 0;
+    eng_slot *sl = &e->slot[slot];
+    release_pages(e, sl);
+    uint64_t parent = 0;
+    int k = 0;
+    while ((k + 1) * PZ_KV_PAGE <= n - 1 && (k + 1) * PZ_KV_PAGE <= e->p.max_ctx) {
+        uint64_t node;
+        int p = pz_kvcache_lookup(e->kvc, parent, tokens + (size_t)k * PZ_KV_PAGE, &node);
+        if (p < 0) break;
+        pz_kvcache_ref(e->kvc, p);
+        sl->pages[k] = p;
+        sl->nodes[k] = node;
+        parent = node;
+        k++;
+    }
+    sl->n_pages = k;
+    sl->len = k * PZ_KV_PAGE;
+    memcpy(sl->tokens, tokens, sizeof(int32_t) * (size_t)sl->len);
+    e->prefix_hits += k;
+    e->prefix_tokens += (long long)k * PZ_KV_PAGE;
+    return sl->len;
+}
+
+int pz_engine_slot_fork(pz_engine *e, int dst, int src, char *err) {
+    if (check_slot(e, dst, err) || check_slot(e, src, err)) return -1;
+    if (dst == src) return pz_err(err, "fork of slot %d onto itself", src);
+    eng_slot *d = &e->slot[dst];
+    const eng_slot *s = &e->slot[src];
+    release_pages(e, d);
+    int full = s->len / PZ_KV_PAGE, part = s->len % PZ_KV_PAGE != 0;
+    if (part) {
+        int p = pz_kvcache_alloc(e->kvc);
+        if (p < 0)
+            return pz_err(err, "KV cache full: no page to fork slot %d into slot %d", src, dst),
+                   PZ_ENGINE_ENOPAGES;
+        pz_backend *b = e->b;
+        for (int l = 0; l < e->m->cfg.n_layer; l++) {
+            const eng_layer *el = &e->L[l];
+            if (!el->k) continue;
+            size_t pb = el->page_bytes, from = (size_t)s->pages[full] * pb, to = (size_t)p * pb;
+            if (b->copy(b, (char *)el->k + to, (const char *)el->k + from, pb, PZ_COPY_D2D, err) ||
+                b->copy(b, (char *)el->v + to, (const char *)el->v + from, pb, PZ_COPY_D2D, err)) {
+                pz_kvcache_unref(e->kvc, p);
+                return -1;
+            }
+        }
+        if (b->synchronize(b, err)) {
+            pz_kvcache_unref(e->kvc, p);
+            return -1;
+        }
+        d->pages[full] = p;
+        d->nodes[full] = 0;
+    }
+    for (int i = 0; i < full; i++) {
+        pz_kvcache_ref(e->kvc, s->pages[i]);
+        d->pages[i] = s->pages[i];
+        d->nodes[i] = s->nodes[i];
+    }
+    d->n_pages = full + part;
+    d->len = s->len;
+    memcpy(d->tokens, s->tokens, sizeof(int32_t) * (size_t)s->len);
+    return 0;
+}
+
+int pz_engine_pages_needed(const pz_engine *e, int slot, int n) {
+    if (slot < 0 || slot >= e->p.n_slots || n < 0) return -1;
+    const eng_slot *sl = &e->slot[slot];
+    int need = pages_for(sl->len + n) - sl->n_pages;
+    return need > 0 ? need : 0;
+}
+
+void pz_engine_kv_stats(const pz_engine *e, pz_kv_stats *st) {
+    pz_kvcache_counts k;
+    pz_kvcache_counts_get(e->kvc, &k);
+    st->page_tokens = PZ_KV_PAGE;
+    st->pages_total = k.total;
+    st->pages_free = k.free;
+    st->pages_cached = k.cached;
+    st->pages_used = k.used;
+    st->prefix_hits = e->prefix_hits;
+    st->prefix_tokens = e->prefix_tokens;
+    st->evictions = k.evictions;
 }
 
 const pz_model *pz_engine_model(const pz_engine *e) { return e->m; }
 
 size_t pz_engine_kv_bytes(const pz_engine *e) { return e->kv_bytes; }
+
+int pz_engine_n_slots(const pz_engine *e) { return e->p.n_slots; }
+
+int pz_engine_max_ctx(const pz_engine *e) { return e->p.max_ctx; }

@@ -20,10 +20,12 @@
 // shared ones, so no page is ever written while shared.
 //
 // Numerics: activations are fp32. With bf16 weights, products of more than
-// 8 rows (prefill) round the activations to bf16 (bf16 x bf16 -> fp32 in
-// the library), while decode multiplies the exact bf16 weights with fp32
-// activations, so one sequence's logits do not depend on what it is batched
-// with in decode.
+// 8 rows (prefill, large decode batches) round the activations to bf16 on
+// machines where oneDNN has bf16 products (bf16 x bf16 -> fp32), while up to
+// 8 rows multiply the exact bf16 weights with fp32 activations. With
+// batch_invariant, decode products are split by the backend's
+// invariant_rows (8 on the CPU), so one sequence's logits do not depend on
+// what it is batched with in decode.
 //
 // Threads: OpenMP (the engine's own kernels and oneDNN). On a machine shared
 // with other busy processes, run with OMP_WAIT_POLICY=passive: libgomp's

@@ -123,11 +123,11 @@ typedef struct {
     pz_dt dt;
     int R, cap;               // rows per run; KV positions per sequence
     float *x, *xn, *big, *att, *norm, *inv_freq, *k, *v_;  // backend memory
-    size_t kv_floats;         // per sequence, K (and as many for V)
+    int pps;                  // KV pages per sequence: sequence i holds pages [i*pps, (i+1)*pps)
     const pz_weight *w1, *w2; // gqa: [q;k;v], o; swiglu: [gate;up], down; linear: -, W; head: lm_head
     pz_weight w1s[MAX_COPIES], w2s[MAX_COPIES];  // the copies run i uses copy i % n_copies of
     int n_copies, iter;
-    int32_t *pos, *ids, *row_slot;  // backend memory
+    int32_t *pos, *ids, *row_page, *ptab;  // backend memory; ptab: 0, 1, .. (page tables)
     pz_attn_seq *seqs;        // host (descriptors)
 } job;
 
@@ -152,9 +152,10 @@ static int run_once(pz_backend *b, job *j, char *err) {
             b->rope(b, j->big, ld, j->pos, R, nh, hd, j->inv_freq);
             b->rope(b, j->big + qd, ld, j->pos, R, nkv, hd, j->inv_freq);
             int per = j->s.phase == PZ_PHASE_PREFILL ? (int)j->s.len : 1;
-            pz_kv_write kw = {.k_cache = j->k, .v_cache = j->v_, .slot_stride = j->kv_floats, .n_kv = nkv,
-                              .head_dim = hd, .cap = j->cap, .kv = j->big + qd, .ld = ld,
-                              .row_slot = j->row_slot, .pos = j->pos, .R = R};
+            pz_kv_write kw = {.k_pool = j->k, .v_pool = j->v_, .n_pages = j->pps * (int)j->s.batch,
+                              .n_kv = nkv, .head_dim = hd, .kv_type = PZ_DT_F32, .k_scale = 1,
+                              .v_scale = 1, .kv = j->big + qd, .ld = ld, .row_page = j->row_page,
+                              .pos = j->pos, .R = R};
             if (b->kv_write(b, &kw, err)) return -1;
             for (int i = 0; i < (int)j->s.batch; i++) {
                 pz_attn_seq *q = &j->seqs[i];
@@ -162,10 +163,12 @@ static int run_once(pz_backend *b, job *j, char *err) {
                 q->q_ld = ld;
                 q->out = j->att + (size_t)i * per * qd;
                 q->out_ld = qd;
-                q->k = j->k + (size_t)i * j->kv_floats;
-                q->v = j->v_ + (size_t)i * j->kv_floats;
+                q->k = j->k;
+                q->v = j->v_;
                 q->kv_ld = 0;
-                q->kv_cap = j->cap;
+                q->pages = j->ptab + (size_t)i * j->pps;
+                q->kv_type = PZ_DT_F32;
+                q->k_scale = q->v_scale = 1;
                 q->n_q = per;
                 q->pos0 = j->s.phase == PZ_PHASE_PREFILL ? 0 : (int)j->s.len;
             }
@@ -221,10 +224,10 @@ static int fill_cache(pz_backend *b, job *j, unsigned long long *seed, char *err
         goto out;
     for (long i = 0; i < j->s.batch; i++) {
         fill_f32(h, len * 2 * (size_t)kvd, 1.0f, seed);
-        for (size_t q = 0; q < len; q++) hp[len + q] = (int32_t)i;
-        pz_kv_write kw = {.k_cache = j->k, .v_cache = j->v_, .slot_stride = j->kv_floats, .n_kv = j->v.size,
-                          .head_dim = hd, .cap = j->cap, .kv = dkv, .ld = 2 * kvd, .row_slot = dp + len,
-                          .pos = dp, .R = (int)len};
+        for (size_t q = 0; q < len; q++) hp[len + q] = (int32_t)(i * j->pps + (long)q / PZ_KV_PAGE);
+        pz_kv_write kw = {.k_pool = j->k, .v_pool = j->v_, .n_pages = j->pps * (int)j->s.batch,
+                          .n_kv = j->v.size, .head_dim = hd, .kv_type = PZ_DT_F32, .k_scale = 1, .v_scale = 1,
+                          .kv = dkv, .ld = 2 * kvd, .row_page = dp + len, .pos = dp, .R = (int)len};
         if (b->copy(b, dkv, h, len * 2 * (size_t)kvd * sizeof(float), PZ_COPY_H2D, err) ||
             b->copy(b, dp, hp, 2 * len * sizeof(int32_t), PZ_COPY_H2D, err) || b->kv_write(b, &kw, err) ||
             b->synchronize(b, err))
@@ -271,6 +274,7 @@ int pz_profile_variant(pz_backend *b, const pz_config *c, const pz_prof_variant 
     job j = {.c = c, .v = *v, .s = *s, .dt = p->dtype};
     j.R = (int)(s->phase == PZ_PHASE_PREFILL ? s->batch * s->len : s->batch);
     j.cap = (int)(s->phase == PZ_PHASE_PREFILL ? s->len : s->len + 1);
+    j.pps = (j.cap + PZ_KV_PAGE - 1) / PZ_KV_PAGE;
     unsigned long long seed = p->seed ? p->seed : 1;
     bufs B = {.b = b};
     const size_t R = (size_t)j.R;
@@ -286,7 +290,7 @@ int pz_profile_variant(pz_backend *b, const pz_config *c, const pz_prof_variant 
     }
     int rc = -1;
     double *t = NULL;
-    int32_t *hrows = malloc(3 * R * sizeof(int32_t));  // pos, ids, row_slot on the host
+    int32_t *hrows = malloc(3 * R * sizeof(int32_t));  // pos, ids, row_page on the host
     float *hnorm = malloc((size_t)H * sizeof(float));
     if (hrows && hnorm) {
         for (int i = 0; i < H; i++) hnorm[i] = 1.0f + 0.1f * rng_f(&seed);
@@ -294,7 +298,7 @@ int pz_profile_variant(pz_backend *b, const pz_config *c, const pz_prof_variant 
         for (size_t r = 0; r < R; r++) {
             hrows[r] = s->phase == PZ_PHASE_PREFILL ? (int32_t)(r % (size_t)s->len) : (int32_t)s->len;
             hrows[R + r] = (int32_t)(rng_next(&seed) % (unsigned long long)c->vocab);
-            hrows[2 * R + r] = (int32_t)(r / (size_t)per);
+            hrows[2 * R + r] = (int32_t)(r / (size_t)per) * j.pps + hrows[r] / PZ_KV_PAGE;
         }
     }
     int ok = hrows && hnorm && take(&B, j.x = new_rand(b, R * H, 1.0f, &seed)) &&
@@ -302,7 +306,7 @@ int pz_profile_variant(pz_backend *b, const pz_config *c, const pz_prof_variant 
              take(&B, j.big = b->alloc(b, (v->part == PZ_PROF_HEAD ? (size_t)s->batch : R) * big_cols * 4)) &&
              take(&B, j.att = b->alloc(b, R * att_cols * 4)) &&
              take(&B, j.norm = upload(b, hnorm, (size_t)H * 4)) && take(&B, j.pos = upload(b, hrows, R * 4)) &&
-             take(&B, j.ids = upload(b, hrows + R, R * 4)) && take(&B, j.row_slot = upload(b, hrows + 2 * R, R * 4));
+             take(&B, j.ids = upload(b, hrows + R, R * 4)) && take(&B, j.row_page = upload(b, hrows + 2 * R, R * 4));
     free(hrows);
     free(hnorm);
     if (!ok) {
@@ -345,9 +349,13 @@ int pz_profile_variant(pz_backend *b, const pz_config *c, const pz_prof_variant 
         int up = take(&B, j.inv_freq = upload(b, hf, (size_t)hd / 2 * 4)) != NULL;
         free(hf);
         if (!up) goto oom;
-        j.kv_floats = b->kv_bytes(b, v->size, hd, j.cap) / sizeof(float);
-        size_t kvn = j.kv_floats * (size_t)s->batch;
-        if (!take(&B, j.k = b->alloc(b, kvn * 4)) || !take(&B, j.v_ = b->alloc(b, kvn * 4))) goto oom;
+        size_t n_pages = (size_t)j.pps * (size_t)s->batch, kvb = b->kv_page_bytes(b, v->size, hd, PZ_DT_F32) * n_pages;
+        int32_t *hp = malloc(n_pages * sizeof(int32_t));
+        if (!hp) goto oom;
+        for (size_t i = 0; i < n_pages; i++) hp[i] = (int32_t)i;
+        int okp = take(&B, j.ptab = upload(b, hp, n_pages * sizeof(int32_t))) != NULL;
+        free(hp);
+        if (!okp || !take(&B, j.k = b->alloc(b, kvb)) || !take(&B, j.v_ = b->alloc(b, kvb))) goto oom;
         if (s->phase == PZ_PHASE_DECODE && fill_cache(b, &j, &seed, err)) goto done;
     }
     int n = p->repeats < 1 ? 1 : p->repeats;

@@ -106,31 +106,40 @@ static void test_memory_and_weights(pz_backend *b) {
     free(h), free(back);
 }
 
-// One kv_write of R rows over three slots = R single-row writes.
+// One kv_write of R rows over scattered pages = R single-row writes; a page
+// id past the pool, and a KV type the backend lacks, are refused.
 static void test_kv_write(pz_backend *b) {
-    const int n_kv = 2, hd = 16, cap = 40, slots = 3, R = 11, kvd = n_kv * hd, ld = 2 * kvd + 5;
-    size_t per = b->kv_bytes(b, n_kv, hd, cap) / sizeof(float);
-    float *k1 = b->alloc(b, per * slots * 4), *v1 = b->alloc(b, per * slots * 4);
-    float *k2 = b->alloc(b, per * slots * 4), *v2 = b->alloc(b, per * slots * 4);
+    const int n_kv = 2, hd = 16, n_pages = 7, R = 11, kvd = n_kv * hd, ld = 2 * kvd + 5;
+    size_t pb = b->kv_page_bytes(b, n_kv, hd, PZ_DT_F32), bytes = pb * n_pages;
+    CHECK(pb >= (size_t)PZ_KV_PAGE * kvd * 4);
+    float *k1 = b->alloc(b, bytes), *v1 = b->alloc(b, bytes);
+    float *k2 = b->alloc(b, bytes), *v2 = b->alloc(b, bytes);
     float *kv = malloc(sizeof(float) * R * ld);
-    int32_t slot[11], pos[11];
+    int32_t page[11], pos[11];
     uint64_t rng = 9;
     pz_test_fill_randn(kv, (size_t)R * ld, 1.0f, &rng);
-    for (int r = 0; r < R; r++) slot[r] = r % slots, pos[r] = (r * 7) % cap;
-    pz_kv_write all = {.k_cache = k1, .v_cache = v1, .slot_stride = per, .n_kv = n_kv, .head_dim = hd,
-                       .cap = cap, .kv = kv, .ld = ld, .row_slot = slot, .pos = pos, .R = R};
+    for (int r = 0; r < R; r++) page[r] = (r * 3) % n_pages, pos[r] = r * 5 + r / 4;
+    pz_kv_write all = {.k_pool = k1, .v_pool = v1, .n_pages = n_pages, .n_kv = n_kv, .head_dim = hd,
+                       .kv_type = PZ_DT_F32, .k_scale = 1, .v_scale = 1, .kv = kv, .ld = ld,
+                       .row_page = page, .pos = pos, .R = R};
     CHECKF(b->kv_write(b, &all, err) == 0, "%s", err);
     for (int r = 0; r < R; r++) {
         pz_kv_write one = all;
-        one.k_cache = k2, one.v_cache = v2, one.kv = kv + (size_t)r * ld, one.row_slot = slot + r;
+        one.k_pool = k2, one.v_pool = v2, one.kv = kv + (size_t)r * ld, one.row_page = page + r;
         one.pos = pos + r, one.R = 1;
         CHECK(b->kv_write(b, &one, err) == 0);
     }
     CHECK(b->synchronize(b, err) == 0);
-    CHECK(memcmp(k1, k2, per * slots * 4) == 0 && memcmp(v1, v2, per * slots * 4) == 0);
-    pos[4] = cap;  // out of range: refused, naming the row
+    CHECK(memcmp(k1, k2, bytes) == 0 && memcmp(v1, v2, bytes) == 0);
+    page[4] = n_pages;  // out of range: refused, naming the row
     err[0] = 0;
     CHECK(b->kv_write(b, &all, err) == -1 && strstr(err, "row 4"));
+    page[4] = 0;
+    for (pz_dt dt = 0; dt < PZ_DT_COUNT; dt++) {
+        all.kv_type = dt;
+        int ok = b->supports(b, PZ_OP_ATTENTION, dt) && b->kv_page_bytes(b, n_kv, hd, dt) > 0;
+        if (!ok) CHECKF(b->kv_write(b, &all, err) == -1, "kv_write accepted unsupported %s pages", pz_dt_name(dt));
+    }
     b->free(b, k1), b->free(b, v1), b->free(b, k2), b->free(b, v2);
     free(kv);
 }

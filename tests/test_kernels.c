@@ -161,19 +161,24 @@ static void attn_ref(const pz_attn_seq *s, const float *kr, const float *vr, int
     free(sc);
 }
 
-// Caches filled through kv_write from row-major random K and V, with room
-// for a few more positions than used (as in the engine), and a garbage
-// value (NaN) in every unwritten position to prove it is never used.
+// Page pools filled through kv_write from row-major random K and V, the
+// sequence's pages scattered in reverse order over a pool twice as large as
+// needed (as pages come and go in the engine), and a garbage value (NaN) in
+// every unwritten position and unused page to prove it is never used.
 // rowmajor: K/V passed as row-major buffers with padded rows (kv_ld > 0)
 // instead of a cache.
 static void test_attention(int n_seq, const int *n_q, const int *pos0, int H, int KV, int d, int rowmajor) {
     pz_attn_seq s[8];
     double err_max = 0;
     float *bufs[8][6];
+    int32_t *tabs[8];
     int kvd = KV * d;
     for (int i = 0; i < n_seq; i++) {
         int nk = pos0[i] + n_q[i], cap = nk + 21;
-        size_t kb = B->kv_bytes(B, KV, d, cap);
+        int used = (nk + PZ_KV_PAGE - 1) / PZ_KV_PAGE, pool = 2 * used + 1;
+        tabs[i] = malloc(sizeof(int32_t) * (size_t)used);
+        for (int g = 0; g < used; g++) tabs[i][g] = pool - 1 - 2 * g;  // reversed, every other page
+        size_t kb = B->kv_page_bytes(B, KV, d, PZ_DT_F32) * (size_t)pool;
         if (kb < (size_t)cap * (kvd + 3) * 4) kb = (size_t)cap * (kvd + 3) * 4;
         bufs[i][0] = randv((size_t)n_q[i] * (H * d + 7), 1.5f);
         bufs[i][1] = randv((size_t)nk * kvd, 1.5f);   // K rows
@@ -184,16 +189,18 @@ static void test_attention(int n_seq, const int *n_q, const int *pos0, int H, in
         for (size_t z = 0; z < kb / 4; z++) bufs[i][4][z] = bufs[i][5][z] = NAN;
         for (int j = 0; j < nk; j++) {  // one row per call, K and V side by side
             float *kvrow = malloc(sizeof(float) * 2 * (size_t)kvd);
-            int32_t slot0 = 0, pos = j;
+            int32_t page = tabs[i][j / PZ_KV_PAGE], pos = j;
             memcpy(kvrow, bufs[i][1] + (size_t)j * kvd, sizeof(float) * kvd);
             memcpy(kvrow + kvd, bufs[i][2] + (size_t)j * kvd, sizeof(float) * kvd);
-            pz_kv_write kw = {.k_cache = bufs[i][4], .v_cache = bufs[i][5], .n_kv = KV, .head_dim = d, .cap = cap,
-                              .kv = kvrow, .ld = 2 * kvd, .row_slot = &slot0, .pos = &pos, .R = 1};
+            pz_kv_write kw = {.k_pool = bufs[i][4], .v_pool = bufs[i][5], .n_pages = pool, .n_kv = KV,
+                              .head_dim = d, .kv_type = PZ_DT_F32, .k_scale = 1, .v_scale = 1, .kv = kvrow,
+                              .ld = 2 * kvd, .row_page = &page, .pos = &pos, .R = 1};
             CHECK(B->kv_write(B, &kw, err) == 0);
             free(kvrow);
         }
         s[i] = (pz_attn_seq){.q = bufs[i][0], .q_ld = H * d + 7, .out = bufs[i][3], .out_ld = H * d,
-                             .k = bufs[i][4], .v = bufs[i][5], .kv_ld = 0, .kv_cap = cap, .n_q = n_q[i], .pos0 = pos0[i]};
+                             .k = bufs[i][4], .v = bufs[i][5], .kv_ld = 0, .pages = tabs[i],
+                             .kv_type = PZ_DT_F32, .k_scale = 1, .v_scale = 1, .n_q = n_q[i], .pos0 = pos0[i]};
         if (rowmajor) {  // the same values, rows padded by 3 floats
             int ld = kvd + 3;
             for (int j = 0; j < nk; j++)
@@ -213,13 +220,14 @@ static void test_attention(int n_seq, const int *n_q, const int *pos0, int H, in
         if (e > err_max) err_max = e;
         free(ref);
         for (int j = 0; j < 4; j++) free(bufs[i][j]);
+        free(tabs[i]);
         B->free(B, bufs[i][4]);
         B->free(B, bufs[i][5]);
     }
     CHECKF(err_max < 2e-6, "attention n_seq=%d H=%d KV=%d d=%d %s: %.3g", n_seq, H, KV, d,
-           rowmajor ? "row-major" : "cache", err_max);
+           rowmajor ? "row-major" : "paged", err_max);
     printf("  attention n_seq=%d H=%d KV=%d d=%d %-9s err %.2e\n", n_seq, H, KV, d,
-           rowmajor ? "row-major" : "cache", err_max);
+           rowmajor ? "row-major" : "paged", err_max);
 }
 
 // ---- swiglu, add, embed -------------------------------------------------------

@@ -11,44 +11,51 @@
 #define KB 16  // positions per K block
 #define PZ_ATTN_PAIRS_PER_THREAD 32768L
 
-static inline size_t cap_blocks(int cap) { return ((size_t)cap + KB - 1) / KB; }
+size_t pz_cpu_kv_page_floats(int n_kv, int head_dim) { return (size_t)n_kv * (size_t)head_dim * KB; }
 
-size_t pz_cpu_kv_bytes(int n_kv, int head_dim, int cap) {
-    return cap_blocks(cap) * KB * (size_t)n_kv * (size_t)head_dim * sizeof(float);
-}
-
-void pz_cpu_kv_write(float *k_cache, float *v_cache, int n_kv, int head_dim, int cap, int pos, const float *k,
+void pz_cpu_kv_write(float *k_pool, float *v_pool, int n_kv, int head_dim, int page, int pos, const float *k,
                      const float *v) {
-    size_t run = cap_blocks(cap) * KB * (size_t)head_dim;  // floats per KV head
+    size_t base = (size_t)page * pz_cpu_kv_page_floats(n_kv, head_dim);
+    int o = pos % KB;
     for (int g = 0; g < n_kv; g++) {
-        float *kb = k_cache + g * run + (size_t)(pos / KB) * head_dim * KB + pos % KB;
+        float *kb = k_pool + base + (size_t)g * head_dim * KB + o;
         const float *kg = k + (size_t)g * head_dim;
         for (int i = 0; i < head_dim; i++) kb[(size_t)i * KB] = kg[i];
-        memcpy(v_cache + g * run + (size_t)pos * head_dim, v + (size_t)g * head_dim, sizeof(float) * head_dim);
+        memcpy(v_pool + base + ((size_t)g * KB + o) * head_dim, v + (size_t)g * head_dim,
+               sizeof(float) * head_dim);
     }
 }
 
 // K element (key j, dimension i) and V row of key j, of KV head g;
-// kld 0: the cache layout (cap positions).
-static inline float kat(const float *k, int kld, int cap, int d, int g, int j, int i) {
+// kld 0: the page layout (pages: the sequence's page table, pf: floats
+// per page).
+static inline float kat(const float *k, int kld, const int32_t *pages, size_t pf, int d, int g, int j, int i) {
     if (kld) return k[(size_t)j * kld + (size_t)g * d + i];
-    return k[g * cap_blocks(cap) * KB * d + ((size_t)(j / KB) * d + i) * KB + j % KB];
+    return k[(size_t)pages[j / KB] * pf + ((size_t)g * d + i) * KB + j % KB];
 }
-static inline const float *vrow(const float *v, int kld, int cap, int d, int g, int j) {
+static inline const float *vrow(const float *v, int kld, const int32_t *pages, size_t pf, int d, int g, int j) {
     if (kld) return v + (size_t)j * kld + (size_t)g * d;
-    return v + g * cap_blocks(cap) * KB * d + (size_t)j * d;
+    return v + (size_t)pages[j / KB] * pf + ((size_t)g * KB + j % KB) * d;
+}
+// The K block (16 keys from j0, a multiple of 16) and the V rows of that
+// page, of KV head g.
+static inline const float *kblock(const float *k, const int32_t *pages, size_t pf, int d, int g, int j0) {
+    return k + (size_t)pages[j0 / KB] * pf + (size_t)g * d * KB;
+}
+static inline const float *vblock(const float *v, const int32_t *pages, size_t pf, int d, int g, int j0) {
+    return v + (size_t)pages[j0 / KB] * pf + (size_t)g * KB * d;
 }
 
 // ---- plain C: one query row, one head ------------------------------------------
-static void attn_row_ref(const float *q, float *out, const float *k, const float *v, int kld, int cap,
+static void attn_row_ref(const float *q, float *out, const float *k, const float *v, int kld, const int32_t *pages, size_t pf,
                          int g, int n_keys, int d, float scale) {
     float acc[PZ_ATTN_MAX_HEAD_DIM];
     float m = -INFINITY, l = 0;
     memset(acc, 0, sizeof(float) * (size_t)d);
     for (int j = 0; j < n_keys; j++) {
-        const float *vj = vrow(v, kld, cap, d, g, j);
+        const float *vj = vrow(v, kld, pages, pf, d, g, j);
         float s = 0;
-        for (int i = 0; i < d; i++) s += q[i] * kat(k, kld, cap, d, g, j, i);
+        for (int i = 0; i < d; i++) s += q[i] * kat(k, kld, pages, pf, d, g, j, i);
         s *= scale;
         if (s > m) {
             float c = expf(m - s);  // exp(-inf) = 0 on the first key
@@ -71,7 +78,7 @@ static void attn_row_ref(const float *q, float *out, const float *k, const float
 // instance (the always_inline body is stamped out per NV below), so it
 // stays in registers; the last vector is masked when head_dim % 16 != 0.
 PZ_T512 static inline __attribute__((always_inline)) void
-attn_row_avx512_nv(const float *q, float *out, const float *k, const float *v, int kld, int cap, int g,
+attn_row_avx512_nv(const float *q, float *out, const float *k, const float *v, int kld, const int32_t *pages, size_t pf, int g,
                    int n_keys, int d, float scale, const int NV) {
     float qs[PZ_ATTN_MAX_HEAD_DIM] __attribute__((aligned(64)));
     for (int i = 0; i < d; i++) qs[i] = q[i] * scale;
@@ -90,7 +97,7 @@ attn_row_avx512_nv(const float *q, float *out, const float *k, const float *v, i
         __mmask16 bm = nb == KB ? (__mmask16)0xFFFF : (__mmask16)((1u << nb) - 1);
         __m512 s;
         if (kld == 0) {
-            const float *kt = k + (g * cap_blocks(cap) + (size_t)(j0 / KB)) * d * KB;
+            const float *kt = kblock(k, pages, pf, d, g, j0);
             __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
             int i = 0;
             for (; i + 4 <= d; i += 4) {
@@ -126,7 +133,7 @@ attn_row_avx512_nv(const float *q, float *out, const float *k, const float *v, i
         l += _mm512_reduce_add_ps(p);
         _mm512_store_ps(sc, p);
         for (int jj = 0; jj < nb; jj++) {
-            const float *vj = vrow(v, kld, cap, d, g, j0 + jj);
+            const float *vj = vrow(v, kld, pages, pf, d, g, j0 + jj);
             __m512 pj = _mm512_set1_ps(sc[jj]);
 #pragma GCC unroll 8
             for (int c = 0; c < NV; c++) acc[c] = _mm512_fmadd_ps(pj, _mm512_maskz_loadu_ps(MK(c), vj + c * 16), acc[c]);
@@ -139,9 +146,9 @@ attn_row_avx512_nv(const float *q, float *out, const float *k, const float *v, i
 }
 
 #define NV_CASE(n) \
-    case n: attn_row_avx512_nv(q, out, k, v, kld, cap, g, n_keys, d, scale, n); return 1;
+    case n: attn_row_avx512_nv(q, out, k, v, kld, pages, pf, g, n_keys, d, scale, n); return 1;
 PZ_T512 static int attn_row_avx512(const float *q, float *out, const float *k, const float *v, int kld,
-                                   int cap, int g, int n_keys, int d, float scale) {
+                                   const int32_t *pages, size_t pf, int g, int n_keys, int d, float scale) {
     switch ((d + 15) / 16) {
         NV_CASE(1) NV_CASE(2) NV_CASE(3) NV_CASE(4) NV_CASE(5) NV_CASE(6) NV_CASE(7) NV_CASE(8)
     default: return 0;  // head_dim > 128: the plain loop
@@ -154,7 +161,8 @@ PZ_T512 static int attn_row_avx512(const float *q, float *out, const float *k, c
 // G heads that share it (the cache is read once per KV head, not once per
 // query head). Cache layout only (kv_ld == 0). G*NV <= 16 accumulators.
 PZ_T512 static inline __attribute__((always_inline)) void
-attn_group_avx512_t(const float *q, float *out, const float *k, const float *v, int cap, int g, int n_keys,
+attn_group_avx512_t(const float *q, float *out, const float *k, const float *v, const int32_t *pages,
+                    size_t pf, int g, int n_keys,
                     int d, float scale, const int G, const int NV) {
     float qs[4][128] __attribute__((aligned(64)));
     for (int h = 0; h < G; h++)
@@ -173,7 +181,7 @@ attn_group_avx512_t(const float *q, float *out, const float *k, const float *v, 
     for (int j0 = 0; j0 < n_keys; j0 += KB) {
         int nb = n_keys - j0 < KB ? n_keys - j0 : KB;
         __mmask16 bm = nb == KB ? (__mmask16)0xFFFF : (__mmask16)((1u << nb) - 1);
-        const float *kt = k + (g * cap_blocks(cap) + (size_t)(j0 / KB)) * d * KB;
+        const float *kt = kblock(k, pages, pf, d, g, j0);
         __m512 s0[4], s1[4];
 #pragma GCC unroll 4
         for (int h = 0; h < G; h++) s0[h] = s1[h] = _mm512_setzero_ps();
@@ -201,7 +209,7 @@ attn_group_avx512_t(const float *q, float *out, const float *k, const float *v, 
             l[h] += _mm512_reduce_add_ps(p);
             _mm512_store_ps(sc[h], p);
         }
-        const float *vb = v + g * cap_blocks(cap) * KB * d + (size_t)j0 * d;
+        const float *vb = vblock(v, pages, pf, d, g, j0);
         for (int jj = 0; jj < nb; jj++) {
             __m512 vv[8];
 #pragma GCC unroll 8
@@ -224,11 +232,11 @@ attn_group_avx512_t(const float *q, float *out, const float *k, const float *v, 
 }
 
 // Heads [h0, h0+G) of KV head g; returns 0 when no instance fits (G*NV > 16).
-PZ_T512 static int attn_group_avx512(const float *q, float *out, const float *k, const float *v, int cap,
-                                     int g, int n_keys, int d, float scale, int G) {
+PZ_T512 static int attn_group_avx512(const float *q, float *out, const float *k, const float *v,
+                                     const int32_t *pages, size_t pf, int g, int n_keys, int d, float scale, int G) {
     int NV = (d + 15) / 16;
 #define GC(gg, nv) \
-    case (gg) * 16 + (nv): attn_group_avx512_t(q, out, k, v, cap, g, n_keys, d, scale, gg, nv); return 1;
+    case (gg) * 16 + (nv): attn_group_avx512_t(q, out, k, v, pages, pf, g, n_keys, d, scale, gg, nv); return 1;
     switch (G * 16 + NV) {
         GC(1, 1) GC(1, 2) GC(1, 3) GC(1, 4) GC(1, 8) GC(2, 1) GC(2, 2) GC(2, 3) GC(2, 4) GC(2, 8)
         GC(3, 1) GC(3, 2) GC(3, 3) GC(3, 4) GC(4, 1) GC(4, 2) GC(4, 3) GC(4, 4)
@@ -246,7 +254,7 @@ PZ_T512 static int attn_group_avx512(const float *q, float *out, const float *k,
 // last key are -inf before the max and exactly 0 after the exp, so unwritten
 // cache positions are never used.
 PZ_T256 static inline __attribute__((always_inline)) void
-attn_row_avx2_nv(const float *q, float *out, const float *k, const float *v, int kld, int cap, int g,
+attn_row_avx2_nv(const float *q, float *out, const float *k, const float *v, int kld, const int32_t *pages, size_t pf, int g,
                  int n_keys, int d, float scale, const int NV) {
     float qs[PZ_ATTN_MAX_HEAD_DIM] __attribute__((aligned(32)));
     for (int i = 0; i < d; i++) qs[i] = q[i] * scale;
@@ -263,7 +271,7 @@ attn_row_avx2_nv(const float *q, float *out, const float *k, const float *v, int
         int nb = n_keys - j0 < KB ? n_keys - j0 : KB;
         __m256 slo, shi;
         if (kld == 0) {
-            const float *kt = k + (g * cap_blocks(cap) + (size_t)(j0 / KB)) * d * KB;
+            const float *kt = kblock(k, pages, pf, d, g, j0);
             __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
             int i = 0;
             for (; i + 4 <= d; i += 4) {
@@ -320,7 +328,7 @@ attn_row_avx2_nv(const float *q, float *out, const float *k, const float *v, int
         _mm256_store_ps(sc, plo);
         _mm256_store_ps(sc + 8, phi);
         for (int jj = 0; jj < nb; jj++) {
-            const float *vj = vrow(v, kld, cap, d, g, j0 + jj);
+            const float *vj = vrow(v, kld, pages, pf, d, g, j0 + jj);
             __m256 pj = _mm256_broadcast_ss(sc + jj);
 #pragma GCC unroll 16
             for (int c = 0; c < NV; c++) acc[c] = _mm256_fmadd_ps(pj, LD(vj + c * 8, c), acc[c]);
@@ -339,9 +347,9 @@ attn_row_avx2_nv(const float *q, float *out, const float *k, const float *v, int
 }
 
 #define NV_CASE(n) \
-    case n: attn_row_avx2_nv(q, out, k, v, kld, cap, g, n_keys, d, scale, n); return 1;
+    case n: attn_row_avx2_nv(q, out, k, v, kld, pages, pf, g, n_keys, d, scale, n); return 1;
 PZ_T256 static int attn_row_avx2(const float *q, float *out, const float *k, const float *v, int kld,
-                                 int cap, int g, int n_keys, int d, float scale) {
+                                 const int32_t *pages, size_t pf, int g, int n_keys, int d, float scale) {
     switch ((d + 7) / 8) {
         NV_CASE(1) NV_CASE(2) NV_CASE(3) NV_CASE(4) NV_CASE(5) NV_CASE(6) NV_CASE(7) NV_CASE(8)
         NV_CASE(9) NV_CASE(10) NV_CASE(11) NV_CASE(12) NV_CASE(13) NV_CASE(14) NV_CASE(15) NV_CASE(16)
@@ -352,10 +360,10 @@ PZ_T256 static int attn_row_avx2(const float *q, float *out, const float *k, con
 
 // One query row and head through the best kernel the level allows.
 static inline void attn_row(pz_isa isa, const float *q, float *out, const float *k, const float *v,
-                            int kld, int cap, int g, int n_keys, int d, float scale) {
-    if (isa >= PZ_ISA_AVX512 && attn_row_avx512(q, out, k, v, kld, cap, g, n_keys, d, scale)) return;
-    if (isa == PZ_ISA_AVX2 && attn_row_avx2(q, out, k, v, kld, cap, g, n_keys, d, scale)) return;
-    attn_row_ref(q, out, k, v, kld, cap, g, n_keys, d, scale);
+                            int kld, const int32_t *pages, size_t pf, int g, int n_keys, int d, float scale) {
+    if (isa >= PZ_ISA_AVX512 && attn_row_avx512(q, out, k, v, kld, pages, pf, g, n_keys, d, scale)) return;
+    if (isa == PZ_ISA_AVX2 && attn_row_avx2(q, out, k, v, kld, pages, pf, g, n_keys, d, scale)) return;
+    attn_row_ref(q, out, k, v, kld, pages, pf, g, n_keys, d, scale);
 }
 
 // Work item it of a sequence: head h, query row t; head-major (heads that
@@ -364,30 +372,30 @@ static inline void attn_row(pz_isa isa, const float *q, float *out, const float 
 // KV heads cycling through it once per row; within a head, later rows
 // (more keys) first.
 static inline void attn_item(const pz_attn_seq *sq, long it, int n_head, int group, int head_dim,
-                             float scale, pz_isa isa) {
+                             size_t pf, float scale, pz_isa isa) {
     (void)n_head;
     int h = (int)(it / sq->n_q), t = sq->n_q - 1 - (int)(it % sq->n_q);
     int g = h / group;
     const float *q = sq->q + (size_t)t * sq->q_ld + (size_t)h * head_dim;
     float *o = sq->out + (size_t)t * sq->out_ld + (size_t)h * head_dim;
     int n_keys = sq->pos0 + t + 1;
-    attn_row(isa, q, o, sq->k, sq->v, sq->kv_ld, sq->kv_cap, g, n_keys, head_dim, scale);
+    attn_row(isa, q, o, sq->k, sq->v, sq->kv_ld, sq->pages, pf, g, n_keys, head_dim, scale);
 }
 
 // Decode work item: query row 0 of a sequence, heads [h0, h0+gs) of KV
 // head g = h0 / group, through the grouped kernel when an instance fits.
 static inline void attn_item_grouped(const pz_attn_seq *sq, int h0, int gs, int group,
-                                     int head_dim, float scale, pz_isa isa) {
+                                     int head_dim, size_t pf, float scale, pz_isa isa) {
     int g = h0 / group;
     const float *q = sq->q + (size_t)h0 * head_dim;
     float *o = sq->out + (size_t)h0 * head_dim;
     int n_keys = sq->pos0 + 1;
-    if (isa >= PZ_ISA_AVX512 && sq->kv_ld == 0 && attn_group_avx512(q, o, sq->k, sq->v, sq->kv_cap, g, n_keys, head_dim, scale, gs))
+    if (isa >= PZ_ISA_AVX512 && sq->kv_ld == 0 && attn_group_avx512(q, o, sq->k, sq->v, sq->pages, pf, g, n_keys, head_dim, scale, gs))
         return;
     for (int h = h0; h < h0 + gs; h++) {
         const float *qh = sq->q + (size_t)h * head_dim;
         float *oh = sq->out + (size_t)h * head_dim;
-        attn_row(isa, qh, oh, sq->k, sq->v, sq->kv_ld, sq->kv_cap, g, n_keys, head_dim, scale);
+        attn_row(isa, qh, oh, sq->k, sq->v, sq->kv_ld, sq->pages, pf, g, n_keys, head_dim, scale);
     }
 }
 
@@ -400,7 +408,15 @@ int pz_cpu_attention(const pz_attn_seq *seqs, int n_seq, int n_head, int n_kv, i
                      n_head, n_kv, head_dim);
         return -1;
     }
+    for (int s = 0; s < n_seq; s++)
+        if (seqs[s].kv_ld == 0 && seqs[s].kv_type != PZ_DT_F32) {
+            if (err)
+                snprintf(err, PZ_ERRLEN, "attention: %s KV pages are not supported by the CPU backend",
+                         pz_dt_name(seqs[s].kv_type));
+            return -1;
+        }
     const int group = n_head / n_kv;
+    const size_t pf = pz_cpu_kv_page_floats(n_kv, head_dim);
     const float scale = 1.0f / sqrtf((float)head_dim);
     const pz_isa isa = pz_cpu_isa();
     long total = 0, pairs = 0;  // (query, head) items; (key, head) pairs
@@ -427,7 +443,7 @@ int pz_cpu_attention(const pz_attn_seq *seqs, int n_seq, int n_head, int n_kv, i
         long items = (long)sq->n_q * n_head;
         if (dyn) {
 #pragma omp for schedule(dynamic, 1) nowait
-            for (long it = 0; it < items; it++) attn_item(sq, it, n_head, group, head_dim, scale, isa);
+            for (long it = 0; it < items; it++) attn_item(sq, it, n_head, group, head_dim, pf, scale, isa);
         } else {
             // One query: items are sub-groups of gs heads sharing a KV head.
             int nsub = (group + gs - 1) / gs;
@@ -435,7 +451,7 @@ int pz_cpu_attention(const pz_attn_seq *seqs, int n_seq, int n_head, int n_kv, i
             for (int it = 0; it < n_kv * nsub; it++) {
                 int g = it / nsub, h0 = g * group + (it % nsub) * gs;
                 int n = h0 + gs <= (g + 1) * group ? gs : (g + 1) * group - h0;
-                attn_item_grouped(sq, h0, n, group, head_dim, scale, isa);
+                attn_item_grouped(sq, h0, n, group, head_dim, pf, scale, isa);
             }
         }
     }

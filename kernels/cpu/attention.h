@@ -6,26 +6,30 @@
 // the call. OpenMP over (sequence, query, head).
 //
 // K/V come either as row-major buffers (pz_attn_seq.kv_ld > 0) or as a
-// cache of one sequence in one layer (kv_ld == 0) sized for cap positions,
-// laid out by kv_write as:
-//   K: [n_kv][ceil(cap/16)][head_dim][16] — per KV head, blocks of 16
-//      positions, dimension-major, so one 16-lane vector holds dimension i
-//      of 16 consecutive keys;
-//   V: [n_kv][cap][head_dim].
-// Each KV head's K and V are long contiguous runs that the hardware
-// prefetcher streams (decode reads them once per token, from memory).
+// layer's page pools with the sequence's page table (kv_ld == 0). A page
+// holds PZ_KV_PAGE = 16 positions, laid out by kv_write as:
+//   K page: [n_kv][head_dim][16] — per KV head, dimension-major, so one
+//           16-lane vector holds dimension i of the page's 16 keys;
+//   V page: [n_kv][16][head_dim].
+// A KV head's K block and V rows in a page are contiguous runs (4 KiB each
+// at head_dim 64) that the hardware prefetcher streams.
 #ifndef PZ_CPU_ATTENTION_H
 #define PZ_CPU_ATTENTION_H
 
 #include <stddef.h>
 #include "backend.h"
 
+#if PZ_KV_PAGE != 16
+#error "the CPU page layout assumes 16 positions per page"
+#endif
+
 #define PZ_ATTN_MAX_HEAD_DIM 512
 
-// Bytes of K (and, separately, of V) for cap positions.
-size_t pz_cpu_kv_bytes(int n_kv, int head_dim, int cap);
-// k, v: (n_kv*head_dim) for position pos < cap.
-void pz_cpu_kv_write(float *k_cache, float *v_cache, int n_kv, int head_dim, int cap, int pos, const float *k,
+// Floats of one K page (and, separately, of one V page).
+size_t pz_cpu_kv_page_floats(int n_kv, int head_dim);
+// k, v: (n_kv*head_dim) for position pos, stored in page `page` of the pools
+// at offset pos % PZ_KV_PAGE.
+void pz_cpu_kv_write(float *k_pool, float *v_pool, int n_kv, int head_dim, int page, int pos, const float *k,
                      const float *v);
 
 // Returns -1 (err filled) when head_dim is odd or above PZ_ATTN_MAX_HEAD_DIM

@@ -9,6 +9,7 @@
 #include "bwd_linear.h"
 #include "bwd_rmsnorm.h"
 #include "bwd_swiglu.h"
+#include "gemv.h"
 #include "matmul.h"
 #include "pointwise.h"
 #include "rmsnorm.h"
@@ -123,24 +124,27 @@ static int cpu_attention(pz_backend *b, const pz_attn_seq *seqs, int n_seq, int 
     return pz_cpu_attention(seqs, n_seq, n_head, n_kv, head_dim, b->n_threads, err);
 }
 
-static size_t cpu_kv_bytes(const pz_backend *b, int n_kv, int head_dim, int n_pos) {
+static size_t cpu_kv_page_bytes(const pz_backend *b, int n_kv, int head_dim, pz_dt dt) {
     (void)b;
-    return pz_cpu_kv_bytes(n_kv, head_dim, n_pos);
+    return dt == PZ_DT_F32 ? pz_cpu_kv_page_floats(n_kv, head_dim) * sizeof(float) : 0;
 }
 
 static int cpu_kv_write(pz_backend *b, const pz_kv_write *w, char *err) {
     (void)b;
+    if (w->kv_type != PZ_DT_F32) {
+        if (err) snprintf(err, PZ_ERRLEN, "kv_write: %s KV pages are not supported by the CPU backend",
+                          pz_dt_name(w->kv_type));
+        return -1;
+    }
     const int kvd = w->n_kv * w->head_dim;
     for (int r = 0; r < w->R; r++) {
-        if (w->pos[r] < 0 || w->pos[r] >= w->cap || w->row_slot[r] < 0) {
-            if (err) snprintf(err, PZ_ERRLEN, "kv_write: row %d at position %d of a %d-position cache (slot %d)",
-                              r, w->pos[r], w->cap, w->row_slot[r]);
+        if (w->pos[r] < 0 || w->row_page[r] < 0 || w->row_page[r] >= w->n_pages) {
+            if (err) snprintf(err, PZ_ERRLEN, "kv_write: row %d to page %d (of %d) at position %d", r,
+                              w->row_page[r], w->n_pages, w->pos[r]);
             return -1;
         }
-        size_t base = (size_t)w->row_slot[r] * w->slot_stride;
         const float *src = w->kv + (size_t)r * w->ld;
-        pz_cpu_kv_write(w->k_cache + base, w->v_cache + base, w->n_kv, w->head_dim, w->cap, w->pos[r],
-                        src, src + kvd);
+        pz_cpu_kv_write(w->k_pool, w->v_pool, w->n_kv, w->head_dim, w->row_page[r], w->pos[r], src, src + kvd);
     }
     return 0;
 }
@@ -274,6 +278,7 @@ pz_backend *pz_backend_cpu_create(int n_threads, char *err) {
     b->kind = PZ_BACKEND_CPU;
     b->name = "cpu";
     b->n_threads = n_threads > 0 ? n_threads : omp_get_num_procs();
+    b->invariant_rows = PZ_GEMV_MAX_M;  // the small-M kernel's rows do not depend on M (gemv.h)
     b->impl = pz_cpu_matmul_create(b->n_threads, err);
     if (!b->impl) {
         free(b);
@@ -291,7 +296,7 @@ pz_backend *pz_backend_cpu_create(int n_threads, char *err) {
     b->matmul = cpu_matmul;
     b->rmsnorm = cpu_rmsnorm;
     b->rope = cpu_rope;
-    b->kv_bytes = cpu_kv_bytes;
+    b->kv_page_bytes = cpu_kv_page_bytes;
     b->kv_write = cpu_kv_write;
     b->attention = cpu_attention;
     b->swiglu = cpu_swiglu;
