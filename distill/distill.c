@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@ struct pz_gkd {
     const float **dhp;  // (n_layer) pointers into dh
     double *row_cos;    // (max_rows) Σ_layers (1 − cos) of each row
     double *row_kl;     // (max_rows)
+    float *scratch;     // (n_threads, 2, vocab) exponentials of one row's logits
 };
 
 pz_gkd *pz_gkd_create(const pz_model *teacher, const pz_model *child, int max_rows, pz_dt prec,
@@ -38,7 +40,8 @@ pz_gkd *pz_gkd_create(const pz_model *teacher, const pz_model *child, int max_ro
     g->dhp = malloc(sizeof(float *) * (size_t)b->n_layer);
     g->row_cos = malloc(sizeof(double) * (size_t)max_rows);
     g->row_kl = malloc(sizeof(double) * (size_t)max_rows);
-    if (!g->dh || !g->dhp || !g->row_cos || !g->row_kl) {
+    g->scratch = malloc(sizeof(float) * 2 * (size_t)b->vocab * (size_t)g->n_threads);
+    if (!g->dh || !g->dhp || !g->row_cos || !g->row_kl || !g->scratch) {
         pz_err(err, "distill: out of memory (%d rows)", max_rows);
         goto fail;
     }
@@ -55,16 +58,19 @@ void pz_gkd_free(pz_gkd *g) {
     if (!g) return;
     pz_net_free(g->tn);
     pz_net_free(g->cn);
-    free(g->dh), free(g->dhp), free(g->row_cos), free(g->row_kl);
+    free(g->dh), free(g->dhp), free(g->row_cos), free(g->row_kl), free(g->scratch);
     free(g);
 }
 
-static double log_sum_exp(const float *x, int n) {
+// e[i] = exp(x[i] − max x) (fp32), *inv = 1 / Σ e (so e·inv = softmax(x));
+// returns log Σ exp(x) (the sum taken in double).
+static double exp_row(const float *x, float *e, int n, double *inv) {
     float mx = x[0];
     for (int i = 1; i < n; i++)
         if (x[i] > mx) mx = x[i];
     double s = 0;
-    for (int i = 0; i < n; i++) s += exp((double)x[i] - mx);
+    for (int i = 0; i < n; i++) s += (e[i] = expf(x[i] - mx));
+    *inv = 1 / s;
     return mx + log(s);
 }
 
@@ -101,11 +107,13 @@ int pz_gkd_batch(pz_gkd *g, const pz_model *teacher, const pz_model *child, pz_m
         g->row_cos[r] = csum;
         const float *p = tl + (size_t)r * V;
         float *q = cl + (size_t)r * V;
-        double lp = log_sum_exp(p, V), lq = log_sum_exp(q, V), k = 0;
+        float *ep = g->scratch + (size_t)omp_get_thread_num() * 2 * V, *eq = ep + V;
+        double sp, sq, k = 0;
+        const double lp = exp_row(p, ep, V, &sp), lq = exp_row(q, eq, V, &sq);
         for (int i = 0; i < V; i++) {
-            double a = p[i] - lp, b = q[i] - lq, pi = exp(a);
-            k += pi * (a - b);
-            if (want) q[i] = (float)(gs * (exp(b) - pi));  // ∂KL/∂logit = q − p
+            double pi = ep[i] * sp;
+            k += pi * (((double)p[i] - lp) - ((double)q[i] - lq));
+            if (want) q[i] = (float)(gs * (eq[i] * sq - pi));  // ∂KL/∂logit = q − p
         }
         g->row_kl[r] = k;
     }
