@@ -72,6 +72,11 @@ int pz_solver_uniform(pz_solver *s, pz_solver_solution *sol, char *err) {
 }
 
 int pz_solver_drop_layers(pz_solver *s, pz_solver_solution *sol, char *err) {
+    return pz_solver_drop_layers_by(s, NULL, 0, sol, err);
+}
+
+int pz_solver_drop_layers_by(pz_solver *s, const double *layer_key, int n_keys, pz_solver_solution *sol,
+                             char *err) {
     pz_dense d;
     if (pz_dense_init(&d, s, err)) return -1;
     if (pz_dense_start(&d, sol, err)) {
@@ -120,7 +125,8 @@ int pz_solver_drop_layers(pz_solver *s, pz_solver_solution *sol, char *err) {
                     w[c] += pz_dense_coef(&d, c, g, noop[g]) - pz_dense_coef(&d, c, g, sol->choice[g]);
             }
             if (!(pz_dense_excess(&d, w) < ex)) continue;
-            if (ds < best_ds) best_ds = ds, bl = l;
+            if (layer_key) ds = l < n_keys ? layer_key[l] : INFINITY;  // the caller's order instead
+            if (ds < best_ds || bl < 0) best_ds = ds, bl = l;
         }
         if (bl < 0) break;
         dropped[bl] = 1;
