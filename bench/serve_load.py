@@ -10,7 +10,7 @@ generated tokens (usage.completion_tokens). Aggregate throughput = all
 generated tokens / wall time of the level. Standard library only.
 
 usage:
-  serve_load.py --puzzle BIN MODEL [--llama LLAMA_SERVER GGUF] [--levels 1,4,16]
+  serve_load.py --puzzle BIN MODEL [--puzzle BIN CHILD] [--llama LLAMA_SERVER GGUF] [--levels 1,4,16]
                 [--requests R] [--max-tokens N] [--threads T] [--out results/serve_cpu.md]
   serve_load.py --url http://127.0.0.1:8080 [...]   (a server already running)
 """
@@ -137,7 +137,8 @@ def free_port():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--url")
-    ap.add_argument("--puzzle", nargs=2, metavar=("BIN", "MODEL"))
+    ap.add_argument("--puzzle", nargs=2, metavar=("BIN", "MODEL"), action="append", default=[],
+                    help="a `puzzle serve` to start (repeatable: a parent and its child)")
     ap.add_argument("--llama", nargs=2, metavar=("LLAMA_SERVER", "GGUF"))
     ap.add_argument("--levels", default="1,4,16")
     ap.add_argument("--requests", type=int, default=2, help="requests per client per level")
@@ -151,15 +152,15 @@ def main():
     servers = []
     if a.url:
         servers.append(("server", None, a.url))
-    if a.puzzle:
+    for binary, model in a.puzzle:
         port = free_port()
-        servers.append(("puzzle serve", [a.puzzle[0], "serve", a.puzzle[1], "--port", str(port), "--threads",
-                                         str(a.threads), "--max-seqs", str(max(levels)), "--ctx", "1024"],
-                        f"http://127.0.0.1:{port}"))
+        name = "puzzle serve " + os.path.basename(model.rstrip("/"))
+        servers.append((name, [binary, "serve", model, "--port", str(port), "--threads", str(a.threads),
+                               "--max-seqs", str(max(levels)), "--ctx", "1024"], f"http://127.0.0.1:{port}"))
     if a.llama:
         port = free_port()
         np_ = max(levels)
-        servers.append(("llama-server", [a.llama[0], "-m", a.llama[1], "--port", str(port), "-t", str(a.threads),
+        servers.append(("llama-server " + os.path.basename(a.llama[1]), [a.llama[0], "-m", a.llama[1], "--port", str(port), "-t", str(a.threads),
                                          "-np", str(np_), "-c", str(1024 * np_), "-cb"],
                         f"http://127.0.0.1:{port}"))
     for name, cmd, url in servers:
@@ -173,7 +174,7 @@ def main():
                 r = run_level(url, c, a.requests, a.max_tokens)
                 r["server"] = name
                 rows.append(r)
-                print(f"{name:13s} C={c:3d}  {r['tps']:7.1f} tok/s  TTFT p50 {r['ttft50'] * 1e3:7.0f} ms "
+                print(f"{name} C={c:3d}  {r['tps']:7.1f} tok/s  TTFT p50 {r['ttft50'] * 1e3:7.0f} ms "
                       f"p95 {r['ttft95'] * 1e3:7.0f} ms  ITL p50 {r['itl50'] * 1e3:6.1f} ms "
                       f"p95 {r['itl95'] * 1e3:6.1f} ms  ({r['requests']} requests, {r['tokens']} tokens, "
                       f"{r['errors']} errors)", flush=True)
