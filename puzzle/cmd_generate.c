@@ -24,7 +24,7 @@ void pz_usage_generate(FILE *out) {
             "  --seed S            random seed for sampling (default 1)\n"
             "  --chat              wrap the prompt as a user turn in the model's chat format\n"
             "  --system TEXT       system message for --chat\n"
-            "  --dtype f32|bf16    weight type in memory (default bf16)\n"
+            "  --dtype f32|bf16|fp8  weight type in memory (default bf16; fp8: e4m3, quantized at load)\n"
             "  --threads T         CPU threads (default: all cores)\n"
             "  --ignore-eos        keep going past the end-of-sequence token\n");
 }

@@ -6,6 +6,7 @@
 #include "gguf.h"
 #include "safetensors.h"
 #include "tensor.h"
+#include "fp8.h"
 
 #include <errno.h>
 #include <math.h>
@@ -106,7 +107,16 @@ static int weight_table(pz_model *m, wdesc *t) {
     return n;
 }
 
-static size_t elem_bytes(pz_dt t) { return t == PZ_DT_BF16 ? 2 : 4; }
+static size_t elem_bytes(pz_dt t) { return pz_dt_size(t); }
+
+// The stored type of matrix d in a model of weight type wt: an e4m3 model
+// keeps the embedding table, and the output head, in bf16 (an embedding is
+// a lookup, not a product, and FP8 checkpoints leave lm_head unquantized).
+static pz_dt mat_type(const wdesc *d, pz_dt wt) {
+    if (wt == PZ_DT_E4M3 && (strcmp(d->hf, "model.embed_tokens.weight") == 0 || strcmp(d->hf, "lm_head.weight") == 0))
+        return PZ_DT_BF16;
+    return wt;
+}
 
 // Assigns every pointer of the table into base (or only measures when base
 // is NULL). Each tensor starts 64-byte aligned, except that wk/wv follow wq
@@ -122,13 +132,16 @@ static size_t layout(wdesc *t, int n, pz_dt wt, char *base) {
             if (base) *d->vec = (float *)(base + off);
             off += sizeof(float) * (size_t)d->cols;
         } else {
+            pz_dt mt = mat_type(d, wt);
             if (base) {
-                d->mat->type = wt;
+                d->mat->type = mt;
                 d->mat->rows = d->rows;
                 d->mat->cols = d->cols;
                 d->mat->data = d->tied_head ? NULL : base + off;
+                d->mat->scale = 1.0f;
+                d->mat->x_scale = 0.0f;
             }
-            if (!d->tied_head) off += elem_bytes(wt) * (size_t)d->rows * (size_t)d->cols;
+            if (!d->tied_head) off += elem_bytes(mt) * (size_t)d->rows * (size_t)d->cols;
         }
     }
     return (off + 63) & ~(size_t)63;
@@ -136,7 +149,7 @@ static size_t layout(wdesc *t, int n, pz_dt wt, char *base) {
 
 pz_model *pz_model_alloc(const pz_config *cfg, pz_dt wtype, char *err) {
     if (pz_config_validate(cfg, err)) return NULL;
-    if (wtype != PZ_DT_F32 && wtype != PZ_DT_BF16) {
+    if (wtype != PZ_DT_F32 && wtype != PZ_DT_BF16 && wtype != PZ_DT_E4M3) {
         pz_err(err, "unknown weight type %d", (int)wtype);
         return NULL;
     }
@@ -185,7 +198,7 @@ size_t pz_model_weight_bytes(const pz_model *m) {
     size_t bytes = 0;
     for (int i = 0; i < n; i++) {
         if (t[i].tied_head) continue;
-        bytes += (t[i].vec ? 4 : elem_bytes(m->wtype)) * (size_t)t[i].rows * t[i].cols;
+        bytes += (t[i].vec ? 4 : elem_bytes(mat_type(&t[i], m->wtype))) * (size_t)t[i].rows * t[i].cols;
     }
     free(t);
     return bytes;
@@ -221,8 +234,10 @@ int pz_model_weight_at(const pz_model *m, int idx, pz_weight_info *out) {
             out->data = t[i].mat->data;
             out->type = t[i].mat->type;
             out->is_matrix = 1;
+            out->scale = t[i].mat->scale;
+            out->x_scale = t[i].mat->x_scale;
         }
-        out->bytes = (out->type == PZ_DT_BF16 ? 2 : 4) * (size_t)out->rows * out->cols;
+        out->bytes = pz_dt_size(out->type) * (size_t)out->rows * out->cols;
         rc = 0;
         break;
     }
@@ -695,7 +710,94 @@ fail:
     return NULL;
 }
 
+// ---- FP8 ---------------------------------------------------------------------------
+// Matrix i of a weight table shares its scale group with matrix i-1 when it
+// is glued to it in the arena (k/v after q, up after gate): the engine runs
+// such a group as one product, which needs one tensor scale. vLLM does the
+// same when it fuses them (the largest of the scales).
+static int glued(const wdesc *t, int i) {
+    return i > 0 && t[i].mat && t[i - 1].mat &&
+           (strstr(t[i].hf, "k_proj") || strstr(t[i].hf, "v_proj") || strstr(t[i].hf, "up_proj"));
+}
+
+pz_model *pz_model_to_e4m3(const pz_model *src, char *err) {
+    pz_model *m = pz_model_alloc(&src->cfg, PZ_DT_E4M3, err);
+    if (!m) return NULL;
+    int cap = table_cap(&src->cfg);
+    wdesc *ts = malloc(sizeof *ts * (size_t)cap), *tm = malloc(sizeof *tm * (size_t)cap);
+    int rc = 0;
+    if (!ts || !tm) rc = pz_err(err, "out of memory converting to fp8");
+    int n = rc ? 0 : weight_table((pz_model *)src, ts);
+    if (!rc) weight_table(m, tm);
+    snprintf(m->source, sizeof m->source, "%s", src->source);
+    snprintf(m->format, sizeof m->format, "%s", src->format);
+    for (int i = 0; i < n && rc == 0; i++) {
+        if (ts[i].tied_head) continue;
+        if (ts[i].vec) {
+            memcpy(*tm[i].vec, *ts[i].vec, sizeof(float) * (size_t)ts[i].cols);
+            continue;
+        }
+        const pz_mat *a = ts[i].mat;
+        pz_mat *b = tm[i].mat;
+        size_t ne = (size_t)a->rows * a->cols;
+        float *f = malloc(sizeof(float) * ne);
+        if (!f) {
+            rc = pz_err(err, "out of memory converting %s to fp8", ts[i].hf);
+            break;
+        }
+        if (a->type == PZ_DT_F32) memcpy(f, a->data, sizeof(float) * ne);
+        else if (a->type == PZ_DT_BF16) pz_bf16_to_f32_row(a->data, f, ne);
+        else if (a->type == PZ_DT_E4M3) pz_e4m3_to_f32_row(a->data, f, ne, a->scale);
+        if (b->type == PZ_DT_BF16) {
+            pz_f32_to_bf16_row(f, b->data, ne);
+        } else {
+            // the group's scale: amax over the matrices glued together
+            int g1 = i + 1;
+            while (g1 < n && glued(ts, g1)) g1++;
+            float sc = 0;
+            if (!glued(ts, i)) {
+                for (int j = i; j < g1; j++) {
+                    const pz_mat *aj = ts[j].mat;
+                    size_t nj = (size_t)aj->rows * aj->cols;
+                    float *fj = j == i ? f : malloc(sizeof(float) * nj), s1;
+                    if (!fj) { rc = pz_err(err, "out of memory converting to fp8"); break; }
+                    if (j != i) {
+                        if (aj->type == PZ_DT_F32) memcpy(fj, aj->data, sizeof(float) * nj);
+                        else if (aj->type == PZ_DT_BF16) pz_bf16_to_f32_row(aj->data, fj, nj);
+                        else pz_e4m3_to_f32_row(aj->data, fj, nj, aj->scale);
+                    }
+                    if (pz_e4m3_scale_for(fj, nj, &s1)) rc = pz_err(err, "%s holds a NaN or an infinity", ts[j].hf);
+                    if (j != i) free(fj);
+                    if (rc) break;
+                    if (j == i || s1 > sc) sc = s1;
+                }
+            } else {
+                sc = tm[i - 1].mat->scale;
+            }
+            b->scale = sc;
+            b->x_scale = a->type == PZ_DT_E4M3 ? a->x_scale : 0;
+            if (!rc) pz_f32_to_e4m3_row(f, b->data, ne, 1.0f / sc);
+        }
+        free(f);
+    }
+    free(ts);
+    free(tm);
+    if (rc) {
+        pz_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
 pz_model *pz_model_load(const char *path, pz_dt wtype, char *err) {
+    if (wtype == PZ_DT_E4M3) {
+        // loaded in fp32 (4 bytes a weight for a moment), then quantized
+        pz_model *f = pz_model_load(path, PZ_DT_F32, err);
+        if (!f || f->wtype == PZ_DT_E4M3) return f;
+        pz_model *q = pz_model_to_e4m3(f, err);
+        pz_model_free(f);
+        return q;
+    }
     if (pz_is_dir(path)) return load_hf(path, wtype, err);
     if (!pz_file_exists(path)) {
         pz_err(err, "%s: no such file or directory", path);
