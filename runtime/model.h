@@ -51,6 +51,7 @@ typedef struct {
     float *ffn_norm;           // (hidden); NULL when ffn is noop
     pz_mat w_gate, w_up;       // swiglu: (n_ff, hidden)
     pz_mat w_down;             // swiglu: (hidden, n_ff); linear: (hidden, hidden)
+    float k_scale, v_scale;    // FP8 KV cache scales from calibration (0: none)
 } pz_layer_weights;
 
 typedef struct {
@@ -89,7 +90,11 @@ pz_model *pz_model_to_e4m3(const pz_model *src, char *err);
 
 // Writes m as a Hugging Face DeciLM directory (config.json +
 // model.safetensors, sharded above 4 GiB), weights in their stored dtype
-// (F32 or BF16; norms F32), HF names (linear blocks as
+// (F32, BF16 or F8_E4M3; norms F32). An e4m3 model is written in the FP8
+// layout vLLM and TensorRT-LLM read (docs/FP8.md): each e4m3 matrix X.weight
+// with X.weight_scale (F32, 0-dim) and, when calibrated, X.input_scale;
+// model.layers.i.self_attn.k_scale / v_scale when calibrated; and
+// quantization_config in config.json. HF names (linear blocks as
 // self_attn.linear_attn.weight and mlp.linear_mlp.weight; no lm_head.weight
 // when tied). The directory is created if missing.
 int pz_model_save_hf(const pz_model *m, const char *dir, char *err);
