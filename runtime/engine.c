@@ -36,6 +36,7 @@
 typedef struct {
     void *k, *v;       // the layer's K and V page pools (kv_pages pages each), or NULL
     size_t page_bytes; // bytes of one K (or V) page
+    float k_scale, v_scale;  // FP8 KV pages: dequantization scales (1 otherwise)
     int kvd;           // n_kv*head_dim
     const float *attn_norm, *ffn_norm;  // backend memory, or NULL
     pz_weight qkv;     // fused [Wq;Wk;Wv] when adjacent (fuse_qkv), else unused
@@ -291,9 +292,11 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
             if (s->n_kv > max_kv) max_kv = s->n_kv;
             el->kvd = s->n_kv * hd;
             size_t bytes;
-            el->page_bytes = b->kv_page_bytes(b, s->n_kv, hd, PZ_DT_F32);
-            if (!el->page_bytes) {
-                pz_err(err, "engine: backend %s has no f32 KV pages", b->name);
+            el->page_bytes = b->kv_page_bytes(b, s->n_kv, hd, p.kv_type);
+            el->k_scale = p.kv_type == PZ_DT_E4M3 && m->layers[l].k_scale > 0 ? m->layers[l].k_scale : 1;
+            el->v_scale = p.kv_type == PZ_DT_E4M3 && m->layers[l].v_scale > 0 ? m->layers[l].v_scale : 1;
+            if (!el->page_bytes || !b->supports(b, PZ_OP_ATTENTION, p.kv_type)) {
+                pz_err(err, "engine: backend %s has no %s KV pages", b->name, pz_dt_name(p.kv_type));
                 goto fail;
             }
             if (pz_mul_size((size_t)p.kv_pages, el->page_bytes, &bytes)) goto oom;
@@ -444,7 +447,8 @@ static int forward(pz_engine *e, const int32_t *tok, int R, int n_seq, const int
                 amax_rec(e, l, PZ_AMAX_V, e->qkv + qd + kvd, R, kvd, ld, err))
                 return -1;
             pz_kv_write kw = {.k_pool = el->k, .v_pool = el->v, .n_pages = e->p.kv_pages, .n_kv = s->n_kv,
-                              .head_dim = hd, .kv_type = PZ_DT_F32, .k_scale = 1, .v_scale = 1,
+                              .head_dim = hd, .kv_type = e->p.kv_type, .k_scale = el->k_scale,
+                              .v_scale = el->v_scale,
                               .kv = e->qkv + qd, .ld = ld, .row_page = e->d_row_page, .pos = e->d_pos, .R = R};
             if (b->kv_write(b, &kw, err)) return -1;
             for (int i = 0; i < n_seq; i++) {
@@ -456,8 +460,9 @@ static int forward(pz_engine *e, const int32_t *tok, int R, int n_seq, const int
                 q->k = el->k;
                 q->v = el->v;
                 q->kv_ld = 0;  // paged
-                q->kv_type = PZ_DT_F32;
-                q->k_scale = q->v_scale = 1;
+                q->kv_type = e->p.kv_type;
+                q->k_scale = el->k_scale;
+                q->v_scale = el->v_scale;
             }
             if (b->attention(b, e->seqs, n_seq, nh, s->n_kv, hd, err)) return -1;
             if (amax_rec(e, l, PZ_AMAX_O_IN, e->att, R, qd, qd, err)) return -1;

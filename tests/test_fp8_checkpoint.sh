@@ -6,7 +6,8 @@
 # check_fp8_checkpoint.py: the safetensors format and e4m3 by their
 # definitions, numpy) checks it against the f32 model; reading it back gives
 # exactly the model that --dtype fp8 quantizes at load; the calibrated
-# activation scales change the result (e4m3 activations) but only a little.
+# activation scales change the result (e4m3 activations) but only a little,
+# and so does an FP8 KV cache with the calibrated k_scale / v_scale.
 set -u
 . "$(dirname "$0")/lib.sh"
 MAKE="${PUZZLE_MAKE_TEST_MODEL:?}"
@@ -39,6 +40,11 @@ check "e4m3 activations differ, a little" 'python3 -c "
 import json,sys; b=json.load(open(sys.argv[1])); c=json.load(open(sys.argv[2]))
 assert c[\"kl\"] != b[\"kl\"] and c[\"kl\"] < 0.2 and c[\"top1_agreement\"] > 0.6, (b, c)
 " "$tmp/b.json" "$tmp/c.json"'
+ev "$tmp/q" --dtype fp8 --kv-dtype fp8 >"$tmp/k.json"
+check "FP8 KV cache with the calibrated scales: close, not equal" 'python3 -c "
+import json,sys; b=json.load(open(sys.argv[1])); k=json.load(open(sys.argv[2]))
+assert k[\"kl\"] != b[\"kl\"] and abs(k[\"kl\"] - b[\"kl\"]) < 0.05, (b, k)
+" "$tmp/b.json" "$tmp/k.json"'
 "$BIN" eval "$tmp/q" --dtype bf16 --text "$tmp/text.txt" --ctx 16 --threads 2 --json >"$tmp/d.json" 2>/dev/null
 check "an FP8 checkpoint loads dequantized too" '[ $? -eq 0 ]'
 finish
