@@ -96,6 +96,10 @@ static int parse_args(int argc, char **argv, opts *o) {
         else if (!strcmp(a, "--prec")) {
             VALUE();
             if (pz_arg_wtype(CMD, v, &o->prec)) return -1;
+            if (o->prec == PZ_DT_E4M3) {
+                fprintf(stderr, "puzzle " CMD ": --prec wants f32 or bf16 (the precision of training products)\n");
+                return -1;
+            }
         } else if (!strcmp(a, "--metric")) {
             VALUE();
             if (strcmp(v, "kl") && strcmp(v, "loss") && strcmp(v, "top1")) {
