@@ -24,6 +24,12 @@ __device__ __forceinline__ float pz_warp_max(float v) {
     return v;
 }
 
+// Max ignoring NaN (amax of activations).
+__device__ __forceinline__ float pz_warp_fmax(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
 // Sum over a block of blockDim.x threads (a multiple of 32, at most 1024);
 // every thread gets the result. sh: 32 floats of shared memory.
 __device__ __forceinline__ float pz_block_sum(float v, float *sh) {

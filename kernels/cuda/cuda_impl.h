@@ -89,8 +89,8 @@ cudaError_t pz_cu_embed(cudaStream_t s, float *y, const void *table, pz_dt dt, i
                         int n, const int32_t *ids, int M, pz_cuda_fault *fault);
 
 // ---- FP8 and bf16 conversions (fp8.cu) --------------------------------------
-// amax[0] = max |x| over the M x K block (ld), NaN if any element is NaN;
-// amax must be zeroed first (done here, on the stream).
+// amax[0] = max |x| over the M x K block (ld), NaN elements skipped (so a
+// NaN stays in its own row of an FP8 product); zeroed first, on the stream.
 cudaError_t pz_cu_amax(cudaStream_t s, float *amax, const float *x, int ld, int M, int K);
 // q[M,K] (contiguous) = saturate(x / scale) as e4m3 with scale read from the
 // device float *scale; when scale_from_amax, *scale is first set to

@@ -103,13 +103,13 @@ __global__ void quant_rows_kernel(uint8_t *q, float *xs, const float *x, int ldx
     __shared__ float sh[32];
     const float *xr = x + (size_t)blockIdx.x * ldx;
     float m = 0.0f;
-    for (int k = threadIdx.x; k < K; k += blockDim.x) m = pz_nanmax(m, fabsf(xr[k]));
-    m = pz_warp_max(m);
+    for (int k = threadIdx.x; k < K; k += blockDim.x) m = fmaxf(m, fabsf(xr[k]));  // NaN skipped
+    m = pz_warp_fmax(m);
     int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
     if (lane == 0) sh[wid] = m;
     __syncthreads();
     m = 0.0f;
-    for (int i = 0; i < (int)(blockDim.x >> 5); i++) m = pz_nanmax(m, sh[i]);
+    for (int i = 0; i < (int)(blockDim.x >> 5); i++) m = fmaxf(m, sh[i]);
     float sc = (!(m > 0.0f) || isinf(m)) ? 1.0f : m / 448.0f;
     if (!(sc > 0.0f)) sc = 1.0f;
     if (threadIdx.x == 0) xs[blockIdx.x] = sc;
