@@ -139,10 +139,11 @@ static void cuda_release_weight(pz_backend *b, pz_weight *w) { pz_cuda_lt_releas
 
 static int cuda_matmul(pz_backend *b, float *y, int ldy, const float *x, int ldx, pz_dt xt,
                        const pz_weight *w, int M, int acc, char *err) {
+    // Activations enter as fp32, or (FP8 weights only) quantized to e4m3.
     if (M < 0 || (M > 0 && (!y || !x)) || ldx < w->cols || ldy < w->rows ||
-        (xt != PZ_DT_F32 && xt != PZ_DT_BF16 && xt != PZ_DT_E4M3)) {
-        if (err) snprintf(err, PZ_ERRLEN, "cuda matmul: bad arguments (M %d, ldx %d, ldy %d, %s activations)",
-                          M, ldx, ldy, pz_dt_name(xt));
+        (xt != PZ_DT_F32 && !(xt == PZ_DT_E4M3 && w->type == PZ_DT_E4M3))) {
+        if (err) snprintf(err, PZ_ERRLEN, "cuda matmul: bad arguments (M %d, ldx %d, ldy %d, %s activations "
+                          "with %s weights)", M, ldx, ldy, pz_dt_name(xt), pz_dt_name(w->type));
         return -1;
     }
     return pz_cuda_lt_matmul(C(b), y, ldy, x, ldx, xt, w, M, acc, err);

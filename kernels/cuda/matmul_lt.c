@@ -245,9 +245,6 @@ int pz_cuda_lt_matmul(pz_cuda *c, float *y, int ldy, const float *x, int ldx, pz
         CU_CHECK(pz_cu_quant_e4m3(c->stream, c->xbuf, x, ldx, M, K, c->dev_f + 1, c->dev_f),
                  "matmul: e4m3 activations");
         xb = c->xbuf, bld = K;
-    } else if (xt != PZ_DT_F32) {
-        if (err) snprintf(err, PZ_ERRLEN, "cuda backend: %s activations with f32 weights", pz_dt_name(xt));
-        return -1;
     }
     // The destination: y itself, or scratch when channel scales follow.
     float *d = y;
