@@ -244,6 +244,14 @@ void *pz_cuda_stream(pz_backend *b) { return b->kind == PZ_BACKEND_CUDA ? (void 
 
 int pz_cuda_device(pz_backend *b) { return b->kind == PZ_BACKEND_CUDA ? C(b)->device : -1; }
 
+void pz_cuda_device_name(pz_backend *b, char *buf, size_t cap) {
+    struct cudaDeviceProp prop;
+    if (b->kind != PZ_BACKEND_CUDA || cudaGetDeviceProperties(&prop, C(b)->device) != cudaSuccess)
+        snprintf(buf, cap, "?");
+    else
+        snprintf(buf, cap, "%s (device %d, sm_%d%d)", prop.name, C(b)->device, prop.major, prop.minor);
+}
+
 void pz_cuda_set_trials(pz_backend *b, int on) {
     if (b->kind == PZ_BACKEND_CUDA) C(b)->trials = on;
 }
