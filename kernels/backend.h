@@ -66,13 +66,17 @@ typedef enum { PZ_COPY_H2D = 0, PZ_COPY_D2H = 1, PZ_COPY_D2D = 2 } pz_copy_kind;
 // memory, rows floats). priv is the backend's own state for this weight
 // (CUDA: cuBLASLt layouts and the algorithm chosen for it), made by
 // prepare_weight and released by release_weight; the CPU backend keeps
-// none. The weight does not own data or ch_scale.
+// none. The weight does not own data or ch_scale. x_scale is the static
+// per-tensor input scale a matmul with xt = PZ_DT_E4M3 quantizes the
+// activations with (e4m3(x / x_scale), as an FP8 GEMM's input; the
+// checkpoints' input_scale); 0 when the weight has none.
 typedef struct {
     const void *data;
     pz_dt type;
     int rows, cols, ld;
     float scale;
     const float *ch_scale;
+    float x_scale;
     void *priv;
 } pz_weight;
 

@@ -24,7 +24,7 @@
 static int cpu_supports(const pz_backend *b, pz_op op, pz_dt dt) {
     (void)b;
     switch (op) {
-    case PZ_OP_MATMUL:
+    case PZ_OP_MATMUL: return dt == PZ_DT_F32 || dt == PZ_DT_BF16 || dt == PZ_DT_E4M3;
     case PZ_OP_EMBED: return dt == PZ_DT_F32 || dt == PZ_DT_BF16;
     case PZ_OP_RMSNORM:
     case PZ_OP_ROPE:
@@ -81,8 +81,16 @@ static int cpu_synchronize(pz_backend *b, char *err) {
     return 0;  // every op already ran to completion
 }
 
+// f32 and bf16 weights are dense and unscaled; e4m3 ones carry a positive
+// per-tensor scale and optionally channel scales.
+static int weight_ok(const pz_backend *b, const pz_weight *w) {
+    if (!cpu_supports(b, PZ_OP_MATMUL, w->type) || w->ld != w->cols) return 0;
+    if (w->type == PZ_DT_E4M3) return w->scale > 0;
+    return w->scale == 1.0f && !w->ch_scale;
+}
+
 static int cpu_prepare_weight(pz_backend *b, pz_weight *w, char *err) {
-    if (!cpu_supports(b, PZ_OP_MATMUL, w->type) || w->ld != w->cols || w->scale != 1.0f || w->ch_scale) {
+    if (!weight_ok(b, w)) {
         if (err)
             snprintf(err, PZ_ERRLEN, "cpu backend: no matmul for %s weights (%dx%d, ld %d, scale %g%s)",
                      pz_dt_name(w->type), w->rows, w->cols, w->ld, (double)w->scale,
@@ -100,7 +108,10 @@ static void cpu_release_weight(pz_backend *b, pz_weight *w) {
 
 static int cpu_matmul(pz_backend *b, float *y, int ldy, const float *x, int ldx, pz_dt xt,
                       const pz_weight *w, int M, int acc, char *err) {
-    if (xt != PZ_DT_F32 || w->ld != w->cols || w->scale != 1.0f || w->ch_scale) {
+    if (w->type == PZ_DT_E4M3 && weight_ok(b, w))
+        return pz_cpu_matmul_e4m3((pz_cpu_mm *)b->impl, y, ldy, x, ldx, xt, w->x_scale, w->data, w->scale,
+                                  w->ch_scale, M, w->rows, w->cols, acc, err);
+    if (xt != PZ_DT_F32 || !weight_ok(b, w)) {
         if (err)
             snprintf(err, PZ_ERRLEN, "cpu backend: matmul of %s activations with %s weights (ld %d, scale %g) "
                      "is not supported", pz_dt_name(xt), pz_dt_name(w->type), w->ld, (double)w->scale);

@@ -10,6 +10,7 @@
 #define PZ_CPU_GEMV_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "backend.h"
 #include "isa.h"
 
@@ -22,6 +23,16 @@
 void pz_cpu_gemv(float *y, int ldy, const float *x, int ldx, const void *w, pz_dt wt,
                  int M, int N, int K, int accumulate, int n_threads, float *scratch);
 size_t pz_cpu_gemv_scratch_floats(int M, int K);
+
+// The same product with e4m3 weights (kernels/fp8.h; gemv_fp8.c): y (= or
+// +=) scale · (ch_scale ? ch_scale[n] : 1) · Σ_k x[m,k] · e4m3(w[n,k]).
+// The bytes are widened in registers; fp32 accumulation, and the scales are
+// applied once per output. ch_scale: NULL or N floats.
+void pz_cpu_gemv_e4m3(float *y, int ldy, const float *x, int ldx, const uint8_t *w, int M, int N,
+                      int K, float scale, const float *ch_scale, int accumulate, int n_threads);
+// For measurements: 1 makes the AVX2 level widen e4m3 by a gather from the
+// decode table instead (one row at a time), 0 (the default) by the shift.
+void pz_cpu_gemv_e4m3_use_gather(int on);
 
 #define PZ_GEMV_MAX_M 8
 

@@ -16,6 +16,7 @@
 #ifndef PZ_CPU_MATMUL_H
 #define PZ_CPU_MATMUL_H
 
+#include <stdint.h>
 #include "gemm.h"
 
 typedef struct pz_cpu_mm pz_cpu_mm;
@@ -32,6 +33,18 @@ int pz_cpu_matmul(pz_cpu_mm *mm, float *y, int ldy, const float *x, int ldx, con
 // compare against "what the library achieves".
 int pz_cpu_matmul_lib(pz_cpu_mm *mm, float *y, int ldy, const float *x, int ldx, const void *w,
                       pz_dt wt, int M, int N, int K, int accumulate, char *err);
+
+// e4m3 weights w[N,K] (kernels/fp8.h), dequantized as e4m3 · scale ·
+// (ch_scale ? ch_scale[n] : 1). xt PZ_DT_F32: fp32 activations as given.
+// xt PZ_DT_E4M3: the activations are first rounded as an FP8 GEMM's input,
+// e4m3(x / x_scale) (nearest even, saturating), and the product of the two
+// e4m3 operands is accumulated in fp32 and scaled by x_scale · scale — the
+// numerics of an H100 FP8 GEMM with static per-tensor scales, apart from
+// summation order. Small M reads the bytes in registers (gemv.h); larger M
+// widens a ~4 MiB tile of rows to fp32 at a time and calls the library.
+int pz_cpu_matmul_e4m3(pz_cpu_mm *mm, float *y, int ldy, const float *x, int ldx, pz_dt xt,
+                       float x_scale, const uint8_t *w, float scale, const float *ch_scale, int M,
+                       int N, int K, int accumulate, char *err);
 
 // pz_cpu_matmul_library() is in gemm.h.
 // 1 when the library path (M > PZ_GEMV_MAX_M) rounds activations to bf16
