@@ -45,8 +45,8 @@ __global__ void kv_write_kernel(pz_kv_write w, pz_cuda_fault *fault) {
             ((uint16_t *)w.k_pool)[at] = pz_f32_to_bf16(k);
             ((uint16_t *)w.v_pool)[at] = pz_f32_to_bf16(v);
         } else {
-            ((uint8_t *)w.k_pool)[at] = pz_f32_to_e4m3(k / w.k_scale);
-            ((uint8_t *)w.v_pool)[at] = pz_f32_to_e4m3(v / w.v_scale);
+            ((uint8_t *)w.k_pool)[at] = pz_dev_to_e4m3(k / w.k_scale);
+            ((uint8_t *)w.v_pool)[at] = pz_dev_to_e4m3(v / w.v_scale);
         }
     }
 }

@@ -45,7 +45,7 @@ __global__ void quant_kernel(uint8_t *q, const float *x, int ld, int M, int K, f
     size_t total = (size_t)M * K;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
          i += (size_t)gridDim.x * blockDim.x)
-        q[i] = pz_f32_to_e4m3(x[(i / K) * ld + i % K] / sc);
+        q[i] = pz_dev_to_e4m3(x[(i / K) * ld + i % K] / sc);
 }
 
 __global__ void to_bf16_kernel(uint16_t *q, const float *x, int ld, int M, int K) {

@@ -24,6 +24,7 @@
 #include "backend.h"
 #include "backend_cuda.h"
 #include "cuda_plan.h"
+#include "fp8.h"
 #include "engine.h"
 #include "testmodel.h"
 #include "testutil.h"
@@ -97,7 +98,7 @@ static uint16_t bf16_bits(float x) {
     return (uint16_t)(b >> 16);
 }
 
-static float e4m3_round(float x, float scale) { return pz_e4m3_decode(pz_e4m3_encode(x / scale)) * scale; }
+static float e4m3_round(float x, float scale) { return pz_e4m3_to_f32(pz_f32_to_e4m3(x / scale)) * scale; }
 
 // Compares got (GPU) with ref (CPU) over n elements: NaN where ref is NaN
 // (poison or propagation) and finite where ref is finite, and the
@@ -226,20 +227,20 @@ static void check_pointwise(void) {
     }
 }
 
-// Host quantization of activations as the GPU does it: per tensor (one amax)
-// or per row.
-static void quant_rows(float *x, int M, int K, int per_row) {
+// Host quantization of activations as the GPU does it: with a static scale
+// (x_scale > 0), else per tensor (one amax) or per row; NaNs skipped in amax.
+static void quant_rows(float *x, int M, int K, int per_row, float x_scale) {
     float amax = 0;
     for (int m = 0; m < M; m++) {
         float ra = 0;
         for (int k = 0; k < K; k++) ra = fmaxf(ra, fabsf(x[(size_t)m * K + k]));
-        if (per_row) {
-            float s = pz_fp8_scale(ra);
+        if (per_row || x_scale > 0) {
+            float s = x_scale > 0 ? x_scale : pz_fp8_scale(ra);
             for (int k = 0; k < K; k++) x[(size_t)m * K + k] = e4m3_round(x[(size_t)m * K + k], s);
         }
         amax = fmaxf(amax, ra);
     }
-    if (!per_row) {
+    if (!per_row && !(x_scale > 0)) {
         float s = pz_fp8_scale(amax);
         for (size_t i = 0; i < (size_t)M * K; i++) x[i] = e4m3_round(x[i], s);
     }
@@ -247,10 +248,13 @@ static void quant_rows(float *x, int M, int K, int per_row) {
 
 // One product case: weight type wt, M rows, N x K, optional channel
 // scales, accumulate, and a weight view with ld > K.
+// static_x: FP8 activations with a static input scale (set so the largest
+// values saturate), else dynamic.
 static void check_matmul_case(pz_dt wt, pz_dt xt, int M, int N, int K, int ldw, int chs, int acc,
-                              int nan_row) {
+                              int nan_row, int static_x) {
     char cas[96];
-    snprintf(cas, sizeof cas, "%s w, %s x, M%d N%d K%d%s%s%s%s", pz_dt_name(wt), pz_dt_name(xt), M, N, K,
+    snprintf(cas, sizeof cas, "%s w, %s x%s, M%d N%d K%d%s%s%s%s", pz_dt_name(wt), pz_dt_name(xt),
+             xt == PZ_DT_E4M3 ? (static_x ? " static" : " dynamic") : "", M, N, K,
              ldw > K ? " ld+" : "", chs ? " ch" : "", acc ? " acc" : "", nan_row >= 0 ? " NaN" : "");
     const int ldx = K + 8, ldy = N + 4;
     float *w = randn((size_t)N * ldw, 0.05f), *x = randn((size_t)M * ldx, 1);
@@ -261,6 +265,7 @@ static void check_matmul_case(pz_dt wt, pz_dt xt, int M, int N, int K, int ldw, 
         for (int i = 0; i < N; i++) cs[i] = pz_test_uniform(&rng, 0.5f, 2.0f);
     }
     float scale = wt == PZ_DT_E4M3 ? 0.01f : 1.0f;
+    float x_scale = xt == PZ_DT_E4M3 && static_x ? 3.0f / PZ_E4M3_MAX : 0.0f;  // N(0,1) x: |x| > 3 saturates
     // The weight in its type (device bytes) and its exact fp32 value (host reference).
     size_t we = (size_t)N * ldw;
     void *wbytes = xmalloc(we * pz_dt_size(wt));
@@ -272,9 +277,9 @@ static void check_matmul_case(pz_dt wt, pz_dt xt, int M, int N, int K, int ldw, 
             if (wt == PZ_DT_F32) ((float *)wbytes)[(size_t)r * ldw + k] = exact = v;
             else if (wt == PZ_DT_BF16) ((uint16_t *)wbytes)[(size_t)r * ldw + k] = bf16_bits(v), exact = bf16_round(v);
             else {
-                uint8_t q = pz_e4m3_encode(v / scale);
+                uint8_t q = pz_f32_to_e4m3(v / scale);
                 ((uint8_t *)wbytes)[(size_t)r * ldw + k] = q;
-                exact = pz_e4m3_decode(q) * scale;
+                exact = pz_e4m3_to_f32(q) * scale;
             }
             if (k < K) wref[(size_t)r * K + k] = exact * (cs ? cs[r] : 1.0f);
         }
@@ -283,7 +288,7 @@ static void check_matmul_case(pz_dt wt, pz_dt xt, int M, int N, int K, int ldw, 
     for (int m = 0; m < M; m++) memcpy(xr + (size_t)m * K, x + (size_t)m * ldx, (size_t)K * 4);
     int small = M <= gpu->invariant_rows;
     int fp8_legal = N % 16 == 0 && K % 16 == 0 && ldw % 16 == 0;
-    if (wt == PZ_DT_E4M3 && (xt == PZ_DT_E4M3 || (!small && fp8_legal))) quant_rows(xr, M, K, small || !fp8_legal);
+    if (xt == PZ_DT_E4M3) quant_rows(xr, M, K, small || !fp8_legal, x_scale);
     int bf16_rounds = wt == PZ_DT_BF16 && !small;
     if (bf16_rounds)
         for (size_t i = 0; i < (size_t)M * K; i++) xr[i] = bf16_round(xr[i]);
@@ -301,13 +306,14 @@ static void check_matmul_case(pz_dt wt, pz_dt xt, int M, int N, int K, int ldw, 
     }
     void *dw = up(wbytes, we * pz_dt_size(wt));
     float *dcs = cs ? up(cs, (size_t)N * 4) : NULL, *dx = up(x, (size_t)M * ldx * 4), *dy = up(got, (size_t)M * ldy * 4);
-    pz_weight wg = {.data = dw, .type = wt, .rows = N, .cols = K, .ld = ldw, .scale = scale, .ch_scale = dcs};
+    pz_weight wg = {.data = dw, .type = wt, .rows = N, .cols = K, .ld = ldw, .scale = scale, .ch_scale = dcs,
+                    .x_scale = x_scale};
     if (gpu->prepare_weight(gpu, &wg, err) || gpu->matmul(gpu, dy, ldy, dx, ldx, xt, &wg, M, acc, err)) {
         fail_line("matmul", cas, err);
     } else if (!down(got, dy, (size_t)M * ldy * 4, "matmul")) {
         // Bounds: fp32 sums in another order; bf16 and FP8 products run on
         // tensor cores (fp32 accumulation, less careful for FP8).
-        double bound = wt == PZ_DT_E4M3 && !small && fp8_legal ? 2e-3 : wt == PZ_DT_F32 ? 1e-5 : 5e-4;
+        double bound = xt == PZ_DT_E4M3 && !small && fp8_legal ? 2e-3 : wt == PZ_DT_F32 ? 1e-5 : 5e-4;
         compare("matmul", cas, got, ref, (size_t)M * ldy, bound);
     }
     gpu->release_weight(gpu, &wg);
@@ -322,13 +328,40 @@ static void check_matmul(int quick) {
         pz_dt wt = t == 0 ? PZ_DT_F32 : t == 1 ? PZ_DT_BF16 : PZ_DT_E4M3;
         for (int i = 0; i < 6; i++) {
             if (quick && i % 2) continue;
-            check_matmul_case(wt, wt == PZ_DT_E4M3 ? PZ_DT_E4M3 : PZ_DT_F32, Ms[i], 576, 1536, 1536, 0, 0, -1);
+            check_matmul_case(wt, PZ_DT_F32, Ms[i], 576, 1536, 1536, 0, 0, -1, 0);
         }
-        check_matmul_case(wt, PZ_DT_F32, 3, 576, 1536, 1536, 0, 0, -1);         // fp32 x, small M
-        check_matmul_case(wt, PZ_DT_F32, 64, 192, 256, 576, 1, 1, -1);          // view, channels, accumulate
-        check_matmul_case(wt, PZ_DT_F32, 4, 100, 200, 200, 0, 1, 2);            // odd shape, NaN row
-        check_matmul_case(wt, PZ_DT_F32, 50, 100, 200, 200, 0, 0, 7);           // odd shape, larger M
-        check_matmul_case(wt, PZ_DT_F32, 40, 576, 1536, 1536, 0, 0, 11);        // NaN through cuBLASLt
+        check_matmul_case(wt, PZ_DT_F32, 64, 192, 256, 576, 1, 1, -1, 0);  // view, channels, accumulate
+        check_matmul_case(wt, PZ_DT_F32, 4, 100, 200, 200, 0, 1, 2, 0);    // odd shape, NaN row
+        check_matmul_case(wt, PZ_DT_F32, 50, 100, 200, 200, 0, 0, 7, 0);   // odd shape, larger M
+        check_matmul_case(wt, PZ_DT_F32, 40, 576, 1536, 1536, 0, 0, 11, 0); // NaN through cuBLASLt
+    }
+    // FP8 activations (e4m3 weights only): static and dynamic scales, both paths.
+    for (int st = 0; st < 2; st++) {
+        for (int i = 0; i < 6; i++) check_matmul_case(PZ_DT_E4M3, PZ_DT_E4M3, Ms[i], 576, 1536, 1536, 0, 0, -1, st);
+        check_matmul_case(PZ_DT_E4M3, PZ_DT_E4M3, 64, 192, 256, 576, 1, 1, 5, st);
+        check_matmul_case(PZ_DT_E4M3, PZ_DT_E4M3, 50, 100, 200, 200, 0, 0, 7, st);
+    }
+    // The CPU backend itself on FP8 weights with a static input scale, as a second opinion.
+    {
+        const int M = 64, N = 576, K = 1536;
+        float *w = randn((size_t)N * K, 0.05f), *x = randn((size_t)M * K, 1);
+        uint8_t *q = xmalloc((size_t)N * K);
+        for (size_t i = 0; i < (size_t)N * K; i++) q[i] = pz_f32_to_e4m3(w[i] / 0.01f);
+        float *ref = nans((size_t)M * N), *got = nans((size_t)M * N);
+        pz_weight wc = {.data = q, .type = PZ_DT_E4M3, .rows = N, .cols = K, .ld = K, .scale = 0.01f,
+                        .x_scale = 3.0f / PZ_E4M3_MAX};
+        void *dq = up(q, (size_t)N * K);
+        float *dx = up(x, (size_t)M * K * 4), *dy = up(got, (size_t)M * N * 4);
+        pz_weight wg = wc;
+        wg.data = dq;
+        if (cpu->prepare_weight(cpu, &wc, err) || cpu->matmul(cpu, ref, N, x, K, PZ_DT_E4M3, &wc, M, 0, err) ||
+            gpu->prepare_weight(gpu, &wg, err) || gpu->matmul(gpu, dy, N, dx, K, PZ_DT_E4M3, &wg, M, 0, err))
+            fail_line("matmul", "fp8 vs the CPU backend", err);
+        else if (!down(got, dy, (size_t)M * N * 4, "matmul"))
+            compare("matmul", "fp8 static x, vs CPU backend M64", got, ref, (size_t)M * N, 2e-3);
+        cpu->release_weight(cpu, &wc), gpu->release_weight(gpu, &wg);
+        gpu->free(gpu, dq), gpu->free(gpu, dx), gpu->free(gpu, dy);
+        free(w), free(x), free(q), free(ref), free(got);
     }
 }
 
