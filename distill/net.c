@@ -4,6 +4,7 @@
 #include "subblock.h"
 #include "weights.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -194,4 +195,43 @@ double pz_net_fwd_flops(const pz_config *c, int rows, int T) {
         f += pz_sub_exec_fwd_flops(c, PZ_SUB_FFN, ffn_variant(&c->layers[l]), rows, T);
     }
     return f;
+}
+
+int pz_block_influence(const pz_model *m, const int32_t *tokens, long n_tokens, int seq,
+                       long max_windows, pz_backend *be, double *bi, char *err) {
+    const pz_config *c = &m->cfg;
+    long nw = seq > 0 ? n_tokens / seq : 0;
+    if (max_windows > 0 && nw > max_windows) nw = max_windows;
+    if (nw < 1) return pz_err(err, "block influence: %ld tokens make no window of %d", n_tokens, seq);
+    const int per = seq >= 512 ? 1 : 512 / seq;  // windows per forward
+    pz_net *n = pz_net_create(m, per * seq, PZ_DT_F32, be, err);
+    if (!n) return -1;
+    const int L = c->n_layer, H = c->hidden;
+    double *sum = calloc((size_t)L, sizeof(double));
+    if (!sum) {
+        pz_net_free(n);
+        return pz_err(err, "block influence: out of memory");
+    }
+    int rc = 0;
+    long rows_total = 0;
+    for (long w0 = 0; w0 < nw && rc == 0; w0 += per) {
+        int ns = (int)(nw - w0 < per ? nw - w0 : per);
+        if ((rc = pz_net_fwd(n, m, tokens + w0 * seq, ns, seq, err))) break;
+        const int M = ns * seq;
+        const size_t RH = (size_t)n->max_rows * H;
+        for (int l = 0; l < L; l++) {
+            const float *x = n->h + (size_t)l * RH, *y = x + RH;
+            for (int r = 0; r < M; r++) {
+                const float *a = x + (size_t)r * H, *b = y + (size_t)r * H;
+                double aa = 0, bb = 0, ab = 0;
+                for (int i = 0; i < H; i++) aa += (double)a[i] * a[i], bb += (double)b[i] * b[i], ab += (double)a[i] * b[i];
+                sum[l] += aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : 1;
+            }
+        }
+        rows_total += M;
+    }
+    for (int l = 0; l < L && rc == 0; l++) bi[l] = 1 - sum[l] / (double)rows_total;
+    free(sum);
+    pz_net_free(n);
+    return rc;
 }

@@ -52,6 +52,15 @@ int pz_net_rows(const pz_net *n);
 int pz_net_bwd(pz_net *n, const pz_model *m, pz_model *grad, const float *dlogits,
                const float *const *dhid, char *err);
 
+// ShortGPT's block influence (arXiv 2403.03853) of every layer of m:
+// bi[l] = 1 − mean over tokens of cos(x_l, x_{l+1}), x_l the residual
+// stream entering layer l (x_0 the embeddings), over the whole windows of
+// seq tokens in tokens (at most max_windows of them; 0: all), fp32 products.
+// A layer that changes nothing (noop + noop) has bi 0. bi has n_layer
+// entries. 0, or -1 with err.
+int pz_block_influence(const pz_model *m, const int32_t *tokens, long n_tokens, int seq,
+                       long max_windows, pz_backend *be, double *bi, char *err);
+
 // Multiply-adds ×2 of one forward over rows (windows of T) of m's config:
 // every product, attention scores causally, LM head included.
 double pz_net_fwd_flops(const pz_config *c, int rows, int T);

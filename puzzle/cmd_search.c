@@ -12,7 +12,11 @@
 
 #include "cli.h"
 #include "common.h"
+#include "model.h"
+#include "net.h"
+#include "rundb.h"
 #include "search.h"
+#include "tokenizer.h"
 
 #define MAX_BATCHES 32
 #define MAX_SOLUTIONS 64
@@ -22,7 +26,8 @@ void pz_usage_search(FILE *out) {
             "usage: puzzle search --db RUN.db --budget N x NAME | cpu [--scenario S] [--throughput TOK_S | --speedup X]\n"
             "                     [--max-memory GIB] [--max-latency MS] [--max-ttft MS] [--max-params N]\n"
             "                     [--batch B|auto] [--solutions K] [--diversity D] [--objective kl|loss]\n"
-            "                     [--method mip|greedy|uniform-ffn|drop-layers] [--time-limit S] [--tp N]\n"
+            "                     [--method mip|greedy|uniform-ffn|drop-layers|shortgpt] [--bi-text FILE]\n"
+            "                     [--time-limit S] [--tp N]\n"
             "                     [--dtype bf16|fp8] [--kv-dtype bf16|fp8] [--scores HASH] [--device DEV]\n\n"
             "Chooses one attention and one FFN variant per layer from the run's library, minimizing the sum\n"
             "of replace-1-block scores (puzzle score) within the budget: a mixed-integer program solved with\n"
@@ -49,7 +54,11 @@ void pz_usage_search(FILE *out) {
             "  --objective         kl (default: KL divergence to the parent) or loss (LM-loss change)\n"
             "  --method            mip (default), or a baseline on the same scores and costs: greedy (per\n"
             "                      layer, by score per unit of time saved), uniform-ffn (one FFN width\n"
-            "                      everywhere), drop-layers (remove whole layers by score)\n"
+            "                      everywhere), drop-layers (remove whole layers by score), shortgpt (remove\n"
+            "                      whole layers by least block influence, 1 - mean cos(layer input, output),\n"
+            "                      of the parent on --bi-text; ShortGPT, arXiv 2403.03853)\n"
+            "  --bi-text FILE      shortgpt: calibration text (UTF-8) for the block influence\n"
+            "  --bi-tokens N       shortgpt: tokens of it used (default 4096, windows of 256)\n"
             "  --time-limit S      per MIP solve (default 60); the best solution found is kept\n"
             "  --tp N              tensor-parallel degree (default: the parent's fastest that divides N)\n"
             "  --dtype, --kv-dtype weights/GEMMs and KV cache in bf16 (default) or fp8 (GPU budgets)\n"
@@ -59,7 +68,9 @@ void pz_usage_search(FILE *out) {
 }
 
 typedef struct {
-    const char *db, *budget, *scenario, *scores, *device, *hw_dir, *dtype_cpu, *method;
+    const char *db, *budget, *scenario, *scores, *device, *hw_dir, *dtype_cpu, *method, *bi_text;
+    long bi_tokens;
+    double bi[PZ_MAX_LAYERS];  // shortgpt: block influence of each parent layer
     pz_search_limits lim;
     long batch, tp, n_solutions;
     double diversity, time_limit;
@@ -103,11 +114,15 @@ static int parse(int argc, char **argv, opts *o) {
         } else if (!strcmp(a, "--method")) {
             if (!(o->method = pz_arg_value(cmd, argc, argv, &i))) return -1;
             if (strcmp(o->method, "mip") && strcmp(o->method, "greedy") && strcmp(o->method, "uniform-ffn") &&
-                strcmp(o->method, "drop-layers")) {
-                fprintf(stderr, "puzzle search: --method wants mip, greedy, uniform-ffn or drop-layers, got '%s'\n",
-                        o->method);
+                strcmp(o->method, "drop-layers") && strcmp(o->method, "shortgpt")) {
+                fprintf(stderr, "puzzle search: --method wants mip, greedy, uniform-ffn, drop-layers or shortgpt, "
+                                "got '%s'\n", o->method);
                 return -1;
             }
+        } else if (!strcmp(a, "--bi-text")) {
+            if (!(o->bi_text = pz_arg_value(cmd, argc, argv, &i))) return -1;
+        } else if (!strcmp(a, "--bi-tokens")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_int(cmd, a, v, 256, 1L << 30, &o->bi_tokens)) return -1;
         } else if (!strcmp(a, "--throughput")) {
             if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_float(cmd, a, v, 1e-9, 1e15, &o->lim.throughput))
                 return -1;
@@ -164,11 +179,50 @@ static int parse(int argc, char **argv, opts *o) {
         fprintf(stderr, "puzzle search: %s is missing (see puzzle search --help)\n", !o->db ? "--db" : "--budget");
         return -1;
     }
+    if (!strcmp(o->method, "shortgpt") != !!o->bi_text) {
+        fprintf(stderr, "puzzle search: %s\n", o->bi_text ? "--bi-text is for --method shortgpt"
+                                                        : "--method shortgpt needs --bi-text FILE (calibration text)");
+        return -1;
+    }
     if (o->lim.throughput > 0 && o->lim.speedup > 0) {
         fprintf(stderr, "puzzle search: --throughput and --speedup are alternatives; give one\n");
         return -1;
     }
     return 0;
+}
+
+// ShortGPT's key: the block influence of every parent layer on the
+// --bi-text windows (distill/net.h), printed to stderr.
+static int block_influence(pz_rundb *db, opts *o, char *err) {
+    pz_rundb_model pm;
+    int have = pz_rundb_get_parent(db, &pm, err);
+    if (have <= 0) return have < 0 ? -1 : pz_err(err, "the run database has no parent");
+    char path[2048];
+    pz_rundb_resolve(db, pm.path, path, sizeof path);
+    size_t len;
+    char *text = pz_read_file(o->bi_text, (size_t)1 << 34, &len, err);
+    if (!text) return -1;
+    int rc = -1;
+    int32_t *ids = NULL;
+    pz_tokenizer *tok = pz_tokenizer_load(path, err);
+    pz_model *m = NULL;
+    pz_backend *be = NULL;
+    int got = tok ? pz_tokenizer_encode(tok, text, len, 0, &ids, err) : -1;
+    if (got < 0) goto out;
+    if (!(m = pz_model_load(path, PZ_DT_F32, err)) || !(be = pz_backend_create(PZ_BACKEND_CPU, 0, err))) goto out;
+    for (int l = 0; l < PZ_MAX_LAYERS; l++) o->bi[l] = NAN;
+    if (pz_block_influence(m, ids, got, 256, o->bi_tokens / 256, be, o->bi, err)) goto out;
+    fprintf(stderr, "block influence (1 - mean cos(layer input, output)) on %s:", o->bi_text);
+    for (int l = 0; l < m->cfg.n_layer; l++) fprintf(stderr, "%s %d:%.4f", l % 10 ? "" : "\n ", l, o->bi[l]);
+    fprintf(stderr, "\n");
+    rc = 0;
+out:
+    free(text);
+    free(ids);
+    pz_tokenizer_free(tok);
+    pz_model_free(m);
+    pz_backend_free(be);
+    return rc;
 }
 
 // ---- solving ---------------------------------------------------------------------------------
@@ -183,6 +237,7 @@ static int run_method(pz_solver *p, const opts *o, const pz_solver_params *sp, p
     if (!strcmp(o->method, "greedy")) return pz_solver_greedy(p, 0, sol, err);
     if (!strcmp(o->method, "uniform-ffn")) return pz_solver_uniform(p, sol, err);
     if (!strcmp(o->method, "drop-layers")) return pz_solver_drop_layers(p, sol, err);
+    if (!strcmp(o->method, "shortgpt")) return pz_solver_drop_layers_by(p, o->bi, PZ_MAX_LAYERS, sol, err);
     return pz_solver_solve(p, sp, sol, err);
 }
 
@@ -305,7 +360,7 @@ static const char *tput_unit(const pz_search_scenario *sc) {
 
 // ---- the command ------------------------------------------------------------------------------------
 int pz_cmd_search(int argc, char **argv) {
-    opts o = {.method = "mip", .n_solutions = 1, .diversity = 0.2, .time_limit = 60, .cp = pz_cost_default_params()};
+    opts o = {.method = "mip", .bi_tokens = 4096, .n_solutions = 1, .diversity = 0.2, .time_limit = 60, .cp = pz_cost_default_params()};
     if (parse(argc, argv, &o)) return PZ_EXIT_USAGE;
     char err[PZ_ERRLEN], warn[512];
     pz_search_scenario sc;
@@ -364,6 +419,7 @@ int pz_cmd_search(int argc, char **argv) {
     pz_cost_params cp = o.cp;
     cp.tp = o.tp ? (int)o.tp : 1;
     if (!(s = pz_search_load(db, &bud, &sc, &cp, o.obj, o.scores, o.device, dtype, warn, sizeof warn, err))) goto fail;
+    if (!strcmp(o.method, "shortgpt") && block_influence(db, &o, err)) goto fail;
     {
         int best_tp = 0;
         char last[PZ_ERRLEN] = "";

@@ -15,6 +15,7 @@
 #include "testutil.h"
 #include "testmodel.h"
 #include "distill.h"
+#include "net.h"
 #include "common.h"
 
 #include <math.h>
@@ -223,7 +224,27 @@ static void runs(void) {
     free(dA), free(dB), free(dC);
 }
 
+// Block influence: a noop+noop layer has exactly 0, every other layer more.
+static void influence(void) {
+    pz_config c;
+    pz_testmodel_config(&c, 1);  // layer 1 is noop + noop
+    pz_model *m = pz_testmodel_random(&c, PZ_DT_F32, 3, err);
+    pz_backend *be = pz_backend_create(PZ_BACKEND_CPU, 2, err);
+    int32_t tok[96];
+    rand_tokens(tok, 96, c.vocab, 9);
+    double bi[8];
+    CHECKF(m && be && pz_block_influence(m, tok, 96, 32, 0, be, bi, err) == 0, "%s", err);
+    for (int l = 0; l < c.n_layer; l++) {
+        int noop = c.layers[l].attn == PZ_ATTN_NOOP && c.layers[l].ffn == PZ_FFN_NOOP;
+        CHECKF(noop ? fabs(bi[l]) < 1e-9 : bi[l] > 1e-4 && bi[l] <= 2, "layer %d: bi %g", l, bi[l]);
+    }
+    CHECK(pz_block_influence(m, tok, 16, 32, 0, be, bi, err) < 0);
+    pz_model_free(m);
+    pz_backend_free(be);
+}
+
 int main(void) {
+    influence();
     pz_config c0;
     pz_testmodel_config(&c0, 0);
     grad_check(&c0, "preset 0 (untied)");

@@ -291,8 +291,9 @@ expect "objective = sum of the layers' stored scores" "$(q "SELECT sum(score) FR
 expect "the MIP changes the parent at ${T1}x" "$(q "SELECT n_changed FROM solutions WHERE id = $M")" ">" 0
 
 # ---- baselines: feasible (checked with every solution below), never better than the MIP ---------------
-for m in greedy uniform-ffn drop-layers; do
-    "${S[@]}" --speedup "$T1" --method $m >b.txt 2>b.err; rc=$?
+for m in greedy uniform-ffn drop-layers shortgpt; do
+    bi=(); [ $m = shortgpt ] && bi=(--bi-text calib.txt --bi-tokens 512)
+    "${S[@]}" --speedup "$T1" --method $m "${bi[@]}" >b.txt 2>b.err; rc=$?
     check "$m exits 0" '[ $rc -eq 0 ]' || cat b.err >&2
     st=$(q "SELECT status FROM searches ORDER BY id DESC LIMIT 1")
     if [ "$st" = solved ]; then
@@ -303,6 +304,10 @@ for m in greedy uniform-ffn drop-layers; do
         echo "note: $m found no child at ${T1}x ($st)"
     fi
 done
+
+check "shortgpt prints the block influence of every layer" 'grep -q "block influence" b.err'
+"${S[@]}" --speedup "$T1" --method shortgpt >b.txt 2>b.err; rc=$?
+check "shortgpt without --bi-text: usage error" '[ $rc -eq 2 ] && grep -q -- "--bi-text" b.err'
 
 # ---- K diverse solutions ----------------------------------------------------------------------------
 "${S[@]}" --speedup "$T2" --solutions 4 --diversity 0.25 >d.txt 2>d.err; rc=$?
