@@ -92,9 +92,9 @@ fi
 
 step "8/8 one chat turn from each (greedy)"
 WHO="parent child"
-[ "$DISTILL_TOKENS" -gt 0 ] && WHO="$WHO distilled"
+[ "$DISTILL_TOKENS" -gt 0 ] && WHO="$WHO distill"
 for who in $WHO; do
-    m=$PARENT; [ $who = child ] && m=$CHILD; [ $who = distilled ] && m=$DCHILD
+    m=$PARENT; [ $who = child ] && m=$CHILD; [ $who = distill ] && m=$DCHILD
     printf '%s: ' "$who"
     "$P" generate "$m" --chat -p "What is the capital of France? Answer in one sentence." -n 32 --temp 0 \
         --threads "$THREADS" 2>/dev/null | tr '\n' ' ' || true
@@ -115,7 +115,7 @@ printf '  %-8s %9s %9.4f %8.4f %11.3f %10s %12.1f %10s\n' child "$PARAMS" "$(fie
     "$(field "$RUN/eval_child.json" top1_agreement)" "$(field "$RUN/eval_child.json" perplexity)" "${PRED}x" \
     "$(col 2 4)" "$(printf '%.3fx' "$(col 2 5)")"
 if [ "$DISTILL_TOKENS" -gt 0 ]; then
-    printf '  %-8s %9s %9.4f %8.4f %11.3f %10s %12s %10s\n' distilled "$PARAMS" \
+    printf '  %-8s %9s %9.4f %8.4f %11.3f %10s %12s %10s\n' distill "$PARAMS" \
         "$(field "$RUN/eval_distilled.json" kl)" "$(field "$RUN/eval_distilled.json" top1_agreement)" \
         "$(field "$RUN/eval_distilled.json" perplexity)" "${PRED}x" "(as child)" "(as child)"
 fi
