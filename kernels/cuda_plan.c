@@ -84,41 +84,6 @@ int pz_kv_row_pages(const int32_t *table, int n_pages, const int32_t *pos, int R
     return 0;
 }
 
-// e4m3: sign, 4 exponent bits (bias 7), 3 mantissa bits; exponent 0 is
-// subnormal (m/8 · 2^-6); S.1111.111 is NaN; the largest finite is
-// S.1111.110 = 1.75 · 2^8 = 448.
-uint8_t pz_e4m3_encode(float x) {
-    if (isnan(x) || isinf(x)) return signbit(x) ? 0xff : 0x7f;
-    uint8_t sign = signbit(x) ? 0x80 : 0;
-    double a = fabs((double)x);
-    if (a >= PZ_E4M3_MAX) return sign | 0x7e;
-    // Quantum at a's binade: 2^(e-3) for normals (e >= -6), 2^-9 below.
-    int e;
-    frexp(a, &e);     // a = f · 2^e, f in [0.5, 1): the binade is 2^(e-1)
-    int be = e - 1;
-    if (be < -6) be = -6;
-    double quantum = ldexp(1.0, be - 3);
-    double q = nearbyint(a / quantum);  // round half to even (default mode)
-    double v = q * quantum;
-    if (v >= PZ_E4M3_MAX) return sign | 0x7e;
-    if (v == 0) return sign;
-    int ve;
-    frexp(v, &ve);
-    int vb = ve - 1;
-    if (vb < -6) {  // subnormal: mantissa = v / 2^-9
-        return sign | (uint8_t)(int)(v / ldexp(1.0, -9));
-    }
-    int mant = (int)(v / ldexp(1.0, vb) * 8.0) - 8;  // 0..7
-    return sign | (uint8_t)(((vb + 7) << 3) | mant);
-}
-
-float pz_e4m3_decode(uint8_t q) {
-    int s = q >> 7, e = (q >> 3) & 0xf, m = q & 7;
-    if (e == 0xf && m == 7) return NAN;
-    double v = e == 0 ? ldexp((double)m, -9) : ldexp(1.0 + m / 8.0, e - 7);
-    return (float)(s ? -v : v);
-}
-
 float pz_fp8_scale(float amax) {
     if (!(amax > 0) || isinf(amax)) return 1.0f;
     float s = amax / PZ_E4M3_MAX;

@@ -2,7 +2,7 @@
 // built into every binary (CUDA or not), so the CPU test suite checks it on
 // machines without a GPU: flattening attention calls into the descriptors
 // the kernels read, packing page tables into the fixed-shape arrays a CUDA
-// graph replays, FP8 e4m3 encoding and scale arithmetic, and the choice of
+// graph replays, FP8 scale arithmetic, and the choice of
 // a decode graph's batch-size bucket.
 #ifndef PZ_CUDA_PLAN_H
 #define PZ_CUDA_PLAN_H
@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "fp8.h"
 
 // ---- attention descriptors -------------------------------------------------------
 // One sequence of an attention call as the kernel reads it (device memory,
@@ -60,19 +61,12 @@ int pz_kv_row_pages(const int32_t *table, int n_pages, const int32_t *pos, int R
 // Pages a sequence of n_pos positions needs.
 static inline int pz_kv_pages_for(int n_pos) { return (n_pos + PZ_KV_PAGE - 1) / PZ_KV_PAGE; }
 
-// ---- FP8 e4m3 ----------------------------------------------------------------------------
-#define PZ_E4M3_MAX 448.0f
-
-// Encodes x as e4m3 (round to nearest even), saturating finite values to
-// ±448; NaN (and ±Inf, which e4m3 cannot hold) become NaN (0x7f / 0xff).
-// The same rule as cuda_fp8.h's __nv_cvt_float_to_fp8(x, __NV_SATFINITE,
-// __NV_E4M3) for finite inputs.
-uint8_t pz_e4m3_encode(float x);
-float pz_e4m3_decode(uint8_t q);
-
+// ---- FP8 scales (encoding itself: fp8.h) ----------------------------------------------
 // The per-tensor dequantization scale for values with max |x| = amax: the
 // value whose multiple by 448 is amax, so x / scale fills e4m3's range.
 // 1 for amax 0, negative, NaN or Inf (nothing to scale, or nothing sane).
+// The rule the CUDA kernels apply on the device to an amax they measured
+// (NaN elements skipped), the scalar form of fp8.h's pz_e4m3_scale_for.
 float pz_fp8_scale(float amax);
 
 // Requantization scale of tensors fused into one product (q|k|v, gate|up):

@@ -556,7 +556,12 @@ def main():
     for t in ths:
         t.start()
     t0 = time.time()
-    while metrics()["puzzle_running_sequences"] < 3 and time.time() - t0 < 10:
+    # every request admitted or queued (on a loaded machine a thread may connect late)
+    while True:
+        mt = metrics()
+        if (mt["puzzle_running_requests"] + mt["puzzle_queue_depth"] >= 6 and mt["puzzle_running_sequences"] >= 3) \
+                or time.time() - t0 > 30:
+            break
         time.sleep(0.01)
     SRV.p.send_signal(signal.SIGTERM)
     time.sleep(0.2)

@@ -45,8 +45,8 @@ __global__ void kv_write_kernel(pz_kv_write w, pz_cuda_fault *fault) {
             ((uint16_t *)w.k_pool)[at] = pz_f32_to_bf16(k);
             ((uint16_t *)w.v_pool)[at] = pz_f32_to_bf16(v);
         } else {
-            ((uint8_t *)w.k_pool)[at] = pz_f32_to_e4m3(k / w.k_scale);
-            ((uint8_t *)w.v_pool)[at] = pz_f32_to_e4m3(v / w.v_scale);
+            ((uint8_t *)w.k_pool)[at] = pz_dev_to_e4m3(k / w.k_scale);
+            ((uint8_t *)w.v_pool)[at] = pz_dev_to_e4m3(v / w.v_scale);
         }
     }
 }
@@ -77,9 +77,9 @@ attention_kernel(const pz_cuda_attn_desc *seqs, int n_seq, int rows, int n_head,
     int qi = row - s.row0;
     int n_keys = s.pos0 + qi + 1;
     int g = h / (n_head / n_kv);
-    const float scale = rsqrtf((float)head_dim);
+    const float scale = 1.0f / sqrtf((float)head_dim) * s.k_scale;
     const float *q = s.q + (size_t)qi * s.q_ld + (size_t)h * head_dim;
-    for (int d = lane; d < head_dim; d += 32) qs[warp][d] = q[d] * scale;
+    for (int d = lane; d < head_dim; d += 32) qs[warp][d] = q[d];
     __syncwarp();
 
     float acc[ATT_PER_LANE];
@@ -93,7 +93,7 @@ attention_kernel(const pz_cuda_attn_desc *seqs, int n_seq, int rows, int n_head,
             size_t at = key_at(s, n_kv, head_dim, g, j);
             float dot = 0.0f;
             for (int d = 0; d < head_dim; d++) dot = fmaf(qs[warp][d], pz_load(s.k, s.kv_type, at + d), dot);
-            sc = dot * s.k_scale;
+            sc = dot * scale;
         }
         float mc = pz_warp_max(sc);
         float mn = pz_nanmax(m, mc);

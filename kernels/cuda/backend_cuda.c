@@ -139,10 +139,11 @@ static void cuda_release_weight(pz_backend *b, pz_weight *w) { pz_cuda_lt_releas
 
 static int cuda_matmul(pz_backend *b, float *y, int ldy, const float *x, int ldx, pz_dt xt,
                        const pz_weight *w, int M, int acc, char *err) {
+    // Activations enter as fp32, or (FP8 weights only) quantized to e4m3.
     if (M < 0 || (M > 0 && (!y || !x)) || ldx < w->cols || ldy < w->rows ||
-        (xt != PZ_DT_F32 && xt != PZ_DT_BF16 && xt != PZ_DT_E4M3)) {
-        if (err) snprintf(err, PZ_ERRLEN, "cuda matmul: bad arguments (M %d, ldx %d, ldy %d, %s activations)",
-                          M, ldx, ldy, pz_dt_name(xt));
+        (xt != PZ_DT_F32 && !(xt == PZ_DT_E4M3 && w->type == PZ_DT_E4M3))) {
+        if (err) snprintf(err, PZ_ERRLEN, "cuda matmul: bad arguments (M %d, ldx %d, ldy %d, %s activations "
+                          "with %s weights)", M, ldx, ldy, pz_dt_name(xt), pz_dt_name(w->type));
         return -1;
     }
     return pz_cuda_lt_matmul(C(b), y, ldy, x, ldx, xt, w, M, acc, err);
@@ -242,6 +243,14 @@ int pz_cuda_argmax(pz_backend *b, int32_t *out, const float *logits, int ld, int
 void *pz_cuda_stream(pz_backend *b) { return b->kind == PZ_BACKEND_CUDA ? (void *)C(b)->stream : NULL; }
 
 int pz_cuda_device(pz_backend *b) { return b->kind == PZ_BACKEND_CUDA ? C(b)->device : -1; }
+
+void pz_cuda_device_name(pz_backend *b, char *buf, size_t cap) {
+    struct cudaDeviceProp prop;
+    if (b->kind != PZ_BACKEND_CUDA || cudaGetDeviceProperties(&prop, C(b)->device) != cudaSuccess)
+        snprintf(buf, cap, "?");
+    else
+        snprintf(buf, cap, "%s (device %d, sm_%d%d)", prop.name, C(b)->device, prop.major, prop.minor);
+}
 
 void pz_cuda_set_trials(pz_backend *b, int on) {
     if (b->kind == PZ_BACKEND_CUDA) C(b)->trials = on;

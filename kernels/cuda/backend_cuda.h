@@ -6,6 +6,7 @@
 #ifndef PZ_BACKEND_CUDA_H
 #define PZ_BACKEND_CUDA_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "backend.h"
@@ -26,6 +27,9 @@ int pz_cuda_argmax(pz_backend *b, int32_t *out, const float *logits, int ld, int
 // another kind of backend.
 void *pz_cuda_stream(pz_backend *b);
 int pz_cuda_device(pz_backend *b);
+
+// The device's name ("NVIDIA H200") into buf; "?" for another kind of backend.
+void pz_cuda_device_name(pz_backend *b, char *buf, size_t cap);
 
 // 1 (the default): the first product of each shape times the heuristic's
 // candidates; 0: take its first choice untimed.

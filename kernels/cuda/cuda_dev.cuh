@@ -24,6 +24,12 @@ __device__ __forceinline__ float pz_warp_max(float v) {
     return v;
 }
 
+// Max ignoring NaN (amax of activations).
+__device__ __forceinline__ float pz_warp_fmax(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
 // Sum over a block of blockDim.x threads (a multiple of 32, at most 1024);
 // every thread gets the result. sh: 32 floats of shared memory.
 __device__ __forceinline__ float pz_block_sum(float v, float *sh) {
@@ -45,20 +51,20 @@ __device__ __forceinline__ uint16_t pz_f32_to_bf16(float x) {
     return *reinterpret_cast<uint16_t *>(&h);
 }
 
-__device__ __forceinline__ float pz_e4m3_to_f32(uint8_t q) {
+__device__ __forceinline__ float pz_dev_e4m3_to_f32(uint8_t q) {
     __half_raw h = __nv_cvt_fp8_to_halfraw((__nv_fp8_storage_t)q, __NV_E4M3);
     return __half2float(__half(h));
 }
 
 // Saturating round-to-nearest-even to e4m3; NaN stays NaN.
-__device__ __forceinline__ uint8_t pz_f32_to_e4m3(float x) {
+__device__ __forceinline__ uint8_t pz_dev_to_e4m3(float x) {
     return (uint8_t)__nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E4M3);
 }
 
 // Element i of an array of type dt (f32, bf16 or e4m3), as fp32.
 __device__ __forceinline__ float pz_load(const void *p, int dt, size_t i) {
     if (dt == PZ_DT_BF16) return pz_bf16_to_f32(((const uint16_t *)p)[i]);
-    if (dt == PZ_DT_E4M3) return pz_e4m3_to_f32(((const uint8_t *)p)[i]);
+    if (dt == PZ_DT_E4M3) return pz_dev_e4m3_to_f32(((const uint8_t *)p)[i]);
     return ((const float *)p)[i];
 }
 

@@ -89,8 +89,8 @@ cudaError_t pz_cu_embed(cudaStream_t s, float *y, const void *table, pz_dt dt, i
                         int n, const int32_t *ids, int M, pz_cuda_fault *fault);
 
 // ---- FP8 and bf16 conversions (fp8.cu) --------------------------------------
-// amax[0] = max |x| over the M x K block (ld), NaN if any element is NaN;
-// amax must be zeroed first (done here, on the stream).
+// amax[0] = max |x| over the M x K block (ld), NaN elements skipped (so a
+// NaN stays in its own row of an FP8 product); zeroed first, on the stream.
 cudaError_t pz_cu_amax(cudaStream_t s, float *amax, const float *x, int ld, int M, int K);
 // q[M,K] (contiguous) = saturate(x / scale) as e4m3 with scale read from the
 // device float *scale; when scale_from_amax, *scale is first set to
@@ -103,12 +103,13 @@ cudaError_t pz_cu_to_bf16(cudaStream_t s, uint16_t *q, const float *x, int ld, i
 
 // ---- products (gemv.cu): y[M,N] (ldy) = (acc ? y : 0) + x · Wᵀ · scale ---------
 // W [N,K] rows ldw apart, of type wt (f32, bf16, e4m3). xt: f32 (as given) or
-// e4m3 (each row quantized with its own amax scale first: row-invariant).
-// ch_scale (N, may be NULL) multiplies output channel n. M <= PZ_CUDA_GEMV_ROWS.
-// xq (M·K bytes) and xs (M floats) are scratch for the quantized rows (e4m3 only).
+// e4m3 (rows quantized first: e4m3(x / x_scale) when x_scale > 0, else each
+// row with its own amax scale; row-invariant either way). ch_scale (N, may
+// be NULL) multiplies output channel n. M <= PZ_CUDA_GEMV_ROWS. xq (M·K
+// bytes) and xs (M floats) are scratch for the quantized rows (e4m3 only).
 cudaError_t pz_cu_gemv(cudaStream_t s, float *y, int ldy, const float *x, int ldx, pz_dt xt,
                        const void *w, pz_dt wt, int ldw, float scale, const float *ch_scale, int M,
-                       int N, int K, int acc, uint8_t *xq, float *xs);
+                       int N, int K, int acc, float x_scale, uint8_t *xq, float *xs);
 // y[M,N] (ldy) = (acc ? y : 0) + t[M,N] (ldt) · ch_scale[n]: the per-channel
 // factor cuBLASLt cannot apply (t may equal y when acc is 0).
 cudaError_t pz_cu_scale_cols(cudaStream_t s, float *y, int ldy, const float *t, int ldt,

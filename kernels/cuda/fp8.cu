@@ -7,9 +7,10 @@
 #include "cuda_dev.cuh"
 #include "cuda_impl.h"
 
-// Non-negative floats (and NaN with the sign bit clear) order like their
-// bit patterns as signed ints, NaN above Inf above every finite value, so
-// atomicMax on the bits is a float max that keeps NaN.
+// Non-negative floats order like their bit patterns as signed ints, so
+// atomicMax on the bits is a float max. NaN elements are skipped (fmaxf):
+// a NaN stays in its own row of the product instead of poisoning the
+// scale of every row.
 __global__ void amax_kernel(float *amax, const float *x, int ld, int M, int K) {
     __shared__ float sh[32];
     size_t total = (size_t)M * K;
@@ -17,19 +18,16 @@ __global__ void amax_kernel(float *amax, const float *x, int ld, int M, int K) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
          i += (size_t)gridDim.x * blockDim.x) {
         float a = fabsf(x[(i / K) * ld + i % K]);
-        m = pz_nanmax(m, a);
+        m = fmaxf(m, a);
     }
-    m = pz_warp_max(m);
+    m = pz_warp_fmax(m);
     int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
     if (lane == 0) sh[wid] = m;
     __syncthreads();
     if (wid == 0) {
         m = lane < (int)(blockDim.x >> 5) ? sh[lane] : 0.0f;
-        m = pz_warp_max(m);
-        if (lane == 0) {
-            int bits = m != m ? 0x7fc00000 : __float_as_int(m);
-            atomicMax((int *)amax, bits);
-        }
+        m = pz_warp_fmax(m);
+        if (lane == 0) atomicMax((int *)amax, __float_as_int(m));
     }
 }
 
@@ -47,7 +45,7 @@ __global__ void quant_kernel(uint8_t *q, const float *x, int ld, int M, int K, f
     size_t total = (size_t)M * K;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
          i += (size_t)gridDim.x * blockDim.x)
-        q[i] = pz_f32_to_e4m3(x[(i / K) * ld + i % K] / sc);
+        q[i] = pz_dev_to_e4m3(x[(i / K) * ld + i % K] / sc);
 }
 
 __global__ void to_bf16_kernel(uint16_t *q, const float *x, int ld, int M, int K) {

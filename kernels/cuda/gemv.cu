@@ -4,8 +4,9 @@
 // reads them 16 bytes per lane where alignment allows; fp32 accumulation
 // with explicit fused multiply-adds in a fixed order, so row m's result
 // depends on row m alone (backend.h's invariant_rows), whatever M is.
-// FP8 activations (xt = e4m3) are quantized per row, each with its own
-// amax scale, which keeps that invariance.
+// FP8 activations (xt = e4m3) are quantized with the weight's static input
+// scale (x_scale), or without one per row, each with its own amax scale;
+// either keeps that invariance.
 #include "cuda_dev.cuh"
 #include "cuda_impl.h"
 
@@ -48,7 +49,7 @@ __device__ __forceinline__ void load8(const void *p, size_t i, float v[8]) {
             for (int j = 0; j < 8; j++) t[j] = b[j];
         }
 #pragma unroll
-        for (int j = 0; j < 8; j++) v[j] = pz_e4m3_to_f32(t[j]);
+        for (int j = 0; j < 8; j++) v[j] = pz_dev_e4m3_to_f32(t[j]);
     }
 }
 
@@ -98,23 +99,25 @@ __global__ void gemv_kernel(float *y, int ldy, const void *x, int ldx, const flo
     }
 }
 
-// One block per row: amax of the row, then q = sat(x / scale), xs[m] = scale.
-__global__ void quant_rows_kernel(uint8_t *q, float *xs, const float *x, int ldx, int K) {
+// One block per row: q = sat(x / scale), xs[m] = scale, with the static
+// scale x_scale when > 0, else the row's own amax / 448.
+__global__ void quant_rows_kernel(uint8_t *q, float *xs, const float *x, int ldx, int K, float x_scale) {
     __shared__ float sh[32];
     const float *xr = x + (size_t)blockIdx.x * ldx;
     float m = 0.0f;
-    for (int k = threadIdx.x; k < K; k += blockDim.x) m = pz_nanmax(m, fabsf(xr[k]));
-    m = pz_warp_max(m);
+    for (int k = threadIdx.x; k < K; k += blockDim.x) m = fmaxf(m, fabsf(xr[k]));  // NaN skipped
+    m = pz_warp_fmax(m);
     int lane = threadIdx.x & 31, wid = threadIdx.x >> 5;
     if (lane == 0) sh[wid] = m;
     __syncthreads();
     m = 0.0f;
-    for (int i = 0; i < (int)(blockDim.x >> 5); i++) m = pz_nanmax(m, sh[i]);
+    for (int i = 0; i < (int)(blockDim.x >> 5); i++) m = fmaxf(m, sh[i]);
     float sc = (!(m > 0.0f) || isinf(m)) ? 1.0f : m / 448.0f;
     if (!(sc > 0.0f)) sc = 1.0f;
+    if (x_scale > 0.0f) sc = x_scale;
     if (threadIdx.x == 0) xs[blockIdx.x] = sc;
     for (int k = threadIdx.x; k < K; k += blockDim.x)
-        q[(size_t)blockIdx.x * K + k] = pz_f32_to_e4m3(xr[k] / sc);
+        q[(size_t)blockIdx.x * K + k] = pz_dev_to_e4m3(xr[k] / sc);
 }
 
 template <int WT, int XT>
@@ -148,14 +151,14 @@ static bool aligned(const void *p, int ld, size_t esize) {
 extern "C" cudaError_t pz_cu_gemv(cudaStream_t s, float *y, int ldy, const float *x, int ldx,
                                   pz_dt xt, const void *w, pz_dt wt, int ldw, float scale,
                                   const float *ch_scale, int M, int N, int K, int acc,
-                                  uint8_t *xq, float *xs) {
+                                  float x_scale, uint8_t *xq, float *xs) {
     if (M <= 0 || N <= 0) return cudaSuccess;
     if (M > MAXR) return cudaErrorInvalidValue;
     size_t wsz = wt == PZ_DT_F32 ? 4 : wt == PZ_DT_BF16 ? 2 : 1;
     bool wvec = aligned(w, ldw, wsz);
     if (xt == PZ_DT_E4M3) {
         if (K > 0) {
-            quant_rows_kernel<<<M, 256, 0, s>>>(xq, xs, x, ldx, K);
+            quant_rows_kernel<<<M, 256, 0, s>>>(xq, xs, x, ldx, K, x_scale);
             cudaError_t e = cudaGetLastError();
             if (e != cudaSuccess) return e;
         }

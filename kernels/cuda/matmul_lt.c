@@ -4,16 +4,21 @@
 // n = M, k = K). Types:
 //   W f32:  fp32 x as given, fp32 compute (no TF32), fp32 out;
 //   W bf16: x rounded to bf16 into scratch, bf16 x bf16 -> fp32;
-//   W e4m3: x quantized to e4m3 with a per-tensor scale derived on the
-//           device from its amax; the weight's per-tensor scale and the
-//           activations' scale go to cuBLASLt through the A/B scale
-//           pointers; fp32 accumulation and output. cuBLASLt has no
-//           fp32 x e4m3 product, so this happens whatever xt says.
+//   W e4m3, xt = e4m3: x quantized to e4m3 with the weight's static input
+//           scale (x_scale, the checkpoint's input_scale), or, when it has
+//           none, with a per-tensor scale made on the device from the
+//           activations' amax (the "dynamic" scheme; the CPU backend
+//           refuses that case); the weight's scale and the activations'
+//           go to cuBLASLt through the A/B scale pointers; fp32
+//           accumulation and output;
+//   W e4m3, xt = f32: fp32 activations as given, as on the CPU: cuBLASLt
+//           has no fp32 x e4m3 product, so this runs on gemv.cu's kernel
+//           8 rows per pass (exact, but each pass streams the weight).
 // Per-output-channel weight scales are applied after the product.
-// Products of at most PZ_CUDA_GEMV_ROWS rows, shapes FP8 cannot take
-// (dimensions and leading dimensions not multiples of 16, misaligned
-// pointers) and shapes for which the heuristic finds no algorithm run on
-// gemv.cu's kernel instead (8 rows per launch).
+// Products of at most PZ_CUDA_GEMV_ROWS rows, FP8 shapes cuBLASLt cannot
+// take (dimensions and leading dimensions not multiples of 16, misaligned
+// pointers) and shapes for which the heuristic finds no algorithm also run
+// on gemv.cu's kernel.
 //
 // The algorithm is chosen once per shape (M, ldx, ldy) and cached in
 // w->priv: the heuristic's candidates are each timed once on the actual
@@ -21,6 +26,7 @@
 // or with trials off, the heuristic's first choice is taken untimed.
 #include "cuda_impl.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +44,7 @@ typedef struct {
 } lt_entry;
 
 typedef struct {
-    float *d_scale;  // the weight's per-tensor scale on the device (A scale pointer)
+    float *d_scale;  // device: [0] the weight's scale (A scale pointer), [1] x_scale (B, when > 0)
     lt_entry e[LT_CACHE];
     int next;        // round-robin victim when full
 } lt_weight;
@@ -87,8 +93,9 @@ int pz_cuda_lt_prepare(pz_cuda *c, pz_weight *w, char *err) {
         if (err) snprintf(err, PZ_ERRLEN, "cuda backend: bad weight %dx%d (ld %d)", w->rows, w->cols, w->ld);
         return -1;
     }
-    if (w->type != PZ_DT_E4M3 && w->scale != 1.0f && !(w->scale > 0)) {
-        if (err) snprintf(err, PZ_ERRLEN, "cuda backend: weight scale %g", (double)w->scale);
+    if (!(w->scale > 0) || isinf(w->scale) || !(w->x_scale >= 0) || isinf(w->x_scale)) {
+        if (err) snprintf(err, PZ_ERRLEN, "cuda backend: weight scale %g, input scale %g", (double)w->scale,
+                          (double)w->x_scale);
         return -1;
     }
     lt_weight *lw = calloc(1, sizeof *lw);
@@ -96,9 +103,9 @@ int pz_cuda_lt_prepare(pz_cuda *c, pz_weight *w, char *err) {
         if (err) snprintf(err, PZ_ERRLEN, "cuda backend: out of memory");
         return -1;
     }
-    cudaError_t e = cudaMalloc((void **)&lw->d_scale, sizeof(float));
-    if (e == cudaSuccess)
-        e = cudaMemcpy(lw->d_scale, &w->scale, sizeof(float), cudaMemcpyHostToDevice);
+    float sc[2] = {w->scale, w->x_scale};
+    cudaError_t e = cudaMalloc((void **)&lw->d_scale, sizeof sc);
+    if (e == cudaSuccess) e = cudaMemcpy(lw->d_scale, sc, sizeof sc, cudaMemcpyHostToDevice);
     if (e != cudaSuccess) {
         cudaFree(lw->d_scale);
         free(lw);
@@ -151,7 +158,7 @@ static int entry_make(pz_cuda *c, lt_entry *en, const pz_weight *w, const lt_wei
     LT_CHECK(cublasLtMatmulDescSetAttribute(en->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof opT), "transa");
     LT_CHECK(cublasLtMatmulDescSetAttribute(en->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof opN), "transb");
     if (w->type == PZ_DT_E4M3) {
-        const void *as = lw->d_scale, *bs = c->dev_f + 1;
+        const void *as = lw->d_scale, *bs = w->x_scale > 0 ? lw->d_scale + 1 : c->dev_f + 1;
         LT_CHECK(cublasLtMatmulDescSetAttribute(en->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &as, sizeof as), "A scale");
         LT_CHECK(cublasLtMatmulDescSetAttribute(en->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &bs, sizeof bs), "B scale");
     }
@@ -210,7 +217,7 @@ static int lt_fallback(pz_cuda *c, float *y, int ldy, const float *x, int ldx, p
         int mr = M - m0 < PZ_CUDA_GEMV_ROWS ? M - m0 : PZ_CUDA_GEMV_ROWS;
         CU_CHECK(pz_cu_gemv(c->stream, y + (size_t)m0 * ldy, ldy, x + (size_t)m0 * ldx, ldx, xt,
                             w->data, w->type, w->ld, w->scale, w->ch_scale, mr, w->rows, w->cols,
-                            acc, c->xbuf, c->dev_f + 4),
+                            acc, w->x_scale, c->xbuf, c->dev_f + 4),
                  "matmul (gemv)");
     }
     return 0;
@@ -229,7 +236,7 @@ int pz_cuda_lt_matmul(pz_cuda *c, float *y, int ldy, const float *x, int ldx, pz
         return -1;
     }
     if (M <= 0) return 0;
-    if (M <= PZ_CUDA_GEMV_ROWS || (w->type == PZ_DT_E4M3 && !fp8_ok(w, y, ldy)))
+    if (M <= PZ_CUDA_GEMV_ROWS || (w->type == PZ_DT_E4M3 && (xt == PZ_DT_F32 || !fp8_ok(w, y, ldy))))
         return lt_fallback(c, y, ldy, x, ldx, xt, w, M, acc, err);
     const int K = w->cols, N = w->rows;
     // The B operand: x as given (f32), or converted into scratch (contiguous).
@@ -241,13 +248,15 @@ int pz_cuda_lt_matmul(pz_cuda *c, float *y, int ldy, const float *x, int ldx, pz
         xb = c->xbuf, bld = K;
     } else if (w->type == PZ_DT_E4M3) {
         if (pz_cuda_grow(&c->xbuf, &c->xbuf_bytes, (size_t)M * K, err)) return -1;
-        CU_CHECK(pz_cu_amax(c->stream, c->dev_f, x, ldx, M, K), "matmul: amax");
-        CU_CHECK(pz_cu_quant_e4m3(c->stream, c->xbuf, x, ldx, M, K, c->dev_f + 1, c->dev_f),
-                 "matmul: e4m3 activations");
+        if (w->x_scale > 0) {  // static: the scale the product's B pointer reads
+            CU_CHECK(pz_cu_quant_e4m3(c->stream, c->xbuf, x, ldx, M, K, lw->d_scale + 1, NULL),
+                     "matmul: e4m3 activations");
+        } else {               // dynamic: amax, then the scale, on the device
+            CU_CHECK(pz_cu_amax(c->stream, c->dev_f, x, ldx, M, K), "matmul: amax");
+            CU_CHECK(pz_cu_quant_e4m3(c->stream, c->xbuf, x, ldx, M, K, c->dev_f + 1, c->dev_f),
+                     "matmul: e4m3 activations");
+        }
         xb = c->xbuf, bld = K;
-    } else if (xt != PZ_DT_F32) {
-        if (err) snprintf(err, PZ_ERRLEN, "cuda backend: %s activations with f32 weights", pz_dt_name(xt));
-        return -1;
     }
     // The destination: y itself, or scratch when channel scales follow.
     float *d = y;
