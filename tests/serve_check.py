@@ -202,6 +202,8 @@ def main():
     ap.add_argument("model")
     ap.add_argument("--ctx", type=int, default=256)
     ap.add_argument("--tokens", type=int, default=16)
+    ap.add_argument("--flood-tokens", type=int, default=0,
+                    help="max_tokens of the queue-full flood (default 4 x --tokens)")
     ap.add_argument("--openai", default="")
     ap.add_argument("--tmp", default="/tmp")
     ap.add_argument("--preempt", action="store_true", help="also run a server with a tiny KV pool")
@@ -518,7 +520,8 @@ def main():
     lock = threading.Lock()
 
     def flood(i):
-        st, h, _ = post("/v1/completions", {"prompt": f"Item {i}:", "max_tokens": 4 * T, "temperature": 0})
+        st, h, _ = post("/v1/completions", {"prompt": f"Item {i}:", "max_tokens": args.flood_tokens or 4 * T,
+                                            "temperature": 0})
         with lock:
             codes.append((st, h.get("Retry-After")))
 
