@@ -49,11 +49,22 @@ def check(name, cond, detail=""):
         print(f"FAIL: {name} {detail}"[:2000], file=sys.stderr)
 
 
+STARTED = []  # every server this script starts, killed at exit whatever happens
+
+
+def kill_servers():
+    for p in STARTED:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 class Server:
     def __init__(self, binary, model, extra):
         self.err = open(os.path.join(TMP, "server.err"), "w+")
         self.p = subprocess.Popen([binary, "serve", model, "--port", "0"] + extra,
                                   stdout=subprocess.DEVNULL, stderr=self.err)
+        STARTED.append(self.p)
         self.port = None
         t0 = time.time()
         while time.time() - t0 < 60 and self.port is None:
@@ -589,4 +600,7 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    finally:
+        kill_servers()
