@@ -213,8 +213,13 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n) {
 static uint64_t run_hash(const pz_model *teacher, const pz_model *child, const int32_t *tokens,
                          long n_tokens, const pz_distill_params *p, long steps, long warm) {
     uint64_t h = 0xcbf29ce484222325ull;
-    uint64_t a[4] = {pz_capture_config_hash(&teacher->cfg), pz_capture_config_hash(&child->cfg),
-                     pz_capture_tokens_hash(tokens, n_tokens), (uint64_t)child->cfg.tie_embeddings};
+    // The child's starting weights too (read as 64-bit words, for speed): a
+    // checkpoint of another child of the same architecture is not resumed.
+    uint64_t wh = 0xcbf29ce484222325ull;
+    const uint64_t *wd = child->arena;
+    for (size_t i = 0; i < child->arena_bytes / 8; i++) wh = (wh ^ wd[i]) * 0x100000001b3ull;
+    uint64_t a[5] = {pz_capture_config_hash(&teacher->cfg), pz_capture_config_hash(&child->cfg),
+                     pz_capture_tokens_hash(tokens, n_tokens), (uint64_t)child->cfg.tie_embeddings, wh};
     h = fnv(h, a, sizeof a);
     long ints[7] = {p->seq, p->batch, p->accum, steps, warm, (long)p->prec, (long)p->seed};
     h = fnv(h, ints, sizeof ints);

@@ -22,9 +22,10 @@
 // Checkpoints: out_dir/gkd_checkpoint.bin, written (rank 0) every
 // checkpoint_every steps and at the end: a temporary name, fsync, rename,
 // so the file at the final name is always whole. It holds the step, the
-// windows consumed, the seed, a hash of the run's identity (architecture,
-// tokens, batch geometry, schedule, optimizer), the loss curve so far, and
-// every parameter with both AdamW moments in fp32. A rerun with resume set
+// windows consumed, the seed, a hash of the run's identity (architectures,
+// the child's starting weights, tokens, batch geometry, schedule,
+// optimizer), the loss curve so far, and every parameter with both AdamW
+// moments in fp32. A rerun with resume set
 // continues from it and, with the same thread count, ends bit-identical to
 // an uninterrupted run. Nothing here prints: progress goes to a callback.
 #ifndef PZ_DISTILL_H

@@ -4,6 +4,7 @@
 #include "subblock.h"
 #include "weights.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 

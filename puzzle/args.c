@@ -46,11 +46,11 @@ int pz_arg_float(const char *cmd, const char *opt, const char *val, double lo, d
 
 int pz_arg_wtype(const char *cmd, const char *val, pz_dt *wtype) {
     pz_dt t;
-    if (pz_dt_parse(val, &t) == 0 && (t == PZ_DT_F32 || t == PZ_DT_BF16)) {
+    if (pz_dt_parse(val, &t) == 0 && (t == PZ_DT_F32 || t == PZ_DT_BF16 || t == PZ_DT_E4M3)) {
         *wtype = t;
         return 0;
     }
-    fprintf(stderr, "puzzle %s: --dtype wants f32 or bf16, got '%s'\n", cmd, val);
+    fprintf(stderr, "puzzle %s: --dtype wants f32, bf16 or fp8, got '%s'\n", cmd, val);
     return -1;
 }
 

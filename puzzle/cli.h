@@ -34,6 +34,7 @@ int pz_cmd_solution(int argc, char **argv);
 int pz_cmd_realize(int argc, char **argv);
 int pz_cmd_serve(int argc, char **argv);
 int pz_cmd_distill(int argc, char **argv);
+int pz_cmd_quantize(int argc, char **argv);
 void pz_usage_info(FILE *out);
 void pz_usage_generate(FILE *out);
 void pz_usage_eval(FILE *out);
@@ -50,6 +51,7 @@ void pz_usage_solution(FILE *out);
 void pz_usage_realize(FILE *out);
 void pz_usage_serve(FILE *out);
 void pz_usage_distill(FILE *out);
+void pz_usage_quantize(FILE *out);
 
 // Option parsing: argv is scanned left to right; options take their value
 // from the next argument (or after '=' for --long=value). These helpers

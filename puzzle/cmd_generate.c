@@ -24,7 +24,8 @@ void pz_usage_generate(FILE *out) {
             "  --seed S            random seed for sampling (default 1)\n"
             "  --chat              wrap the prompt as a user turn in the model's chat format\n"
             "  --system TEXT       system message for --chat\n"
-            "  --dtype f32|bf16    weight type in memory (default bf16)\n"
+            "  --dtype f32|bf16|fp8  weight type in memory (default bf16; fp8: e4m3, quantized at load)\n"
+            "  --kv-dtype f32|bf16|fp8  KV cache element type (default f32)\n"
             "  --threads T         CPU threads (default: all cores)\n"
             "  --ignore-eos        keep going past the end-of-sequence token\n");
 }
@@ -40,7 +41,7 @@ int pz_cmd_generate(int argc, char **argv) {
     long n_gen = 128, seed = 1, threads = 0;
     double temp = 0, top_p = 1;
     int chat = 0, ignore_eos = 0;
-    pz_dt wtype = PZ_DT_BF16;
+    pz_dt wtype = PZ_DT_BF16, kvt = PZ_DT_F32;
     const char *cmd = "generate";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -62,6 +63,8 @@ int pz_cmd_generate(int argc, char **argv) {
                 fprintf(stderr, "puzzle generate: --top-p must be > 0\n");
                 return PZ_EXIT_USAGE;
             }
+        } else if (!strcmp(a, "--kv-dtype")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_wtype(cmd, v, &kvt)) return PZ_EXIT_USAGE;
         } else if (!strcmp(a, "--dtype")) {
             if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_wtype(cmd, v, &wtype)) return PZ_EXIT_USAGE;
         } else if (!strcmp(a, "--chat")) chat = 1;
@@ -127,6 +130,7 @@ int pz_cmd_generate(int argc, char **argv) {
     pz_engine_params ep = pz_engine_default_params();
     ep.n_threads = (int)threads;
     ep.n_slots = 1;
+    ep.kv_type = kvt;
     long need = n_prompt + n_gen;
     if (need > m->cfg.max_ctx) {
         pz_err(err, "prompt (%d tokens) + -n %ld exceeds the model's context of %d", n_prompt, n_gen, m->cfg.max_ctx);

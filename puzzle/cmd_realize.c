@@ -18,7 +18,7 @@
 
 void pz_usage_realize(FILE *out) {
     fprintf(out,
-            "usage: puzzle realize --db RUN.db --solution ID --out DIR [--gguf FILE] [--dtype f32|bf16]\n"
+            "usage: puzzle realize --db RUN.db --solution ID --out DIR [--gguf FILE] [--dtype f32|bf16|fp8]\n"
             "                      [--parent PATH]\n\n"
             "Writes solution ID (puzzle solutions lists them) as a Hugging Face DeciLM directory:\n"
             "config.json with block_configs, model.safetensors, tokenizer.json, tokenizer_config.json.\n"
@@ -27,7 +27,8 @@ void pz_usage_realize(FILE *out) {
             "recorded in the run database (models, role 'child', with its solution id).\n\n"
             "  --out DIR      output directory (created; existing files are replaced)\n"
             "  --gguf FILE    also write a GGUF file (architecture llama or deci)\n"
-            "  --dtype        weight type written: bf16 (default) or f32\n"
+            "  --dtype        weight type written: bf16 (default), f32, or fp8 (the FP8 checkpoint\n"
+            "                 layout of docs/FP8.md: e4m3 weights with weight_scale; no GGUF)\n"
             "  --parent PATH  the parent model, when it has moved since the library was built\n");
 }
 
@@ -163,10 +164,18 @@ int pz_cmd_realize(int argc, char **argv) {
     fprintf(stderr, "realize: solution %ld, %d of %d sub-blocks changed; loading the parent %s\n", sol, n_changed,
             2 * n_layer, ppath);
     if (!(tok = pz_tokenizer_load(ppath, err))) goto fail;
-    if (!(parent = pz_model_load(ppath, wtype, err))) goto fail;
+    // fp8: the child is realized in f32 and quantized as a whole (per-tensor
+    // scales of its own weights, BLD-trained blocks included)
+    if (!(parent = pz_model_load(ppath, wtype == PZ_DT_E4M3 ? PZ_DT_F32 : wtype, err))) goto fail;
     if (!(child = pz_realize_child(parent, layers, err))) goto fail;
     pz_model_free(parent);
     parent = NULL;
+    if (wtype == PZ_DT_E4M3) {
+        pz_model *q = pz_model_to_e4m3(child, err);
+        if (!q) goto fail;
+        pz_model_free(child);
+        child = q;
+    }
     if (out) {
         if (mkdir(out, 0755) != 0 && !pz_is_dir(out)) {
             pz_err(err, "%s: cannot create the output directory", out);

@@ -52,7 +52,7 @@ int pz_cmd_serve(int argc, char **argv) {
             const char *opt;
             long lo, hi, *out;
         } ints[] = {{"--port", 0, 65535, &port},        {"--threads", 0, 1024, &threads},
-                    {"--max-seqs", 1, 1024, &max_seqs}, {"--kv-tokens", 16, 1L << 26, &kv_tokens},
+                    {"--max-seqs", 1, 512, &max_seqs}, {"--kv-tokens", 16, 1L << 26, &kv_tokens},
                     {"--ctx", 16, 1L << 22, &ctx},      {"--queue", 0, 1 << 20, &queue},
                     {"--timeout", 1, 3600, &timeout},   {"--drain", 0, 86400, &drain}};
         int matched = 0;

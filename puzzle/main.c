@@ -11,6 +11,7 @@ static const pz_command commands[] = {
     {"generate", "generate text from a prompt, streaming tokens", pz_cmd_generate, pz_usage_generate},
     {"eval", "perplexity on a text file; KL and top-1 agreement against a reference model", pz_cmd_eval, pz_usage_eval},
     {"tokenize", "tokenize standard input", pz_cmd_tokenize, pz_usage_tokenize},
+    {"quantize", "write a model as an FP8 checkpoint (vLLM / TensorRT-LLM layout), calibrated", pz_cmd_quantize, pz_usage_quantize},
     {"convert", "write a model as a Hugging Face DeciLM directory", pz_cmd_convert, pz_usage_convert},
     {"build-library", "train the block library (BLD) into a run database; resumable, shardable", pz_cmd_build_library, pz_usage_build_library},
     {"merge-db", "merge shard run databases of one parent and search space", pz_cmd_merge_db, pz_usage_merge_db},

@@ -227,6 +227,16 @@ static int from_json(pz_config *cfg, const cJSON *root, ctx *c) {
         return -1;
     cfg->head_dim = cfg->hidden / cfg->n_head;
     if (get_int(c, root, "head_dim", 1, MAX_DIM, 0, &cfg->head_dim)) return -1;
+    const cJSON *qc = get(root, "quantization_config");
+    if (present(qc)) {
+        const cJSON *qm = get(qc, "quant_method"), *as = get(qc, "activation_scheme");
+        if (!cJSON_IsString(qm) || strcmp(qm->valuestring, "fp8") != 0)
+            return pz_err(c->err, "%s: quantization_config.quant_method must be \"fp8\" (the only quantized "
+                          "checkpoints read)", c->what);
+        cfg->quant = PZ_DT_E4M3;
+        cfg->quant_static = cJSON_IsString(as) && strcmp(as->valuestring, "static") == 0;
+        cfg->quant_kv = present(get(qc, "kv_cache_scheme"));
+    }
     const cJSON *rs = get(root, "rope_scaling");
     if (!present(rs)) rs = get(root, "rope_parameters");
     if (read_rope(c, rs, cfg)) return -1;
@@ -404,6 +414,24 @@ char *pz_config_to_hf_json(const pz_config *c) {
         add_int(rs, "original_max_position_embeddings", c->rope_orig_ctx);
     } else {
         cJSON_AddNullToObject(r, "rope_scaling");
+    }
+    if (c->quant == PZ_DT_E4M3) {
+        // vLLM's Fp8Config (quant_method, activation_scheme, ignored_layers);
+        // kv_cache_scheme as llm-compressor writes it (docs/FP8.md)
+        cJSON *q = cJSON_AddObjectToObject(r, "quantization_config");
+        cJSON_AddStringToObject(q, "quant_method", "fp8");
+        cJSON_AddStringToObject(q, "activation_scheme", c->quant_static ? "static" : "dynamic");
+        cJSON_AddStringToObject(q, "fmt", "e4m3");
+        cJSON *ig = cJSON_AddArrayToObject(q, "ignored_layers");
+        cJSON_AddItemToArray(ig, cJSON_CreateString("lm_head"));
+        if (c->quant_kv) {
+            cJSON *kv = cJSON_AddObjectToObject(q, "kv_cache_scheme");
+            add_int(kv, "num_bits", 8);
+            cJSON_AddStringToObject(kv, "type", "float");
+            cJSON_AddStringToObject(kv, "strategy", "tensor");
+            cJSON_AddBoolToObject(kv, "dynamic", 0);
+            cJSON_AddBoolToObject(kv, "symmetric", 1);
+        }
     }
     cJSON *blocks = cJSON_AddArrayToObject(r, "block_configs");
     for (int i = 0; i < c->n_layer; i++) {

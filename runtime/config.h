@@ -7,6 +7,7 @@
 #define PZ_CONFIG_H
 
 #include <stddef.h>
+#include "dtype.h"
 
 typedef enum { PZ_ATTN_GQA = 0, PZ_ATTN_LINEAR = 1, PZ_ATTN_NOOP = 2 } pz_attn_kind;
 typedef enum { PZ_FFN_SWIGLU = 0, PZ_FFN_LINEAR = 1, PZ_FFN_NOOP = 2 } pz_ffn_kind;
@@ -37,6 +38,13 @@ typedef struct {
     pz_rope_scaling rope_scaling;
     float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
     int rope_orig_ctx;
+    // The checkpoint's quantization (config.json "quantization_config"):
+    // quant PZ_DT_E4M3 for quant_method "fp8" (float8_e4m3fn weights with
+    // weight_scale; quant_static: activation_scheme "static", input_scale
+    // tensors present; quant_kv: k_scale / v_scale tensors present), else
+    // PZ_DT_F32 (0: none). docs/FP8.md.
+    pz_dt quant;
+    int quant_static, quant_kv;
     pz_layer_spec layers[PZ_MAX_LAYERS];
 } pz_config;
 

@@ -25,6 +25,7 @@
 #include "common.h"
 #include "kvcache.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +36,7 @@
 typedef struct {
     void *k, *v;       // the layer's K and V page pools (kv_pages pages each), or NULL
     size_t page_bytes; // bytes of one K (or V) page
+    float k_scale, v_scale;  // FP8 KV pages: dequantization scales (1 otherwise)
     int kvd;           // n_kv*head_dim
     const float *attn_norm, *ffn_norm;  // backend memory, or NULL
     pz_weight qkv;     // fused [Wq;Wk;Wv] when adjacent (fuse_qkv), else unused
@@ -98,6 +100,7 @@ struct pz_engine {
     pz_attn_seq *seqs;     // (R) descriptors (host; they point into backend memory)
     int *seq_slot;         // (R)
     int *seq_row0;         // (R) first row of each sequence
+    float *amax_buf;       // calibration (p.amax): host copy of one activation, R * amax_w floats
 };
 
 pz_engine_params pz_engine_default_params(void) {
@@ -107,9 +110,11 @@ pz_engine_params pz_engine_default_params(void) {
     return p;
 }
 
+// Adjacent and alike (type, and the scales an FP8 product applies per tensor).
 static int adjacent(const pz_mat *a, const pz_mat *b) {
     size_t bytes = (size_t)a->rows * a->cols * pz_dt_size(a->type);
-    return a->type == b->type && a->cols == b->cols && (const char *)a->data + bytes == (const char *)b->data;
+    return a->type == b->type && a->cols == b->cols && (const char *)a->data + bytes == (const char *)b->data &&
+           (a->type != PZ_DT_E4M3 || (a->scale == b->scale && a->x_scale == b->x_scale));
 }
 
 // The backend's copy of host tensor p (bytes long): inside the model's
@@ -140,6 +145,10 @@ static int prep(pz_engine *e, pz_weight *w, const pz_mat *first, int rows, char 
     const void *d = dev_ptr(e, first->data, bytes, err);
     if (!d) return -1;
     *w = pz_weight_dense(d, first->type, rows, first->cols);
+    if (first->type == PZ_DT_E4M3) {
+        w->scale = first->scale;
+        w->x_scale = first->x_scale;
+    }
     return e->b->prepare_weight(e->b, w, err);
 }
 
@@ -197,6 +206,7 @@ void pz_engine_free(pz_engine *e) {
     free(e->seqs);
     free(e->seq_slot);
     free(e->seq_row0);
+    free(e->amax_buf);
     free(e);
 }
 
@@ -248,7 +258,7 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
     e->p = p;
     if (!(e->b = pz_backend_create(p.backend, p.n_threads, err))) goto fail;
     pz_backend *b = e->b;
-    if (!b->supports(b, PZ_OP_MATMUL, m->wtype) || !b->supports(b, PZ_OP_EMBED, m->wtype)) {
+    if (!b->supports(b, PZ_OP_MATMUL, m->wtype) || !b->supports(b, PZ_OP_EMBED, m->tok_embd.type)) {
         pz_err(err, "engine: backend %s cannot run %s weights", b->name, pz_dt_name(m->wtype));
         goto fail;
     }
@@ -282,9 +292,11 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
             if (s->n_kv > max_kv) max_kv = s->n_kv;
             el->kvd = s->n_kv * hd;
             size_t bytes;
-            el->page_bytes = b->kv_page_bytes(b, s->n_kv, hd, PZ_DT_F32);
-            if (!el->page_bytes) {
-                pz_err(err, "engine: backend %s has no f32 KV pages", b->name);
+            el->page_bytes = b->kv_page_bytes(b, s->n_kv, hd, p.kv_type);
+            el->k_scale = p.kv_type == PZ_DT_E4M3 && m->layers[l].k_scale > 0 ? m->layers[l].k_scale : 1;
+            el->v_scale = p.kv_type == PZ_DT_E4M3 && m->layers[l].v_scale > 0 ? m->layers[l].v_scale : 1;
+            if (!el->page_bytes || !b->supports(b, PZ_OP_ATTENTION, p.kv_type)) {
+                pz_err(err, "engine: backend %s has no %s KV pages", b->name, pz_dt_name(p.kv_type));
                 goto fail;
             }
             if (pz_mul_size((size_t)p.kv_pages, el->page_bytes, &bytes)) goto oom;
@@ -315,6 +327,12 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
     e->seqs = malloc(sizeof(pz_attn_seq) * R);
     e->seq_slot = malloc(sizeof(int) * R);
     e->seq_row0 = malloc(sizeof(int) * R);
+    if (p.amax) {
+        size_t w = (size_t)(c->n_head + 2 * max_kv) * hd;
+        if (w < (size_t)c->hidden) w = (size_t)c->hidden;
+        if (w < (size_t)max_ff) w = (size_t)max_ff;
+        if (!(e->amax_buf = malloc(sizeof(float) * R * w))) goto oom;
+    }
     if (!e->x || !e->xn || !e->qkv || !e->att || !e->gu || !e->h || !e->logits || !e->d_inv_freq ||
         !e->d_tok || !e->d_pos || !e->d_row_page || !e->d_ptab || !e->ptab || !e->pos || !e->row_page ||
         !e->seqs || !e->seq_slot || !e->seq_row0)
@@ -345,11 +363,28 @@ static int mm(pz_engine *e, float *y, int ldy, const float *x, int ldx, const pz
               int invariant, char *err) {
     pz_backend *b = e->b;
     int step = invariant && b->invariant_rows > 0 ? b->invariant_rows : R;
+    pz_dt xt = e->p.act_fp8 && w->type == PZ_DT_E4M3 && w->x_scale > 0 ? PZ_DT_E4M3 : PZ_DT_F32;
     for (int r = 0; r < R; r += step) {
         int n = R - r < step ? R - r : step;
-        if (b->matmul(b, y + (size_t)r * ldy, ldy, x + (size_t)r * ldx, ldx, PZ_DT_F32, w, n, acc, err))
+        if (b->matmul(b, y + (size_t)r * ldy, ldy, x + (size_t)r * ldx, ldx, xt, w, n, acc, err))
             return -1;
     }
+    return 0;
+}
+
+// Calibration: raises p.amax[l * PZ_ENGINE_AMAX + i] to the largest |value|
+// of R rows of n values, ld apart, in backend memory (copied to the host).
+static int amax_rec(pz_engine *e, int l, int i, const float *x, int R, int n, int ld, char *err) {
+    if (!e->p.amax || R <= 0) return 0;
+    pz_backend *b = e->b;
+    size_t nf = (size_t)(R - 1) * ld + n;
+    if (b->copy(b, e->amax_buf, x, sizeof(float) * nf, PZ_COPY_D2H, err) || b->synchronize(b, err)) return -1;
+    float *a = &e->p.amax[(size_t)l * PZ_ENGINE_AMAX + i];
+    for (int r = 0; r < R; r++)
+        for (int k = 0; k < n; k++) {
+            float v = fabsf(e->amax_buf[(size_t)r * ld + k]);
+            if (v > *a) *a = v;
+        }
     return 0;
 }
 
@@ -404,11 +439,16 @@ static int forward(pz_engine *e, const int32_t *tok, int R, int n_seq, const int
         if (s->attn == PZ_ATTN_GQA) {
             const int kvd = el->kvd, qd = nh * hd, ld = qd + 2 * kvd;
             b->rmsnorm(b, e->xn, e->x, el->attn_norm, R, H, c->norm_eps);
+            if (amax_rec(e, l, PZ_AMAX_QKV_IN, e->xn, R, H, H, err)) return -1;
             if (qkv_proj(e, el, R, H, qd, ld, inv, err)) return -1;
             b->rope(b, e->qkv, ld, e->d_pos, R, nh, hd, e->d_inv_freq);
             b->rope(b, e->qkv + qd, ld, e->d_pos, R, s->n_kv, hd, e->d_inv_freq);
+            if (amax_rec(e, l, PZ_AMAX_K, e->qkv + qd, R, kvd, ld, err) ||
+                amax_rec(e, l, PZ_AMAX_V, e->qkv + qd + kvd, R, kvd, ld, err))
+                return -1;
             pz_kv_write kw = {.k_pool = el->k, .v_pool = el->v, .n_pages = e->p.kv_pages, .n_kv = s->n_kv,
-                              .head_dim = hd, .kv_type = PZ_DT_F32, .k_scale = 1, .v_scale = 1,
+                              .head_dim = hd, .kv_type = e->p.kv_type, .k_scale = el->k_scale,
+                              .v_scale = el->v_scale,
                               .kv = e->qkv + qd, .ld = ld, .row_page = e->d_row_page, .pos = e->d_pos, .R = R};
             if (b->kv_write(b, &kw, err)) return -1;
             for (int i = 0; i < n_seq; i++) {
@@ -420,23 +460,29 @@ static int forward(pz_engine *e, const int32_t *tok, int R, int n_seq, const int
                 q->k = el->k;
                 q->v = el->v;
                 q->kv_ld = 0;  // paged
-                q->kv_type = PZ_DT_F32;
-                q->k_scale = q->v_scale = 1;
+                q->kv_type = e->p.kv_type;
+                q->k_scale = el->k_scale;
+                q->v_scale = el->v_scale;
             }
             if (b->attention(b, e->seqs, n_seq, nh, s->n_kv, hd, err)) return -1;
+            if (amax_rec(e, l, PZ_AMAX_O_IN, e->att, R, qd, qd, err)) return -1;
             if (mm(e, e->x, H, e->att, qd, &el->wo, R, 1, inv, err)) return -1;
         } else if (s->attn == PZ_ATTN_LINEAR) {
             b->rmsnorm(b, e->xn, e->x, el->attn_norm, R, H, c->norm_eps);
+            if (amax_rec(e, l, PZ_AMAX_O_IN, e->xn, R, H, H, err)) return -1;
             if (mm(e, e->x, H, e->xn, H, &el->wo, R, 1, inv, err)) return -1;
         }
         if (s->ffn == PZ_FFN_SWIGLU) {
             const int F = s->n_ff;
             b->rmsnorm(b, e->xn, e->x, el->ffn_norm, R, H, c->norm_eps);
+            if (amax_rec(e, l, PZ_AMAX_GU_IN, e->xn, R, H, H, err)) return -1;
             if (gate_up_proj(e, el, R, H, F, inv, err)) return -1;
             b->swiglu(b, e->h, F, e->gu, e->gu + F, 2 * F, R, F);
+            if (amax_rec(e, l, PZ_AMAX_DOWN_IN, e->h, R, F, F, err)) return -1;
             if (mm(e, e->x, H, e->h, F, &el->wd, R, 1, inv, err)) return -1;
         } else if (s->ffn == PZ_FFN_LINEAR) {
             b->rmsnorm(b, e->xn, e->x, el->ffn_norm, R, H, c->norm_eps);
+            if (amax_rec(e, l, PZ_AMAX_DOWN_IN, e->xn, R, H, H, err)) return -1;
             if (mm(e, e->x, H, e->xn, H, &el->wd, R, 1, inv, err)) return -1;
         }
     }

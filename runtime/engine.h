@@ -51,7 +51,20 @@ typedef struct {
     int batch_invariant; // 1: a decode row's result does not depend on its batch-mates
                          // (products split by the backend's invariant_rows; default 0)
     pz_backend_kind backend;  // where weights, KV cache and every op live (default CPU)
+    pz_dt kv_type;     // KV page elements: PZ_DT_F32 (default), PZ_DT_BF16, or PZ_DT_E4M3 with
+                       // the model's per-layer k_scale / v_scale (1 where uncalibrated)
+    int act_fp8;       // 1: products with e4m3 weights that carry an input scale (x_scale > 0)
+                       // quantize their activations to e4m3 too, as an FP8 GEMM (default 0)
+    float *amax;       // calibration: NULL, or n_layer * PZ_ENGINE_AMAX floats the forward
+                       // pass raises to the largest |value| seen at each point below (the
+                       // caller zeroes them first; host memory, owned by the caller)
 } pz_engine_params;
+
+// Calibration points per layer (pz_engine_params.amax[layer * PZ_ENGINE_AMAX + i]):
+// the inputs of the q/k/v products, of o_proj (or the linear attention), of
+// gate/up, of down_proj (or the linear FFN), and the K (after RoPE) and V
+// values stored in the KV cache.
+enum { PZ_AMAX_QKV_IN, PZ_AMAX_O_IN, PZ_AMAX_GU_IN, PZ_AMAX_DOWN_IN, PZ_AMAX_K, PZ_AMAX_V, PZ_ENGINE_AMAX };
 
 pz_engine_params pz_engine_default_params(void);
 

@@ -357,6 +357,9 @@ int pz_model_save_gguf(const pz_model *m, const pz_tokenizer *t, const char *pat
     for (int i = 0; i < c->n_layer; i++) any_attn |= c->layers[i].attn != PZ_ATTN_NOOP;
     if (!any_attn) return pz_err(err, "%s: no layer has attention, so GGUF cannot carry the head count", path);
     if (c->head_dim % 2) return pz_err(err, "%s: odd head dimension %d", path, c->head_dim);
+    if (m->wtype != PZ_DT_F32 && m->wtype != PZ_DT_BF16)
+        return pz_err(err, "%s: GGUF has no %s type with tensor scales; write f32 or bf16", path,
+                      pz_dt_name(m->wtype));
     if (t && pz_tokenizer_vocab_size(t) != c->vocab)
         return pz_err(err, "%s: the tokenizer has %d tokens, the model's vocabulary %d", path,
                       pz_tokenizer_vocab_size(t), c->vocab);

@@ -6,6 +6,7 @@
 #include "gguf.h"
 #include "safetensors.h"
 #include "tensor.h"
+#include "fp8.h"
 
 #include <errno.h>
 #include <math.h>
@@ -106,7 +107,16 @@ static int weight_table(pz_model *m, wdesc *t) {
     return n;
 }
 
-static size_t elem_bytes(pz_dt t) { return t == PZ_DT_BF16 ? 2 : 4; }
+static size_t elem_bytes(pz_dt t) { return pz_dt_size(t); }
+
+// The stored type of matrix d in a model of weight type wt: an e4m3 model
+// keeps the embedding table, and the output head, in bf16 (an embedding is
+// a lookup, not a product, and FP8 checkpoints leave lm_head unquantized).
+static pz_dt mat_type(const wdesc *d, pz_dt wt) {
+    if (wt == PZ_DT_E4M3 && (strcmp(d->hf, "model.embed_tokens.weight") == 0 || strcmp(d->hf, "lm_head.weight") == 0))
+        return PZ_DT_BF16;
+    return wt;
+}
 
 // Assigns every pointer of the table into base (or only measures when base
 // is NULL). Each tensor starts 64-byte aligned, except that wk/wv follow wq
@@ -122,13 +132,16 @@ static size_t layout(wdesc *t, int n, pz_dt wt, char *base) {
             if (base) *d->vec = (float *)(base + off);
             off += sizeof(float) * (size_t)d->cols;
         } else {
+            pz_dt mt = mat_type(d, wt);
             if (base) {
-                d->mat->type = wt;
+                d->mat->type = mt;
                 d->mat->rows = d->rows;
                 d->mat->cols = d->cols;
                 d->mat->data = d->tied_head ? NULL : base + off;
+                d->mat->scale = 1.0f;
+                d->mat->x_scale = 0.0f;
             }
-            if (!d->tied_head) off += elem_bytes(wt) * (size_t)d->rows * (size_t)d->cols;
+            if (!d->tied_head) off += elem_bytes(mt) * (size_t)d->rows * (size_t)d->cols;
         }
     }
     return (off + 63) & ~(size_t)63;
@@ -136,7 +149,7 @@ static size_t layout(wdesc *t, int n, pz_dt wt, char *base) {
 
 pz_model *pz_model_alloc(const pz_config *cfg, pz_dt wtype, char *err) {
     if (pz_config_validate(cfg, err)) return NULL;
-    if (wtype != PZ_DT_F32 && wtype != PZ_DT_BF16) {
+    if (wtype != PZ_DT_F32 && wtype != PZ_DT_BF16 && wtype != PZ_DT_E4M3) {
         pz_err(err, "unknown weight type %d", (int)wtype);
         return NULL;
     }
@@ -185,7 +198,7 @@ size_t pz_model_weight_bytes(const pz_model *m) {
     size_t bytes = 0;
     for (int i = 0; i < n; i++) {
         if (t[i].tied_head) continue;
-        bytes += (t[i].vec ? 4 : elem_bytes(m->wtype)) * (size_t)t[i].rows * t[i].cols;
+        bytes += (t[i].vec ? 4 : elem_bytes(mat_type(&t[i], m->wtype))) * (size_t)t[i].rows * t[i].cols;
     }
     free(t);
     return bytes;
@@ -221,8 +234,10 @@ int pz_model_weight_at(const pz_model *m, int idx, pz_weight_info *out) {
             out->data = t[i].mat->data;
             out->type = t[i].mat->type;
             out->is_matrix = 1;
+            out->scale = t[i].mat->scale;
+            out->x_scale = t[i].mat->x_scale;
         }
-        out->bytes = (out->type == PZ_DT_BF16 ? 2 : 4) * (size_t)out->rows * out->cols;
+        out->bytes = pz_dt_size(out->type) * (size_t)out->rows * out->cols;
         rc = 0;
         break;
     }
@@ -608,6 +623,60 @@ static int hf_check_layers(const pz_st *st, const pz_config *c, const wdesc *t, 
     return 0;
 }
 
+static int glued(const wdesc *t, int i);
+
+// A scale tensor of an FP8 checkpoint: one F32 value (0-dim or [1]).
+// 0 and *v set, 1 when absent, -1 with err when malformed.
+static int st_scalar(const pz_st *st, const char *name, float *v, const char *dir, char *err) {
+    const pz_st_tensor *s = pz_st_find(st, name);
+    if (!s) return 1;
+    if (s->dtype != PZ_ST_F32 || s->n_elems != 1)
+        return pz_err(err, "%s: %s must be one F32 value (%s, %llu values)", dir, name, pz_st_dtype_name(s->dtype),
+                      (unsigned long long)s->n_elems);
+    memcpy(v, s->data, 4);
+    if (!(*v > 0) || !isfinite(*v)) return pz_err(err, "%s: %s is %g, not a positive scale", dir, name, (double)*v);
+    return 0;
+}
+
+// FP8 tensors of matrix d (an F8_E4M3 X.weight): its weight_scale and
+// optional input_scale.
+static int hf_fp8_scales(const pz_st *st, const wdesc *d, float *ws, float *xs, const char *dir, char *err) {
+    char nm[128];
+    size_t base = strlen(d->hf) - strlen(".weight");
+    snprintf(nm, sizeof nm, "%.*s.weight_scale", (int)base, d->hf);
+    int r = st_scalar(st, nm, ws, dir, err);
+    if (r) return r < 0 ? -1 : pz_err(err, "%s: %s is F8_E4M3 but %s is missing", dir, d->hf, nm);
+    snprintf(nm, sizeof nm, "%.*s.input_scale", (int)base, d->hf);
+    *xs = 0;
+    return st_scalar(st, nm, xs, dir, err) < 0 ? -1 : 0;
+}
+
+// Glued e4m3 matrices (q/k/v, gate/up) with different scales are
+// requantized to the largest (vLLM's requantize_with_max_scale), so each
+// group runs as one product; their input scales become the largest too.
+static void fp8_unify_groups(wdesc *t, int n) {
+    for (int i = 0; i < n; i++) {
+        if (!t[i].mat || t[i].mat->type != PZ_DT_E4M3 || glued(t, i)) continue;
+        int g1 = i + 1;
+        while (g1 < n && glued(t, g1)) g1++;
+        float ws = 0, xs = 0;
+        for (int j = i; j < g1; j++) {
+            if (t[j].mat->scale > ws) ws = t[j].mat->scale;
+            if (t[j].mat->x_scale > xs) xs = t[j].mat->x_scale;
+        }
+        for (int j = i; j < g1; j++) {
+            pz_mat *a = t[j].mat;
+            if (a->scale != ws) {
+                uint8_t *q = a->data;
+                float f = a->scale / ws;
+                for (size_t k = 0; k < (size_t)a->rows * a->cols; k++) q[k] = pz_f32_to_e4m3(pz_e4m3_to_f32(q[k]) * f);
+                a->scale = ws;
+            }
+            a->x_scale = xs;
+        }
+    }
+}
+
 static pz_model *load_hf(const char *dir, pz_dt wt, char *err) {
     char cpath[1100];
     pz_config cfg;
@@ -649,10 +718,24 @@ static pz_model *load_hf(const char *dir, pz_dt wt, char *err) {
                        (long long)(s->n_dims > 1 ? s->shape[1] : 0), d->rows, d->cols, d->why);
             goto fail;
         }
-        if (s->dtype != PZ_ST_F32 && s->dtype != PZ_ST_BF16 && s->dtype != PZ_ST_F16) {
-            pz_err(err, "%s: tensor %s has dtype %s (F32, BF16 or F16 expected)", dir, d->hf,
-                   pz_st_dtype_name(s->dtype));
+        int f8 = s->dtype == PZ_ST_F8_E4M3 && d->mat;
+        if (s->dtype != PZ_ST_F32 && s->dtype != PZ_ST_BF16 && s->dtype != PZ_ST_F16 && !f8) {
+            pz_err(err, "%s: tensor %s has dtype %s (F32, BF16, F16%s expected)", dir, d->hf,
+                   pz_st_dtype_name(s->dtype), d->mat ? " or F8_E4M3" : "");
             goto fail;
+        }
+        float ws = 1, xs = 0;
+        if (f8 && hf_fp8_scales(st, d, &ws, &xs, dir, err)) goto fail;
+        if (d->mat && d->mat->type == PZ_DT_E4M3) {
+            if (!f8) {
+                pz_err(err, "%s: tensor %s is %s in an FP8 checkpoint; load it with --dtype bf16 or f32", dir, d->hf,
+                       pz_st_dtype_name(s->dtype));
+                goto fail;
+            }
+            memcpy(d->mat->data, s->data, (size_t)d->rows * d->cols);  // the codes as they are
+            d->mat->scale = ws;
+            d->mat->x_scale = xs;
+            continue;
         }
         // Row by row, so no full-size temporary is needed; bf16 -> bf16 is a copy.
         size_t cols = (size_t)d->cols;
@@ -663,6 +746,7 @@ static pz_model *load_hf(const char *dir, pz_dt wt, char *err) {
                 continue;
             }
             if (s->dtype == PZ_ST_F32) memcpy(tmp, src, 4 * cols);
+            else if (f8) pz_e4m3_to_f32_row((const uint8_t *)src, tmp, cols, ws);
             else if (s->dtype == PZ_ST_BF16) pz_bf16_to_f32_row((const uint16_t *)src, tmp, cols);
             else pz_to_f32(PZ_F16, src, tmp, cols);
             wdesc one = *d;
@@ -679,6 +763,22 @@ static pz_model *load_hf(const char *dir, pz_dt wt, char *err) {
         }
     }
     if (cfg.tie_embeddings) m->lm_head.data = m->tok_embd.data;
+    if (wt == PZ_DT_E4M3) fp8_unify_groups(t, n);
+    for (int l = 0; l < cfg.n_layer && cfg.quant == PZ_DT_E4M3; l++) {
+        // KV scales, as llm-compressor (self_attn.k_scale) or ModelOpt (self_attn.k_proj.k_scale) name them
+        char nm[128];
+        float *dst[2] = {&m->layers[l].k_scale, &m->layers[l].v_scale};
+        for (int kv = 0; kv < 2; kv++) {
+            snprintf(nm, sizeof nm, "model.layers.%d.self_attn.%s_scale", l, kv ? "v" : "k");
+            int r = st_scalar(st, nm, dst[kv], dir, err);
+            if (r == 1) {
+                snprintf(nm, sizeof nm, "model.layers.%d.self_attn.%s_proj.%s_scale", l, kv ? "v" : "k", kv ? "v" : "k");
+                r = st_scalar(st, nm, dst[kv], dir, err);
+            }
+            if (r < 0) goto fail;
+            if (r == 1) *dst[kv] = 0;
+        }
+    }
     snprintf(m->source, sizeof m->source, "%s", dir);
     snprintf(m->format, sizeof m->format, "hf");
     free(tmp);
@@ -695,7 +795,103 @@ fail:
     return NULL;
 }
 
+// ---- FP8 ---------------------------------------------------------------------------
+// Matrix i of a weight table shares its scale group with matrix i-1 when it
+// is glued to it in the arena (k/v after q, up after gate): the engine runs
+// such a group as one product, which needs one tensor scale. vLLM does the
+// same when it fuses them (the largest of the scales).
+static int glued(const wdesc *t, int i) {
+    return i > 0 && t[i].mat && t[i - 1].mat &&
+           (strstr(t[i].hf, "k_proj") || strstr(t[i].hf, "v_proj") || strstr(t[i].hf, "up_proj"));
+}
+
+pz_model *pz_model_to_e4m3(const pz_model *src, char *err) {
+    pz_model *m = pz_model_alloc(&src->cfg, PZ_DT_E4M3, err);
+    if (!m) return NULL;
+    int cap = table_cap(&src->cfg);
+    wdesc *ts = malloc(sizeof *ts * (size_t)cap), *tm = malloc(sizeof *tm * (size_t)cap);
+    int rc = 0;
+    if (!ts || !tm) rc = pz_err(err, "out of memory converting to fp8");
+    int n = rc ? 0 : weight_table((pz_model *)src, ts);
+    if (!rc) weight_table(m, tm);
+    snprintf(m->source, sizeof m->source, "%s", src->source);
+    snprintf(m->format, sizeof m->format, "%s", src->format);
+    for (int i = 0; i < n && rc == 0; i++) {
+        if (ts[i].tied_head) continue;
+        if (ts[i].vec) {
+            memcpy(*tm[i].vec, *ts[i].vec, sizeof(float) * (size_t)ts[i].cols);
+            continue;
+        }
+        const pz_mat *a = ts[i].mat;
+        pz_mat *b = tm[i].mat;
+        size_t ne = (size_t)a->rows * a->cols;
+        float *f = malloc(sizeof(float) * ne);
+        if (!f) {
+            rc = pz_err(err, "out of memory converting %s to fp8", ts[i].hf);
+            break;
+        }
+        if (a->type == PZ_DT_F32) memcpy(f, a->data, sizeof(float) * ne);
+        else if (a->type == PZ_DT_BF16) pz_bf16_to_f32_row(a->data, f, ne);
+        else if (a->type == PZ_DT_E4M3) pz_e4m3_to_f32_row(a->data, f, ne, a->scale);
+        if (b->type == PZ_DT_BF16) {
+            pz_f32_to_bf16_row(f, b->data, ne);
+        } else {
+            // the group's scale: amax over the matrices glued together
+            int g1 = i + 1;
+            while (g1 < n && glued(ts, g1)) g1++;
+            float sc = 0;
+            if (!glued(ts, i)) {
+                for (int j = i; j < g1; j++) {
+                    const pz_mat *aj = ts[j].mat;
+                    size_t nj = (size_t)aj->rows * aj->cols;
+                    float *fj = j == i ? f : malloc(sizeof(float) * nj), s1;
+                    if (!fj) { rc = pz_err(err, "out of memory converting to fp8"); break; }
+                    if (j != i) {
+                        if (aj->type == PZ_DT_F32) memcpy(fj, aj->data, sizeof(float) * nj);
+                        else if (aj->type == PZ_DT_BF16) pz_bf16_to_f32_row(aj->data, fj, nj);
+                        else pz_e4m3_to_f32_row(aj->data, fj, nj, aj->scale);
+                    }
+                    if (pz_e4m3_scale_for(fj, nj, &s1)) rc = pz_err(err, "%s holds a NaN or an infinity", ts[j].hf);
+                    if (j != i) free(fj);
+                    if (rc) break;
+                    if (j == i || s1 > sc) sc = s1;
+                }
+            } else {
+                sc = tm[i - 1].mat->scale;
+            }
+            b->scale = sc;
+            b->x_scale = a->type == PZ_DT_E4M3 ? a->x_scale : 0;
+            if (!rc) pz_f32_to_e4m3_row(f, b->data, ne, 1.0f / sc);
+        }
+        free(f);
+    }
+    free(ts);
+    free(tm);
+    if (rc) {
+        pz_model_free(m);
+        return NULL;
+    }
+    for (int l = 0; l < src->cfg.n_layer; l++) {
+        m->layers[l].k_scale = src->layers[l].k_scale;
+        m->layers[l].v_scale = src->layers[l].v_scale;
+    }
+    return m;
+}
+
 pz_model *pz_model_load(const char *path, pz_dt wtype, char *err) {
+    if (wtype == PZ_DT_E4M3) {
+        pz_config qc;
+        char cpath[1100];
+        if (pz_is_dir(path) && (hf_config_path(path, cpath, sizeof cpath), pz_file_exists(cpath)) &&
+            pz_config_from_hf_file(&qc, cpath, err) == 0 && qc.quant == PZ_DT_E4M3)
+            return load_hf(path, PZ_DT_E4M3, err);  // an FP8 checkpoint: the codes as stored
+        // else loaded in fp32 (4 bytes a weight for a moment), then quantized
+        pz_model *f = pz_model_load(path, PZ_DT_F32, err);
+        if (!f || f->wtype == PZ_DT_E4M3) return f;
+        pz_model *q = pz_model_to_e4m3(f, err);
+        pz_model_free(f);
+        return q;
+    }
     if (pz_is_dir(path)) return load_hf(path, wtype, err);
     if (!pz_file_exists(path)) {
         pz_err(err, "%s: no such file or directory", path);
@@ -756,10 +952,35 @@ int pz_model_save_hf(const pz_model *m, const char *dir, char *err) {
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) return pz_err(err, "%s: %s", dir, strerror(errno));
     char cpath[1100];
     pz_path_join(cpath, sizeof cpath, dir, "config.json");
-    if (pz_config_write_hf_file(&m->cfg, cpath, err)) return -1;
-    pz_st_writer *w = pz_st_writer_new();
-    if (!w) return pz_err(err, "%s: out of memory", dir);
+    pz_config *cfg = malloc(sizeof *cfg);
     int n = pz_model_n_weights(m), rc = 0;
+    // the scales, 0-dim F32 tensors: 2 per matrix, 2 per layer (live until written)
+    float *sc = malloc(sizeof(float) * (size_t)(2 * n + 2 * m->cfg.n_layer + 1));
+    if (!cfg || !sc) {
+        free(cfg), free(sc);
+        return pz_err(err, "%s: out of memory", dir);
+    }
+    *cfg = m->cfg;
+    if (m->wtype == PZ_DT_E4M3) {
+        cfg->quant = PZ_DT_E4M3;
+        cfg->quant_static = cfg->quant_kv = 0;
+        for (int i = 0; i < n; i++) {
+            pz_weight_info wi;
+            if (pz_model_weight_at(m, i, &wi) == 0 && wi.type == PZ_DT_E4M3 && wi.x_scale > 0) cfg->quant_static = 1;
+        }
+        for (int l = 0; l < m->cfg.n_layer; l++)
+            if (m->layers[l].k_scale > 0) cfg->quant_kv = 1;
+    } else {
+        cfg->quant = PZ_DT_F32;
+    }
+    rc = pz_config_write_hf_file(cfg, cpath, err);
+    free(cfg);
+    pz_st_writer *w = rc ? NULL : pz_st_writer_new();
+    if (!w) {
+        free(sc);
+        return rc ? -1 : pz_err(err, "%s: out of memory", dir);
+    }
+    int ns = 0;
     for (int i = 0; i < n && rc == 0; i++) {
         pz_weight_info wi;
         if (pz_model_weight_at(m, i, &wi)) {
@@ -767,13 +988,38 @@ int pz_model_save_hf(const pz_model *m, const char *dir, char *err) {
             break;
         }
         int64_t shape[2] = {wi.is_matrix ? wi.rows : wi.cols, wi.cols};
-        rc = pz_st_writer_add(w, wi.name, wi.type == PZ_DT_BF16 ? PZ_ST_BF16 : PZ_ST_F32,
-                              wi.is_matrix ? 2 : 1, shape, wi.data, err);
+        pz_st_dtype sd = wi.type == PZ_DT_BF16 ? PZ_ST_BF16 : wi.type == PZ_DT_E4M3 ? PZ_ST_F8_E4M3 : PZ_ST_F32;
+        rc = pz_st_writer_add(w, wi.name, sd, wi.is_matrix ? 2 : 1, shape, wi.data, err);
+        if (rc == 0 && wi.type == PZ_DT_E4M3) {
+            char nm[128];
+            size_t base = strlen(wi.name) - strlen(".weight");
+            snprintf(nm, sizeof nm, "%.*s.weight_scale", (int)base, wi.name);
+            sc[ns] = wi.scale;
+            rc = pz_st_writer_add(w, nm, PZ_ST_F32, 0, shape, &sc[ns++], err);
+            if (rc == 0 && wi.x_scale > 0) {
+                snprintf(nm, sizeof nm, "%.*s.input_scale", (int)base, wi.name);
+                sc[ns] = wi.x_scale;
+                rc = pz_st_writer_add(w, nm, PZ_ST_F32, 0, shape, &sc[ns++], err);
+            }
+        }
+    }
+    for (int l = 0; l < m->cfg.n_layer && rc == 0 && m->wtype == PZ_DT_E4M3; l++) {
+        const pz_layer_weights *L = &m->layers[l];
+        if (!(L->k_scale > 0) || m->cfg.layers[l].attn != PZ_ATTN_GQA) continue;
+        char nm[128];
+        int64_t none[1] = {0};
+        snprintf(nm, sizeof nm, "model.layers.%d.self_attn.k_scale", l);
+        sc[ns] = L->k_scale;
+        rc = pz_st_writer_add(w, nm, PZ_ST_F32, 0, none, &sc[ns++], err);
+        snprintf(nm, sizeof nm, "model.layers.%d.self_attn.v_scale", l);
+        sc[ns] = L->v_scale > 0 ? L->v_scale : 1.0f;
+        if (rc == 0) rc = pz_st_writer_add(w, nm, PZ_ST_F32, 0, none, &sc[ns++], err);
     }
     if (rc == 0) {
         pz_st_writer_set_metadata(w, "format", "pt");
         rc = pz_st_writer_write_dir(w, dir, (size_t)4 << 30, err);
     }
     pz_st_writer_free(w);
+    free(sc);
     return rc;
 }

@@ -1,6 +1,6 @@
 // model.h — a loaded model: its config and its weights, in memory, in one
-// allocation carved by a size table. Weights are fp32 or bf16 (quantized GGUF
-// tensors are dequantized at load). Matrices are row-major [out, in] (the
+// allocation carved by a size table. Weights are fp32, bf16 or FP8 e4m3 with
+// scales (quantized GGUF tensors are dequantized at load). Matrices are row-major [out, in] (the
 // Hugging Face orientation), and Q/K rows use the Hugging Face RoPE pairing
 // (dimension i rotates with i + head_dim/2): GGUF files, whose llama
 // converter permutes Q/K rows for adjacent-pair RoPE, are un-permuted here.
@@ -34,9 +34,13 @@
 
 
 typedef struct {
-    void *data;       // float* (PZ_DT_F32) or uint16_t* bf16 (PZ_DT_BF16); NULL if absent
+    void *data;       // float* (PZ_DT_F32), uint16_t* bf16 (PZ_DT_BF16) or uint8_t* e4m3
+                      // (PZ_DT_E4M3, kernels/fp8.h); NULL if absent
     pz_dt type;
     int rows, cols;   // (out, in)
+    float scale;      // e4m3: dequantized value = code · scale (per tensor); else 1
+    float x_scale;    // e4m3: static input scale of the activations (checkpoints'
+                      // input_scale, from calibration); 0 when not calibrated
 } pz_mat;
 
 typedef struct {
@@ -47,6 +51,7 @@ typedef struct {
     float *ffn_norm;           // (hidden); NULL when ffn is noop
     pz_mat w_gate, w_up;       // swiglu: (n_ff, hidden)
     pz_mat w_down;             // swiglu: (hidden, n_ff); linear: (hidden, hidden)
+    float k_scale, v_scale;    // FP8 KV cache scales from calibration (0: none)
 } pz_layer_weights;
 
 typedef struct {
@@ -63,7 +68,8 @@ typedef struct {
 } pz_model;
 
 // Loads a GGUF file or a Hugging Face directory (config.json + safetensors,
-// single or sharded), converting weights to wtype. Returns NULL and fills err
+// single or sharded), converting weights to wtype. PZ_DT_E4M3 (FP8): the
+// model is loaded in fp32 and converted by pz_model_to_e4m3. Returns NULL and fills err
 // (naming the file and the problem) on failure.
 pz_model *pz_model_load(const char *path, pz_dt wtype, char *err);
 // Reads only the architecture (no weights): from a GGUF's metadata or a
@@ -73,10 +79,22 @@ int pz_model_load_config(const char *path, pz_config *cfg, char *err);
 // and for stages that fill weights themselves). Free with pz_model_free.
 pz_model *pz_model_alloc(const pz_config *cfg, pz_dt wtype, char *err);
 void pz_model_free(pz_model *m);
+// A new model of weight type PZ_DT_E4M3 from src (any type): every matrix
+// of the layers in e4m3 with a per-tensor scale amax/448 (round to nearest
+// even, kernels/fp8.h), one shared scale for q/k/v and one for gate/up
+// (the groups the engine runs as one product; vLLM requantizes fused
+// projections to their largest scale likewise); the embedding table and
+// lm_head in bf16; norm vectors fp32. x_scale carries over from e4m3
+// sources, else 0. NULL with err on a non-finite weight or out of memory.
+pz_model *pz_model_to_e4m3(const pz_model *src, char *err);
 
 // Writes m as a Hugging Face DeciLM directory (config.json +
 // model.safetensors, sharded above 4 GiB), weights in their stored dtype
-// (F32 or BF16; norms F32), HF names (linear blocks as
+// (F32, BF16 or F8_E4M3; norms F32). An e4m3 model is written in the FP8
+// layout vLLM and TensorRT-LLM read (docs/FP8.md): each e4m3 matrix X.weight
+// with X.weight_scale (F32, 0-dim) and, when calibrated, X.input_scale;
+// model.layers.i.self_attn.k_scale / v_scale when calibrated; and
+// quantization_config in config.json. HF names (linear blocks as
 // self_attn.linear_attn.weight and mlp.linear_mlp.weight; no lm_head.weight
 // when tied). The directory is created if missing.
 int pz_model_save_hf(const pz_model *m, const char *dir, char *err);
@@ -117,6 +135,7 @@ typedef struct {
     int is_matrix;        // 0: a vector of cols elements
     int rows, cols;       // (out, in); vectors: rows = 1
     size_t bytes;
+    float scale, x_scale; // matrices: pz_mat's (e4m3 scales); vectors 0
 } pz_weight_info;
 int pz_model_n_weights(const pz_model *m);
 // Fills out for weight i (0 <= i < pz_model_n_weights); -1 if out of range.

@@ -527,13 +527,14 @@ static void step_decode(pz_sched *s) {
 // One prefill chunk of the oldest job still prefilling (s->mu held on
 // entry and exit; released around the engine call). Chunks end at multiples
 // of prefill_chunk, so a prompt is split the same way whatever the load.
-static void step_prefill(pz_sched *s) {
+// Returns the tokens prefilled (0: nothing to do, or the chunk failed).
+static int step_prefill(pz_sched *s) {
     pz_job *j = NULL;
     seq *q = NULL;
     for (pz_job *k = s->running; k && !q; k = k->next)
         for (int i = 0; i < k->n_seq && !q; i++)
             if (k->seqs[i].state == SEQ_PREFILL && !k->cancelled) j = k, q = &k->seqs[i];
-    if (!q) return;
+    if (!q) return 0;
     int c = s->p.prefill_chunk, start = q->n_fed;
     int end = (start / c + 1) * c;
     if (end > q->n_ctx) end = q->n_ctx;
@@ -550,19 +551,19 @@ static void step_prefill(pz_sched *s) {
         } else {
             preempt(s, youngest(s));
         }
-        return;
+        return 0;
     }
     if (rc != 0) {
         job_finish(s, j, 500, err);
-        return;
+        return 0;
     }
     pthread_mutex_lock(&s->m->mu);
     s->m->prefill_tokens += end - start;
     pthread_mutex_unlock(&s->m->mu);
     q->n_fed = end;
-    if (!last) return;
+    if (!last) return end - start;
     q->state = SEQ_DECODE;
-    if (!fresh) return;
+    if (!fresh) return end - start;
     for (int i = 0; i < j->n_seq; i++) {  // n > 1: the other choices share this prefill
         seq *o = &j->seqs[i];
         if (o->state != SEQ_WAIT_FORK) continue;
@@ -582,6 +583,7 @@ static void step_prefill(pz_sched *s) {
     for (int i = 0; i < j->n_seq; i++)
         if (j->seqs[i].state == SEQ_DECODE) take_token(s, j, &j->seqs[i], s->logits);
     if (all_done(j)) job_finish(s, j, 200, NULL);
+    return end - start;
 }
 
 static void snapshot(pz_sched *s) {
@@ -627,7 +629,9 @@ static void *loop(void *arg) {
         drop_cancelled(s);
         admit(s);
         step_decode(s);
-        step_prefill(s);
+        // prefill chunks up to a budget of prefill_chunk tokens per step
+        // (the last one may overshoot: chunks are never cut by the budget)
+        for (int budget = s->p.prefill_chunk, k; budget > 0 && (k = step_prefill(s)) > 0;) budget -= k;
         snapshot(s);
     }
     while (s->running) job_finish(s, s->running, 503, "the server stopped");

@@ -162,6 +162,39 @@ def raw_exchange(data, wait=2.0, read=True):
         s.close()
 
 
+def preemption_check(args):
+    """A KV pool far smaller than the load: requests are preempted and resumed
+    (recomputed from the prefix cache) and all finish; nothing leaks."""
+    global SRV
+    SRV = Server(args.bin, args.model, ["--threads", "2", "--max-seqs", "8", "--ctx", str(args.ctx),
+                                        "--kv-tokens", "400", "--queue", "16", "--api-key", KEY])
+    t0 = time.time()
+    while request("GET", "/health", key=False)[0] != 200 and time.time() - t0 < 60:
+        time.sleep(0.05)
+    n = args.ctx // 2
+    res = [None] * 8
+
+    def go(i):
+        res[i] = post("/v1/completions", {"prompt": f"Preempt {i}:", "max_tokens": n, "temperature": 0,
+                                          "stop": "\x01"})
+
+    ths = [threading.Thread(target=go, args=(i,)) for i in range(8)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join()
+    m = metrics()
+    check("preemption: all 200", all(r[0] == 200 for r in res), [r[0] for r in res])
+    check("preemption happened", m["puzzle_preemptions_total"] > 0, m["puzzle_preemptions_total"])
+    check("preemption: every request completes", all(r[0] == 200 and r[2]["usage"]["completion_tokens"] == n or
+                                                      r[2]["choices"][0]["finish_reason"] == "stop" for r in res),
+          [r[2]["usage"] for r in res])
+    check("preemption: pool back to free", m["puzzle_kv_pages_used"] == 0 and m["puzzle_running_sequences"] == 0,
+          (m["puzzle_kv_pages_used"], m["puzzle_running_sequences"]))
+    SRV.p.send_signal(signal.SIGTERM)
+    check("preemption server exits 0", SRV.p.wait(timeout=60) == 0)
+
+
 def main():
     global SRV, TMP
     ap = argparse.ArgumentParser()
@@ -171,8 +204,12 @@ def main():
     ap.add_argument("--tokens", type=int, default=16)
     ap.add_argument("--openai", default="")
     ap.add_argument("--tmp", default="/tmp")
+    ap.add_argument("--preempt", action="store_true", help="also run a server with a tiny KV pool")
     args = ap.parse_args()
     TMP = args.tmp
+    if args.preempt:
+        section("preemption")
+        preemption_check(args)
     T = args.tokens
     SRV = Server(args.bin, args.model, ["--threads", "2", "--max-seqs", "32", "--ctx", str(args.ctx),
                                         "--queue", "4", "--timeout", "2", "--api-key", KEY,
@@ -519,7 +556,12 @@ def main():
     for t in ths:
         t.start()
     t0 = time.time()
-    while metrics()["puzzle_running_sequences"] < 3 and time.time() - t0 < 10:
+    # every request admitted or queued (on a loaded machine a thread may connect late)
+    while True:
+        mt = metrics()
+        if (mt["puzzle_running_requests"] + mt["puzzle_queue_depth"] >= 6 and mt["puzzle_running_sequences"] >= 3) \
+                or time.time() - t0 > 30:
+            break
         time.sleep(0.01)
     SRV.p.send_signal(signal.SIGTERM)
     time.sleep(0.2)

@@ -213,7 +213,20 @@ static void attn_ref(const pz_attn_seq *s, const float *kr, const float *vr, int
 // every unwritten position and unused page to prove it is never used.
 // rowmajor: K/V passed as row-major buffers with padded rows (kv_ld > 0)
 // instead of a cache.
+// KV page type of the paged runs of test_attention (bf16 and e4m3 pages are
+// checked against the reference on the values they store), and e4m3 scales.
+static pz_dt KT = PZ_DT_F32;
+static const float KSC = 0.011f, VSC = 0.0071f;
+
+// The value a KV page of type KT gives back for x (scale: e4m3 only).
+static float kv_round(float x, float scale) {
+    if (KT == PZ_DT_BF16) return from_bf16(to_bf16(x));
+    if (KT == PZ_DT_E4M3) return pz_e4m3_to_f32(pz_f32_to_e4m3(x / scale)) * scale;
+    return x;
+}
+
 static void test_attention(int n_seq, const int *n_q, const int *pos0, int H, int KV, int d, int rowmajor) {
+    if (rowmajor && KT != PZ_DT_F32) return;  // row-major K/V are always fp32
     pz_attn_seq s[8];
     double err_max = 0;
     float *bufs[8][6];
@@ -224,7 +237,7 @@ static void test_attention(int n_seq, const int *n_q, const int *pos0, int H, in
         int used = (nk + PZ_KV_PAGE - 1) / PZ_KV_PAGE, pool = 2 * used + 1;
         tabs[i] = malloc(sizeof(int32_t) * (size_t)used);
         for (int g = 0; g < used; g++) tabs[i][g] = pool - 1 - 2 * g;  // reversed, every other page
-        size_t kb = B->kv_page_bytes(B, KV, d, PZ_DT_F32) * (size_t)pool;
+        size_t kb = B->kv_page_bytes(B, KV, d, KT) * (size_t)pool;
         if (kb < (size_t)cap * (kvd + 3) * 4) kb = (size_t)cap * (kvd + 3) * 4;
         bufs[i][0] = randv((size_t)n_q[i] * (H * d + 7), 1.5f);
         bufs[i][1] = randv((size_t)nk * kvd, 1.5f);   // K rows
@@ -232,21 +245,27 @@ static void test_attention(int n_seq, const int *n_q, const int *pos0, int H, in
         bufs[i][3] = calloc((size_t)n_q[i] * H * d, sizeof(float));
         bufs[i][4] = B->alloc(B, kb);
         bufs[i][5] = B->alloc(B, kb);
-        for (size_t z = 0; z < kb / 4; z++) bufs[i][4][z] = bufs[i][5][z] = NAN;
+        for (size_t z = 0; z < kb / 4; z++) bufs[i][4][z] = bufs[i][5][z] = NAN;  // narrow types: NaN codes too
         for (int j = 0; j < nk; j++) {  // one row per call, K and V side by side
             float *kvrow = malloc(sizeof(float) * 2 * (size_t)kvd);
             int32_t page = tabs[i][j / PZ_KV_PAGE], pos = j;
             memcpy(kvrow, bufs[i][1] + (size_t)j * kvd, sizeof(float) * kvd);
             memcpy(kvrow + kvd, bufs[i][2] + (size_t)j * kvd, sizeof(float) * kvd);
             pz_kv_write kw = {.k_pool = bufs[i][4], .v_pool = bufs[i][5], .n_pages = pool, .n_kv = KV,
-                              .head_dim = d, .kv_type = PZ_DT_F32, .k_scale = 1, .v_scale = 1, .kv = kvrow,
+                              .head_dim = d, .kv_type = KT, .k_scale = KSC, .v_scale = VSC, .kv = kvrow,
                               .ld = 2 * kvd, .row_page = &page, .pos = &pos, .R = 1};
+            if (KT == PZ_DT_F32) kw.k_scale = kw.v_scale = 1;
             CHECK(B->kv_write(B, &kw, err) == 0);
             free(kvrow);
+            for (int c = 0; c < kvd; c++) {  // the reference reads what the pages hold
+                bufs[i][1][(size_t)j * kvd + c] = kv_round(bufs[i][1][(size_t)j * kvd + c], KSC);
+                bufs[i][2][(size_t)j * kvd + c] = kv_round(bufs[i][2][(size_t)j * kvd + c], VSC);
+            }
         }
         s[i] = (pz_attn_seq){.q = bufs[i][0], .q_ld = H * d + 7, .out = bufs[i][3], .out_ld = H * d,
                              .k = bufs[i][4], .v = bufs[i][5], .kv_ld = 0, .pages = tabs[i],
-                             .kv_type = PZ_DT_F32, .k_scale = 1, .v_scale = 1, .n_q = n_q[i], .pos0 = pos0[i]};
+                             .kv_type = KT, .k_scale = KT == PZ_DT_E4M3 ? KSC : 1, .v_scale = KT == PZ_DT_E4M3 ? VSC : 1,
+                             .n_q = n_q[i], .pos0 = pos0[i]};
         if (rowmajor) {  // the same values, rows padded by 3 floats
             int ld = kvd + 3;
             for (int j = 0; j < nk; j++)
@@ -270,10 +289,10 @@ static void test_attention(int n_seq, const int *n_q, const int *pos0, int H, in
         B->free(B, bufs[i][4]);
         B->free(B, bufs[i][5]);
     }
-    CHECKF(err_max < 2e-6, "attention n_seq=%d H=%d KV=%d d=%d %s: %.3g", n_seq, H, KV, d,
-           rowmajor ? "row-major" : "paged", err_max);
-    printf("  attention n_seq=%d H=%d KV=%d d=%d %-9s err %.2e\n", n_seq, H, KV, d,
-           rowmajor ? "row-major" : "paged", err_max);
+    CHECKF(err_max < 2e-6, "attention n_seq=%d H=%d KV=%d d=%d %s %s: %.3g", n_seq, H, KV, d,
+           rowmajor ? "row-major" : "paged", pz_dt_name(KT), err_max);
+    printf("  attention n_seq=%d H=%d KV=%d d=%d %-9s %-4s err %.2e\n", n_seq, H, KV, d,
+           rowmajor ? "row-major" : "paged", pz_dt_name(KT), err_max);
 }
 
 // ---- swiglu, add, embed -------------------------------------------------------
@@ -429,6 +448,16 @@ static void run_all(void) {
         for (int rm = 0; rm < 2; rm++) test_attention(1, nq, p0, 2, 1, 6, rm);
     }
     CHECK(B->attention(B, NULL, 0, 4, 3, 16, err) == -1);
+    // bf16 and e4m3 pages: prefill over several pages, and batched decode
+    for (int kt = 0; kt < 2; kt++) {
+        KT = kt ? PZ_DT_E4M3 : PZ_DT_BF16;
+        CHECK(B->supports(B, PZ_OP_ATTENTION, KT) && B->kv_page_bytes(B, 3, 64, KT) > 0);
+        test_attention(1, (int[]){40}, (int[]){9}, 9, 3, 64, 0);
+        test_attention(4, (int[]){1, 1, 1, 1}, (int[]){0, 7, 33, 70}, 9, 3, 64, 0);
+        test_attention(3, (int[]){5, 1, 19}, (int[]){11, 40, 3}, 4, 4, 40, 0);
+    }
+    KT = PZ_DT_F32;
+    CHECK(!B->supports(B, PZ_OP_ATTENTION, PZ_DT_E5M2) && B->kv_page_bytes(B, 3, 64, PZ_DT_E5M2) == 0);
     test_pointwise(1, 5);
     test_pointwise(23, 129);
 }

@@ -195,9 +195,9 @@ out:
 // error is ever returned.
 static void test_small_pool(const pz_model *m) {
     const int V = m->cfg.vocab;
-    int32_t t[48];
+    int32_t t[64];
     uint64_t rng = 11;
-    for (int i = 0; i < 48; i++) t[i] = (int32_t)(pz_test_rand_u64(&rng) % (uint64_t)V);
+    for (int i = 0; i < 64; i++) t[i] = (int32_t)(pz_test_rand_u64(&rng) % (uint64_t)V);
     pz_engine *e = mk(m, 3, 5, 0);
     if (!e) return;
     CHECK(pz_engine_pages_needed(e, 0, 33) == 3);

@@ -12,7 +12,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 "$MAKE" "$tmp/tm" --variant 0 --seed 3 --tokenizer "$here/data/smollm2_tokenizer/tokenizer.json" >/dev/null
 check "make_test_model" '[ -f "$tmp/tm/config.json" ]'
 # the OpenAI client check runs in the reference venv (PUZZLE_PYTHON; empty: skipped)
-python3 "$here/serve_check.py" "$BIN" "$tmp/tm" --ctx 256 --tokens 16 --tmp "$tmp" \
+python3 "$here/serve_check.py" "$BIN" "$tmp/tm" --ctx 256 --tokens 16 --tmp "$tmp" --preempt \
     --openai "${PUZZLE_PYTHON:-}"
 check "serve_check on the test model" '[ $? -eq 0 ]'
 finish

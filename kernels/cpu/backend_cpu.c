@@ -9,6 +9,7 @@
 #include "bwd_linear.h"
 #include "bwd_rmsnorm.h"
 #include "bwd_swiglu.h"
+#include "kv_quant.h"
 #include "gemv.h"
 #include "matmul.h"
 #include "pointwise.h"
@@ -21,14 +22,30 @@
 #include <string.h>
 #include <sys/mman.h>
 
+// The backend's state: the product handle, and scratch for the fp32
+// copies of narrow KV pages one attention call reads (grown once, kept).
+typedef struct {
+    pz_cpu_mm *mm;
+    float *kvw;           // widened K and V pages of every sequence of a call
+    size_t kvw_cap;       // floats
+    int32_t *ident;       // 0, 1, 2, ...: the widened pages' table
+    size_t ident_cap;
+    pz_attn_seq *seqw;    // the call's descriptors, pointing at kvw
+    size_t *off;          // each sequence's offset in kvw
+    size_t seqw_cap;
+} cpu_state;
+
+static cpu_state *st(const pz_backend *b) { return (cpu_state *)b->impl; }
+#define MM(b) (st(b)->mm)
+
 static int cpu_supports(const pz_backend *b, pz_op op, pz_dt dt) {
     (void)b;
     switch (op) {
     case PZ_OP_MATMUL: return dt == PZ_DT_F32 || dt == PZ_DT_BF16 || dt == PZ_DT_E4M3;
     case PZ_OP_EMBED: return dt == PZ_DT_F32 || dt == PZ_DT_BF16;
+    case PZ_OP_ATTENTION: return dt == PZ_DT_F32 || dt == PZ_DT_BF16 || dt == PZ_DT_E4M3;
     case PZ_OP_RMSNORM:
     case PZ_OP_ROPE:
-    case PZ_OP_ATTENTION:
     case PZ_OP_SWIGLU:
     case PZ_OP_ADD: return dt == PZ_DT_F32;
     case PZ_OP_TRAIN: return dt == PZ_DT_F32 || dt == PZ_DT_BF16;
@@ -109,7 +126,7 @@ static void cpu_release_weight(pz_backend *b, pz_weight *w) {
 static int cpu_matmul(pz_backend *b, float *y, int ldy, const float *x, int ldx, pz_dt xt,
                       const pz_weight *w, int M, int acc, char *err) {
     if (w->type == PZ_DT_E4M3 && weight_ok(b, w))
-        return pz_cpu_matmul_e4m3((pz_cpu_mm *)b->impl, y, ldy, x, ldx, xt, w->x_scale, w->data, w->scale,
+        return pz_cpu_matmul_e4m3(MM(b), y, ldy, x, ldx, xt, w->x_scale, w->data, w->scale,
                                   w->ch_scale, M, w->rows, w->cols, acc, err);
     if (xt != PZ_DT_F32 || !weight_ok(b, w)) {
         if (err)
@@ -117,7 +134,7 @@ static int cpu_matmul(pz_backend *b, float *y, int ldy, const float *x, int ldx,
                      "is not supported", pz_dt_name(xt), pz_dt_name(w->type), w->ld, (double)w->scale);
         return -1;
     }
-    return pz_cpu_matmul((pz_cpu_mm *)b->impl, y, ldy, x, ldx, w->data, w->type, M, w->rows, w->cols,
+    return pz_cpu_matmul(MM(b), y, ldy, x, ldx, w->data, w->type, M, w->rows, w->cols,
                          acc, err);
 }
 
@@ -130,19 +147,91 @@ static void cpu_rope(pz_backend *b, float *x, int ld, const int32_t *pos, int M,
     pz_cpu_rope(x, ld, pos, M, n_heads, head_dim, inv_freq, b->n_threads);
 }
 
+static int grow(void **p, size_t *cap, size_t n, size_t elem) {
+    if (n <= *cap) return 0;
+    void *q = aligned_alloc(64, (n * elem + 63) / 64 * 64);
+    if (!q) return -1;
+    free(*p);
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+// Paged bf16 / e4m3 KV: each sequence's pages widened to fp32 (in parallel
+// over sequences), then the fp32 kernels.
 static int cpu_attention(pz_backend *b, const pz_attn_seq *seqs, int n_seq, int n_head, int n_kv,
                          int head_dim, char *err) {
-    return pz_cpu_attention(seqs, n_seq, n_head, n_kv, head_dim, b->n_threads, err);
+    int narrow = 0;
+    for (int s = 0; s < n_seq; s++) narrow |= seqs[s].kv_ld == 0 && seqs[s].kv_type != PZ_DT_F32;
+    if (!narrow) return pz_cpu_attention(seqs, n_seq, n_head, n_kv, head_dim, b->n_threads, err);
+    cpu_state *S = st(b);
+    const size_t pf = pz_cpu_kv_page_floats(n_kv, head_dim);
+    size_t need = 0, maxp = 0;
+    for (int s = 0; s < n_seq; s++) {
+        const pz_attn_seq *q = &seqs[s];
+        if (q->kv_ld) continue;
+        if (q->kv_type != PZ_DT_F32 && q->kv_type != PZ_DT_BF16 && q->kv_type != PZ_DT_E4M3) {
+            if (err) snprintf(err, PZ_ERRLEN, "attention: %s KV pages are not supported by the CPU backend",
+                              pz_dt_name(q->kv_type));
+            return -1;
+        }
+        size_t np = (size_t)(q->pos0 + q->n_q + PZ_KV_PAGE - 1) / PZ_KV_PAGE;
+        need += 2 * np * pf;
+        if (np > maxp) maxp = np;
+    }
+    if ((size_t)n_seq > S->seqw_cap) {
+        size_t c1 = S->seqw_cap, c2 = S->seqw_cap;
+        if (grow((void **)&S->seqw, &c1, (size_t)n_seq, sizeof(pz_attn_seq)) ||
+            grow((void **)&S->off, &c2, (size_t)n_seq, sizeof(size_t)))
+            goto oom;
+        S->seqw_cap = (size_t)n_seq;
+    }
+    if (grow((void **)&S->kvw, &S->kvw_cap, need, sizeof(float)) ||
+        grow((void **)&S->ident, &S->ident_cap, maxp, sizeof(int32_t)))
+        goto oom;
+    for (size_t i = 0; i < maxp; i++) S->ident[i] = (int32_t)i;
+    size_t *off = S->off, o = 0;
+    for (int s = 0; s < n_seq; s++) {
+        S->seqw[s] = seqs[s];
+        off[s] = o;
+        if (seqs[s].kv_ld) continue;
+        o += 2 * (size_t)((seqs[s].pos0 + seqs[s].n_q + PZ_KV_PAGE - 1) / PZ_KV_PAGE) * pf;
+    }
+#pragma omp parallel for num_threads(b->n_threads) schedule(dynamic, 1) if (n_seq > 1)
+    for (int s = 0; s < n_seq; s++) {
+        pz_attn_seq *q = &S->seqw[s];
+        if (q->kv_ld) continue;
+        int n_keys = q->pos0 + q->n_q, np = (n_keys + PZ_KV_PAGE - 1) / PZ_KV_PAGE;
+        float *d = S->kvw + off[s];
+        if (q->kv_type == PZ_DT_F32) {  // fp32 pages in a mixed call: copied as they are
+            for (int p = 0; p < np; p++) {
+                memcpy(d + (size_t)p * pf, (const float *)q->k + (size_t)q->pages[p] * pf, sizeof(float) * pf);
+                memcpy(d + (size_t)(np + p) * pf, (const float *)q->v + (size_t)q->pages[p] * pf, sizeof(float) * pf);
+            }
+        } else {
+            pz_cpu_kv_widen(d, q->k, q->v, q->kv_type, q->k_scale, q->v_scale, n_kv, head_dim, q->pages, np, n_keys);
+        }
+        q->k = d;
+        q->v = d + (size_t)np * pf;
+        q->pages = S->ident;
+        q->kv_type = PZ_DT_F32;
+        q->k_scale = q->v_scale = 1;
+    }
+    return pz_cpu_attention(S->seqw, n_seq, n_head, n_kv, head_dim, b->n_threads, err);
+oom:
+    if (err) snprintf(err, PZ_ERRLEN, "attention: out of memory widening %zu floats of KV pages", need);
+    return -1;
 }
 
 static size_t cpu_kv_page_bytes(const pz_backend *b, int n_kv, int head_dim, pz_dt dt) {
     (void)b;
-    return dt == PZ_DT_F32 ? pz_cpu_kv_page_floats(n_kv, head_dim) * sizeof(float) : 0;
+    if (dt != PZ_DT_F32 && dt != PZ_DT_BF16 && dt != PZ_DT_E4M3) return 0;
+    return pz_cpu_kv_page_floats(n_kv, head_dim) * pz_dt_size(dt);
 }
 
 static int cpu_kv_write(pz_backend *b, const pz_kv_write *w, char *err) {
     (void)b;
-    if (w->kv_type != PZ_DT_F32) {
+    if (w->kv_type != PZ_DT_F32 && w->kv_type != PZ_DT_BF16 && w->kv_type != PZ_DT_E4M3) {
         if (err) snprintf(err, PZ_ERRLEN, "kv_write: %s KV pages are not supported by the CPU backend",
                           pz_dt_name(w->kv_type));
         return -1;
@@ -155,7 +244,11 @@ static int cpu_kv_write(pz_backend *b, const pz_kv_write *w, char *err) {
             return -1;
         }
         const float *src = w->kv + (size_t)r * w->ld;
-        pz_cpu_kv_write(w->k_pool, w->v_pool, w->n_kv, w->head_dim, w->row_page[r], w->pos[r], src, src + kvd);
+        if (w->kv_type == PZ_DT_F32)
+            pz_cpu_kv_write(w->k_pool, w->v_pool, w->n_kv, w->head_dim, w->row_page[r], w->pos[r], src, src + kvd);
+        else
+            pz_cpu_kv_write_q(w->k_pool, w->v_pool, w->kv_type, w->k_scale, w->v_scale, w->n_kv, w->head_dim,
+                              w->row_page[r], w->pos[r], src, src + kvd);
     }
     return 0;
 }
@@ -180,7 +273,7 @@ static int cpu_embed(pz_backend *b, float *y, const pz_weight *table, const int3
 }
 
 // ---- training ops: the reference kernels of bwd_*.h and adamw.h ----------------
-static pz_cpu_gm *gm(pz_backend *b) { return pz_cpu_matmul_gemm((pz_cpu_mm *)b->impl); }
+static pz_cpu_gm *gm(pz_backend *b) { return pz_cpu_matmul_gemm(MM(b)); }
 
 static int tr_gemm(pz_backend *b, int ta, int tb, int M, int N, int K, const float *A, int lda,
                    const float *B, int ldb, float *C, int ldc, int acc, pz_dt prec, char *err) {
@@ -276,7 +369,13 @@ static const pz_train_ops cpu_train_ops = {
 };
 
 static void cpu_destroy(pz_backend *b) {
-    pz_cpu_matmul_free((pz_cpu_mm *)b->impl);
+    cpu_state *S = st(b);
+    pz_cpu_matmul_free(S->mm);
+    free(S->kvw);
+    free(S->ident);
+    free(S->seqw);
+    free(S->off);
+    free(S);
     free(b);
 }
 
@@ -290,11 +389,14 @@ pz_backend *pz_backend_cpu_create(int n_threads, char *err) {
     b->name = "cpu";
     b->n_threads = n_threads > 0 ? n_threads : omp_get_num_procs();
     b->invariant_rows = PZ_GEMV_MAX_M;  // the small-M kernel's rows do not depend on M (gemv.h)
-    b->impl = pz_cpu_matmul_create(b->n_threads, err);
-    if (!b->impl) {
+    cpu_state *S = calloc(1, sizeof *S);
+    if (!S || !(S->mm = pz_cpu_matmul_create(b->n_threads, err))) {
+        if (!S && err) snprintf(err, PZ_ERRLEN, "cpu backend: out of memory");
+        free(S);
         free(b);
         return NULL;
     }
+    b->impl = S;
     b->supports = cpu_supports;
     b->alloc = cpu_alloc;
     b->free = cpu_free;
