@@ -642,9 +642,9 @@ static void check_graph(void) {
 }
 
 // ---- whole models through the engine ---------------------------------------------
-static void check_engine(int variant, pz_dt wt) {
+static void check_engine(int variant, pz_dt wt, pz_dt kvt) {
     char cas[64];
-    snprintf(cas, sizeof cas, "test model %d, %s weights", variant, pz_dt_name(wt));
+    snprintf(cas, sizeof cas, "test model %d, %s weights, %s KV", variant, pz_dt_name(wt), pz_dt_name(kvt));
     pz_config c;
     pz_testmodel_config(&c, variant);
     pz_model *m = pz_testmodel_random(&c, wt, rng ^ (uint64_t)variant, err);
@@ -653,7 +653,7 @@ static void check_engine(int variant, pz_dt wt) {
         return;
     }
     pz_engine_params p = pz_engine_default_params();
-    p.n_slots = 3, p.max_ctx = 128, p.max_batch = 64;
+    p.n_slots = 3, p.max_ctx = 128, p.max_batch = 64, p.kv_type = kvt;
     pz_engine *ec = pz_engine_create(m, p, err);
     p.backend = PZ_BACKEND_CUDA;
     pz_engine *eg = ec ? pz_engine_create(m, p, err) : NULL;
@@ -819,9 +819,11 @@ int main(int argc, char **argv) {
     check_attention_case(PZ_DT_F32, 4, 1, 256, 0);
     check_attention_rowmajor();
     for (int v = 0; v < PZ_TESTMODEL_VARIANTS; v++) {
-        check_engine(v, PZ_DT_F32);
-        check_engine(v, PZ_DT_BF16);
+        check_engine(v, PZ_DT_F32, PZ_DT_F32);
+        check_engine(v, PZ_DT_BF16, PZ_DT_F32);
     }
+    check_engine(0, PZ_DT_F32, PZ_DT_BF16);  // KV pages in bf16 and e4m3 on both backends
+    check_engine(0, PZ_DT_F32, PZ_DT_E4M3);
     printf("\nchecks: %d passed, %d failed\n", n_pass, n_fail);
 
     // Timing (not assertions). Data-sheet dense peaks of the H100/H200 SXM:
