@@ -647,7 +647,13 @@ static void check_engine(int variant, pz_dt wt, pz_dt kvt) {
     snprintf(cas, sizeof cas, "test model %d, %s weights, %s KV", variant, pz_dt_name(wt), pz_dt_name(kvt));
     pz_config c;
     pz_testmodel_config(&c, variant);
-    pz_model *m = pz_testmodel_random(&c, wt, rng ^ (uint64_t)variant, err);
+    // FP8 weights: the f32 model quantized as `--dtype fp8` does at load.
+    pz_model *m = pz_testmodel_random(&c, wt == PZ_DT_E4M3 ? PZ_DT_F32 : wt, rng ^ (uint64_t)variant, err);
+    if (m && wt == PZ_DT_E4M3) {
+        pz_model *q = pz_model_to_e4m3(m, err);
+        pz_model_free(m);
+        m = q;
+    }
     if (!m) {
         fail_line("engine", cas, err);
         return;
@@ -824,6 +830,7 @@ int main(int argc, char **argv) {
     }
     check_engine(0, PZ_DT_F32, PZ_DT_BF16);  // KV pages in bf16 and e4m3 on both backends
     check_engine(0, PZ_DT_F32, PZ_DT_E4M3);
+    check_engine(2, PZ_DT_E4M3, PZ_DT_F32);  // FP8 weights, fp32 activations (exact on both)
     printf("\nchecks: %d passed, %d failed\n", n_pass, n_fail);
 
     // Timing (not assertions). Data-sheet dense peaks of the H100/H200 SXM:
