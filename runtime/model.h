@@ -63,6 +63,7 @@ typedef struct {
     pz_layer_weights *layers;  // n_layer entries
     void *arena;               // the one allocation holding every weight
     size_t arena_bytes;
+    void *head8;               // pz_model_e4m3_head: the e4m3 lm_head (else NULL)
     char source[1024];         // path it was loaded from
     char format[16];           // "gguf" or "hf"
 } pz_model;
@@ -87,6 +88,11 @@ void pz_model_free(pz_model *m);
 // lm_head in bf16; norm vectors fp32. x_scale carries over from e4m3
 // sources, else 0. NULL with err on a non-finite weight or out of memory.
 pz_model *pz_model_to_e4m3(const pz_model *src, char *err);
+// Runtime option of an e4m3 model: lm_head in e4m3 too (per-tensor scale),
+// in its own allocation (m->head8; a tied head stops aliasing the bf16
+// embedding, which stays for the lookup). FP8 checkpoints keep lm_head in
+// bf16, so writers leave this copy out. 0, or -1 with err.
+int pz_model_e4m3_head(pz_model *m, char *err);
 
 // Writes m as a Hugging Face DeciLM directory (config.json +
 // model.safetensors, sharded above 4 GiB), weights in their stored dtype
