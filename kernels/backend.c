@@ -8,10 +8,16 @@
 #include <string.h>
 
 pz_backend *pz_backend_cpu_create(int n_threads, char *err);  // kernels/cpu/backend_cpu.c
+#ifdef PZ_HAVE_CUDA
+pz_backend *pz_backend_cuda_create(int n_threads, char *err);  // kernels/cuda/backend_cuda.c
+#endif
 
 pz_backend *pz_backend_create(pz_backend_kind kind, int n_threads, char *err) {
     switch (kind) {
     case PZ_BACKEND_CPU: return pz_backend_cpu_create(n_threads, err);
+#ifdef PZ_HAVE_CUDA
+    case PZ_BACKEND_CUDA: return pz_backend_cuda_create(n_threads, err);
+#endif
     default:
         if (err)
             snprintf(err, PZ_ERRLEN, "the %s backend is not built into this binary",

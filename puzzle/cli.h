@@ -32,6 +32,8 @@ int pz_cmd_search(int argc, char **argv);
 int pz_cmd_solutions(int argc, char **argv);
 int pz_cmd_solution(int argc, char **argv);
 int pz_cmd_realize(int argc, char **argv);
+int pz_cmd_serve(int argc, char **argv);
+int pz_cmd_distill(int argc, char **argv);
 int pz_cmd_quantize(int argc, char **argv);
 void pz_usage_info(FILE *out);
 void pz_usage_generate(FILE *out);
@@ -47,6 +49,8 @@ void pz_usage_search(FILE *out);
 void pz_usage_solutions(FILE *out);
 void pz_usage_solution(FILE *out);
 void pz_usage_realize(FILE *out);
+void pz_usage_serve(FILE *out);
+void pz_usage_distill(FILE *out);
 void pz_usage_quantize(FILE *out);
 
 // Option parsing: argv is scanned left to right; options take their value

@@ -25,7 +25,7 @@
 
 void pz_usage_profile(FILE *out) {
     fprintf(out,
-            "usage: puzzle profile --db RUN.db [--device cpu] [--scenario S[,S...]]... [--dtype f32|bf16|fp8]\n"
+            "usage: puzzle profile --db RUN.db [--device cpu|cuda] [--scenario S[,S...]]... [--dtype f32|bf16|fp8]\n"
             "                      [--repeats N] [--rounds R] [--warmup N] [--threads T] [--cold-mib N]\n"
             "       puzzle profile --calibrate [--db RUN.db] [--out FILE] [--threads T] [--repeats N] [--eff-gemm X ...]\n"
             "       puzzle profile --db RUN.db --report HW [--dtype bf16] [--threads T]\n\n"
@@ -49,6 +49,8 @@ void pz_usage_profile(FILE *out) {
             "  --cold-mib N      rotate over copies of each variant's weights totalling N MiB (at most\n"
             "                    32 copies) so they are read from memory, as in a full model whose\n"
             "                    weights exceed the caches; 0 = one copy, cache-warm (default 256)\n"
+            "  --device D        cpu (default) or cuda (builds with the CUDA backend; device\n"
+            "                    PUZZLE_CUDA_DEVICE, default 0); part of the device description\n"
             "  --threads T       CPU threads (default: all cores); part of the device description\n"
             "  --calibrate       measure the CPU's GEMM rate (fp32, bf16), its bf16 rate at 1-64 rows\n"
             "                    (cost_params.gemm_rows_eff), weight-streaming bandwidth and per-op\n"
@@ -66,6 +68,7 @@ void pz_usage_profile(FILE *out) {
 typedef struct {
     const char *db, *out, *report;
     int calibrate, threads, warmup, repeats, rounds;
+    pz_backend_kind kind;  // --device
     pz_dt wtype;
     long cold_mib;
     double eff_gemm, eff_attn, eff_mem;  // --calibrate: optional cost_params to store
@@ -108,8 +111,8 @@ static int parse(int argc, char **argv, opts *o) {
             o->calibrate = 1;
         } else if (!strcmp(a, "--device")) {
             if (!(v = pz_arg_value(cmd, argc, argv, &i))) return -1;
-            if (strcmp(v, "cpu")) {
-                fprintf(stderr, "puzzle profile: --device: only 'cpu' is built in (got '%s')\n", v);
+            if (pz_backend_kind_parse(v, &o->kind)) {
+                fprintf(stderr, "puzzle profile: --device: cpu or cuda (got '%s')\n", v);
                 return -1;
             }
         } else if (!strcmp(a, "--dtype")) {
@@ -366,7 +369,7 @@ int pz_cmd_profile(int argc, char **argv) {
     opts o = {.warmup = 2, .repeats = 0, .rounds = 3, .cold_mib = 256};
     if (parse(argc, argv, &o)) return PZ_EXIT_USAGE;
     char err[PZ_ERRLEN];
-    pz_backend *b = pz_backend_create(PZ_BACKEND_CPU, o.threads, err);
+    pz_backend *b = pz_backend_create(o.kind, o.threads, err);
     if (!b) {
         fprintf(stderr, "puzzle profile: %s\n", err);
         return PZ_EXIT_FAIL;

@@ -22,7 +22,10 @@
 //      exactly 0 because the child pass repeats the parent's arithmetic —
 //      and noop blocks as empty halves.
 //   5. Each score is one row of `scores`, written in its own transaction, so
-//      a kill loses at most the block in flight.
+//      a kill loses at most the block in flight. The parent pass also
+//      measures each layer's block influence (ShortGPT; score.h), stored in
+//      `layer_influence` for `puzzle search --method shortgpt`; a database
+//      scored before it existed gets it from a rerun (parent pass only).
 // SIGINT / SIGTERM stop after the block in flight; a second signal kills.
 #include <errno.h>
 #include <inttypes.h>
@@ -250,7 +253,20 @@ int pz_cmd_score(int argc, char **argv) {
                     "of %ld) of %s\n",
             o.db, n_blocks, o.shard_i, o.shard_n, n_shard, n_shard - n_todo, n_todo, n_tok, n_tok / o.seq_len,
             o.seq_len, o.data);
-    if (n_todo == 0) {
+    double *bi = NULL;
+    int have_bi = 0;
+    {
+        pz_config pc;
+        if (pz_rundb_parent_config(db, &pc, err) < 0) goto fail;
+        if (!(bi = malloc(sizeof(double) * (size_t)(pc.n_layer > 0 ? pc.n_layer : 1)))) {
+            pz_err(err, "out of memory");
+            goto fail;
+        }
+        have_bi = pz_rundb_influence(db, hash, o.seq_len, bi, pc.n_layer, err);
+        free(bi);
+        if (have_bi < 0) goto fail;
+    }
+    if (n_todo == 0 && have_bi) {
         fprintf(stderr, "nothing to do\n");
         rc = PZ_EXIT_OK;
         goto out;
@@ -273,6 +289,21 @@ int pz_cmd_score(int argc, char **argv) {
             pz_scorer_parent_nll(sc), (double)pz_scorer_bytes(sc) / 1e6);
     pz_rundb_event(db, "score", "start", "shard %ld/%ld: %d blocks, %ld tokens (hash %s, seq_len %ld), %ld threads",
                    o.shard_i, o.shard_n, n_todo, n_tok, hash, o.seq_len, o.threads);
+    if (!have_bi) {
+        double *v = malloc(sizeof(double) * (size_t)m->cfg.n_layer);
+        if (!v) {
+            pz_err(err, "out of memory");
+            goto fail;
+        }
+        pz_scorer_block_influence(sc, v);
+        int e = pz_rundb_record_influence(db, hash, o.seq_len, n_tok, v, m->cfg.n_layer, err);
+        int lo = 0;
+        for (int l = 1; l < m->cfg.n_layer; l++)
+            if (v[l] < v[lo]) lo = l;
+        if (!e) fprintf(stderr, "block influence stored (lowest: layer %d, %.4f)\n", lo, v[lo]);
+        free(v);
+        if (e) goto fail;
+    }
 
     pz_rundb_score_setup setup = {hash, o.seq_len, o.data, pz_dt_name(o.prec), o.threads};
     int done = 0;

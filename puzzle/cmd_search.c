@@ -22,7 +22,7 @@ void pz_usage_search(FILE *out) {
             "usage: puzzle search --db RUN.db --budget N x NAME | cpu [--scenario S] [--throughput TOK_S | --speedup X]\n"
             "                     [--max-memory GIB] [--max-latency MS] [--max-ttft MS] [--max-params N]\n"
             "                     [--batch B|auto] [--solutions K] [--diversity D] [--objective kl|loss]\n"
-            "                     [--method mip|greedy|uniform-ffn|drop-layers] [--time-limit S] [--tp N]\n"
+            "                     [--method mip|greedy|uniform-ffn|drop-layers|shortgpt] [--time-limit S] [--tp N]\n"
             "                     [--dtype bf16|fp8] [--kv-dtype bf16|fp8] [--scores HASH] [--device DEV]\n\n"
             "Chooses one attention and one FFN variant per layer from the run's library, minimizing the sum\n"
             "of replace-1-block scores (puzzle score) within the budget: a mixed-integer program solved with\n"
@@ -49,7 +49,9 @@ void pz_usage_search(FILE *out) {
             "  --objective         kl (default: KL divergence to the parent) or loss (LM-loss change)\n"
             "  --method            mip (default), or a baseline on the same scores and costs: greedy (per\n"
             "                      layer, by score per unit of time saved), uniform-ffn (one FFN width\n"
-            "                      everywhere), drop-layers (remove whole layers by score)\n"
+            "                      everywhere), drop-layers (remove whole layers by score), shortgpt\n"
+            "                      (remove whole layers by least block influence, 1 - cos(layer input,\n"
+            "                      output), as ShortGPT; measured by `puzzle score`)\n"
             "  --time-limit S      per MIP solve (default 60); the best solution found is kept\n"
             "  --tp N              tensor-parallel degree (default: the parent's fastest that divides N)\n"
             "  --dtype, --kv-dtype weights/GEMMs and KV cache in bf16 (default) or fp8 (GPU budgets)\n"
@@ -103,9 +105,9 @@ static int parse(int argc, char **argv, opts *o) {
         } else if (!strcmp(a, "--method")) {
             if (!(o->method = pz_arg_value(cmd, argc, argv, &i))) return -1;
             if (strcmp(o->method, "mip") && strcmp(o->method, "greedy") && strcmp(o->method, "uniform-ffn") &&
-                strcmp(o->method, "drop-layers")) {
-                fprintf(stderr, "puzzle search: --method wants mip, greedy, uniform-ffn or drop-layers, got '%s'\n",
-                        o->method);
+                strcmp(o->method, "drop-layers") && strcmp(o->method, "shortgpt")) {
+                fprintf(stderr, "puzzle search: --method wants mip, greedy, uniform-ffn, drop-layers or shortgpt, "
+                                "got '%s'\n", o->method);
                 return -1;
             }
         } else if (!strcmp(a, "--throughput")) {
@@ -178,11 +180,13 @@ typedef struct {
     long batch;
 } found;
 
-static int run_method(pz_solver *p, const opts *o, const pz_solver_params *sp, pz_solver_solution *sol,
-                      char *err) {
+// bi: the parent's block influence per layer (shortgpt only).
+static int run_method(pz_solver *p, const opts *o, const pz_solver_params *sp, const double *bi, int n_layer,
+                      pz_solver_solution *sol, char *err) {
     if (!strcmp(o->method, "greedy")) return pz_solver_greedy(p, 0, sol, err);
     if (!strcmp(o->method, "uniform-ffn")) return pz_solver_uniform(p, sol, err);
     if (!strcmp(o->method, "drop-layers")) return pz_solver_drop_layers(p, sol, err);
+    if (!strcmp(o->method, "shortgpt")) return pz_solver_drop_layers_by(p, bi, n_layer, sol, err);
     return pz_solver_solve(p, sp, sol, err);
 }
 
@@ -340,6 +344,7 @@ int pz_cmd_search(int argc, char **argv) {
     }
 
     int rc = PZ_EXIT_FAIL;
+    double *bi = NULL;
     pz_rundb *db = NULL;
     pz_search *s = NULL;
     pz_solver *prob = NULL;
@@ -397,6 +402,19 @@ int pz_cmd_search(int argc, char **argv) {
             pc->n_layer, pz_search_n_groups(s), o.method, bud.name, pz_search_device(s), pz_search_tp(s),
             pz_search_replicas(s), pz_search_replicas(s) == 1 ? "" : "s", sc.name, nb, nb == 1 ? "" : "s");
 
+    if (!strcmp(o.method, "shortgpt")) {
+        int got = -1;
+        if ((bi = malloc(sizeof(double) * (size_t)pc->n_layer)))
+            got = pz_rundb_influence(db, pz_search_data_hash(s), pz_search_data_seq_len(s), bi, pc->n_layer, err);
+        else
+            pz_err(err, "out of memory");
+        if (got < 0) goto fail;
+        if (!got) {
+            pz_err(err, "%s has no block influence for scores %s: rerun `puzzle score` with the same --data, "
+                        "--tokens and --seq-len (it measures it in its parent pass)", o.db, pz_search_data_hash(s));
+            goto fail;
+        }
+    }
     pz_solver_params sp = pz_solver_default_params();
     sp.time_limit_s = o.time_limit;
     long best_batch = 0;
@@ -406,7 +424,7 @@ int pz_cmd_search(int argc, char **argv) {
         if (!p) goto fail;
         pz_solver_solution sol;
         memset(&sol, 0, sizeof sol);
-        if (run_method(p, &o, &sp, &sol, err)) {
+        if (run_method(p, &o, &sp, bi, pc->n_layer, &sol, err)) {
             pz_solver_free(p);
             goto fail;
         }
@@ -539,5 +557,6 @@ out:
     pz_solver_free(prob);
     pz_search_free(s);
     pz_rundb_close(db);
+    free(bi);
     return rc;
 }

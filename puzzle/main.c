@@ -22,6 +22,8 @@ static const pz_command commands[] = {
     {"solutions", "list the searches' solutions stored in a run database", pz_cmd_solutions, pz_usage_solutions},
     {"solution", "one solution's per-layer choices", pz_cmd_solution, pz_usage_solution},
     {"realize", "write a solution's child as a Hugging Face DeciLM directory (optionally GGUF)", pz_cmd_realize, pz_usage_realize},
+    {"serve", "serve a model over an OpenAI-compatible HTTP API (continuous batching, paged KV)", pz_cmd_serve, pz_usage_serve},
+    {"distill", "global distillation of a child against its parent (cosine per layer + KL); resumable", pz_cmd_distill, pz_usage_distill},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -180,6 +180,14 @@ static const char *const migrations[] = {
     // (pz_config_to_hf_json): every stage reads the parent from it instead of
     // rebuilding it from the shape columns. NULL in rows written before.
     "ALTER TABLE models ADD COLUMN config_json TEXT;\n",
+    // Block influence of each parent layer (ShortGPT: 1 - mean cos(layer
+    // input, layer output)), measured by `puzzle score` on its windows; the
+    // order of `puzzle search --method shortgpt`.
+    "CREATE TABLE layer_influence (\n"
+    "  data_hash TEXT NOT NULL, seq_len INTEGER NOT NULL, layer INTEGER NOT NULL,\n"
+    "  tokens INTEGER NOT NULL, bi REAL NOT NULL,\n"
+    "  created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),\n"
+    "  PRIMARY KEY (data_hash, seq_len, layer)) WITHOUT ROWID;\n",
 };
 #define N_MIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
 _Static_assert(N_MIGRATIONS == PZ_RUNDB_VERSION, "PZ_RUNDB_VERSION is the number of migrations");

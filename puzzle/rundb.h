@@ -119,7 +119,7 @@
 
 // 0 -> 1 library, 1 -> 2 profiles, 2 -> 3 scores, 3 -> 4 searches,
 // 4 -> 5 models.config_json.
-#define PZ_RUNDB_VERSION 5
+#define PZ_RUNDB_VERSION 6
 
 typedef struct pz_rundb pz_rundb;
 
@@ -254,6 +254,13 @@ typedef struct {
 // Records (or replaces) one block's score (one transaction).
 int pz_rundb_record_score(pz_rundb *db, const char *block_id, const pz_rundb_score_setup *s,
                           const pz_score_result *r, char *err);
+
+// Block influence of the parent's n_layer layers on these windows (one
+// transaction, replacing any).
+int pz_rundb_record_influence(pz_rundb *db, const char *data_hash, long seq_len, long tokens, const double *bi,
+                              int n_layer, char *err);
+// Reads them into bi (n_layer): 1 when every layer has one, 0 when not, -1 on error.
+int pz_rundb_influence(pz_rundb *db, const char *data_hash, long seq_len, double *bi, int n_layer, char *err);
 
 typedef struct {
     char block_id[80];

@@ -46,6 +46,33 @@ int pz_rundb_record_score(pz_rundb *db, const char *block_id, const pz_rundb_sco
     return rundb_end(db, rc < 0 ? -1 : 0, err);
 }
 
+int pz_rundb_record_influence(pz_rundb *db, const char *data_hash, long seq_len, long tokens, const double *bi,
+                              int n_layer, char *err) {
+    if (rundb_begin(db, err)) return -1;
+    int rc = 0;
+    for (int l = 0; l < n_layer && rc >= 0; l++)
+        rc = rundb_exec(db, err,
+                        "INSERT OR REPLACE INTO layer_influence (data_hash, seq_len, layer, tokens, bi) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        "tllld", data_hash, seq_len, (long)l, tokens, bi[l]);
+    return rundb_end(db, rc < 0 ? -1 : 0, err);
+}
+
+int pz_rundb_influence(pz_rundb *db, const char *data_hash, long seq_len, double *bi, int n_layer, char *err) {
+    rundb_stmt q;
+    if (rundb_prepare(db, &q, err,
+                      "SELECT layer, bi FROM layer_influence WHERE data_hash = ? AND seq_len = ? ORDER BY layer",
+                      "tl", data_hash, seq_len))
+        return -1;
+    int n = 0, rc;
+    while ((rc = rundb_step(&q)) == 1) {
+        int l = sqlite3_column_int(q.st, 0);
+        if (l >= 0 && l < n_layer) bi[l] = sqlite3_column_double(q.st, 1), n++;
+    }
+    rundb_done(&q);
+    return rc < 0 ? -1 : n == n_layer;
+}
+
 int pz_rundb_score_extremes(pz_rundb *db, const char *data_hash, long seq_len, const char *metric, int worst,
                             pz_rundb_score_row *rows, int cap, char *err) {
     // Identifiers cannot be parameters: the column comes from this fixed list.

@@ -62,6 +62,7 @@ struct pz_search {
 
 const pz_config *pz_search_parent(const pz_search *s) { return &s->parent; }
 const char *pz_search_data_hash(const pz_search *s) { return s->data_hash; }
+long pz_search_data_seq_len(const pz_search *s) { return s->data_seq_len; }
 const char *pz_search_device(const pz_search *s) { return s->device; }
 const char *pz_search_dtype(const pz_search *s) { return s->dtype; }
 int pz_search_tp(const pz_search *s) { return s->cp.tp; }

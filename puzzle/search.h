@@ -121,6 +121,7 @@ int pz_search_n_items(const pz_search *s, int group);
 const pz_search_item *pz_search_item_at(const pz_search *s, int group, int item);
 const pz_config *pz_search_parent(const pz_search *s);
 const char *pz_search_data_hash(const pz_search *s);
+long pz_search_data_seq_len(const pz_search *s);  // window length of those scores
 const char *pz_search_device(const pz_search *s);  // "cpu: ..." or the hardware id
 const char *pz_search_dtype(const pz_search *s);
 int pz_search_tp(const pz_search *s);

@@ -12,6 +12,9 @@
 
 #include "common.h"
 #include "tensor.h"
+#ifdef PZ_HAVE_CUDA
+#include "backend_cuda.h"  // pz_cuda_device_name
+#endif
 
 pz_prof_params pz_prof_default_params(void) {
     return (pz_prof_params){.dtype = PZ_DT_F32, .warmup = 2, .repeats = 10, .seed = 1, .cold_bytes = (size_t)256 << 20};
@@ -394,6 +397,14 @@ done:
 }
 
 void pz_profile_device_desc(const pz_backend *b, char *buf, size_t cap) {
+#ifdef PZ_HAVE_CUDA
+    if (b->kind == PZ_BACKEND_CUDA) {  // the GPU's name, not the host's CPU
+        char gpu[160];
+        pz_cuda_device_name((pz_backend *)b, gpu, sizeof gpu);
+        snprintf(buf, cap, "%s: %s", b->name, gpu);
+        return;
+    }
+#endif
     char model[160] = "unknown CPU";
     FILE *f = fopen("/proc/cpuinfo", "r");
     if (f) {

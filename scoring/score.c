@@ -24,6 +24,8 @@ struct pz_scorer {
     int32_t *amax;             // (n_tok) parent argmax
     float *nll;                // (n_tok) parent NLL of the next token (0 at a window's end)
     double parent_nll;
+    double *bi;                // (n_layer) block influence, see score.h
+    float *xin;                // (R, H) the residual entering the layer being run (parent pass)
     float *x, *y, *xn, *logits;  // scratch: (R, H) x3, (R, V)
     pz_backend *be;
     pz_sub_exec *ex[MAX_EXEC];
@@ -219,14 +221,31 @@ pz_scorer *pz_scorer_create(const pz_model *m, const int32_t *tokens, long n_tok
     // The parent pass: cache the residual entering each kept layer, keep the
     // log-probs. The same chunks and code as the scoring passes.
     double nll_sum = 0;
+    if (!(s->bi = calloc((size_t)s->n_layer, sizeof *s->bi)) ||
+        !(s->xin = malloc(sizeof(float) * (size_t)s->R * H)))
+        goto oom;
     for (long s0 = 0; s0 < s->n_seq; s0 += wpc) {
         const int ns = (int)(s->n_seq - s0 < wpc ? s->n_seq - s0 : wpc), M = ns * s->T;
         const long row0 = s0 * s->T;
         embed(s, row0, M);
         for (int l = 0; l < s->n_layer; l++) {
             if (s->xcache[l]) memcpy(s->xcache[l] + (size_t)row0 * H, s->x, sizeof(float) * (size_t)M * H);
+            memcpy(s->xin, s->x, sizeof(float) * (size_t)M * H);
             if (run_half(s, PZ_SUB_ATTN, &s->pw[l], ns, err) || run_half(s, PZ_SUB_FFN, &s->pw[l], ns, err))
                 goto fail;
+            double cos_sum = 0;
+#pragma omp parallel for num_threads(s->p.n_threads) schedule(static) reduction(+ : cos_sum)
+            for (int r = 0; r < M; r++) {
+                const float *a = s->xin + (size_t)r * H, *b = s->x + (size_t)r * H;
+                double ab = 0, aa = 0, bb = 0;
+                for (size_t i = 0; i < H; i++) {
+                    ab += (double)a[i] * b[i];
+                    aa += (double)a[i] * a[i];
+                    bb += (double)b[i] * b[i];
+                }
+                cos_sum += aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : 1.0;
+            }
+            s->bi[l] += cos_sum;
         }
         if (forward_from(s, s->n_layer, -1, NULL, ns, err)) goto fail;
 #pragma omp parallel for num_threads(s->p.n_threads) schedule(static) reduction(+ : nll_sum)
@@ -250,12 +269,19 @@ pz_scorer *pz_scorer_create(const pz_model *m, const int32_t *tokens, long n_tok
         }
     }
     s->parent_nll = nll_sum / (double)(s->n_seq * (s->T - 1));
+    for (int l = 0; l < s->n_layer; l++) s->bi[l] = 1.0 - s->bi[l] / (double)s->n_tok;
+    free(s->xin);
+    s->xin = NULL;
     return s;
 oom:
     pz_err(err, "score: out of memory (%ld tokens, %d layers, vocab %d)", s->n_tok, s->n_layer, s->V);
 fail:
     pz_scorer_free(s);
     return NULL;
+}
+
+void pz_scorer_block_influence(const pz_scorer *s, double *bi) {
+    memcpy(bi, s->bi, sizeof(double) * (size_t)s->n_layer);
 }
 
 void pz_scorer_free(pz_scorer *s) {
@@ -268,6 +294,8 @@ void pz_scorer_free(pz_scorer *s) {
     pz_backend_free(s->be);
     free(s->pw);
     free(s->xcache);
+    free(s->bi);
+    free(s->xin);
     free(s->tokens);
     free(s->lm);
     free(s->prob);

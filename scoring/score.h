@@ -81,6 +81,11 @@ double pz_scorer_parent_nll(const pz_scorer *s); // mean parent NLL over the los
 // The parent's next-token probabilities, (n_tokens, vocab), row = position;
 // lives as long as s. For tests (compare with the engine's logits).
 const float *pz_scorer_parent_probs(const pz_scorer *s);
+// Block influence of every layer, measured during the parent pass (ShortGPT,
+// Men et al. 2024): bi[l] = 1 − mean over all positions of cos(residual
+// entering layer l, residual leaving it). Small: the layer barely changes
+// the hidden state, a candidate to drop. bi has the parent's n_layer entries.
+void pz_scorer_block_influence(const pz_scorer *s, double *bi);
 // Bytes the scorer keeps (residual cache + parent probabilities + fp32 weights).
 size_t pz_scorer_bytes(const pz_scorer *s);
 

@@ -15,7 +15,7 @@ PY="$VENV/bin/python"
 want=$(sha256sum "$REQ" | cut -d' ' -f1)
 stamp="$VENV/.requirements.sha256"
 if [ -x "$PY" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] &&
-    "$PY" -c "import gguf, tokenizers, safetensors, numpy, jinja2" 2>/dev/null; then
+    "$PY" -c "import gguf, tokenizers, safetensors, numpy, jinja2, openai" 2>/dev/null; then
   echo "$PY"
   exit 0
 fi
@@ -30,6 +30,6 @@ if [ ! -x "$PY" ]; then
 fi
 echo "setup_venv: installing $(grep -v '^#' "$REQ" | tr '\n' ' ')" >&2
 "$PY" -m pip install --quiet --disable-pip-version-check --no-input -r "$REQ" >&2
-"$PY" -c "import gguf, tokenizers, safetensors, numpy, jinja2"
+"$PY" -c "import gguf, tokenizers, safetensors, numpy, jinja2, openai"
 echo "$want" >"$stamp"
 echo "$PY"

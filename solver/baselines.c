@@ -71,7 +71,9 @@ int pz_solver_uniform(pz_solver *s, pz_solver_solution *sol, char *err) {
     return 0;
 }
 
-int pz_solver_drop_layers(pz_solver *s, pz_solver_solution *sol, char *err) {
+// key == NULL: drop by least score increase; else by smallest key[layer]
+// (layers without a key, l >= n_key, are never dropped).
+static int drop_layers(pz_solver *s, const double *key, int n_key, pz_solver_solution *sol, char *err) {
     pz_dense d;
     if (pz_dense_init(&d, s, err)) return -1;
     if (pz_dense_start(&d, sol, err)) {
@@ -120,6 +122,10 @@ int pz_solver_drop_layers(pz_solver *s, pz_solver_solution *sol, char *err) {
                     w[c] += pz_dense_coef(&d, c, g, noop[g]) - pz_dense_coef(&d, c, g, sol->choice[g]);
             }
             if (!(pz_dense_excess(&d, w) < ex)) continue;
+            if (key) {
+                if (l >= n_key || !isfinite(key[l])) continue;
+                ds = key[l];
+            }
             if (ds < best_ds) best_ds = ds, bl = l;
         }
         if (bl < 0) break;
@@ -135,4 +141,17 @@ int pz_solver_drop_layers(pz_solver *s, pz_solver_solution *sol, char *err) {
     pz_dense_finish(&d, sol);
     pz_dense_free(&d);
     return 0;
+}
+
+int pz_solver_drop_layers(pz_solver *s, pz_solver_solution *sol, char *err) {
+    return drop_layers(s, NULL, 0, sol, err);
+}
+
+int pz_solver_drop_layers_by(pz_solver *s, const double *key, int n_key, pz_solver_solution *sol,
+                             char *err) {
+    if (!key || n_key < 1) {
+        if (err) snprintf(err, PZ_ERRLEN, "drop-layers: no layer keys given");
+        return -1;
+    }
+    return drop_layers(s, key, n_key, sol, err);
 }

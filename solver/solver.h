@@ -197,5 +197,11 @@ int pz_solver_uniform(pz_solver *s, pz_solver_solution *sol, char *err);
 //   group of the layer takes its no-op item) in order of least score increase,
 //   among removals that reduce the excess, until the rows hold.
 int pz_solver_drop_layers(pz_solver *s, pz_solver_solution *sol, char *err);
+// drop-layers by a given order: the same, but among the removals that reduce
+//   the excess the layer with the smallest key[layer] goes first (ShortGPT:
+//   key = block influence, 1 − mean cos(layer input, layer output) on
+//   calibration text). Layers with l >= n_key or a non-finite key stay.
+int pz_solver_drop_layers_by(pz_solver *s, const double *key, int n_key, pz_solver_solution *sol,
+                             char *err);
 
 #endif

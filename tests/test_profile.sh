@@ -8,7 +8,7 @@
 # measures nothing; `--calibrate --db` writes a hardware file (and the
 # hardware row's json) that `puzzle plan --hardware FILE` accepts;
 # `--report` prints predictions; a default profile serves a default cpu
-# search.
+# search; `--device cuda` without a GPU fails with one clear line.
 set -u
 . "$(dirname "$0")/lib.sh"
 MAKE="${PUZZLE_MAKE_TEST_MODEL:?}"
@@ -128,5 +128,13 @@ check "default cpu search runs on the default profile (rc $rc: $(tail -1 dsearch
 # Bad input: one line, usage exit code.
 "$BIN" profile --db run.db --scenario warmup:1x2 >o.txt 2>e.txt; rc=$?
 check "bad scenario: rc 2, one line" "[ $rc -eq 2 ] && [ \$(wc -l <e.txt) -eq 1 ]"
+"$BIN" profile --db run.db --device tpu >o.txt 2>e.txt; rc=$?
+check "unknown device: rc 2" "[ $rc -eq 2 ] && grep -q 'cpu or cuda' e.txt"
+# --device cuda: without a GPU (or a CUDA build) one clear line, not a crash.
+if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L 2>/dev/null | grep -q GPU; then
+  "$BIN" profile --db run.db --device cuda >o.txt 2>e.txt; rc=$?
+  check "--device cuda without a GPU: rc 1, says why ($(cat e.txt))" \
+      "[ $rc -eq 1 ] && grep -Eq 'no CUDA device|not built into' e.txt && [ \$(wc -l <e.txt) -eq 1 ]"
+fi
 
 finish

@@ -99,7 +99,8 @@ static void test_old_database(const char *dir) {
     CHECKF(db && pz_rundb_model_identity(model, &c, &m, err) == 0 && pz_rundb_set_parent(db, &m, &c, err) == 0, "%s",
            err);
     pz_rundb_close(db);
-    CHECK(raw(path, "ALTER TABLE models DROP COLUMN config_json; PRAGMA user_version = 4") == SQLITE_OK);
+    CHECK(raw(path, "DROP TABLE layer_influence; ALTER TABLE models DROP COLUMN config_json; "
+                    "PRAGMA user_version = 4") == SQLITE_OK);
     CHECK(raw_int(path, "SELECT count(*) FROM pragma_table_info('models') WHERE name = 'config_json'") == 0);
 
     // It opens and migrates; the configuration comes from the parent model at

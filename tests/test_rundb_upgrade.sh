@@ -38,17 +38,17 @@ bad = [k for k in keys if a.get(k) != b.get(k)]
 sys.exit(f"differs in {bad}" if bad else 0)
 EOF2
 }
-check "schema version 5" '[ "$(q "PRAGMA user_version")" = 5 ]'
+check "schema version 6" '[ "$(q "PRAGMA user_version")" = 6 ]'
 check "config_json is the parent's config.json" 'same_config m'
 check "tied embeddings and llama3 scaling stored" \
     '[ "$(q "SELECT json_extract(config_json, '"'"'$.tie_word_embeddings'"'"') || json_extract(config_json, '"'"'$.rope_scaling.rope_type'"'"') FROM models")" = 1llama3 ]'
 
 # As an older puzzle left it.
-q "ALTER TABLE models DROP COLUMN config_json; PRAGMA user_version = 4"
+q "DROP TABLE layer_influence; ALTER TABLE models DROP COLUMN config_json; PRAGMA user_version = 4"
 check "degraded to version 4" '[ "$(q "PRAGMA user_version")" = 4 ]'
 "${PROF[@]}" >p1.txt 2>p1.err; rc=$?
 check "profile on a version-4 database (rc $rc: $(tail -1 p1.err))" '[ $rc -eq 0 ]'
-check "migrated to version 5" '[ "$(q "PRAGMA user_version")" = 5 ]'
+check "migrated to version 6" '[ "$(q "PRAGMA user_version")" = 6 ]'
 check "the parent's configuration read from m and stored" 'same_config m'
 
 # The parent moved: one line naming the fix; the fix records it.

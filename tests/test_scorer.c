@@ -7,12 +7,17 @@
 //     (1e-4 relative) with a second computation: the swapped child realized
 //     as a whole pz_model and run through the engine, KL taken against the
 //     parent run through the engine — with cache strides 1 and 2 (the
-//     recompute-from-the-nearest-cached-layer path).
+//     recompute-from-the-nearest-cached-layer path);
+//   * the block influence measured in the parent pass equals 1 − mean cos of
+//     each layer's input and output computed here from an fp32 capture
+//     (blocklib/capture.h, a separate forward), and is exactly 0 for a
+//     layer with no-op attention and FFN.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "capture.h"
 #include "engine.h"
 #include "score.h"
 #include "testmodel.h"
@@ -136,6 +141,54 @@ static void metrics(const float *p, const float *q, const int32_t *tok, int V, p
 
 static double rel(double a, double b) { return fabs(a - b) / (fabs(b) > 1e-3 ? fabs(b) : 1e-3); }
 
+// Block influence from a capture of every layer: input ATTN_IN, output
+// FFN_IN + FFN_OUT.
+static void check_influence(const pz_model *m, const int32_t *tok, pz_scorer *s, int variant) {
+    char err[PZ_ERRLEN], *dir = pz_test_tmpdir("bi");
+    const pz_config *c = &m->cfg;
+    const int H = c->hidden;
+    const long n = N_WIN * T_WIN;
+    pz_capture_params cp = pz_capture_default_params();
+    cp.seq_len = T_WIN, cp.dtype = PZ_DT_F32, cp.n_threads = 2;
+    double *bi = malloc(sizeof(double) * c->n_layer);
+    float *a = malloc(sizeof(float) * n * H), *f = malloc(sizeof(float) * n * H), *g = malloc(sizeof(float) * n * H);
+    CHECKF(pz_capture_run(m, tok, n, dir, &cp, err) == 0, "%s", err);
+    pz_scorer_block_influence(s, bi);
+    double worst = 0;
+    for (int l = 0; l < c->n_layer; l++) {
+        pz_capture *cap = pz_capture_open(dir, l, c, 0, err);
+        CHECKF(cap != NULL, "%s", err);
+        if (!cap) continue;
+        CHECK(pz_capture_rows(cap, PZ_CAP_ATTN_IN, 0, n, a, err) == 0 &&
+              pz_capture_rows(cap, PZ_CAP_FFN_IN, 0, n, f, err) == 0 &&
+              pz_capture_rows(cap, PZ_CAP_FFN_OUT, 0, n, g, err) == 0);
+        pz_capture_close(cap);
+        double cs = 0;
+        for (long r = 0; r < n; r++) {
+            double ab = 0, aa = 0, bb = 0;
+            for (int i = 0; i < H; i++) {
+                double x = a[r * H + i], y = (double)f[r * H + i] + g[r * H + i];
+                ab += x * y, aa += x * x, bb += y * y;
+            }
+            cs += ab / sqrt(aa * bb);
+        }
+        double want = 1 - cs / n;
+        worst = fmax(worst, fabs(bi[l] - want));
+        const pz_layer_spec *ls = &c->layers[l];
+        if (ls->attn == PZ_ATTN_NOOP && ls->ffn == PZ_FFN_NOOP)
+            CHECKF(bi[l] == 0, "variant %d layer %d (noop+noop): block influence %g, not 0", variant, l, bi[l]);
+        else
+            CHECKF(bi[l] > 1e-6, "variant %d layer %d: block influence %g", variant, l, bi[l]);
+    }
+    CHECKF(worst < 1e-5, "variant %d: block influence vs capture: max diff %g", variant, worst);
+    printf("  variant %d: block influence of %d layers vs capture: max diff %.2e\n", variant, c->n_layer, worst);
+    free(bi), free(a), free(f), free(g);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
+    free(dir);
+}
+
 static void test_variant(int variant) {
     char err[PZ_ERRLEN];
     pz_config c;
@@ -163,6 +216,7 @@ static void test_variant(int variant) {
         for (size_t i = 0; i < (size_t)N_WIN * T_WIN * V; i++)
             if (plp[i] > -30) md = fmax(md, fabs(log(pp[i]) - plp[i]));
         CHECKF(md < 1e-4, "variant %d: scorer parent log-probs vs engine: max diff %g", variant, md);
+        if (stride == 1) check_influence(m, tok, s, variant);
 
         for (int L = 0; L < c.n_layer; L++) {
             // Parent copy of each half: exactly the parent.

@@ -291,7 +291,9 @@ expect "objective = sum of the layers' stored scores" "$(q "SELECT sum(score) FR
 expect "the MIP changes the parent at ${T1}x" "$(q "SELECT n_changed FROM solutions WHERE id = $M")" ">" 0
 
 # ---- baselines: feasible (checked with every solution below), never better than the MIP ---------------
-for m in greedy uniform-ffn drop-layers; do
+nbi=$(q "SELECT count(*) FROM layer_influence")
+expect "block influence stored by puzzle score, one row per layer" "$nbi" = 6
+for m in greedy uniform-ffn drop-layers shortgpt; do
     "${S[@]}" --speedup "$T1" --method $m >b.txt 2>b.err; rc=$?
     check "$m exits 0" '[ $rc -eq 0 ]' || cat b.err >&2
     st=$(q "SELECT status FROM searches ORDER BY id DESC LIMIT 1")
@@ -299,6 +301,17 @@ for m in greedy uniform-ffn drop-layers; do
         B=$(last)
         expect "$m score vs the MIP's" "$(q "SELECT objective FROM solutions WHERE id = $B")" ">=" "$obj"
         expect "$m status" "$(q "SELECT status FROM solutions WHERE id = $B")" eq baseline
+        if [ $m = shortgpt ]; then
+            # the layers it drops are the least influential of those it could drop (both halves have a noop)
+            worst_dropped=$(q "SELECT IFNULL(max(i.bi), -1) FROM solution_layers l JOIN layer_influence i ON i.layer = l.layer
+                               WHERE l.solution_id = $B AND l.attn_variant = 'noop' AND l.ffn_variant = 'noop'")
+            best_kept=$(q "SELECT IFNULL(min(i.bi), 9) FROM solution_layers l JOIN layer_influence i ON i.layer = l.layer
+                           WHERE l.solution_id = $B AND NOT (l.attn_variant = 'noop' AND l.ffn_variant = 'noop')
+                             AND EXISTS (SELECT 1 FROM blocks b WHERE b.layer = l.layer AND b.attn_kind = 'noop')
+                             AND EXISTS (SELECT 1 FROM blocks b WHERE b.layer = l.layer AND b.ffn_kind = 'noop')")
+            expect "shortgpt drops the least influential layers (most influential dropped <= least kept)" \
+                "$worst_dropped" "<=" "$best_kept"
+        fi
     else
         echo "note: $m found no child at ${T1}x ($st)"
     fi

@@ -406,7 +406,37 @@ static void test_errors(void) {
     pz_solver_free(s);
 }
 
+// drop-layers by score drops the layer whose removal costs least; by a
+// given key (ShortGPT's block influence) the layer with the smallest key.
+static void test_drop_by_key(void) {
+    char err[PZ_ERRLEN] = "";
+    pz_solver *s = pz_solver_new(err);
+    const double noop_score[3] = {1, 5, 3};
+    for (int l = 0; l < 3; l++)
+        for (int h = 0; h < 2; h++) {
+            int g = pz_solver_add_group(s, l, err);
+            pz_solver_costs keep = {1, 0, 0, 0}, gone = {0, 0, 0, 0};
+            CHECK(pz_solver_add_item(s, g, 0, &keep, -1, 0, err) == 0);
+            CHECK(pz_solver_add_item(s, g, noop_score[l] / 2, &gone, -1, 1, err) == 1);
+        }
+    int c = pz_solver_add_constraint(s, "runtime", 4.5, err);
+    CHECK(c >= 0 && pz_solver_set_cost_weights(s, c, 1, 0, 0, 0, err) == 0);
+    pz_solver_solution a, b;
+    CHECKF(pz_solver_drop_layers(s, &a, err) == 0, "%s", err);
+    CHECK(a.status == PZ_SOLVER_FEASIBLE && a.choice[0] == 1 && a.choice[1] == 1 && a.choice[2] == 0 &&
+          a.choice[4] == 0);
+    const double key[3] = {0.9, 0.1, 0.5};
+    CHECKF(pz_solver_drop_layers_by(s, key, 3, &b, err) == 0, "%s", err);
+    CHECK(b.status == PZ_SOLVER_FEASIBLE && b.choice[0] == 0 && b.choice[2] == 1 && b.choice[3] == 1 &&
+          b.choice[4] == 0);
+    CHECK(pz_solver_drop_layers_by(s, NULL, 0, &b, err) < 0);
+    pz_solver_solution_free(&a);
+    pz_solver_solution_free(&b);
+    pz_solver_free(s);
+}
+
 int main(void) {
+    test_drop_by_key();
     test_errors();
     test_explain_named();
     test_random();

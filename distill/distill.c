@@ -1,0 +1,524 @@
+// distill.c — see distill.h.
+#include "distill.h"
+#include "capture.h"
+#include "common.h"
+#include "net.h"
+
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+// ---- the loss -----------------------------------------------------------------------
+
+struct pz_gkd {
+    pz_net *tn, *cn;
+    int n_layer, hidden, vocab, max_rows, n_threads;
+    float *dh;          // (n_layer, max_rows, hidden) direct gradients of the hidden states
+    const float **dhp;  // (n_layer) pointers into dh
+    double *row_cos;    // (max_rows) Σ_layers (1 − cos) of each row
+    double *row_kl;     // (max_rows)
+    float *scratch;     // (n_threads, 2, vocab) exponentials of one row's logits
+};
+
+pz_gkd *pz_gkd_create(const pz_model *teacher, const pz_model *child, int max_rows, pz_dt prec,
+                      pz_backend *be, char *err) {
+    const pz_config *a = &teacher->cfg, *b = &child->cfg;
+    if (a->n_layer != b->n_layer || a->hidden != b->hidden || a->vocab != b->vocab)
+        return pz_err(err, "distill: teacher (%d layers, hidden %d, vocab %d) and child (%d, %d, %d) "
+                      "must match in layers, hidden size and vocabulary",
+                      a->n_layer, a->hidden, a->vocab, b->n_layer, b->hidden, b->vocab), NULL;
+    pz_gkd *g = calloc(1, sizeof *g);
+    if (!g) return pz_err(err, "distill: out of memory"), NULL;
+    g->n_layer = b->n_layer, g->hidden = b->hidden, g->vocab = b->vocab, g->max_rows = max_rows;
+    g->n_threads = be->n_threads > 0 ? be->n_threads : 1;
+    const size_t LRH = (size_t)b->n_layer * max_rows * b->hidden;
+    g->dh = malloc(LRH * sizeof(float));
+    g->dhp = malloc(sizeof(float *) * (size_t)b->n_layer);
+    g->row_cos = malloc(sizeof(double) * (size_t)max_rows);
+    g->row_kl = malloc(sizeof(double) * (size_t)max_rows);
+    g->scratch = malloc(sizeof(float) * 2 * (size_t)b->vocab * (size_t)g->n_threads);
+    if (!g->dh || !g->dhp || !g->row_cos || !g->row_kl || !g->scratch) {
+        pz_err(err, "distill: out of memory (%d rows)", max_rows);
+        goto fail;
+    }
+    for (int l = 0; l < b->n_layer; l++) g->dhp[l] = g->dh + (size_t)l * max_rows * b->hidden;
+    if (!(g->tn = pz_net_create(teacher, max_rows, prec, be, err))) goto fail;
+    if (!(g->cn = pz_net_create(child, max_rows, prec, be, err))) goto fail;
+    return g;
+fail:
+    pz_gkd_free(g);
+    return NULL;
+}
+
+void pz_gkd_free(pz_gkd *g) {
+    if (!g) return;
+    pz_net_free(g->tn);
+    pz_net_free(g->cn);
+    free(g->dh), free(g->dhp), free(g->row_cos), free(g->row_kl), free(g->scratch);
+    free(g);
+}
+
+// e[i] = exp(x[i] − max x) (fp32), *inv = 1 / Σ e (so e·inv = softmax(x));
+// returns log Σ exp(x) (the sum taken in double).
+static double exp_row(const float *x, float *e, int n, double *inv) {
+    float mx = x[0];
+    for (int i = 1; i < n; i++)
+        if (x[i] > mx) mx = x[i];
+    double s = 0;
+    for (int i = 0; i < n; i++) s += (e[i] = expf(x[i] - mx));
+    *inv = 1 / s;
+    return mx + log(s);
+}
+
+int pz_gkd_batch(pz_gkd *g, const pz_model *teacher, const pz_model *child, pz_model *grad,
+                 float scale, const int32_t *ids, int n_seq, int T, double *cos_loss, double *kl,
+                 char *err) {
+    if (pz_net_fwd(g->tn, teacher, ids, n_seq, T, err)) return -1;
+    if (pz_net_fwd(g->cn, child, ids, n_seq, T, err)) return -1;
+    const int M = n_seq * T, H = g->hidden, V = g->vocab, L = g->n_layer;
+    const double gs = (double)scale / M;
+    const int want = grad != NULL;
+    const float *tl = pz_net_logits(g->tn);
+    float *cl = pz_net_logits(g->cn);
+    // Rows are independent; sums are taken in row order afterwards, so the
+    // result does not depend on the thread count's reduction order.
+#pragma omp parallel for num_threads(g->n_threads) schedule(static)
+    for (int r = 0; r < M; r++) {
+        double csum = 0;
+        for (int l = 0; l < L; l++) {
+            const float *c = pz_net_hidden(g->cn, l) + (size_t)r * H;
+            const float *t = pz_net_hidden(g->tn, l) + (size_t)r * H;
+            double cc = 0, tt = 0, ct = 0;
+            for (int i = 0; i < H; i++) cc += (double)c[i] * c[i], tt += (double)t[i] * t[i], ct += (double)c[i] * t[i];
+            double nc = sqrt(cc), nt = sqrt(tt);
+            double cs = nc > 0 && nt > 0 ? ct / (nc * nt) : 0;
+            csum += 1 - cs;
+            if (want) {
+                // ∂(1 − cos)/∂c = −(t/(|c||t|) − cos·c/|c|²)
+                float *d = (float *)g->dhp[l] + (size_t)r * H;
+                double a = nc > 0 && nt > 0 ? 1 / (nc * nt) : 0, b = nc > 0 ? cs / cc : 0;
+                for (int i = 0; i < H; i++) d[i] = (float)(-gs * (a * t[i] - b * c[i]));
+            }
+        }
+        g->row_cos[r] = csum;
+        const float *p = tl + (size_t)r * V;
+        float *q = cl + (size_t)r * V;
+        float *ep = g->scratch + (size_t)omp_get_thread_num() * 2 * V, *eq = ep + V;
+        double sp, sq, k = 0;
+        const double lp = exp_row(p, ep, V, &sp), lq = exp_row(q, eq, V, &sq);
+        for (int i = 0; i < V; i++) {
+            double pi = ep[i] * sp;
+            k += pi * (((double)p[i] - lp) - ((double)q[i] - lq));
+            if (want) q[i] = (float)(gs * (eq[i] * sq - pi));  // ∂KL/∂logit = q − p
+        }
+        g->row_kl[r] = k;
+    }
+    double cs = 0, ks = 0;
+    for (int r = 0; r < M; r++) cs += g->row_cos[r], ks += g->row_kl[r];
+    *cos_loss = cs / M;
+    *kl = ks / M;
+    if (!want) return 0;
+    return pz_net_bwd(g->cn, child, grad, cl, g->dhp, err);
+}
+
+// ---- parameters ---------------------------------------------------------------------------
+
+pz_distill_params pz_distill_default_params(void) {
+    pz_distill_params p;
+    memset(&p, 0, sizeof p);
+    p.seq = 256;
+    p.batch = 4;
+    p.accum = 1;
+    p.tokens = 65536;
+    p.lr = 1e-4f;
+    p.lr_min_ratio = 0.1f;
+    p.warmup = -1;
+    p.adam = pz_adamw_default_params();
+    p.prec = PZ_DT_BF16;
+    p.seed = 1;
+    p.checkpoint_every = 50;
+    return p;
+}
+
+void pz_distill_result_free(pz_distill_result *r) {
+    if (!r) return;
+    free(r->curve_cos), free(r->curve_kl), free(r->curve_lr), free(r->curve_gnorm);
+    memset(r, 0, sizeof *r);
+}
+
+double pz_distill_step_flops(const pz_config *teacher, const pz_config *child, long rows, int seq) {
+    return pz_net_fwd_flops(teacher, (int)rows, seq) + 3.0 * pz_net_fwd_flops(child, (int)rows, seq);
+}
+
+// ---- the window order -----------------------------------------------------------------------
+
+static uint64_t splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+typedef struct {
+    long n_win, epoch;  // epoch whose order is in `order` (-1: none)
+    long *order;
+    uint64_t seed;
+} windows;
+
+// The window (index into the stream) that global draw number gi reads.
+static long window_at(windows *w, long gi) {
+    long e = gi / w->n_win, i = gi % w->n_win;
+    if (e != w->epoch) {
+        uint64_t s = w->seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(e + 1));
+        for (long k = 0; k < w->n_win; k++) w->order[k] = k;
+        for (long k = w->n_win - 1; k > 0; k--) {
+            long j = (long)(splitmix(&s) % (uint64_t)(k + 1));
+            long t = w->order[k];
+            w->order[k] = w->order[j], w->order[j] = t;
+        }
+        w->epoch = e;
+    }
+    return w->order[i];
+}
+
+// ---- checkpoints --------------------------------------------------------------------------
+
+#define CK_MAGIC "PZGKDCK1"
+#define CK_VERSION 1u
+#define CK_NAME "gkd_checkpoint.bin"
+
+typedef struct {
+    char magic[8];
+    uint32_t version, n_tensors;
+    int64_t step, total_steps, windows_done;
+    uint64_t seed, run_hash, n_floats;  // n_floats: parameters (each of p, m, v)
+} ck_header;
+
+typedef struct {
+    int n;
+    pz_adamw_tensor *t;
+    size_t n_floats;
+} params;
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static uint64_t run_hash(const pz_model *teacher, const pz_model *child, const int32_t *tokens,
+                         long n_tokens, const pz_distill_params *p, long steps, long warm) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    // The child's starting weights too (read as 64-bit words, for speed): a
+    // checkpoint of another child of the same architecture is not resumed.
+    uint64_t wh = 0xcbf29ce484222325ull;
+    const uint64_t *wd = child->arena;
+    for (size_t i = 0; i < child->arena_bytes / 8; i++) wh = (wh ^ wd[i]) * 0x100000001b3ull;
+    uint64_t a[5] = {pz_capture_config_hash(&teacher->cfg), pz_capture_config_hash(&child->cfg),
+                     pz_capture_tokens_hash(tokens, n_tokens), (uint64_t)child->cfg.tie_embeddings, wh};
+    h = fnv(h, a, sizeof a);
+    long ints[7] = {p->seq, p->batch, p->accum, steps, warm, (long)p->prec, (long)p->seed};
+    h = fnv(h, ints, sizeof ints);
+    float f[7] = {p->lr, p->lr_min_ratio, p->adam.beta1, p->adam.beta2, p->adam.eps,
+                  p->adam.weight_decay, p->adam.clip_norm};
+    return fnv(h, f, sizeof f);
+}
+
+static int write_all(FILE *f, const void *p, size_t bytes) { return fwrite(p, 1, bytes, f) == bytes ? 0 : -1; }
+static int read_all(FILE *f, void *p, size_t bytes) { return fread(p, 1, bytes, f) == bytes ? 0 : -1; }
+
+static int ck_save(const char *dir, const ck_header *hd, const params *ps, const pz_distill_result *r,
+                   char *err) {
+    char path[4096], tmp[4200];
+    pz_path_join(path, sizeof path, dir, CK_NAME);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return pz_err(err, "distill: cannot write %s: %s", tmp, strerror(errno));
+    int bad = write_all(f, hd, sizeof *hd);
+    const size_t np = (size_t)hd->step;
+    const double *curves[4] = {r->curve_cos, r->curve_kl, r->curve_lr, r->curve_gnorm};
+    for (int c = 0; c < 4 && !bad; c++) bad = write_all(f, curves[c], np * sizeof(double));
+    for (int i = 0; i < ps->n && !bad; i++) bad = write_all(f, ps->t[i].p, ps->t[i].n * sizeof(float));
+    for (int i = 0; i < ps->n && !bad; i++) bad = write_all(f, ps->t[i].m, ps->t[i].n * sizeof(float));
+    for (int i = 0; i < ps->n && !bad; i++) bad = write_all(f, ps->t[i].v, ps->t[i].n * sizeof(float));
+    if (!bad) bad = fflush(f) || fsync(fileno(f));
+    if (fclose(f)) bad = 1;
+    if (bad || rename(tmp, path)) {
+        int e = errno;
+        unlink(tmp);
+        return pz_err(err, "distill: writing %s failed: %s", path, strerror(e));
+    }
+    pz_fsync_dir_of(path);
+    return 0;
+}
+
+// Loads the checkpoint into ps and r; 1 when there is none, 0 when loaded, -1 on error.
+static int ck_load(const char *dir, const ck_header *want, params *ps, pz_distill_result *r,
+                   long *step, char *err) {
+    char path[4096];
+    pz_path_join(path, sizeof path, dir, CK_NAME);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (errno == ENOENT) return 1;
+        return pz_err(err, "distill: cannot read %s: %s", path, strerror(errno));
+    }
+    ck_header h;
+    int rc = -1;
+    if (read_all(f, &h, sizeof h) || memcmp(h.magic, CK_MAGIC, 8) || h.version != CK_VERSION) {
+        pz_err(err, "distill: %s is not a distillation checkpoint of this version", path);
+        goto out;
+    }
+    if (h.run_hash != want->run_hash || h.n_tensors != want->n_tensors || h.n_floats != want->n_floats ||
+        h.total_steps != want->total_steps || h.seed != want->seed) {
+        pz_err(err, "distill: %s belongs to another run (different models, data, batch, schedule or "
+               "optimizer settings): use another --out or remove it", path);
+        goto out;
+    }
+    if (h.step < 0 || h.step > h.total_steps) {
+        pz_err(err, "distill: %s: step %lld out of range", path, (long long)h.step);
+        goto out;
+    }
+    double *curves[4] = {r->curve_cos, r->curve_kl, r->curve_lr, r->curve_gnorm};
+    int bad = 0;
+    for (int c = 0; c < 4 && !bad; c++) bad = read_all(f, curves[c], (size_t)h.step * sizeof(double));
+    for (int i = 0; i < ps->n && !bad; i++) bad = read_all(f, ps->t[i].p, ps->t[i].n * sizeof(float));
+    for (int i = 0; i < ps->n && !bad; i++) bad = read_all(f, ps->t[i].m, ps->t[i].n * sizeof(float));
+    for (int i = 0; i < ps->n && !bad; i++) bad = read_all(f, ps->t[i].v, ps->t[i].n * sizeof(float));
+    char extra;
+    if (bad || fread(&extra, 1, 1, f) != 0) {
+        pz_err(err, "distill: %s is truncated or has trailing bytes", path);
+        goto out;
+    }
+    *step = (long)h.step;
+    r->n_points = (int)h.step;
+    rc = 0;
+out:
+    fclose(f);
+    return rc;
+}
+
+static int write_losses(const char *dir, const pz_distill_result *r, char *err) {
+    char path[4096], tmp[4200];
+    pz_path_join(path, sizeof path, dir, "gkd_losses.tsv");
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return pz_err(err, "distill: cannot write %s: %s", tmp, strerror(errno));
+    fprintf(f, "step\tlr\tcos_loss\tkl\tgrad_norm\n");
+    for (int i = 0; i < r->n_points; i++)
+        fprintf(f, "%d\t%.6g\t%.6f\t%.6f\t%.6g\n", i + 1, r->curve_lr[i], r->curve_cos[i], r->curve_kl[i],
+                r->curve_gnorm[i]);
+    if (fclose(f) || rename(tmp, path)) {
+        unlink(tmp);
+        return pz_err(err, "distill: writing %s failed", path);
+    }
+    return 0;
+}
+
+// ---- the run ----------------------------------------------------------------------------------
+
+static int params_init(params *ps, pz_model *child, pz_model *grad, pz_model *m1, pz_model *m2,
+                       char *err) {
+    ps->n = pz_model_n_weights(child);
+    ps->t = calloc((size_t)ps->n, sizeof *ps->t);
+    if (!ps->t) return pz_err(err, "distill: out of memory");
+    ps->n_floats = 0;
+    for (int i = 0; i < ps->n; i++) {
+        pz_weight_info a, g, m, v;
+        if (pz_model_weight_at(child, i, &a) || pz_model_weight_at(grad, i, &g) ||
+            pz_model_weight_at(m1, i, &m) || pz_model_weight_at(m2, i, &v) || a.type != PZ_DT_F32)
+            return pz_err(err, "distill: weight %d: no fp32 tensor", i);
+        size_t n = (size_t)a.rows * a.cols;
+        ps->t[i] = (pz_adamw_tensor){(float *)a.data, (float *)g.data, (float *)m.data, (float *)v.data,
+                                     n, a.is_matrix};
+        ps->n_floats += n;
+    }
+    return 0;
+}
+
+// Broadcasts every parameter and moment from rank 0, and the step.
+static int bcast_state(pz_comm *comm, params *ps, long *step, char *err) {
+    int64_t s = *step;
+    if (comm->broadcast(comm, &s, sizeof s, 0, err)) return -1;
+    *step = (long)s;
+    for (int i = 0; i < ps->n; i++) {
+        const size_t b = ps->t[i].n * sizeof(float);
+        if (comm->broadcast(comm, ps->t[i].p, b, 0, err) || comm->broadcast(comm, ps->t[i].m, b, 0, err) ||
+            comm->broadcast(comm, ps->t[i].v, b, 0, err))
+            return -1;
+    }
+    return 0;
+}
+
+int pz_distill_run(const pz_model *teacher, pz_model *child, const int32_t *tokens, long n_tokens,
+                   const char *out_dir, const pz_distill_params *pp, pz_backend *be, pz_comm *comm_in,
+                   pz_distill_result *res, char *err) {
+    pz_distill_params p = pp ? *pp : pz_distill_default_params();
+    pz_distill_result rr;
+    memset(&rr, 0, sizeof rr);
+    if (res) memset(res, 0, sizeof *res);
+    pz_comm *comm = comm_in, *own_comm = NULL;
+    if (!comm && !(comm = own_comm = pz_comm_single_create(be, err))) return -1;
+    const int rank = comm->rank, size = comm->size;
+    if (p.seq < 2 || p.batch < 1 || p.accum < 1 || p.tokens < 1) {
+        pz_err(err, "distill: seq %d, batch %d, accum %d, tokens %ld: need seq >= 2 and the rest >= 1",
+               p.seq, p.batch, p.accum, p.tokens);
+        goto early;
+    }
+    if (p.accum % size) {
+        pz_err(err, "distill: --accum %d is not a multiple of the %d ranks", p.accum, size);
+        goto early;
+    }
+    const long n_win = n_tokens / p.seq;
+    if (n_win < 1) {
+        pz_err(err, "distill: %ld tokens make no window of %d", n_tokens, p.seq);
+        goto early;
+    }
+    const long rows_step = (long)p.seq * p.batch * p.accum;
+    const long steps = (p.tokens + rows_step - 1) / rows_step;
+    const long warm = p.warmup >= 0 ? p.warmup : (steps / 20 > 1 ? steps / 20 : 1);
+    const int rows = p.seq * p.batch;
+
+    pz_model *grad = NULL, *m1 = NULL, *m2 = NULL;
+    pz_gkd *g = NULL;
+    params ps = {0, NULL, 0};
+    windows wn = {n_win, -1, NULL, p.seed};
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)rows);
+    int rc = -1;
+    if (!(wn.order = malloc(sizeof(long) * (size_t)n_win)) || !ids) {
+        pz_err(err, "distill: out of memory");
+        goto out;
+    }
+    rr.curve_cos = calloc((size_t)steps, sizeof(double));
+    rr.curve_kl = calloc((size_t)steps, sizeof(double));
+    rr.curve_lr = calloc((size_t)steps, sizeof(double));
+    rr.curve_gnorm = calloc((size_t)steps, sizeof(double));
+    if (!rr.curve_cos || !rr.curve_kl || !rr.curve_lr || !rr.curve_gnorm) {
+        pz_err(err, "distill: out of memory");
+        goto out;
+    }
+    if (!(grad = pz_model_alloc(&child->cfg, PZ_DT_F32, err)) || !(m1 = pz_model_alloc(&child->cfg, PZ_DT_F32, err)) ||
+        !(m2 = pz_model_alloc(&child->cfg, PZ_DT_F32, err)))
+        goto out;
+    if (params_init(&ps, child, grad, m1, m2, err)) goto out;
+    if (!(g = pz_gkd_create(teacher, child, rows, p.prec, be, err))) goto out;
+
+    ck_header hd;
+    memset(&hd, 0, sizeof hd);
+    memcpy(hd.magic, CK_MAGIC, 8);
+    hd.version = CK_VERSION, hd.n_tensors = (uint32_t)ps.n, hd.total_steps = steps;
+    hd.seed = p.seed, hd.n_floats = ps.n_floats;
+    hd.run_hash = run_hash(teacher, child, tokens, n_tokens, &p, steps, warm);
+
+    // Rank 0 decides whether and where to resume; the others follow.
+    long start = 0;
+    float status = 0;
+    if (rank == 0) {
+        int lr_ = ck_load(out_dir, &hd, &ps, &rr, &start, err);
+        if (lr_ < 0) status = -1;
+        else if (lr_ == 0 && !p.resume) {
+            pz_err(err, "distill: %s already holds a checkpoint (step %ld of %ld): pass --resume to "
+                   "continue it, or choose another --out", out_dir, start, steps);
+            status = -1;
+        }
+    }
+    if (size > 1) {
+        char e2[PZ_ERRLEN];
+        if (comm->all_reduce(comm, &status, 1, PZ_REDUCE_SUM, e2)) {
+            if (status == 0) pz_err(err, "%s", e2);
+            goto out;
+        }
+    }
+    if (status != 0) {
+        if (rank != 0) pz_err(err, "distill: rank 0 could not start (see its message)");
+        goto out;
+    }
+    if (size > 1) {
+        if (bcast_state(comm, &ps, &start, err)) goto out;
+        int64_t np = rr.n_points;
+        if (comm->broadcast(comm, &np, sizeof np, 0, err)) goto out;
+        rr.n_points = (int)np;
+    }
+    rr.start_step = start;
+    rr.steps = start;
+    rr.tokens = start * rows_step;
+
+    const double t0 = pz_now();
+    for (long s = start; s < steps; s++) {
+        memset(grad->arena, 0, grad->arena_bytes);
+        float loss[2] = {0, 0};
+        double lc = 0, lk = 0;
+        for (int j = 0; j < p.accum; j++) {
+            if (j % size != rank) continue;
+            for (int k = 0; k < p.batch; k++) {
+                long gi = (s * p.accum + j) * (long)p.batch + k;
+                memcpy(ids + (size_t)k * p.seq, tokens + window_at(&wn, gi) * p.seq, sizeof(int32_t) * (size_t)p.seq);
+            }
+            double c, kl;
+            if (pz_gkd_batch(g, teacher, child, grad, 1.0f / p.accum, ids, p.batch, p.seq, &c, &kl, err)) goto out;
+            if (!isfinite(c) || !isfinite(kl)) {
+                pz_err(err, "distill: loss is not finite at step %ld (cos %g, KL %g)", s + 1, c, kl);
+                goto out;
+            }
+            lc += c / p.accum, lk += kl / p.accum;
+        }
+        loss[0] = (float)lc, loss[1] = (float)lk;
+        if (size > 1) {
+            if (comm->all_reduce(comm, (float *)grad->arena, grad->arena_bytes / sizeof(float), PZ_REDUCE_SUM, err) ||
+                comm->all_reduce(comm, loss, 2, PZ_REDUCE_SUM, err))
+                goto out;
+            lc = loss[0], lk = loss[1];
+        }
+        const float lr = pz_lr_schedule(s, warm, steps, p.lr, p.lr * p.lr_min_ratio);
+        const double gn = be->train->adamw_step(be, ps.t, ps.n, s + 1, lr, &p.adam);
+        rr.curve_cos[s] = lc, rr.curve_kl[s] = lk, rr.curve_lr[s] = lr, rr.curve_gnorm[s] = gn;
+        rr.n_points = (int)(s + 1);
+        rr.steps = s + 1;
+        rr.tokens = (s + 1) * rows_step;
+        const double el = pz_now() - t0;
+        pz_distill_progress pr = {.step = s + 1, .total_steps = steps, .cos_loss = lc, .kl = lk, .lr = lr,
+                                  .grad_norm = gn, .elapsed_s = el};
+        pr.tokens_per_s = el > 0 ? (double)(s + 1 - start) * rows_step / el : 0;
+        pr.eta_s = el / (double)(s + 1 - start) * (double)(steps - s - 1);
+        int want_ck = (p.checkpoint_every > 0 && (s + 1) % p.checkpoint_every == 0) || s + 1 == steps;
+        pr.checkpointed = want_ck;
+        float stop = 0;
+        if (rank == 0 && p.progress) stop = (float)p.progress(p.user, &pr);
+        if (size > 1 && comm->all_reduce(comm, &stop, 1, PZ_REDUCE_MAX, err)) goto out;
+        if (stop == PZ_DISTILL_ABANDON) {
+            pz_err(err, "distill: abandoned at step %ld without a checkpoint", s + 1);
+            goto out;
+        }
+        if (stop == PZ_DISTILL_STOP) want_ck = 1;
+        if (want_ck) {
+            hd.step = s + 1, hd.windows_done = (s + 1) * (long)p.accum * p.batch;
+            if (rank == 0 && ck_save(out_dir, &hd, &ps, &rr, err)) goto out;
+        }
+        if (stop == PZ_DISTILL_STOP) {
+            pz_err(err, "distill: stopped at step %ld of %ld (checkpoint written; rerun with --resume to go on)",
+                   s + 1, steps);
+            goto out;
+        }
+    }
+    if (rank == 0 && write_losses(out_dir, &rr, err)) goto out;
+    rr.wall_s = pz_now() - t0;
+    rc = 0;
+out:
+    pz_gkd_free(g);
+    pz_model_free(grad);
+    pz_model_free(m1);
+    pz_model_free(m2);
+    free(ps.t);
+    free(wn.order);
+    free(ids);
+    if (rc == 0 && res) *res = rr;
+    else pz_distill_result_free(&rr);
+    pz_comm_free(own_comm);
+    return rc;
+early:
+    pz_comm_free(own_comm);
+    return -1;
+}

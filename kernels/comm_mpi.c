@@ -1,0 +1,111 @@
+// comm_mpi.c — see comm_mpi.h. fp32 sums and maxima with MPI_Allreduce in
+// place, broadcasts of bytes in chunks below INT_MAX, and a barrier. Open
+// MPI's reductions combine ranks in a fixed order for a fixed rank count,
+// so a run is repeatable; its sums differ from one process's only by the
+// order of fp32 additions.
+#include "comm_mpi.h"
+
+#include <limits.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+typedef struct {
+    int initialized_here;
+} mpi_impl;
+
+static int mpi_fail(char *err, const char *what, int rc) {
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS) snprintf(msg, sizeof msg, "code %d", rc);
+    if (err) snprintf(err, PZ_ERRLEN, "mpi: %s: %s", what, msg);
+    return -1;
+}
+
+static int mpi_all_reduce(pz_comm *c, float *buf, size_t n, pz_reduce_op op, char *err) {
+    (void)c;
+    if ((n && !buf) || (op != PZ_REDUCE_SUM && op != PZ_REDUCE_MAX)) {
+        if (err) snprintf(err, PZ_ERRLEN, "all_reduce: bad arguments (n %zu, op %d)", n, (int)op);
+        return -1;
+    }
+    for (size_t off = 0; off < n;) {
+        size_t k = n - off > (size_t)INT_MAX ? (size_t)INT_MAX : n - off;
+        int rc = MPI_Allreduce(MPI_IN_PLACE, buf + off, (int)k, MPI_FLOAT, op == PZ_REDUCE_SUM ? MPI_SUM : MPI_MAX,
+                               MPI_COMM_WORLD);
+        if (rc != MPI_SUCCESS) return mpi_fail(err, "MPI_Allreduce", rc);
+        off += k;
+    }
+    return 0;
+}
+
+static int mpi_broadcast(pz_comm *c, void *buf, size_t bytes, int root, char *err) {
+    if ((bytes && !buf) || root < 0 || root >= c->size) {
+        if (err) snprintf(err, PZ_ERRLEN, "broadcast: bad arguments (root %d of %d ranks)", root, c->size);
+        return -1;
+    }
+    for (size_t off = 0; off < bytes;) {
+        size_t k = bytes - off > (size_t)INT_MAX ? (size_t)INT_MAX : bytes - off;
+        int rc = MPI_Bcast((char *)buf + off, (int)k, MPI_BYTE, root, MPI_COMM_WORLD);
+        if (rc != MPI_SUCCESS) return mpi_fail(err, "MPI_Bcast", rc);
+        off += k;
+    }
+    return 0;
+}
+
+static int mpi_barrier(pz_comm *c, char *err) {
+    (void)c;
+    int rc = MPI_Barrier(MPI_COMM_WORLD);
+    return rc == MPI_SUCCESS ? 0 : mpi_fail(err, "MPI_Barrier", rc);
+}
+
+static void mpi_destroy(pz_comm *c) {
+    mpi_impl *im = c->impl;
+    if (im && im->initialized_here) {
+        int fin = 0;
+        MPI_Finalized(&fin);
+        if (!fin) MPI_Finalize();
+    }
+    free(im);
+    free(c);
+}
+
+int pz_comm_mpi_launched(void) {
+    const char *keys[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"};
+    for (int i = 0; i < 3; i++) {
+        const char *v = getenv(keys[i]);
+        if (v && atoi(v) > 1) return 1;
+    }
+    return 0;
+}
+
+pz_comm *pz_comm_mpi_create(pz_backend *b, char *err) {
+    pz_comm *c = calloc(1, sizeof *c);
+    mpi_impl *im = calloc(1, sizeof *im);
+    if (!c || !im) {
+        free(c), free(im);
+        if (err) snprintf(err, PZ_ERRLEN, "comm: out of memory");
+        return NULL;
+    }
+    int inited = 0;
+    MPI_Initialized(&inited);
+    if (!inited) {
+        int rc = MPI_Init(NULL, NULL);
+        if (rc != MPI_SUCCESS) {
+            free(c), free(im);
+            mpi_fail(err, "MPI_Init", rc);
+            return NULL;
+        }
+        im->initialized_here = 1;
+    }
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(MPI_COMM_WORLD, &c->rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &c->size);
+    c->name = "mpi";
+    c->b = b;
+    c->impl = im;
+    c->all_reduce = mpi_all_reduce;
+    c->broadcast = mpi_broadcast;
+    c->barrier = mpi_barrier;
+    c->destroy = mpi_destroy;
+    return c;
+}

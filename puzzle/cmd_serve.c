@@ -1,0 +1,181 @@
+// cmd_serve.c — `puzzle serve MODEL`: the OpenAI-compatible HTTP server
+// (serve/). Parses options, listens at once (/health says 503 while the
+// model loads), loads tokenizer, model and engine, then serves until
+// SIGTERM or SIGINT, which drain: no new requests, the accepted ones finish.
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "common.h"
+#include "engine.h"
+#include "model.h"
+#include "scheduler.h"
+#include "server.h"
+#include "tokenizer.h"
+
+void pz_usage_serve(FILE *out) {
+    fprintf(out,
+            "usage: puzzle serve MODEL [options]\n\n"
+            "Serves MODEL over an OpenAI-compatible HTTP API (/v1/chat/completions,\n"
+            "/v1/completions, /v1/models, /health, /metrics) with continuous batching,\n"
+            "a paged KV cache shared by all requests and prefix reuse (docs/SERVE.md).\n\n"
+            "  --host H          address to listen on (default 127.0.0.1)\n"
+            "  --port P          TCP port, 0 = any free one (default 8080)\n"
+            "  --threads T       CPU threads for the engine (default: all cores)\n"
+            "  --max-seqs N      sequences decoded together (engine slots; default 32)\n"
+            "  --kv-tokens N     KV pool size in tokens, shared by all sequences\n"
+            "                    (default: max-seqs x ctx, at most 32768)\n"
+            "  --ctx N           context per sequence, prompt + completion (default min(model, 4096))\n"
+            "  --api-key KEY     require 'Authorization: Bearer KEY' on /v1/*\n"
+            "                    (default: $PUZZLE_API_KEY when set)\n"
+            "  --queue N         requests waiting for admission before 503 (default 256)\n"
+            "  --timeout S       idle/stalled connection timeout, seconds (default 30)\n"
+            "  --drain S         on SIGTERM, seconds to let accepted requests finish (default 60)\n"
+            "  --name NAME       model id in /v1/models and responses (default: MODEL's file name)\n"
+            "  --dtype f32|bf16  weight type in memory (default bf16)\n"
+            "  --device cpu|cuda where the engine runs (default cpu)\n");
+}
+
+int pz_cmd_serve(int argc, char **argv) {
+    const char *path = NULL, *host = "127.0.0.1", *api_key = getenv("PUZZLE_API_KEY"), *name = NULL;
+    long port = 8080, threads = 0, max_seqs = 32, kv_tokens = 0, ctx = 0, queue = 256, timeout = 30, drain = 60;
+    pz_dt wtype = PZ_DT_BF16;
+    pz_backend_kind device = PZ_BACKEND_CPU;
+    const char *cmd = "serve";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        struct {
+            const char *opt;
+            long lo, hi, *out;
+        } ints[] = {{"--port", 0, 65535, &port},        {"--threads", 0, 1024, &threads},
+                    {"--max-seqs", 1, 512, &max_seqs}, {"--kv-tokens", 16, 1L << 26, &kv_tokens},
+                    {"--ctx", 16, 1L << 22, &ctx},      {"--queue", 0, 1 << 20, &queue},
+                    {"--timeout", 1, 3600, &timeout},   {"--drain", 0, 86400, &drain}};
+        int matched = 0;
+        for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++)
+            if (!strcmp(a, ints[k].opt)) {
+                if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_int(cmd, a, v, ints[k].lo, ints[k].hi, ints[k].out))
+                    return PZ_EXIT_USAGE;
+                matched = 1;
+            }
+        if (matched) continue;
+        if (!strcmp(a, "--host")) {
+            if (!(host = pz_arg_value(cmd, argc, argv, &i))) return PZ_EXIT_USAGE;
+        } else if (!strcmp(a, "--api-key")) {
+            if (!(api_key = pz_arg_value(cmd, argc, argv, &i))) return PZ_EXIT_USAGE;
+        } else if (!strcmp(a, "--name")) {
+            if (!(name = pz_arg_value(cmd, argc, argv, &i))) return PZ_EXIT_USAGE;
+        } else if (!strcmp(a, "--dtype")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_wtype(cmd, v, &wtype)) return PZ_EXIT_USAGE;
+        } else if (!strcmp(a, "--device")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i))) return PZ_EXIT_USAGE;
+            if (pz_backend_kind_parse(v, &device)) {
+                fprintf(stderr, "puzzle serve: --device wants cpu or cuda, got '%s'\n", v);
+                return PZ_EXIT_USAGE;
+            }
+        } else if (a[0] == '-') {
+            fprintf(stderr, "puzzle serve: unknown option '%s'\n", a);
+            return PZ_EXIT_USAGE;
+        } else if (!path) {
+            path = a;
+        } else {
+            fprintf(stderr, "puzzle serve: one MODEL only ('%s' is extra)\n", a);
+            return PZ_EXIT_USAGE;
+        }
+    }
+    if (!path) {
+        fprintf(stderr, "puzzle serve: MODEL is missing\n");
+        pz_usage_serve(stderr);
+        return PZ_EXIT_USAGE;
+    }
+    if (api_key && !*api_key) api_key = NULL;
+    char model_name[256];
+    if (name) {
+        snprintf(model_name, sizeof model_name, "%s", name);
+    } else {  // the file or directory name, without a trailing slash
+        char tmp[1024];
+        snprintf(tmp, sizeof tmp, "%s", path);
+        size_t n = strlen(tmp);
+        while (n > 1 && tmp[n - 1] == '/') tmp[--n] = 0;
+        snprintf(model_name, sizeof model_name, "%s", basename(tmp));
+    }
+
+    char err[PZ_ERRLEN];
+    int rc = PZ_EXIT_FAIL;
+    pz_metrics metrics;
+    pz_metrics_init(&metrics);
+    pz_tokenizer *tok = NULL;
+    pz_model *m = NULL;
+    pz_engine *e = NULL;
+    pz_sched *s = NULL;
+    signal(SIGPIPE, SIG_IGN);
+    pz_install_stop_signals();
+    pz_server_params sp = {.host = host, .port = (int)port, .api_key = api_key, .model_name = model_name,
+                           .timeout_s = (int)timeout};
+    pz_server *sv = pz_server_start(sp, &metrics, err);
+    if (!sv) goto fail;
+    fprintf(stderr, "puzzle serve: listening on http://%s%s%s:%d (loading %s)\n", strchr(host, ':') ? "[" : "",
+            host, strchr(host, ':') ? "]" : "", pz_server_port(sv), path);
+    double t0 = pz_now();
+    if (!(tok = pz_tokenizer_load(path, err))) goto fail;
+    if (!(m = pz_model_load(path, wtype, err))) goto fail;
+    if (pz_tokenizer_vocab_size(tok) > m->cfg.vocab) {
+        pz_err(err, "%s: tokenizer has %d tokens but the model's vocabulary is %d", path, pz_tokenizer_vocab_size(tok),
+               m->cfg.vocab);
+        goto fail;
+    }
+    pz_engine_params ep = pz_engine_default_params();
+    ep.n_threads = (int)threads;
+    ep.n_slots = (int)max_seqs;
+    if (ctx) {
+        if (ctx > m->cfg.max_ctx) {
+            pz_err(err, "--ctx %ld exceeds the model's context of %d", ctx, m->cfg.max_ctx);
+            goto fail;
+        }
+        ep.max_ctx = (int)ctx;
+    }
+    if (!kv_tokens) {  // every sequence can fill its context, up to 32768 tokens in all
+        long c = ctx ? ctx : (m->cfg.max_ctx < 4096 ? m->cfg.max_ctx : 4096);
+        kv_tokens = max_seqs * c < 32768 ? max_seqs * c : 32768;
+        if (kv_tokens < c + PZ_KV_PAGE * 8) kv_tokens = c + PZ_KV_PAGE * 8;
+    }
+    ep.kv_pages = (int)((kv_tokens + PZ_KV_PAGE - 1) / PZ_KV_PAGE);
+    ep.prefix_cache = 1;
+    ep.batch_invariant = 1;  // a request's tokens do not depend on what it is batched with
+    ep.backend = device;
+    if (!(e = pz_engine_create(m, ep, err))) goto fail;
+    pz_sched_params pp = {.max_queue = (int)queue, .prefill_chunk = 256};
+    if (!(s = pz_sched_create(e, tok, &metrics, model_name, pp, err))) goto fail;
+    pz_server_ready(sv, s, tok);
+    pz_kv_stats st;
+    pz_engine_kv_stats(e, &st);
+    fprintf(stderr,
+            "puzzle serve: ready in %.1f s: %s (%s weights, %s), %d sequences, context %d, KV pool %d pages x %d tokens "
+            "(%.1f MiB)\n",
+            pz_now() - t0, model_name, pz_dt_name(wtype), pz_backend_kind_name(device), pz_engine_n_slots(e),
+            pz_engine_max_ctx(e), st.pages_total, st.page_tokens, pz_engine_kv_bytes(e) / 1048576.0);
+    while (!pz_stop_signal) {
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    fprintf(stderr, "puzzle serve: %s: draining (at most %ld s)\n", pz_stop_signal == SIGINT ? "SIGINT" : "SIGTERM",
+            drain);
+    int drained = pz_server_drain(sv, (double)drain);
+    fprintf(stderr, "puzzle serve: %s\n", drained ? "drained, exiting" : "drain timed out; unfinished requests cancelled");
+    rc = PZ_EXIT_OK;
+    goto done;
+fail:
+    fprintf(stderr, "puzzle serve: %s\n", err);
+done:
+    pz_server_stop(sv);  // before the scheduler: connection threads hold jobs
+    pz_sched_free(s);
+    pz_engine_free(e);
+    pz_model_free(m);
+    pz_tokenizer_free(tok);
+    pz_metrics_destroy(&metrics);
+    return rc;
+}
