@@ -7,7 +7,7 @@
 //
 // usage: bench_fp8 [-r reps] [-n decode] [model] [threads] [prompt] [out.md]
 //        (model defaults to $PUZZLE_MODEL; 5 reps, 32 decode steps, 2 threads,
-//        prompt 256 tokens, results/fp8_speed.md)
+//        prompt 256 tokens, results/fp8_speed_bench.md)
 #include "common.h"
 #include "engine.h"
 #include "model.h"
@@ -52,7 +52,7 @@ int main(int argc, char **argv) {
     const char *path = argc > ai ? argv[ai] : getenv("PUZZLE_MODEL");
     int nt = argc > ai + 1 ? atoi(argv[ai + 1]) : 2;
     int P = argc > ai + 2 ? atoi(argv[ai + 2]) : 256;
-    const char *out = argc > ai + 3 ? argv[ai + 3] : "results/fp8_speed.md";
+    const char *out = argc > ai + 3 ? argv[ai + 3] : "results/fp8_speed_bench.md";
     if (!path || reps < 1 || reps > 64 || ndec < 1 || P < 1) {
         fprintf(stderr, "usage: bench_fp8 [-r reps] [-n decode] [model] [threads] [prompt] [out.md]\n");
         return 2;
