@@ -140,6 +140,7 @@ static size_t layout(wdesc *t, int n, pz_dt wt, char *base) {
                 d->mat->data = d->tied_head ? NULL : base + off;
                 d->mat->scale = 1.0f;
                 d->mat->x_scale = 0.0f;
+                d->mat->ch_scale = NULL;
             }
             if (!d->tied_head) off += elem_bytes(mt) * (size_t)d->rows * (size_t)d->cols;
         }
@@ -202,7 +203,7 @@ size_t pz_model_weight_bytes(const pz_model *m) {
         if (t[i].mat == &m->lm_head && m->head8) continue;  // counted below
         bytes += (t[i].vec ? 4 : elem_bytes(mat_type(&t[i], m->wtype))) * (size_t)t[i].rows * t[i].cols;
     }
-    if (m->head8) bytes += (size_t)m->lm_head.rows * m->lm_head.cols;
+    if (m->head8) bytes += (size_t)m->lm_head.rows * (m->lm_head.cols + 4);
     free(t);
     return bytes;
 }
@@ -885,26 +886,29 @@ int pz_model_e4m3_head(pz_model *m, char *err) {
     pz_mat *h = &m->lm_head;
     if (m->wtype != PZ_DT_E4M3 || h->type != PZ_DT_BF16 || !h->data)
         return pz_err(err, "an e4m3 lm_head needs an fp8 model with a bf16 head");
-    size_t n = (size_t)h->rows * h->cols;
-    float *f = malloc(sizeof(float) * n);
-    uint8_t *q = aligned_alloc(64, (n + 63) / 64 * 64);
-    float sc;
+    size_t cols = (size_t)h->cols, n = (size_t)h->rows * cols, qb = (n + 63) / 64 * 64;
+    float *f = malloc(sizeof(float) * cols);
+    uint8_t *q = aligned_alloc(64, qb + sizeof(float) * (size_t)h->rows);
     if (!f || !q) {
         free(f), free(q);
         return pz_err(err, "out of memory quantizing lm_head");
     }
-    pz_bf16_to_f32_row(h->data, f, n);
-    if (pz_e4m3_scale_for(f, n, &sc)) {
-        free(f), free(q);
-        return pz_err(err, "lm_head holds a NaN or an infinity");
+    float *ch = (float *)(q + qb);
+    for (int r = 0; r < h->rows; r++) {
+        pz_bf16_to_f32_row((const uint16_t *)h->data + (size_t)r * cols, f, cols);
+        if (pz_e4m3_scale_for(f, cols, &ch[r])) {
+            free(f), free(q);
+            return pz_err(err, "lm_head row %d holds a NaN or an infinity", r);
+        }
+        pz_f32_to_e4m3_row(f, q + (size_t)r * cols, cols, 1.0f / ch[r]);
     }
-    pz_f32_to_e4m3_row(f, q, n, 1.0f / sc);
     free(f);
     free(m->head8);
     m->head8 = q;
     h->data = q;
     h->type = PZ_DT_E4M3;
-    h->scale = sc;
+    h->scale = 1.0f;
+    h->ch_scale = ch;
     h->x_scale = 0;
     return 0;
 }
