@@ -13,6 +13,7 @@ usage:
   serve_load.py --puzzle BIN MODEL [--puzzle BIN CHILD] [--llama LLAMA_SERVER GGUF] [--levels 1,4,16]
                 [--requests R] [--max-tokens N] [--threads T] [--out results/serve_cpu.md]
   serve_load.py --url http://127.0.0.1:8080 [...]   (a server already running)
+  serve_load.py --puzzle BIN MODEL --levels 16 --soak 600   (16 clients for 10 minutes: errors, RSS)
 """
 import argparse
 import http.client
@@ -106,6 +107,48 @@ def run_level(url, conc, reqs, max_tokens):
             "itl95": pct(itl, 95), "err": errors[:3]}
 
 
+def rss_mib(p):
+    with open(f"/proc/{p.pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def soak(url, p, conc, max_tokens, seconds, name):
+    u = urllib.parse.urlparse(url)
+    stop = time.time() + seconds
+    stats = {"requests": 0, "tokens": 0, "errors": 0}
+    lock = threading.Lock()
+
+    def worker(w):
+        k = 0
+        while time.time() < stop:
+            try:
+                n, _, _ = one_request(u.hostname, u.port, w * 100000 + k, max_tokens)
+                with lock:
+                    stats["requests"] += 1
+                    stats["tokens"] += n
+            except Exception as e:
+                with lock:
+                    stats["errors"] += 1
+                print(f"error: {e}", file=sys.stderr)
+            k += 1
+
+    ths = [threading.Thread(target=worker, args=(w,)) for w in range(conc)]
+    t0 = time.time()
+    for t in ths:
+        t.start()
+    print(f"| {name} soak | elapsed s | requests | tokens | errors | server RSS MiB |\n|---|---|---|---|---|---|")
+    while any(t.is_alive() for t in ths):
+        time.sleep(min(30, max(0.1, stop - time.time() + 1)))
+        with lock:
+            print(f"| | {time.time() - t0:.0f} | {stats['requests']} | {stats['tokens']} | {stats['errors']} | "
+                  f"{rss_mib(p) if p else float('nan'):.1f} |", flush=True)
+    for t in ths:
+        t.join()
+
+
 def start(cmd, env, ready_url, log):
     p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     u = urllib.parse.urlparse(ready_url)
@@ -145,6 +188,9 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out")
+    ap.add_argument("--soak", type=float, default=0,
+                    help="instead of levels: the largest level's clients loop for this many seconds; "
+                         "errors and the server's resident memory every 30 s are reported")
     a = ap.parse_args()
     levels = [int(x) for x in a.levels.split(",")]
     env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "passive"))
@@ -170,6 +216,9 @@ def main():
             p = start(cmd, env, url, log)
         try:
             one_request(urllib.parse.urlparse(url).hostname, urllib.parse.urlparse(url).port, 999, 8)  # warm-up
+            if a.soak:
+                soak(url, p, max(levels), a.max_tokens, a.soak, name)
+                continue
             for c in levels:
                 r = run_level(url, c, a.requests, a.max_tokens)
                 r["server"] = name

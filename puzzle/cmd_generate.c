@@ -136,6 +136,7 @@ int pz_cmd_generate(int argc, char **argv) {
     ep.n_threads = (int)threads;
     ep.n_slots = 1;
     ep.kv_type = kvt;
+    ep.batch_invariant = 1;  // the same products as `puzzle serve`, so its outputs match this bit for bit
     long need = n_prompt + n_gen;
     if (need > m->cfg.max_ctx) {
         pz_err(err, "prompt (%d tokens) + -n %ld exceeds the model's context of %d", n_prompt, n_gen, m->cfg.max_ctx);

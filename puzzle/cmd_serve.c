@@ -32,7 +32,7 @@ void pz_usage_serve(FILE *out) {
             "  --ctx N           context per sequence, prompt + completion (default min(model, 4096))\n"
             "  --api-key KEY     require 'Authorization: Bearer KEY' on /v1/*\n"
             "                    (default: $PUZZLE_API_KEY when set)\n"
-            "  --queue N         requests waiting for admission before 503 (default 256)\n"
+            "  --queue N         requests waiting beyond what free slots take, before 503 (default 256)\n"
             "  --timeout S       idle/stalled connection timeout, seconds (default 30)\n"
             "  --drain S         on SIGTERM, seconds to let accepted requests finish (default 60)\n"
             "  --name NAME       model id in /v1/models and responses (default: MODEL's file name)\n"

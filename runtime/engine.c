@@ -32,6 +32,13 @@
 // Logits come out of the backend this many rows at a time (a buffer of
 // LOGIT_ROWS x vocab floats instead of max_batch x vocab).
 #define LOGIT_ROWS 64
+// With batch_invariant, products of more rows than the backend's
+// invariant_rows run in blocks of exactly this many rows (the last one
+// padded), so a row's result never depends on how many rows came with it:
+// a library GEMM of one fixed shape sums each row the same way. Scratch
+// buffers carry INV_BLOCK spare rows for the padding.
+#define INV_BLOCK 64
+_Static_assert(INV_BLOCK == LOGIT_ROWS, "padded logit blocks fill the logits buffer exactly");
 
 typedef struct {
     void *k, *v;       // the layer's K and V page pools (kv_pages pages each), or NULL
@@ -310,7 +317,7 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
         }
         if (s->ffn == PZ_FFN_SWIGLU && s->n_ff > max_ff) max_ff = s->n_ff;
     }
-    size_t R = (size_t)e->R;
+    size_t R = (size_t)e->R + INV_BLOCK;  // spare rows: see INV_BLOCK
     e->x = b->alloc(b, sizeof(float) * R * c->hidden);
     e->xn = b->alloc(b, sizeof(float) * R * c->hidden);
     e->qkv = b->alloc(b, sizeof(float) * R * (size_t)(c->n_head + 2 * max_kv) * hd);
@@ -362,13 +369,24 @@ fail:
 
 // y = x·W^T over R rows; with `invariant` in rows of at most the backend's
 // invariant_rows, so each row's result is the same whatever R is.
+// How a call's products are split (batch_invariant): not at all, decode
+// rows in blocks of the backend's invariant_rows (its small-M kernel), or
+// prefill rows in blocks of exactly INV_BLOCK (the last one padded), so a
+// prefill row's result does not depend on how many rows share its call (a
+// prefix hit prefills fewer rows than the cold pass did).
+enum { SPLIT_NONE = 0, SPLIT_DECODE = 1, SPLIT_PREFILL = 2 };
+
+// y = x·W^T over R rows, split as above.
 static int mm(pz_engine *e, float *y, int ldy, const float *x, int ldx, const pz_weight *w, int R, int acc,
-              int invariant, char *err) {
+              int split, char *err) {
     pz_backend *b = e->b;
-    int step = invariant && b->invariant_rows > 0 ? b->invariant_rows : R;
     pz_dt xt = e->p.act_fp8 && w->type == PZ_DT_E4M3 && w->x_scale > 0 ? PZ_DT_E4M3 : PZ_DT_F32;
+    if (split == SPLIT_DECODE && b->invariant_rows <= 0) split = SPLIT_NONE;
+    if (split == SPLIT_NONE || (split == SPLIT_DECODE && R <= b->invariant_rows))
+        return b->matmul(b, y, ldy, x, ldx, xt, w, R, acc, err);
+    int step = split == SPLIT_DECODE ? b->invariant_rows : INV_BLOCK;
     for (int r = 0; r < R; r += step) {
-        int n = R - r < step ? R - r : step;
+        int n = split == SPLIT_PREFILL ? INV_BLOCK : (R - r < step ? R - r : step);
         if (b->matmul(b, y + (size_t)r * ldy, ldy, x + (size_t)r * ldx, ldx, xt, w, n, acc, err))
             return -1;
     }
@@ -392,19 +410,19 @@ static int amax_rec(pz_engine *e, int l, int i, const float *x, int R, int n, in
 }
 
 // q/k/v of R rows into e->qkv (rows ld apart): one product when fused.
-static int qkv_proj(pz_engine *e, const eng_layer *el, int R, int H, int qd, int ld, int inv, char *err) {
-    if (el->fuse_qkv) return mm(e, e->qkv, ld, e->xn, H, &el->qkv, R, 0, inv, err);
-    return mm(e, e->qkv, ld, e->xn, H, &el->wq, R, 0, inv, err) ||
-                   mm(e, e->qkv + qd, ld, e->xn, H, &el->wk, R, 0, inv, err) ||
-                   mm(e, e->qkv + qd + el->kvd, ld, e->xn, H, &el->wv, R, 0, inv, err)
+static int qkv_proj(pz_engine *e, const eng_layer *el, int R, int H, int qd, int ld, int split, char *err) {
+    if (el->fuse_qkv) return mm(e, e->qkv, ld, e->xn, H, &el->qkv, R, 0, split, err);
+    return mm(e, e->qkv, ld, e->xn, H, &el->wq, R, 0, split, err) ||
+                   mm(e, e->qkv + qd, ld, e->xn, H, &el->wk, R, 0, split, err) ||
+                   mm(e, e->qkv + qd + el->kvd, ld, e->xn, H, &el->wv, R, 0, split, err)
                ? -1
                : 0;
 }
 
-static int gate_up_proj(pz_engine *e, const eng_layer *el, int R, int H, int F, int inv, char *err) {
-    if (el->fuse_gu) return mm(e, e->gu, 2 * F, e->xn, H, &el->gu, R, 0, inv, err);
-    return mm(e, e->gu, 2 * F, e->xn, H, &el->wg, R, 0, inv, err) ||
-                   mm(e, e->gu + F, 2 * F, e->xn, H, &el->wu, R, 0, inv, err)
+static int gate_up_proj(pz_engine *e, const eng_layer *el, int R, int H, int F, int split, char *err) {
+    if (el->fuse_gu) return mm(e, e->gu, 2 * F, e->xn, H, &el->gu, R, 0, split, err);
+    return mm(e, e->gu, 2 * F, e->xn, H, &el->wg, R, 0, split, err) ||
+                   mm(e, e->gu + F, 2 * F, e->xn, H, &el->wu, R, 0, split, err)
                ? -1
                : 0;
 }
@@ -413,9 +431,9 @@ static int gate_up_proj(pz_engine *e, const eng_layer *el, int R, int H, int F, 
 // stored in page e->row_page[r]. The rows form n_seq sequences: sequence i
 // is n_q = e->seqs[i].n_q consecutive rows from seq_row0[i], of slot
 // e->seq_slot[i], starting at position e->seqs[i].pos0. Logits of rows
-// [lrow0, lrow0+nl) go to out (host, nl*vocab). inv: row-invariant products.
+// [lrow0, lrow0+nl) go to out (host, nl*vocab). split: how products are split (SPLIT_*).
 static int forward(pz_engine *e, const int32_t *tok, int R, int n_seq, const int *seq_row0,
-                   int lrow0, int nl, float *out, int inv, char *err) {
+                   int lrow0, int nl, float *out, int split, char *err) {
     const pz_model *m = e->m;
     const pz_config *c = &m->cfg;
     pz_backend *b = e->b;
@@ -443,7 +461,7 @@ static int forward(pz_engine *e, const int32_t *tok, int R, int n_seq, const int
             const int kvd = el->kvd, qd = nh * hd, ld = qd + 2 * kvd;
             b->rmsnorm(b, e->xn, e->x, el->attn_norm, R, H, c->norm_eps);
             if (amax_rec(e, l, PZ_AMAX_QKV_IN, e->xn, R, H, H, err)) return -1;
-            if (qkv_proj(e, el, R, H, qd, ld, inv, err)) return -1;
+            if (qkv_proj(e, el, R, H, qd, ld, split, err)) return -1;
             b->rope(b, e->qkv, ld, e->d_pos, R, nh, hd, e->d_inv_freq);
             b->rope(b, e->qkv + qd, ld, e->d_pos, R, s->n_kv, hd, e->d_inv_freq);
             if (amax_rec(e, l, PZ_AMAX_K, e->qkv + qd, R, kvd, ld, err) ||
@@ -469,24 +487,24 @@ static int forward(pz_engine *e, const int32_t *tok, int R, int n_seq, const int
             }
             if (b->attention(b, e->seqs, n_seq, nh, s->n_kv, hd, err)) return -1;
             if (amax_rec(e, l, PZ_AMAX_O_IN, e->att, R, qd, qd, err)) return -1;
-            if (mm(e, e->x, H, e->att, qd, &el->wo, R, 1, inv, err)) return -1;
+            if (mm(e, e->x, H, e->att, qd, &el->wo, R, 1, split, err)) return -1;
         } else if (s->attn == PZ_ATTN_LINEAR) {
             b->rmsnorm(b, e->xn, e->x, el->attn_norm, R, H, c->norm_eps);
             if (amax_rec(e, l, PZ_AMAX_O_IN, e->xn, R, H, H, err)) return -1;
-            if (mm(e, e->x, H, e->xn, H, &el->wo, R, 1, inv, err)) return -1;
+            if (mm(e, e->x, H, e->xn, H, &el->wo, R, 1, split, err)) return -1;
         }
         if (s->ffn == PZ_FFN_SWIGLU) {
             const int F = s->n_ff;
             b->rmsnorm(b, e->xn, e->x, el->ffn_norm, R, H, c->norm_eps);
             if (amax_rec(e, l, PZ_AMAX_GU_IN, e->xn, R, H, H, err)) return -1;
-            if (gate_up_proj(e, el, R, H, F, inv, err)) return -1;
+            if (gate_up_proj(e, el, R, H, F, split, err)) return -1;
             b->swiglu(b, e->h, F, e->gu, e->gu + F, 2 * F, R, F);
             if (amax_rec(e, l, PZ_AMAX_DOWN_IN, e->h, R, F, F, err)) return -1;
-            if (mm(e, e->x, H, e->h, F, &el->wd, R, 1, inv, err)) return -1;
+            if (mm(e, e->x, H, e->h, F, &el->wd, R, 1, split, err)) return -1;
         } else if (s->ffn == PZ_FFN_LINEAR) {
             b->rmsnorm(b, e->xn, e->x, el->ffn_norm, R, H, c->norm_eps);
             if (amax_rec(e, l, PZ_AMAX_DOWN_IN, e->xn, R, H, H, err)) return -1;
-            if (mm(e, e->x, H, e->xn, H, &el->wd, R, 1, inv, err)) return -1;
+            if (mm(e, e->x, H, e->xn, H, &el->wd, R, 1, split, err)) return -1;
         }
     }
     if (nl > 0 && out) {
@@ -495,7 +513,7 @@ static int forward(pz_engine *e, const int32_t *tok, int R, int n_seq, const int
         for (int r0 = 0; r0 < nl; r0 += LOGIT_ROWS) {
             int n = nl - r0 < LOGIT_ROWS ? nl - r0 : LOGIT_ROWS;
             size_t bytes = sizeof(float) * (size_t)n * c->vocab;
-            if (mm(e, e->logits, c->vocab, xl + (size_t)r0 * H, H, &e->lm_head, n, 0, inv, err) ||
+            if (mm(e, e->logits, c->vocab, xl + (size_t)r0 * H, H, &e->lm_head, n, 0, split, err) ||
                 b->copy(b, out + (size_t)r0 * c->vocab, e->logits, bytes, PZ_COPY_D2H, err))
                 return -1;
         }
@@ -577,7 +595,9 @@ int pz_engine_prefill(pz_engine *e, int slot, const int32_t *tokens, int n, floa
             nl = 1;
             out = logits;
         }
-        if (forward(e, tokens + done, R, 1, &row0, lrow0, nl, out, 0, err)) return -1;
+        if (forward(e, tokens + done, R, 1, &row0, lrow0, nl, out,
+                    e->p.batch_invariant ? SPLIT_PREFILL : SPLIT_NONE, err))
+            return -1;
         advance(e, slot, tokens + done, R);
         done += R;
     }
@@ -610,7 +630,9 @@ int pz_engine_decode(pz_engine *e, const int *slots, const int32_t *tokens, int 
         e->seq_slot[i] = slots[i];
         row0[i] = i;
     }
-    if (forward(e, tokens, n, n, row0, 0, logits ? n : 0, logits, e->p.batch_invariant, err)) return -1;
+    if (forward(e, tokens, n, n, row0, 0, logits ? n : 0, logits,
+                e->p.batch_invariant ? SPLIT_DECODE : SPLIT_NONE, err))
+        return -1;
     for (int i = 0; i < n; i++) advance(e, slots[i], tokens + i, 1);
     return 0;
 }

@@ -24,8 +24,11 @@
 // machines where oneDNN has bf16 products (bf16 x bf16 -> fp32), while up to
 // 8 rows multiply the exact bf16 weights with fp32 activations. With
 // batch_invariant, decode products are split by the backend's
-// invariant_rows (8 on the CPU), so one sequence's logits do not depend on
-// what it is batched with in decode.
+// invariant_rows (8 on the CPU) and prefill products run in fixed blocks of
+// 64 rows, so one sequence's logits do not depend on what it is batched with
+// in decode, nor on how much of its prompt came from the prefix cache. The
+// price: prefill pads its last block of every product to 64 rows, and a
+// decode batch above 8 streams the weights once per 8 rows.
 //
 // Threads: OpenMP (the engine's own kernels and oneDNN). On a machine shared
 // with other busy processes, run with OMP_WAIT_POLICY=passive: libgomp's
@@ -48,8 +51,10 @@ typedef struct {
     int kv_pages;      // pages in the KV pool (default: n_slots * ceil(max_ctx / PZ_KV_PAGE),
                        // every slot can fill its context at once)
     int prefix_cache;  // 1: keep full pages of reset slots for reuse (default 1)
-    int batch_invariant; // 1: a decode row's result does not depend on its batch-mates
-                         // (products split by the backend's invariant_rows; default 0)
+    int batch_invariant; // 1: a row's result never depends on the rows that share its call:
+                         // decode products split by the backend's invariant_rows, prefill
+                         // products in fixed blocks of 64 rows (the last padded), so a
+                         // prefix hit reproduces a cold prefill bit for bit (default 0)
     pz_backend_kind backend;  // where weights, KV cache and every op live (default CPU)
     pz_dt kv_type;     // KV page elements: PZ_DT_F32 (default), PZ_DT_BF16, or PZ_DT_E4M3 with
                        // the model's per-layer k_scale / v_scale (1 where uncalibrated)

@@ -49,11 +49,22 @@ def check(name, cond, detail=""):
         print(f"FAIL: {name} {detail}"[:2000], file=sys.stderr)
 
 
+STARTED = []  # every server this script starts, killed at exit whatever happens
+
+
+def kill_servers():
+    for p in STARTED:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 class Server:
     def __init__(self, binary, model, extra):
         self.err = open(os.path.join(TMP, "server.err"), "w+")
         self.p = subprocess.Popen([binary, "serve", model, "--port", "0"] + extra,
                                   stdout=subprocess.DEVNULL, stderr=self.err)
+        STARTED.append(self.p)
         self.port = None
         t0 = time.time()
         while time.time() - t0 < 60 and self.port is None:
@@ -202,6 +213,8 @@ def main():
     ap.add_argument("model")
     ap.add_argument("--ctx", type=int, default=256)
     ap.add_argument("--tokens", type=int, default=16)
+    ap.add_argument("--flood-tokens", type=int, default=0,
+                    help="max_tokens of the queue-full flood (default 4 x --tokens)")
     ap.add_argument("--openai", default="")
     ap.add_argument("--tmp", default="/tmp")
     ap.add_argument("--preempt", action="store_true", help="also run a server with a tiny KV pool")
@@ -518,7 +531,8 @@ def main():
     lock = threading.Lock()
 
     def flood(i):
-        st, h, _ = post("/v1/completions", {"prompt": f"Item {i}:", "max_tokens": 4 * T, "temperature": 0})
+        st, h, _ = post("/v1/completions", {"prompt": f"Item {i}:", "max_tokens": args.flood_tokens or 4 * T,
+                                            "temperature": 0})
         with lock:
             codes.append((st, h.get("Retry-After")))
 
@@ -556,7 +570,12 @@ def main():
     for t in ths:
         t.start()
     t0 = time.time()
-    while metrics()["puzzle_running_sequences"] < 3 and time.time() - t0 < 10:
+    # every request admitted or queued (on a loaded machine a thread may connect late)
+    while True:
+        mt = metrics()
+        if (mt["puzzle_running_requests"] + mt["puzzle_queue_depth"] >= 6 and mt["puzzle_running_sequences"] >= 3) \
+                or time.time() - t0 > 30:
+            break
         time.sleep(0.01)
     SRV.p.send_signal(signal.SIGTERM)
     time.sleep(0.2)
@@ -581,4 +600,7 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    finally:
+        kill_servers()

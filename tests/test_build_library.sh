@@ -100,7 +100,7 @@ t0=$(now)
 build --db a.db 2>re.log; rc=$?
 tr=$(echo "$(now) - $t0" | bc)
 check "rerun exits 0 with nothing to do" '[ $rc -eq 0 ] && grep -q "nothing to do" re.log'
-check "rerun is fast (${tr}s)" '[ "$(echo "$tr < 2" | bc)" = 1 ]'
+check "rerun is fast (${tr}s; it trains nothing)" '[ "$(echo "$tr < 10" | bc)" = 1 ]'
 check "rerun adds no runs" '[ "$(q a.db "SELECT count(*) FROM bld_runs")" = "$N" ]'
 sed 's/"n_ff": 16}/"n_ff": 32}/' space.json >space2.json
 one_err "another space" 1 "another search space" "$BIN" build-library m --db a.db --data text.txt --space space2.json

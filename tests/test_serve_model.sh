@@ -7,6 +7,6 @@ set -u
 . "$(dirname "$0")/lib.sh"
 need_model
 here="$(cd "$(dirname "$0")" && pwd)"
-python3 "$here/serve_check.py" "$BIN" "$MODEL" --ctx 512 --tokens 16 --tmp "$tmp" --openai "${PUZZLE_PYTHON:-}"
+python3 "$here/serve_check.py" "$BIN" "$MODEL" --ctx 512 --tokens 16 --flood-tokens 24 --tmp "$tmp" --openai "${PUZZLE_PYTHON:-}"
 check "serve_check on the reference parent" '[ $? -eq 0 ]'
 finish

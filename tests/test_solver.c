@@ -316,7 +316,8 @@ static void test_time_limit(void) {
     double el = (b.tv_sec - a.tv_sec) + 1e-9 * (b.tv_nsec - a.tv_nsec);
     printf("time limit 0.3 s: status %s in %.3f s (objective %g, bound %g)\n",
            pz_solver_status_name(sol.status), el, sol.objective, sol.bound);
-    CHECKF(el < 0.3 + 1.5, "took %.3f s", el);
+    // Generous: the limit must be honoured, on a loaded machine and under sanitizers.
+    CHECKF(el < 0.3 + 4, "took %.3f s", el);
     CHECK(sol.status != PZ_SOLVER_INFEASIBLE);
     if (sol.status <= PZ_SOLVER_FEASIBLE)
         for (int c = 0; c < 3; c++) CHECK(sol.value[c] <= pz_solver_rhs(s, c) * (1 + 1e-9));

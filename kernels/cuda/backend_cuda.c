@@ -56,6 +56,16 @@ static int fail_now(char *err, cudaError_t e, const char *op) {
     return -1;
 }
 
+// An op's graph signature: its kind and the device pointers and sizes it
+// was called with (graph.c); nonzero "skip" means a replay enqueues nothing.
+static uint64_t sig(int op, const uint64_t *v, size_t n) {
+    return pz_cuda_sig(pz_cuda_sig(14695981039346656037ull, &op, sizeof op), v, n * sizeof *v);
+}
+#define SIG(op, ...) sig(op, (const uint64_t[]){__VA_ARGS__}, sizeof((const uint64_t[]){__VA_ARGS__}) / 8)
+#define U(p) ((uint64_t)(uintptr_t)(p))
+static int replaying(pz_cuda *c, uint64_t s) { return c->g ? pz_cuda_graph_op(c, s) : 0; }
+static int staged(const pz_cuda *c) { return c->g && (c->gmode == PZ_GRAPH_CAPTURE || c->gmode == PZ_GRAPH_REPLAY); }
+
 static int cuda_supports(const pz_backend *b, pz_op op, pz_dt dt) {
     (void)b;
     switch (op) {
@@ -90,6 +100,10 @@ static void cuda_free(pz_backend *b, void *p) {
 static int cuda_copy(pz_backend *b, void *dst, const void *src, size_t bytes, pz_copy_kind kind,
                      char *err) {
     if (!bytes) return 0;
+    pz_cuda *c = C(b);
+    if (staged(c) && kind != PZ_COPY_D2D)
+        return pz_cuda_graph_copy(c, dst, src, bytes, kind == PZ_COPY_D2H, err);
+    if (kind == PZ_COPY_D2D && replaying(c, SIG(1, U(dst), U(src), bytes))) return 0;
     enum cudaMemcpyKind k = kind == PZ_COPY_H2D   ? cudaMemcpyHostToDevice
                             : kind == PZ_COPY_D2H ? cudaMemcpyDeviceToHost
                                                   : cudaMemcpyDeviceToDevice;
@@ -111,7 +125,10 @@ static void *cuda_upload_weights(pz_backend *b, const void *host, size_t bytes, 
 
 static int cuda_synchronize(pz_backend *b, char *err) {
     pz_cuda *c = C(b);
-    cudaError_t e = cudaStreamSynchronize(c->stream);
+    cudaError_t e = cudaSuccess;
+    if (c->g) e = pz_cuda_graph_launch(c);  // an armed graph: end the capture, launch
+    if (e != cudaSuccess) pz_cuda_fail(c, "cuda graph: %s", cudaGetErrorString(e));
+    e = cudaStreamSynchronize(c->stream);
     if (e == cudaSuccess) e = cudaGetLastError();
     if (e != cudaSuccess && !c->failed) pz_cuda_fail(c, "device: %s", cudaGetErrorString(e));
     pz_cuda_fault f = {0};
@@ -124,6 +141,7 @@ static int cuda_synchronize(pz_backend *b, char *err) {
             pz_cuda_fail(c, "kv_write: row %d names page %d of a %d-page pool (or a negative position)",
                          f.b, f.a, f.c);
     }
+    if (c->g) pz_cuda_graph_done(c, !c->failed);
     if (!c->failed) return 0;
     if (err) snprintf(err, PZ_ERRLEN, "%s", c->err);
     c->failed = 0;
@@ -146,15 +164,18 @@ static int cuda_matmul(pz_backend *b, float *y, int ldy, const float *x, int ldx
                           "with %s weights)", M, ldx, ldy, pz_dt_name(xt), pz_dt_name(w->type));
         return -1;
     }
+    if (replaying(C(b), SIG(2, U(y), ldy, U(x), ldx, xt, U(w->data), M, acc))) return 0;
     return pz_cuda_lt_matmul(C(b), y, ldy, x, ldx, xt, w, M, acc, err);
 }
 
 static void cuda_rmsnorm(pz_backend *b, float *y, const float *x, const float *w, int M, int n, float eps) {
+    if (replaying(C(b), SIG(3, U(y), U(x), U(w), M, n))) return;
     launched(C(b), pz_cu_rmsnorm(C(b)->stream, y, x, w, M, n, eps), "rmsnorm");
 }
 
 static void cuda_rope(pz_backend *b, float *x, int ld, const int32_t *pos, int M, int n_heads,
                       int head_dim, const float *inv_freq) {
+    if (replaying(C(b), SIG(4, U(x), ld, U(pos), M, n_heads, head_dim, U(inv_freq)))) return;
     launched(C(b), pz_cu_rope(C(b)->stream, x, ld, pos, M, n_heads, head_dim, inv_freq), "rope");
 }
 
@@ -172,6 +193,9 @@ static int cuda_kv_write(pz_backend *b, const pz_kv_write *w, char *err) {
                           (double)w->v_scale);
         return -1;
     }
+    if (replaying(C(b), SIG(5, U(w->k_pool), U(w->v_pool), w->n_pages, U(w->kv), w->ld, U(w->row_page),
+                            U(w->pos), w->R, w->kv_type)))
+        return 0;
     return fail_now(err, pz_cu_kv_write(C(b)->stream, w, C(b)->fault), "kv_write");
 }
 
@@ -206,19 +230,28 @@ static int cuda_attention(pz_backend *b, const pz_attn_seq *seqs, int n_seq, int
     int rows = pz_cuda_flatten_attn(seqs, n_seq, n_head, head_dim, c->hdesc, err);
     if (rows < 0) return -1;
     if (rows == 0) return 0;
+    const size_t db = sizeof(pz_cuda_attn_desc) * (size_t)n_seq;
+    const pz_cuda_attn_desc *d = c->desc;
+    if (staged(c)) {  // a graph: the descriptors through its staging, refreshed on each replay
+        if (!(d = pz_cuda_graph_stage(c, c->hdesc, db, SIG(6, n_seq, rows, n_head, n_kv, head_dim), err)))
+            return -1;
+        if (c->gmode == PZ_GRAPH_REPLAY) return 0;
+    }
     // From pageable memory the copy is staged before it returns, so hdesc is free again.
-    if (fail_now(err, cudaMemcpyAsync(c->desc, c->hdesc, sizeof(pz_cuda_attn_desc) * (size_t)n_seq,
-                                      cudaMemcpyHostToDevice, c->stream), "attention descriptors"))
+    if (d == c->desc &&
+        fail_now(err, cudaMemcpyAsync(c->desc, c->hdesc, db, cudaMemcpyHostToDevice, c->stream),
+                 "attention descriptors"))
         return -1;
-    return fail_now(err, pz_cu_attention(c->stream, c->desc, n_seq, rows, n_head, n_kv, head_dim),
-                    "attention");
+    return fail_now(err, pz_cu_attention(c->stream, d, n_seq, rows, n_head, n_kv, head_dim), "attention");
 }
 
 static void cuda_swiglu(pz_backend *b, float *h, int ldh, const float *g, const float *u, int gu_ld, int M, int n) {
+    if (replaying(C(b), SIG(7, U(h), ldh, U(g), U(u), gu_ld, M, n))) return;
     launched(C(b), pz_cu_swiglu(C(b)->stream, h, ldh, g, u, gu_ld, M, n), "swiglu");
 }
 
 static void cuda_add(pz_backend *b, float *y, const float *x, size_t n) {
+    if (replaying(C(b), SIG(8, U(y), U(x), n))) return;
     launched(C(b), pz_cu_add(C(b)->stream, y, x, n), "add");
 }
 
@@ -227,6 +260,7 @@ static int cuda_embed(pz_backend *b, float *y, const pz_weight *table, const int
         if (err) snprintf(err, PZ_ERRLEN, "embed: no %s table", pz_dt_name(table->type));
         return -1;
     }
+    if (replaying(C(b), SIG(9, U(y), U(table->data), U(ids), M))) return 0;
     return fail_now(err, pz_cu_embed(C(b)->stream, y, table->data, table->type, table->ld, table->rows,
                                      table->cols, ids, M, C(b)->fault),
                     "embed");
@@ -237,6 +271,7 @@ int pz_cuda_argmax(pz_backend *b, int32_t *out, const float *logits, int ld, int
         if (err) snprintf(err, PZ_ERRLEN, "argmax: not a CUDA backend or ld %d < n %d", ld, n);
         return -1;
     }
+    if (replaying(C(b), SIG(10, U(out), U(logits), ld, M, n))) return 0;
     return fail_now(err, pz_cu_argmax(C(b)->stream, out, logits, ld, M, n), "argmax");
 }
 
@@ -250,6 +285,32 @@ void pz_cuda_device_name(pz_backend *b, char *buf, size_t cap) {
         snprintf(buf, cap, "?");
     else
         snprintf(buf, cap, "%s (device %d, sm_%d%d)", prop.name, C(b)->device, prop.major, prop.minor);
+}
+
+pz_cuda_graph *pz_cuda_graph_create(pz_backend *b, size_t stage_bytes, char *err) {
+    if (b->kind != PZ_BACKEND_CUDA) {
+        if (err) snprintf(err, PZ_ERRLEN, "cuda graph: not a CUDA backend");
+        return NULL;
+    }
+    return pz_cuda_graph_new(stage_bytes, err);
+}
+
+void pz_cuda_graph_free(pz_backend *b, pz_cuda_graph *g) {
+    pz_cuda *c = b->kind == PZ_BACKEND_CUDA ? C(b) : NULL;
+    if (c && g && c->g == g) {  // armed by a pass that never reached synchronize
+        if (c->gmode == PZ_GRAPH_CAPTURE) {  // release the stream from capture mode
+            cudaGraph_t graph = NULL;
+            cudaStreamEndCapture(c->stream, &graph);
+            if (graph) cudaGraphDestroy(graph);
+        }
+        c->g = NULL;
+        c->gmode = PZ_GRAPH_OFF;
+    }
+    pz_cuda_graph_delete(g);
+}
+
+int pz_cuda_graph_begin(pz_backend *b, pz_cuda_graph *g, char *err) {
+    return pz_cuda_graph_arm(C(b), g, err);
 }
 
 void pz_cuda_set_trials(pz_backend *b, int on) {

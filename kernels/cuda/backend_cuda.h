@@ -31,6 +31,24 @@ int pz_cuda_device(pz_backend *b);
 // The device's name ("NVIDIA H200") into buf; "?" for another kind of backend.
 void pz_cuda_device_name(pz_backend *b, char *buf, size_t cap);
 
+// ---- CUDA graphs ---------------------------------------------------------------------
+// A graph replays one fixed sequence of op calls (a decode step of one
+// batch size) as a single launch. pz_cuda_graph_begin arms g for the calls
+// up to the next synchronize: g's first pass runs eagerly (warm-up), its
+// second is captured, later ones replay it — the calls must then be the
+// same ops on the same device buffers with the same sizes (host data may
+// change: host-to-device copies, shorter or equal to the captured ones, and
+// attention descriptors are refreshed; device-to-host copies reach the
+// buffers of this pass at synchronize). A pass that differs fails at
+// synchronize and breaks g (free it, go on eagerly or with a new one).
+// stage_bytes: pinned staging for the pass's host data (0: 1 MiB). A pass
+// abandoned before its synchronize (an op returned -1) stays armed until
+// synchronize or pz_cuda_graph_free (which also ends a capture in flight).
+typedef struct pz_cuda_graph pz_cuda_graph;
+pz_cuda_graph *pz_cuda_graph_create(pz_backend *b, size_t stage_bytes, char *err);
+void pz_cuda_graph_free(pz_backend *b, pz_cuda_graph *g);
+int pz_cuda_graph_begin(pz_backend *b, pz_cuda_graph *g, char *err);
+
 // 1 (the default): the first product of each shape times the heuristic's
 // candidates; 0: take its first choice untimed.
 void pz_cuda_set_trials(pz_backend *b, int on);

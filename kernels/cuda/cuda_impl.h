@@ -39,6 +39,9 @@ enum { PZ_CUDA_FAULT_NONE = 0, PZ_CUDA_FAULT_TOKEN = 1, PZ_CUDA_FAULT_PAGE = 2 }
 // than cuBLASLt: backend.h's invariant_rows.
 #define PZ_CUDA_GEMV_ROWS 8
 
+typedef struct pz_cuda_graph pz_cuda_graph;  // graph.c
+enum { PZ_GRAPH_OFF = 0, PZ_GRAPH_WARMUP, PZ_GRAPH_CAPTURE, PZ_GRAPH_REPLAY };
+
 // The backend's state (pz_backend.impl). Scratch buffers grow on demand
 // (growing waits for the device) and are reused op after op: the one stream
 // orders every use.
@@ -61,12 +64,30 @@ typedef struct {
     int trials;               // 1: time the heuristic's candidates once per shape
     char err[PZ_ERRLEN];      // the first failure since the last synchronize
     int failed;
+    pz_cuda_graph *g;         // armed graph of this pass (graph.c), or NULL
+    int gmode;                // PZ_GRAPH_*
 } pz_cuda;
 
 // Records a failure of an enqueued op (the first one is kept for synchronize).
 void pz_cuda_fail(pz_cuda *c, const char *fmt, ...);
 // Grows a scratch buffer to at least bytes; -1 with err on failure.
 int pz_cuda_grow(void **p, size_t *cap, size_t bytes, char *err);
+
+// ---- CUDA graphs (graph.c; the public side is backend_cuda.h) ----------------------
+uint64_t pz_cuda_sig(uint64_t h, const void *p, size_t n);
+pz_cuda_graph *pz_cuda_graph_new(size_t stage_bytes, char *err);
+void pz_cuda_graph_delete(pz_cuda_graph *g);
+int pz_cuda_graph_arm(pz_cuda *c, pz_cuda_graph *g, char *err);
+// Every op calls this with its signature: 1 means "replaying: do not enqueue".
+int pz_cuda_graph_op(pz_cuda *c, uint64_t sig);
+// Host<->device copies while capturing or replaying (through pinned staging).
+int pz_cuda_graph_copy(pz_cuda *c, void *dst, const void *src, size_t bytes, int d2h, char *err);
+// Host bytes (attention descriptors) staged to a device slice of the graph;
+// returns that slice (NULL with err on failure).
+const void *pz_cuda_graph_stage(pz_cuda *c, const void *host, size_t bytes, uint64_t sig, char *err);
+// synchronize: before the stream wait (ends the capture, launches), after it.
+cudaError_t pz_cuda_graph_launch(pz_cuda *c);
+void pz_cuda_graph_done(pz_cuda *c, int ok);
 
 // ---- products through cuBLASLt (matmul_lt.c) ---------------------------------------
 // prepare: checks the type and creates w->priv (the per-shape algorithm cache).

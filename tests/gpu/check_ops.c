@@ -16,7 +16,8 @@
 //
 // Then whole heterogeneous models (tests/testmodel.h, f32 and bf16
 // weights) through the engine on both backends: prefill logits and a few
-// batched decode steps. Timing: cuBLASLt bf16 and FP8 products at
+// batched decode steps; a decode-like pass replayed as a CUDA graph against
+// the same pass run eagerly. Timing: cuBLASLt bf16 and FP8 products at
 // 8192^3 through the backend's matmul, and prefill / decode of a
 // SmolLM2-135M-shaped model with random weights.
 //
@@ -512,19 +513,153 @@ static void check_attention_rowmajor(void) {
     free(q), free(kv), free(ref), free(got);
 }
 
+// ---- CUDA graphs --------------------------------------------------------------------------
+// A decode-like pass (copies in, embed, norm, products, RoPE, kv_write,
+// paged attention, residual, LM head, argmax, copies out) for 3 sequences,
+// run for 6 steps on two sets of buffers: one through a graph (warm-up,
+// capture, 4 replays with new tokens and positions), one eagerly. The
+// outputs must agree exactly; then a pass that differs from the capture
+// must fail at synchronize.
+typedef struct {
+    int32_t *tok, *pos, *rp, *pt, *ids;
+    float *x, *xn, *qkv, *att, *logits;
+    void *kp, *vp;
+} gstate;
+
+static int graph_pass(gstate *s, const pz_weight *emb, const pz_weight *wqkv, const pz_weight *wo,
+                      const pz_weight *lm, const float *norm, const float *inv, const int32_t *tok,
+                      const int32_t *pos, const int32_t *rp, const int32_t *pt, float *logits, int32_t *ids,
+                      int skip_attention) {
+    enum { NS = 3, H = 256, NH = 4, NKV = 2, HD = 64, V = 512, PPS = 4 };
+    const int qd = NH * HD, ld = qd + 2 * NKV * HD;
+    if (gpu->copy(gpu, s->tok, tok, 4 * NS, PZ_COPY_H2D, err) || gpu->copy(gpu, s->pos, pos, 4 * NS, PZ_COPY_H2D, err) ||
+        gpu->copy(gpu, s->rp, rp, 4 * NS, PZ_COPY_H2D, err) || gpu->copy(gpu, s->pt, pt, 4 * NS * PPS, PZ_COPY_H2D, err) ||
+        gpu->embed(gpu, s->x, emb, s->tok, NS, err))
+        return -1;
+    gpu->rmsnorm(gpu, s->xn, s->x, norm, NS, H, 1e-5f);
+    if (gpu->matmul(gpu, s->qkv, ld, s->xn, H, PZ_DT_F32, wqkv, NS, 0, err)) return -1;
+    gpu->rope(gpu, s->qkv, ld, s->pos, NS, NH, HD, inv);
+    gpu->rope(gpu, s->qkv + qd, ld, s->pos, NS, NKV, HD, inv);
+    pz_kv_write kw = {.k_pool = s->kp, .v_pool = s->vp, .n_pages = NS * PPS, .n_kv = NKV, .head_dim = HD,
+                      .kv_type = PZ_DT_BF16, .k_scale = 1, .v_scale = 1, .kv = s->qkv + qd, .ld = ld,
+                      .row_page = s->rp, .pos = s->pos, .R = NS};
+    if (gpu->kv_write(gpu, &kw, err)) return -1;
+    if (!skip_attention) {
+        pz_attn_seq sq[NS];
+        for (int i = 0; i < NS; i++)
+            sq[i] = (pz_attn_seq){.q = s->qkv + (size_t)i * ld, .q_ld = ld, .out = s->att + (size_t)i * qd, .out_ld = qd,
+                                  .k = s->kp, .v = s->vp, .kv_ld = 0, .pages = s->pt + i * PPS, .kv_type = PZ_DT_BF16,
+                                  .k_scale = 1, .v_scale = 1, .n_q = 1, .pos0 = pos[i]};
+        if (gpu->attention(gpu, sq, NS, NH, NKV, HD, err)) return -1;
+    }
+    if (gpu->matmul(gpu, s->x, H, s->att, qd, PZ_DT_F32, wo, NS, 1, err) ||
+        gpu->matmul(gpu, s->logits, V, s->x, H, PZ_DT_F32, lm, NS, 0, err) ||
+        pz_cuda_argmax(gpu, s->ids, s->logits, V, NS, V, err) ||
+        gpu->copy(gpu, logits, s->logits, sizeof(float) * NS * V, PZ_COPY_D2H, err) ||
+        gpu->copy(gpu, ids, s->ids, 4 * NS, PZ_COPY_D2H, err))
+        return -1;
+    return gpu->synchronize(gpu, err);
+}
+
+static void check_graph(void) {
+    enum { NS = 3, H = 256, NH = 4, NKV = 2, HD = 64, V = 512, PPS = 4 };
+    const int qd = NH * HD, ld = qd + 2 * NKV * HD;
+    float *hemb = randn((size_t)V * H, 1), *hqkv = randn((size_t)ld * H, 0.06f), *hwo = randn((size_t)H * qd, 0.06f);
+    float *hlm = randn((size_t)V * H, 0.06f), *hn = randn(H, 1);
+    pz_rope_params rp = {.head_dim = HD, .theta = 10000};
+    float inv[HD / 2];
+    pz_rope_inv_freq(&rp, inv);
+    pz_weight emb = pz_weight_dense(up(hemb, (size_t)V * H * 4), PZ_DT_F32, V, H);
+    pz_weight wqkv = pz_weight_dense(up(hqkv, (size_t)ld * H * 4), PZ_DT_F32, ld, H);
+    pz_weight wo = pz_weight_dense(up(hwo, (size_t)H * qd * 4), PZ_DT_F32, H, qd);
+    pz_weight lm = pz_weight_dense(up(hlm, (size_t)V * H * 4), PZ_DT_F32, V, H);
+    float *dn = up(hn, H * 4), *dinv = up(inv, sizeof inv);
+    gstate st[2];
+    size_t pb = gpu->kv_page_bytes(gpu, NKV, HD, PZ_DT_BF16) * NS * PPS;
+    for (int k = 0; k < 2; k++) {
+        gstate *s = &st[k];
+        s->tok = gpu->alloc(gpu, 64), s->pos = gpu->alloc(gpu, 64), s->rp = gpu->alloc(gpu, 64);
+        s->pt = gpu->alloc(gpu, 4 * NS * PPS), s->ids = gpu->alloc(gpu, 64);
+        s->x = gpu->alloc(gpu, 4 * NS * H), s->xn = gpu->alloc(gpu, 4 * NS * H);
+        s->qkv = gpu->alloc(gpu, 4 * NS * ld), s->att = gpu->alloc(gpu, 4 * NS * qd);
+        s->logits = gpu->alloc(gpu, 4 * NS * V);
+        s->kp = gpu->alloc(gpu, pb), s->vp = gpu->alloc(gpu, pb);
+    }
+    int ok = !(gpu->prepare_weight(gpu, &emb, err) || gpu->prepare_weight(gpu, &wqkv, err) ||
+               gpu->prepare_weight(gpu, &wo, err) || gpu->prepare_weight(gpu, &lm, err));
+    pz_cuda_graph *g = ok ? pz_cuda_graph_create(gpu, 0, err) : NULL;
+    if (!g) ok = 0;
+    int32_t pt[NS * PPS];
+    for (int i = 0; i < NS * PPS; i++) pt[i] = (i * 7) % (NS * PPS);  // a permutation of the pages
+    int len[NS] = {10, 20, 30};
+    float lg[2][NS * V];
+    int32_t ids[2][NS];
+    double worst = 0;
+    int same_ids = 1;
+    for (int step = 0; step < 6 && ok; step++) {
+        int32_t tok[NS], pos[NS], rowp[NS];
+        for (int i = 0; i < NS; i++) {
+            tok[i] = (int32_t)(pz_test_rand_u64(&rng) % V);
+            pos[i] = len[i] + step;
+            rowp[i] = pt[i * PPS + pos[i] / PZ_KV_PAGE];
+        }
+        for (int k = 0; k < 2 && ok; k++) {
+            if (k == 0 && pz_cuda_graph_begin(gpu, g, err)) ok = 0;
+            else if (graph_pass(&st[k], &emb, &wqkv, &wo, &lm, dn, dinv, tok, pos, rowp, pt, lg[k], ids[k], 0)) ok = 0;
+        }
+        if (!ok) break;
+        for (int i = 0; i < NS * V; i++) worst = fmax(worst, fabs((double)lg[0][i] - lg[1][i]));
+        same_ids &= memcmp(ids[0], ids[1], sizeof ids[0]) == 0;
+    }
+    if (!ok) fail_line("graph", "decode-like pass", err);
+    else {
+        int good = worst == 0 && same_ids;
+        printf("%s  graph      6 steps (warm-up, capture, 4 replays)    max |graph - eager| %.2e, argmax %s\n",
+               good ? "ok  " : "FAIL", worst, same_ids ? "equal" : "differs");
+        good ? n_pass++ : n_fail++;
+        // A pass that leaves out the attention must not replay.
+        int32_t tok[NS] = {1, 2, 3}, pos[NS] = {len[0] + 6, len[1] + 6, len[2] + 6}, rowp[NS];
+        for (int i = 0; i < NS; i++) rowp[i] = pt[i * PPS + pos[i] / PZ_KV_PAGE];
+        int rc = pz_cuda_graph_begin(gpu, g, err) ? 0
+                 : graph_pass(&st[0], &emb, &wqkv, &wo, &lm, dn, dinv, tok, pos, rowp, pt, lg[0], ids[0], 1);
+        if (rc == -1 && strstr(err, "graph replay")) n_pass++, printf("ok    graph      a different pass is refused: %s\n", err);
+        else fail_line("graph", "a different pass", "was not refused");
+        pz_cuda_graph_free(gpu, g);
+        g = NULL;
+        gpu->synchronize(gpu, err);  // the refused pass's failure is reported once; the next is clean
+        if (gpu->synchronize(gpu, err)) fail_line("graph", "after a refused pass", err);
+    }
+    if (g) pz_cuda_graph_free(gpu, g);
+    gpu->release_weight(gpu, &emb), gpu->release_weight(gpu, &wqkv), gpu->release_weight(gpu, &wo), gpu->release_weight(gpu, &lm);
+    gpu->free(gpu, (void *)emb.data), gpu->free(gpu, (void *)wqkv.data), gpu->free(gpu, (void *)wo.data), gpu->free(gpu, (void *)lm.data);
+    gpu->free(gpu, dn), gpu->free(gpu, dinv);
+    for (int k = 0; k < 2; k++) {
+        gstate *s = &st[k];
+        void *ps[] = {s->tok, s->pos, s->rp, s->pt, s->ids, s->x, s->xn, s->qkv, s->att, s->logits, s->kp, s->vp};
+        for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) gpu->free(gpu, ps[i]);
+    }
+    free(hemb), free(hqkv), free(hwo), free(hlm), free(hn);
+}
+
 // ---- whole models through the engine ---------------------------------------------
-static void check_engine(int variant, pz_dt wt) {
+static void check_engine(int variant, pz_dt wt, pz_dt kvt) {
     char cas[64];
-    snprintf(cas, sizeof cas, "test model %d, %s weights", variant, pz_dt_name(wt));
+    snprintf(cas, sizeof cas, "test model %d, %s weights, %s KV", variant, pz_dt_name(wt), pz_dt_name(kvt));
     pz_config c;
     pz_testmodel_config(&c, variant);
-    pz_model *m = pz_testmodel_random(&c, wt, rng ^ (uint64_t)variant, err);
+    // FP8 weights: the f32 model quantized as `--dtype fp8` does at load.
+    pz_model *m = pz_testmodel_random(&c, wt == PZ_DT_E4M3 ? PZ_DT_F32 : wt, rng ^ (uint64_t)variant, err);
+    if (m && wt == PZ_DT_E4M3) {
+        pz_model *q = pz_model_to_e4m3(m, err);
+        pz_model_free(m);
+        m = q;
+    }
     if (!m) {
         fail_line("engine", cas, err);
         return;
     }
     pz_engine_params p = pz_engine_default_params();
-    p.n_slots = 3, p.max_ctx = 128, p.max_batch = 64;
+    p.n_slots = 3, p.max_ctx = 128, p.max_batch = 64, p.kv_type = kvt;
     pz_engine *ec = pz_engine_create(m, p, err);
     p.backend = PZ_BACKEND_CUDA;
     pz_engine *eg = ec ? pz_engine_create(m, p, err) : NULL;
@@ -680,6 +815,7 @@ int main(int argc, char **argv) {
     check_pointwise();
     check_matmul(quick);
     check_argmax();
+    check_graph();
     const pz_dt kts[3] = {PZ_DT_F32, PZ_DT_BF16, PZ_DT_E4M3};
     for (int t = 0; t < 3; t++) {
         check_attention_case(kts[t], 9, 3, 64, 0);
@@ -689,9 +825,12 @@ int main(int argc, char **argv) {
     check_attention_case(PZ_DT_F32, 4, 1, 256, 0);
     check_attention_rowmajor();
     for (int v = 0; v < PZ_TESTMODEL_VARIANTS; v++) {
-        check_engine(v, PZ_DT_F32);
-        check_engine(v, PZ_DT_BF16);
+        check_engine(v, PZ_DT_F32, PZ_DT_F32);
+        check_engine(v, PZ_DT_BF16, PZ_DT_F32);
     }
+    check_engine(0, PZ_DT_F32, PZ_DT_BF16);  // KV pages in bf16 and e4m3 on both backends
+    check_engine(0, PZ_DT_F32, PZ_DT_E4M3);
+    check_engine(2, PZ_DT_E4M3, PZ_DT_F32);  // FP8 weights, fp32 activations (exact on both)
     printf("\nchecks: %d passed, %d failed\n", n_pass, n_fail);
 
     // Timing (not assertions). Data-sheet dense peaks of the H100/H200 SXM:

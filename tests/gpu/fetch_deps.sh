@@ -10,6 +10,8 @@ mkdir -p deps
 cd deps
 pkgs=(libdnnl-dev libdnnl2 libcjson-dev libcjson1 libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0
       libpcre2-posix3 libsqlite3-dev libsqlite3-0 libssl-dev libssl3 libglpk-dev libglpk40 libamd2
-      libcolamd2 libsuitesparseconfig5 libltdl7 libgmp10)
+      libcolamd2 libsuitesparseconfig5 libltdl7 libgmp10 pkgconf pkgconf-bin libpkgconf3
+      libmicrohttpd-dev libmicrohttpd12 libgnutls30 libnettle8 libhogweed6 libp11-kit0 libtasn1-6
+      libidn2-0 libunistring2 libffi8)
 apt-get download "${pkgs[@]}"
 du -sh .

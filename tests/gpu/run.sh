@@ -65,11 +65,15 @@ if [ -d tests/gpu/deps ] && ls tests/gpu/deps/*.deb >/dev/null 2>&1 && ! pkg-con
   stage "unpacking tests/gpu/deps into /tmp/pz-deps"
   for f in tests/gpu/deps/*.deb; do dpkg -x "$f" /tmp/pz-deps || exit 2; done
   multi=/tmp/pz-deps/usr/lib/x86_64-linux-gnu
-  export PKG_CONFIG_PATH="$multi/pkgconfig:/tmp/pz-deps/usr/share/pkgconfig:${PKG_CONFIG_PATH:-}"
+  # pkg-config reads only the carried .pc files and prefixes their paths with the sysroot.
+  export PKG_CONFIG_LIBDIR="$multi/pkgconfig:/tmp/pz-deps/usr/share/pkgconfig"
+  export PKG_CONFIG_SYSROOT_DIR=/tmp/pz-deps
+  sed -i '/^Requires.private/d' "$multi"/pkgconfig/*.pc  # shared linking needs none of them
   export CMAKE_PREFIX_PATH="/tmp/pz-deps/usr:${CMAKE_PREFIX_PATH:-}"
   export LD_LIBRARY_PATH="$multi:${LD_LIBRARY_PATH:-}"
   export CPATH="/tmp/pz-deps/usr/include:${CPATH:-}"
   export LIBRARY_PATH="$multi:${LIBRARY_PATH:-}"
+  export PATH="$PATH:/tmp/pz-deps/usr/bin"  # pkg-config, if the machine has none
 fi
 
 stage "build (build-gpu/, CUDA on)"

@@ -1,0 +1,72 @@
+// bench_batch_decode.c — time of one batched decode step of the engine
+// against the number of sequences in the batch (the quantity continuous
+// batching lives on: aggregate tokens/s = rows / step time), with and
+// without batch_invariant. Bounds what `puzzle serve` can reach at N
+// concurrent streams, apart from HTTP, sampling and prefill.
+//
+// usage: bench_batch_decode [model] [threads] [steps]
+//        (model defaults to $PUZZLE_MODEL; threads 2; 16 steps per size)
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "common.h"
+#include "engine.h"
+#include "model.h"
+
+int main(int argc, char **argv) {
+    const char *path = argc > 1 ? argv[1] : getenv("PUZZLE_MODEL");
+    int threads = argc > 2 ? atoi(argv[2]) : 2, steps = argc > 3 ? atoi(argv[3]) : 16;
+    if (!path) {
+        fprintf(stderr, "usage: bench_batch_decode MODEL [threads] [steps]\n");
+        return 2;
+    }
+    char err[PZ_ERRLEN];
+    pz_model *m = pz_model_load(path, PZ_DT_BF16, err);
+    if (!m) {
+        fprintf(stderr, "bench_batch_decode: %s\n", err);
+        return 1;
+    }
+    static const int sizes[] = {1, 2, 4, 8, 16, 32, 64};
+    const int n_sizes = sizeof sizes / sizeof sizes[0], max_n = 64, ctx = 64 + steps + 1;
+    printf("| rows | invariant | step ms | tok/s | x 1 row |\n|---|---|---|---|---|\n");
+    for (int inv = 1; inv >= 0; inv--) {
+        pz_engine_params p = pz_engine_default_params();
+        p.n_threads = threads, p.n_slots = max_n, p.max_ctx = ctx, p.batch_invariant = inv;
+        pz_engine *e = pz_engine_create(m, p, err);
+        if (!e) {
+            fprintf(stderr, "bench_batch_decode: %s\n", err);
+            return 1;
+        }
+        float *logits = malloc((size_t)max_n * m->cfg.vocab * sizeof *logits);
+        int slots[64];
+        int32_t toks[64], prompt[64];
+        for (int i = 0; i < 64; i++) prompt[i] = 1000 + 7 * i;
+        double base = 0;
+        for (int s = 0; s < n_sizes; s++) {
+            int n = sizes[s];
+            for (int i = 0; i < n; i++) {
+                slots[i] = i;
+                toks[i] = 2000 + i;
+                pz_engine_slot_reset(e, i);
+                prompt[0] = 100 + i;  // distinct sequences
+                if (pz_engine_prefill(e, i, prompt, 64, NULL, 0, err)) goto fail;
+            }
+            if (pz_engine_decode(e, slots, toks, n, logits, err)) goto fail;  // warm-up
+            double t0 = pz_now();
+            for (int k = 0; k < steps - 1; k++)
+                if (pz_engine_decode(e, slots, toks, n, logits, err)) goto fail;
+            double ms = (pz_now() - t0) / (steps - 1) * 1e3;
+            if (n == 1) base = n / ms;
+            printf("| %d | %d | %.2f | %.1f | %.2f |\n", n, inv, ms, n / ms * 1e3, n / ms / base);
+            fflush(stdout);
+        }
+        free(logits);
+        pz_engine_free(e);
+        continue;
+    fail:
+        fprintf(stderr, "bench_batch_decode: %s\n", err);
+        return 1;
+    }
+    pz_model_free(m);
+    return 0;
+}
