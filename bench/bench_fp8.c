@@ -1,5 +1,5 @@
-// bench_fp8.c — the engine with FP8 (e4m3) weights against bf16 weights, side
-// by side in one run: for each repetition, each weight type in turn does a
+// bench_fp8.c — the engine with FP8 (e4m3) weights (lm_head bf16, and lm_head
+// e4m3 too) against bf16 weights, side by side in one run: for each repetition, each weight type in turn does a
 // prefill of P tokens, batch-1 decode, and batch-16 decode (16 slots, each
 // with a short prompt, decoding together), so a change of load from other
 // processes hits both alike. Reports the best rate of each and the median
@@ -7,7 +7,7 @@
 //
 // usage: bench_fp8 [-r reps] [-n decode] [model] [threads] [prompt] [out.md]
 //        (model defaults to $PUZZLE_MODEL; 5 reps, 32 decode steps, 2 threads,
-//        prompt 256 tokens, results/fp8_speed.md)
+//        prompt 256 tokens, results/fp8_speed_bench.md)
 #include "common.h"
 #include "engine.h"
 #include "model.h"
@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #define BATCH 16
+#define NS 3  // bf16; fp8 with lm_head bf16; fp8 with lm_head fp8
 
 typedef struct {
     const char *name;
@@ -51,16 +52,19 @@ int main(int argc, char **argv) {
     const char *path = argc > ai ? argv[ai] : getenv("PUZZLE_MODEL");
     int nt = argc > ai + 1 ? atoi(argv[ai + 1]) : 2;
     int P = argc > ai + 2 ? atoi(argv[ai + 2]) : 256;
-    const char *out = argc > ai + 3 ? argv[ai + 3] : "results/fp8_speed.md";
+    const char *out = argc > ai + 3 ? argv[ai + 3] : "results/fp8_speed_bench.md";
     if (!path || reps < 1 || reps > 64 || ndec < 1 || P < 1) {
         fprintf(stderr, "usage: bench_fp8 [-r reps] [-n decode] [model] [threads] [prompt] [out.md]\n");
         return 2;
     }
     char err[PZ_ERRLEN];
-    side s[2] = {{.name = "bf16", .wt = PZ_DT_BF16}, {.name = "fp8 (e4m3)", .wt = PZ_DT_E4M3}};
+    side s[NS] = {{.name = "bf16", .wt = PZ_DT_BF16},
+                  {.name = "fp8 (e4m3; lm_head bf16)", .wt = PZ_DT_E4M3},
+                  {.name = "fp8, lm_head fp8 (--fp8-head)", .wt = PZ_DT_E4M3}};
     const int short_prompt = 16;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < NS; i++) {
         if (!(s[i].m = pz_model_load(path, s[i].wt, err))) goto fail;
+        if (i == 2 && pz_model_e4m3_head(s[i].m, err)) goto fail;
         pz_engine_params p = pz_engine_default_params();
         p.n_threads = nt;
         p.n_slots = BATCH;
@@ -80,7 +84,7 @@ int main(int argc, char **argv) {
     int slots[BATCH];
     for (int j = 0; j < BATCH; j++) slots[j] = j;
     for (int r = 0; r < reps; r++) {
-        for (int i = 0; i < 2; i++) {
+        for (int i = 0; i < NS; i++) {
             pz_engine *e = s[i].e;
             for (int j = 0; j < BATCH; j++) pz_engine_slot_reset(e, j);
             double t0 = pz_now();
@@ -107,28 +111,31 @@ int main(int argc, char **argv) {
             if (s[i].r_d1[r] > s[i].d1) s[i].d1 = s[i].r_d1[r];
             if (s[i].r_d16[r] > s[i].d16) s[i].d16 = s[i].r_d16[r];
         }
-        fprintf(stderr, "rep %d/%d: decode-1 bf16 %.1f fp8 %.1f tok/s\n", r + 1, reps, s[0].r_d1[r], s[1].r_d1[r]);
-    }
-    double q_pf[64], q_d1[64], q_d16[64];
-    for (int r = 0; r < reps; r++) {
-        q_pf[r] = s[1].r_pf[r] / s[0].r_pf[r];
-        q_d1[r] = s[1].r_d1[r] / s[0].r_d1[r];
-        q_d16[r] = s[1].r_d16[r] / s[0].r_d16[r];
+        fprintf(stderr, "rep %d/%d: decode-1 bf16 %.1f fp8 %.1f fp8+head %.1f tok/s\n", r + 1, reps, s[0].r_d1[r],
+                s[1].r_d1[r], s[2].r_d1[r]);
     }
     char date[64], host[128] = "?";
     time_t now = time(NULL);
     strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now));
     gethostname(host, sizeof host);
-    char tbl[4096];
+    char tbl[8192];
     int n = snprintf(tbl, sizeof tbl,
                      "| weights | weight MB | prefill %d tok/s | decode batch 1 tok/s | decode batch %d tok/s |\n"
                      "|---|---:|---:|---:|---:|\n", P, BATCH);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < NS; i++)
         n += snprintf(tbl + n, sizeof tbl - (size_t)n, "| %s | %.1f | %.1f | %.1f | %.1f |\n", s[i].name,
                       pz_model_weight_bytes(s[i].m) / 1e6, s[i].pf, s[i].d1, s[i].d16);
-    n += snprintf(tbl + n, sizeof tbl - (size_t)n, "| fp8 / bf16 (median of %d paired runs) | %.2f | %.2f | %.2f | %.2f |\n",
-                  reps, pz_model_weight_bytes(s[1].m) / (double)pz_model_weight_bytes(s[0].m), median(q_pf, reps),
-                  median(q_d1, reps), median(q_d16, reps));
+    for (int i = 1; i < NS; i++) {
+        double q_pf[64], q_d1[64], q_d16[64];
+        for (int r = 0; r < reps; r++) {
+            q_pf[r] = s[i].r_pf[r] / s[0].r_pf[r];
+            q_d1[r] = s[i].r_d1[r] / s[0].r_d1[r];
+            q_d16[r] = s[i].r_d16[r] / s[0].r_d16[r];
+        }
+        n += snprintf(tbl + n, sizeof tbl - (size_t)n, "| %s / bf16 (median of %d paired runs) | %.2f | %.2f | %.2f | %.2f |\n",
+                      s[i].name, reps, pz_model_weight_bytes(s[i].m) / (double)pz_model_weight_bytes(s[0].m),
+                      median(q_pf, reps), median(q_d1, reps), median(q_d16, reps));
+    }
     printf("%s", tbl);
     FILE *f = fopen(out, "w");
     if (f) {
@@ -139,7 +146,7 @@ int main(int argc, char **argv) {
                 ndec, reps, tbl, reps, ndec, path, nt, P, out);
         fclose(f);
     }
-    for (int i = 0; i < 2; i++) pz_engine_free(s[i].e), pz_model_free(s[i].m);
+    for (int i = 0; i < NS; i++) pz_engine_free(s[i].e), pz_model_free(s[i].m);
     free(tok);
     free(lg);
     return 0;

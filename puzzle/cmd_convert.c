@@ -14,12 +14,13 @@
 
 void pz_usage_convert(FILE *out) {
     fprintf(out,
-            "usage: puzzle convert MODEL --out DIR [--dtype f32|bf16]\n\n"
+            "usage: puzzle convert MODEL --out DIR [--dtype f32|bf16|fp8]\n\n"
             "Writes MODEL as a Hugging Face DeciLM directory (config.json with block_configs,\n"
             "model.safetensors, tokenizer.json, tokenizer_config.json). Quantized GGUF weights\n"
             "are dequantized.\n\n"
             "  --out DIR          output directory (created; existing files are replaced)\n"
-            "  --dtype f32|bf16   weight type written (default bf16)\n");
+            "  --dtype f32|bf16|fp8  weight type written (default bf16; fp8: the FP8 checkpoint layout\n"
+            "                     of docs/FP8.md without activation scales; `puzzle quantize` calibrates)\n");
 }
 
 int pz_cmd_convert(int argc, char **argv) {

@@ -49,6 +49,7 @@ void pz_usage_eval(FILE *out) {
             "                     quantized at load unless the checkpoint is FP8)\n"
             "  --kv-dtype T       KV cache f32 (default), bf16 or fp8 (e4m3 with the checkpoint's\n"
             "                     k_scale / v_scale, 1 where absent)\n"
+            "  --fp8-head         with --dtype fp8: lm_head in e4m3 too (default bf16)\n"
             "  --act-fp8          FP8 products also quantize their activations (e4m3, static input\n"
             "                     scales: an FP8 checkpoint from `puzzle quantize`)\n"
             "  --ref-dtype T      weight type of the --ref model (default: --dtype)\n"
@@ -87,9 +88,10 @@ typedef struct {
     pz_engine *e;
 } loaded;
 
-static int load(const char *path, pz_dt wtype, int act_fp8, pz_dt kvt, int ctx, int threads, loaded *out,
-                char *err) {
+static int load(const char *path, pz_dt wtype, int act_fp8, pz_dt kvt, int head8, int ctx, int threads,
+                loaded *out, char *err) {
     if (!(out->m = pz_model_load(path, wtype, err))) return -1;
+    if (head8 && pz_model_e4m3_head(out->m, err)) return -1;
     pz_engine_params ep = pz_engine_default_params();
     ep.act_fp8 = act_fp8;
     ep.kv_type = kvt;
@@ -104,7 +106,7 @@ static int load(const char *path, pz_dt wtype, int act_fp8, pz_dt kvt, int ctx, 
 int pz_cmd_eval(int argc, char **argv) {
     const char *path = NULL, *text_path = NULL, *ref_path = NULL, *cmd = "eval";
     long ctx = 512, max_tokens = 0, skip_tokens = 0, threads = 0, chunks = 0;
-    int json = 0, llama_ppl = 0, act_fp8 = 0, ref_dt_set = 0;
+    int json = 0, llama_ppl = 0, act_fp8 = 0, ref_dt_set = 0, head8 = 0;
     pz_dt wtype = PZ_DT_F32, ref_wtype = PZ_DT_F32, kvt = PZ_DT_F32;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -129,6 +131,8 @@ int pz_cmd_eval(int argc, char **argv) {
             ref_dt_set = 1;
         } else if (!strcmp(a, "--kv-dtype")) {
             if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_wtype(cmd, v, &kvt)) return PZ_EXIT_USAGE;
+        } else if (!strcmp(a, "--fp8-head")) {
+            head8 = 1;
         } else if (!strcmp(a, "--act-fp8")) {
             act_fp8 = 1;
         } else if (!strcmp(a, "--protocol")) {
@@ -211,13 +215,13 @@ int pz_cmd_eval(int argc, char **argv) {
                skip_tokens ? " after --skip-tokens" : "", n_tok);
         goto fail;
     }
-    if (load(path, wtype, act_fp8, kvt, (int)ctx, (int)threads, &mod, err)) goto fail;
+    if (load(path, wtype, act_fp8, kvt, head8, (int)ctx, (int)threads, &mod, err)) goto fail;
     if (ctx > mod.m->cfg.max_ctx) {
         pz_err(err, "--ctx %ld exceeds the model's context of %d", ctx, mod.m->cfg.max_ctx);
         goto fail;
     }
     if (ref_path) {
-        if (load(ref_path, ref_dt_set ? ref_wtype : wtype, 0, PZ_DT_F32, (int)ctx, (int)threads, &ref, err)) goto fail;
+        if (load(ref_path, ref_dt_set ? ref_wtype : wtype, 0, PZ_DT_F32, 0, (int)ctx, (int)threads, &ref, err)) goto fail;
         if (ref.m->cfg.vocab != mod.m->cfg.vocab) {
             pz_err(err, "%s has vocabulary %d but %s has %d: KL needs the same vocabulary", ref_path,
                    ref.m->cfg.vocab, path, mod.m->cfg.vocab);

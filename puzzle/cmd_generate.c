@@ -26,6 +26,7 @@ void pz_usage_generate(FILE *out) {
             "  --system TEXT       system message for --chat\n"
             "  --dtype f32|bf16|fp8  weight type in memory (default bf16; fp8: e4m3, quantized at load)\n"
             "  --kv-dtype f32|bf16|fp8  KV cache element type (default f32)\n"
+            "  --fp8-head          with --dtype fp8: lm_head in e4m3 too (default bf16)\n"
             "  --threads T         CPU threads (default: all cores)\n"
             "  --ignore-eos        keep going past the end-of-sequence token\n");
 }
@@ -42,6 +43,7 @@ int pz_cmd_generate(int argc, char **argv) {
     double temp = 0, top_p = 1;
     int chat = 0, ignore_eos = 0;
     pz_dt wtype = PZ_DT_BF16, kvt = PZ_DT_F32;
+    int head8 = 0;
     const char *cmd = "generate";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -63,6 +65,8 @@ int pz_cmd_generate(int argc, char **argv) {
                 fprintf(stderr, "puzzle generate: --top-p must be > 0\n");
                 return PZ_EXIT_USAGE;
             }
+        } else if (!strcmp(a, "--fp8-head")) {
+            head8 = 1;
         } else if (!strcmp(a, "--kv-dtype")) {
             if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_wtype(cmd, v, &kvt)) return PZ_EXIT_USAGE;
         } else if (!strcmp(a, "--dtype")) {
@@ -121,6 +125,7 @@ int pz_cmd_generate(int argc, char **argv) {
     }
     double t0 = pz_now();
     if (!(m = pz_model_load(path, wtype, err))) goto fail;
+    if (head8 && pz_model_e4m3_head(m, err)) goto fail;
     double t_load = pz_now() - t0;
     if (pz_tokenizer_vocab_size(tok) > m->cfg.vocab) {
         pz_err(err, "%s: tokenizer has %d tokens but the model's vocabulary is %d", path,

@@ -25,7 +25,7 @@
 
 void pz_usage_profile(FILE *out) {
     fprintf(out,
-            "usage: puzzle profile --db RUN.db [--device cpu|cuda] [--scenario S[,S...]]... [--dtype f32|bf16]\n"
+            "usage: puzzle profile --db RUN.db [--device cpu|cuda] [--scenario S[,S...]]... [--dtype f32|bf16|fp8]\n"
             "                      [--repeats N] [--rounds R] [--warmup N] [--threads T] [--cold-mib N]\n"
             "       puzzle profile --calibrate [--db RUN.db] [--out FILE] [--threads T] [--repeats N] [--eff-gemm X ...]\n"
             "       puzzle profile --db RUN.db --report HW [--dtype bf16] [--threads T]\n\n"

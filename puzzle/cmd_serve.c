@@ -36,14 +36,17 @@ void pz_usage_serve(FILE *out) {
             "  --timeout S       idle/stalled connection timeout, seconds (default 30)\n"
             "  --drain S         on SIGTERM, seconds to let accepted requests finish (default 60)\n"
             "  --name NAME       model id in /v1/models and responses (default: MODEL's file name)\n"
-            "  --dtype f32|bf16  weight type in memory (default bf16)\n"
+            "  --dtype f32|bf16|fp8  weight type in memory (default bf16; fp8: e4m3 with tensor\n"
+            "                    scales, an FP8 checkpoint as stored or quantized at load, docs/FP8.md)\n"
+            "  --kv-dtype f32|bf16|fp8  KV cache element type (default f32; fp8 with the\n"
+            "                    checkpoint's k_scale / v_scale)\n"
             "  --device cpu|cuda where the engine runs (default cpu)\n");
 }
 
 int pz_cmd_serve(int argc, char **argv) {
     const char *path = NULL, *host = "127.0.0.1", *api_key = getenv("PUZZLE_API_KEY"), *name = NULL;
     long port = 8080, threads = 0, max_seqs = 32, kv_tokens = 0, ctx = 0, queue = 256, timeout = 30, drain = 60;
-    pz_dt wtype = PZ_DT_BF16;
+    pz_dt wtype = PZ_DT_BF16, kvt = PZ_DT_F32;
     pz_backend_kind device = PZ_BACKEND_CPU;
     const char *cmd = "serve";
     for (int i = 1; i < argc; i++) {
@@ -69,6 +72,8 @@ int pz_cmd_serve(int argc, char **argv) {
             if (!(api_key = pz_arg_value(cmd, argc, argv, &i))) return PZ_EXIT_USAGE;
         } else if (!strcmp(a, "--name")) {
             if (!(name = pz_arg_value(cmd, argc, argv, &i))) return PZ_EXIT_USAGE;
+        } else if (!strcmp(a, "--kv-dtype")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_wtype(cmd, v, &kvt)) return PZ_EXIT_USAGE;
         } else if (!strcmp(a, "--dtype")) {
             if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_wtype(cmd, v, &wtype)) return PZ_EXIT_USAGE;
         } else if (!strcmp(a, "--device")) {
@@ -147,6 +152,7 @@ int pz_cmd_serve(int argc, char **argv) {
     ep.prefix_cache = 1;
     ep.batch_invariant = 1;  // a request's tokens do not depend on what it is batched with
     ep.backend = device;
+    ep.kv_type = kvt;
     if (!(e = pz_engine_create(m, ep, err))) goto fail;
     pz_sched_params pp = {.max_queue = (int)queue, .prefill_chunk = 256};
     if (!(s = pz_sched_create(e, tok, &metrics, model_name, pp, err))) goto fail;

@@ -121,7 +121,8 @@ pz_engine_params pz_engine_default_params(void) {
 static int adjacent(const pz_mat *a, const pz_mat *b) {
     size_t bytes = (size_t)a->rows * a->cols * pz_dt_size(a->type);
     return a->type == b->type && a->cols == b->cols && (const char *)a->data + bytes == (const char *)b->data &&
-           (a->type != PZ_DT_E4M3 || (a->scale == b->scale && a->x_scale == b->x_scale));
+           (a->type != PZ_DT_E4M3 || (a->scale == b->scale && a->x_scale == b->x_scale && !a->ch_scale &&
+                                      !b->ch_scale));
 }
 
 // The backend's copy of host tensor p (bytes long): inside the model's
@@ -155,6 +156,8 @@ static int prep(pz_engine *e, pz_weight *w, const pz_mat *first, int rows, char 
     if (first->type == PZ_DT_E4M3) {
         w->scale = first->scale;
         w->x_scale = first->x_scale;
+        if (first->ch_scale && !(w->ch_scale = dev_ptr(e, first->ch_scale, sizeof(float) * (size_t)rows, err)))
+            return -1;
     }
     return e->b->prepare_weight(e->b, w, err);
 }

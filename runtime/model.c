@@ -140,6 +140,7 @@ static size_t layout(wdesc *t, int n, pz_dt wt, char *base) {
                 d->mat->data = d->tied_head ? NULL : base + off;
                 d->mat->scale = 1.0f;
                 d->mat->x_scale = 0.0f;
+                d->mat->ch_scale = NULL;
             }
             if (!d->tied_head) off += elem_bytes(mt) * (size_t)d->rows * (size_t)d->cols;
         }
@@ -186,6 +187,7 @@ oom:
 
 void pz_model_free(pz_model *m) {
     if (!m) return;
+    free(m->head8);
     free(m->arena);
     free(m->layers);
     free(m);
@@ -198,8 +200,10 @@ size_t pz_model_weight_bytes(const pz_model *m) {
     size_t bytes = 0;
     for (int i = 0; i < n; i++) {
         if (t[i].tied_head) continue;
+        if (t[i].mat == &m->lm_head && m->head8) continue;  // counted below
         bytes += (t[i].vec ? 4 : elem_bytes(mat_type(&t[i], m->wtype))) * (size_t)t[i].rows * t[i].cols;
     }
+    if (m->head8) bytes += (size_t)m->lm_head.rows * (m->lm_head.cols + 4);
     free(t);
     return bytes;
 }
@@ -878,6 +882,37 @@ pz_model *pz_model_to_e4m3(const pz_model *src, char *err) {
     return m;
 }
 
+int pz_model_e4m3_head(pz_model *m, char *err) {
+    pz_mat *h = &m->lm_head;
+    if (m->wtype != PZ_DT_E4M3 || h->type != PZ_DT_BF16 || !h->data)
+        return pz_err(err, "an e4m3 lm_head needs an fp8 model with a bf16 head");
+    size_t cols = (size_t)h->cols, n = (size_t)h->rows * cols, qb = (n + 63) / 64 * 64;
+    float *f = malloc(sizeof(float) * cols);
+    uint8_t *q = aligned_alloc(64, qb + sizeof(float) * (size_t)h->rows);
+    if (!f || !q) {
+        free(f), free(q);
+        return pz_err(err, "out of memory quantizing lm_head");
+    }
+    float *ch = (float *)(q + qb);
+    for (int r = 0; r < h->rows; r++) {
+        pz_bf16_to_f32_row((const uint16_t *)h->data + (size_t)r * cols, f, cols);
+        if (pz_e4m3_scale_for(f, cols, &ch[r])) {
+            free(f), free(q);
+            return pz_err(err, "lm_head row %d holds a NaN or an infinity", r);
+        }
+        pz_f32_to_e4m3_row(f, q + (size_t)r * cols, cols, 1.0f / ch[r]);
+    }
+    free(f);
+    free(m->head8);
+    m->head8 = q;
+    h->data = q;
+    h->type = PZ_DT_E4M3;
+    h->scale = 1.0f;
+    h->ch_scale = ch;
+    h->x_scale = 0;
+    return 0;
+}
+
 pz_model *pz_model_load(const char *path, pz_dt wtype, char *err) {
     if (wtype == PZ_DT_E4M3) {
         pz_config qc;
@@ -949,6 +984,9 @@ int pz_model_load_config(const char *path, pz_config *cfg, char *err) {
 
 // ---- writing a DeciLM directory -------------------------------------------------------
 int pz_model_save_hf(const pz_model *m, const char *dir, char *err) {
+    if (m->head8)
+        return pz_err(err, "%s: the e4m3 lm_head is a runtime option FP8 checkpoints do not carry; save the model "
+                      "before pz_model_e4m3_head", dir);
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) return pz_err(err, "%s: %s", dir, strerror(errno));
     char cpath[1100];
     pz_path_join(cpath, sizeof cpath, dir, "config.json");

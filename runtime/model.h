@@ -41,6 +41,8 @@ typedef struct {
     float scale;      // e4m3: dequantized value = code · scale (per tensor); else 1
     float x_scale;    // e4m3: static input scale of the activations (checkpoints'
                       // input_scale, from calibration); 0 when not calibrated
+    const float *ch_scale;  // e4m3: NULL, or per-output-row scales (rows floats) applied
+                            // on top of scale (pz_model_e4m3_head only)
 } pz_mat;
 
 typedef struct {
@@ -63,6 +65,7 @@ typedef struct {
     pz_layer_weights *layers;  // n_layer entries
     void *arena;               // the one allocation holding every weight
     size_t arena_bytes;
+    void *head8;               // pz_model_e4m3_head: the e4m3 lm_head (else NULL)
     char source[1024];         // path it was loaded from
     char format[16];           // "gguf" or "hf"
 } pz_model;
@@ -87,6 +90,13 @@ void pz_model_free(pz_model *m);
 // lm_head in bf16; norm vectors fp32. x_scale carries over from e4m3
 // sources, else 0. NULL with err on a non-finite weight or out of memory.
 pz_model *pz_model_to_e4m3(const pz_model *src, char *err);
+// Runtime option of an e4m3 model: lm_head in e4m3 too, with one scale per
+// vocabulary row (amax/448; a per-tensor scale cost 5 % perplexity on
+// SmolLM2), in its own allocation (m->head8: the codes, then the row
+// scales; a tied head stops aliasing the bf16 embedding, which stays for
+// the lookup). FP8 checkpoints keep lm_head in
+// bf16, so writers leave this copy out. 0, or -1 with err.
+int pz_model_e4m3_head(pz_model *m, char *err);
 
 // Writes m as a Hugging Face DeciLM directory (config.json +
 // model.safetensors, sharded above 4 GiB), weights in their stored dtype

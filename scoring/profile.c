@@ -1,6 +1,7 @@
 // profile.c — times sub-block variants with the backend's ops, and
 // calibrates the local CPU (see profile.h).
 #include "profile.h"
+#include "fp8.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -95,6 +96,8 @@ static void *new_weight(pz_backend *b, pz_dt dt, size_t rows, size_t cols, unsig
     if (!h) return NULL;
     float sc = 1.0f / sqrtf((float)cols);
     if (dt == PZ_DT_F32) fill_f32(h, n, sc, s);
+    else if (dt == PZ_DT_E4M3)  // codes of N(0,1) values at a scale mapping 4 sigma to 448
+        for (size_t i = 0; i < n; i++) ((uint8_t *)h)[i] = pz_f32_to_e4m3(rng_f(s) * (PZ_E4M3_MAX / 4.0f));
     else
         for (size_t i = 0; i < n; i++) ((uint16_t *)h)[i] = pz_f32_to_bf16(sc * rng_f(s));
     void *d = upload(b, h, n * pz_dt_size(dt));
@@ -253,7 +256,10 @@ int pz_profile_variant(pz_backend *b, const pz_config *c, const pz_prof_variant 
         return pz_err(err, "profile: bad model shape");
     if (s->batch < 1 || s->len < 1) return pz_err(err, "profile: bad scenario");
     const int H = c->hidden, hd = c->head_dim, nh = c->n_head;
-    const size_t wb = p->dtype == PZ_DT_BF16 ? 2 : 4;
+    // fp8 models keep the embedding table and lm_head in bf16 (model.h)
+    const pz_dt wdt = p->dtype == PZ_DT_E4M3 && (v->part == PZ_PROF_EMBED || v->part == PZ_PROF_HEAD) ? PZ_DT_BF16
+                                                                                                   : p->dtype;
+    const size_t wb = pz_dt_size(wdt);
     int is_noop = (v->part == PZ_PROF_ATTN && v->attn == PZ_ATTN_NOOP) ||
                   (v->part == PZ_PROF_FFN && v->ffn == PZ_FFN_NOOP);
     // Sizes.
@@ -274,7 +280,7 @@ int pz_profile_variant(pz_backend *b, const pz_config *c, const pz_prof_variant 
     }
     if (is_noop) return 0;  // nothing runs in the engine: exactly 0
 
-    job j = {.c = c, .v = *v, .s = *s, .dt = p->dtype};
+    job j = {.c = c, .v = *v, .s = *s, .dt = wdt};
     j.R = (int)(s->phase == PZ_PHASE_PREFILL ? s->batch * s->len : s->batch);
     j.cap = (int)(s->phase == PZ_PHASE_PREFILL ? s->len : s->len + 1);
     j.pps = (j.cap + PZ_KV_PAGE - 1) / PZ_KV_PAGE;
@@ -330,15 +336,19 @@ int pz_profile_variant(pz_backend *b, const pz_config *c, const pz_prof_variant 
     if (j.n_copies > MAX_COPIES) j.n_copies = MAX_COPIES;
     for (int i = 0; i < j.n_copies; i++) {  // random once, then copies (timing is value-blind)
         void *d1 = NULL, *d2 = NULL;
-        if (r1 && !take(&B, d1 = i ? b->alloc(b, r1 * c1 * wb) : new_weight(b, p->dtype, r1, c1, &seed)))
+        if (r1 && !take(&B, d1 = i ? b->alloc(b, r1 * c1 * wb) : new_weight(b, wdt, r1, c1, &seed)))
             goto oom;
-        if (r2 && !take(&B, d2 = i ? b->alloc(b, r2 * c2 * wb) : new_weight(b, p->dtype, r2, c2, &seed)))
+        if (r2 && !take(&B, d2 = i ? b->alloc(b, r2 * c2 * wb) : new_weight(b, wdt, r2, c2, &seed)))
             goto oom;
         if ((i && r1 && b->copy(b, d1, j.w1s[0].data, r1 * c1 * wb, PZ_COPY_D2D, err)) ||
             (i && r2 && b->copy(b, d2, j.w2s[0].data, r2 * c2 * wb, PZ_COPY_D2D, err)))
             goto done;
-        j.w1s[i] = pz_weight_dense(d1, p->dtype, (int)r1, (int)c1);
-        j.w2s[i] = pz_weight_dense(d2, p->dtype, (int)r2, (int)c2);
+        j.w1s[i] = pz_weight_dense(d1, wdt, (int)r1, (int)c1);
+        j.w2s[i] = pz_weight_dense(d2, wdt, (int)r2, (int)c2);
+        if (wdt == PZ_DT_E4M3) {  // values ~ N(0, 1/cols): amax ~ 4/sqrt(cols) maps to 448
+            j.w1s[i].scale = 4.0f / sqrtf((float)(c1 ? c1 : 1)) / PZ_E4M3_MAX;
+            j.w2s[i].scale = 4.0f / sqrtf((float)(c2 ? c2 : 1)) / PZ_E4M3_MAX;
+        }
         if ((r1 && b->prepare_weight(b, &j.w1s[i], err)) || (r2 && b->prepare_weight(b, &j.w2s[i], err))) goto done;
     }
     if (v->part == PZ_PROF_ATTN && v->attn == PZ_ATTN_GQA) {

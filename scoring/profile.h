@@ -48,7 +48,8 @@ typedef struct {
 } pz_prof_variant;
 
 typedef struct {
-    pz_dt dtype;   // weight type of the products (PZ_DT_F32 or PZ_DT_BF16)
+    pz_dt dtype;   // weight type of the products (PZ_DT_F32, PZ_DT_BF16, or PZ_DT_E4M3: fp8
+                   // matrices with a tensor scale; embedding and head in bf16 as in fp8 models)
     int warmup;    // untimed runs first (default 2)
     int repeats;   // timed runs (default 10)
     unsigned long long seed;  // random weights (default 1)

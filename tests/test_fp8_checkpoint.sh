@@ -45,6 +45,11 @@ check "FP8 KV cache with the calibrated scales: close, not equal" 'python3 -c "
 import json,sys; b=json.load(open(sys.argv[1])); k=json.load(open(sys.argv[2]))
 assert k[\"kl\"] != b[\"kl\"] and abs(k[\"kl\"] - b[\"kl\"]) < 0.05, (b, k)
 " "$tmp/b.json" "$tmp/k.json"'
+ev "$tmp/h" --dtype fp8 --fp8-head >"$tmp/hd.json"
+check "e4m3 lm_head (row scales): close, not equal" 'python3 -c "
+import json,sys; a=json.load(open(sys.argv[1])); h=json.load(open(sys.argv[2]))
+assert h[\"kl\"] != a[\"kl\"] and abs(h[\"kl\"] - a[\"kl\"]) < 0.05, (a, h)
+" "$tmp/a.json" "$tmp/hd.json"'
 "$BIN" eval "$tmp/q" --dtype bf16 --text "$tmp/text.txt" --ctx 16 --threads 2 --json >"$tmp/d.json" 2>/dev/null
 check "an FP8 checkpoint loads dequantized too" '[ $? -eq 0 ]'
 finish

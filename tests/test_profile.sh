@@ -72,6 +72,17 @@ check "rerun exit 0" "[ $rc -eq 0 ]"
 check "rerun profiled 0 rows" "grep -q '^profiled 0 rows' out2.txt"
 check "rerun changed nothing" "[ \"\$(q 'SELECT group_concat(created_at || median_s) FROM profiles')\" = '$before' ]"
 
+# FP8 weights: the same variants measured as fp8 rows, a quarter of the fp32
+# parameter bytes for the matrices (embedding and head stay bf16).
+"$BIN" profile --db run.db --scenario decode:1x64 --dtype fp8 --repeats 3 --threads 2 --cold-mib 8 >f8.txt 2>f8e.txt
+rc=$?
+check "fp8 profile exit 0 (rc $rc: $(tail -1 f8e.txt))" "[ $rc -eq 0 ]"
+f8=$(q "SELECT COUNT(*) FROM profiles WHERE dtype = 'fp8' AND scenario = 'decode:1x64' AND median_s > 0")
+f8pb=$(q "SELECT (SELECT param_bytes FROM profiles WHERE dtype = 'fp8' AND kind = 'swiglu' AND size = 96) /
+                 (SELECT param_bytes FROM profiles WHERE dtype = 'f32' AND kind = 'swiglu' AND size = 96
+                  AND scenario = 'decode:1x64') BETWEEN 0.25 AND 0.27")  # + the fp32 norm
+check "fp8 rows measured ($f8) with a quarter of the parameter bytes" "[ '$f8' -gt 0 ] && [ '$f8pb' = 1 ]"
+
 # Calibration: a hardware file that plan accepts, and a report against it.
 "$BIN" profile --calibrate --db run.db --out hw/cpu.json --threads 2 --repeats 3 >cal.txt 2>&1; rc=$?
 check "calibrate exit 0 ($(tail -1 cal.txt))" "[ $rc -eq 0 ] && [ -f hw/cpu.json ]"

@@ -450,6 +450,13 @@ check "eval --ref of the child against the parent: KL > 0 ($kl)" '[ $rc -eq 0 ] 
 "$BIN" eval child.gguf --ref child --text held.txt --ctx 64 --max-tokens 512 --threads 2 --json >g.json 2>/dev/null
 gkl=$(python3 -c "import json; print(json.load(open('g.json'))['kl'])" 2>/dev/null)
 check "GGUF export = the directory (KL $gkl < 1e-9)" 'python3 -c "import sys; sys.exit(not abs(float(sys.argv[1])) < 1e-9)" "$gkl"'
+# the child as an FP8 checkpoint (docs/FP8.md): loads back close to the f32 child
+"$BIN" realize --db run.db --solution "$M" --out child8 --dtype fp8 >/dev/null 2>r8.err; rc=$?
+check "realize --dtype fp8 writes an FP8 checkpoint" '[ $rc -eq 0 ] && python3 -c "
+import json; assert json.load(open(\"child8/config.json\"))[\"quantization_config\"][\"quant_method\"] == \"fp8\""' || cat r8.err >&2
+"$BIN" eval child8 --dtype fp8 --ref child --ref-dtype f32 --text held.txt --ctx 64 --max-tokens 256 --threads 2 --json >e8.json 2>/dev/null
+kl8=$(python3 -c "import json; print(json.load(open('e8.json'))['kl'])" 2>/dev/null)
+check "fp8 child vs f32 child: 0 < KL ($kl8) < 0.05" 'python3 -c "import sys; k=float(sys.argv[1]); sys.exit(not 0 < k < 0.05)" "$kl8"'
 
 # a tampered block file is refused
 F=$(q "SELECT attn_file FROM solution_choices WHERE solution_id = $M AND attn_file IS NOT NULL
