@@ -23,7 +23,19 @@ pz_bld_params pz_bld_default_params(void) {
     p.n_threads = 1;
     p.init = pz_init_default_params();
     p.save_dtype = PZ_ST_F32;
+    p.loss = PZ_BLD_LOSS_TOKEN;
+    p.loss_eps = 1e-6f;
     return p;
+}
+
+const char *pz_bld_loss_name(pz_bld_loss l) { return l == PZ_BLD_LOSS_GLOBAL ? "global" : "token"; }
+
+int pz_bld_loss_parse(const char *s, pz_bld_loss *out) {
+    if (!s) return -1;
+    if (!strcmp(s, "token")) *out = PZ_BLD_LOSS_TOKEN;
+    else if (!strcmp(s, "global")) *out = PZ_BLD_LOSS_GLOBAL;
+    else return -1;
+    return 0;
 }
 
 void pz_bld_result_free(pz_bld_result *r) {
@@ -144,23 +156,36 @@ static int load_window(const split *s, long wi, int k, float *x, float *t, float
     return 0;
 }
 
-// Validation NMSE over the first n_val_eval held-out windows, in batches.
-static int eval_val(runner *r, const pz_block_weights *w, const split *s, int bw,
-                    float *x, float *t, float *y, float *tmp, double *out, char *err) {
-    double num = 0, den = 0;
+// Validation losses over the first n_val_eval held-out windows, in
+// batches: *out of the kind `loss` (the per-token one with eps), *global the
+// global NMSE (may be NULL).
+static int eval_val(runner *r, const pz_block_weights *w, const split *s, int bw, pz_bld_loss loss,
+                    float eps, float *x, float *t, float *y, float *tmp, double *out, double *global,
+                    char *err) {
+    double num = 0, den = 0, tok = 0;
+    long n_tok = 0;
     for (long w0 = 0; w0 < s->n_val_eval; w0 += bw) {
         int ns = (int)(s->n_val_eval - w0 < bw ? s->n_val_eval - w0 : bw);
         for (int k = 0; k < ns; k++)
             if (load_window(s, s->n_train + w0 + k, k, x, t, tmp, err)) return -1;
         if (runner_fwd(r, w, x, ns, y, err)) return -1;
-        size_t n = (size_t)ns * s->T * s->H;
-        for (size_t i = 0; i < n; i++) {
-            double d = (double)t[i] - y[i];
-            num += d * d;
-            den += (double)t[i] * t[i];
+        const long rows = (long)ns * s->T;
+        for (long rr = 0; rr < rows; rr++) {
+            const float *tr = t + (size_t)rr * s->H, *yr = y + (size_t)rr * s->H;
+            double nr = 0, dr = 0;
+            for (int i = 0; i < s->H; i++) {
+                double d = (double)tr[i] - yr[i];
+                nr += d * d;
+                dr += (double)tr[i] * tr[i];
+            }
+            num += nr, den += dr;
+            tok += dr + (double)eps > 0 ? nr / (dr + (double)eps) : NAN;
         }
+        n_tok += rows;
     }
-    *out = den > 0 ? num / den : NAN;
+    double g = den > 0 ? num / den : NAN;
+    *out = loss == PZ_BLD_LOSS_GLOBAL ? g : n_tok > 0 ? tok / (double)n_tok : NAN;
+    if (global) *global = g;
     return 0;
 }
 
@@ -222,7 +247,8 @@ double pz_bld_step_flops(const pz_config *c, const pz_block *b, int M, int T) {
 }
 
 int pz_bld_eval(const pz_model *parent, const pz_block *blk, const pz_block_weights *w,
-                const pz_capture *cap, const pz_bld_params *pp, double *nmse, char *err) {
+                const pz_capture *cap, const pz_bld_params *pp, double *nmse, double *global,
+                char *err) {
     pz_bld_params p = pp ? *pp : pz_bld_default_params();
     if (p.batch_windows < 1) p.batch_windows = 1;
     if (p.n_threads < 1) p.n_threads = 1;
@@ -239,7 +265,8 @@ int pz_bld_eval(const pz_model *parent, const pz_block *blk, const pz_block_weig
     }
     float *x = malloc(n * sizeof(float)), *t = malloc(n * sizeof(float));
     float *y = malloc(n * sizeof(float)), *tmp = malloc(n * sizeof(float));
-    int rc = x && t && y && tmp ? eval_val(&r, w, &s, p.batch_windows, x, t, y, tmp, nmse, err)
+    int rc = x && t && y && tmp ? eval_val(&r, w, &s, p.batch_windows, p.loss, p.loss_eps, x, t, y, tmp,
+                                           nmse, global, err)
                                 : pz_err(err, "bld: out of memory");
     free(x);
     free(t);
@@ -275,7 +302,7 @@ int pz_bld_train(const pz_model *parent, const pz_block *blk, const pz_capture *
     memset(&tr, 0, sizeof tr), memset(&ev, 0, sizeof ev);
     float *x = malloc(nrow * sizeof(float)), *t = malloc(nrow * sizeof(float));
     float *y = malloc(nrow * sizeof(float)), *dy = malloc(nrow * sizeof(float));
-    float *tmp = malloc(nrow * sizeof(float));
+    float *tmp = malloc(nrow * sizeof(float)), *w0 = NULL;
     long *order = malloc(sizeof(long) * (size_t)s.n_train);
     pz_backend *be = pz_backend_create(p.backend, p.n_threads, err);
     int rc = -1;
@@ -289,9 +316,11 @@ int pz_bld_train(const pz_model *parent, const pz_block *blk, const pz_capture *
     if (pz_init_block(&w, parent, blk, cap, &p.init, res->init_method, err)) goto out;
     res->n_params = pz_block_weights_count(&w);
     if (runner_init(&ev, c, blk, rows, T, PZ_DT_F32, be, err)) goto out;
-    double v0;
-    if (eval_val(&ev, &w, &s, bw, x, t, y, tmp, &v0, err)) goto out;
-    res->init_val_nmse = res->final_val_nmse = v0;
+    double v0, g0;
+    res->loss = p.loss;
+    if (eval_val(&ev, &w, &s, bw, p.loss, p.loss_eps, x, t, y, tmp, &v0, &g0, err)) goto out;
+    res->init_val_nmse = res->final_val_nmse = res->trained_val_nmse = v0;
+    res->init_val_global = res->final_val_global = g0;
     res->final_train_nmse = NAN;
     res->val_tokens = s.n_val_eval * T;
     if (add_point(res, 0, NAN, v0)) goto oom;
@@ -302,7 +331,14 @@ int pz_bld_train(const pz_model *parent, const pz_block *blk, const pz_capture *
         steps = (tok + rows - 1) / rows;
     }
     if (!blk->needs_training || res->n_params == 0) steps = 0;
+    if (steps > 0 && p.loss == PZ_BLD_LOSS_TOKEN && !be->train->token_nmse_loss) {
+        pz_err(err, "bld: this backend has no per-token loss (use the global one)");
+        goto out;
+    }
     if (steps > 0) {
+        // the initialization, kept if training does not beat it
+        if (!(w0 = malloc(w.n_floats * sizeof(float)))) goto oom;
+        memcpy(w0, w.arena, w.n_floats * sizeof(float));
         if (runner_init(&tr, c, blk, rows, T, p.prec, be, err)) goto out;
         if (pz_block_weights_alloc(&dw, c, blk->layer, blk->sub, blk->attn, blk->ffn, err) ||
             pz_block_weights_alloc(&m1, c, blk->layer, blk->sub, blk->attn, blk->ffn, err) ||
@@ -320,8 +356,9 @@ int pz_bld_train(const pz_model *parent, const pz_block *blk, const pz_capture *
         uint64_t rng = p.seed;
         long pos = s.n_train;  // forces a shuffle at the first step
         for (long i = 0; i < s.n_train; i++) order[i] = i;
-        double tr_sum = 0;
+        double tr_sum = 0, gv = g0;
         long tr_n = 0;
+        int diverged = 0;
         const double tt0 = pz_now();
         for (long step = 0; step < steps; step++) {
             for (int k = 0; k < bw; k++) {
@@ -333,10 +370,12 @@ int pz_bld_train(const pz_model *parent, const pz_block *blk, const pz_capture *
             }
             memset(dw.arena, 0, dw.n_floats * sizeof(float));
             if (runner_fwd(&tr, &w, x, bw, y, err)) goto out;
-            double loss = be->train->nmse_loss(be, t, y, nrow, dy, 1.0f);
-            if (!isfinite(loss)) {
-                pz_err(err, "bld: %s: loss is %g at step %ld", blk->id, loss, step + 1);
-                goto out;
+            double loss = p.loss == PZ_BLD_LOSS_GLOBAL
+                              ? be->train->nmse_loss(be, t, y, nrow, dy, 1.0f)
+                              : be->train->token_nmse_loss(be, t, y, rows, H, p.loss_eps, dy, 1.0f);
+            if (!isfinite(loss)) {  // diverged: stop here, the initialization is kept below
+                diverged = 1;
+                break;
             }
             if (runner_bwd(&tr, &w, &dw, x, dy, bw, err)) goto out;
             float lr = pz_lr_schedule(step, warm, steps, p.lr, p.lr * p.lr_min_ratio);
@@ -346,10 +385,11 @@ int pz_bld_train(const pz_model *parent, const pz_block *blk, const pz_capture *
                                   .val_nmse = NAN};
             if ((step + 1) % every == 0 || step + 1 == steps) {
                 double v;
-                if (eval_val(&ev, &w, &s, bw, x, t, y, tmp, &v, err)) goto out;
+                if (eval_val(&ev, &w, &s, bw, p.loss, p.loss_eps, x, t, y, tmp, &v, &gv, err)) goto out;
                 res->final_train_nmse = tr_sum / (double)tr_n;
                 if (add_point(res, step + 1, res->final_train_nmse, v)) goto oom;
-                res->final_val_nmse = pr.val_nmse = v;
+                res->final_val_nmse = res->trained_val_nmse = pr.val_nmse = v;
+                res->final_val_global = gv;
                 tr_sum = 0, tr_n = 0;
             }
             double el = pz_now() - tt0;
@@ -365,6 +405,14 @@ int pz_bld_train(const pz_model *parent, const pz_block *blk, const pz_capture *
         }
         double el = pz_now() - tt0;
         res->tokens_per_s = el > 0 ? (double)res->tokens / el : 0;
+        if (diverged) res->trained_val_nmse = NAN;
+        // Keep the better weights: NAN (diverged) never beats the initialization.
+        if (!(res->trained_val_nmse <= res->init_val_nmse)) {
+            memcpy(w.arena, w0, w.n_floats * sizeof(float));
+            res->kept_init = 1;
+            res->final_val_nmse = res->init_val_nmse;
+            res->final_val_global = res->init_val_global;
+        }
     }
     if (out_path && pz_block_weights_save(&w, out_path, p.save_dtype, blk->id, res->sha256, err)) goto out;
     res->wall_s = pz_now() - t0;
@@ -387,6 +435,7 @@ out:
     free(y);
     free(dy);
     free(tmp);
+    free(w0);
     free(order);
     return rc;
 }

@@ -2,8 +2,14 @@
 // parent activations (Puzzle §3; docs/ARCHITECTURE.md "The pipeline", step 1).
 //
 // The child (sub-)block gets the parent's own input for its layer (from the
-// capture) and learns to reproduce the parent's branch output, with the
-// normalized MSE ‖y_parent − y_child‖² / ‖y_parent‖² as loss:
+// capture) and learns to reproduce the parent's branch output, with a
+// normalized MSE as loss (pz_bld_loss): per token, the mean over tokens of
+// ‖t − y‖² / (‖t‖² + eps) (the default), or global, Σ‖t − y‖² / Σ‖t‖² over
+// the whole batch. The global one lets the few tokens with massive
+// activations (the attention sink, position 0 of each window: 93–96 % of the
+// FFN output energy in some layers) dominate, so a block that only gets
+// those right looks free; the per-token one ranks blocks like their
+// replace-1-block KL (results/bld_loss_rank.md). Data:
 //   decoupled (PZ_SUB_ATTN / PZ_SUB_FFN blocks, the default): input
 //     ATTN_IN → target ATTN_OUT, or FFN_IN → FFN_OUT;
 //   coupled (PZ_SUB_PAIR): input ATTN_IN → target ATTN_OUT + FFN_OUT, the
@@ -14,6 +20,10 @@
 // Products in bf16 with fp32 master weights by default; AdamW (β 0.9/0.95,
 // weight decay 0.1 on matrices, clip 1.0), linear warm-up then cosine decay.
 // With a fixed seed and thread count the result is bit-identical.
+// The better of the initialization and the trained weights is kept: when
+// training ends with a validation loss above the initialization's (or a
+// non-finite training loss), the initial weights are returned and saved,
+// and the result says so (kept_init).
 //
 // One call trains one block and returns everything a run database records
 // about it; the weights go to a safetensors file (temporary name, then
@@ -29,13 +39,23 @@
 #include "space.h"
 #include "weights.h"
 
+// The training (and validation) loss.
+typedef enum {
+    PZ_BLD_LOSS_TOKEN = 0,    // mean over tokens of ‖t − y‖² / (‖t‖² + eps) (default)
+    PZ_BLD_LOSS_GLOBAL,       // Σ‖t − y‖² / Σ‖t‖² over the batch (before issue 11)
+} pz_bld_loss;
+
+// "token" / "global"; pz_bld_loss_parse returns 0, or -1 for an unknown name.
+const char *pz_bld_loss_name(pz_bld_loss l);
+int pz_bld_loss_parse(const char *s, pz_bld_loss *out);
+
 typedef struct {
     long step, total_steps;   // step counts from 1
-    double loss;              // training NMSE of this step's batch
+    double loss;              // training loss (params' kind) of this step's batch
     double lr;
     double tokens_per_s;      // training tokens / wall second so far
     double elapsed_s, eta_s;
-    double val_nmse;          // NAN unless evaluated at this step
+    double val_nmse;          // validation loss (params' kind); NAN unless evaluated at this step
 } pz_bld_progress;
 
 // Return nonzero to cancel: pz_bld_train then returns -1 with err
@@ -59,6 +79,8 @@ typedef struct {
     pz_backend_kind backend; // where the training runs (default CPU)
     pz_init_params init;     // initialization (its token_limit is set to the training split)
     pz_st_dtype save_dtype;  // PZ_ST_F32 (default) or PZ_ST_BF16
+    pz_bld_loss loss;        // PZ_BLD_LOSS_TOKEN (default)
+    float loss_eps;          // per-token loss: eps added to each ‖t‖² (default 1e-6)
     pz_bld_progress_fn progress;
     void *user;
 } pz_bld_params;
@@ -72,13 +94,20 @@ typedef struct {
     long val_tokens;           // tokens in the validation evaluation
     size_t n_params;           // trainable parameters
     double wall_s, tokens_per_s;
+    pz_bld_loss loss;          // the loss trained with and reported in the *_nmse fields
+    // Validation and training losses of the kind `loss`:
     double init_val_nmse;      // before training (right after initialization)
-    double final_val_nmse;
+    double final_val_nmse;     // of the weights returned (the initial ones when kept_init)
     double final_train_nmse;   // mean over the last eval interval
+    double trained_val_nmse;   // of the trained weights (== final unless kept_init; NAN if diverged)
+    // The global NMSE Σ‖t − y‖² / Σ‖t‖² on the same validation windows,
+    // whatever the loss (comparable with runs before the per-token loss):
+    double init_val_global, final_val_global;
+    int kept_init;             // 1: training did not beat the initialization; its weights kept
     int n_points;              // loss curve, one point per evaluation (step 0 first)
     long *curve_step;          // (n_points) owned; free with pz_bld_result_free
-    double *curve_train;       // mean training NMSE since the previous point (NAN at step 0)
-    double *curve_val;         // validation NMSE
+    double *curve_train;       // mean training loss since the previous point (NAN at step 0)
+    double *curve_val;         // validation loss (of the trained weights)
     char sha256[65];           // of the written file ("" when none)
 } pz_bld_result;
 
@@ -94,10 +123,12 @@ int pz_bld_train(const pz_model *parent, const pz_block *blk, const pz_capture *
                  const pz_bld_params *p, const char *out_path, pz_block_weights *weights_out,
                  pz_bld_result *res, char *err);
 
-// Validation NMSE of given weights for blk on the held-out windows of cap
-// (the same split and token cap as pz_bld_train with p), fp32 products.
+// Validation loss (p->loss's kind) of given weights for blk on the held-out
+// windows of cap (the same split and token cap as pz_bld_train with p), fp32
+// products; global (may be NULL) receives the global NMSE as well.
 int pz_bld_eval(const pz_model *parent, const pz_block *blk, const pz_block_weights *w,
-                const pz_capture *cap, const pz_bld_params *p, double *nmse, char *err);
+                const pz_capture *cap, const pz_bld_params *p, double *nmse, double *global,
+                char *err);
 
 // Training FLOPs of one step over M rows of windows of T tokens
 // (forward + backward ≈ 3 × forward products).

@@ -1,9 +1,9 @@
 // train.h — the training ops of the backend interface (backend.h's
 // b->train): the general product and the linear layer with its backward,
 // RMSNorm for training, the whole attention and SwiGLU sub-blocks forward
-// and backward, AdamW and the normalized-MSE loss. Blockwise Local
-// Distillation, replace-1-block scoring and global distillation run
-// through these, so any backend that fills them runs every stage.
+// and backward, AdamW and the normalized-MSE losses (global and per
+// token). Blockwise Local Distillation, replace-1-block scoring and global
+// distillation run through these, so any backend that fills them runs every stage.
 //
 // Every pointer is backend memory unless said otherwise; parameters and
 // gradients are fp32 (the master copy). `prec` is the type products take
@@ -140,6 +140,13 @@ typedef struct {
     // NULL) receives its gradient times grad_scale. NAN when ‖y_parent‖ = 0.
     double (*nmse_loss)(pz_backend *b, const float *y_parent, const float *y_child, size_t n,
                         float *d_child, float grad_scale);
+    // Per-token normalized MSE: the mean over rows r (of cols values) of
+    // ‖t_r − y_r‖² / (‖t_r‖² + eps), t = y_parent, y = y_child; d_child (may
+    // be NULL) receives its gradient times grad_scale. Each token weighs the
+    // same whatever its norm (the global NMSE lets the few rows with massive
+    // activations dominate). NAN when a row's ‖t_r‖² + eps = 0.
+    double (*token_nmse_loss)(pz_backend *b, const float *y_parent, const float *y_child, int rows,
+                              int cols, float eps, float *d_child, float grad_scale);
 } pz_train_ops;
 
 #endif

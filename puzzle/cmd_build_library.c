@@ -74,6 +74,10 @@ void pz_usage_build_library(FILE *out) {
             "                         windows)\n"
             "  --batch N              windows per step (default 4)\n"
             "  --lr X                 peak learning rate (default 1e-3)\n"
+            "  --bld-loss token|global  training loss: normalized MSE per token (default; each token\n"
+            "                         weighs the same) or over the whole batch (before issue 11:\n"
+            "                         the attention-sink tokens dominate it). Blocks whose training\n"
+            "                         ends worse than their initialization keep its weights\n"
             "  --seed S               batch order seed (default 1)\n"
             "  --shard I/N            build only blocks I, I+N, I+2N, ... of the enumeration\n"
             "                         (0 <= I < N); merge the databases with `puzzle merge-db`\n"
@@ -86,12 +90,14 @@ typedef struct {
     double lr;
     uint64_t seed;
     int coupled;
+    pz_bld_loss loss;
 } opts;
 
 
 static int parse_args(int argc, char **argv, opts *o) {
     memset(o, 0, sizeof *o);
     o->tokens = 32768, o->seq_len = 256, o->batch = 4, o->lr = 1e-3, o->seed = 1, o->shard_n = 1;
+    o->loss = PZ_BLD_LOSS_TOKEN;
     long seed = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -109,6 +115,12 @@ static int parse_args(int argc, char **argv, opts *o) {
         else if (!strcmp(a, "--lr")) {
             VALUE();
             if (pz_arg_float(CMD, a, v, 1e-9, 10, &o->lr)) return -1;
+        } else if (!strcmp(a, "--bld-loss")) {
+            VALUE();
+            if (pz_bld_loss_parse(v, &o->loss)) {
+                fprintf(stderr, "puzzle " CMD ": --bld-loss wants token or global, got '%s'\n", v);
+                return -1;
+            }
         } else if (!strcmp(a, "--mode")) {
             VALUE();
             if (strcmp(v, "decoupled") && strcmp(v, "coupled")) {
@@ -397,9 +409,10 @@ static int run_block(pz_rundb *db, const pz_model *m, const pz_block *b, const p
     char e[32];
     job_rate(j, &rate, &eta);
     fmt_eta(eta, e, sizeof e);
-    fprintf(stderr, "%s[block %d/%d] %-28s %-22s NMSE %.4f -> %.4f, %ld steps, %.1f s | %.0f tokens/s, ETA %s\n",
-            isatty(2) ? "\r\033[K" : "", j->index, j->total, b->id, r.init_method, r.init_val_nmse,
-            r.final_val_nmse, r.steps, r.wall_s, rate, e);
+    fprintf(stderr, "%s[block %d/%d] %-28s %-22s %s NMSE %.4f -> %.4f%s, %ld steps, %.1f s | %.0f tokens/s, "
+            "ETA %s\n", isatty(2) ? "\r\033[K" : "", j->index, j->total, b->id, r.init_method,
+            pz_bld_loss_name(r.loss), r.init_val_nmse, r.final_val_nmse, r.kept_init ? " (init kept)" : "",
+            r.steps, r.wall_s, rate, e);
     pz_bld_result_free(&r);
     return 0;
 }
@@ -410,9 +423,9 @@ static int train_all(pz_rundb *db, const pz_model *m, const pz_block *blocks, in
                      const opts *o, uint64_t calib_hash, long calib_tokens, char *err) {
     pz_bld_params bp = pz_bld_default_params();
     bp.steps = o->steps, bp.batch_windows = (int)o->batch, bp.lr = (float)o->lr, bp.seed = o->seed;
-    bp.n_threads = (int)o->threads, bp.init.n_threads = (int)o->threads;
+    bp.n_threads = (int)o->threads, bp.init.n_threads = (int)o->threads, bp.loss = o->loss;
     pz_rundb_bld_setup setup = {o->coupled ? "coupled" : "decoupled", o->seed, (int)o->seq_len, (int)o->batch,
-                                (int)o->threads, o->lr, calib_tokens, calib_hash};
+                                (int)o->threads, o->lr, calib_tokens, calib_hash, pz_bld_loss_name(o->loss)};
     job j = {.total = n_todo, .t0 = pz_now(), .rows = o->batch * o->seq_len, .steps_per_block = o->steps};
     bp.progress = on_bld_progress, bp.user = &j;
     for (int i = 0; i < n; i++) j.trainable_left += todo[i] && blocks[i].needs_training;

@@ -188,6 +188,17 @@ static const char *const migrations[] = {
     "  tokens INTEGER NOT NULL, bi REAL NOT NULL,\n"
     "  created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),\n"
     "  PRIMARY KEY (data_hash, seq_len, layer)) WITHOUT ROWID;\n",
+    // Issue 11: BLD trains with a chosen loss ('token': per-token normalized
+    // MSE, 'global': the normalized MSE over the batch, what every earlier
+    // run used); init/final_val_nmse are of that loss, *_global the global
+    // NMSE on the same windows; kept_init = 1 when training did not beat the
+    // initialization and its weights were kept.
+    "ALTER TABLE bld_runs ADD COLUMN loss TEXT;\n"
+    "ALTER TABLE bld_runs ADD COLUMN kept_init INTEGER;\n"
+    "ALTER TABLE bld_runs ADD COLUMN init_val_global REAL;\n"
+    "ALTER TABLE bld_runs ADD COLUMN final_val_global REAL;\n"
+    "UPDATE bld_runs SET loss = 'global', init_val_global = init_val_nmse,\n"
+    "  final_val_global = final_val_nmse, kept_init = CASE status WHEN 'done' THEN 0 END;\n",
 };
 #define N_MIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
 _Static_assert(N_MIGRATIONS == PZ_RUNDB_VERSION, "PZ_RUNDB_VERSION is the number of migrations");

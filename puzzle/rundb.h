@@ -40,8 +40,11 @@
 //   bld_runs(id, block_id, status 'done'|'failed', mode, seed, seq_len,
 //            batch_windows, lr, threads, calib_tokens, calib_hash, steps,
 //            tokens, val_tokens, wall_s, tokens_per_s, init_val_nmse,
-//            final_val_nmse, final_train_nmse, error, finished_at)
-//                                    one row per BLD attempt of a block
+//            final_val_nmse, final_train_nmse, error, finished_at,
+//            loss 'token'|'global', kept_init, init_val_global, final_val_global)
+//                                    one row per BLD attempt of a block; the
+//                                    *_nmse columns are of `loss` (schema 7;
+//                                    older rows: 'global')
 //   loss_curves(run_id, step, train_nmse, val_nmse)
 //   events(id, at, stage, kind, message)               the log
 // Views:
@@ -118,8 +121,9 @@
 #include "space.h"
 
 // 0 -> 1 library, 1 -> 2 profiles, 2 -> 3 scores, 3 -> 4 searches,
-// 4 -> 5 models.config_json.
-#define PZ_RUNDB_VERSION 6
+// 4 -> 5 models.config_json, 5 -> 6 layer_influence, 6 -> 7 bld_runs.loss,
+// kept_init, init_val_global, final_val_global.
+#define PZ_RUNDB_VERSION 7
 
 typedef struct pz_rundb pz_rundb;
 
@@ -210,6 +214,7 @@ typedef struct {
     double lr;
     long calib_tokens;
     uint64_t calib_hash;    // pz_capture_tokens_hash of the calibration tokens
+    const char *loss;       // "token" / "global" (pz_bld_loss_name)
 } pz_rundb_bld_setup;
 
 // One transaction: a bld_runs row ('done'), its loss curve, and the block

@@ -302,17 +302,19 @@ static int insert_run(pz_rundb *db, const pz_block *b, const pz_rundb_bld_setup 
     snprintf(hash, sizeof hash, "%016" PRIx64, s->calib_hash);
     const char *sql = "INSERT INTO bld_runs (block_id, status, mode, seed, seq_len, batch_windows, lr, threads, "
                       "calib_tokens, calib_hash, steps, tokens, val_tokens, wall_s, tokens_per_s, init_val_nmse, "
-                      "final_val_nmse, final_train_nmse, error) "
-                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+                      "final_val_nmse, final_train_nmse, error, loss, kept_init, init_val_global, "
+                      "final_val_global) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
     int rc;
     if (r)
-        rc = rundb_exec(db, err, sql, "tttLiidiltllldddddt", b->id, status, s->mode, (int64_t)s->seed, s->seq_len,
-                        s->batch_windows, s->lr, s->threads, s->calib_tokens, hash, r->steps, r->tokens,
-                        r->val_tokens, r->wall_s, r->tokens_per_s, r->init_val_nmse, r->final_val_nmse,
-                        r->final_train_nmse, error);
+        rc = rundb_exec(db, err, sql, "tttLiidiltllldddddttidd", b->id, status, s->mode, (int64_t)s->seed,
+                        s->seq_len, s->batch_windows, s->lr, s->threads, s->calib_tokens, hash, r->steps,
+                        r->tokens, r->val_tokens, r->wall_s, r->tokens_per_s, r->init_val_nmse,
+                        r->final_val_nmse, r->final_train_nmse, error, pz_bld_loss_name(r->loss), r->kept_init,
+                        r->init_val_global, r->final_val_global);
     else
-        rc = rundb_exec(db, err, sql, "tttLiidilt--------t", b->id, status, s->mode, (int64_t)s->seed, s->seq_len,
-                        s->batch_windows, s->lr, s->threads, s->calib_tokens, hash, error);
+        rc = rundb_exec(db, err, sql, "tttLiidilt--------tt---", b->id, status, s->mode, (int64_t)s->seed,
+                        s->seq_len, s->batch_windows, s->lr, s->threads, s->calib_tokens, hash, error, s->loss);
     if (rc < 0) return -1;
     *run_id = rundb_last_id(db);
     return 0;

@@ -17,7 +17,7 @@ void pz_rundb_detach(pz_rundb *db) { rundb_script(db, "DETACH DATABASE src", NUL
                    "is_parent, needs_training"
 #define RUN_COLS "block_id, status, mode, seed, seq_len, batch_windows, lr, threads, calib_tokens, calib_hash, " \
                  "steps, tokens, val_tokens, wall_s, tokens_per_s, init_val_nmse, final_val_nmse, "        \
-                 "final_train_nmse, error, finished_at"
+                 "final_train_nmse, error, finished_at, loss, kept_init, init_val_global, final_val_global"
 
 int pz_rundb_copy_block(pz_rundb *db, const char *block_id, const char *weight_file, char *err) {
     if (rundb_begin(db, err)) return -1;

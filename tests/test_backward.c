@@ -578,6 +578,58 @@ static void test_nmse(void) {
     free(p.t[0]), free(p.y), free(ypd), free(yp), free(yc), free(d);
 }
 
+// Per-token NMSE: a plain double reference, finite differences, thread-count
+// invariance, and a row with a massive norm weighing like any other row.
+static int tok_rows, tok_cols;
+static double tok_eps;
+static void fwd_token_nmse(fdprob *p) {
+    double s = 0;
+    for (int r = 0; r < tok_rows; r++) {
+        double num = 0, den = tok_eps;
+        for (int i = 0; i < tok_cols; i++) {
+            double t = nmse_parent[(size_t)r * tok_cols + i], y = p->t[0][(size_t)r * tok_cols + i];
+            num += (t - y) * (t - y);
+            den += t * t;
+        }
+        s += num / den;
+    }
+    p->y[0] = s / tok_rows;
+}
+
+static void test_token_nmse(void) {
+    tok_rows = 7, tok_cols = 9, tok_eps = 1e-3;
+    size_t n = (size_t)tok_rows * tok_cols;
+    float *yp = randf(n, 1), *yc = randf(n, 1), *d = zerosf(n), *d1 = zerosf(n);
+    for (int i = 0; i < tok_cols; i++) yp[i] *= 100.0f;  // a "sink" row of massive activations
+    double loss = pz_cpu_token_nmse_loss(yp, yc, tok_rows, tok_cols, (float)tok_eps, d, 1.0f, 2);
+    double *ypd = to_d(yp, n), G1d = 1.0;
+    nmse_parent = ypd;
+    fdprob p = {.fwd = fwd_token_nmse, .t = {to_d(yc, n)}, .n = {n}, .y = malloc(sizeof(double)), .G = &G1d,
+                .ny = 1};
+    p.fwd(&p);
+    double el = fabs(loss - p.y[0]) / p.y[0];
+    printf("  token nmse loss %.6f, rel err %.2e\n", loss, el);
+    CHECKF(el < 1e-6, "token nmse loss: %.3g", el);  // eps enters as a float
+    check_grad(&p, 0, d, "token nmse loss", "y_child", TOL_F32);
+    double l1 = pz_cpu_token_nmse_loss(yp, yc, tok_rows, tok_cols, (float)tok_eps, d1, 1.0f, 1);
+    CHECK(l1 == loss && memcmp(d, d1, n * sizeof(float)) == 0);
+    // grad_scale scales the gradient only
+    CHECK(pz_cpu_token_nmse_loss(yp, yc, tok_rows, tok_cols, (float)tok_eps, d1, 0.5f, 1) == loss);
+    for (size_t i = 0; i < n; i++) CHECK(d1[i] == 0.5f * d[i]);
+    // the sink row's error counts 1/rows however large its norm: scaling
+    // both t and y of that row leaves the loss (almost) unchanged
+    for (int i = 0; i < tok_cols; i++) yp[i] *= 1e3f, yc[i] = yp[i] * 0.5f;
+    double a = pz_cpu_token_nmse_loss(yp, yc, tok_rows, tok_cols, 0.0f, NULL, 1.0f, 1);
+    for (int i = 0; i < tok_cols; i++) yp[i] *= 1e-3f, yc[i] = yp[i] * 0.5f;
+    double b2 = pz_cpu_token_nmse_loss(yp, yc, tok_rows, tok_cols, 0.0f, NULL, 1.0f, 1);
+    CHECKF(fabs(a - b2) < 1e-9 * a, "scale invariance per row: %.9g vs %.9g", a, b2);
+    CHECK(pz_cpu_token_nmse_loss(yp, yp, tok_rows, tok_cols, 1e-6f, NULL, 1.0f, 1) == 0.0);
+    // a zero target row with eps = 0 is undefined
+    float *z = zerosf(n);
+    CHECK(isnan(pz_cpu_token_nmse_loss(z, yc, tok_rows, tok_cols, 0.0f, NULL, 1.0f, 1)));
+    free(z), free(p.t[0]), free(p.y), free(ypd), free(yp), free(yc), free(d), free(d1);
+}
+
 // ---- optimizer ----------------------------------------------------------------------
 static void test_schedule(void) {
     long warm = 10, total = 110;
@@ -807,6 +859,7 @@ int main(void) {
     test_ffn_block(1, PZ_DT_F32);
     test_ffn_block(1, PZ_DT_BF16);
     test_nmse();
+    test_token_nmse();
     printf("worst fp32 gradient error: %.2e (tol %.0e)\n", worst_f32, TOL_F32);
     printf("optimizer:\n");
     test_schedule();

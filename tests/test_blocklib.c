@@ -453,7 +453,7 @@ static void test_init(const pz_model *m, const char *dir, const char *dir1) {
             q.linear_lsq = lsq;
             q.token_limit = (long)(N_WIN - 4) * T_WIN;
             CHECK(pz_init_block(&w, m, &lb, cap0, &q, method, err) == 0);
-            CHECK(pz_bld_eval(m, &lb, &w, cap0, &bp, &v[lsq], err) == 0);
+            CHECK(pz_bld_eval(m, &lb, &w, cap0, &bp, &v[lsq], NULL, err) == 0);
             pz_block_weights_free(&w);
         }
         printf("%s init, validation NMSE: product %.4f, least squares %.4f\n", half ? "linear FFN" : "linear attention",
@@ -515,9 +515,18 @@ static void test_bld(const pz_model *m, const char *dir) {
         int rc = pz_bld_train(m, &b, cap[b.layer], &p, out, &w, &r, err);
         CHECKF(rc == 0, "%s: %s", b.id, err);
         if (rc) continue;
-        printf("%-28s init %-22s NMSE %.4f -> %.4f (train %.4f), %ld steps, %ld tokens, %.2f s, %.0f tok/s\n",
-               b.id, r.init_method, r.init_val_nmse, r.final_val_nmse, r.final_train_nmse, r.steps, r.tokens,
+        printf("%-28s init %-22s %s NMSE %.4f -> %.4f (train %.4f; global %.4f -> %.4f), %ld steps, "
+               "%ld tokens, %.2f s, %.0f tok/s\n", b.id, r.init_method, pz_bld_loss_name(r.loss), r.init_val_nmse,
+               r.final_val_nmse, r.final_train_nmse, r.init_val_global, r.final_val_global, r.steps, r.tokens,
                r.wall_s, r.tokens_per_s);
+        CHECK(r.loss == PZ_BLD_LOSS_TOKEN && !r.kept_init && r.trained_val_nmse == r.final_val_nmse);
+        CHECKF(r.final_val_global < r.init_val_global, "%s: global %.4f -> %.4f", b.id, r.init_val_global,
+               r.final_val_global);
+        // The validation numbers are those pz_bld_eval gives for the weights.
+        double ev, eg;
+        CHECK(pz_bld_eval(m, &b, &w, cap[b.layer], &p, &ev, &eg, err) == 0);
+        CHECKF(ev == r.final_val_nmse && eg == r.final_val_global, "%s: eval %.6g/%.6g vs %.6g/%.6g", b.id, ev,
+               eg, r.final_val_nmse, r.final_val_global);
         CHECKF(r.final_val_nmse < 0.7 * r.init_val_nmse, "%s: %.4f -> %.4f", b.id, r.init_val_nmse, r.final_val_nmse);
         CHECK(r.steps == 600 && r.tokens == 600L * 4 * T_WIN && pg.calls == 600);
         CHECK(r.n_points == 4 && r.curve_step[0] == 0 && r.curve_step[3] == 600 && r.curve_val[3] == r.final_val_nmse);
@@ -558,6 +567,50 @@ static void test_bld(const pz_model *m, const char *dir) {
             snprintf(out2, sizeof out2, "%s/cancelled.safetensors", dir);
             CHECK(pz_bld_train(m, &b, cap[0], &p3, out2, NULL, &r2, err) != 0 && strstr(err, "cancelled"));
             CHECK(!pz_file_exists(out2) && pc.calls == 5);
+            // The global loss: reported as such, its validation loss is the
+            // global NMSE, and training lowers it too.
+            pz_bld_params pg = p;
+            pg.loss = PZ_BLD_LOSS_GLOBAL, pg.steps = 100, pg.eval_every = 0, pg.progress = NULL;
+            CHECK(pz_bld_train(m, &b, cap[0], &pg, NULL, NULL, &r2, err) == 0);
+            printf("  global loss: NMSE %.4f -> %.4f\n", r2.init_val_nmse, r2.final_val_nmse);
+            CHECK(r2.loss == PZ_BLD_LOSS_GLOBAL && r2.final_val_nmse == r2.final_val_global &&
+                  r2.init_val_nmse == r2.init_val_global && r2.init_val_global == r.init_val_global);
+            CHECK(r2.final_val_nmse < r2.init_val_nmse && !r2.kept_init);
+            pz_bld_result_free(&r2);
+            // Training made to diverge (an absurd learning rate) keeps the
+            // initialization: the weights returned and saved are the initial
+            // ones (those of the same block evaluated without training).
+            pz_block b0 = b;
+            b0.needs_training = 0;
+            pz_block_weights wi;
+            CHECK(pz_bld_train(m, &b0, cap[0], &pg, NULL, &wi, &r2, err) == 0 && r2.steps == 0);
+            pz_bld_result_free(&r2);
+            pz_bld_params pd = p;
+            pd.lr = 1e4f, pd.steps = 30, pd.eval_every = 0, pd.progress = NULL, pd.adam.clip_norm = 0;
+            snprintf(out2, sizeof out2, "%s/diverged.safetensors", dir);
+            CHECKF(pz_bld_train(m, &b, cap[0], &pd, out2, &w2, &r2, err) == 0, "%s", err);
+            printf("  diverged: NMSE %.4f -> trained %.4g, kept init %d\n", r2.init_val_nmse, r2.trained_val_nmse,
+                   r2.kept_init);
+            CHECK(r2.kept_init == 1 && !(r2.trained_val_nmse <= r2.init_val_nmse));
+            CHECK(r2.final_val_nmse == r2.init_val_nmse && r2.final_val_global == r2.init_val_global);
+            CHECK(w2.n_floats == wi.n_floats && memcmp(w2.arena, wi.arena, sizeof(float) * wi.n_floats) == 0);
+            pz_block_weights back2;
+            CHECKF(pz_block_weights_load(&back2, c, out2, err) == 0, "%s", err);
+            CHECK(back2.n_floats == wi.n_floats && memcmp(back2.arena, wi.arena, sizeof(float) * wi.n_floats) == 0);
+            pz_block_weights_free(&back2);
+            pz_block_weights_free(&w2);
+            pz_bld_result_free(&r2);
+            // Too large a learning rate with a finite (worse) end: kept too.
+            pd.lr = 1.0f, pd.adam = pz_adamw_default_params();
+            CHECKF(pz_bld_train(m, &b, cap[0], &pd, NULL, &w2, &r2, err) == 0, "%s", err);
+            printf("  lr 1: NMSE %.4f -> trained %.4g, kept init %d\n", r2.init_val_nmse, r2.trained_val_nmse,
+                   r2.kept_init);
+            CHECK(r2.kept_init == 1 && isfinite(r2.trained_val_nmse) && r2.trained_val_nmse > r2.init_val_nmse);
+            CHECK(r2.final_val_nmse == r2.init_val_nmse && r2.curve_val[r2.n_points - 1] == r2.trained_val_nmse);
+            CHECK(memcmp(w2.arena, wi.arena, sizeof(float) * wi.n_floats) == 0);
+            pz_block_weights_free(&w2);
+            pz_block_weights_free(&wi);
+            pz_bld_result_free(&r2);
         }
         pz_block_weights_free(&w);
         pz_bld_result_free(&r);
@@ -567,7 +620,8 @@ static void test_bld(const pz_model *m, const char *dir) {
     b.needs_training = 0;
     pz_bld_result r;
     CHECK(pz_bld_train(m, &b, cap[0], &p, NULL, NULL, &r, err) == 0);
-    CHECK(r.steps == 0 && fabs(r.init_val_nmse - 1.0) < 1e-12);
+    CHECK(r.steps == 0 && fabs(r.init_val_global - 1.0) < 1e-12 && !r.kept_init);
+    CHECKF(r.init_val_nmse <= 1.0 && r.init_val_nmse > 0.99, "noop per-token NMSE %.9f", r.init_val_nmse);
     pz_bld_result_free(&r);
     free(out);
     pz_capture_close(cap[0]);

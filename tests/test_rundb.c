@@ -100,6 +100,9 @@ static void test_old_database(const char *dir) {
            err);
     pz_rundb_close(db);
     CHECK(raw(path, "DROP TABLE layer_influence; ALTER TABLE models DROP COLUMN config_json; "
+                    "ALTER TABLE bld_runs DROP COLUMN loss; ALTER TABLE bld_runs DROP COLUMN kept_init; "
+                    "ALTER TABLE bld_runs DROP COLUMN init_val_global; "
+                    "ALTER TABLE bld_runs DROP COLUMN final_val_global; "
                     "PRAGMA user_version = 4") == SQLITE_OK);
     CHECK(raw_int(path, "SELECT count(*) FROM pragma_table_info('models') WHERE name = 'config_json'") == 0);
 

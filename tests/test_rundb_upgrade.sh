@@ -7,6 +7,8 @@
 # with one line naming the fix, and the fix (rerunning build-library with the
 # parent) records it. The stored configuration is the parent's config.json
 # (tied embeddings and Llama-3 RoPE scaling of test model 1, read back as given).
+# Schema 7's bld_runs.loss: 'token' for new runs, 'global' for the runs of an
+# older database (what they were trained with).
 set -u
 . "$(dirname "$0")/lib.sh"
 MAKE="${PUZZLE_MAKE_TEST_MODEL:?}"
@@ -38,17 +40,24 @@ bad = [k for k in keys if a.get(k) != b.get(k)]
 sys.exit(f"differs in {bad}" if bad else 0)
 EOF2
 }
-check "schema version 6" '[ "$(q "PRAGMA user_version")" = 6 ]'
+check "schema version 7" '[ "$(q "PRAGMA user_version")" = 7 ]'
+check "BLD runs record the per-token loss" \
+    '[ "$(q "SELECT DISTINCT loss || kept_init FROM bld_runs")" = token0 ]'
 check "config_json is the parent's config.json" 'same_config m'
 check "tied embeddings and llama3 scaling stored" \
     '[ "$(q "SELECT json_extract(config_json, '"'"'$.tie_word_embeddings'"'"') || json_extract(config_json, '"'"'$.rope_scaling.rope_type'"'"') FROM models")" = 1llama3 ]'
 
 # As an older puzzle left it.
-q "DROP TABLE layer_influence; ALTER TABLE models DROP COLUMN config_json; PRAGMA user_version = 4"
+q "DROP TABLE layer_influence; ALTER TABLE models DROP COLUMN config_json;
+   ALTER TABLE bld_runs DROP COLUMN loss; ALTER TABLE bld_runs DROP COLUMN kept_init;
+   ALTER TABLE bld_runs DROP COLUMN init_val_global; ALTER TABLE bld_runs DROP COLUMN final_val_global;
+   PRAGMA user_version = 4"
 check "degraded to version 4" '[ "$(q "PRAGMA user_version")" = 4 ]'
 "${PROF[@]}" >p1.txt 2>p1.err; rc=$?
 check "profile on a version-4 database (rc $rc: $(tail -1 p1.err))" '[ $rc -eq 0 ]'
-check "migrated to version 6" '[ "$(q "PRAGMA user_version")" = 6 ]'
+check "migrated to version 7" '[ "$(q "PRAGMA user_version")" = 7 ]'
+check "older BLD runs marked as trained with the global loss" \
+    '[ "$(q "SELECT DISTINCT loss || kept_init || (init_val_global IS init_val_nmse) FROM bld_runs")" = global01 ]'
 check "the parent's configuration read from m and stored" 'same_config m'
 
 # The parent moved: one line naming the fix; the fix records it.

@@ -103,3 +103,36 @@ double pz_cpu_nmse_loss(const float *y_parent, const float *y_child, size_t n, f
     }
     return num / den;
 }
+
+double pz_cpu_token_nmse_loss(const float *y_parent, const float *y_child, int rows, int cols, float eps,
+                              float *d_child, float grad_scale, int n_threads) {
+    if (rows < 1 || cols < 1) return NAN;
+    double stack[256], *part = rows <= 256 ? stack : malloc(sizeof(double) * (size_t)rows);
+    if (!part) return NAN;
+    const double inv_rows = 1.0 / rows;
+    int nt = (size_t)rows * cols >= 65536 ? n_threads : 1;
+    // Each row in double by one thread; the row terms are added in order
+    // afterwards: the same bits for any thread count.
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (int r = 0; r < rows; r++) {
+        const float *t = y_parent + (size_t)r * cols, *y = y_child + (size_t)r * cols;
+        double num = 0, den = 0;
+#pragma omp simd reduction(+ : num, den)
+        for (int i = 0; i < cols; i++) {
+            double d = (double)t[i] - y[i];
+            num += d * d;
+            den += (double)t[i] * t[i];
+        }
+        den += eps;
+        part[r] = den > 0 ? num / den : NAN;
+        if (d_child) {
+            float c = (float)(2.0 * grad_scale * inv_rows / den);
+            float *g = d_child + (size_t)r * cols;
+            for (int i = 0; i < cols; i++) g[i] = c * (y[i] - t[i]);
+        }
+    }
+    double s = 0;
+    for (int r = 0; r < rows; r++) s += part[r];
+    if (part != stack) free(part);
+    return s * inv_rows;
+}

@@ -38,4 +38,14 @@ double pz_cpu_adamw_step(pz_adamw_tensor *t, int n_tensors, long step, float lr,
 double pz_cpu_nmse_loss(const float *y_parent, const float *y_child, size_t n, float *d_child,
                         float grad_scale, int n_threads);
 
+// Per-token normalized MSE over rows of cols values: the mean over rows r of
+// ‖t_r − y_r‖² / (‖t_r‖² + eps), t = y_parent, y = y_child, in double (each
+// row's sum by one thread, the rows added in order: the same bits for any
+// thread count). d_child (may be NULL) receives ∂loss/∂y_child =
+// 2·(y_r − t_r) / ((‖t_r‖² + eps)·rows), times grad_scale. Returns the loss;
+// NAN when a row has ‖t_r‖² + eps = 0 (eps = 0 and a zero target row), when
+// rows or cols < 1, or out of memory.
+double pz_cpu_token_nmse_loss(const float *y_parent, const float *y_child, int rows, int cols, float eps,
+                              float *d_child, float grad_scale, int n_threads);
+
 #endif

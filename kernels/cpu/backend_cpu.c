@@ -350,6 +350,11 @@ static double tr_nmse_loss(pz_backend *b, const float *y_parent, const float *y_
     return pz_cpu_nmse_loss(y_parent, y_child, n, d_child, grad_scale, b->n_threads);
 }
 
+static double tr_token_nmse_loss(pz_backend *b, const float *y_parent, const float *y_child, int rows,
+                                 int cols, float eps, float *d_child, float grad_scale) {
+    return pz_cpu_token_nmse_loss(y_parent, y_child, rows, cols, eps, d_child, grad_scale, b->n_threads);
+}
+
 static const pz_train_ops cpu_train_ops = {
     .gemm = tr_gemm,
     .linear_fwd = tr_linear_fwd,
@@ -366,6 +371,7 @@ static const pz_train_ops cpu_train_ops = {
     .ffn_block_bwd = tr_ffn_bwd,
     .adamw_step = tr_adamw_step,
     .nmse_loss = tr_nmse_loss,
+    .token_nmse_loss = tr_token_nmse_loss,
 };
 
 static void cpu_destroy(pz_backend *b) {
