@@ -461,8 +461,8 @@ int main(int argc, char **argv) {
         for (int i = 1; i < nlev; i++) conc = levels[i] > conc ? levels[i] : conc;
         level L = {.mu = PTHREAD_MUTEX_INITIALIZER, .t = &t, .stop = now_s() + soak};
         double t0 = now_s(), rss0 = rss_mib(pid);
-        printf("| %s soak (%d clients) | elapsed s | requests | tokens | errors | server RSS MiB |\n"
-               "|---|---|---|---|---|---|\n| | 0 | 0 | 0 | 0 | %.1f |\n",
+        printf("| %s soak (%d clients) | elapsed s | requests | tokens | errors | "
+               "server RSS MiB |\n|---|---|---|---|---|---|\n| | 0 | 0 | 0 | 0 | %.1f |\n",
                label, conc, rss0);
         fflush(stdout);
         worker_arg *args;
@@ -483,7 +483,8 @@ int main(int argc, char **argv) {
         double rss1 = rss_mib(pid);
         printf("| | %.0f | %ld | %ld | %ld | %.1f |\n", now_s() - t0, L.requests, L.tokens,
                L.errors, rss1);
-        fprintf(stderr, "%s soak: %ld requests, %ld tokens, %ld errors; server RSS %.1f -> %.1f MiB\n",
+        fprintf(stderr,
+                "%s soak: %ld requests, %ld tokens, %ld errors; server RSS %.1f -> %.1f MiB\n",
                 label, L.requests, L.tokens, L.errors, rss0, rss1);
         free(th);
         free(args);
@@ -515,8 +516,9 @@ int main(int argc, char **argv) {
         snprintf(rows[li], sizeof rows[li],
                  "| %s | %d | %ld | %ld | %ld | %.1f | %.1f | %.2f | %.0f | %.0f | %.0f | %.1f | "
                  "%.1f | %.1f |",
-                 label, conc, L.requests, L.errors, L.tokens, wall, tps, tps / base, tf[0] * 1e3,
-                 tf[1] * 1e3, tf[2] * 1e3, it[0] * 1e3, it[1] * 1e3, it[2] * 1e3);
+                 label, conc, L.requests, L.errors, L.tokens, wall, tps,
+                 base > 0 ? tps / base : NAN, tf[0] * 1e3, tf[1] * 1e3, tf[2] * 1e3, it[0] * 1e3,
+                 it[1] * 1e3, it[2] * 1e3);
         any_err += L.errors;
         free(L.ttft.v);
         free(L.itl.v);
