@@ -3,7 +3,8 @@
 # bench/serve_load (the C load generator) against the real `puzzle serve` on a small random
 # test model on a free loopback port: levels 1,2 with 2 requests each must give a table with
 # both rows, zero errors and nonzero tokens/s; a server that is not there must be reported
-# as an error (exit 2), not hang. The server is stopped (and killed on exit by lib.sh).
+# as an error (exit 2), not hang; a fake server's bad streams must be counted as errors.
+# The servers are stopped (and killed on exit by lib.sh).
 set -u
 . "$(dirname "$0")/lib.sh"
 MAKE="${PUZZLE_MAKE_TEST_MODEL:?}"
@@ -46,4 +47,25 @@ if [ -n "$port" ]; then
     rc=$?
     check "dead server: exit 2 with a message" '[ $rc -eq 2 ] && grep -q "warm-up" "$tmp/dead.err"'
 fi
+# a fake server (tests/serve_load_fake.py): a good stream is counted; a non-JSON event, a stream
+# without [DONE], a stalled stream (bounded by --timeout 1) and HTTP 500 are errors (exit 1)
+for mode in good garbage trunc stall status; do
+    python3 "$here/serve_load_fake.py" $mode >"$tmp/fake.port" &
+    fake=$!
+    fport=
+    for _ in $(seq 100); do fport=$(head -1 "$tmp/fake.port"); [ -n "$fport" ] && break; sleep 0.1; done
+    timeout 30 "$LOAD" --url "http://127.0.0.1:$fport" --levels 1 --requests 2 --max-tokens 16 \
+        --label fake --timeout 1 >"$tmp/fake.md" 2>"$tmp/fake.err"
+    rc=$?
+    row=$(grep "^| fake | 1 |" "$tmp/fake.md")
+    if [ $mode = good ]; then
+        check "fake good: 2 requests, 6 tokens, 0 errors" \
+            '[ $rc -eq 0 ] && echo "$row" | awk -F"|" '"'"'{exit !($4+0 == 2 && $5+0 == 0 && $6+0 == 6)}'"'"''
+    else
+        check "fake $mode: 0 requests, 2 errors, exit 1" \
+            '[ $rc -eq 1 ] && echo "$row" | awk -F"|" '"'"'{exit !($4+0 == 0 && $5+0 == 2)}'"'"''
+    fi
+    kill $fake
+    wait $fake 2>/dev/null
+done
 finish
