@@ -17,7 +17,9 @@
 //              [--label NAME] [--timeout S]
 //   serve_load --url ... --levels 16 --soak SECONDS [--pid PID]   (errors; server RSS)
 // Output: progress lines on stderr, a markdown table on stdout; exit 1 when any request failed.
-#define _GNU_SOURCE
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE  // strcasestr
+#endif
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
