@@ -14,6 +14,12 @@ usage:
                 [--requests R] [--max-tokens N] [--threads T] [--out results/serve_cpu.md]
   serve_load.py --url http://127.0.0.1:8080 [...]   (a server already running)
   serve_load.py --puzzle BIN MODEL --levels 16 --soak 600   (16 clients for 10 minutes: errors, RSS)
+  serve_load.py --puzzle BIN MODEL --loadgen build/serve_load [...]
+
+With --loadgen PATH the measurement is made by the C load generator (bench/serve_load.c, built
+as build/serve_load; the project's measurement tool, percentiles p50/p90/p99) against each
+server this script starts; without it, by the Python clients below (p50/p95). This script
+keeps the orchestration: starting `puzzle serve` / llama-server on free ports and stopping them.
 """
 import argparse
 import http.client
@@ -188,6 +194,8 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out")
+    ap.add_argument("--loadgen", metavar="PATH", help="measure with the C load generator (build/serve_load)")
+    ap.add_argument("--timeout", type=float, default=600, help="--loadgen: per-request bound, seconds")
     ap.add_argument("--soak", type=float, default=0,
                     help="instead of levels: the largest level's clients loop for this many seconds; "
                          "errors and the server's resident memory every 30 s are reported")
@@ -195,6 +203,7 @@ def main():
     levels = [int(x) for x in a.levels.split(",")]
     env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "passive"))
     rows = []
+    c_tables = []
     servers = []
     if a.url:
         servers.append(("server", None, a.url))
@@ -215,6 +224,15 @@ def main():
         if cmd:
             p = start(cmd, env, url, log)
         try:
+            if a.loadgen:  # the C tool measures; its table goes into the output as it is
+                cmd_l = [a.loadgen, "--url", url, "--levels", a.levels, "--requests", str(a.requests),
+                         "--max-tokens", str(a.max_tokens), "--label", name, "--timeout", str(a.timeout)]
+                if a.soak:
+                    cmd_l += ["--soak", str(a.soak)] + (["--pid", str(p.pid)] if p else [])
+                r = subprocess.run(cmd_l, stdout=subprocess.PIPE, text=True)
+                print(r.stdout, end="", flush=True)
+                c_tables.append((r.returncode, r.stdout))
+                continue
             one_request(urllib.parse.urlparse(url).hostname, urllib.parse.urlparse(url).port, 999, 8)  # warm-up
             if a.soak:
                 soak(url, p, max(levels), a.max_tokens, a.soak, name)
@@ -238,6 +256,11 @@ def main():
         table.append(f"| {r['server']} | {r['conc']} | {r['requests']} | {r['errors']} | {r['tokens']} | "
                      f"{r['wall']:.1f} | {r['tps']:.1f} | {r['tps'] / base:.2f} | {r['ttft50'] * 1e3:.0f} | "
                      f"{r['ttft95'] * 1e3:.0f} | {r['itl50'] * 1e3:.1f} | {r['itl95'] * 1e3:.1f} |")
+    if a.loadgen:
+        if a.out:
+            with open(a.out, "a") as f:
+                f.write("".join(t for _, t in c_tables))
+        return 1 if any(rc for rc, _ in c_tables) else 0
     print("\n".join(table))
     if a.out:
         with open(a.out, "a") as f:
