@@ -513,7 +513,10 @@ static int forward(pz_engine *e, const int32_t *tok, int R, int n_seq, const int
         for (int r0 = 0; r0 < nl; r0 += LOGIT_ROWS) {
             int n = nl - r0 < LOGIT_ROWS ? nl - r0 : LOGIT_ROWS;
             size_t bytes = sizeof(float) * (size_t)n * c->vocab;
-            if (mm(e, e->logits, c->vocab, xl + (size_t)r0 * H, H, &e->lm_head, n, 0, split, err) ||
+            // Logit rows are few (one per sequence): the small-M kernel's
+            // blocks keep them row-invariant without padding to INV_BLOCK.
+            int lsplit = split == SPLIT_NONE ? SPLIT_NONE : SPLIT_DECODE;
+            if (mm(e, e->logits, c->vocab, xl + (size_t)r0 * H, H, &e->lm_head, n, 0, lsplit, err) ||
                 b->copy(b, out + (size_t)r0 * c->vocab, e->logits, bytes, PZ_COPY_D2H, err))
                 return -1;
         }
