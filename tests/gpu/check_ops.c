@@ -661,7 +661,8 @@ static void check_engine(int variant, pz_dt wt, pz_dt kvt) {
         return;
     }
     pz_engine_params p = pz_engine_default_params();
-    p.n_slots = 3, p.max_ctx = 128, p.max_batch = 64, p.kv_type = kvt;
+    // 4 slots, 3 decoded: the GPU engine's decode pads to its bucket of 4 (a graph).
+    p.n_slots = 4, p.max_ctx = 128, p.max_batch = 64, p.kv_type = kvt;
     pz_engine *ec = pz_engine_create(m, p, err);
     p.backend = PZ_BACKEND_CUDA;
     pz_engine *eg = ec ? pz_engine_create(m, p, err) : NULL;
@@ -692,6 +693,16 @@ static void check_engine(int variant, pz_dt wt, pz_dt kvt) {
             ok = 0;
         } else if (step == 3) {
             compare("decode", cas, lg, lc, (size_t)3 * V, wt == PZ_DT_BF16 ? 2e-2 : 1e-4);
+        }
+    }
+    if (ok) {  // warm-up, capture, two replays, all through the bucket-4 graph
+        pz_graph_stats gs;
+        pz_engine_graph_stats(eg, &gs);
+        if (gs.graph_steps != 4 || gs.broken) {
+            char why[96];
+            snprintf(why, sizeof why, "decode graph: %lld graph steps of 4, %d broke (fell back to eager)",
+                     gs.graph_steps, gs.broken);
+            fail_line("decode", cas, why);
         }
     }
     free(lc), free(lg);
