@@ -11,7 +11,8 @@
 // TF32), or, for PZ_DT_BF16, both operands rounded to bf16 into scratch and
 // multiplied bf16 x bf16 -> fp32. The heuristic's first algorithm for the
 // shape and the operands' alignment is taken (no timed trials, so a shape
-// always runs the same algorithm: deterministic on one GPU); shapes it has
+// always runs the same algorithm, and split-K never reduces in place in the
+// output: deterministic on one GPU); shapes it has
 // none for run on a plain tiled kernel (gemm_train.cu). Attention, norms,
 // the optimizer and the losses are this folder's kernels; every reduction
 // is over a fixed tree, so results are bit-identical from run to run.
@@ -90,6 +91,10 @@ static int lt_gemm(pz_cuda *c, int ta, int tb, int M, int N, int K, const void *
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &b_al, sizeof b_al);
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &c_al, sizeof c_al);
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &c_al, sizeof c_al);
+    // Split-K only with a separate reduction in workspace, never "in place"
+    // in the output (whose order of partial sums need not be fixed).
+    uint32_t red = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE | CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE;
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &red, sizeof red);
     cublasLtMatmulHeuristicResult_t res;
     int n = 0;
     st = cublasLtMatmulAlgoGetHeuristic(c->lt, desc, la, lb, lc, lc, pref, 1, &res, &n);
