@@ -147,6 +147,7 @@ typedef struct {
 } pz_kv_write;
 
 typedef struct pz_backend pz_backend;
+typedef struct pz_graph pz_graph;  // a captured pass (graph_create)
 struct pz_backend {
     pz_backend_kind kind;
     const char *name;       // "cpu", "cuda"
@@ -212,6 +213,25 @@ struct pz_backend {
 
     // ---- training ops (BLD, scoring, distillation; kernels/train.h) ----------
     const pz_train_ops *train;
+
+    // ---- captured passes (optional: all three NULL where the backend has none)
+    // A graph replays one fixed sequence of op calls as a single launch (the
+    // engine's decode step, one graph per batch-size bucket). graph_begin
+    // arms g for the op calls up to the next synchronize: g's first pass runs
+    // eagerly (warm-up), its second is captured, later ones replay it. Every
+    // pass of one graph must make the same op calls on the same backend
+    // buffers with the same sizes; host data may change (host-to-device
+    // copies no longer than the captured ones; device-to-host copies of the
+    // same length, into any host buffer). A pass that differs, or a capture
+    // the backend cannot make, fails at synchronize and breaks g: free it and
+    // go on eagerly (or with a new graph). stage_bytes: the most host data
+    // one pass moves (copies both ways, plus the backend's own per-op data
+    // such as attention descriptors). graph_free also disarms g if a pass
+    // was abandoned before its synchronize; the caller then synchronizes
+    // once to drop that pass's error. Graphs are owned by the caller.
+    pz_graph *(*graph_create)(pz_backend *b, size_t stage_bytes, char *err);
+    void (*graph_free)(pz_backend *b, pz_graph *g);
+    int (*graph_begin)(pz_backend *b, pz_graph *g, char *err);
 
     void (*destroy)(pz_backend *b);
 };

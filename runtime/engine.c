@@ -39,6 +39,11 @@
 // buffers carry INV_BLOCK spare rows for the padding.
 #define INV_BLOCK 64
 _Static_assert(INV_BLOCK == LOGIT_ROWS, "padded logit blocks fill the logits buffer exactly");
+// Decode graphs (engine.h): buckets 1, 2, 4, ..., PZ_ENGINE_GRAPH_MAX rows,
+// each padded batch's logits in one block of the logits buffer.
+#define GRAPH_BUCKETS 7
+_Static_assert(1 << (GRAPH_BUCKETS - 1) == PZ_ENGINE_GRAPH_MAX, "one graph per power of two");
+_Static_assert(PZ_ENGINE_GRAPH_MAX <= LOGIT_ROWS, "a padded batch's logits are one copy");
 
 typedef struct {
     void *k, *v;       // the layer's K and V page pools (kv_pages pages each), or NULL
@@ -108,12 +113,19 @@ struct pz_engine {
     int *seq_slot;         // (R)
     int *seq_row0;         // (R) first row of each sequence
     float *amax_buf;       // calibration (p.amax): host copy of one activation, R * amax_w floats
+    // Decode graphs (engine.h "Decode graphs"), one per bucket.
+    pz_graph *graph[GRAPH_BUCKETS];  // NULL: not made yet (or broken and freed)
+    unsigned char graph_off[GRAPH_BUCKETS];  // 1: this bucket broke once, eager from then on
+    int pad_page;          // the KV page the padding rows write (-1: none held yet)
+    int32_t gtok[PZ_ENGINE_GRAPH_MAX];  // a padded batch's tokens (host)
+    float *glogits;        // (PZ_ENGINE_GRAPH_MAX, vocab) host logits of a padded batch
+    pz_graph_stats gstats;
 };
 
 pz_engine_params pz_engine_default_params(void) {
     pz_engine_params p = {.n_threads = 0, .n_slots = 1, .max_ctx = 0, .max_batch = 512,
                           .kv_pages = 0, .prefix_cache = 1, .batch_invariant = 0,
-                          .backend = PZ_BACKEND_CPU};
+                          .backend = PZ_BACKEND_CPU, .graphs = 1};
     return p;
 }
 
@@ -177,6 +189,8 @@ void pz_engine_free(pz_engine *e) {
     if (!e) return;
     pz_backend *b = e->b;
     if (b) {
+        for (int i = 0; i < GRAPH_BUCKETS; i++)
+            if (e->graph[i]) b->graph_free(b, e->graph[i]);
         if (e->L)
             for (int l = 0; l < e->m->cfg.n_layer; l++) {
                 eng_layer *el = &e->L[l];
@@ -217,6 +231,7 @@ void pz_engine_free(pz_engine *e) {
     free(e->seq_slot);
     free(e->seq_row0);
     free(e->amax_buf);
+    free(e->glogits);
     free(e);
 }
 
@@ -266,7 +281,9 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
     }
     e->m = m;
     e->p = p;
+    e->pad_page = -1;
     if (!(e->b = pz_backend_create(p.backend, p.n_threads, err))) goto fail;
+    if (p.on_backend) p.on_backend(e->b, p.on_backend_ctx);
     pz_backend *b = e->b;
     if (!b->supports(b, PZ_OP_MATMUL, m->wtype) || !b->supports(b, PZ_OP_EMBED, m->tok_embd.type)) {
         pz_err(err, "engine: backend %s cannot run %s weights", b->name, pz_dt_name(m->wtype));
@@ -432,22 +449,29 @@ static int gate_up_proj(pz_engine *e, const eng_layer *el, int R, int H, int F, 
 // is n_q = e->seqs[i].n_q consecutive rows from seq_row0[i], of slot
 // e->seq_slot[i], starting at position e->seqs[i].pos0. Logits of rows
 // [lrow0, lrow0+nl) go to out (host, nl*vocab). split: how products are split (SPLIT_*).
+// graph: a decode graph's pass (decode_graph): sequence i's page table sits
+// at row i of a fixed [n_seq][max_pages] array, copied whole, so the pass's
+// copies have the same sizes every step; a sequence with seq_slot -1 is a
+// padding row whose one page is e->pad_page.
 static int forward(pz_engine *e, const int32_t *tok, int R, int n_seq, const int *seq_row0,
-                   int lrow0, int nl, float *out, int split, char *err) {
+                   int lrow0, int nl, float *out, int split, int graph, char *err) {
     const pz_model *m = e->m;
     const pz_config *c = &m->cfg;
     pz_backend *b = e->b;
     const int H = c->hidden, hd = c->head_dim, nh = c->n_head;
     const size_t rb = sizeof(int32_t) * (size_t)R;
-    // The sequences' page tables, packed, in one copy.
+    // The sequences' page tables, packed (or at a fixed stride), in one copy.
     int32_t *pt = e->ptab;
     size_t pt_n = 0;
     for (int i = 0; i < n_seq; i++) {
-        const eng_slot *sl = &e->slot[e->seq_slot[i]];
         int np = (e->seqs[i].pos0 + e->seqs[i].n_q + PZ_KV_PAGE - 1) / PZ_KV_PAGE;
-        memcpy(pt + pt_n, sl->pages, sizeof(int32_t) * (size_t)np);
-        e->seqs[i].pages = e->d_ptab + pt_n;
-        pt_n += (size_t)np;
+        size_t at = graph ? (size_t)i * e->max_pages : pt_n;
+        if (e->seq_slot[i] < 0)
+            pt[at] = e->pad_page;
+        else
+            memcpy(pt + at, e->slot[e->seq_slot[i]].pages, sizeof(int32_t) * (size_t)np);
+        e->seqs[i].pages = e->d_ptab + at;
+        pt_n = graph ? (size_t)(i + 1) * e->max_pages : pt_n + (size_t)np;
     }
     if (b->copy(b, e->d_tok, tok, rb, PZ_COPY_H2D, err) || b->copy(b, e->d_pos, e->pos, rb, PZ_COPY_H2D, err) ||
         b->copy(b, e->d_row_page, e->row_page, rb, PZ_COPY_H2D, err) ||
@@ -599,11 +623,83 @@ int pz_engine_prefill(pz_engine *e, int slot, const int32_t *tokens, int n, floa
             out = logits;
         }
         if (forward(e, tokens + done, R, 1, &row0, lrow0, nl, out,
-                    e->p.batch_invariant ? SPLIT_PREFILL : SPLIT_NONE, err))
+                    e->p.batch_invariant ? SPLIT_PREFILL : SPLIT_NONE, 0, err))
             return -1;
         advance(e, slot, tokens + done, R);
         done += R;
     }
+    return 0;
+}
+
+int pz_engine_graph_bucket(int n, int n_slots, int rows) {
+    if (n < 1 || n > PZ_ENGINE_GRAPH_MAX) return 0;
+    int bk = 1;
+    while (bk < n) bk *= 2;
+    if (bk > n_slots) bk = n_slots;
+    if (bk > rows) bk = rows;
+    return bk >= n ? bk : 0;
+}
+
+void pz_engine_graph_stats(const pz_engine *e, pz_graph_stats *st) { *st = e->gstats; }
+
+static int bucket_index(int bk) {
+    int i = 0;
+    while ((1 << i) < bk) i++;
+    return i;
+}
+
+// Staging a bucket's graph needs: its host-to-device copies (tokens,
+// positions, row pages, the fixed page tables), the logits back, and the
+// backend's per-sequence attention data of each attention layer (256 bytes
+// a sequence is ample: CUDA's descriptor is 64), slices rounded to 256.
+static size_t graph_stage_bytes(const pz_engine *e, int bk) {
+    const pz_config *c = &e->m->cfg;
+    size_t n_attn = 0;
+    for (int l = 0; l < c->n_layer; l++) n_attn += c->layers[l].attn == PZ_ATTN_GQA;
+#define UP256(x) (((size_t)(x) + 255) & ~(size_t)255)
+    size_t bytes = 3 * UP256(sizeof(int32_t) * bk) + UP256(sizeof(int32_t) * (size_t)bk * e->max_pages) +
+                   UP256(sizeof(float) * (size_t)bk * c->vocab) + n_attn * UP256((size_t)256 * bk);
+#undef UP256
+    return bytes + 65536;
+}
+
+// The decode pass of e->seqs[0..n) (set up by pz_engine_decode) as bucket
+// bk's graph. 0: done, logits filled; 1: not run (no graph for it now, or
+// it broke): the caller runs it eagerly.
+static int decode_graph(pz_engine *e, const int32_t *tokens, int n, int bk, float *logits, int split) {
+    pz_backend *b = e->b;
+    const int vocab = e->m->cfg.vocab, bi = bucket_index(bk);
+    if (e->graph_off[bi]) return 1;
+    if (!e->glogits && !(e->glogits = malloc(sizeof(float) * PZ_ENGINE_GRAPH_MAX * (size_t)vocab))) return 1;
+    if (e->pad_page < 0 && bk > n && (e->pad_page = pz_kvcache_alloc(e->kvc)) < 0) return 1;
+    if (!e->graph[bi] && !(e->graph[bi] = b->graph_create(b, graph_stage_bytes(e, bk), NULL))) {
+        e->graph_off[bi] = 1;
+        return 1;
+    }
+    memcpy(e->gtok, tokens, sizeof(int32_t) * (size_t)n);
+    for (int i = n; i < bk; i++) {  // padding rows: token 0 at position 0 of the pad page
+        e->gtok[i] = 0;
+        e->pos[i] = 0;
+        e->row_page[i] = e->pad_page;
+        e->seqs[i].n_q = 1;
+        e->seqs[i].pos0 = 0;
+        e->seq_slot[i] = -1;
+        e->seq_row0[i] = i;
+    }
+    char gerr[PZ_ERRLEN];
+    if (b->graph_begin(b, e->graph[bi], gerr) ||
+        forward(e, e->gtok, bk, bk, e->seq_row0, 0, bk, e->glogits, split, 1, gerr)) {
+        // Broken: nothing of a captured or replayed pass ran (a warm-up ran
+        // eagerly; the eager rerun writes the same KV entries again).
+        b->graph_free(b, e->graph[bi]);
+        e->graph[bi] = NULL;
+        e->graph_off[bi] = 1;
+        e->gstats.broken++;
+        b->synchronize(b, NULL);  // drops the abandoned pass's error
+        return 1;
+    }
+    memcpy(logits, e->glogits, sizeof(float) * (size_t)n * vocab);
+    e->gstats.graph_steps++;
     return 0;
 }
 
@@ -633,9 +729,15 @@ int pz_engine_decode(pz_engine *e, const int *slots, const int32_t *tokens, int 
         e->seq_slot[i] = slots[i];
         row0[i] = i;
     }
-    if (forward(e, tokens, n, n, row0, 0, logits ? n : 0, logits,
-                e->p.batch_invariant ? SPLIT_DECODE : SPLIT_NONE, err))
-        return -1;
+    const int split = e->p.batch_invariant ? SPLIT_DECODE : SPLIT_NONE;
+    pz_backend *b = e->b;
+    int bk = e->p.graphs && b->graph_begin && logits && !e->p.amax
+                 ? pz_engine_graph_bucket(n, e->p.n_slots, e->R)
+                 : 0;
+    if (!bk || decode_graph(e, tokens, n, bk, logits, split)) {
+        if (forward(e, tokens, n, n, row0, 0, logits ? n : 0, logits, split, 0, err)) return -1;
+        e->gstats.eager_steps++;
+    }
     for (int i = 0; i < n; i++) advance(e, slots[i], tokens + i, 1);
     return 0;
 }

@@ -60,6 +60,14 @@ typedef struct {
                        // the model's per-layer k_scale / v_scale (1 where uncalibrated)
     int act_fp8;       // 1: products with e4m3 weights that carry an input scale (x_scale > 0)
                        // quantize their activations to e4m3 too, as an FP8 GEMM (default 0)
+    int graphs;        // 1: decode through the backend's captured graphs where it has them
+                       // (backend.h graph_*; the CUDA backend), see "Decode graphs" below
+                       // (default 1; the CPU backend has none, so nothing changes there)
+    // Called once with the engine's backend right after it is created, before
+    // any use (NULL: not called): lets a caller instrument or wrap its ops
+    // (the tests' fake graph backend). The backend stays the engine's.
+    void (*on_backend)(pz_backend *b, void *ctx);
+    void *on_backend_ctx;
     float *amax;       // calibration: NULL, or n_layer * PZ_ENGINE_AMAX floats the forward
                        // pass raises to the largest |value| seen at each point below (the
                        // caller zeroes them first; host memory, owned by the caller)
@@ -96,6 +104,33 @@ int pz_engine_prefill(pz_engine *e, int slot, const int32_t *tokens, int n,
 // logits: n*vocab floats, row i for slots[i].
 int pz_engine_decode(pz_engine *e, const int *slots, const int32_t *tokens, int n,
                      float *logits, char *err);
+
+// Decode graphs. On a backend with graphs (and p.graphs, no calibration,
+// logits asked for), a decode batch of n sequences is padded to a bucket
+// of rows (pz_engine_graph_bucket) and runs as that bucket's graph: the
+// first pass of a bucket runs eagerly, the second is captured, later ones
+// replay it as one launch. Padding rows decode token 0 at position 0 into
+// one KV page the engine holds for them (taken from the pool on the first
+// graph pass; while the pool has none free, decode stays eager), so they
+// touch no sequence's cache. A pass whose graph breaks (the backend could
+// not capture it, or a replay differed) is run again eagerly at once and
+// that bucket stays eager from then on. With batch_invariant the padded
+// rows change no real row's logits; without it, products of a padded
+// batch may round differently from an unpadded one (as batch sizes do).
+//
+// The rows a decode batch of n sequences is padded to: the smallest power
+// of two >= n, capped at n_slots and rows (the engine's scratch rows); 0
+// (eager) when n exceeds PZ_ENGINE_GRAPH_MAX or n < 1.
+#define PZ_ENGINE_GRAPH_MAX 64
+int pz_engine_graph_bucket(int n, int n_slots, int rows);
+
+// Decode passes so far: through a graph (warm-up, capture or replay; the
+// engine cannot tell which), eagerly, and graphs that broke.
+typedef struct {
+    long long graph_steps, eager_steps;
+    int broken;
+} pz_graph_stats;
+void pz_engine_graph_stats(const pz_engine *e, pz_graph_stats *st);
 
 int pz_engine_slot_len(const pz_engine *e, int slot);   // tokens in the cache
 // Forgets the sequence; its full pages stay in the prefix cache (when on)

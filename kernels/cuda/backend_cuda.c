@@ -3,7 +3,7 @@
 // stream, failures of enqueued work (launch errors, device faults, bad ids
 // found by kernels) kept and reported by synchronize. The kernels live one
 // op family per file in this folder (cuda_impl.h lists them); products go
-// through cuBLASLt (matmul_lt.c).
+// through cuBLASLt (matmul_lt.c); the training ops are train_ops.c.
 //
 // Device: PUZZLE_CUDA_DEVICE (an index) if set, else 0; a tensor-parallel
 // job runs one process per GPU and sets it per rank. With no device (or no
@@ -76,7 +76,8 @@ static int cuda_supports(const pz_backend *b, pz_op op, pz_dt dt) {
     case PZ_OP_ROPE:
     case PZ_OP_SWIGLU:
     case PZ_OP_ADD: return dt == PZ_DT_F32;
-    default: return 0;  // PZ_OP_TRAIN: the training ops are not on the GPU yet
+    case PZ_OP_TRAIN: return dt == PZ_DT_F32 || dt == PZ_DT_BF16;  // train_ops.c
+    default: return 0;
     }
 }
 
@@ -313,6 +314,15 @@ int pz_cuda_graph_begin(pz_backend *b, pz_cuda_graph *g, char *err) {
     return pz_cuda_graph_arm(C(b), g, err);
 }
 
+// backend.h's graph interface: the same graphs behind the opaque pz_graph.
+static pz_graph *cuda_graph_create(pz_backend *b, size_t stage_bytes, char *err) {
+    return (pz_graph *)pz_cuda_graph_create(b, stage_bytes, err);
+}
+static void cuda_graph_free(pz_backend *b, pz_graph *g) { pz_cuda_graph_free(b, (pz_cuda_graph *)g); }
+static int cuda_graph_begin(pz_backend *b, pz_graph *g, char *err) {
+    return pz_cuda_graph_begin(b, (pz_cuda_graph *)g, err);
+}
+
 void pz_cuda_set_trials(pz_backend *b, int on) {
     if (b->kind == PZ_BACKEND_CUDA) C(b)->trials = on;
 }
@@ -327,6 +337,8 @@ static void cuda_destroy(pz_backend *b) {
         cudaFree(c->dev_f);
         cudaFree(c->fault);
         cudaFree(c->desc);
+        cudaFree(c->trbuf);
+        cudaFree(c->dsum);
         free(c->hdesc);
         if (c->ev0) cudaEventDestroy(c->ev0);
         if (c->ev1) cudaEventDestroy(c->ev1);
@@ -416,6 +428,9 @@ pz_backend *pz_backend_cuda_create(int n_threads, char *err) {
     b->swiglu = cuda_swiglu;
     b->add = cuda_add;
     b->embed = cuda_embed;
-    b->train = NULL;  // supports(PZ_OP_TRAIN) is 0: training stays on the CPU backend for now
+    b->graph_create = cuda_graph_create;
+    b->graph_free = cuda_graph_free;
+    b->graph_begin = cuda_graph_begin;
+    b->train = &pz_cuda_train_ops;
     return b;
 }

@@ -42,6 +42,19 @@ __device__ __forceinline__ float pz_block_sum(float v, float *sh) {
     return pz_warp_sum(v);
 }
 
+// The same in double (the sums the CPU reference takes in double): a fixed
+// tree, so the same bits from run to run. sh: 32 doubles of shared memory.
+__device__ __forceinline__ double pz_block_sum_d(double v, double *sh) {
+    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    __syncthreads();
+    if (lane == 0) sh[wid] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : 0.0;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
 __device__ __forceinline__ float pz_bf16_to_f32(uint16_t b) {
     return __uint_as_float((uint32_t)b << 16);
 }

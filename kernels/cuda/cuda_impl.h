@@ -66,6 +66,12 @@ typedef struct {
     int failed;
     pz_cuda_graph *g;         // armed graph of this pass (graph.c), or NULL
     int gmode;                // PZ_GRAPH_*
+    // Training ops (train_ops.c): bf16 copies of a product's operands, and
+    // fp64 partial sums of norms and losses (with room for their totals).
+    void *trbuf;
+    size_t trbuf_bytes;
+    double *dsum;
+    size_t dsum_bytes;
 } pz_cuda;
 
 // Records a failure of an enqueued op (the first one is kept for synchronize).
@@ -144,6 +150,66 @@ cudaError_t pz_cu_kv_write(cudaStream_t s, const pz_kv_write *w, pz_cuda_fault *
 // queries in all; one warp per (query row, head).
 cudaError_t pz_cu_attention(cudaStream_t s, const pz_cuda_attn_desc *seqs, int n_seq, int rows,
                             int n_head, int n_kv, int head_dim);
+
+// ---- training (bwd_norm.cu, bwd_attention.cu, adamw.cu; kernels/train.h) ----------
+// The CPU reference kernels' definitions (kernels/cpu/bwd_*.h, adamw.h); sums
+// that the CPU takes in double are taken in double here too, each over a
+// fixed tree, so results are the same from run to run.
+// RMSNorm forward as pz_cu_rmsnorm, rstd (M, may be NULL) receiving 1/rms per row.
+cudaError_t pz_cu_rmsnorm_train(cudaStream_t s, float *y, float *rstd, const float *x, const float *w,
+                                int M, int n, float eps);
+// dx (NULL: skipped) = (acc ? dx : 0) + ∂L/∂x. dw (NULL: skipped) += ∂L/∂w,
+// summed over rows in chunks of PZ_CU_NORM_CHUNK into part (ceil(M /
+// PZ_CU_NORM_CHUNK)·n doubles of scratch), then the chunks in order.
+#define PZ_CU_NORM_CHUNK 256
+cudaError_t pz_cu_rmsnorm_bwd(cudaStream_t s, float *dx, int dx_acc, float *dw, const float *dy,
+                              const float *x, const float *w, const float *rstd, int M, int n,
+                              double *part);
+// RoPE's backward in place (the inverse rotation), rows ld apart.
+cudaError_t pz_cu_rope_bwd(cudaStream_t s, float *dx, int ld, const int32_t *pos, int M, int n_heads,
+                           int head_dim, const float *inv_freq);
+// dg = dh ⊙ u ⊙ silu'(g), du = dh ⊙ silu(g); (M·n) contiguous; dg may equal dh.
+cudaError_t pz_cu_swiglu_bwd(cudaStream_t s, float *dg, float *du, const float *dh, const float *g,
+                             const float *u, size_t n);
+// Causal GQA attention over n_seq sequences of T rows (bwd_attention.h's
+// layout), fp32, one warp per (query row, head): out and lse (M, n_head).
+// head_dim even, <= PZ_CU_TRAIN_MAX_HEAD_DIM.
+#define PZ_CU_TRAIN_MAX_HEAD_DIM 512
+cudaError_t pz_cu_attn_train_fwd(cudaStream_t s, float *out, float *lse, const float *q,
+                                 const float *k, const float *v, int n_seq, int T, int n_head,
+                                 int n_kv, int head_dim);
+// dq, dk, dv overwritten; D: (M, n_head) floats of scratch (dO·O per row and head).
+cudaError_t pz_cu_attn_train_bwd(cudaStream_t s, float *dq, float *dk, float *dv, const float *dout,
+                                 const float *q, const float *k, const float *v, const float *out,
+                                 const float *lse, int n_seq, int T, int n_head, int n_kv,
+                                 int head_dim, float *D);
+// Chunked fp64 sums, PZ_CU_SUM_CHUNK elements per chunk: part[c] = Σ a² (b
+// NULL) or Σ (a − b)² over chunk c; pz_cu_sum_chunks(n) is the chunk count.
+#define PZ_CU_SUM_CHUNK 16384
+size_t pz_cu_sum_chunks(size_t n);
+cudaError_t pz_cu_sumsq_parts(cudaStream_t s, double *part, const float *a, const float *b, size_t n);
+// *out = Σ part[0..n) over a fixed tree (one block).
+cudaError_t pz_cu_sum_parts(cudaStream_t s, double *out, const double *part, size_t n);
+// g *= min(1, max_norm / (sqrt(*norm2) + 1e-6)) (the factor in double, applied as float).
+cudaError_t pz_cu_clip(cudaStream_t s, float *g, size_t n, const double *norm2, float max_norm);
+// One AdamW update of n elements (adamw.h's formula; keep = 1 − lr·wd or 1).
+cudaError_t pz_cu_adamw(cudaStream_t s, float *p, const float *g, float *m, float *v, size_t n,
+                        float b1, float b2, float eps, float lr, float keep, float bc1, float bc2);
+// d = c·(y − t) with c = 2·grad_scale / *den, unless *den == 0 (then d is left alone).
+cudaError_t pz_cu_nmse_grad(cudaStream_t s, float *d, const float *t, const float *y, size_t n,
+                            const double *den, float grad_scale);
+// Per row r: part[r] = Σ(t−y)² / (Σt² + eps) (NaN when the denominator is
+// not > 0); d (may be NULL) row r = 2·grad_scale / (rows·den_r) · (y − t).
+cudaError_t pz_cu_token_nmse(cudaStream_t s, double *part, float *d, const float *t, const float *y,
+                             int rows, int cols, float eps, float grad_scale);
+// C[M,N] (ldc) = (acc ? C : 0) + op(A)·op(B) (train.h's gemm), plain tiled
+// kernel, fp32 (operands rounded to bf16 first when bf16): the fallback of
+// shapes and alignments cuBLASLt takes no algorithm for.
+cudaError_t pz_cu_gemm_fallback(cudaStream_t s, int ta, int tb, int M, int N, int K, const float *A,
+                                int lda, const float *B, int ldb, float *C, int ldc, int acc, int bf16);
+
+// The ops table of train.h (train_ops.c).
+extern const pz_train_ops pz_cuda_train_ops;
 
 // ---- sampling (sample.cu) -----------------------------------------------------
 // out[m] = argmax over n of logits[m] (ld); the lowest index wins a tie; NaN

@@ -19,7 +19,9 @@
 //   - device-to-host copies land in pinned slices and are copied to the
 //     caller's buffer after the launch, at synchronize.
 // Pinned staging and the descriptors' device slices are sized at creation
-// and never move.
+// and never move. The backend's own scratch (cuBLASLt workspace, converted
+// activations) can: a graph whose capture saw other scratch addresses is
+// captured again on its next pass.
 #include "cuda_impl.h"
 
 #include <stdio.h>
@@ -42,7 +44,12 @@ struct pz_cuda_graph {
     int n_slot, cap_slot, cur_slot;
     char *pinned, *dev;  // staging: host (cudaHostAlloc) and device, stage_bytes each
     size_t stage_bytes, used;
+    void *scratch[3];    // the backend's scratch buffers the capture baked in (ws, xbuf, tbuf)
 };
+
+static void scratch_now(const pz_cuda *c, void *out[3]) {
+    out[0] = c->ws, out[1] = c->xbuf, out[2] = c->tbuf;
+}
 
 uint64_t pz_cuda_sig(uint64_t h, const void *p, size_t n) {
     const unsigned char *c = p;
@@ -89,6 +96,14 @@ int pz_cuda_graph_arm(pz_cuda *c, pz_cuda_graph *g, char *err) {
     }
     c->g = g;
     g->cur_sig = g->cur_slot = 0;
+    void *now[3];
+    scratch_now(c, now);
+    if (g->exec && memcmp(now, g->scratch, sizeof now)) {
+        // A scratch buffer grew (and moved) since the capture, for another
+        // graph's or an eager pass's larger shapes: capture this one again.
+        cudaGraphExecDestroy(g->exec);
+        g->exec = NULL;
+    }
     if (g->runs == 0) {
         c->gmode = PZ_GRAPH_WARMUP;
     } else if (!g->exec) {
@@ -221,8 +236,10 @@ cudaError_t pz_cuda_graph_launch(pz_cuda *c) {
     if (c->gmode == PZ_GRAPH_CAPTURE) {
         cudaGraph_t graph = NULL;
         e = cudaStreamEndCapture(c->stream, &graph);
-        if (e == cudaSuccess && !g->broken && !c->failed)
+        if (e == cudaSuccess && !g->broken && !c->failed) {
             e = cudaGraphInstantiate(&g->exec, graph, 0);
+            scratch_now(c, g->scratch);
+        }
         else if (e == cudaSuccess)
             g->broken = 1;
         if (graph) cudaGraphDestroy(graph);

@@ -4,7 +4,7 @@
 #include "cuda_dev.cuh"
 #include "cuda_impl.h"
 
-__global__ void rmsnorm_kernel(float *y, const float *x, const float *w, int n, float eps) {
+__global__ void rmsnorm_kernel(float *y, float *rstd, const float *x, const float *w, int n, float eps) {
     __shared__ double sh[32];
     const float *xr = x + (size_t)blockIdx.x * n;
     float *yr = y + (size_t)blockIdx.x * n;
@@ -21,6 +21,7 @@ __global__ void rmsnorm_kernel(float *y, const float *x, const float *w, int n, 
     }
     __syncthreads();
     float r = (float)(1.0 / sqrt(sh[0] / n + eps));
+    if (rstd && threadIdx.x == 0) rstd[blockIdx.x] = r;
     for (int i = threadIdx.x; i < n; i += blockDim.x) yr[i] = xr[i] * r * w[i];
 }
 
@@ -28,6 +29,14 @@ extern "C" cudaError_t pz_cu_rmsnorm(cudaStream_t s, float *y, const float *x, c
                                      int M, int n, float eps) {
     if (M <= 0 || n <= 0) return cudaSuccess;
     int t = n >= 1024 ? 512 : n >= 256 ? 256 : 128;
-    rmsnorm_kernel<<<M, t, 0, s>>>(y, x, w, n, eps);
+    rmsnorm_kernel<<<M, t, 0, s>>>(y, NULL, x, w, n, eps);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t pz_cu_rmsnorm_train(cudaStream_t s, float *y, float *rstd, const float *x,
+                                           const float *w, int M, int n, float eps) {
+    if (M <= 0 || n <= 0) return cudaSuccess;
+    int t = n >= 1024 ? 512 : n >= 256 ? 256 : 128;
+    rmsnorm_kernel<<<M, t, 0, s>>>(y, rstd, x, w, n, eps);
     return cudaGetLastError();
 }

@@ -17,9 +17,11 @@
 // Then whole heterogeneous models (tests/testmodel.h, f32 and bf16
 // weights) through the engine on both backends: prefill logits and a few
 // batched decode steps; a decode-like pass replayed as a CUDA graph against
-// the same pass run eagerly. Timing: cuBLASLt bf16 and FP8 products at
-// 8192^3 through the backend's matmul, and prefill / decode of a
-// SmolLM2-135M-shaped model with random weights.
+// the same pass run eagerly. The training ops (train.h) against the CPU
+// backend's, and finite differences of an attention and a SwiGLU block's
+// backward on the GPU. Timing: cuBLASLt bf16 and FP8 products at 8192^3
+// through the backend's matmul, and prefill / decode (with and without the
+// engine's decode graphs) of a SmolLM2-135M-shaped model with random weights.
 //
 //   check_ops [--seed S] [--quick]
 #include "backend.h"
@@ -659,7 +661,8 @@ static void check_engine(int variant, pz_dt wt, pz_dt kvt) {
         return;
     }
     pz_engine_params p = pz_engine_default_params();
-    p.n_slots = 3, p.max_ctx = 128, p.max_batch = 64, p.kv_type = kvt;
+    // 4 slots, 3 decoded: the GPU engine's decode pads to its bucket of 4 (a graph).
+    p.n_slots = 4, p.max_ctx = 128, p.max_batch = 64, p.kv_type = kvt;
     pz_engine *ec = pz_engine_create(m, p, err);
     p.backend = PZ_BACKEND_CUDA;
     pz_engine *eg = ec ? pz_engine_create(m, p, err) : NULL;
@@ -692,10 +695,427 @@ static void check_engine(int variant, pz_dt wt, pz_dt kvt) {
             compare("decode", cas, lg, lc, (size_t)3 * V, wt == PZ_DT_BF16 ? 2e-2 : 1e-4);
         }
     }
+    if (ok) {  // warm-up, capture, two replays, all through the bucket-4 graph
+        pz_graph_stats gs;
+        pz_engine_graph_stats(eg, &gs);
+        if (gs.graph_steps != 4 || gs.broken) {
+            char why[96];
+            snprintf(why, sizeof why, "decode graph: %lld graph steps of 4, %d broke (fell back to eager)",
+                     gs.graph_steps, gs.broken);
+            fail_line("decode", cas, why);
+        }
+    }
     free(lc), free(lg);
 out:
     pz_engine_free(ec), pz_engine_free(eg);
     pz_model_free(m);
+}
+
+// ---- training ops (kernels/train.h) ---------------------------------------------------------
+// Each op on both backends from the same inputs; outputs poisoned with NaN
+// first (every element written), accumulating outputs seeded with the same
+// random values on both. fp32 and bf16 products. NaN injected into one
+// input row must reach exactly the outputs the CPU's reach.
+static float *dup_f(const float *h, size_t n) {
+    float *p = xmalloc(n * sizeof(float));
+    memcpy(p, h, n * sizeof(float));
+    return p;
+}
+
+// A host array on the CPU backend (its memory is host memory) and a GPU copy.
+typedef struct {
+    float *c, *g;
+    size_t n;
+} pair;
+
+static pair pair_of(const float *h, size_t n) {
+    pair p = {dup_f(h, n), up(h, n * sizeof(float)), n};
+    return p;
+}
+static pair pair_rand(size_t n, float scale) {
+    float *h = randn(n, scale);
+    pair p = pair_of(h, n);
+    free(h);
+    return p;
+}
+static pair pair_nan(size_t n) {
+    float *h = nans(n);
+    pair p = pair_of(h, n);
+    free(h);
+    return p;
+}
+static void pair_free(pair *p) {
+    free(p->c);
+    gpu->free(gpu, p->g);
+    p->c = p->g = NULL;
+}
+// GPU result against the CPU's; returns the compare result (0 on a failed read-back).
+static int pair_cmp(const char *op, const char *cas, const pair *p, double bound) {
+    float *h = xmalloc(p->n * sizeof(float));
+    int ok = !down(h, p->g, p->n * sizeof(float), op) && compare(op, cas, h, p->c, p->n, bound);
+    free(h);
+    return ok;
+}
+
+static void check_train_gemm(void) {
+    const pz_train_ops *tc = cpu->train, *tg = gpu->train;
+    const int M = 37, N = 29, K = 45;
+    for (int prec = 0; prec < 2; prec++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (int acc = 0; acc < 2; acc++) {
+                    pz_dt pr = prec ? PZ_DT_BF16 : PZ_DT_F32;
+                    int lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 5, ldc = N + 2;
+                    pair A = pair_rand((size_t)(ta ? K : M) * lda, 1), B = pair_rand((size_t)(tb ? N : K) * ldb, 1);
+                    pair Cm = acc ? pair_rand((size_t)M * ldc, 1) : pair_nan((size_t)M * ldc);
+                    char cas[64];
+                    snprintf(cas, sizeof cas, "%s ta%d tb%d acc%d %dx%dx%d", pz_dt_name(pr), ta, tb, acc, M, N, K);
+                    if (tc->gemm(cpu, ta, tb, M, N, K, A.c, lda, B.c, ldb, Cm.c, ldc, acc, pr, err) ||
+                        tg->gemm(gpu, ta, tb, M, N, K, A.g, lda, B.g, ldb, Cm.g, ldc, acc, pr, err))
+                        fail_line("gemm", cas, err);
+                    else
+                        pair_cmp("gemm", cas, &Cm, 1e-5);  // the same rounded operands, fp32 sums
+                    pair_free(&A), pair_free(&B), pair_free(&Cm);
+                }
+    // K = 0 zeroes C (no accumulate); a large product through cuBLASLt.
+    pair A = pair_rand(16, 1), B = pair_rand(16, 1), Cm = pair_nan((size_t)5 * 7);
+    if (tc->gemm(cpu, 0, 0, 5, 7, 0, A.c, 1, B.c, 7, Cm.c, 7, 0, PZ_DT_F32, err) ||
+        tg->gemm(gpu, 0, 0, 5, 7, 0, A.g, 1, B.g, 7, Cm.g, 7, 0, PZ_DT_F32, err))
+        fail_line("gemm", "K = 0", err);
+    else
+        pair_cmp("gemm", "K = 0 zeroes C", &Cm, 0);
+    pair_free(&A), pair_free(&B), pair_free(&Cm);
+    const int S = 512;
+    A = pair_rand((size_t)S * S, 1), B = pair_rand((size_t)S * S, 1), Cm = pair_nan((size_t)S * S);
+    for (int prec = 0; prec < 2; prec++) {
+        pz_dt pr = prec ? PZ_DT_BF16 : PZ_DT_F32;
+        if (tc->gemm(cpu, 1, 0, S, S, S, A.c, S, B.c, S, Cm.c, S, 0, pr, err) ||
+            tg->gemm(gpu, 1, 0, S, S, S, A.g, S, B.g, S, Cm.g, S, 0, pr, err))
+            fail_line("gemm", "512^3", err);
+        else
+            pair_cmp("gemm", prec ? "bf16 ta 512^3" : "f32 ta 512^3", &Cm, 1e-5);
+    }
+    pair_free(&A), pair_free(&B), pair_free(&Cm);
+}
+
+static void check_train_rmsnorm(void) {
+    const pz_train_ops *tc = cpu->train, *tg = gpu->train;
+    const int M = 300, n = 200;  // more rows than one dw chunk
+    for (int nan_row = 0; nan_row < 2; nan_row++) {
+        float *xh = randn((size_t)M * n, 1);
+        if (nan_row) xh[(size_t)7 * n + 3] = NAN;
+        pair x = pair_of(xh, (size_t)M * n), w = pair_rand(n, 1), y = pair_nan((size_t)M * n);
+        pair rs = pair_nan(M), dy = pair_rand((size_t)M * n, 1), dx = pair_rand((size_t)M * n, 1);
+        pair dw = pair_rand(n, 1);
+        free(xh);
+        const char *cas = nan_row ? "NaN in row 7" : "300 x 200";
+        tc->rmsnorm_fwd(cpu, y.c, rs.c, x.c, w.c, M, n, 1e-5f);
+        tg->rmsnorm_fwd(gpu, y.g, rs.g, x.g, w.g, M, n, 1e-5f);
+        pair_cmp("rmsnorm_f", cas, &y, 1e-6);
+        pair_cmp("rmsnorm_f", "rstd", &rs, 1e-6);
+        tc->rmsnorm_bwd(cpu, dx.c, 1, dw.c, dy.c, x.c, w.c, rs.c, M, n);
+        tg->rmsnorm_bwd(gpu, dx.g, 1, dw.g, dy.g, x.g, w.g, rs.g, M, n);
+        pair_cmp("rmsnorm_b", cas, &dx, 1e-6);
+        pair_cmp("rmsnorm_b", "dw", &dw, 1e-6);
+        pair *all[] = {&x, &w, &y, &rs, &dy, &dx, &dw};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pair_free(all[i]);
+    }
+}
+
+// The attention forward with a NaN in token t_nan of sequence 1 (two
+// sequences of T rows of H): the CPU's tiled products multiply the masked
+// (zero) probabilities by the NaN key's values, so all of sequence 1 comes
+// out NaN there, while causally only tokens >= t_nan are reached. So:
+// sequence 0 against the CPU; on the GPU, sequence 1's tokens before t_nan
+// finite and the others NaN.
+static int nan_rows_ok(const pair *y, int T, int H, int t_nan, const char *cas, double bound) {
+    float *h = xmalloc(y->n * sizeof(float));
+    int ok = 0;
+    if (!down(h, y->g, y->n * sizeof(float), "attn_fwd")) {
+        ok = compare("attn_fwd", cas, h, y->c, (size_t)T * H, bound);
+        size_t bad = 0;
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < H; i++) bad += (t < t_nan) == isnan(h[(size_t)(T + t) * H + i]);
+        printf("%s  %-10s %-34s sequence 1: %zu elements break causality (NaN before token %d, or "
+               "finite after)\n", bad ? "FAIL" : "ok  ", "attn_fwd", "NaN reaches later tokens only", bad, t_nan);
+        bad ? n_fail++ : n_pass++;
+        ok = ok && !bad;
+    }
+    free(h);
+    return ok;
+}
+
+// Both blocks' weights as pairs: the CPU side in a pz_*_w of host pointers,
+// the GPU side of device pointers.
+static void check_train_attn(int n_head, int n_kv, int hd, int n_seq, int T, pz_dt prec, int nan_x) {
+    const pz_train_ops *tc = cpu->train, *tg = gpu->train;
+    const int H = 64, M = n_seq * T, nq = n_head * hd, nkv = n_kv * hd;
+    pz_attn_block_cfg cfg = {H, n_head, n_kv, hd, 1e-5f, 1, prec};
+    char cas[80];
+    snprintf(cas, sizeof cas, "%dh/%dkv x%d, %dx%d %s%s", n_head, n_kv, hd, n_seq, T, pz_dt_name(prec),
+             nan_x ? " NaN" : "");
+    float s = 1.0f / sqrtf((float)H);
+    pair norm = pair_rand(H, 1), wq = pair_rand((size_t)nq * H, s), wk = pair_rand((size_t)nkv * H, s);
+    pair wv = pair_rand((size_t)nkv * H, s), wo = pair_rand((size_t)H * nq, 1.0f / sqrtf((float)nq));
+    pair gn = pair_rand(H, 1), gq = pair_rand((size_t)nq * H, 1), gk = pair_rand((size_t)nkv * H, 1);
+    pair gv = pair_rand((size_t)nkv * H, 1), go = pair_rand((size_t)H * nq, 1);
+    float *xh = randn((size_t)M * H, 1);
+    if (nan_x) xh[(size_t)(T + 2) * H + 5] = NAN;  // sequence 1, token 2: reaches its later tokens only
+    pair x = pair_of(xh, (size_t)M * H), y = pair_nan((size_t)M * H), dy = pair_rand((size_t)M * H, 1);
+    pair dx = pair_nan((size_t)M * H);
+    free(xh);
+    int32_t *pos = xmalloc(sizeof(int32_t) * M);
+    for (int i = 0; i < M; i++) pos[i] = i % T;
+    float *inv = xmalloc(sizeof(float) * (size_t)hd / 2);
+    for (int i = 0; i < hd / 2; i++) inv[i] = powf(10000.0f, -2.0f * i / hd);
+    pz_attn_block_w wc = {norm.c, wq.c, wk.c, wv.c, wo.c}, wg = {norm.g, wq.g, wk.g, wv.g, wo.g};
+    pz_attn_block_w dc = {gn.c, gq.c, gk.c, gv.c, go.c}, dg = {gn.g, gq.g, gk.g, gv.g, go.g};
+    pz_attn_block_train *sc = tc->attn_block_create(cpu, &cfg, M, err);
+    pz_attn_block_train *sg = sc ? tg->attn_block_create(gpu, &cfg, M, err) : NULL;
+    double b = prec == PZ_DT_BF16 ? 1e-4 : 2e-5;
+    if (!sc || !sg) fail_line("attn_block", cas, err);
+    else if (tc->attn_block_fwd(cpu, sc, &wc, x.c, n_seq, T, pos, inv, y.c, err) ||
+             tg->attn_block_fwd(gpu, sg, &wg, x.g, n_seq, T, pos, inv, y.g, err))
+        fail_line("attn_fwd", cas, err);
+    else if ((nan_x ? nan_rows_ok(&y, T, H, 2, cas, b) : pair_cmp("attn_fwd", cas, &y, b)) &&
+             (tc->attn_block_bwd(cpu, sc, &wc, &dc, x.c, dy.c, dx.c, err) ||
+              tg->attn_block_bwd(gpu, sg, &wg, &dg, x.g, dy.g, dx.g, err)))
+        fail_line("attn_bwd", cas, err);
+    else {
+        pair_cmp("attn_bwd", "dx", &dx, b);
+        pair_cmp("attn_bwd", "d norm", &gn, b);
+        pair_cmp("attn_bwd", "d wq", &gq, b);
+        pair_cmp("attn_bwd", "d wk", &gk, b);
+        pair_cmp("attn_bwd", "d wv", &gv, b);
+        pair_cmp("attn_bwd", "d wo", &go, b);
+    }
+    if (sc) tc->attn_block_free(cpu, sc);
+    if (sg) tg->attn_block_free(gpu, sg);
+    pair *all[] = {&norm, &wq, &wk, &wv, &wo, &gn, &gq, &gk, &gv, &go, &x, &y, &dy, &dx};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pair_free(all[i]);
+    free(pos), free(inv);
+}
+
+static void check_train_ffn(int M, int F, pz_dt prec) {
+    const pz_train_ops *tc = cpu->train, *tg = gpu->train;
+    const int H = 64;
+    pz_ffn_block_cfg cfg = {H, F, 1e-5f, 1, prec};
+    char cas[64];
+    snprintf(cas, sizeof cas, "%d rows, ff %d, %s", M, F, pz_dt_name(prec));
+    pair norm = pair_rand(H, 1), wg_ = pair_rand((size_t)F * H, 0.125f), wu = pair_rand((size_t)F * H, 0.125f);
+    pair wd = pair_rand((size_t)H * F, 1.0f / sqrtf((float)F));
+    pair gn = pair_rand(H, 1), gg = pair_rand((size_t)F * H, 1), gu = pair_rand((size_t)F * H, 1);
+    pair gd = pair_rand((size_t)H * F, 1);
+    pair x = pair_rand((size_t)M * H, 1), y = pair_nan((size_t)M * H), dy = pair_rand((size_t)M * H, 1);
+    pair dx = pair_nan((size_t)M * H);
+    pz_ffn_block_w wc = {norm.c, wg_.c, wu.c, wd.c}, wgp = {norm.g, wg_.g, wu.g, wd.g};
+    pz_ffn_block_w dc = {gn.c, gg.c, gu.c, gd.c}, dgp = {gn.g, gg.g, gu.g, gd.g};
+    pz_ffn_block_train *sc = tc->ffn_block_create(cpu, &cfg, M, err);
+    pz_ffn_block_train *sg = sc ? tg->ffn_block_create(gpu, &cfg, M, err) : NULL;
+    double b = prec == PZ_DT_BF16 ? 1e-4 : 2e-5;
+    if (!sc || !sg) fail_line("ffn_block", cas, err);
+    else if (tc->ffn_block_fwd(cpu, sc, &wc, x.c, M, y.c, err) || tg->ffn_block_fwd(gpu, sg, &wgp, x.g, M, y.g, err))
+        fail_line("ffn_fwd", cas, err);
+    else if (pair_cmp("ffn_fwd", cas, &y, b) &&
+             (tc->ffn_block_bwd(cpu, sc, &wc, &dc, x.c, dy.c, dx.c, err) ||
+              tg->ffn_block_bwd(gpu, sg, &wgp, &dgp, x.g, dy.g, dx.g, err)))
+        fail_line("ffn_bwd", cas, err);
+    else {
+        pair_cmp("ffn_bwd", "dx", &dx, b);
+        pair_cmp("ffn_bwd", "d norm", &gn, b);
+        pair_cmp("ffn_bwd", "d gate", &gg, b);
+        pair_cmp("ffn_bwd", "d up", &gu, b);
+        pair_cmp("ffn_bwd", "d down", &gd, b);
+    }
+    if (sc) tc->ffn_block_free(cpu, sc);
+    if (sg) tg->ffn_block_free(gpu, sg);
+    pair *all[] = {&norm, &wg_, &wu, &wd, &gn, &gg, &gu, &gd, &x, &y, &dy, &dx};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) pair_free(all[i]);
+}
+
+// Finite differences on the GPU alone: L = Σ y ⊙ r, so dL/dx is the
+// backward of dy = r; the directional derivative along a random v (of x,
+// and of one weight) against (L(+εv) − L(−εv)) / 2ε, in double on the host.
+static double dot_dev(const float *d, const float *h, size_t n) {
+    float *t = xmalloc(n * sizeof(float));
+    double s = NAN;
+    if (!down(t, d, n * sizeof(float), "fd")) {
+        s = 0;
+        for (size_t i = 0; i < n; i++) s += (double)t[i] * h[i];
+    }
+    free(t);
+    return s;
+}
+
+static void fd_line(const char *what, double an, double fd) {
+    double e = fabs(an - fd) / (fabs(fd) > 1e-3 ? fabs(fd) : 1e-3);
+    int ok = e < 3e-2;
+    printf("%s  %-10s %-34s analytic %.5e, finite difference %.5e (rel %.1e)\n", ok ? "ok  " : "FAIL", "fd",
+           what, an, fd, e);
+    if (ok) n_pass++;
+    else n_fail++;
+}
+
+static void check_train_fd(void) {
+    const pz_train_ops *tg = gpu->train;
+    const int H = 48, T = 12, nh = 4, nkv = 2, hd = 12, M = 2 * T, F = 80;
+    const float eps = 1e-2f;
+    float *r = randn((size_t)M * H, 1), *v = randn((size_t)M * H, 1), *xh = randn((size_t)M * H, 1);
+    float *d_r = up(r, sizeof(float) * M * H), *y = gpu->alloc(gpu, sizeof(float) * M * H);
+    float *dx = gpu->alloc(gpu, sizeof(float) * M * H), *xp = gpu->alloc(gpu, sizeof(float) * M * H);
+    float *xpl = xmalloc(sizeof(float) * M * H);
+    int32_t pos[2 * 12];
+    for (int i = 0; i < M; i++) pos[i] = i % T;
+    float inv[6];
+    for (int i = 0; i < hd / 2; i++) inv[i] = powf(10000.0f, -2.0f * i / hd);
+    for (int blk = 0; blk < 2; blk++) {
+        // attention (blk 0) or SwiGLU (blk 1), fp32, residual off.
+        pz_attn_block_cfg ac = {H, nh, nkv, hd, 1e-5f, 0, PZ_DT_F32};
+        pz_ffn_block_cfg fc = {H, F, 1e-5f, 0, PZ_DT_F32};
+        float *wq = randn((size_t)nh * hd * H, 0.3f), *wk = randn((size_t)nkv * hd * H, 0.3f);
+        float *wv = randn((size_t)nkv * hd * H, 0.3f), *wo = randn((size_t)H * nh * hd, 0.3f);
+        float *nw = randn(H, 1), *g = randn((size_t)F * H, 0.15f), *u = randn((size_t)F * H, 0.15f);
+        float *dn = randn((size_t)H * F, 0.1f);
+        pz_attn_block_w aw = {up(nw, 4 * H), up(wq, 4 * (size_t)nh * hd * H), up(wk, 4 * (size_t)nkv * hd * H),
+                              up(wv, 4 * (size_t)nkv * hd * H), up(wo, 4 * (size_t)H * nh * hd)};
+        pz_ffn_block_w fw = {aw.norm, up(g, 4 * (size_t)F * H), up(u, 4 * (size_t)F * H), up(dn, 4 * (size_t)H * F)};
+        size_t nwq = (size_t)nh * hd * H, nwg = (size_t)F * H;
+        float *gwq = gpu->alloc(gpu, 4 * nwq), *gwg = gpu->alloc(gpu, 4 * nwg);
+        float *zero = calloc(nwq > nwg ? nwq : nwg, 4);
+        pz_attn_block_w adw = {gpu->alloc(gpu, 4 * H), gwq, gpu->alloc(gpu, 4 * (size_t)nkv * hd * H),
+                               gpu->alloc(gpu, 4 * (size_t)nkv * hd * H), gpu->alloc(gpu, 4 * (size_t)H * nh * hd)};
+        pz_ffn_block_w fdw = {adw.norm, gwg, gpu->alloc(gpu, 4 * nwg), gpu->alloc(gpu, 4 * (size_t)H * F)};
+        pz_attn_block_train *as = blk == 0 ? tg->attn_block_create(gpu, &ac, M, err) : NULL;
+        pz_ffn_block_train *fs = blk == 1 ? tg->ffn_block_create(gpu, &fc, M, err) : NULL;
+        const char *name = blk ? "ffn block" : "attn block";
+        if ((blk == 0 && !as) || (blk == 1 && !fs)) {
+            fail_line("fd", name, err);
+            continue;
+        }
+        // L(x') for x' = x + t·v (host), weights as given.
+        double an_x = NAN, an_w = NAN, L[2] = {0, 0}, Lw[2] = {0, 0};
+        int ok = 1;
+        for (int k = -1; k <= 1 && ok; k++) {
+            for (size_t i = 0; i < (size_t)M * H; i++) xpl[i] = xh[i] + k * eps * v[i];
+            ok = !gpu->copy(gpu, xp, xpl, sizeof(float) * M * H, PZ_COPY_H2D, err);
+            if (ok) ok = blk == 0 ? !tg->attn_block_fwd(gpu, as, &aw, xp, 2, T, pos, inv, y, err)
+                                  : !tg->ffn_block_fwd(gpu, fs, &fw, xp, M, y, err);
+            if (!ok) break;
+            double l = dot_dev(y, r, (size_t)M * H);
+            if (k) L[k > 0] = l;
+            else {  // the backward at x: dx and the first weight's gradient
+                gpu->copy(gpu, gwq, zero, 4 * nwq, PZ_COPY_H2D, err);
+                gpu->copy(gpu, gwg, zero, 4 * nwg, PZ_COPY_H2D, err);
+                ok = blk == 0 ? !tg->attn_block_bwd(gpu, as, &aw, &adw, xp, d_r, dx, err)
+                              : !tg->ffn_block_bwd(gpu, fs, &fw, &fdw, xp, d_r, dx, err);
+                if (ok) an_x = dot_dev(dx, v, (size_t)M * H);
+            }
+        }
+        // Along a direction of wq (attn) or w_gate (ffn).
+        size_t nw1 = blk ? nwg : nwq;
+        float *w1 = blk ? g : wq, *w1d = blk ? fw.gate : aw.wq, *wpert = xmalloc(4 * nw1);
+        float *vw = randn(nw1, 1);
+        if (ok) {
+            for (int k = -1; k <= 1 && ok; k += 2) {
+                for (size_t i = 0; i < nw1; i++) wpert[i] = w1[i] + k * eps * vw[i];
+                ok = !gpu->copy(gpu, w1d, wpert, 4 * nw1, PZ_COPY_H2D, err) &&
+                     !gpu->copy(gpu, xp, xh, sizeof(float) * M * H, PZ_COPY_H2D, err);
+                if (ok) ok = blk == 0 ? !tg->attn_block_fwd(gpu, as, &aw, xp, 2, T, pos, inv, y, err)
+                                      : !tg->ffn_block_fwd(gpu, fs, &fw, xp, M, y, err);
+                if (ok) Lw[k > 0] = dot_dev(y, r, (size_t)M * H);
+            }
+            an_w = dot_dev(blk ? gwg : gwq, vw, nw1);
+        }
+        char what[64];
+        if (!ok) fail_line("fd", name, err);
+        else {
+            snprintf(what, sizeof what, "%s, along x", name);
+            fd_line(what, an_x, (L[1] - L[0]) / (2 * eps));
+            snprintf(what, sizeof what, "%s, along %s", name, blk ? "w_gate" : "wq");
+            fd_line(what, an_w, (Lw[1] - Lw[0]) / (2 * eps));
+        }
+        if (as) tg->attn_block_free(gpu, as);
+        if (fs) tg->ffn_block_free(gpu, fs);
+        void *dev[] = {aw.norm, aw.wq, aw.wk, aw.wv, aw.wo, fw.gate, fw.up, fw.down, adw.norm, adw.wq, adw.wk,
+                       adw.wv, adw.wo, fdw.up, fdw.down, gwg};
+        for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) gpu->free(gpu, dev[i]);
+        free(wq), free(wk), free(wv), free(wo), free(nw), free(g), free(u), free(dn), free(zero), free(wpert),
+            free(vw);
+    }
+    gpu->free(gpu, d_r), gpu->free(gpu, y), gpu->free(gpu, dx), gpu->free(gpu, xp);
+    free(r), free(v), free(xh), free(xpl);
+}
+
+static void check_train_optim(void) {
+    const pz_train_ops *tc = cpu->train, *tg = gpu->train;
+    const size_t ns[3] = {100000, 777, 40000};
+    pair p[3], g[3], m[3], v[3];
+    pz_adamw_tensor T_c[3], T_g[3];
+    for (int i = 0; i < 3; i++) {
+        p[i] = pair_rand(ns[i], 1), g[i] = pair_rand(ns[i], 0.01f);
+        float *z = calloc(ns[i], 4);
+        m[i] = pair_of(z, ns[i]), v[i] = pair_of(z, ns[i]);
+        free(z);
+        T_c[i] = (pz_adamw_tensor){p[i].c, g[i].c, m[i].c, v[i].c, ns[i], i != 1};
+        T_g[i] = (pz_adamw_tensor){p[i].g, g[i].g, m[i].g, v[i].g, ns[i], i != 1};
+    }
+    pz_adamw_params hp = pz_adamw_default_params();
+    hp.clip_norm = 1.0f;  // the norm is ~3.7: clipping applies
+    for (long step = 1; step <= 2; step++) {
+        double nc = tc->adamw_step(cpu, T_c, 3, step, 1e-3f, &hp), ng = tg->adamw_step(gpu, T_g, 3, step, 1e-3f, &hp);
+        char cas[48];
+        snprintf(cas, sizeof cas, "step %ld: norm %.6f vs %.6f", step, ng, nc);
+        int ok = fabs(nc - ng) <= 1e-9 * fabs(nc) + 1e-12;
+        printf("%s  %-10s %s\n", ok ? "ok  " : "FAIL", "adamw", cas);
+        ok ? n_pass++ : n_fail++;
+        for (int i = 0; i < 3; i++) {
+            pair_cmp("adamw", "p", &p[i], 1e-6);
+            pair_cmp("adamw", "g (clipped)", &g[i], 1e-6);
+            pair_cmp("adamw", "m", &m[i], 1e-6);
+            pair_cmp("adamw", "v", &v[i], 1e-6);
+        }
+    }
+    for (int i = 0; i < 3; i++) pair_free(&p[i]), pair_free(&g[i]), pair_free(&m[i]), pair_free(&v[i]);
+    // Losses, with their gradients.
+    const int rows = 300, cols = 96;
+    pair t = pair_rand((size_t)rows * cols, 1), y = pair_rand((size_t)rows * cols, 1);
+    pair d = pair_nan((size_t)rows * cols);
+    double lc = tc->nmse_loss(cpu, t.c, y.c, (size_t)rows * cols, d.c, 0.5f);
+    double lg = tg->nmse_loss(gpu, t.g, y.g, (size_t)rows * cols, d.g, 0.5f);
+    int ok = fabs(lc - lg) <= 1e-9 * fabs(lc);
+    printf("%s  %-10s nmse %.9f vs %.9f\n", ok ? "ok  " : "FAIL", "loss", lg, lc);
+    ok ? n_pass++ : n_fail++;
+    pair_cmp("loss", "nmse gradient", &d, 1e-6);
+    lc = tc->token_nmse_loss(cpu, t.c, y.c, rows, cols, 1e-6f, d.c, 0.5f);
+    lg = tg->token_nmse_loss(gpu, t.g, y.g, rows, cols, 1e-6f, d.g, 0.5f);
+    ok = fabs(lc - lg) <= 1e-9 * fabs(lc);
+    printf("%s  %-10s token nmse %.9f vs %.9f\n", ok ? "ok  " : "FAIL", "loss", lg, lc);
+    ok ? n_pass++ : n_fail++;
+    pair_cmp("loss", "token nmse gradient", &d, 1e-6);
+    pair_free(&t), pair_free(&y), pair_free(&d);
+}
+
+static void check_train(int quick) {
+    if (!gpu->train || !gpu->supports(gpu, PZ_OP_TRAIN, PZ_DT_BF16)) {
+        fail_line("train", "ops table", "the CUDA backend has no training ops");
+        return;
+    }
+    check_train_gemm();
+    check_train_rmsnorm();
+    for (int pr = 0; pr < 2; pr++) {
+        pz_dt p = pr ? PZ_DT_BF16 : PZ_DT_F32;
+        check_train_attn(4, 2, 16, 2, 37, p, 0);
+        check_train_ffn(75, 96, p);
+    }
+    check_train_attn(4, 2, 16, 2, 37, PZ_DT_F32, 1);
+    check_train_attn(6, 6, 80, 1, 50, PZ_DT_F32, 0);  // head_dim not a multiple of 32
+    if (!quick) {
+        check_train_attn(8, 2, 64, 2, 200, PZ_DT_F32, 0);
+        check_train_attn(2, 1, 256, 1, 64, PZ_DT_F32, 0);
+        check_train_ffn(1000, 512, PZ_DT_BF16);
+    }
+    check_train_fd();
+    check_train_optim();
 }
 
 // ---- timing ---------------------------------------------------------------------------
@@ -745,8 +1165,9 @@ static double now_s(void) {
 }
 
 // A SmolLM2-135M-shaped model with random bf16 weights: prefill tokens/s
-// and batch-1 decode step time on the GPU.
-static void time_engine(double *prefill_tps, double *decode_ms, double *weight_gb) {
+// and batch-1 decode step time on the GPU, with the engine's decode graphs
+// on or off.
+static void time_engine(int graphs, double *prefill_tps, double *decode_ms, double *weight_gb) {
     pz_config c;
     pz_testmodel_config(&c, 2);  // then reshape to the parent's dimensions
     c.n_layer = 30, c.hidden = 576, c.n_head = 9, c.head_dim = 64, c.vocab = 49152, c.max_ctx = 2048;
@@ -761,6 +1182,7 @@ static void time_engine(double *prefill_tps, double *decode_ms, double *weight_g
     *weight_gb = pz_model_weight_bytes(m) / 1e9;
     pz_engine_params p = pz_engine_default_params();
     p.backend = PZ_BACKEND_CUDA, p.n_slots = 1, p.max_ctx = 1024, p.max_batch = 512;
+    p.graphs = graphs;
     pz_engine *e = pz_engine_create(m, p, err);
     int32_t *tok = xmalloc(sizeof(int32_t) * 512);
     for (int i = 0; i < 512; i++) tok[i] = (int32_t)(pz_test_rand_u64(&rng) % 49152);
@@ -772,13 +1194,19 @@ static void time_engine(double *prefill_tps, double *decode_ms, double *weight_g
     if (pz_engine_prefill(e, 0, tok, 512, logits, 0, err)) goto fail;
     *prefill_tps = 512 / (now_s() - t0);
     int slot = 0;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++)  // with graphs: warm-up, capture, first replay
         if (pz_engine_decode(e, &slot, tok + i, 1, logits, err)) goto fail;
     t0 = now_s();
     const int steps = 50;
     for (int i = 0; i < steps; i++)
         if (pz_engine_decode(e, &slot, tok + i, 1, logits, err)) goto fail;
     *decode_ms = (now_s() - t0) / steps * 1e3;
+    pz_graph_stats gs;
+    pz_engine_graph_stats(e, &gs);
+    if (graphs && (gs.broken || gs.eager_steps)) {
+        printf("FAIL  timing     decode graphs: %d broke, %lld eager steps\n", gs.broken, gs.eager_steps);
+        n_fail++;
+    }
     goto done;
 fail:
     printf("FAIL  timing     engine: %s\n", err), n_fail++;
@@ -831,6 +1259,7 @@ int main(int argc, char **argv) {
     check_engine(0, PZ_DT_F32, PZ_DT_BF16);  // KV pages in bf16 and e4m3 on both backends
     check_engine(0, PZ_DT_F32, PZ_DT_E4M3);
     check_engine(2, PZ_DT_E4M3, PZ_DT_F32);  // FP8 weights, fp32 activations (exact on both)
+    check_train(quick);
     printf("\nchecks: %d passed, %d failed\n", n_pass, n_fail);
 
     // Timing (not assertions). Data-sheet dense peaks of the H100/H200 SXM:
@@ -841,8 +1270,9 @@ int main(int argc, char **argv) {
     printf("| product | shape | TFLOP/s | of H100/H200 SXM dense peak |\n|---|---|---|---|\n");
     printf("| cuBLASLt bf16 | %d^3 | %.0f | %.0f %% of 989 |\n", S, bf, bf / 9.89);
     printf("| cuBLASLt FP8 e4m3 | %d^3 | %.0f | %.0f %% of 1979 |\n", S, f8, f8 / 19.79);
-    double ptps, dms, wgb = 0;
-    time_engine(&ptps, &dms, &wgb);
+    double ptps, dms, gptps, gdms, wgb = 0;
+    time_engine(0, &ptps, &dms, &wgb);
+    time_engine(1, &gptps, &gdms, &wgb);
     int clk_khz = 0, bus_bits = 0;  // the peak memory bandwidth: bus bytes x 2 transfers per clock
     cudaDeviceGetAttribute(&clk_khz, cudaDevAttrMemoryClockRate, pz_cuda_device(gpu));
     cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, pz_cuda_device(gpu));
@@ -852,7 +1282,8 @@ int main(int argc, char **argv) {
     printf("| prefill, 512 tokens | %.0f tokens/s |\n", ptps);
     printf("| decode step, batch 1, no CUDA graph | %.3f ms (weight bytes at the %.0f GB/s peak: %.3f ms) |\n",
            dms, bw_gbs, floor_ms);
-    printf("| decode step with CUDA graphs | not built yet |\n");
+    printf("| decode step, batch 1, CUDA graph (engine bucket 1) | %.3f ms (%.2fx the eager step) |\n",
+           gdms, gdms > 0 ? dms / gdms : 0);
     pz_backend_free(cpu);
     pz_backend_free(gpu);
     return n_fail ? 1 : 0;

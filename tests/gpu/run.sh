@@ -3,11 +3,13 @@
 # more NVIDIA GPUs (H100/H200 class: sm_90). It
 #   1. prints what the machine has (GPUs, driver, nvcc),
 #   2. builds puzzle with the CUDA backend into build-gpu/ (Release, all cores),
-#   3. runs the host-side tests (test_cuda_host, test_bootstrap),
+#   3. runs the host-side tests (test_cuda_host, test_bootstrap, test_engine_graph),
 #   4. runs tests/gpu/check_ops: every CUDA op against the CPU backend on
 #      random inputs, whole test models through the engine on both
-#      backends, then a timing table (cuBLASLt bf16 / FP8 TFLOP/s at 8192^3,
-#      prefill tokens/s and decode step time of a SmolLM2-135M-shaped model),
+#      backends, the training ops against the CPU's and by finite
+#      differences, then a timing table (cuBLASLt bf16 / FP8 TFLOP/s at
+#      8192^3, prefill tokens/s and the decode step time with and without
+#      the engine's CUDA graphs, of a SmolLM2-135M-shaped model),
 #   5. with --sanitize, runs check_ops --quick under compute-sanitizer memcheck.
 # Everything it prints also goes to results/gpu/run-<UTC time>.log. It is
 # sized to finish within 8 minutes (build ~2 min on 16 cores, checks ~1 min,
@@ -84,7 +86,7 @@ if ! timeout 300 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DPZ_CUDA=ON
   echo "build failed at configure (full log: build-gpu.cmake.log). Missing packages? See scripts/install_deps.sh or tests/gpu/fetch_deps.sh."
   exit 2
 fi
-if ! timeout 360 cmake --build build-gpu -j"$(nproc)" --target check_ops test_cuda_host test_bootstrap >build-gpu.make.log 2>&1; then
+if ! timeout 360 cmake --build build-gpu -j"$(nproc)" --target check_ops test_cuda_host test_bootstrap test_engine_graph >build-gpu.make.log 2>&1; then
   grep -E "error|Error" build-gpu.make.log | head -30
   echo "build failed (full log: build-gpu.make.log)"
   exit 2
@@ -93,7 +95,7 @@ echo "built in $(( $(date +%s) - t_start )) s"
 
 fails=0
 stage "host-side tests"
-for t in test_cuda_host test_bootstrap; do
+for t in test_cuda_host test_bootstrap test_engine_graph; do
   (cd build-gpu/tests && OMP_WAIT_POLICY=passive timeout 60 ./$t) || fails=$((fails + 1))
 done
 
