@@ -17,6 +17,7 @@ struct pz_chat_format {
     pz_chat_family family;
     char *bos, *eos;
     char *default_system;  // chatml: the system turn inserted before a non-system first message
+    int chatml_bos;        // chatml: the template starts with bos_token
     int l3_dated;          // llama3: 3.1-style system turn with the knowledge and today's dates
     int l3_today;          // llama3: the template takes today's date (strftime_now)
     char *date;            // llama3: the date written ("26 Jul 2024" in 3.1), or NULL for today
@@ -45,9 +46,17 @@ static int has(const char *t, const char *s) { return strstr(t, s) != NULL; }
 
 pz_chat_family pz_chat_detect(const char *t) {
     if (!t) return PZ_CHAT_UNKNOWN;
-    // ChatML, but not its relatives that share <|im_start|> with another layout (Phi-4, SmolVLM)
-    if (has(t, "<|im_start|>")) return has(t, "<|im_sep|>") || has(t, "<end_of_utterance>") ? PZ_CHAT_UNKNOWN : PZ_CHAT_CHATML;
-    if (has(t, "<|start_header_id|>") && has(t, "<|end_header_id|>") && has(t, "<|eot_id|>")) return PZ_CHAT_LLAMA3;
+    if (has(t, "<|im_start|>")) {
+        // not ChatML's relatives that share <|im_start|> with another layout (Phi-4, SmolVLM), nor
+        // reasoning templates, which rewrite earlier assistant turns and the generation prompt
+        // around <think> (Qwen3, QwQ, SmolLM3, Nemotron 3)
+        if (has(t, "<|im_sep|>") || has(t, "<end_of_utterance>") || has(t, "<think>")) return PZ_CHAT_UNKNOWN;
+        return PZ_CHAT_CHATML;
+    }
+    if (has(t, "<|start_header_id|>") && has(t, "<|end_header_id|>")) {
+        // Meta's own turn expression (not Functionary's or FireFunction's layouts)
+        return has(t, "message['content'] | trim + '<|eot_id|>'") ? PZ_CHAT_LLAMA3 : PZ_CHAT_UNKNOWN;
+    }
     if (has(t, "[INST]")) {
         // Llama-2-chat folds the system turn into <<SYS>>; Mistral's later templates
         // ([AVAILABLE_TOOLS], [SYSTEM_PROMPT], the system message before the last user
@@ -58,7 +67,10 @@ pz_chat_family pz_chat_detect(const char *t) {
     }
     if (has(t, "<start_of_turn>")) return PZ_CHAT_GEMMA;
     if (has(t, "<|user|>") && has(t, "<|assistant|>")) {
-        if (has(t, "<|end|>")) return has(t, "<|system|>") ? PZ_CHAT_PHI3 : PZ_CHAT_UNKNOWN;
+        if (has(t, "<|end|>"))  // Phi-3.5's layout, not Phi-3-small's or Apriel's (bos_token, own system)
+            return has(t, "<|system|>") && has(t, "message['content'] + '<|end|>") && !has(t, "bos_token")
+                       ? PZ_CHAT_PHI3
+                       : PZ_CHAT_UNKNOWN;
         return has(t, "eos_token") ? PZ_CHAT_ZEPHYR : PZ_CHAT_UNKNOWN;
     }
     return PZ_CHAT_UNKNOWN;
@@ -117,6 +129,7 @@ pz_chat_format *pz_chat_format_new(const char *tmpl, const char *name, const cha
     case PZ_CHAT_CHATML:
         f->end[0] = "<|im_end|>";
         if (tmpl) f->default_system = chatml_default_system(tmpl);
+        f->chatml_bos = tmpl && has(tmpl, "bos_token");
         break;
     case PZ_CHAT_LLAMA3:
         f->end[0] = "<|eot_id|>";
@@ -245,6 +258,7 @@ static int alternates(const pz_chat_msg *m, int n, char *err) {
 // + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}
 // {{ '<|im_start|>assistant\n' }}{% endif %}   (OpenHermes: the same without the default)
 static void chatml(const pz_chat_format *f, obuf *b, const pz_chat_msg *m, int n, int gen) {
+    if (f->chatml_bos) put(b, f->bos);  // Bielik, LFM2, MiniCPM: {{ bos_token }} first
     for (int i = 0; i < n; i++) {
         if (i == 0 && f->default_system && !is_role(&m[0], "system")) {
             put(b, "<|im_start|>system\n");

@@ -50,6 +50,8 @@ static void detection(void) {
         {"microsoft-phi-4.jinja", PZ_CHAT_UNKNOWN},
         {"mistralai-Mistral-Nemo-Instruct-2407.jinja", PZ_CHAT_UNKNOWN},
         {"deepseek-ai-DeepSeek-R1-Distill-Llama-8B.jinja", PZ_CHAT_UNKNOWN},
+        {"Qwen-Qwen3-0.6B.jinja", PZ_CHAT_UNKNOWN},
+        {"meetkai-functionary-medium-v3.2.jinja", PZ_CHAT_UNKNOWN},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         char *t = read_template(want[i].file);

@@ -37,6 +37,8 @@ TEMPLATES = {
     "microsoft-phi-4.jinja": ("unknown", "", "", False),
     "mistralai-Mistral-Nemo-Instruct-2407.jinja": ("unknown", "<s>", "</s>", False),
     "deepseek-ai-DeepSeek-R1-Distill-Llama-8B.jinja": ("unknown", "", "", False),
+    "Qwen-Qwen3-0.6B.jinja": ("unknown", "", "<|im_end|>", False),
+    "meetkai-functionary-medium-v3.2.jinja": ("unknown", "<|begin_of_text|>", "<|eot_id|>", False),
 }
 
 S, U, A = "system", "user", "assistant"
