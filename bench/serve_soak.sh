@@ -20,7 +20,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=600 clients=16 max_tokens=64 threads=2 model= build=build warmup=60 interval=5 tol=8
 out=results/serve_soak.md note=""
-args=$(printf '%q ' "$@")
+args=""  # the command line for the table, without --note (it titles the table)
+prev=
+for a in "$@"; do
+    [ "$a" = --note ] || [ "$prev" = --note ] || { case "$a" in *' '*) args+="\"$a\" " ;; *) args+="$a " ;; esac; }
+    prev="$a"
+done
 while [ $# -gt 0 ]; do
     case "$1" in
     --seconds) seconds="$2" ;; --clients) clients="$2" ;; --max-tokens) max_tokens="$2" ;;

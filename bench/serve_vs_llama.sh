@@ -33,7 +33,12 @@ levels=1,4,16,64 requests=2 max_tokens=64 threads=2 build=build parent= child="$
 llama="${LLAMA_SERVER:-$CACHE/llama.cpp/build/bin/llama-server}"
 gguf="${LLAMA_GGUF:-$CACHE/bench/SmolLM2-135M-Instruct.Q4_1.BF16.gguf}"
 out=results/serve_vs_llama.md note=""
-args=$(printf '%q ' "$@")
+args=""  # the command line for the table, without --note (it titles the table)
+prev=
+for a in "$@"; do
+    [ "$a" = --note ] || [ "$prev" = --note ] || { case "$a" in *' '*) args+="\"$a\" " ;; *) args+="$a " ;; esac; }
+    prev="$a"
+done
 while [ $# -gt 0 ]; do
     case "$1" in
     --levels) levels="$2" ;; --requests) requests="$2" ;; --max-tokens) max_tokens="$2" ;;
