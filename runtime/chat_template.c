@@ -25,7 +25,8 @@ struct pz_chat_format {
     const char *end[3];
 };
 
-static const char *family_names[] = {"unknown", "chatml", "llama3", "llama2", "mistral", "gemma", "phi3", "zephyr"};
+static const char *family_names[] = {"unknown", "chatml", "llama3", "llama2",
+                                     "mistral", "gemma",  "phi3",   "zephyr"};
 
 const char *pz_chat_family_name(pz_chat_family f) {
     return (unsigned)f < sizeof family_names / sizeof family_names[0] ? family_names[f] : "unknown";
@@ -62,7 +63,8 @@ pz_chat_family pz_chat_detect(const char *t) {
         // ([AVAILABLE_TOOLS], [SYSTEM_PROMPT], the system message before the last user
         // turn) are other layouts
         if (has(t, "[AVAILABLE_TOOLS]") || has(t, "[SYSTEM_PROMPT]")) return PZ_CHAT_UNKNOWN;
-        if (has(t, "<<SYS>>")) return has(t, "bos_token + '[INST] ' + content.strip()") ? PZ_CHAT_LLAMA2 : PZ_CHAT_UNKNOWN;
+        if (has(t, "<<SYS>>"))
+            return has(t, "bos_token + '[INST] ' + content.strip()") ? PZ_CHAT_LLAMA2 : PZ_CHAT_UNKNOWN;
         return has(t, "'[INST] ' + message['content'] + ' [/INST]'") ? PZ_CHAT_MISTRAL : PZ_CHAT_UNKNOWN;
     }
     if (has(t, "<start_of_turn>")) return PZ_CHAT_GEMMA;
@@ -118,8 +120,8 @@ pz_chat_format *pz_chat_format_new(const char *tmpl, const char *name, const cha
         if (want != fam) tmpl = NULL;  // the template's details belong to another family
         fam = want;
     } else if (fam == PZ_CHAT_UNKNOWN) {
-        pz_err(err, "the model's chat template is of no family puzzle renders (%s); name one with --chat-template",
-               pz_chat_family_list());
+        pz_err(err, "the model's chat template is of no family puzzle renders (%s); "
+               "name one with --chat-template", pz_chat_family_list());
         return NULL;
     }
     pz_chat_format *f = calloc(1, sizeof *f);
@@ -410,7 +412,8 @@ static int mistral(const pz_chat_format *f, obuf *b, const pz_chat_msg *m, int n
     return rc;
 }
 
-// gemma-7b-it / gemma-2-*-it: [bos_token]; a system message raises (folded here); roles must alternate; '<start_of_turn>' + ('model' for assistant, else the role) +
+// gemma-7b-it / gemma-2-*-it: [bos_token]; a system message raises (folded here); roles
+// must alternate; '<start_of_turn>' + ('model' for assistant, else the role) +
 // '\n' + content | trim + '<end_of_turn>\n'; then '<start_of_turn>model\n'.
 static int gemma(const pz_chat_format *f, obuf *b, const pz_chat_msg *m, int n, int gen, char *err) {
     pz_chat_msg first;

@@ -62,8 +62,10 @@ typedef struct pz_chat_format pz_chat_format;
 // the model's BOS and EOS tokens as templates write them (NULL: ""). Without
 // name: a NULL tmpl gives chatml (the default llama.cpp and Hugging Face's
 // older releases use); a template of no known family fails, naming the
-// families and --chat-template. All strings are copied. Free with
-// pz_chat_format_free.
+// families and --chat-template. A family named without its own template is
+// its plain form (chatml without a default system turn; llama3 in the 3.1+
+// layout dated 26 Jul 2024; gemma with BOS). All strings are copied. Free
+// with pz_chat_format_free.
 pz_chat_format *pz_chat_format_new(const char *tmpl, const char *name, const char *bos, const char *eos,
                                    char *err);
 void pz_chat_format_free(pz_chat_format *f);
