@@ -37,7 +37,8 @@ void pz_usage_serve(FILE *out) {
             "  --timeout S       idle/stalled connection timeout, seconds (default 30)\n"
             "  --drain S         on SIGTERM, seconds to let accepted requests finish (default 60)\n"
             "  --name NAME       model id in /v1/models and responses (default: MODEL's file name)\n"
-            "  --chat-template F chat format: chatml, llama3, llama2, mistral, gemma, phi3, zephyr\n"
+            "  --chat-template F chat format: chatml, llama3, llama2, mistral, gemma, phi3, zephyr,\n"
+            "                    deepseek-r1\n"
             "                    (default: recognized from the model's template; chatml without one)\n"
             "  --dtype f32|bf16|fp8  weight type in memory (default bf16; fp8: e4m3 with tensor\n"
             "                    scales, an FP8 checkpoint as stored or quantized at load, docs/FP8.md)\n"
@@ -137,7 +138,7 @@ int pz_cmd_serve(int argc, char **argv) {
     if (chat_template ? pz_tokenizer_set_chat_format(tok, chat_template, err) != 0 : !pz_tokenizer_chat_format(tok)) {
         if (!chat_template)
             pz_err(err, "%s: the model's chat template is of no family puzzle renders; name one with "
-                   "--chat-template (chatml, llama3, llama2, mistral, gemma, phi3, zephyr)", path);
+                   "--chat-template (%s)", path, pz_chat_family_list());
         goto fail;
     }
     if (!(m = pz_model_load(path, wtype, err))) goto fail;

@@ -25,8 +25,8 @@ struct pz_chat_format {
     const char *end[3];
 };
 
-static const char *family_names[] = {"unknown", "chatml", "llama3", "llama2",
-                                     "mistral", "gemma",  "phi3",   "zephyr"};
+static const char *family_names[] = {"unknown", "chatml", "llama3", "llama2",     "mistral",
+                                     "gemma",   "phi3",   "zephyr", "deepseek-r1"};
 
 const char *pz_chat_family_name(pz_chat_family f) {
     return (unsigned)f < sizeof family_names / sizeof family_names[0] ? family_names[f] : "unknown";
@@ -41,7 +41,7 @@ int pz_chat_family_parse(const char *name, pz_chat_family *f) {
     return -1;
 }
 
-const char *pz_chat_family_list(void) { return "chatml, llama3, llama2, mistral, gemma, phi3, zephyr"; }
+const char *pz_chat_family_list(void) { return "chatml, llama3, llama2, mistral, gemma, phi3, zephyr, deepseek-r1"; }
 
 static int has(const char *t, const char *s) { return strstr(t, s) != NULL; }
 
@@ -68,6 +68,13 @@ pz_chat_family pz_chat_detect(const char *t) {
         return has(t, "'[INST] ' + message['content'] + ' [/INST]'") ? PZ_CHAT_MISTRAL : PZ_CHAT_UNKNOWN;
     }
     if (has(t, "<start_of_turn>")) return PZ_CHAT_GEMMA;
+    if (has(t, "<｜User｜>") && has(t, "<｜Assistant｜>")) {
+        // R1-Distill's own template, not DeepSeek V3.x/V4 (thinking modes) or edited copies
+        return has(t, "{{bos_token}}{{ns.system_prompt}}") && has(t, "content.split('</think>')[-1]") &&
+                       has(t, "'<｜Assistant｜><think>\\n'") && !has(t, "enable_thinking")
+                   ? PZ_CHAT_DEEPSEEK_R1
+                   : PZ_CHAT_UNKNOWN;
+    }
     if (has(t, "<|user|>") && has(t, "<|assistant|>")) {
         if (has(t, "<|end|>"))  // Phi-3.5's layout, not Phi-3-small's or Apriel's (bos_token, own system)
             return has(t, "<|system|>") && has(t, "message['content'] + '<|end|>") && !has(t, "bos_token")
@@ -148,6 +155,9 @@ pz_chat_format *pz_chat_format_new(const char *tmpl, const char *name, const cha
         break;
     case PZ_CHAT_PHI3:
         f->end[0] = "<|end|>";
+        break;
+    case PZ_CHAT_DEEPSEEK_R1:
+        f->end[0] = "<｜end▁of▁sentence｜>";  // the template writes it, not eos_token
         break;
     default:  // llama2, mistral, zephyr end their turns with EOS
         break;
@@ -476,6 +486,31 @@ static void zephyr(const pz_chat_format *f, obuf *b, const pz_chat_msg *m, int n
     }
 }
 
+// DeepSeek-R1-Distill: bos_token + the last system message's content; user: '<｜User｜>' +
+// content; assistant: '<｜Assistant｜>' + (content after its last '</think>') +
+// '<｜end▁of▁sentence｜>'; then '<｜Assistant｜><think>\n'. (Tool turns are not rendered:
+// the server takes no tools.)
+static void deepseek_r1(const pz_chat_format *f, obuf *b, const pz_chat_msg *m, int n, int gen) {
+    put(b, f->bos);
+    const char *sys = "";
+    for (int i = 0; i < n; i++)
+        if (is_role(&m[i], "system")) sys = content(&m[i]);
+    put(b, sys);
+    for (int i = 0; i < n; i++) {
+        const char *c = content(&m[i]);
+        if (is_role(&m[i], "user")) {
+            put(b, "<｜User｜>");
+            put(b, c);
+        } else if (is_role(&m[i], "assistant")) {
+            for (const char *p; (p = strstr(c, "</think>")) != NULL;) c = p + strlen("</think>");
+            put(b, "<｜Assistant｜>");
+            put(b, c);
+            put(b, "<｜end▁of▁sentence｜>");
+        }
+    }
+    if (gen) put(b, "<｜Assistant｜><think>\n");
+}
+
 char *pz_chat_render(const pz_chat_format *f, const pz_chat_msg *msgs, int n, int add_generation_prompt,
                      char *err) {
     obuf b = {0};
@@ -489,6 +524,7 @@ char *pz_chat_render(const pz_chat_format *f, const pz_chat_msg *msgs, int n, in
     case PZ_CHAT_GEMMA: rc = gemma(f, &b, msgs, n, add_generation_prompt, err); break;
     case PZ_CHAT_PHI3: phi3(f, &b, msgs, n, add_generation_prompt); break;
     case PZ_CHAT_ZEPHYR: zephyr(f, &b, msgs, n, add_generation_prompt); break;
+    case PZ_CHAT_DEEPSEEK_R1: deepseek_r1(f, &b, msgs, n, add_generation_prompt); break;
     default: rc = pz_err(err, "chat template: no family"); break;
     }
     if (!rc && b.oom) rc = pz_err(err, "chat template: out of memory");

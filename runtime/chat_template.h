@@ -20,6 +20,9 @@
 //   gemma    Gemma 1/2: <start_of_turn>user\n...<end_of_turn>\n, assistant as "model"
 //   phi3     Phi-3/3.5: <|user|>\n...<|end|>\n
 //   zephyr   Zephyr/TinyLlama: <|user|>\n...</s>\n
+//   deepseek-r1  DeepSeek-R1-Distill (Llama, Qwen): <｜begin▁of▁sentence｜>SYSTEM<｜User｜>...
+//            <｜Assistant｜>ANSWER<｜end▁of▁sentence｜>, the reasoning before </think> dropped
+//            from earlier answers, the generation prompt opening <think>
 // Where the real template refuses a conversation by raising an exception,
 // the renderer fails with the template's message (roles not alternating
 // user/assistant), except for a leading system message, which mistral and
@@ -39,6 +42,7 @@ typedef enum {
     PZ_CHAT_GEMMA,
     PZ_CHAT_PHI3,
     PZ_CHAT_ZEPHYR,
+    PZ_CHAT_DEEPSEEK_R1,
 } pz_chat_family;
 
 // The family a Jinja template belongs to, PZ_CHAT_UNKNOWN when none fits.

@@ -36,7 +36,8 @@ TEMPLATES = {
     # templates of other layouts: puzzle must not claim them
     "microsoft-phi-4.jinja": ("unknown", "", "", False),
     "mistralai-Mistral-Nemo-Instruct-2407.jinja": ("unknown", "<s>", "</s>", False),
-    "deepseek-ai-DeepSeek-R1-Distill-Llama-8B.jinja": ("unknown", "", "", False),
+    "deepseek-ai-DeepSeek-R1-Distill-Llama-8B.jinja": ("deepseek-r1", "<｜begin▁of▁sentence｜>",
+                                                       "<｜end▁of▁sentence｜>", False),
     "Qwen-Qwen3-0.6B.jinja": ("unknown", "", "<|im_end|>", False),
     "meetkai-functionary-medium-v3.2.jinja": ("unknown", "<|begin_of_text|>", "<|eot_id|>", False),
 }
@@ -55,6 +56,7 @@ CONVERSATIONS = [
     [(S, "only a system message")],
     [(U, "a"), (S, "late system"), (U, "b")],
     [(U, "")],
+    [(S, "first system"), (U, "q"), (A, "<think>\nhmm\n</think>\n\nAnswer"), (S, "second system"), (U, "next")],
 ]
 
 
