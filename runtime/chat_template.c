@@ -22,6 +22,7 @@ struct pz_chat_format {
     int l3_today;          // llama3: the template takes today's date (strftime_now)
     char *date;            // llama3: the date written ("26 Jul 2024" in 3.1), or NULL for today
     int gemma_bos;         // gemma: the template starts with bos_token
+    int gemma3;            // gemma: Gemma 3's system prefix on the first turn
     const char *end[3];
 };
 
@@ -152,6 +153,7 @@ pz_chat_format *pz_chat_format_new(const char *tmpl, const char *name, const cha
     case PZ_CHAT_GEMMA:
         f->end[0] = "<end_of_turn>";
         f->gemma_bos = !tmpl || has(tmpl, "bos_token");
+        f->gemma3 = tmpl && has(tmpl, "first_user_prefix");
         break;
     case PZ_CHAT_PHI3:
         f->end[0] = "<|end|>";
@@ -425,11 +427,19 @@ static int mistral(const pz_chat_format *f, obuf *b, const pz_chat_msg *m, int n
 // gemma-7b-it / gemma-2-*-it: [bos_token]; a system message raises (folded here); roles
 // must alternate; '<start_of_turn>' + ('model' for assistant, else the role) +
 // '\n' + content | trim + '<end_of_turn>\n'; then '<start_of_turn>model\n'.
+// gemma-3-*-it: the same, but a leading system message becomes first_user_prefix
+// (its content + '\n\n', untrimmed) written before the first remaining turn's content.
 static int gemma(const pz_chat_format *f, obuf *b, const pz_chat_msg *m, int n, int gen, char *err) {
     pz_chat_msg first;
-    char *owned;
-    const pz_chat_msg *rest = fold_system(m, &n, &first, &owned);
-    if (!rest) return pz_err(err, "chat template: out of memory");
+    char *owned = NULL;
+    const char *prefix = NULL;  // Gemma 3: first_user_prefix
+    const pz_chat_msg *rest;
+    if (f->gemma3) {
+        rest = m;
+        if (n > 0 && is_role(&m[0], "system")) prefix = content(&m[0]), rest++, n--;
+    } else if (!(rest = fold_system(m, &n, &first, &owned))) {
+        return pz_err(err, "chat template: out of memory");
+    }
     int rc = 0;
     for (int i = 0; i < n && !rc; i++)
         if (is_role((i == 0 && owned) ? &first : &rest[i], "user") != (i % 2 == 0))
@@ -441,6 +451,10 @@ static int gemma(const pz_chat_format *f, obuf *b, const pz_chat_msg *m, int n, 
             put(b, "<start_of_turn>");
             put(b, is_role(x, "assistant") ? "model" : (x->role ? x->role : ""));
             put(b, "\n");
+            if (i == 0 && prefix) {
+                put(b, prefix);
+                put(b, "\n\n");
+            }
             put_strip(b, content(x));
             put(b, "<end_of_turn>\n");
         }

@@ -17,7 +17,7 @@
 //            "Today Date" lines
 //   llama2   Llama-2-chat: <s>[INST] <<SYS>>\nSYSTEM\n<</SYS>>\n\nUSER [/INST] ANSWER </s>
 //   mistral  Mistral-7B-Instruct v0.1/v0.2: <s>[INST] USER [/INST]ANSWER</s>
-//   gemma    Gemma 1/2: <start_of_turn>user\n...<end_of_turn>\n, assistant as "model"
+//   gemma    Gemma 1/2/3: <start_of_turn>user\n...<end_of_turn>\n, assistant as "model"
 //   phi3     Phi-3/3.5: <|user|>\n...<|end|>\n
 //   zephyr   Zephyr/TinyLlama: <|user|>\n...</s>\n
 //   deepseek-r1  DeepSeek-R1-Distill (Llama, Qwen): <｜begin▁of▁sentence｜>SYSTEM<｜User｜>...
@@ -26,7 +26,7 @@
 // Where the real template refuses a conversation by raising an exception,
 // the renderer fails with the template's message (roles not alternating
 // user/assistant), except for a leading system message, which mistral and
-// gemma fold into the first user message's content ("SYSTEM\n\nUSER", as
+// gemma 1/2 fold into the first user message's content ("SYSTEM\n\nUSER", as
 // Gemma 3's template and llama.cpp do) instead of refusing.
 //
 // Errors: err (PZ_ERRLEN bytes, may be NULL) gets one line.

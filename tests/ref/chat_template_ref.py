@@ -31,6 +31,7 @@ TEMPLATES = {
     "mistralai-Mistral-7B-Instruct-v0.2.jinja": ("mistral", "<s>", "</s>", True),
     "google-gemma-7b-it.jinja": ("gemma", "<bos>", "<eos>", True),
     "google-gemma-2-2b-it.jinja": ("gemma", "<bos>", "<eos>", True),
+    "google-gemma-3-it.jinja": ("gemma", "<bos>", "<eos>", False),
     "microsoft-Phi-3.5-mini-instruct.jinja": ("phi3", "<s>", "<|endoftext|>", False),
     "HuggingFaceH4-zephyr-7b-beta.jinja": ("zephyr", "<s>", "</s>", False),
     # templates of other layouts: puzzle must not claim them
