@@ -102,23 +102,14 @@ int pz_cmd_generate(int argc, char **argv) {
     if (chat) {
         const char *roles[2] = {"system", "user"}, *contents[2] = {system_msg, prompt};
         int off = system_msg ? 0 : 1;
-        text = pz_tokenizer_chat(tok, roles + off, contents + off, 2 - off, 1);
-    } else {
-        text = strdup(prompt);
+        if (!(text = pz_tokenizer_chat_render(tok, roles + off, contents + off, 2 - off, 1, err))) goto fail;
+    } else if (!(text = strdup(prompt))) {
+        pz_err(err, "out of memory");
+        goto fail;
     }
-    int n_prompt = pz_tokenizer_encode(tok, text, strlen(text), 1, &ids, err);
+    // special tokens parsed, BOS when the model wants it and the text does not start with it
+    int n_prompt = pz_tokenizer_encode_prompt(tok, text, strlen(text), &ids, err);
     if (n_prompt < 0) goto fail;
-    if (pz_tokenizer_add_bos(tok) && pz_tokenizer_bos(tok) >= 0 && (n_prompt == 0 || ids[0] != pz_tokenizer_bos(tok))) {
-        int32_t *b = realloc(ids, (size_t)(n_prompt + 1) * sizeof *ids);
-        if (!b) {
-            pz_err(err, "out of memory");
-            goto fail;
-        }
-        ids = b;
-        memmove(ids + 1, ids, (size_t)n_prompt * sizeof *ids);
-        ids[0] = pz_tokenizer_bos(tok);
-        n_prompt++;
-    }
     if (n_prompt == 0) {
         pz_err(err, "the prompt is empty after tokenization");
         goto fail;
@@ -159,13 +150,17 @@ int pz_cmd_generate(int argc, char **argv) {
 
     pz_sampler smp = pz_sampler_init((float)temp, (float)top_p, (uint64_t)seed);
     pz_utf8_stream us = {0};
-    int eos = pz_tokenizer_eos(tok), im_end = pz_tokenizer_find(tok, "<|im_end|>");
+    int32_t stops[8];  // EOS, and with --chat the template's end-of-turn tokens
+    int n_stops = chat ? pz_tokenizer_chat_stop_ids(tok, stops, 8) : 0;
+    if (!chat && pz_tokenizer_eos(tok) >= 0) stops[n_stops++] = pz_tokenizer_eos(tok);
     int n_done = 0, slot = 0;
     double t2 = pz_now();
     while (n_done < n_gen && !interrupted) {
         int32_t next = pz_sampler_sample_scratch(&smp, logits, vocab, scratch);
         n_done++;
-        if (!ignore_eos && (next == eos || (chat && next == im_end))) break;
+        int stop = 0;
+        for (int k = 0; k < n_stops; k++) stop |= next == stops[k];
+        if (!ignore_eos && stop) break;
         char piece[256];
         size_t np = pz_tokenizer_stream(tok, &us, next, 1, piece, sizeof piece);
         fwrite(piece, 1, np, stdout);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "chat_template.h"
 #include "cli.h"
 #include "common.h"
 #include "engine.h"
@@ -36,6 +37,9 @@ void pz_usage_serve(FILE *out) {
             "  --timeout S       idle/stalled connection timeout, seconds (default 30)\n"
             "  --drain S         on SIGTERM, seconds to let accepted requests finish (default 60)\n"
             "  --name NAME       model id in /v1/models and responses (default: MODEL's file name)\n"
+            "  --chat-template F chat format: chatml, llama3, llama2, mistral, gemma, phi3, zephyr,\n"
+            "                    deepseek-r1\n"
+            "                    (default: recognized from the model's template; chatml without one)\n"
             "  --dtype f32|bf16|fp8  weight type in memory (default bf16; fp8: e4m3 with tensor\n"
             "                    scales, an FP8 checkpoint as stored or quantized at load, docs/FP8.md)\n"
             "  --kv-dtype f32|bf16|fp8  KV cache element type (default f32; fp8 with the\n"
@@ -45,6 +49,7 @@ void pz_usage_serve(FILE *out) {
 
 int pz_cmd_serve(int argc, char **argv) {
     const char *path = NULL, *host = "127.0.0.1", *api_key = getenv("PUZZLE_API_KEY"), *name = NULL;
+    const char *chat_template = NULL;
     long port = 8080, threads = 0, max_seqs = 32, kv_tokens = 0, ctx = 0, queue = 256, timeout = 30, drain = 60;
     pz_dt wtype = PZ_DT_BF16, kvt = PZ_DT_F32;
     pz_backend_kind device = PZ_BACKEND_CPU;
@@ -72,6 +77,8 @@ int pz_cmd_serve(int argc, char **argv) {
             if (!(api_key = pz_arg_value(cmd, argc, argv, &i))) return PZ_EXIT_USAGE;
         } else if (!strcmp(a, "--name")) {
             if (!(name = pz_arg_value(cmd, argc, argv, &i))) return PZ_EXIT_USAGE;
+        } else if (!strcmp(a, "--chat-template")) {
+            if (!(chat_template = pz_arg_value(cmd, argc, argv, &i))) return PZ_EXIT_USAGE;
         } else if (!strcmp(a, "--kv-dtype")) {
             if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_wtype(cmd, v, &kvt)) return PZ_EXIT_USAGE;
         } else if (!strcmp(a, "--dtype")) {
@@ -127,6 +134,13 @@ int pz_cmd_serve(int argc, char **argv) {
             host, strchr(host, ':') ? "]" : "", pz_server_port(sv), path);
     double t0 = pz_now();
     if (!(tok = pz_tokenizer_load(path, err))) goto fail;
+    // a template of no known family is refused here, not rendered as something else
+    if (chat_template ? pz_tokenizer_set_chat_format(tok, chat_template, err) != 0 : !pz_tokenizer_chat_format(tok)) {
+        if (!chat_template)
+            pz_err(err, "%s: the model's chat template is of no family puzzle renders; name one with "
+                   "--chat-template (%s)", path, pz_chat_family_list());
+        goto fail;
+    }
     if (!(m = pz_model_load(path, wtype, err))) goto fail;
     if (pz_tokenizer_vocab_size(tok) > m->cfg.vocab) {
         pz_err(err, "%s: tokenizer has %d tokens but the model's vocabulary is %d", path, pz_tokenizer_vocab_size(tok),
@@ -161,9 +175,10 @@ int pz_cmd_serve(int argc, char **argv) {
     pz_engine_kv_stats(e, &st);
     fprintf(stderr,
             "puzzle serve: ready in %.1f s: %s (%s weights, %s), %d sequences, context %d, KV pool %d pages x %d tokens "
-            "(%.1f MiB)\n",
+            "(%.1f MiB), chat format %s\n",
             pz_now() - t0, model_name, pz_dt_name(wtype), pz_backend_kind_name(device), pz_engine_n_slots(e),
-            pz_engine_max_ctx(e), st.pages_total, st.page_tokens, pz_engine_kv_bytes(e) / 1048576.0);
+            pz_engine_max_ctx(e), st.pages_total, st.page_tokens, pz_engine_kv_bytes(e) / 1048576.0,
+            pz_chat_family_name(pz_chat_format_family(pz_tokenizer_chat_format(tok))));
     while (!pz_stop_signal) {
         struct timespec ts = {0, 50 * 1000000L};
         nanosleep(&ts, NULL);

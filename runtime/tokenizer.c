@@ -6,6 +6,7 @@
 #include "tokenizer_impl.h"
 #include "common.h"
 #include "tokenizer_unicode.h"
+#include "chat_template.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -367,20 +368,13 @@ static pcre2_code *compile_numeric(int run, char *err) {
     return re;
 }
 
-// Finds the text of the system turn that a ChatML template inserts when the
-// first message is not a system one (SmolLM2: "You are a helpful AI assistant
-// named SmolLM, trained by Hugging Face").
-char *tok_template_default_system(const char *tmpl) {
-    if (!strstr(tmpl, "!= 'system'") && !strstr(tmpl, "!= \"system\"")) return NULL;
-    const char *p = strstr(tmpl, "<|im_start|>system");
-    if (!p) return NULL;
-    p += strlen("<|im_start|>system");
-    if (*p == '\n') p++;
-    else if (p[0] == '\\' && p[1] == 'n') p += 2;
-    else return NULL;
-    const char *e = strstr(p, "<|im_end|>");
-    if (!e || memchr(p, '\'', (size_t)(e - p)) || memchr(p, '{', (size_t)(e - p))) return NULL;
-    return strndup(p, (size_t)(e - p));
+int tok_chat_init(pz_tokenizer *t) {
+    const char *bos = t->bos >= 0 ? pz_tokenizer_piece(t, t->bos) : NULL;
+    const char *eos = t->eos >= 0 ? pz_tokenizer_piece(t, t->eos) : NULL;
+    pz_chat_format_free(t->chat_fmt);
+    t->chat_fmt = NULL;
+    if (t->chat_template && pz_chat_detect(t->chat_template) == PZ_CHAT_UNKNOWN) return 0;
+    return (t->chat_fmt = pz_chat_format_new(t->chat_template, NULL, bos, eos, NULL)) ? 0 : -1;
 }
 
 int tok_finish(pz_tokenizer *t, char *err) {
@@ -401,35 +395,65 @@ int tok_finish(pz_tokenizer *t, char *err) {
     for (int b = 0; b < 256; b++) n_bytes += t->byte_id[b] >= 0;
     if (n_bytes < 128)  // SmolLM2 has 235
         return pz_err(err, "tokenizer: only %d of the 256 byte symbols are tokens (not a byte-level BPE vocabulary)", n_bytes);
-    if (t->chat_template) t->default_system = tok_template_default_system(t->chat_template);
+    if (tok_chat_init(t)) return pz_err(err, "tokenizer: out of memory");
     return 0;
 }
 
-// ---- chat --------------------------------------------------------------------
+// ---- chat and prompts ---------------------------------------------------------
 
-static void sb_turn(strbuf *b, const char *role, const char *content) {
-    sb_put(b, "<|im_start|>");
-    sb_put(b, role ? role : "");
-    sb_put(b, "\n");
-    sb_put(b, content ? content : "");
-    sb_put(b, "<|im_end|>\n");
+int pz_tokenizer_set_chat_format(pz_tokenizer *t, const char *name, char *err) {
+    if (!name) return tok_chat_init(t) ? pz_err(err, "tokenizer: out of memory") : 0;
+    const char *bos = t->bos >= 0 ? pz_tokenizer_piece(t, t->bos) : NULL;
+    const char *eos = t->eos >= 0 ? pz_tokenizer_piece(t, t->eos) : NULL;
+    pz_chat_format *f = pz_chat_format_new(t->chat_template, name, bos, eos, err);
+    if (!f) return -1;
+    pz_chat_format_free(t->chat_fmt);
+    t->chat_fmt = f;
+    return 0;
 }
 
-char *pz_tokenizer_chat(const pz_tokenizer *t, const char *const *roles,
-                        const char *const *contents, int n, int add_generation_prompt) {
-    strbuf b = {0};
-    sb_put(&b, "");
-    for (int i = 0; i < n; i++) {
-        if (i == 0 && t->default_system && (!roles[0] || strcmp(roles[0], "system") != 0))
-            sb_turn(&b, "system", t->default_system);
-        sb_turn(&b, roles[i], contents[i]);
-    }
-    if (add_generation_prompt) sb_put(&b, "<|im_start|>assistant\n");
-    if (b.oom) {
-        free(b.p);
+const pz_chat_format *pz_tokenizer_chat_format(const pz_tokenizer *t) { return t->chat_fmt; }
+
+char *pz_tokenizer_chat_render(const pz_tokenizer *t, const char *const *roles, const char *const *contents,
+                               int n, int add_generation_prompt, char *err) {
+    if (!t->chat_fmt) {
+        pz_err(err, "the model's chat template is of no family puzzle renders (%s)", pz_chat_family_list());
         return NULL;
     }
-    return b.p;
+    pz_chat_msg stack[16] = {{0}}, *m = n <= 16 ? stack : malloc((size_t)n * sizeof *m);
+    if (!m) {
+        pz_err(err, "tokenizer: out of memory");
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) m[i] = (pz_chat_msg){roles[i], contents[i]};
+    char *s = pz_chat_render(t->chat_fmt, m, n, add_generation_prompt, err);
+    if (m != stack) free(m);
+    return s;
+}
+
+int pz_tokenizer_chat_stop_ids(const pz_tokenizer *t, int32_t *ids, int cap) {
+    int n = 0;
+    if (t->eos >= 0 && n < cap) ids[n++] = t->eos;
+    for (const char *const *p = t->chat_fmt ? pz_chat_end_pieces(t->chat_fmt) : NULL; p && *p && n < cap; p++) {
+        int32_t id = pz_tokenizer_find(t, *p);
+        if (id >= 0 && id != t->eos) ids[n++] = id;
+    }
+    return n;
+}
+
+int pz_tokenizer_encode_prompt(const pz_tokenizer *t, const char *text, size_t len, int32_t **ids, char *err) {
+    int n = pz_tokenizer_encode(t, text, len, 1, ids, err);
+    if (n < 0 || !pz_tokenizer_add_bos(t) || (n > 0 && (*ids)[0] == t->bos)) return n;
+    int32_t *b = realloc(*ids, (size_t)(n + 1) * sizeof *b);
+    if (!b) {
+        free(*ids);
+        *ids = NULL;
+        return pz_err(err, "tokenizer: out of memory");
+    }
+    memmove(b + 1, b, (size_t)n * sizeof *b);
+    b[0] = t->bos;
+    *ids = b;
+    return n + 1;
 }
 
 void pz_tokenizer_free(pz_tokenizer *t) {
@@ -454,7 +478,7 @@ void pz_tokenizer_free(pz_tokenizer *t) {
     pcre2_code_free(t->re_digit);
     pcre2_code_free(t->re_digits);
     free(t->chat_template);
-    free(t->default_system);
+    pz_chat_format_free(t->chat_fmt);
     free(t);
 }
 

@@ -93,16 +93,33 @@ size_t pz_tokenizer_stream(const pz_tokenizer *t, pz_utf8_stream *s, int32_t id,
 // incomplete character) and resets s. Returns the number written.
 size_t pz_tokenizer_stream_flush(pz_utf8_stream *s, char *out, size_t cap);
 
-// ChatML: renders messages (roles[i], contents[i]) as the model's chat
-// prompt: `<|im_start|>ROLE\nCONTENT<|im_end|>\n` per message, then
-// `<|im_start|>assistant\n` when add_generation_prompt. When the model's
-// template inserts a default system turn before a first message that is not
-// a system one (SmolLM2: "You are a helpful AI assistant named SmolLM,
-// trained by Hugging Face"), so does this. Other template logic is not
-// interpreted. Returns a malloc'ed string (caller frees), NULL when out of
-// memory.
-char *pz_tokenizer_chat(const pz_tokenizer *t, const char *const *roles,
-                        const char *const *contents, int n, int add_generation_prompt);
+// Chat prompts in the model's format (runtime/chat_template.h): the family
+// of the model's Jinja template is recognized at load; a model without a
+// template gets chatml; a template of no known family leaves no format
+// (pz_tokenizer_chat_format is NULL) until one is named.
+struct pz_chat_format;
+// Names the family (chatml, llama3, ...; NULL: back to the model's own).
+// Call before t is shared between threads. 0, or -1 with err (unknown name).
+int pz_tokenizer_set_chat_format(pz_tokenizer *t, const char *name, char *err);
+// The format in use (owned by t), or NULL.
+const struct pz_chat_format *pz_tokenizer_chat_format(const pz_tokenizer *t);
+// Renders messages (roles[i], contents[i]) as the chat prompt, ending with the
+// assistant's opening when add_generation_prompt. The text holds the special
+// tokens' strings (BOS included when the template writes it): encode it with
+// pz_tokenizer_encode_prompt. Returns a malloc'ed string (caller frees), or
+// NULL with err (no format, roles the template refuses, out of memory).
+char *pz_tokenizer_chat_render(const pz_tokenizer *t, const char *const *roles, const char *const *contents,
+                               int n, int add_generation_prompt, char *err);
+// The tokens that end an assistant turn: EOS and the format's end-of-turn
+// tokens that are in the vocabulary (<|im_end|>, <|eot_id|>, ...). Writes at
+// most cap ids; returns the count.
+int pz_tokenizer_chat_stop_ids(const pz_tokenizer *t, int32_t *ids, int cap);
+// A text prompt's tokens as a model expects them: special-token strings
+// parsed, then BOS prepended when pz_tokenizer_add_bos and the text does not
+// already start with it (a rendered chat whose template writes bos_token), so
+// never twice. (A prompt given as token ids is used verbatim instead.) Same
+// contract as pz_tokenizer_encode.
+int pz_tokenizer_encode_prompt(const pz_tokenizer *t, const char *text, size_t len, int32_t **ids, char *err);
 
 // Writes tokenizer.json and tokenizer_config.json into dir (which must exist),
 // for realized children and test models. The Hugging Face `tokenizers`

@@ -123,7 +123,11 @@ pz_tokenizer *pz_tokenizer_load(const char *model_path, char *err) {
             char *tmpl = pz_file_exists(b) ? pz_read_file(b, 1 << 20, &n, NULL) : NULL;
             if (tmpl) {
                 t->chat_template = tmpl;
-                t->default_system = tok_template_default_system(tmpl);
+                if (tok_chat_init(t)) {
+                    pz_tokenizer_free(t);
+                    pz_err(err, "tokenizer: out of memory");
+                    return NULL;
+                }
             }
         }
         return t;

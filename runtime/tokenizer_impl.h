@@ -90,7 +90,7 @@ struct pz_tokenizer {
     int32_t bos, eos, unk, pad;
     int add_bos, add_eos;
     char *chat_template;               // NULL if none
-    char *default_system;              // set when the template inserts one
+    struct pz_chat_format *chat_fmt;   // the template's family renderer; NULL when unrecognized
 };
 
 pz_tokenizer *tok_new(int32_t n_vocab, char *err);
@@ -214,8 +214,9 @@ static inline int merge_find(const pz_tokenizer *t, int32_t a, int32_t b, int32_
     return 1;
 }
 
-// The default system message a ChatML template inserts, or NULL (malloc'ed).
-char *tok_template_default_system(const char *tmpl);
+// (Re)makes t->chat_fmt from t->chat_template (chatml when there is none;
+// NULL when the template is of no known family). 0, or -1 when out of memory.
+int tok_chat_init(pz_tokenizer *t);
 
 // ---- read access for writers outside tokenizer*.c (runtime/gguf_write.c) -------
 

@@ -1,5 +1,6 @@
 // openai.c — request parsing and response JSON of the OpenAI API (openai.h).
 #include "openai.h"
+#include "common.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -159,8 +160,9 @@ static int parse_messages(const cJSON *root, const pz_tokenizer *tok, pz_oai_req
         i++;
     }
     if (!rc) {
-        r->text = pz_tokenizer_chat(tok, roles, (const char *const *)contents, n, 1);
-        if (!r->text) rc = pz_oai_fail(e, 500, "server_error", NULL, NULL, "out of memory");
+        char err[PZ_ERRLEN];
+        r->text = pz_tokenizer_chat_render(tok, roles, (const char *const *)contents, n, 1, err);
+        if (!r->text) rc = pz_oai_fail(e, 400, NULL, "messages", "invalid_value", "%s", err);
     }
     for (int k = 0; contents && k < n; k++) free(contents[k]);
     free(contents);

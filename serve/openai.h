@@ -52,7 +52,8 @@ typedef struct {
 } pz_oai_request;
 
 // Parses and checks a request body (len bytes, need not be NUL-terminated).
-// tok renders chat messages (pz_tokenizer_chat) and bounds token ids.
+// tok renders chat messages (pz_tokenizer_chat_render: a conversation its
+// format refuses is a 400 on messages) and bounds token ids.
 // Returns 0, or -1 with e filled (status 400). r is zeroed first and owns
 // its strings; free with pz_oai_request_free (also after a failure).
 int pz_oai_parse(const char *body, size_t len, int chat, const pz_tokenizer *tok, pz_oai_request *r,

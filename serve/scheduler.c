@@ -73,7 +73,9 @@ struct pz_sched {
     pz_job *queue, *running;    // singly linked; queue in arrival order (preempted first)
     int n_queued;
     int n_slots, *slot_used;
-    int vocab, max_ctx, eos, im_end;
+    int vocab, max_ctx, eos;
+    int32_t chat_stop[8];       // EOS and the chat format's end-of-turn tokens
+    int n_chat_stop;
     long long order, next_id;
     float *logits;              // (n_slots, vocab)
     void *scratch;              // sampler scratch
@@ -323,7 +325,9 @@ static void take_token(pz_sched *s, pz_job *j, seq *q, const float *logits) {
     }
     q->t_last = now;
     if (!j->r.stream) lp = NULL;  // kept in q->lp for the body
-    if (t == s->eos || (j->r.chat && t == s->im_end)) {
+    int stop = t == s->eos;
+    for (int k = 0; j->r.chat && k < s->n_chat_stop; k++) stop |= t == s->chat_stop[k];
+    if (stop) {
         if (lp) emit_text(j, q, "", 0, lp, NULL);
         seq_done(s, j, q, "stop", 1);
         return;
@@ -658,7 +662,7 @@ pz_sched *pz_sched_create(pz_engine *e, const pz_tokenizer *tok, pz_metrics *m, 
     s->vocab = pz_engine_model(e)->cfg.vocab;
     s->max_ctx = pz_engine_max_ctx(e);
     s->eos = pz_tokenizer_eos(tok);
-    s->im_end = pz_tokenizer_find(tok, "<|im_end|>");
+    s->n_chat_stop = pz_tokenizer_chat_stop_ids(tok, s->chat_stop, 8);
     s->slot_used = calloc((size_t)s->n_slots, sizeof *s->slot_used);
     s->logits = malloc((size_t)s->n_slots * (size_t)s->vocab * sizeof *s->logits);
     s->scratch = malloc(pz_sampler_scratch_bytes(s->vocab));

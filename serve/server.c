@@ -161,24 +161,11 @@ static enum MHD_Result completion(pz_server *sv, conn_ctx *x, int chat) {
         r.ids = NULL;
     } else {
         char err[PZ_ERRLEN];
-        n_ids = pz_tokenizer_encode(sv->tok, r.text, strlen(r.text), 1, &ids, err);
+        n_ids = pz_tokenizer_encode_prompt(sv->tok, r.text, strlen(r.text), &ids, err);  // BOS as the model wants
         if (n_ids < 0) {
             pz_oai_fail(&e, 400, NULL, chat ? "messages" : "prompt", "invalid_value", "%s", err);
             pz_oai_request_free(&r);
             return send_error(sv, c, &e);
-        }
-        int bos = pz_tokenizer_bos(sv->tok);  // as `puzzle generate`
-        if (pz_tokenizer_add_bos(sv->tok) && bos >= 0 && (n_ids == 0 || ids[0] != bos)) {
-            int32_t *b = realloc(ids, (size_t)(n_ids + 1) * sizeof *ids);
-            if (!b) {
-                free(ids);
-                pz_oai_request_free(&r);
-                return fail(sv, c, 500, "server_error", NULL, "out of memory");
-            }
-            ids = b;
-            memmove(ids + 1, ids, (size_t)n_ids * sizeof *ids);
-            ids[0] = bos;
-            n_ids++;
         }
     }
     pz_job *j = pz_sched_submit(sv->sched, &r, ids, n_ids, &e);

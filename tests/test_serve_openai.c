@@ -173,6 +173,17 @@ int main(void) {
     }
     tok = t;
     test_parse();
+    // a conversation the chat format refuses (Llama 2: roles must alternate) is a 400 on messages
+    CHECK(pz_tokenizer_set_chat_format(t, "llama2", err) == 0);
+    bad("{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"user\",\"content\":\"b\"}]}", 1,
+        "messages");
+    pz_oai_request r;
+    pz_oai_error e;
+    CHECK(parse("{\"messages\":[{\"role\":\"system\",\"content\":\"S\"},{\"role\":\"user\",\"content\":\"U\"}]}", 1,
+                &r, &e) == 0 &&
+          r.text && !strcmp(r.text, "<|im_start|>[INST] <<SYS>>\nS\n<</SYS>>\n\nU [/INST]"));
+    pz_oai_request_free(&r);
+    CHECK(pz_tokenizer_set_chat_format(t, NULL, err) == 0);
     test_logprobs();
     test_utf8();
     test_responses();

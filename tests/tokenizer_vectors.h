@@ -156,7 +156,7 @@ static int tv_check(const pz_tokenizer *t, const cJSON *root, const char *label)
             r[k] = cJSON_GetArrayItem(roles, k)->valuestring;
             m[k] = cJSON_GetArrayItem(contents, k)->valuestring;
         }
-        char *got = pz_tokenizer_chat(t, r, m, k, gen);
+        char *got = pz_tokenizer_chat_render(t, r, m, k, gen, NULL);
         CHECKF(got && strcmp(got, expected) == 0, "%s: chat %d differs:\n--- got\n%s\n--- want\n%s", label,
                n_chat, got ? got : "(null)", expected);
         free(got);
