@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "comm.h"
 #include "common.h"
 #include "engine.h"
 #include "model.h"
@@ -28,7 +29,9 @@ void pz_usage_generate(FILE *out) {
             "  --kv-dtype f32|bf16|fp8  KV cache element type (default f32)\n"
             "  --fp8-head          with --dtype fp8: lm_head in e4m3 too (default bf16)\n"
             "  --threads T         CPU threads (default: all cores)\n"
-            "  --ignore-eos        keep going past the end-of-sequence token\n");
+            "  --ignore-eos        keep going past the end-of-sequence token\n"
+            "  --tp N              tensor parallel over N processes started by mpirun -np N\n"
+            "                      (rank 0 prints; docs/TP.md)\n");
 }
 
 static volatile sig_atomic_t interrupted = 0;
@@ -39,7 +42,8 @@ static void on_sigint(int sig) {
 
 int pz_cmd_generate(int argc, char **argv) {
     const char *path = NULL, *prompt = NULL, *system_msg = NULL;
-    long n_gen = 128, seed = 1, threads = 0;
+    long n_gen = 128, seed = 1, threads = 0, tp = 1;
+    const char *tp_init = NULL;
     double temp = 0, top_p = 1;
     int chat = 0, ignore_eos = 0;
     pz_dt wtype = PZ_DT_BF16, kvt = PZ_DT_F32;
@@ -47,6 +51,9 @@ int pz_cmd_generate(int argc, char **argv) {
     const char *cmd = "generate";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
+        int t = pz_arg_tp(cmd, argc, argv, &i, &tp, &tp_init);
+        if (t < 0) return PZ_EXIT_USAGE;
+        if (t) continue;
         if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             if (!(prompt = pz_arg_value(cmd, argc, argv, &i))) return PZ_EXIT_USAGE;
         } else if (!strcmp(a, "--system")) {
@@ -97,7 +104,10 @@ int pz_cmd_generate(int argc, char **argv) {
     float *logits = NULL;
     void *scratch = NULL;  // sampler's candidate list, allocated once
     char *text = NULL;
+    pz_comm *comm = NULL;
+    pz_backend *tpb = NULL;
 
+    if (pz_cli_tp_open((int)tp, PZ_BACKEND_CPU, (int)threads, tp_init, &comm, &tpb, err)) goto fail;
     if (!(tok = pz_tokenizer_load(path, err))) goto fail;
     if (chat) {
         const char *roles[2] = {"system", "user"}, *contents[2] = {system_msg, prompt};
@@ -143,7 +153,13 @@ int pz_cmd_generate(int argc, char **argv) {
         goto fail;
     }
     ep.max_ctx = (int)need;
+    ep.comm = comm;
     if (!(e = pz_engine_create(m, ep, err))) goto fail;
+    if (comm && comm->rank != 0) {  // tensor parallel: the other ranks run rank 0's calls
+        if (pz_engine_follow(e, err)) goto fail;
+        rc = PZ_EXIT_OK;
+        goto done;
+    }
     int vocab = m->cfg.vocab;
     logits = malloc((size_t)vocab * sizeof(float));
     scratch = malloc(pz_sampler_scratch_bytes(vocab));
@@ -185,7 +201,10 @@ int pz_cmd_generate(int argc, char **argv) {
     rc = interrupted ? 130 : PZ_EXIT_OK;
     goto done;
 fail:
-    fprintf(stderr, "puzzle generate: %s\n", err);
+    if (comm && comm->size > 1)
+        fprintf(stderr, "puzzle generate: rank %d: %s\n", comm->rank, err);
+    else
+        fprintf(stderr, "puzzle generate: %s\n", err);
 done:
     free(logits);
     free(scratch);
@@ -194,5 +213,7 @@ done:
     pz_engine_free(e);
     pz_model_free(m);
     pz_tokenizer_free(tok);
+    pz_comm_free(comm);
+    if (tpb) pz_backend_free(tpb);
     return rc;
 }
