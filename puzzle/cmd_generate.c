@@ -30,8 +30,10 @@ void pz_usage_generate(FILE *out) {
             "  --fp8-head          with --dtype fp8: lm_head in e4m3 too (default bf16)\n"
             "  --threads T         CPU threads (default: all cores)\n"
             "  --ignore-eos        keep going past the end-of-sequence token\n"
-            "  --tp N              tensor parallel over N processes started by mpirun -np N\n"
-            "                      (rank 0 prints; docs/TP.md)\n");
+            "  --device cpu|cuda   where the engine runs (default cpu)\n"
+            "  --tp N              tensor parallel over N processes, one per rank (CPU: mpirun -np N;\n"
+            "                      CUDA: one per GPU with --tp-init file:PATH|tcp:HOST:PORT); rank 0\n"
+            "                      prints (docs/TP.md)\n");
 }
 
 static volatile sig_atomic_t interrupted = 0;
@@ -47,6 +49,7 @@ int pz_cmd_generate(int argc, char **argv) {
     double temp = 0, top_p = 1;
     int chat = 0, ignore_eos = 0;
     pz_dt wtype = PZ_DT_BF16, kvt = PZ_DT_F32;
+    pz_backend_kind device = PZ_BACKEND_CPU;
     int head8 = 0;
     const char *cmd = "generate";
     for (int i = 1; i < argc; i++) {
@@ -78,6 +81,12 @@ int pz_cmd_generate(int argc, char **argv) {
             if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_wtype(cmd, v, &kvt)) return PZ_EXIT_USAGE;
         } else if (!strcmp(a, "--dtype")) {
             if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_wtype(cmd, v, &wtype)) return PZ_EXIT_USAGE;
+        } else if (!strcmp(a, "--device")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i))) return PZ_EXIT_USAGE;
+            if (pz_backend_kind_parse(v, &device)) {
+                fprintf(stderr, "puzzle generate: --device wants cpu or cuda, got '%s'\n", v);
+                return PZ_EXIT_USAGE;
+            }
         } else if (!strcmp(a, "--chat")) chat = 1;
         else if (!strcmp(a, "--ignore-eos")) ignore_eos = 1;
         else if (a[0] == '-') {
@@ -107,7 +116,7 @@ int pz_cmd_generate(int argc, char **argv) {
     pz_comm *comm = NULL;
     pz_backend *tpb = NULL;
 
-    if (pz_cli_tp_open((int)tp, PZ_BACKEND_CPU, (int)threads, tp_init, &comm, &tpb, err)) goto fail;
+    if (pz_cli_tp_open((int)tp, device, (int)threads, tp_init, &comm, &tpb, err)) goto fail;
     if (!(tok = pz_tokenizer_load(path, err))) goto fail;
     if (chat) {
         const char *roles[2] = {"system", "user"}, *contents[2] = {system_msg, prompt};
@@ -154,6 +163,7 @@ int pz_cmd_generate(int argc, char **argv) {
     }
     ep.max_ctx = (int)need;
     ep.comm = comm;
+    ep.backend = device;
     if (!(e = pz_engine_create(m, ep, err))) goto fail;
     if (comm && comm->rank != 0) {  // tensor parallel: the other ranks run rank 0's calls
         if (pz_engine_follow(e, err)) goto fail;
