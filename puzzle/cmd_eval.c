@@ -93,7 +93,9 @@ typedef struct {
 
 static int load(const char *path, pz_dt wtype, int act_fp8, pz_dt kvt, int head8, int ctx, int threads,
                 pz_comm *comm, loaded *out, char *err) {
-    if (!(out->m = pz_model_load(path, wtype, err))) return -1;
+    if (!(out->m = comm ? pz_model_load_shard(path, wtype, comm->size, comm->rank, PZ_ENGINE_TP_ALIGN, err)
+                        : pz_model_load(path, wtype, err)))
+        return -1;
     if (head8 && pz_model_e4m3_head(out->m, err)) return -1;
     pz_engine_params ep = pz_engine_default_params();
     ep.act_fp8 = act_fp8;

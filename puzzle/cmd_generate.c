@@ -143,7 +143,10 @@ int pz_cmd_generate(int argc, char **argv) {
         goto fail;
     }
     double t0 = pz_now();
-    if (!(m = pz_model_load(path, wtype, err))) goto fail;
+    // Tensor parallel: each rank reads only its shard of the weights.
+    if (!(m = comm ? pz_model_load_shard(path, wtype, comm->size, comm->rank, PZ_ENGINE_TP_ALIGN, err)
+                   : pz_model_load(path, wtype, err)))
+        goto fail;
     if (head8 && pz_model_e4m3_head(m, err)) goto fail;
     double t_load = pz_now() - t0;
     if (pz_tokenizer_vocab_size(tok) > m->cfg.vocab) {

@@ -147,7 +147,9 @@ int pz_cmd_serve(int argc, char **argv) {
                 strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", pz_server_port(sv), path);
     double t0 = pz_now();
     if (!(tok = pz_tokenizer_load(path, err))) goto fail;
-    if (!(m = pz_model_load(path, wtype, err))) goto fail;
+    if (!(m = comm ? pz_model_load_shard(path, wtype, comm->size, comm->rank, PZ_ENGINE_TP_ALIGN, err)
+                   : pz_model_load(path, wtype, err)))  // tensor parallel: only this rank's shard
+        goto fail;
     if (pz_tokenizer_vocab_size(tok) > m->cfg.vocab) {
         pz_err(err, "%s: tokenizer has %d tokens but the model's vocabulary is %d", path, pz_tokenizer_vocab_size(tok),
                m->cfg.vocab);

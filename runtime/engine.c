@@ -187,7 +187,7 @@ static int prep(pz_engine *e, pz_weight *w, const pz_mat *first, int rows, char 
 
 // ---- tensor-parallel shards ---------------------------------------------------
 // FFN channels are dealt in units of TP_ALIGN (tp_plan.h: FP8 products stay legal).
-#define TP_ALIGN 16
+#define TP_ALIGN PZ_ENGINE_TP_ALIGN
 
 // Rows [r0, r0+n) of a as a matrix at dst (copied there when copy is set).
 static pz_mat slice_rows(const pz_mat *a, int r0, int n, char *dst, int copy) {
@@ -383,7 +383,16 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
             goto fail;
         }
         if (pz_tp_check(c, e->tp, err)) goto fail;
+        if (m->tp > 1 && (m->tp != e->tp || m->tp_rank != e->rank || m->tp_align != TP_ALIGN)) {
+            pz_err(err, "engine: the model is the shard of rank %d of %d (align %d), the engine rank %d of %d "
+                   "(align %d)", m->tp_rank, m->tp, m->tp_align, e->rank, e->tp, TP_ALIGN);
+            goto fail;
+        }
         e->b = p.comm->b;
+    } else if (m->tp > 1) {
+        pz_err(err, "engine: the model is a tensor-parallel shard (rank %d of %d): it needs params.comm",
+               m->tp_rank, m->tp);
+        goto fail;
     } else {
         e->own_b = 1;
         if (!(e->b = pz_backend_create(p.backend, p.n_threads, err))) goto fail;
@@ -395,9 +404,11 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
     }
     e->p.n_threads = b->n_threads;
     e->R = p.max_batch > p.n_slots ? p.max_batch : p.n_slots;
-    // Tensor parallel: no upload of the whole arena; the replicated tensors
-    // are uploaded one by one (dev_ptr), the shards from e->shard.
-    if (e->tp == 1 && m->arena && m->arena_bytes &&
+    // Tensor parallel from a whole model: no upload of the whole arena; the
+    // replicated tensors are uploaded one by one (dev_ptr), the slices from
+    // e->shard. A model loaded as this rank's shard is uploaded as it is.
+    const int slice = e->tp > 1 && m->tp == 1;
+    if (!slice && m->arena && m->arena_bytes &&
         !(e->warena = b->upload_weights(b, m->arena, m->arena_bytes, err)))
         goto fail;
     int hd = c->head_dim, max_kv = 0, max_ff = 0;
@@ -429,7 +440,7 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
                 free(plan);
                 goto fail;
             }
-            shard_layer(m, l, &plan[l], NULL, &shard_bytes, &lw);
+            if (slice) shard_layer(m, l, &plan[l], NULL, &shard_bytes, &lw);
         }
         if (shard_bytes && !(e->shard = aligned_alloc(64, shard_bytes))) {
             free(plan);
@@ -445,7 +456,7 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
         el->n_q = c->n_head, el->n_kv = s->n_kv, el->n_ff = s->n_ff;
         if (plan) {
             const pz_tp_layer *P = &plan[l];
-            shard_layer(m, l, P, e->shard, &shard_off, &lw);
+            if (slice) shard_layer(m, l, P, e->shard, &shard_off, &lw);
             if (P->attn_mode == PZ_TP_SHARDED) el->n_q = P->n_q, el->n_kv = P->n_kv, el->attn_ar = 1;
             if (P->ffn_mode == PZ_TP_SHARDED) el->n_ff = P->n_ff, el->ffn_ar = 1;
             if (el->ffn_ar && el->n_ff == 0 && e->rank != 0) zero_ffn = 1;

@@ -33,7 +33,10 @@
 // Tensor parallelism (params.comm with more than one rank): every rank
 // builds an engine over its share of the model (runtime/tp_plan.h, the
 // Megatron split): q/k/v and gate/up rows and o_proj/down_proj columns of
-// the sharded sub-blocks, copied out of the model at create; its KV pools
+// the sharded sub-blocks. The model is either this rank's shard
+// (pz_model_load_shard with align PZ_ENGINE_TP_ALIGN: never whole in this
+// process), used as it is, or the whole model, whose slices the engine
+// copies out at create (the caller may not free it early); its KV pools
 // hold only its own KV heads. The partial o/down products are summed over
 // the ranks by one fp32 all-reduce per sharded sub-block (rank 0 adds the
 // residual, the others contribute their partial alone). Replicated
@@ -59,6 +62,10 @@
 #include "model.h"
 
 struct pz_comm;
+
+// FFN channels are dealt to tensor-parallel ranks in units of this many
+// (runtime/tp_plan.h; 16 keeps FP8 products legal).
+#define PZ_ENGINE_TP_ALIGN 16
 
 typedef struct {
     int n_threads;     // 0: all cores (omp_get_num_procs)

@@ -8,7 +8,9 @@
 # shares). Rank 0 compares every call's logits (prefill, batched decode of
 # 2 and 3 slots, a fork, a prefix hit) with a one-rank engine: fp32
 # weights, tolerance 2e-5 of the largest logit (only the order of fp32 sums
-# differs). A perturbed rank must be caught. Skipped (exit 77) only when
+# differs). The models are built in memory (the engine slices them) and
+# read back from Hugging Face and GGUF files as per-rank shards
+# (pz_model_load_shard). A perturbed rank must be caught. Skipped (exit 77) only when
 # mpirun is not installed (scripts/install_deps.sh installs openmpi-bin).
 set -u
 . "$(dirname "$0")/lib.sh"
@@ -23,10 +25,12 @@ run() {
   OMP_NUM_THREADS=1 ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
       mpirun "${MPIARGS[@]}" -x ASAN_OPTIONS "$TP" "$@"
 }
-run >log 2>&1; rc=$?
+mkdir models
+run models >log 2>&1; rc=$?
 cat log
 check "two ranks match one within the tolerance" '[ $rc -eq 0 ] && grep -q "2 rank(s)" log && grep -q "ok$" log'
-check "three models, ten calls each, compared" '[ "$(grep -c "max|diff|" log)" -eq 30 ]'
+check "seven cases, ten calls each, compared" '[ "$(grep -c "max|diff|" log)" -eq 70 ]'
+check "shards loaded from HF and GGUF files" '[ "$(grep -c "shard of rank 0" log)" -eq 4 ]'
 run --perturb >log2 2>&1; rc=$?
 check "a wrong shard on rank 1 is caught" '[ $rc -ne 0 ] && grep -q "BEYOND TOLERANCE" log2'
 "$TP" >log3 2>&1; rc=$?

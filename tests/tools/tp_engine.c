@@ -6,12 +6,17 @@
 // script: prefills with all logits, batched decodes of two and three
 // slots, a fork, a reset and a prefix attach. Rank 0 runs the same script
 // on an engine of the whole model (no comm) and compares the logits.
+// Those three models are built in memory on every rank (the engine copies
+// its slices out); with DIR, rank 0 also writes them as Hugging Face
+// directories (and variant 0 as GGUF, Q/K rows permuted), and every rank
+// loads only its shard from the file (pz_model_load_shard), which must be
+// smaller than the whole model.
 //
 // fp32 weights, so the only differences are the order of the fp32 sums
 // (the all-reduce adds the ranks' partial products); tolerance:
 // max |TP - TP1| <= 2e-5 * max(1, max |TP1|) per call.
 //
-//   tp_engine [--perturb]   exit 0: every call within the tolerance;
+//   tp_engine [--perturb] [DIR]   exit 0: every call within the tolerance;
 //                           1: some call beyond it; 2: a failure.
 // --perturb: rank 1 adds 0.05 to every weight of layer 0's down_proj
 // before building its shard, so the sum it contributes is wrong: the
@@ -107,7 +112,12 @@ done:
 }
 
 int main(int argc, char **argv) {
-    int perturb = argc > 1 && !strcmp(argv[1], "--perturb");
+    int perturb = 0;
+    const char *dir = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--perturb")) perturb = 1;
+        else dir = argv[i];
+    }
     char err[PZ_ERRLEN] = "";
     pz_backend *be = pz_backend_create(PZ_BACKEND_CPU, 0, err);
     pz_comm *comm = NULL;
@@ -118,13 +128,40 @@ int main(int argc, char **argv) {
     if (!comm && !(comm = pz_comm_single_create(be, err))) goto fail;
     int rank = comm->rank;
     if (rank == 0) printf("tp_engine: %d rank(s)%s\n", comm->size, perturb ? ", rank 1 perturbed" : "");
-    for (int k = 0; k < 3; k++) {
+    // Cases 0-2: in memory; 3-5: the same models from HF directories; 6: model 0 from GGUF.
+    int n_cases = dir ? 7 : 3;
+    for (int cs = 0; cs < n_cases; cs++) {
+        int k = cs < 6 ? cs % 3 : 0;
+        const char *src = cs < 3 ? "memory" : cs < 6 ? "hf" : "gguf";
         pz_config c;
         pz_testmodel_config(&c, k == 0 ? 0 : 1);
         if (k == 2) c.layers[4].n_ff = 8;  // one unit of channels: rank 0 of 2 holds none
-        pz_model *m = pz_testmodel_random(&c, PZ_DT_F32, 1000 + (uint64_t)k, err);
+        pz_model *m = pz_testmodel_random(&c, PZ_DT_F32, 1000 + (uint64_t)k, err), *whole = NULL;
         if (!m) goto fail;
-        if (perturb && rank == 1) {
+        if (cs >= 3) {
+            char path[1024];
+            snprintf(path, sizeof path, "%s/model%d%s", dir, k, cs < 6 ? "" : ".gguf");
+            int rc = 0;
+            if (rank == 0) rc = cs < 6 ? pz_model_save_hf(m, path, err) : pz_model_save_gguf(m, NULL, path, err);
+            pz_model_free(m);
+            m = NULL;
+            if (rc || comm->barrier(comm, err)) goto fail;
+            if (!(m = pz_model_load_shard(path, PZ_DT_F32, comm->size, rank, PZ_ENGINE_TP_ALIGN, err))) goto fail;
+            if (rank == 0) {
+                if (!(whole = pz_model_load(path, PZ_DT_F32, err))) {
+                    pz_model_free(m);
+                    goto fail;
+                }
+                size_t sb = pz_model_weight_bytes(m), wb = pz_model_weight_bytes(whole);
+                printf("%s shard of rank 0: %zu of the whole model's %zu weight bytes\n", src, sb, wb);
+                if (comm->size > 1 && !(sb < wb)) {
+                    snprintf(err, PZ_ERRLEN, "the shard is not smaller than the whole model");
+                    pz_model_free(m), pz_model_free(whole);
+                    goto fail;
+                }
+            }
+        }
+        if (perturb && rank == 1 && cs < 3) {
             pz_mat *d = &m->layers[0].w_down;
             for (size_t i = 0; i < (size_t)d->rows * d->cols; i++) ((float *)d->data)[i] += 0.05f;
         }
@@ -135,16 +172,16 @@ int main(int argc, char **argv) {
         p.comm = comm;
         pz_engine *e = pz_engine_create(m, p, err), *ref = NULL;
         if (!e) {
-            pz_model_free(m);
+            pz_model_free(m), pz_model_free(whole);
             goto fail;
         }
         int rc;
         if (rank == 0) {
-            printf("model %d (variant %d%s): %d layers, %d heads\n", k, k == 0 ? 0 : 1,
-                   k == 2 ? ", layer 4 swiglu 8" : "", c.n_layer, c.n_head);
+            printf("model %d (variant %d%s) from %s: %d layers, %d heads\n", k, k == 0 ? 0 : 1,
+                   k == 2 ? ", layer 4 swiglu 8" : "", src, c.n_layer, c.n_head);
             p.comm = NULL;
             p.n_threads = be->n_threads;
-            if (!(ref = pz_engine_create(m, p, err))) rc = -1;
+            if (!(ref = pz_engine_create(whole ? whole : m, p, err))) rc = -1;
             else rc = script(e, ref, c.vocab, 77 + (uint64_t)k, err);
         } else {
             rc = pz_engine_follow(e, err);
@@ -152,6 +189,7 @@ int main(int argc, char **argv) {
         pz_engine_free(ref);
         pz_engine_free(e);  // rank 0: the others leave pz_engine_follow
         pz_model_free(m);
+        pz_model_free(whole);
         if (rc) goto fail;
     }
     int beyond = worst > TOL;
