@@ -23,8 +23,9 @@
 //
 // Tensor parallelism (engine.h): each layer keeps its rank's counts of
 // query heads, KV heads and FFN channels (n_q, n_kv, n_ff: the whole layer
-// without TP); sharded matrices are copied out of the model into one host
-// buffer (the shard) at create. After a sharded o/down product, rank 0's x
+// without TP); a model loaded as this rank's shard (pz_model_load_shard) is
+// used as it is, a whole model's sharded matrices are copied into one host
+// buffer (e->shard) at create. After a sharded o/down product, rank 0's x
 // holds x + its partial and every other rank's x its partial alone, so one
 // in-place all-reduce of x gives every rank x + the full product. Rank 0's
 // public calls are broadcast as a small command (op, two arguments, token
