@@ -89,10 +89,13 @@ pz_comm *pz_comm_mpi_create(pz_backend *b, char *err) {
     int inited = 0;
     MPI_Initialized(&inited);
     if (!inited) {
-        int rc = MPI_Init(NULL, NULL);
+        // Serialized: one thread at a time calls MPI, not always the main
+        // one (a tensor-parallel server's engine thread).
+        int provided = 0;
+        int rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided);
         if (rc != MPI_SUCCESS) {
             free(c), free(im);
-            mpi_fail(err, "MPI_Init", rc);
+            mpi_fail(err, "MPI_Init_thread", rc);
             return NULL;
         }
         im->initialized_here = 1;

@@ -78,6 +78,26 @@ int pz_parse_shard(const char *v, long *i, long *n);
 extern volatile sig_atomic_t pz_stop_signal;
 void pz_install_stop_signals(void);
 
+// Tensor parallelism (--tp N on generate, eval, serve): one process per
+// rank. tp <= 1: *comm = NULL, *be = NULL (the engine makes its own
+// backend), refused when an MPI launcher started several processes. tp > 1
+// on the CPU: the processes come from mpirun (Open MPI), the communicator is
+// MPI_COMM_WORLD, whose size must be tp. On CUDA: NCCL, rank and size from
+// the launcher's environment (OMPI_COMM_WORLD_RANK/SIZE, PMI_RANK/SIZE or
+// RANK/WORLD_SIZE), the GPU from the local rank unless PUZZLE_CUDA_DEVICE
+// is set, rank 0's NCCL id handed over by `init` ("file:PATH" or
+// "tcp:HOST:PORT", kernels/bootstrap.h; required). On success the caller
+// owns *comm and *be: pass the communicator as pz_engine_params.comm and,
+// after the engine is freed, pz_comm_free(*comm) then pz_backend_free(*be).
+// 0, or -1 with err.
+struct pz_comm;
+struct pz_backend;
+int pz_cli_tp_open(int tp, int backend_kind, int threads, const char *init, struct pz_comm **comm,
+                   struct pz_backend **be, char *err);
+// Parses --tp N and --tp-init SPEC at argv[*i] (advancing *i): 1 when
+// argv[*i] was one of them, 0 when not, -1 on a bad value (message printed).
+int pz_arg_tp(const char *cmd, int argc, char **argv, int *i, long *tp, const char **init);
+
 // Process exit codes.
 enum { PZ_EXIT_OK = 0, PZ_EXIT_FAIL = 1, PZ_EXIT_USAGE = 2 };
 

@@ -24,6 +24,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli.h"
+#include "comm.h"
 #include "common.h"
 #include "engine.h"
 #include "model.h"
@@ -54,7 +55,9 @@ void pz_usage_eval(FILE *out) {
             "                     scales: an FP8 checkpoint from `puzzle quantize`)\n"
             "  --ref-dtype T      weight type of the --ref model (default: --dtype)\n"
             "  --threads T        CPU threads (default: all cores)\n"
-            "  --json             print the result as one JSON object\n");
+            "  --json             print the result as one JSON object\n"
+            "  --tp N             tensor parallel over N processes started by mpirun -np N (rank 0\n"
+            "                     reports; a --ref model runs whole on rank 0; docs/TP.md)\n");
 }
 
 static volatile sig_atomic_t interrupted = 0;
@@ -89,8 +92,10 @@ typedef struct {
 } loaded;
 
 static int load(const char *path, pz_dt wtype, int act_fp8, pz_dt kvt, int head8, int ctx, int threads,
-                loaded *out, char *err) {
-    if (!(out->m = pz_model_load(path, wtype, err))) return -1;
+                pz_comm *comm, loaded *out, char *err) {
+    if (!(out->m = comm ? pz_model_load_shard(path, wtype, comm->size, comm->rank, PZ_ENGINE_TP_ALIGN, err)
+                        : pz_model_load(path, wtype, err)))
+        return -1;
     if (head8 && pz_model_e4m3_head(out->m, err)) return -1;
     pz_engine_params ep = pz_engine_default_params();
     ep.act_fp8 = act_fp8;
@@ -99,17 +104,22 @@ static int load(const char *path, pz_dt wtype, int act_fp8, pz_dt kvt, int head8
     ep.max_ctx = ctx;
     ep.max_batch = ctx < 512 ? ctx : 512;
     ep.n_threads = threads;
+    ep.comm = comm;
     if (!(out->e = pz_engine_create(out->m, ep, err))) return -1;
     return 0;
 }
 
 int pz_cmd_eval(int argc, char **argv) {
     const char *path = NULL, *text_path = NULL, *ref_path = NULL, *cmd = "eval";
-    long ctx = 512, max_tokens = 0, skip_tokens = 0, threads = 0, chunks = 0;
+    long ctx = 512, max_tokens = 0, skip_tokens = 0, threads = 0, chunks = 0, tp = 1;
+    const char *tp_init = NULL;
     int json = 0, llama_ppl = 0, act_fp8 = 0, ref_dt_set = 0, head8 = 0;
     pz_dt wtype = PZ_DT_F32, ref_wtype = PZ_DT_F32, kvt = PZ_DT_F32;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
+        int t = pz_arg_tp(cmd, argc, argv, &i, &tp, &tp_init);
+        if (t < 0) return PZ_EXIT_USAGE;
+        if (t) continue;
         if (!strcmp(a, "--text")) {
             if (!(text_path = pz_arg_value(cmd, argc, argv, &i))) return PZ_EXIT_USAGE;
         } else if (!strcmp(a, "--ref")) {
@@ -177,7 +187,10 @@ int pz_cmd_eval(int argc, char **argv) {
     char *text = NULL;
     int32_t *ids = NULL, *win = NULL;
     float *lg = NULL, *lg_ref = NULL;
+    pz_comm *comm = NULL;
+    pz_backend *tpb = NULL;
 
+    if (pz_cli_tp_open((int)tp, PZ_BACKEND_CPU, (int)threads, tp_init, &comm, &tpb, err)) goto fail;
     size_t text_len;
     if (!(text = pz_read_file(text_path, (size_t)1 << 32, &text_len, err))) goto fail;
     if (!(tok = pz_tokenizer_load(path, err))) goto fail;
@@ -215,13 +228,19 @@ int pz_cmd_eval(int argc, char **argv) {
                skip_tokens ? " after --skip-tokens" : "", n_tok);
         goto fail;
     }
-    if (load(path, wtype, act_fp8, kvt, head8, (int)ctx, (int)threads, &mod, err)) goto fail;
+    if (load(path, wtype, act_fp8, kvt, head8, (int)ctx, (int)threads, comm, &mod, err)) goto fail;
+    if (comm && comm->rank != 0) {  // tensor parallel: the other ranks run rank 0's calls
+        if (pz_engine_follow(mod.e, err)) goto fail;
+        rc = PZ_EXIT_OK;
+        goto done;
+    }
     if (ctx > mod.m->cfg.max_ctx) {
         pz_err(err, "--ctx %ld exceeds the model's context of %d", ctx, mod.m->cfg.max_ctx);
         goto fail;
     }
     if (ref_path) {
-        if (load(ref_path, ref_dt_set ? ref_wtype : wtype, 0, PZ_DT_F32, 0, (int)ctx, (int)threads, &ref, err)) goto fail;
+        if (load(ref_path, ref_dt_set ? ref_wtype : wtype, 0, PZ_DT_F32, 0, (int)ctx, (int)threads, NULL, &ref, err))
+            goto fail;
         if (ref.m->cfg.vocab != mod.m->cfg.vocab) {
             pz_err(err, "%s has vocabulary %d but %s has %d: KL needs the same vocabulary", ref_path,
                    ref.m->cfg.vocab, path, mod.m->cfg.vocab);
@@ -325,7 +344,10 @@ int pz_cmd_eval(int argc, char **argv) {
     rc = interrupted ? 130 : PZ_EXIT_OK;
     goto done;
 fail:
-    fprintf(stderr, "puzzle eval: %s\n", err);
+    if (comm && comm->size > 1)
+        fprintf(stderr, "puzzle eval: rank %d: %s\n", comm->rank, err);
+    else
+        fprintf(stderr, "puzzle eval: %s\n", err);
 done:
     free(lg);
     free(win);
@@ -337,5 +359,7 @@ done:
     pz_engine_free(ref.e);
     pz_model_free(ref.m);
     pz_tokenizer_free(tok);
+    pz_comm_free(comm);
+    if (tpb) pz_backend_free(tpb);
     return rc;
 }

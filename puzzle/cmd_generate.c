@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "comm.h"
 #include "common.h"
 #include "engine.h"
 #include "model.h"
@@ -28,7 +29,11 @@ void pz_usage_generate(FILE *out) {
             "  --kv-dtype f32|bf16|fp8  KV cache element type (default f32)\n"
             "  --fp8-head          with --dtype fp8: lm_head in e4m3 too (default bf16)\n"
             "  --threads T         CPU threads (default: all cores)\n"
-            "  --ignore-eos        keep going past the end-of-sequence token\n");
+            "  --ignore-eos        keep going past the end-of-sequence token\n"
+            "  --device cpu|cuda   where the engine runs (default cpu)\n"
+            "  --tp N              tensor parallel over N processes, one per rank (CPU: mpirun -np N;\n"
+            "                      CUDA: one per GPU with --tp-init file:PATH|tcp:HOST:PORT); rank 0\n"
+            "                      prints (docs/TP.md)\n");
 }
 
 static volatile sig_atomic_t interrupted = 0;
@@ -39,14 +44,19 @@ static void on_sigint(int sig) {
 
 int pz_cmd_generate(int argc, char **argv) {
     const char *path = NULL, *prompt = NULL, *system_msg = NULL;
-    long n_gen = 128, seed = 1, threads = 0;
+    long n_gen = 128, seed = 1, threads = 0, tp = 1;
+    const char *tp_init = NULL;
     double temp = 0, top_p = 1;
     int chat = 0, ignore_eos = 0;
     pz_dt wtype = PZ_DT_BF16, kvt = PZ_DT_F32;
+    pz_backend_kind device = PZ_BACKEND_CPU;
     int head8 = 0;
     const char *cmd = "generate";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
+        int t = pz_arg_tp(cmd, argc, argv, &i, &tp, &tp_init);
+        if (t < 0) return PZ_EXIT_USAGE;
+        if (t) continue;
         if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             if (!(prompt = pz_arg_value(cmd, argc, argv, &i))) return PZ_EXIT_USAGE;
         } else if (!strcmp(a, "--system")) {
@@ -71,6 +81,12 @@ int pz_cmd_generate(int argc, char **argv) {
             if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_wtype(cmd, v, &kvt)) return PZ_EXIT_USAGE;
         } else if (!strcmp(a, "--dtype")) {
             if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_wtype(cmd, v, &wtype)) return PZ_EXIT_USAGE;
+        } else if (!strcmp(a, "--device")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i))) return PZ_EXIT_USAGE;
+            if (pz_backend_kind_parse(v, &device)) {
+                fprintf(stderr, "puzzle generate: --device wants cpu or cuda, got '%s'\n", v);
+                return PZ_EXIT_USAGE;
+            }
         } else if (!strcmp(a, "--chat")) chat = 1;
         else if (!strcmp(a, "--ignore-eos")) ignore_eos = 1;
         else if (a[0] == '-') {
@@ -97,7 +113,10 @@ int pz_cmd_generate(int argc, char **argv) {
     float *logits = NULL;
     void *scratch = NULL;  // sampler's candidate list, allocated once
     char *text = NULL;
+    pz_comm *comm = NULL;
+    pz_backend *tpb = NULL;
 
+    if (pz_cli_tp_open((int)tp, device, (int)threads, tp_init, &comm, &tpb, err)) goto fail;
     if (!(tok = pz_tokenizer_load(path, err))) goto fail;
     if (chat) {
         const char *roles[2] = {"system", "user"}, *contents[2] = {system_msg, prompt};
@@ -115,7 +134,10 @@ int pz_cmd_generate(int argc, char **argv) {
         goto fail;
     }
     double t0 = pz_now();
-    if (!(m = pz_model_load(path, wtype, err))) goto fail;
+    // Tensor parallel: each rank reads only its shard of the weights.
+    if (!(m = comm ? pz_model_load_shard(path, wtype, comm->size, comm->rank, PZ_ENGINE_TP_ALIGN, err)
+                   : pz_model_load(path, wtype, err)))
+        goto fail;
     if (head8 && pz_model_e4m3_head(m, err)) goto fail;
     double t_load = pz_now() - t0;
     if (pz_tokenizer_vocab_size(tok) > m->cfg.vocab) {
@@ -134,7 +156,14 @@ int pz_cmd_generate(int argc, char **argv) {
         goto fail;
     }
     ep.max_ctx = (int)need;
+    ep.comm = comm;
+    ep.backend = device;
     if (!(e = pz_engine_create(m, ep, err))) goto fail;
+    if (comm && comm->rank != 0) {  // tensor parallel: the other ranks run rank 0's calls
+        if (pz_engine_follow(e, err)) goto fail;
+        rc = PZ_EXIT_OK;
+        goto done;
+    }
     int vocab = m->cfg.vocab;
     logits = malloc((size_t)vocab * sizeof(float));
     scratch = malloc(pz_sampler_scratch_bytes(vocab));
@@ -180,7 +209,10 @@ int pz_cmd_generate(int argc, char **argv) {
     rc = interrupted ? 130 : PZ_EXIT_OK;
     goto done;
 fail:
-    fprintf(stderr, "puzzle generate: %s\n", err);
+    if (comm && comm->size > 1)
+        fprintf(stderr, "puzzle generate: rank %d: %s\n", comm->rank, err);
+    else
+        fprintf(stderr, "puzzle generate: %s\n", err);
 done:
     free(logits);
     free(scratch);
@@ -189,5 +221,7 @@ done:
     pz_engine_free(e);
     pz_model_free(m);
     pz_tokenizer_free(tok);
+    pz_comm_free(comm);
+    if (tpb) pz_backend_free(tpb);
     return rc;
 }

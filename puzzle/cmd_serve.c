@@ -11,6 +11,7 @@
 
 #include "chat_template.h"
 #include "cli.h"
+#include "comm.h"
 #include "common.h"
 #include "engine.h"
 #include "model.h"
@@ -44,12 +45,17 @@ void pz_usage_serve(FILE *out) {
             "                    scales, an FP8 checkpoint as stored or quantized at load, docs/FP8.md)\n"
             "  --kv-dtype f32|bf16|fp8  KV cache element type (default f32; fp8 with the\n"
             "                    checkpoint's k_scale / v_scale)\n"
-            "  --device cpu|cuda where the engine runs (default cpu)\n");
+            "  --device cpu|cuda where the engine runs (default cpu)\n"
+            "  --tp N            tensor parallel over N processes, one per rank (CPU: mpirun -np N;\n"
+            "                    CUDA: one per GPU with --tp-init file:PATH|tcp:HOST:PORT); rank 0\n"
+            "                    serves HTTP, the others follow its engine (docs/TP.md)\n");
 }
 
 int pz_cmd_serve(int argc, char **argv) {
     const char *path = NULL, *host = "127.0.0.1", *api_key = getenv("PUZZLE_API_KEY"), *name = NULL;
     const char *chat_template = NULL;
+    long tp = 1;
+    const char *tp_init = NULL;
     long port = 8080, threads = 0, max_seqs = 32, kv_tokens = 0, ctx = 0, queue = 256, timeout = 30, drain = 60;
     pz_dt wtype = PZ_DT_BF16, kvt = PZ_DT_F32;
     pz_backend_kind device = PZ_BACKEND_CPU;
@@ -71,6 +77,9 @@ int pz_cmd_serve(int argc, char **argv) {
                 matched = 1;
             }
         if (matched) continue;
+        int t = pz_arg_tp(cmd, argc, argv, &i, &tp, &tp_init);
+        if (t < 0) return PZ_EXIT_USAGE;
+        if (t) continue;
         if (!strcmp(a, "--host")) {
             if (!(host = pz_arg_value(cmd, argc, argv, &i))) return PZ_EXIT_USAGE;
         } else if (!strcmp(a, "--api-key")) {
@@ -124,14 +133,25 @@ int pz_cmd_serve(int argc, char **argv) {
     pz_model *m = NULL;
     pz_engine *e = NULL;
     pz_sched *s = NULL;
+    pz_server *sv = NULL;
+    pz_comm *comm = NULL;
+    pz_backend *tpb = NULL;
     signal(SIGPIPE, SIG_IGN);
     pz_install_stop_signals();
+    if (pz_cli_tp_open((int)tp, device, (int)threads, tp_init, &comm, &tpb, err)) goto fail;
+    int follower = comm && comm->rank != 0;  // tensor parallel: only rank 0 serves
+    if (follower) {
+        // Rank 0 drains and then frees its engine, which releases this one:
+        // the launcher's forwarded SIGINT/SIGTERM must not end it first.
+        signal(SIGINT, SIG_IGN);
+        signal(SIGTERM, SIG_IGN);
+    }
     pz_server_params sp = {.host = host, .port = (int)port, .api_key = api_key, .model_name = model_name,
                            .timeout_s = (int)timeout};
-    pz_server *sv = pz_server_start(sp, &metrics, err);
-    if (!sv) goto fail;
-    fprintf(stderr, "puzzle serve: listening on http://%s%s%s:%d (loading %s)\n", strchr(host, ':') ? "[" : "",
-            host, strchr(host, ':') ? "]" : "", pz_server_port(sv), path);
+    if (!follower && !(sv = pz_server_start(sp, &metrics, err))) goto fail;
+    if (!follower)
+        fprintf(stderr, "puzzle serve: listening on http://%s%s%s:%d (loading %s)\n",
+                strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", pz_server_port(sv), path);
     double t0 = pz_now();
     if (!(tok = pz_tokenizer_load(path, err))) goto fail;
     // a template of no known family is refused here, not rendered as something else
@@ -141,7 +161,9 @@ int pz_cmd_serve(int argc, char **argv) {
                    "--chat-template (%s)", path, pz_chat_family_list());
         goto fail;
     }
-    if (!(m = pz_model_load(path, wtype, err))) goto fail;
+    if (!(m = comm ? pz_model_load_shard(path, wtype, comm->size, comm->rank, PZ_ENGINE_TP_ALIGN, err)
+                   : pz_model_load(path, wtype, err)))  // tensor parallel: only this rank's shard
+        goto fail;
     if (pz_tokenizer_vocab_size(tok) > m->cfg.vocab) {
         pz_err(err, "%s: tokenizer has %d tokens but the model's vocabulary is %d", path, pz_tokenizer_vocab_size(tok),
                m->cfg.vocab);
@@ -167,7 +189,13 @@ int pz_cmd_serve(int argc, char **argv) {
     ep.batch_invariant = 1;  // a request's tokens do not depend on what it is batched with
     ep.backend = device;
     ep.kv_type = kvt;
+    ep.comm = comm;
     if (!(e = pz_engine_create(m, ep, err))) goto fail;
+    if (follower) {
+        if (pz_engine_follow(e, err)) goto fail;
+        rc = PZ_EXIT_OK;
+        goto done;
+    }
     pz_sched_params pp = {.max_queue = (int)queue, .prefill_chunk = 256};
     if (!(s = pz_sched_create(e, tok, &metrics, model_name, pp, err))) goto fail;
     pz_server_ready(sv, s, tok);
@@ -175,10 +203,12 @@ int pz_cmd_serve(int argc, char **argv) {
     pz_engine_kv_stats(e, &st);
     fprintf(stderr,
             "puzzle serve: ready in %.1f s: %s (%s weights, %s), %d sequences, context %d, KV pool %d pages x %d tokens "
-            "(%.1f MiB), chat format %s\n",
+            "(%.1f MiB%s), chat format %s\n",
             pz_now() - t0, model_name, pz_dt_name(wtype), pz_backend_kind_name(device), pz_engine_n_slots(e),
             pz_engine_max_ctx(e), st.pages_total, st.page_tokens, pz_engine_kv_bytes(e) / 1048576.0,
+            comm ? " per rank, tensor parallel" : "",
             pz_chat_family_name(pz_chat_format_family(pz_tokenizer_chat_format(tok))));
+    if (comm) fprintf(stderr, "puzzle serve: tensor parallel over %d ranks (%s)\n", comm->size, comm->name);
     while (!pz_stop_signal) {
         struct timespec ts = {0, 50 * 1000000L};
         nanosleep(&ts, NULL);
@@ -197,6 +227,8 @@ done:
     pz_engine_free(e);
     pz_model_free(m);
     pz_tokenizer_free(tok);
+    pz_comm_free(comm);
+    if (tpb) pz_backend_free(tpb);
     pz_metrics_destroy(&metrics);
     return rc;
 }

@@ -20,10 +20,22 @@
 // The q/k/v and gate/up products are one matmul each when the model keeps
 // those weights adjacent (pz_model_alloc does). Residual adds are fused into
 // the products (accumulate).
+//
+// Tensor parallelism (engine.h): each layer keeps its rank's counts of
+// query heads, KV heads and FFN channels (n_q, n_kv, n_ff: the whole layer
+// without TP); a model loaded as this rank's shard (pz_model_load_shard) is
+// used as it is, a whole model's sharded matrices are copied into one host
+// buffer (e->shard) at create. After a sharded o/down product, rank 0's x
+// holds x + its partial and every other rank's x its partial alone, so one
+// in-place all-reduce of x gives every rank x + the full product. Rank 0's
+// public calls are broadcast as a small command (op, two arguments, token
+// ids) that the other ranks replay in pz_engine_follow.
 #include "engine.h"
 #include "backend.h"
+#include "comm.h"
 #include "common.h"
 #include "kvcache.h"
+#include "tp_plan.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -57,6 +69,8 @@ typedef struct {
     pz_weight wg, wu, wd;
     int fuse_qkv;      // wq, wk, wv adjacent in memory
     int fuse_gu;       // w_gate, w_up adjacent in memory
+    int n_q, n_kv, n_ff;  // this rank's query heads, KV heads, FFN channels (whole without TP)
+    int attn_ar, ffn_ar;  // 1: the sub-block is sharded over >1 ranks and ends in an all-reduce
 } eng_layer;
 
 // One sequence's state: its length, its page table, the prefix-index node
@@ -80,6 +94,16 @@ struct pz_engine {
     const pz_model *m;
     pz_engine_params p;
     pz_backend *b;
+    int own_b;             // 0: b is the communicator's (borrowed)
+    // Tensor parallelism (tp > 1).
+    pz_comm *comm;         // borrowed
+    int tp, rank;
+    int ready;             // created on every rank: rank 0's free tells the others to stop
+    char *shard;           // host copies of this rank's slices of the sharded matrices
+    float *zeros;          // (R, hidden) zeros: the partial of a rank holding no FFN channels
+    void *d_stage;         // command staging in backend memory (non-CPU backends)
+    int32_t *cmd;          // host command payload (cmd_cap ints)
+    size_t cmd_cap;
     int R;                 // rows of scratch: max(max_batch, n_slots)
     eng_layer *L;
     eng_slot *slot;        // (n_slots)
@@ -174,6 +198,70 @@ static int prep(pz_engine *e, pz_weight *w, const pz_mat *first, int rows, char 
     return e->b->prepare_weight(e->b, w, err);
 }
 
+// ---- tensor-parallel shards ---------------------------------------------------
+// FFN channels are dealt in units of TP_ALIGN (tp_plan.h: FP8 products stay legal).
+#define TP_ALIGN PZ_ENGINE_TP_ALIGN
+
+// Rows [r0, r0+n) of a as a matrix at dst (copied there when copy is set).
+static pz_mat slice_rows(const pz_mat *a, int r0, int n, char *dst, int copy) {
+    pz_mat s = *a;
+    size_t rb = (size_t)a->cols * pz_dt_size(a->type);
+    if (copy) memcpy(dst, (const char *)a->data + (size_t)r0 * rb, (size_t)n * rb);
+    s.data = dst;
+    s.rows = n;
+    if (a->ch_scale) s.ch_scale = a->ch_scale + r0;
+    return s;
+}
+
+// Columns [c0, c0+n) of a as a matrix at dst (copied there when copy is set).
+static pz_mat slice_cols(const pz_mat *a, int c0, int n, char *dst, int copy) {
+    pz_mat s = *a;
+    size_t es = pz_dt_size(a->type);
+    if (copy)
+        for (int r = 0; r < a->rows; r++)
+            memcpy(dst + (size_t)r * n * es, (const char *)a->data + ((size_t)r * a->cols + c0) * es, (size_t)n * es);
+    s.data = dst;
+    s.cols = n;
+    return s;
+}
+
+// Lays out (buf NULL: only sizes, at *off) or copies (buf) this rank's
+// slices of layer l per plan P, and returns in lw the layer's weights with
+// the sharded matrices pointing into buf: q, k, v back to back (so they stay
+// one product), likewise gate and up; each group 64-byte aligned.
+static size_t take_bytes(size_t *off, size_t bytes) {
+    size_t o = *off;
+    *off += (bytes + 63) & ~(size_t)63;
+    return o;
+}
+
+static char *at(char *buf, size_t o) { return buf ? buf + o : NULL; }
+
+static void shard_layer(const pz_model *m, int l, const pz_tp_layer *P, char *buf, size_t *off,
+                        pz_layer_weights *lw) {
+    const pz_layer_weights *w = &m->layers[l];
+    const int hd = m->cfg.head_dim, copy = buf != NULL;
+    *lw = *w;
+    if (P->attn_mode == PZ_TP_SHARDED) {
+        size_t rb = (size_t)w->wq.cols * pz_dt_size(w->wq.type);
+        size_t nq = (size_t)P->n_q * hd, nkv = (size_t)P->n_kv * hd;
+        size_t o = take_bytes(off, rb * (nq + 2 * nkv));
+        lw->wq = slice_rows(&w->wq, P->q_head0 * hd, (int)nq, at(buf, o), copy);
+        lw->wk = slice_rows(&w->wk, P->kv_head0 * hd, (int)nkv, at(buf, o + rb * nq), copy);
+        lw->wv = slice_rows(&w->wv, P->kv_head0 * hd, (int)nkv, at(buf, o + rb * (nq + nkv)), copy);
+        o = take_bytes(off, (size_t)w->wo.rows * nq * pz_dt_size(w->wo.type));
+        lw->wo = slice_cols(&w->wo, P->q_head0 * hd, (int)nq, at(buf, o), copy);
+    }
+    if (P->ffn_mode == PZ_TP_SHARDED && P->n_ff > 0) {
+        size_t rb = (size_t)w->w_gate.cols * pz_dt_size(w->w_gate.type), nf = (size_t)P->n_ff;
+        size_t o = take_bytes(off, 2 * rb * nf);
+        lw->w_gate = slice_rows(&w->w_gate, P->ff0, P->n_ff, at(buf, o), copy);
+        lw->w_up = slice_rows(&w->w_up, P->ff0, P->n_ff, at(buf, o + rb * nf), copy);
+        o = take_bytes(off, (size_t)w->w_down.rows * nf * pz_dt_size(w->w_down.type));
+        lw->w_down = slice_cols(&w->w_down, P->ff0, P->n_ff, at(buf, o), copy);
+    }
+}
+
 static const float *dev_vec(pz_engine *e, const float *v, int n, char *err, int *fail) {
     if (!v) return NULL;
     const float *d = dev_ptr(e, v, sizeof(float) * (size_t)n, err);
@@ -185,8 +273,13 @@ static void release(pz_backend *b, pz_weight *w) {
     if (w->data) b->release_weight(b, w);
 }
 
+static int tp_send(pz_engine *e, int op, int a, int b, const int32_t *p1, int n1, const int32_t *p2,
+                   int n2, char *err);
+enum { TP_STOP = 0, TP_PREFILL, TP_DECODE, TP_RESET, TP_ATTACH, TP_FORK };
+
 void pz_engine_free(pz_engine *e) {
     if (!e) return;
+    if (e->tp > 1 && e->rank == 0 && e->ready) tp_send(e, TP_STOP, 0, 0, NULL, 0, NULL, 0, NULL);
     pz_backend *b = e->b;
     if (b) {
         for (int i = 0; i < GRAPH_BUCKETS; i++)
@@ -207,14 +300,18 @@ void pz_engine_free(pz_engine *e) {
         b->free(b, e->d_pos);
         b->free(b, e->d_row_page);
         b->free(b, e->d_ptab);
+        b->free(b, e->zeros);
+        b->free(b, e->d_stage);
         for (extra_upload *x = e->extra, *n; x; x = n) {
             n = x->next;
             b->free_weights(b, x->p);
             free(x);
         }
         if (e->warena) b->free_weights(b, e->warena);
-        pz_backend_free(b);
+        if (e->own_b) pz_backend_free(b);
     }
+    free(e->shard);
+    free(e->cmd);
     free(e->L);
     if (e->slot)
         for (int i = 0; i < e->p.n_slots; i++) {
@@ -235,10 +332,10 @@ void pz_engine_free(pz_engine *e) {
     free(e);
 }
 
-// Uploads the weights and prepares every matrix of layer l.
-static int prepare_layer(pz_engine *e, int l, char *err) {
+// Uploads the weights and prepares every matrix of layer l: the model's, or
+// (tensor parallel) w with this rank's slices of the sharded ones.
+static int prepare_layer(pz_engine *e, int l, const pz_layer_weights *w, char *err) {
     const pz_layer_spec *s = &e->m->cfg.layers[l];
-    const pz_layer_weights *w = &e->m->layers[l];
     eng_layer *el = &e->L[l];
     const int H = e->m->cfg.hidden;
     int fail = 0;
@@ -255,6 +352,7 @@ static int prepare_layer(pz_engine *e, int l, char *err) {
         }
     }
     if (s->attn != PZ_ATTN_NOOP && prep(e, &el->wo, &w->wo, w->wo.rows, err)) return -1;
+    if (s->ffn == PZ_FFN_SWIGLU && el->n_ff == 0) return 0;  // this rank holds no channels
     if (s->ffn == PZ_FFN_SWIGLU) {
         el->fuse_gu = adjacent(&w->w_gate, &w->w_up);
         if (el->fuse_gu) {
@@ -267,6 +365,11 @@ static int prepare_layer(pz_engine *e, int l, char *err) {
     if (s->ffn != PZ_FFN_NOOP && prep(e, &el->wd, &w->w_down, w->w_down.rows, err)) return -1;
     return 0;
 }
+
+// Tensor-parallel commands (the section after pz_engine_create).
+#define TP_STAGE 65536  // bytes of backend memory a broadcast is staged through
+static int tp_bcast(pz_engine *e, void *host, size_t bytes, char *err);
+static int tp_agree(pz_engine *e, int ok, char *err);
 
 pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
     const pz_config *c = &m->cfg;
@@ -282,7 +385,35 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
     e->m = m;
     e->p = p;
     e->pad_page = -1;
-    if (!(e->b = pz_backend_create(p.backend, p.n_threads, err))) goto fail;
+    e->tp = 1;
+    if (p.comm && p.comm->size > 1) {
+        e->comm = p.comm;
+        e->tp = p.comm->size;
+        e->rank = p.comm->rank;
+        if (p.amax) {
+            pz_err(err, "engine: calibration (amax) runs on one rank, not tensor parallel");
+            goto fail;
+        }
+        if (!p.comm->b || p.comm->b->kind != p.backend) {
+            pz_err(err, "engine: the %s communicator's backend is not the engine's %s backend",
+                   p.comm->name, pz_backend_kind_name(p.backend));
+            goto fail;
+        }
+        if (pz_tp_check(c, e->tp, err)) goto fail;
+        if (m->tp > 1 && (m->tp != e->tp || m->tp_rank != e->rank || m->tp_align != TP_ALIGN)) {
+            pz_err(err, "engine: the model is the shard of rank %d of %d (align %d), the engine rank %d of %d "
+                   "(align %d)", m->tp_rank, m->tp, m->tp_align, e->rank, e->tp, TP_ALIGN);
+            goto fail;
+        }
+        e->b = p.comm->b;
+    } else if (m->tp > 1) {
+        pz_err(err, "engine: the model is a tensor-parallel shard (rank %d of %d): it needs params.comm",
+               m->tp_rank, m->tp);
+        goto fail;
+    } else {
+        e->own_b = 1;
+        if (!(e->b = pz_backend_create(p.backend, p.n_threads, err))) goto fail;
+    }
     if (p.on_backend) p.on_backend(e->b, p.on_backend_ctx);
     pz_backend *b = e->b;
     if (!b->supports(b, PZ_OP_MATMUL, m->wtype) || !b->supports(b, PZ_OP_EMBED, m->tok_embd.type)) {
@@ -291,7 +422,12 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
     }
     e->p.n_threads = b->n_threads;
     e->R = p.max_batch > p.n_slots ? p.max_batch : p.n_slots;
-    if (m->arena && m->arena_bytes && !(e->warena = b->upload_weights(b, m->arena, m->arena_bytes, err)))
+    // Tensor parallel from a whole model: no upload of the whole arena; the
+    // replicated tensors are uploaded one by one (dev_ptr), the slices from
+    // e->shard. A model loaded as this rank's shard is uploaded as it is.
+    const int slice = e->tp > 1 && m->tp == 1;
+    if (!slice && m->arena && m->arena_bytes &&
+        !(e->warena = b->upload_weights(b, m->arena, m->arena_bytes, err)))
         goto fail;
     int hd = c->head_dim, max_kv = 0, max_ff = 0;
     e->max_pages = (p.max_ctx + PZ_KV_PAGE - 1) / PZ_KV_PAGE;
@@ -311,28 +447,73 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
     if (fail || prep(e, &e->tok_embd, &m->tok_embd, m->tok_embd.rows, err) ||
         prep(e, &e->lm_head, &m->lm_head, m->lm_head.rows, err))
         goto fail;
+    pz_tp_layer *plan = NULL;
+    if (e->tp > 1) {
+        // This rank's share of every layer, then its slices in one host buffer.
+        if (!(plan = calloc((size_t)c->n_layer, sizeof *plan))) goto oom;
+        size_t shard_bytes = 0;
+        for (int l = 0; l < c->n_layer; l++) {
+            pz_layer_weights lw;
+            if (pz_tp_plan_layer(c, l, e->tp, e->rank, TP_ALIGN, &plan[l], err)) {
+                free(plan);
+                goto fail;
+            }
+            if (slice) shard_layer(m, l, &plan[l], NULL, &shard_bytes, &lw);
+        }
+        if (shard_bytes && !(e->shard = aligned_alloc(64, shard_bytes))) {
+            free(plan);
+            goto oom;
+        }
+    }
+    size_t shard_off = 0;
+    int zero_ffn = 0;  // some layer's FFN has no channels on this rank (not rank 0)
     for (int l = 0; l < c->n_layer; l++) {
         const pz_layer_spec *s = &c->layers[l];
         eng_layer *el = &e->L[l];
-        if (prepare_layer(e, l, err)) goto fail;
+        pz_layer_weights lw = m->layers[l];
+        el->n_q = c->n_head, el->n_kv = s->n_kv, el->n_ff = s->n_ff;
+        if (plan) {
+            const pz_tp_layer *P = &plan[l];
+            if (slice) shard_layer(m, l, P, e->shard, &shard_off, &lw);
+            if (P->attn_mode == PZ_TP_SHARDED) el->n_q = P->n_q, el->n_kv = P->n_kv, el->attn_ar = 1;
+            if (P->ffn_mode == PZ_TP_SHARDED) el->n_ff = P->n_ff, el->ffn_ar = 1;
+            if (el->ffn_ar && el->n_ff == 0 && e->rank != 0) zero_ffn = 1;
+        }
+        if (prepare_layer(e, l, &lw, err)) {
+            free(plan);
+            goto fail;
+        }
         if (s->attn == PZ_ATTN_GQA) {
-            if (s->n_kv > max_kv) max_kv = s->n_kv;
-            el->kvd = s->n_kv * hd;
+            if (el->n_kv > max_kv) max_kv = el->n_kv;
+            el->kvd = el->n_kv * hd;
             size_t bytes;
-            el->page_bytes = b->kv_page_bytes(b, s->n_kv, hd, p.kv_type);
+            el->page_bytes = b->kv_page_bytes(b, el->n_kv, hd, p.kv_type);
             el->k_scale = p.kv_type == PZ_DT_E4M3 && m->layers[l].k_scale > 0 ? m->layers[l].k_scale : 1;
             el->v_scale = p.kv_type == PZ_DT_E4M3 && m->layers[l].v_scale > 0 ? m->layers[l].v_scale : 1;
             if (!el->page_bytes || !b->supports(b, PZ_OP_ATTENTION, p.kv_type)) {
+                free(plan);
                 pz_err(err, "engine: backend %s has no %s KV pages", b->name, pz_dt_name(p.kv_type));
                 goto fail;
             }
-            if (pz_mul_size((size_t)p.kv_pages, el->page_bytes, &bytes)) goto oom;
+            if (pz_mul_size((size_t)p.kv_pages, el->page_bytes, &bytes)) {
+                free(plan);
+                goto oom;
+            }
             el->k = b->alloc(b, bytes);
             el->v = b->alloc(b, bytes);
-            if (!el->k || !el->v) goto oom;
+            if (!el->k || !el->v) {
+                free(plan);
+                goto oom;
+            }
             e->kv_bytes += 2 * bytes;
         }
-        if (s->ffn == PZ_FFN_SWIGLU && s->n_ff > max_ff) max_ff = s->n_ff;
+        if (s->ffn == PZ_FFN_SWIGLU && el->n_ff > max_ff) max_ff = el->n_ff;
+    }
+    free(plan);
+    // A device holds its own copies of the slices now.
+    if (e->shard && b->kind != PZ_BACKEND_CPU) {
+        free(e->shard);
+        e->shard = NULL;
     }
     size_t R = (size_t)e->R + INV_BLOCK;  // spare rows: see INV_BLOCK
     e->x = b->alloc(b, sizeof(float) * R * c->hidden);
@@ -354,6 +535,8 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
     e->seqs = malloc(sizeof(pz_attn_seq) * R);
     e->seq_slot = malloc(sizeof(int) * R);
     e->seq_row0 = malloc(sizeof(int) * R);
+    if (zero_ffn && !(e->zeros = b->alloc(b, sizeof(float) * R * c->hidden))) goto oom;
+    if (e->tp > 1 && b->kind != PZ_BACKEND_CPU && !(e->d_stage = b->alloc(b, TP_STAGE))) goto oom;
     if (p.amax) {
         size_t w = (size_t)(c->n_head + 2 * max_kv) * hd;
         if (w < (size_t)c->hidden) w = (size_t)c->hidden;
@@ -375,6 +558,25 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
     if (!rc) rc = b->synchronize(b, err);  // inv_freq is freed next
     free(inv_freq);
     if (rc) goto fail;
+    if (e->tp > 1) {
+        // Every rank must hold the same model and engine shape, or the
+        // replayed calls would diverge: compare with rank 0's.
+        int32_t sig[] = {c->n_layer, c->hidden, c->vocab, c->n_head, c->head_dim, (int32_t)m->wtype,
+                         p.n_slots, p.max_ctx, p.max_batch, e->p.kv_pages, p.prefix_cache,
+                         p.batch_invariant, (int32_t)p.kv_type, p.act_fp8, e->tp};
+        int32_t mine[sizeof sig / sizeof sig[0]];
+        memcpy(mine, sig, sizeof sig);
+        if (tp_bcast(e, sig, sizeof sig, err)) goto fail;
+        int same = !memcmp(mine, sig, sizeof sig);
+        int all = tp_agree(e, same, err);
+        if (all < 0) goto fail;
+        if (!all) {
+            pz_err(err, "tensor parallel: rank %d's model or engine parameters differ from rank 0's%s", e->rank,
+                   same ? " (on another rank)" : "");
+            goto fail;
+        }
+        e->ready = 1;
+    }
     return e;
 oom:
     pz_err(err, "engine: out of memory (KV cache %zu bytes so far; n_slots %d, max_ctx %d, kv_pages %d)",
@@ -458,7 +660,7 @@ static int forward(pz_engine *e, const int32_t *tok, int R, int n_seq, const int
     const pz_model *m = e->m;
     const pz_config *c = &m->cfg;
     pz_backend *b = e->b;
-    const int H = c->hidden, hd = c->head_dim, nh = c->n_head;
+    const int H = c->hidden, hd = c->head_dim;
     const size_t rb = sizeof(int32_t) * (size_t)R;
     // The sequences' page tables, packed (or at a fixed stride), in one copy.
     int32_t *pt = e->ptab;
@@ -482,16 +684,16 @@ static int forward(pz_engine *e, const int32_t *tok, int R, int n_seq, const int
         const pz_layer_spec *s = &c->layers[l];
         const eng_layer *el = &e->L[l];
         if (s->attn == PZ_ATTN_GQA) {
-            const int kvd = el->kvd, qd = nh * hd, ld = qd + 2 * kvd;
+            const int nh = el->n_q, nkv = el->n_kv, kvd = el->kvd, qd = nh * hd, ld = qd + 2 * kvd;
             b->rmsnorm(b, e->xn, e->x, el->attn_norm, R, H, c->norm_eps);
             if (amax_rec(e, l, PZ_AMAX_QKV_IN, e->xn, R, H, H, err)) return -1;
             if (qkv_proj(e, el, R, H, qd, ld, split, err)) return -1;
             b->rope(b, e->qkv, ld, e->d_pos, R, nh, hd, e->d_inv_freq);
-            b->rope(b, e->qkv + qd, ld, e->d_pos, R, s->n_kv, hd, e->d_inv_freq);
+            b->rope(b, e->qkv + qd, ld, e->d_pos, R, nkv, hd, e->d_inv_freq);
             if (amax_rec(e, l, PZ_AMAX_K, e->qkv + qd, R, kvd, ld, err) ||
                 amax_rec(e, l, PZ_AMAX_V, e->qkv + qd + kvd, R, kvd, ld, err))
                 return -1;
-            pz_kv_write kw = {.k_pool = el->k, .v_pool = el->v, .n_pages = e->p.kv_pages, .n_kv = s->n_kv,
+            pz_kv_write kw = {.k_pool = el->k, .v_pool = el->v, .n_pages = e->p.kv_pages, .n_kv = nkv,
                               .head_dim = hd, .kv_type = e->p.kv_type, .k_scale = el->k_scale,
                               .v_scale = el->v_scale,
                               .kv = e->qkv + qd, .ld = ld, .row_page = e->d_row_page, .pos = e->d_pos, .R = R};
@@ -509,23 +711,30 @@ static int forward(pz_engine *e, const int32_t *tok, int R, int n_seq, const int
                 q->k_scale = el->k_scale;
                 q->v_scale = el->v_scale;
             }
-            if (b->attention(b, e->seqs, n_seq, nh, s->n_kv, hd, err)) return -1;
+            if (b->attention(b, e->seqs, n_seq, nh, nkv, hd, err)) return -1;
             if (amax_rec(e, l, PZ_AMAX_O_IN, e->att, R, qd, qd, err)) return -1;
-            if (mm(e, e->x, H, e->att, qd, &el->wo, R, 1, split, err)) return -1;
+            if (mm(e, e->x, H, e->att, qd, &el->wo, R, el->attn_ar ? e->rank == 0 : 1, split, err) ||
+                (el->attn_ar && e->comm->all_reduce(e->comm, e->x, (size_t)R * H, PZ_REDUCE_SUM, err)))
+                return -1;
         } else if (s->attn == PZ_ATTN_LINEAR) {
             b->rmsnorm(b, e->xn, e->x, el->attn_norm, R, H, c->norm_eps);
             if (amax_rec(e, l, PZ_AMAX_O_IN, e->xn, R, H, H, err)) return -1;
             if (mm(e, e->x, H, e->xn, H, &el->wo, R, 1, split, err)) return -1;
         }
-        if (s->ffn == PZ_FFN_SWIGLU) {
-            const int F = s->n_ff;
+        if (s->ffn == PZ_FFN_SWIGLU && el->n_ff > 0) {
+            const int F = el->n_ff;
             b->rmsnorm(b, e->xn, e->x, el->ffn_norm, R, H, c->norm_eps);
             if (amax_rec(e, l, PZ_AMAX_GU_IN, e->xn, R, H, H, err)) return -1;
             if (gate_up_proj(e, el, R, H, F, split, err)) return -1;
             b->swiglu(b, e->h, F, e->gu, e->gu + F, 2 * F, R, F);
             if (amax_rec(e, l, PZ_AMAX_DOWN_IN, e->h, R, F, F, err)) return -1;
-            if (mm(e, e->x, H, e->h, F, &el->wd, R, 1, split, err)) return -1;
-        } else if (s->ffn == PZ_FFN_LINEAR) {
+            if (mm(e, e->x, H, e->h, F, &el->wd, R, el->ffn_ar ? e->rank == 0 : 1, split, err)) return -1;
+        } else if (s->ffn == PZ_FFN_SWIGLU && e->rank != 0 &&
+                   b->copy(b, e->x, e->zeros, sizeof(float) * (size_t)R * H, PZ_COPY_D2D, err)) {
+            return -1;  // no channels here: a zero partial (rank 0 keeps x as it is)
+        }
+        if (el->ffn_ar && e->comm->all_reduce(e->comm, e->x, (size_t)R * H, PZ_REDUCE_SUM, err)) return -1;
+        if (s->ffn == PZ_FFN_LINEAR) {
             b->rmsnorm(b, e->xn, e->x, el->ffn_norm, R, H, c->norm_eps);
             if (amax_rec(e, l, PZ_AMAX_DOWN_IN, e->xn, R, H, H, err)) return -1;
             if (mm(e, e->x, H, e->xn, H, &el->wd, R, 1, split, err)) return -1;
@@ -587,8 +796,8 @@ static void advance(pz_engine *e, int slot, const int32_t *tokens, int n) {
                                           sl->tokens + (size_t)i * PZ_KV_PAGE);
 }
 
-int pz_engine_prefill(pz_engine *e, int slot, const int32_t *tokens, int n, float *logits,
-                      int all_logits, char *err) {
+static int prefill_impl(pz_engine *e, int slot, const int32_t *tokens, int n, float *logits,
+                        int all_logits, char *err) {
     if (check_slot(e, slot, err)) return -1;
     if (n <= 0) return pz_err(err, "prefill of %d tokens", n);
     eng_slot *sl = &e->slot[slot];
@@ -703,7 +912,8 @@ static int decode_graph(pz_engine *e, const int32_t *tokens, int n, int bk, floa
     return 0;
 }
 
-int pz_engine_decode(pz_engine *e, const int *slots, const int32_t *tokens, int n, float *logits, char *err) {
+static int decode_impl(pz_engine *e, const int *slots, const int32_t *tokens, int n, float *logits,
+                       char *err) {
     if (n <= 0) return 0;
     if (n > e->R) return pz_err(err, "decode of %d slots at once exceeds the engine's %d rows", n, e->R);
     const int vocab = e->m->cfg.vocab;
@@ -731,7 +941,9 @@ int pz_engine_decode(pz_engine *e, const int *slots, const int32_t *tokens, int 
     }
     const int split = e->p.batch_invariant ? SPLIT_DECODE : SPLIT_NONE;
     pz_backend *b = e->b;
-    int bk = e->p.graphs && b->graph_begin && logits && !e->p.amax
+    // Not under tensor parallelism: followers pass no logits and so would run
+    // eagerly beside rank 0's graph, and NCCL inside a captured graph is unproven.
+    int bk = e->p.graphs && b->graph_begin && logits && !e->p.amax && e->tp == 1
                  ? pz_engine_graph_bucket(n, e->p.n_slots, e->R)
                  : 0;
     if (!bk || decode_graph(e, tokens, n, bk, logits, split)) {
@@ -753,11 +965,11 @@ static void release_pages(pz_engine *e, eng_slot *sl) {
     sl->len = 0;
 }
 
-void pz_engine_slot_reset(pz_engine *e, int slot) {
+static void reset_impl(pz_engine *e, int slot) {
     if (slot >= 0 && slot < e->p.n_slots) release_pages(e, &e->slot[slot]);
 }
 
-int pz_engine_prefix_attach(pz_engine *e, int slot, const int32_t *tokens, int n) {
+static int attach_impl(pz_engine *e, int slot, const int32_t *tokens, int n) {
     if (slot < 0 || slot >= e->p.n_slots || !tokens || n <= 1) return 0;
     eng_slot *sl = &e->slot[slot];
     release_pages(e, sl);
@@ -781,7 +993,7 @@ int pz_engine_prefix_attach(pz_engine *e, int slot, const int32_t *tokens, int n
     return sl->len;
 }
 
-int pz_engine_slot_fork(pz_engine *e, int dst, int src, char *err) {
+static int fork_impl(pz_engine *e, int dst, int src, char *err) {
     if (check_slot(e, dst, err) || check_slot(e, src, err)) return -1;
     if (dst == src) return pz_err(err, "fork of slot %d onto itself", src);
     eng_slot *d = &e->slot[dst];
@@ -820,6 +1032,131 @@ int pz_engine_slot_fork(pz_engine *e, int dst, int src, char *err) {
     d->len = s->len;
     memcpy(d->tokens, s->tokens, sizeof(int32_t) * (size_t)s->len);
     return 0;
+}
+
+// ---- tensor-parallel commands ---------------------------------------------------
+
+// bytes at host on rank 0 copied to host on every rank: straight through
+// the communicator when the backend's memory is the host's, else staged
+// through backend memory in chunks of TP_STAGE.
+static int tp_bcast(pz_engine *e, void *host, size_t bytes, char *err) {
+    pz_backend *b = e->b;
+    pz_comm *c = e->comm;
+    if (b->kind == PZ_BACKEND_CPU) return c->broadcast(c, host, bytes, 0, err);
+    for (size_t off = 0; off < bytes; off += TP_STAGE) {
+        size_t k = bytes - off < TP_STAGE ? bytes - off : TP_STAGE;
+        char *h = (char *)host + off;
+        if ((e->rank == 0 && b->copy(b, e->d_stage, h, k, PZ_COPY_H2D, err)) ||
+            c->broadcast(c, e->d_stage, k, 0, err) ||
+            (e->rank != 0 && b->copy(b, h, e->d_stage, k, PZ_COPY_D2H, err)) || b->synchronize(b, err))
+            return -1;
+    }
+    return 0;
+}
+
+// 1 when ok is true on every rank, 0 when not, -1 with err when the
+// all-reduce fails. Uses the residual scratch (idle between calls).
+static int tp_agree(pz_engine *e, int ok, char *err) {
+    pz_backend *b = e->b;
+    float v = ok ? 0.0f : 1.0f;
+    if (b->copy(b, e->x, &v, sizeof v, PZ_COPY_H2D, err) ||
+        e->comm->all_reduce(e->comm, e->x, 1, PZ_REDUCE_MAX, err) ||
+        b->copy(b, &v, e->x, sizeof v, PZ_COPY_D2H, err) || b->synchronize(b, err))
+        return -1;
+    return v == 0.0f;
+}
+
+static int tp_reserve(pz_engine *e, size_t n, char *err) {
+    if (n <= e->cmd_cap) return 0;
+    int32_t *p = realloc(e->cmd, sizeof(int32_t) * n);
+    if (!p) return pz_err(err, "engine: out of memory for a command of %zu ids", n);
+    e->cmd = p;
+    e->cmd_cap = n;
+    return 0;
+}
+
+// Rank 0: tells the other ranks to run op(a, b) on n1 ids from p1 then n2
+// from p2. A header of five ints, then the ids when there are any.
+static int tp_send(pz_engine *e, int op, int a, int b, const int32_t *p1, int n1, const int32_t *p2,
+                   int n2, char *err) {
+    if (n1 < 0) n1 = 0;
+    if (n2 < 0) n2 = 0;
+    int32_t hdr[5] = {op, a, b, n1, n2};
+    if (tp_bcast(e, hdr, sizeof hdr, err)) return -1;
+    size_t n = (size_t)n1 + (size_t)n2;
+    if (!n) return 0;
+    if (tp_reserve(e, n, err)) return -1;  // a failure here leaves the others waiting: out of memory
+    if (n1) memcpy(e->cmd, p1, sizeof(int32_t) * (size_t)n1);
+    if (n2) memcpy(e->cmd + n1, p2, sizeof(int32_t) * (size_t)n2);
+    return tp_bcast(e, e->cmd, sizeof(int32_t) * n, err);
+}
+
+static int not_driver(pz_engine *e, char *err) {
+    if (e->tp > 1 && e->rank != 0)
+        return pz_err(err, "engine: tensor-parallel rank %d follows rank 0 (pz_engine_follow)", e->rank);
+    return 0;
+}
+
+int pz_engine_follow(pz_engine *e, char *err) {
+    if (e->tp <= 1 || e->rank == 0) return pz_err(err, "engine: only ranks other than 0 follow");
+    char ignored[PZ_ERRLEN];
+    for (;;) {
+        int32_t h[5];
+        if (tp_bcast(e, h, sizeof h, err)) return -1;
+        if (h[3] < 0 || h[4] < 0) return pz_err(err, "engine: a malformed command from rank 0");
+        size_t n = (size_t)h[3] + (size_t)h[4];
+        if (n && (tp_reserve(e, n, err) || tp_bcast(e, e->cmd, sizeof(int32_t) * n, err))) return -1;
+        // Rank 0 met the same outcome and reports it; a rank only stops on
+        // a failed collective (above) or rank 0's free.
+        switch (h[0]) {
+        case TP_STOP: return 0;
+        case TP_PREFILL: prefill_impl(e, h[1], e->cmd, h[3], NULL, 0, ignored); break;
+        case TP_DECODE: {
+            _Static_assert(sizeof(int) == sizeof(int32_t), "slot ids travel as int32");
+            if (h[3] != h[4]) return pz_err(err, "engine: a malformed decode command from rank 0");
+            decode_impl(e, (const int *)e->cmd, e->cmd + h[3], h[3], NULL, ignored);
+            break;
+        }
+        case TP_RESET: reset_impl(e, h[1]); break;
+        case TP_ATTACH: attach_impl(e, h[1], e->cmd, h[3]); break;
+        case TP_FORK: fork_impl(e, h[1], h[2], ignored); break;
+        default: return pz_err(err, "engine: unknown command %d from rank 0", h[0]);
+        }
+    }
+}
+
+int pz_engine_tp_rank(const pz_engine *e) { return e->rank; }
+int pz_engine_tp_size(const pz_engine *e) { return e->tp; }
+
+int pz_engine_prefill(pz_engine *e, int slot, const int32_t *tokens, int n, float *logits,
+                      int all_logits, char *err) {
+    if (not_driver(e, err)) return -1;
+    if (e->tp > 1 && tp_send(e, TP_PREFILL, slot, 0, tokens, tokens ? n : 0, NULL, 0, err)) return -1;
+    return prefill_impl(e, slot, tokens, n, logits, all_logits, err);
+}
+
+int pz_engine_decode(pz_engine *e, const int *slots, const int32_t *tokens, int n, float *logits, char *err) {
+    if (not_driver(e, err)) return -1;
+    if (e->tp > 1 && n > 0 && tp_send(e, TP_DECODE, 0, 0, (const int32_t *)slots, n, tokens, n, err))
+        return -1;
+    return decode_impl(e, slots, tokens, n, logits, err);
+}
+
+void pz_engine_slot_reset(pz_engine *e, int slot) {
+    if (e->tp > 1 && (e->rank != 0 || tp_send(e, TP_RESET, slot, 0, NULL, 0, NULL, 0, NULL))) return;
+    reset_impl(e, slot);
+}
+
+int pz_engine_prefix_attach(pz_engine *e, int slot, const int32_t *tokens, int n) {
+    if (e->tp > 1 && (e->rank != 0 || tp_send(e, TP_ATTACH, slot, 0, tokens, tokens ? n : 0, NULL, 0, NULL)))
+        return 0;
+    return attach_impl(e, slot, tokens, n);
+}
+
+int pz_engine_slot_fork(pz_engine *e, int dst, int src, char *err) {
+    if (not_driver(e, err)) return -1;
+    if (e->tp > 1 && tp_send(e, TP_FORK, dst, src, NULL, 0, NULL, 0, err)) return -1;
+    return fork_impl(e, dst, src, err);
 }
 
 int pz_engine_pages_needed(const pz_engine *e, int slot, int n) {

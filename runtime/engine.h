@@ -30,6 +30,24 @@
 // price: prefill pads its last block of every product to 64 rows, and a
 // decode batch above 8 streams the weights once per 8 rows.
 //
+// Tensor parallelism (params.comm with more than one rank): every rank
+// builds an engine over its share of the model (runtime/tp_plan.h, the
+// Megatron split): q/k/v and gate/up rows and o_proj/down_proj columns of
+// the sharded sub-blocks. The model is either this rank's shard
+// (pz_model_load_shard with align PZ_ENGINE_TP_ALIGN: never whole in this
+// process), used as it is, or the whole model, whose slices the engine
+// copies out at create (the caller may not free it early); its KV pools
+// hold only its own KV heads. The partial o/down products are summed over
+// the ranks by one fp32 all-reduce per sharded sub-block (rank 0 adds the
+// residual, the others contribute their partial alone). Replicated
+// sub-blocks (linear, GQA whose KV heads neither divide nor are divided
+// by the rank count), the embedding, the norms and lm_head run whole on
+// every rank. Rank 0 drives: its calls below are broadcast (the call and
+// its token ids) to the other ranks, which run the same call inside
+// pz_engine_follow, so every rank holds the same slots, pages and prefix
+// cache; only rank 0 computes logits. Sums differ from one rank's only by
+// the order of fp32 additions.
+//
 // Threads: OpenMP (the engine's own kernels and oneDNN). On a machine shared
 // with other busy processes, run with OMP_WAIT_POLICY=passive: libgomp's
 // default spinning at each of the ~150 barriers of a decode step starves the
@@ -42,6 +60,12 @@
 #include <stdint.h>
 #include "backend.h"
 #include "model.h"
+
+struct pz_comm;
+
+// FFN channels are dealt to tensor-parallel ranks in units of this many
+// (runtime/tp_plan.h; 16 keeps FP8 products legal).
+#define PZ_ENGINE_TP_ALIGN 16
 
 typedef struct {
     int n_threads;     // 0: all cores (omp_get_num_procs)
@@ -71,6 +95,11 @@ typedef struct {
     float *amax;       // calibration: NULL, or n_layer * PZ_ENGINE_AMAX floats the forward
                        // pass raises to the largest |value| seen at each point below (the
                        // caller zeroes them first; host memory, owned by the caller)
+    struct pz_comm *comm;  // tensor parallel: NULL or one rank: none; else this rank's share of
+                           // comm->size ranks (borrowed; it must outlive the engine). The
+                           // engine runs on comm->b (borrowed; its kind must be `backend`,
+                           // n_threads is then the backend's) and every rank must create
+                           // its engine with the same model and params. Refused with amax.
 } pz_engine_params;
 
 // Calibration points per layer (pz_engine_params.amax[layer * PZ_ENGINE_AMAX + i]):
@@ -90,6 +119,17 @@ typedef struct pz_engine pz_engine;
 // and backend at each call.
 pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err);
 void pz_engine_free(pz_engine *e);
+
+// Tensor parallel ranks other than 0: runs the calls rank 0 makes on its
+// engine (prefill, decode, slot reset, prefix attach, fork) as rank 0 makes
+// them, until rank 0 frees its engine; then returns 0 (the caller frees
+// this one). -1 with err when a collective fails. Errors of the calls
+// themselves are rank 0's to report (every rank meets the same ones).
+// Calling the functions below directly on such a rank is an error.
+int pz_engine_follow(pz_engine *e, char *err);
+// This engine's rank and the rank count (0 and 1 without tensor parallelism).
+int pz_engine_tp_rank(const pz_engine *e);
+int pz_engine_tp_size(const pz_engine *e);
 
 // Appends n tokens to slot's sequence (positions len..len+n-1), splitting
 // into chunks of max_batch internally. logits: if non-NULL, receives vocab

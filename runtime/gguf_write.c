@@ -350,6 +350,7 @@ static int is_qk(const char *gguf_name) {
 
 int pz_model_save_gguf(const pz_model *m, const pz_tokenizer *t, const char *path, char *err) {
     const pz_config *c = &m->cfg;
+    if (m->tp > 1) return pz_err(err, "%s: a tensor-parallel shard is not a model to save", path);
     if (c->rope_scaling != PZ_ROPE_SCALING_NONE)
         return pz_err(err, "%s: Llama-3 RoPE scaling cannot be written: llama.cpp carries it only as "
                            "rope_freqs.weight, which pz_model_load refuses", path);

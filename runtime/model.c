@@ -7,6 +7,7 @@
 #include "safetensors.h"
 #include "tensor.h"
 #include "fp8.h"
+#include "tp_plan.h"
 
 #include <errno.h>
 #include <math.h>
@@ -27,9 +28,36 @@ typedef struct {
     int perm_heads;   // GGUF Q/K: heads whose rows are in adjacent-pair order
     int tied_head;    // lm_head of a tied model: no storage of its own
     char why[64];     // which config values give the shape, for error messages
+    int frows, fcols; // the tensor's shape in the file (rows, cols: what is stored; they differ
+    int r0, c0;       // in a tensor-parallel shard, which keeps rows/cols from r0/c0 of the file's)
 } wdesc;
 
 static int table_cap(const pz_config *c) { return 4 + 9 * c->n_layer; }
+
+// A tensor-parallel shard (m->tp > 1): the sharded matrices of t keep only
+// rank m->tp_rank's rows (q/k/v, gate/up) or columns (o_proj, down_proj),
+// per runtime/tp_plan.h. The plan was checked when the model was made.
+static void shard_table(const pz_model *m, wdesc *t, int n) {
+    const int hd = m->cfg.head_dim;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        pz_tp_layer P;
+        if (pz_tp_plan_layer(&m->cfg, l, m->tp, m->tp_rank, m->tp_align, &P, NULL)) continue;
+        const pz_layer_weights *L = &m->layers[l];
+        for (int i = 0; i < n; i++) {
+            wdesc *d = &t[i];
+            if (!d->mat) continue;
+            if (P.attn_mode == PZ_TP_SHARDED) {
+                if (d->mat == &L->wq) d->r0 = P.q_head0 * hd, d->rows = P.n_q * hd;
+                if (d->mat == &L->wk || d->mat == &L->wv) d->r0 = P.kv_head0 * hd, d->rows = P.n_kv * hd;
+                if (d->mat == &L->wo) d->c0 = P.q_head0 * hd, d->cols = P.n_q * hd;
+            }
+            if (P.ffn_mode == PZ_TP_SHARDED) {
+                if (d->mat == &L->w_gate || d->mat == &L->w_up) d->r0 = P.ff0, d->rows = P.n_ff;
+                if (d->mat == &L->w_down) d->c0 = P.ff0, d->cols = P.n_ff;
+            }
+        }
+    }
+}
 
 // Fills t (table_cap entries) for m; returns the count. Order = arena order.
 static int weight_table(pz_model *m, wdesc *t) {
@@ -37,10 +65,11 @@ static int weight_table(pz_model *m, wdesc *t) {
     int n = 0, H = c->hidden, hd = c->head_dim;
 #define VEC(HF, GG, SLOT) do { wdesc *d = &t[n++]; memset(d, 0, sizeof *d); \
         snprintf(d->hf, sizeof d->hf, "%s", HF); snprintf(d->gg, sizeof d->gg, "%s", GG); \
-        d->vec = &(SLOT); d->rows = 1; d->cols = H; snprintf(d->why, sizeof d->why, "hidden %d", H); } while (0)
+        d->vec = &(SLOT); d->rows = d->frows = 1; d->cols = d->fcols = H; \
+        snprintf(d->why, sizeof d->why, "hidden %d", H); } while (0)
 #define MAT(HF, GG, SLOT, R, C, PERM) do { wdesc *d = &t[n++]; memset(d, 0, sizeof *d); \
         snprintf(d->hf, sizeof d->hf, "%s", HF); snprintf(d->gg, sizeof d->gg, "%s", GG); \
-        d->mat = &(SLOT); d->rows = (R); d->cols = (C); d->perm_heads = (PERM); } while (0)
+        d->mat = &(SLOT); d->rows = d->frows = (R); d->cols = d->fcols = (C); d->perm_heads = (PERM); } while (0)
 #define WHY(...) snprintf(t[n - 1].why, sizeof t[n - 1].why, __VA_ARGS__)
     MAT("model.embed_tokens.weight", "token_embd.weight", m->tok_embd, c->vocab, H, 0);
     WHY("vocab %d x hidden %d", c->vocab, H);
@@ -104,6 +133,7 @@ static int weight_table(pz_model *m, wdesc *t) {
 #undef WHY
 #undef VEC
 #undef MAT
+    if (m->tp > 1) shard_table(m, t, n);
     return n;
 }
 
@@ -148,8 +178,14 @@ static size_t layout(wdesc *t, int n, pz_dt wt, char *base) {
     return (off + 63) & ~(size_t)63;
 }
 
-pz_model *pz_model_alloc(const pz_config *cfg, pz_dt wtype, char *err) {
+// pz_model_alloc, or (tp > 1) the storage of rank's shard.
+static pz_model *model_alloc(const pz_config *cfg, pz_dt wtype, int tp, int rank, int align, char *err) {
     if (pz_config_validate(cfg, err)) return NULL;
+    if (tp > 1) {
+        pz_tp_layer P;
+        for (int l = 0; l < cfg->n_layer; l++)
+            if (pz_tp_plan_layer(cfg, l, tp, rank, align, &P, err)) return NULL;
+    }
     if (wtype != PZ_DT_F32 && wtype != PZ_DT_BF16 && wtype != PZ_DT_E4M3) {
         pz_err(err, "unknown weight type %d", (int)wtype);
         return NULL;
@@ -159,6 +195,9 @@ pz_model *pz_model_alloc(const pz_config *cfg, pz_dt wtype, char *err) {
     if (!m) goto oom;
     m->cfg = *cfg;
     m->wtype = wtype;
+    m->tp = tp > 1 ? tp : 1;
+    m->tp_rank = tp > 1 ? rank : 0;
+    m->tp_align = tp > 1 ? align : 0;
     m->layers = calloc((size_t)cfg->n_layer, sizeof *m->layers);
     t = malloc(sizeof *t * (size_t)table_cap(cfg));
     if (!m->layers || !t) goto oom;
@@ -183,6 +222,10 @@ oom:
     pz_err(err, "out of memory allocating a model of %zu weight bytes", m ? m->arena_bytes : 0);
     pz_model_free(m);
     return NULL;
+}
+
+pz_model *pz_model_alloc(const pz_config *cfg, pz_dt wtype, char *err) {
+    return model_alloc(cfg, wtype, 1, 0, 0, err);
 }
 
 void pz_model_free(pz_model *m) {
@@ -250,19 +293,20 @@ int pz_model_weight_at(const pz_model *m, int idx, pz_weight_info *out) {
 }
 
 // ---- storing one converted tensor ---------------------------------------------
-// src: rows*cols fp32 values in the file's row order. perm_heads > 0: rows
-// are GGUF adjacent-pair order within each head of hd rows; HF row
+// src: frows*fcols fp32 values in the file's row order; stored: rows
+// r0.. and columns c0.. of them (all of them but in a shard). perm_heads >
+// 0: rows are GGUF adjacent-pair order within each head of hd rows; HF row
 // h*hd + j*hd/2 + i comes from file row h*hd + 2i + j.
 static void store_f32_rows(const wdesc *d, const float *src, int hd) {
     size_t cols = (size_t)d->cols;
     for (int r = 0; r < d->rows; r++) {
-        int from = r;
+        int from = d->r0 + r;
         if (d->perm_heads > 0) {
-            int h = r / hd, w = r % hd, half = hd / 2;
+            int h = from / hd, w = from % hd, half = hd / 2;
             int j = w / half, i = w % half;
             from = h * hd + 2 * i + j;
         }
-        const float *s = src + (size_t)from * cols;
+        const float *s = src + (size_t)from * d->fcols + d->c0;
         if (d->vec) {
             memcpy(*d->vec, s, sizeof(float) * cols);
         } else if (d->mat->type == PZ_DT_F32) {
@@ -516,7 +560,8 @@ static int gguf_check_tensors(const pz_gguf *g, const pz_config *c, const char *
     return 0;
 }
 
-static pz_model *load_gguf(const char *path, pz_dt wt, char *err) {
+// tp > 1: only rank's shard (model_alloc).
+static pz_model *load_gguf(const char *path, pz_dt wt, int tp, int rank, int align, char *err) {
     pz_gguf *g = pz_gguf_open(path, err);
     if (!g) return NULL;
     pz_model *m = NULL;
@@ -524,7 +569,7 @@ static pz_model *load_gguf(const char *path, pz_dt wt, char *err) {
     float *tmp = NULL;
     pz_config cfg;
     if (gguf_config(g, &cfg, path, err)) goto fail;
-    if (!(m = pz_model_alloc(&cfg, wt, err))) goto fail;
+    if (!(m = model_alloc(&cfg, wt, tp, rank, align, err))) goto fail;
     t = malloc(sizeof *t * (size_t)table_cap(&cfg));
     if (!t) goto oom;
     int n = weight_table(m, t);
@@ -538,7 +583,7 @@ static pz_model *load_gguf(const char *path, pz_dt wt, char *err) {
     if (gguf_check_tensors(g, &cfg, arch, t, n, 1, path, err)) goto fail;
     size_t maxel = 0;
     for (int i = 0; i < n; i++)
-        if ((size_t)t[i].rows * t[i].cols > maxel) maxel = (size_t)t[i].rows * t[i].cols;
+        if ((size_t)t[i].frows * t[i].fcols > maxel) maxel = (size_t)t[i].frows * t[i].fcols;
     if (!(tmp = malloc(sizeof(float) * maxel))) goto oom;
     for (int i = 0; i < n; i++) {
         wdesc *d = &t[i];
@@ -548,12 +593,12 @@ static pz_model *load_gguf(const char *path, pz_dt wt, char *err) {
             pz_err(err, "%s: missing tensor %s (the metadata needs it: %s)", path, d->gg, d->why);
             goto fail;
         }
-        int ok = d->vec ? (gt->n_dims == 1 && gt->ne[0] == (uint64_t)d->cols)
-                        : (gt->n_dims == 2 && gt->ne[0] == (uint64_t)d->cols && gt->ne[1] == (uint64_t)d->rows);
+        int ok = d->vec ? (gt->n_dims == 1 && gt->ne[0] == (uint64_t)d->fcols)
+                        : (gt->n_dims == 2 && gt->ne[0] == (uint64_t)d->fcols && gt->ne[1] == (uint64_t)d->frows);
         if (!ok) {
             pz_err(err, "%s: tensor %s has shape [%llu, %llu] (innermost first), but the metadata says [%d, %d] (%s)",
                    path, d->gg, (unsigned long long)gt->ne[0], (unsigned long long)(gt->n_dims > 1 ? gt->ne[1] : 1),
-                   d->cols, d->rows, d->why);
+                   d->fcols, d->frows, d->why);
             goto fail;
         }
         if (!pz_dtype_supported(gt->type)) {
@@ -681,7 +726,7 @@ static void fp8_unify_groups(wdesc *t, int n) {
     }
 }
 
-static pz_model *load_hf(const char *dir, pz_dt wt, char *err) {
+static pz_model *load_hf(const char *dir, pz_dt wt, int tp, int rank, int align, char *err) {
     char cpath[1100];
     pz_config cfg;
     hf_config_path(dir, cpath, sizeof cpath);
@@ -691,7 +736,7 @@ static pz_model *load_hf(const char *dir, pz_dt wt, char *err) {
     pz_model *m = NULL;
     wdesc *t = NULL;
     float *tmp = NULL;
-    if (!(m = pz_model_alloc(&cfg, wt, err))) goto fail;
+    if (!(m = model_alloc(&cfg, wt, tp, rank, align, err))) goto fail;
     t = malloc(sizeof *t * (size_t)table_cap(&cfg));
     if (!t) goto oom;
     int n = weight_table(m, t);
@@ -709,17 +754,17 @@ static pz_model *load_hf(const char *dir, pz_dt wt, char *err) {
             pz_err(err, "%s: missing tensor %s (config.json needs it: %s)", dir, d->hf, d->why);
             goto fail;
         }
-        int ok = d->vec ? (s->n_dims == 1 && s->shape[0] == d->cols)
-                        : (s->n_dims == 2 && s->shape[0] == d->rows && s->shape[1] == d->cols);
+        int ok = d->vec ? (s->n_dims == 1 && s->shape[0] == d->fcols)
+                        : (s->n_dims == 2 && s->shape[0] == d->frows && s->shape[1] == d->fcols);
         if (!ok) {
             if (d->vec)
                 pz_err(err, "%s: tensor %s has shape [%lld%s%lld], but config.json says [%d] (%s)", dir, d->hf,
                        (long long)(s->n_dims > 0 ? s->shape[0] : 0), s->n_dims > 1 ? ", " : "",
-                       (long long)(s->n_dims > 1 ? s->shape[1] : 0), d->cols, d->why);
+                       (long long)(s->n_dims > 1 ? s->shape[1] : 0), d->fcols, d->why);
             else
                 pz_err(err, "%s: tensor %s has shape [%lld%s%lld], but config.json says [%d, %d] (%s)", dir, d->hf,
                        (long long)(s->n_dims > 0 ? s->shape[0] : 0), s->n_dims > 1 ? ", " : "",
-                       (long long)(s->n_dims > 1 ? s->shape[1] : 0), d->rows, d->cols, d->why);
+                       (long long)(s->n_dims > 1 ? s->shape[1] : 0), d->frows, d->fcols, d->why);
             goto fail;
         }
         int f8 = s->dtype == PZ_ST_F8_E4M3 && d->mat;
@@ -736,7 +781,9 @@ static pz_model *load_hf(const char *dir, pz_dt wt, char *err) {
                        pz_st_dtype_name(s->dtype));
                 goto fail;
             }
-            memcpy(d->mat->data, s->data, (size_t)d->rows * d->cols);  // the codes as they are
+            for (int r = 0; r < d->rows; r++)  // the codes as they are (a shard's rows and columns)
+                memcpy((uint8_t *)d->mat->data + (size_t)r * d->cols,
+                       (const uint8_t *)s->data + (size_t)(d->r0 + r) * d->fcols + d->c0, (size_t)d->cols);
             d->mat->scale = ws;
             d->mat->x_scale = xs;
             continue;
@@ -744,7 +791,8 @@ static pz_model *load_hf(const char *dir, pz_dt wt, char *err) {
         // Row by row, so no full-size temporary is needed; bf16 -> bf16 is a copy.
         size_t cols = (size_t)d->cols;
         for (int r = 0; r < d->rows; r++) {
-            const char *src = (const char *)s->data + (size_t)r * cols * (size_t)pz_st_dtype_size(s->dtype);
+            const char *src = (const char *)s->data +
+                              ((size_t)(d->r0 + r) * d->fcols + d->c0) * (size_t)pz_st_dtype_size(s->dtype);
             if (d->mat && d->mat->type == PZ_DT_BF16 && s->dtype == PZ_ST_BF16) {
                 memcpy((uint16_t *)d->mat->data + (size_t)r * cols, src, 2 * cols);
                 continue;
@@ -756,6 +804,8 @@ static pz_model *load_hf(const char *dir, pz_dt wt, char *err) {
             wdesc one = *d;
             one.rows = 1;
             one.perm_heads = 0;
+            one.r0 = one.c0 = 0;  // tmp holds this row's slice
+            one.fcols = d->cols;
             if (one.mat) {
                 pz_mat row = *d->mat;
                 row.data = (char *)d->mat->data + (size_t)r * cols * elem_bytes(d->mat->type);
@@ -810,6 +860,11 @@ static int glued(const wdesc *t, int i) {
 }
 
 pz_model *pz_model_to_e4m3(const pz_model *src, char *err) {
+    if (src->tp > 1) {
+        pz_err(err, "%s: a tensor-parallel shard cannot be quantized (its tensor scales would be its own)",
+               src->source);
+        return NULL;
+    }
     pz_model *m = pz_model_alloc(&src->cfg, PZ_DT_E4M3, err);
     if (!m) return NULL;
     int cap = table_cap(&src->cfg);
@@ -919,7 +974,7 @@ pz_model *pz_model_load(const char *path, pz_dt wtype, char *err) {
         char cpath[1100];
         if (pz_is_dir(path) && (hf_config_path(path, cpath, sizeof cpath), pz_file_exists(cpath)) &&
             pz_config_from_hf_file(&qc, cpath, err) == 0 && qc.quant == PZ_DT_E4M3)
-            return load_hf(path, PZ_DT_E4M3, err);  // an FP8 checkpoint: the codes as stored
+            return load_hf(path, PZ_DT_E4M3, 1, 0, 0, err);  // an FP8 checkpoint: the codes as stored
         // else loaded in fp32 (4 bytes a weight for a moment), then quantized
         pz_model *f = pz_model_load(path, PZ_DT_F32, err);
         if (!f || f->wtype == PZ_DT_E4M3) return f;
@@ -927,12 +982,35 @@ pz_model *pz_model_load(const char *path, pz_dt wtype, char *err) {
         pz_model_free(f);
         return q;
     }
-    if (pz_is_dir(path)) return load_hf(path, wtype, err);
+    if (pz_is_dir(path)) return load_hf(path, wtype, 1, 0, 0, err);
     if (!pz_file_exists(path)) {
         pz_err(err, "%s: no such file or directory", path);
         return NULL;
     }
-    return load_gguf(path, wtype, err);
+    return load_gguf(path, wtype, 1, 0, 0, err);
+}
+
+pz_model *pz_model_load_shard(const char *path, pz_dt wtype, int tp, int rank, int align, char *err) {
+    if (tp <= 1) return pz_model_load(path, wtype, err);
+    if (rank < 0 || rank >= tp || align < 1) {
+        pz_err(err, "%s: shard %d of %d (align %d)", path, rank, tp, align);
+        return NULL;
+    }
+    if (wtype == PZ_DT_E4M3) {
+        pz_config qc;
+        char cpath[1100];
+        if (pz_is_dir(path) && (hf_config_path(path, cpath, sizeof cpath), pz_file_exists(cpath)) &&
+            pz_config_from_hf_file(&qc, cpath, err) == 0 && qc.quant == PZ_DT_E4M3)
+            return load_hf(path, PZ_DT_E4M3, tp, rank, align, err);  // the stored codes and tensor scales
+        // Quantized at load: the tensor scales come from whole tensors, so the whole model.
+        return pz_model_load(path, wtype, err);
+    }
+    if (pz_is_dir(path)) return load_hf(path, wtype, tp, rank, align, err);
+    if (!pz_file_exists(path)) {
+        pz_err(err, "%s: no such file or directory", path);
+        return NULL;
+    }
+    return load_gguf(path, wtype, tp, rank, align, err);
 }
 
 int pz_model_load_config(const char *path, pz_config *cfg, char *err) {
@@ -984,6 +1062,7 @@ int pz_model_load_config(const char *path, pz_config *cfg, char *err) {
 
 // ---- writing a DeciLM directory -------------------------------------------------------
 int pz_model_save_hf(const pz_model *m, const char *dir, char *err) {
+    if (m->tp > 1) return pz_err(err, "%s: a tensor-parallel shard is not a model to save", dir);
     if (m->head8)
         return pz_err(err, "%s: the e4m3 lm_head is a runtime option FP8 checkpoints do not carry; save the model "
                       "before pz_model_e4m3_head", dir);

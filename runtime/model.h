@@ -68,6 +68,8 @@ typedef struct {
     void *head8;               // pz_model_e4m3_head: the e4m3 lm_head (else NULL)
     char source[1024];         // path it was loaded from
     char format[16];           // "gguf" or "hf"
+    int tp, tp_rank, tp_align; // pz_model_load_shard: a shard of rank tp_rank of tp (the sharded
+                               // matrices hold only that rank's rows or columns); else 1, 0, 0
 } pz_model;
 
 // Loads a GGUF file or a Hugging Face directory (config.json + safetensors,
@@ -75,6 +77,19 @@ typedef struct {
 // model is loaded in fp32 and converted by pz_model_to_e4m3. Returns NULL and fills err
 // (naming the file and the problem) on failure.
 pz_model *pz_model_load(const char *path, pz_dt wtype, char *err);
+// Rank `rank`'s shard of tp tensor-parallel ranks (runtime/tp_plan.h, FFN
+// channels in units of align): the same config, replicated tensors whole,
+// and of each sharded sub-block only this rank's rows of q/k/v and
+// gate/up and columns of o_proj and down_proj, read from the file slice by
+// slice (a GGUF tensor is converted whole, one at a time, then sliced), so
+// the rank never holds the whole model. Stored shapes are the shard's
+// (pz_model_weight_at reports them); shards are not saved or quantized.
+// An FP8 checkpoint is sharded as stored (tensor scales are global); with
+// wtype PZ_DT_E4M3 from a bf16/f32 source the whole model is loaded and
+// quantized (tp 1), since its scales must come from whole tensors: the
+// engine then slices it. tp <= 1: pz_model_load. NULL with err on failure,
+// including a plan the model does not admit (query heads not divisible).
+pz_model *pz_model_load_shard(const char *path, pz_dt wtype, int tp, int rank, int align, char *err);
 // Reads only the architecture (no weights): from a GGUF's metadata or a
 // directory's config.json (or a config.json path).
 int pz_model_load_config(const char *path, pz_config *cfg, char *err);
