@@ -6,8 +6,9 @@
 // in puzzle/rundb*.c, one file per stage: rundb.c (open, schema and its
 // migrations, events, the statement helper of rundb_impl.h),
 // rundb_library.c (models, search space, blocks, BLD runs), rundb_scores.c,
-// rundb_profiles.c, rundb_search.c (searches, solutions, their views) and
-// rundb_merge.c (puzzle merge-db).
+// rundb_profiles.c, rundb_search.c (searches, solutions, their views),
+// rundb_merge.c (puzzle merge-db) and rundb_eval.c (distillation runs,
+// evaluations, `puzzle run`'s stages, `puzzle report`'s data sets).
 //
 // File layout next to a database RUN.db (RUN = the path without ".db"):
 //   RUN.db            the database (WAL mode: RUN.db-wal, RUN.db-shm while open)
