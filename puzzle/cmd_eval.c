@@ -453,14 +453,34 @@ int pz_cmd_eval(int argc, char **argv) {
             pz_err(err, "out of memory");
             goto fail;
         }
-        if (pz_chat_eval(mod.e, ref_path ? ref.e : mod.e, tok, vocab, prompts, n_prompts, (int)chat_tokens, chat,
-                         chat_progress, &json, err))
-            goto fail;
+        // The parent's replies from its own stored evaluation, when there is one: not generated again.
+        int32_t **known = NULL;
+        int *known_len = NULL, have = 0;
+        if (db_path && ref_path) {
+            known = calloc((size_t)n_prompts, sizeof *known);
+            known_len = calloc((size_t)n_prompts, sizeof *known_len);
+            pz_rundb *db = known && known_len ? pz_rundb_open(db_path, 1, err) : NULL;
+            have = db ? pz_rundb_parent_chat(db, ref_path, chat_sha, n_prompts, (int)chat_tokens, known, known_len,
+                                             err) : -1;
+            pz_rundb_close(db);
+            if (have < 0) {
+                free(known);
+                free(known_len);
+                goto fail;
+            }
+            if (have && !json) fprintf(stderr, "chat: the reference's replies from its stored evaluation\n");
+        }
+        int bad = pz_chat_eval(mod.e, ref_path ? ref.e : mod.e, tok, vocab, prompts, n_prompts, (int)chat_tokens,
+                               have ? known : NULL, have ? known_len : NULL, chat, chat_progress, &json, err);
+        for (int i = 0; known && i < n_prompts; i++) free(known[i]);
+        free(known);
+        free(known_len);
+        if (bad) goto fail;
         chat_ll = chat_top1 = 0;
         for (int i = 0; i < n_prompts; i++) {
             chat_ll += chat[i].parent_ll / n_prompts, chat_top1 += chat[i].top1 / n_prompts;
-            chat_rows[i] = (pz_rundb_chat_row){prompts[i], chat[i].reply, chat[i].reply_tokens, chat[i].parent_ll,
-                                               chat[i].top1, chat[i].top1_tokens};
+            chat_rows[i] = (pz_rundb_chat_row){prompts[i], chat[i].reply, chat[i].reply_ids, chat[i].reply_tokens,
+                                               chat[i].parent_ll, chat[i].top1, chat[i].top1_tokens};
         }
     }
     double ppl = count ? exp(nll / count) : NAN;
@@ -476,7 +496,8 @@ int pz_cmd_eval(int argc, char **argv) {
             .prefill_tok_s = sp.pre, .ref_decode_tok_s = sp.ref_dec, .ref_prefill_tok_s = sp.ref_pre,
             .decode_speedup = sp.dec_x, .prefill_speedup = sp.pre_x, .speed_ctx = speed ? (int)speed_ctx : 0,
             .speed_rounds = speed ? (int)speed_rounds : 0, .chat_file = chat_path,
-            .chat_sha256 = chat_path ? chat_sha : NULL, .chat_n = chat ? n_prompts : 0, .chat_parent_ll = chat_ll,
+            .chat_sha256 = chat_path ? chat_sha : NULL, .chat_n = chat ? n_prompts : 0,
+            .chat_max_tokens = chat ? (int)chat_tokens : 0, .chat_parent_ll = chat_ll,
             .chat_top1 = chat_top1, .chat = chat_rows, .threads = mod.e ? (int)threads : 0,
             .wall_s = pz_now() - t_start};
         if (!ref_path && !strcmp(r, "parent") && speed) e.decode_speedup = e.prefill_speedup = 1;
@@ -555,7 +576,7 @@ int pz_cmd_eval(int argc, char **argv) {
 fail:
     fprintf(stderr, "puzzle eval: %s\n", err);
 done:
-    for (int i = 0; chat && i < n_prompts; i++) free(chat[i].reply);
+    for (int i = 0; chat && i < n_prompts; i++) free(chat[i].reply), free(chat[i].reply_ids);
     free(chat);
     free(chat_rows);
     pz_chat_prompts_free(prompts, n_prompts);

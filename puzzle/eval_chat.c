@@ -122,7 +122,7 @@ static int forced(pz_engine *e, int vocab, const int32_t *prompt, int n, const i
 }
 
 int pz_chat_eval(pz_engine *model, pz_engine *ref, const pz_tokenizer *tok, int vocab, char *const *prompts, int n,
-                 int max_new, pz_chat_score *out, void (*progress)(void *user, int done, int n), void *user,
+                 int max_new, int32_t *const *ref_ids, const int *ref_lens, pz_chat_score *out, void (*progress)(void *user, int done, int n), void *user,
                  char *err) {
     int32_t stop1 = pz_tokenizer_eos(tok), stop2 = pz_tokenizer_find(tok, "<|im_end|>");
     int max_ctx = pz_engine_max_ctx(model) < pz_engine_max_ctx(ref) ? pz_engine_max_ctx(model)
@@ -146,16 +146,21 @@ int pz_chat_eval(pz_engine *model, pz_engine *ref, const pz_tokenizer *tok, int 
             goto done;
         }
         int m = greedy(model, vocab, ids, np, max_new, stop1, stop2, logits, reply, err);
-        int pm = m < 0 ? -1 : ref == model ? m : greedy(ref, vocab, ids, np, max_new, stop1, stop2, logits, preply, err);
+        int known = ref_ids && ref_ids[i] && ref_lens[i] > 0 && ref_lens[i] <= max_new;
+        int pm = m < 0 ? -1 : known ? ref_lens[i] : ref == model ? m
+               : greedy(ref, vocab, ids, np, max_new, stop1, stop2, logits, preply, err);
         if (m < 0 || pm < 0) goto done;
-        if (ref == model) memcpy(preply, reply, sizeof *reply * (size_t)m);
+        if (known) memcpy(preply, ref_ids[i], sizeof *preply * (size_t)pm);
+        else if (ref == model) memcpy(preply, reply, sizeof *reply * (size_t)m);
         double ll, t1, ll2, t2;
         if (forced(ref, vocab, ids, np, reply, m, buf, all, &ll, &t1, err) ||
             forced(model, vocab, ids, np, preply, pm, buf, all, &ll2, &t2, err))
             goto done;
         int shown = m && (reply[m - 1] == stop1 || reply[m - 1] == stop2) ? m - 1 : m;
         out[i].reply = pz_tokenizer_decode(tok, reply, (size_t)shown, 1);
-        if (!out[i].reply) {
+        out[i].reply_ids = malloc(sizeof *reply * (size_t)m);
+        if (out[i].reply_ids) memcpy(out[i].reply_ids, reply, sizeof *reply * (size_t)m);
+        if (!out[i].reply || !out[i].reply_ids) {
             pz_err(err, "out of memory");
             goto done;
         }
@@ -170,7 +175,10 @@ int pz_chat_eval(pz_engine *model, pz_engine *ref, const pz_tokenizer *tok, int 
     rc = 0;
 done:
     if (rc)
-        for (int i = 0; i < n; i++) free(out[i].reply), out[i].reply = NULL;
+        for (int i = 0; i < n; i++) {
+            free(out[i].reply), out[i].reply = NULL;
+            free(out[i].reply_ids), out[i].reply_ids = NULL;
+        }
     free(ids);
     free(reply);
     free(preply);

@@ -24,7 +24,8 @@ int pz_chat_prompt_ids(const pz_tokenizer *tok, const char *prompt, int32_t **id
 
 typedef struct {
     char *reply;        // the model's greedy reply, decoded (malloc'ed)
-    int reply_tokens;   // its tokens, the end-of-turn token included when the model ended
+    int32_t *reply_ids; // its token ids (malloc'ed)
+    int reply_tokens;   // their count, the end-of-turn token included when the model ended
     double parent_ll;   // mean log-likelihood per reply token under the reference (nats)
     double top1;        // fraction of the reference's greedy reply tokens the model predicts
     int top1_tokens;    // the reference reply's length in tokens
@@ -32,10 +33,12 @@ typedef struct {
 
 // Scores n prompts: model and ref are engines with one slot (ref may be model
 // itself) of at least max_ctx >= longest prompt + max_new tokens; vocab is
-// their vocabulary. out[n] is filled (free each reply with free()).
+// their vocabulary. ref_ids / ref_lens (may be NULL): the reference's greedy
+// replies already known (from an earlier evaluation of it), not recomputed.
+// out[n] is filled (free each reply and reply_ids with free()).
 // progress (may be NULL) is called after each prompt. 0, or -1 with err.
 int pz_chat_eval(pz_engine *model, pz_engine *ref, const pz_tokenizer *tok, int vocab, char *const *prompts, int n,
-                 int max_new, pz_chat_score *out, void (*progress)(void *user, int done, int n), void *user,
+                 int max_new, int32_t *const *ref_ids, const int *ref_lens, pz_chat_score *out, void (*progress)(void *user, int done, int n), void *user,
                  char *err);
 
 #endif

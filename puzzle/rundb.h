@@ -112,11 +112,11 @@
 //         skip_tokens, ctx, perplexity, nll, kl, top1, ref_perplexity,
 //         decode_tok_s, prefill_tok_s, ref_decode_tok_s, ref_prefill_tok_s,
 //         decode_speedup, prefill_speedup, speed_ctx, speed_rounds, chat_file,
-//         chat_sha256, chat_n, chat_parent_ll, chat_top1, threads, wall_s,
-//         created_at)               one row per `puzzle eval --db`; NULL where
+//         chat_sha256, chat_n, chat_max_tokens, chat_parent_ll, chat_top1,
+//         threads, wall_s, created_at)               one row per `puzzle eval --db`; NULL where
 //                                    not measured; text_tokens = tokens scored
 //   eval_chat(eval_id, idx, prompt, reply, reply_tokens, parent_ll, top1,
-//             top1_tokens)          the model's greedy reply to chat prompt idx,
+//             top1_tokens, reply_ids)  (reply_ids: the reply's token ids, spaces between)          the model's greedy reply to chat prompt idx,
 //                                    the parent's mean log-likelihood of it
 //                                    (nats/token), the model's top-1 agreement
 //                                    along the parent's own greedy reply
@@ -481,6 +481,7 @@ int pz_rundb_record_distill(pz_rundb *db, const pz_rundb_distill_run *r, long *i
 // One chat prompt's result within an evaluation.
 typedef struct {
     const char *prompt, *reply;
+    const int32_t *reply_ids;  // reply_tokens ids (may be NULL)
     int reply_tokens;
     double parent_ll;   // mean log-likelihood per reply token under the parent (nats)
     double top1;        // agreement with the parent's greedy reply, teacher-forced
@@ -497,7 +498,7 @@ typedef struct {
     double decode_speedup, prefill_speedup;
     int speed_ctx, speed_rounds;
     const char *chat_file, *chat_sha256;
-    int chat_n;
+    int chat_n, chat_max_tokens;
     double chat_parent_ll, chat_top1;
     const pz_rundb_chat_row *chat;  // chat_n rows
     int threads;
@@ -508,6 +509,13 @@ int pz_rundb_record_eval(pz_rundb *db, const pz_rundb_eval *e, long *id, char *e
 // chat rows when want_chat: 1 and *id set, 0 when none.
 int pz_rundb_find_eval(pz_rundb *db, const char *model_path, const char *role, const char *text_sha256,
                        int want_chat, long *id, char *err);
+
+// The parent's own greedy chat replies, as the newest eval of role 'parent' at
+// parent_path on these prompts (chat_sha256, n of them, at most max_tokens each)
+// stored them: 1 with ids[i] (malloc'ed; caller frees each and the arrays) and
+// lens[i] filled for i < n, 0 when there is no such eval.
+int pz_rundb_parent_chat(pz_rundb *db, const char *parent_path, const char *chat_sha256, int n, int max_tokens,
+                         int32_t **ids, int *lens, char *err);
 
 // `puzzle run`'s stages: 1 and result (cap bytes; may be NULL) copied when stage
 // finished with this key, 0 when not.

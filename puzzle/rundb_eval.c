@@ -66,23 +66,31 @@ int pz_rundb_record_eval(pz_rundb *db, const pz_rundb_eval *e, long *id, char *e
                         "INSERT INTO evals (model_path, role, solution_id, label, ref_path, text_name, text_sha256, "
                         "text_tokens, skip_tokens, ctx, perplexity, nll, kl, top1, ref_perplexity, decode_tok_s, "
                         "prefill_tok_s, ref_decode_tok_s, ref_prefill_tok_s, decode_speedup, prefill_speedup, "
-                        "speed_ctx, speed_rounds, chat_file, chat_sha256, chat_n, chat_parent_ll, chat_top1, threads, "
-                        "wall_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                        "?, ?, ?, ?, ?)",
-                        "ttktttt" "klk" "ddddddddddd" "kk" "tt" "k" "dd" "i" "d", e->model_path, e->role, sol, e->label, e->ref_path,
+                        "speed_ctx, speed_rounds, chat_file, chat_sha256, chat_n, chat_max_tokens, chat_parent_ll, "
+                        "chat_top1, threads, wall_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                        "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "ttktttt" "klk" "ddddddddddd" "kk" "tt" "kk" "dd" "i" "d", e->model_path, e->role, sol, e->label, e->ref_path,
                         e->text_name, e->text_sha256, e->text_tokens, e->skip_tokens, e->ctx, e->perplexity, e->nll,
                         e->kl, e->top1, e->ref_perplexity, e->decode_tok_s, e->prefill_tok_s, e->ref_decode_tok_s,
                         e->ref_prefill_tok_s, e->decode_speedup, e->prefill_speedup, (long)e->speed_ctx,
-                        (long)e->speed_rounds, e->chat_file, e->chat_sha256, (long)e->chat_n, e->chat_parent_ll,
+                        (long)e->speed_rounds, e->chat_file, e->chat_sha256, (long)e->chat_n, (long)e->chat_max_tokens,
+                        e->chat_parent_ll,
                         e->chat_top1, e->threads, e->wall_s);
     long eid = rc < 0 ? 0 : (long)rundb_last_id(db);
     for (int i = 0; rc >= 0 && e->chat && i < e->chat_n; i++) {
         const pz_rundb_chat_row *c = &e->chat[i];
+        char *ids = NULL;
+        if (c->reply_ids && (ids = malloc(12 * (size_t)c->reply_tokens + 1))) {
+            size_t k = 0;
+            ids[0] = 0;
+            for (int j = 0; j < c->reply_tokens; j++) k += (size_t)sprintf(ids + k, j ? " %d" : "%d", c->reply_ids[j]);
+        }
         rc = rundb_exec(db, err,
                         "INSERT INTO eval_chat (eval_id, idx, prompt, reply, reply_tokens, parent_ll, top1, "
-                        "top1_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        "lltt" "iddi", eid, (long)i, c->prompt, c->reply, c->reply_tokens, c->parent_ll, c->top1,
-                        c->top1_tokens);
+                        "top1_tokens, reply_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "lltt" "iddi" "t", eid, (long)i, c->prompt, c->reply, c->reply_tokens, c->parent_ll, c->top1,
+                        c->top1_tokens, ids);
+        free(ids);
     }
     if (rundb_end(db, rc < 0 ? -1 : 0, err)) return -1;
     if (id) *id = eid;
@@ -102,6 +110,50 @@ int pz_rundb_find_eval(pz_rundb *db, const char *model_path, const char *role, c
     if (rc == 1) *id = (long)rundb_int64(&q, 0);
     rundb_done(&q);
     return rc;
+}
+
+int pz_rundb_parent_chat(pz_rundb *db, const char *parent_path, const char *chat_sha256, int n, int max_tokens,
+                         int32_t **ids, int *lens, char *err) {
+    long eid = 0;
+    rundb_stmt q;
+    if (rundb_prepare(db, &q, err,
+                      "SELECT max(id) FROM evals WHERE role = 'parent' AND model_path = ? AND chat_sha256 = ? "
+                      "AND chat_n = ? AND chat_max_tokens = ?",
+                      "ttii", parent_path, chat_sha256, n, max_tokens))
+        return -1;
+    int rc = rundb_step(&q);
+    if (rc == 1 && rundb_is_null(&q, 0)) rc = 0;
+    if (rc == 1) eid = (long)rundb_int64(&q, 0);
+    rundb_done(&q);
+    if (rc <= 0) return rc;
+    if (rundb_prepare(db, &q, err, "SELECT idx, reply_ids, reply_tokens FROM eval_chat WHERE eval_id = ? ORDER BY idx",
+                      "l", eid))
+        return -1;
+    int got = 0;
+    for (int i = 0; i < n; i++) ids[i] = NULL, lens[i] = 0;
+    while ((rc = rundb_step(&q)) == 1) {
+        int i = rundb_int(&q, 0), m = rundb_int(&q, 2);
+        if (i < 0 || i >= n || rundb_is_null(&q, 1) || m <= 0) break;
+        if (!(ids[i] = malloc(sizeof(int32_t) * (size_t)m))) {
+            rc = pz_err(err, "out of memory");
+            break;
+        }
+        const char *t = rundb_text(&q, 1);
+        char *end;
+        int k = 0;
+        for (; k < m; k++, t = end) {
+            long v = strtol(t, &end, 10);
+            if (end == t) break;
+            ids[i][k] = (int32_t)v;
+        }
+        if (k != m) break;
+        lens[i] = m;
+        got++;
+    }
+    rundb_done(&q);
+    if (rc >= 0 && got == n) return 1;
+    for (int i = 0; i < n; i++) free(ids[i]), ids[i] = NULL, lens[i] = 0;
+    return rc < 0 ? -1 : 0;
 }
 
 int pz_rundb_stage_done(pz_rundb *db, const char *stage, const char *key, char *result, size_t cap, char *err) {
