@@ -177,18 +177,29 @@ static int finish(run_state *r, const char *stage, const char *key, const char *
     return pz_rundb_stage_finish(r->db, stage, key, result, pz_now() - stage_start, err);
 }
 
-// Prints the evaluation table from eval_summary.
+// Prints the evaluation table from eval_summary ("-" where not measured).
+static void cellf(int width, const char *fmt, const char *v) {
+    if (!v) printf(" %*s", width, "-");
+    else printf(fmt, width, atof(v));
+}
 static int print_eval_row(void *user, int row, int n, const char *const *c) {
     (void)user, (void)n;
     if (row < 0) {
-        printf("  %-22s %9s %9s %8s %7s %8s %12s %9s %9s %8s\n", "model", "predicted", "ppl", "vs par.", "KL",
-               "top-1", "decode tok/s", "measured", "chat ll", "chat t1");
+        printf("  %-22s %9s %10s %8s %7s %7s %12s %9s %8s %8s\n", "model", "predicted", "perplexity", "vs par.",
+               "KL", "top-1", "decode tok/s", "measured", "chat ll", "chat t1");
         return 0;
     }
-#define F(i) (c[i] ? atof(c[i]) : NAN)
-    printf("  %-22.22s %8.3fx %9.3f %7.3fx %7.4f %8.4f %12.1f %8.3fx %9.3f %8.3f\n", c[2] ? c[2] : "?", F(6),
-           F(10), F(11), F(12), F(13), F(14), F(16), F(19), F(20));
-#undef F
+    printf("  %-22.22s", c[2] ? c[2] : "?");
+    cellf(8, " %*.3fx", c[6]);
+    cellf(10, " %*.3f", c[10]);
+    cellf(7, " %*.3fx", c[11]);
+    cellf(7, " %*.4f", c[12]);
+    cellf(7, " %*.4f", c[13]);
+    cellf(12, " %*.1f", c[14]);
+    cellf(8, " %*.3fx", c[16]);
+    cellf(8, " %*.3f", c[19]);
+    cellf(8, " %*.3f", c[20]);
+    printf("\n");
     return 0;
 }
 
