@@ -500,7 +500,7 @@ static int section_chat(FILE *md, const table *c, int show) {
         if (shown++ < show) {
             fprintf(md, "**Prompt %d:** ", atoi(idx) + 1);
             for (const char *s = str(c, r, 1); *s; s++) fputc(*s == '\n' ? ' ' : *s, md);
-            fprintf(md, "\n\n| model | reply | log-lik | top-1 |\n|---|---|--:|--:|\n");
+            fprintf(md, "\n\n| model | reply | log-lik | top-1 along the parent's reply |\n|---|---|--:|--:|\n");
         }
         for (; r < c->nrow && !strcmp(str(c, r, 0), idx); r++) {
             if (shown > show) continue;
