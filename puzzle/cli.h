@@ -35,6 +35,8 @@ int pz_cmd_realize(int argc, char **argv);
 int pz_cmd_serve(int argc, char **argv);
 int pz_cmd_distill(int argc, char **argv);
 int pz_cmd_quantize(int argc, char **argv);
+int pz_cmd_run(int argc, char **argv);
+int pz_cmd_report(int argc, char **argv);
 void pz_usage_info(FILE *out);
 void pz_usage_generate(FILE *out);
 void pz_usage_eval(FILE *out);
@@ -52,6 +54,8 @@ void pz_usage_realize(FILE *out);
 void pz_usage_serve(FILE *out);
 void pz_usage_distill(FILE *out);
 void pz_usage_quantize(FILE *out);
+void pz_usage_run(FILE *out);
+void pz_usage_report(FILE *out);
 
 // Option parsing: argv is scanned left to right; options take their value
 // from the next argument (or after '=' for --long=value). These helpers

@@ -6,6 +6,7 @@
 // model.safetensors, tokenizer files) beside gkd_checkpoint.bin,
 // gkd_losses.tsv and distill.json.
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include "common.h"
 #include "distill.h"
 #include "model.h"
+#include "rundb.h"
 #include "tokenizer.h"
 #ifdef PZ_HAVE_MPI
 #include "comm_mpi.h"
@@ -51,6 +53,10 @@ void pz_usage_distill(FILE *out) {
             "  --checkpoint-every N   steps between checkpoints (default 50; 0: only at the end)\n"
             "  --resume               continue from DIR's checkpoint if there is one\n"
             "  --threads T            CPU threads (default: all cores)\n"
+            "  --db RUN.db            also record the run and its loss curve in this run database\n"
+            "                         (distill_runs, distill_curves; a stopped or failed run too)\n"
+            "  --solution ID          the solution CHILD realizes (default: the database's child row\n"
+            "                         at CHILD's path, if any)\n"
             "  --quiet                no progress lines\n");
 }
 
@@ -142,8 +148,37 @@ static int write_summary(const char *dir, const char *child, const char *teacher
     return 0;
 }
 
+// The run as distill_runs records it (rank 0, with --db). status "failed" carries why.
+static int record_run(const char *db_path, long solution, const char *child, const char *teacher,
+                      const char *out, const char *const *files, int n_files, const int32_t *tokens,
+                      long n_tokens, const pz_distill_params *p, int ranks, int threads,
+                      const pz_distill_result *r, const char *status, const char *why, char *err) {
+    char data[4096] = "", sha[65] = "";
+    for (int i = 0; i < n_files; i++)
+        snprintf(data + strlen(data), sizeof data - strlen(data), "%s%s", i ? " " : "", files[i]);
+    if (tokens) pz_rundb_sha256_hex(tokens, sizeof(int32_t) * (size_t)n_tokens, sha);
+    long per_step = (long)p->seq * p->batch * p->accum;
+    pz_rundb_distill_run d = {
+        .child = child, .teacher = teacher, .out_dir = out, .solution_id = solution, .status = status,
+        .data = data, .data_sha256 = tokens ? sha : NULL, .data_tokens = n_tokens, .tokens = p->tokens,
+        .seq_len = p->seq, .batch = p->batch, .accum = p->accum, .ranks = ranks, .threads = threads,
+        .lr = p->lr, .lr_min_ratio = p->lr_min_ratio, .weight_decay = p->adam.weight_decay,
+        .warmup = p->warmup, .prec = p->prec == PZ_DT_BF16 ? "bf16" : "f32", .seed = p->seed,
+        .steps = r->steps, .total_steps = (p->tokens + per_step - 1) / per_step, .tokens_done = r->tokens,
+        .resumed_at_step = r->start_step, .wall_s = r->wall_s,
+        .tokens_per_s = r->wall_s > 0 ? (double)(r->steps - r->start_step) * per_step / r->wall_s : NAN,
+        .error = why, .n_points = r->n_points, .cos_loss = r->curve_cos, .kl = r->curve_kl,
+        .lr_curve = r->curve_lr, .grad_norm = r->curve_gnorm, .tokens_per_step = per_step};
+    pz_rundb *db = pz_rundb_open(db_path, 1, err);
+    if (!db) return -1;
+    int rc = pz_rundb_record_distill(db, &d, NULL, err);
+    pz_rundb_close(db);
+    return rc;
+}
+
 int pz_cmd_distill(int argc, char **argv) {
-    const char *cmd = "distill", *child_path = NULL, *teacher_path = NULL, *out = NULL;
+    const char *cmd = "distill", *child_path = NULL, *teacher_path = NULL, *out = NULL, *db_path = NULL;
+    long solution = 0;
     const char *files[MAX_DATA];
     int n_files = 0, quiet = 0;
     long threads = 0;
@@ -157,6 +192,8 @@ int pz_cmd_distill(int argc, char **argv) {
 #define FLT(lo, hi) VAL(); if (pz_arg_float(cmd, a, v, lo, hi, &fv)) return PZ_EXIT_USAGE
         if (!strcmp(a, "--teacher")) { VAL(); teacher_path = v; }
         else if (!strcmp(a, "--out")) { VAL(); out = v; }
+        else if (!strcmp(a, "--db")) { VAL(); db_path = v; }
+        else if (!strcmp(a, "--solution")) { INT(1, 1L << 40); solution = iv; }
         else if (!strcmp(a, "--data")) {
             VAL();
             do {
@@ -245,11 +282,23 @@ int pz_cmd_distill(int argc, char **argv) {
     }
     pz_install_stop_signals();
     p.progress = on_progress, p.user = &ps;
-    if (pz_distill_run(teacher, child, tokens, n_tokens, out, &p, be, comm, &res, err)) goto fail;
+    if (pz_distill_run(teacher, child, tokens, n_tokens, out, &p, be, comm, &res, err)) {
+        char err2[PZ_ERRLEN];
+        if (db_path && comm->rank == 0 &&
+            record_run(db_path, solution, child_path, teacher_path, out, files, n_files, tokens, n_tokens, &p,
+                       comm->size, be->n_threads, &res, "failed", err, err2))
+            fprintf(stderr, "puzzle distill: recording the failure in %s: %s\n", db_path, err2);
+        goto fail;
+    }
     if (comm->rank == 0) {
         if (pz_model_save_hf(child, out, err) || pz_tokenizer_write_hf(tok, out, err)) goto fail;
         if (write_summary(out, child_path, teacher_path, files, n_files, &p, comm->size, n_tokens, &res,
                           &child->cfg, err))
+            goto fail;
+        long per_step = (long)p.seq * p.batch * p.accum, total = (p.tokens + per_step - 1) / per_step;
+        if (db_path && record_run(db_path, solution, child_path, teacher_path, out, files, n_files, tokens,
+                                  n_tokens, &p, comm->size, be->n_threads, &res,
+                                  res.steps >= total ? "done" : "stopped", NULL, err))
             goto fail;
         if (!quiet)
             printf("distill: %ld steps, %ld tokens; wrote %s (config.json, model.safetensors, gkd_losses.tsv, "

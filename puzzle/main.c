@@ -24,6 +24,8 @@ static const pz_command commands[] = {
     {"realize", "write a solution's child as a Hugging Face DeciLM directory (optionally GGUF)", pz_cmd_realize, pz_usage_realize},
     {"serve", "serve a model over an OpenAI-compatible HTTP API (continuous batching, paged KV)", pz_cmd_serve, pz_usage_serve},
     {"distill", "global distillation of a child against its parent (cosine per layer + KL); resumable", pz_cmd_distill, pz_usage_distill},
+    {"run", "the whole chain, parent to distilled, evaluated child: every stage not yet done", pz_cmd_run, pz_usage_run},
+    {"report", "Markdown report with gnuplot pictures of a run database", pz_cmd_report, pz_usage_report},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

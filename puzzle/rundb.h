@@ -6,8 +6,9 @@
 // in puzzle/rundb*.c, one file per stage: rundb.c (open, schema and its
 // migrations, events, the statement helper of rundb_impl.h),
 // rundb_library.c (models, search space, blocks, BLD runs), rundb_scores.c,
-// rundb_profiles.c, rundb_search.c (searches, solutions, their views) and
-// rundb_merge.c (puzzle merge-db).
+// rundb_profiles.c, rundb_search.c (searches, solutions, their views),
+// rundb_merge.c (puzzle merge-db) and rundb_eval.c (distillation runs,
+// evaluations, `puzzle run`'s stages, `puzzle report`'s data sets).
 //
 // File layout next to a database RUN.db (RUN = the path without ".db"):
 //   RUN.db            the database (WAL mode: RUN.db-wal, RUN.db-shm while open)
@@ -96,6 +97,36 @@
 //   models.solution_id             the solution a realized child came from
 //   views solution_summary, solution_choices (with block files), pareto_front
 //
+// Pipeline-end migration (`puzzle distill --db`, `puzzle eval --db`, `puzzle
+// run`, `puzzle report`; rundb_eval.c):
+//   distill_runs(id, child_path, teacher_path, out_dir, solution_id, status
+//            'done'|'stopped'|'failed', data, data_sha256, data_tokens, tokens,
+//            seq_len, batch, accum, ranks, threads, lr, lr_min_ratio, warmup,
+//            weight_decay, prec, seed, steps, total_steps, tokens_done,
+//            resumed_at_step, wall_s, tokens_per_s, first_loss, last_loss,
+//            error, finished_at)      one row per `puzzle distill` process
+//   distill_curves(run_id, step, tokens, loss, cos_loss, kl, lr, grad_norm)
+//                                    every step from 1 (resumed ones included)
+//   evals(id, model_path, role 'parent'|'child'|'distilled'|'baseline',
+//         solution_id, label, ref_path, text_name, text_sha256, text_tokens,
+//         skip_tokens, ctx, perplexity, nll, kl, top1, ref_perplexity,
+//         decode_tok_s, prefill_tok_s, ref_decode_tok_s, ref_prefill_tok_s,
+//         decode_speedup, prefill_speedup, speed_ctx, speed_rounds, chat_file,
+//         chat_sha256, chat_n, chat_max_tokens, chat_parent_ll, chat_top1,
+//         threads, wall_s, created_at)               one row per `puzzle eval --db`; NULL where
+//                                    not measured; text_tokens = tokens scored
+//   eval_chat(eval_id, idx, prompt, reply, reply_tokens, parent_ll, top1,
+//             top1_tokens, reply_ids)  (reply_ids: the reply's token ids, spaces between)          the model's greedy reply to chat prompt idx,
+//                                    the parent's mean log-likelihood of it
+//                                    (nats/token), the model's top-1 agreement
+//                                    along the parent's own greedy reply
+//   view eval_summary: the newest eval per model, role and text, with its
+//                      solution's predicted speed-up and perplexity / parent's
+//   run_stages(stage, key, result, wall_s, finished_at)
+//                                    the stages `puzzle run` finished: key says
+//                                    what went in (options, data hashes, the
+//                                    previous stage's key), result what came out
+//
 // Parents and blocks without training: the parent's own variant of a layer
 // ("L07.ffn.swiglu_1536") and noop blocks are rows with init_method
 // "parent" / "noop", status 'done', no weight_file and no sha256 — the
@@ -122,8 +153,9 @@
 
 // 0 -> 1 library, 1 -> 2 profiles, 2 -> 3 scores, 3 -> 4 searches,
 // 4 -> 5 models.config_json, 5 -> 6 layer_influence, 6 -> 7 bld_runs.loss,
-// kept_init, init_val_global, final_val_global.
-#define PZ_RUNDB_VERSION 7
+// kept_init, init_val_global, final_val_global, 7 -> 8 distill_runs,
+// distill_curves, evals, eval_chat, eval_summary, run_stages.
+#define PZ_RUNDB_VERSION 8
 
 typedef struct pz_rundb pz_rundb;
 
@@ -419,6 +451,91 @@ int pz_rundb_list_solutions(pz_rundb *db, long search_id, pz_rundb_solution_row 
 int pz_rundb_get_solution(pz_rundb *db, long solution_id, pz_rundb_solution_row *out, char *err);
 // A solution's layers in layer order (none: *n = 0); an unknown variant kind is an error.
 int pz_rundb_solution_layers(pz_rundb *db, long solution_id, pz_rundb_solution_layer **rows, int *n, char *err);
+
+// ---- distillation, evaluations, pipeline stages, reports (rundb_eval.c) ---------------------
+// sha256 of n bytes as 64 hex digits (for data hashes the commands store).
+void pz_rundb_sha256_hex(const void *data, size_t n, char hex[65]);
+// One `puzzle distill` process: its setup, its outcome and its loss curve.
+typedef struct {
+    const char *child, *teacher, *out_dir;
+    long solution_id;         // 0: looked up (models.solution_id of a child row at child's path)
+    const char *status;       // "done", "stopped", "failed"
+    const char *data;         // the data files, space-separated
+    const char *data_sha256;  // of the training tokens (hex)
+    long data_tokens, tokens;
+    int seq_len, batch, accum, ranks, threads;
+    double lr, lr_min_ratio, weight_decay;
+    long warmup;
+    const char *prec;
+    uint64_t seed;
+    long steps, total_steps, tokens_done, resumed_at_step;
+    double wall_s, tokens_per_s;
+    const char *error;        // NULL unless failed
+    int n_points;             // curve: one entry per step from step 1 (may be 0)
+    const double *cos_loss, *kl, *lr_curve, *grad_norm;
+    long tokens_per_step;
+} pz_rundb_distill_run;
+// One transaction: the run row and its curve; *id (may be NULL) receives its id.
+int pz_rundb_record_distill(pz_rundb *db, const pz_rundb_distill_run *r, long *id, char *err);
+
+// One chat prompt's result within an evaluation.
+typedef struct {
+    const char *prompt, *reply;
+    const int32_t *reply_ids;  // reply_tokens ids (may be NULL)
+    int reply_tokens;
+    double parent_ll;   // mean log-likelihood per reply token under the parent (nats)
+    double top1;        // agreement with the parent's greedy reply, teacher-forced
+    int top1_tokens;    // length of the parent's reply
+} pz_rundb_chat_row;
+// One `puzzle eval --db`: NAN (or NULL / 0 for strings and counts) where not measured.
+typedef struct {
+    const char *model_path, *role, *label, *ref_path;
+    long solution_id;   // 0: looked up (models.solution_id of a child row at model_path)
+    const char *text_name, *text_sha256;
+    long text_tokens, skip_tokens, ctx;
+    double perplexity, nll, kl, top1, ref_perplexity;
+    double decode_tok_s, prefill_tok_s, ref_decode_tok_s, ref_prefill_tok_s;
+    double decode_speedup, prefill_speedup;
+    int speed_ctx, speed_rounds;
+    const char *chat_file, *chat_sha256;
+    int chat_n, chat_max_tokens;
+    double chat_parent_ll, chat_top1;
+    const pz_rundb_chat_row *chat;  // chat_n rows
+    int threads;
+    double wall_s;
+} pz_rundb_eval;
+int pz_rundb_record_eval(pz_rundb *db, const pz_rundb_eval *e, long *id, char *err);
+// The newest eval of (model_path, role) on text_sha256 (NULL: any text) that has
+// chat rows when want_chat: 1 and *id set, 0 when none.
+int pz_rundb_find_eval(pz_rundb *db, const char *model_path, const char *role, const char *text_sha256,
+                       int want_chat, long *id, char *err);
+
+// The parent's own greedy chat replies, as the newest eval of role 'parent' at
+// parent_path on these prompts (chat_sha256, n of them, at most max_tokens each)
+// stored them: 1 with ids[i] (malloc'ed; caller frees each and the arrays) and
+// lens[i] filled for i < n, 0 when there is no such eval.
+int pz_rundb_parent_chat(pz_rundb *db, const char *parent_path, const char *chat_sha256, int n, int max_tokens,
+                         int32_t **ids, int *lens, char *err);
+
+// `puzzle run`'s stages: 1 and result (cap bytes; may be NULL) copied when stage
+// finished with this key, 0 when not.
+int pz_rundb_stage_done(pz_rundb *db, const char *stage, const char *key, char *result, size_t cap, char *err);
+int pz_rundb_stage_finish(pz_rundb *db, const char *stage, const char *key, const char *result, double wall_s,
+                          char *err);
+// The rank-1 solution of the newest search (method NULL: any): 1 and *id, 0 when it
+// found none.
+int pz_rundb_newest_solution(pz_rundb *db, const char *method, long *id, char *err);
+// The model row role 'child' recorded at path: 1 with *solution_id, else 0.
+int pz_rundb_child_solution(pz_rundb *db, const char *path, long *solution_id, char *err);
+
+// Reports (`puzzle report`): the rows of a named data set, each passed to fn as
+// n column strings (NULL for SQL NULL) after one call with the column names
+// (row index -1). Names: see pz_rundb_report_sets. fn returns 0 to go on.
+// Returns the number of rows or -1.
+typedef int (*pz_rundb_row_fn)(void *user, int row, int n, const char *const *cols);
+int pz_rundb_report_rows(pz_rundb *db, const char *set, long arg, pz_rundb_row_fn fn, void *user, char *err);
+// The data set names, NULL-terminated.
+extern const char *const pz_rundb_report_sets[];
 
 // ---- merging, puzzle merge-db (rundb_merge.c) ------------------------------------------------
 // Attaches the database at path (which must exist) as schema "src" / detaches it.

@@ -2,9 +2,10 @@
 # The main job on the built-in default, the reference parent SmolLM2-135M-
 # Instruct: installs dependencies, fetches the model and the text data, builds,
 # then runs the whole Puzzle chain with small budgets sized for a 2-core CPU
-# (scripts/pipeline.sh: block library, scores, profiles, the search at a 1.5x
-# decode speed-up on this CPU, the realized child, parent-vs-child evaluation)
-# (with a chat reply from the child). Idempotent: rerunning resumes the chain where it
+# (scripts/pipeline.sh = `puzzle run`: block library, scores, profiles, the
+# search at a 1.5x decode speed-up on this CPU, the realized child, its
+# distillation, the evaluation of parent, children and baselines with chat
+# prompts, and the report). Idempotent: rerunning resumes the chain where it
 # stopped and skips finished set-up.
 set -euo pipefail
 cd "$(dirname "$0")/.."

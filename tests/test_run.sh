@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# labels: cpu model
+# `puzzle run` and `puzzle report` end to end on a small random model (the
+# real tokenizer, hence the label model), with budgets small enough for
+# seconds per stage:
+#   * an uninterrupted run (A) goes through all 8 stages and records each in
+#     run_stages, a distillation run with its curve, and evals of the parent,
+#     the child, the distilled child and a baseline (with chat rows);
+#   * a second run (B) stopped after each stage in turn (--stop-after), and
+#     SIGKILLed (the whole process group) in the middle of distillation, then
+#     rerun, ends with child and distilled child byte-identical to A's;
+#   * a rerun of a finished run skips every stage;
+#   * the report has its Markdown tables and both pictures of each figure
+#     (PNG and SVG) when gnuplot is installed; without gnuplot (GNUPLOT set to
+#     a missing program) the tables, no pictures and a clear message.
+# The search uses the modeled H100 budget (a cost model, no timing), so A and
+# B choose the same child although their CPU profiles differ.
+set -u
+. "$(dirname "$0")/lib.sh"
+MAKE="${PUZZLE_MAKE_TEST_MODEL:?}"
+need_model
+command -v sqlite3 >/dev/null || { echo "FAIL: sqlite3 CLI not installed (scripts/install_deps.sh)"; exit 1; }
+command -v python3 >/dev/null || { echo "FAIL: python3 not installed (scripts/install_deps.sh)"; exit 1; }
+command -v setsid >/dev/null || { echo "skip: setsid not installed"; exit 77; }
+cd "$tmp" || exit 1
+
+"$MAKE" m --variant 0 --seed 1 --tokenizer "$MODEL" >/dev/null || { echo "make_test_model failed"; exit 1; }
+python3 - <<'EOF'
+import random
+w = ("the of and to in is was for on that with as by at from it an be this which or are were "
+     "model layer block attention train value 1905 2024 Paris river quickly blue seven").split()
+for name, seed, n in (("calib.txt", 7, 120), ("train.txt", 9, 200), ("eval.txt", 11, 60)):
+    r = random.Random(seed)
+    open(name, "w").write("\n".join(" ".join(r.choice(w) for _ in range(r.randint(5, 15))) + "." for _ in range(n)))
+EOF
+printf '# test prompts\nWhat is the capital of France?\nWrite a haiku about rain.\n' >chat.txt
+cat >space.json <<'EOF'
+{"version": 1, "round_to": 16, "layers": "all",
+ "attention": [{"kind": "gqa", "n_kv": 1}, {"kind": "linear"}, {"kind": "noop"}],
+ "ffn": [{"kind": "swiglu", "n_ff": 48}, {"kind": "linear"}, {"kind": "noop"}]}
+EOF
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+RUN=(run m --space space.json --calib calib.txt --train train.txt --eval eval.txt --chat chat.txt
+     --lib-tokens 512 --lib-steps 3 --lib-seq 64 --score-tokens 128 --score-seq 64 --scenario decode:1x32
+     --profile-repeats 2 --budget 1xH100 --search-scenario decode:1x64 --speedup 1.02 --baselines shortgpt
+     --distill-tokens 512 --distill-seq 32 --distill-batch 2 --distill-lr 3e-3 --eval-tokens 128 --eval-ctx 64
+     --chat-tokens 4 --speed-rounds 1 --threads 2)
+
+# ---- A: uninterrupted ---------------------------------------------------------------------------
+mkdir A
+"$BIN" "${RUN[@]}" --db A/run.db >A.log 2>&1; rc=$?
+check "uninterrupted run succeeds (rc $rc: $(grep 'puzzle run:' A.log | tail -1))" '[ $rc -eq 0 ]'
+for k in 1 2 3 4 5 6 7 8; do
+    check "progress line of stage $k/8" 'grep -q "^== \[[0-9]* s\] $k/8 " A.log'
+done
+qa() { sqlite3 A/run.db "$1"; }
+v_stages=$(qa "SELECT count(*) FROM run_stages WHERE stage IN ('library', 'scores', 'profiles', 'search', 'realize',
+               'distill', 'evaluate', 'report')")
+check "the 8 stages recorded ($v_stages)" '[ "$v_stages" = 8 ]'
+v_dist=$(qa "SELECT status, steps, total_steps, (SELECT count(*) FROM distill_curves c WHERE c.run_id = r.id)
+             FROM distill_runs r")
+check "a finished distillation run with its curve ($v_dist)" '[ "$v_dist" = "done|8|8|8" ]'
+v_roles=$(qa "SELECT group_concat(role || (solution_id IS NOT NULL), ',') FROM (SELECT * FROM evals ORDER BY id)")
+check "evals of parent, child, distilled, baseline with solution ids ($v_roles)" \
+    '[ "$v_roles" = "parent0,child1,distilled1,baseline1" ]'
+v_full=$(qa "SELECT count(*) FROM evals e WHERE perplexity > 0 AND decode_tok_s > 0 AND chat_n = 2
+             AND (SELECT count(*) FROM eval_chat c WHERE c.eval_id = e.id) = 2")
+check "every eval has perplexity, decode speed and 2 chat rows ($v_full)" '[ "$v_full" = 4 ]'
+v_kids=$(qa "SELECT count(*) FROM evals WHERE role <> 'parent' AND kl >= 0 AND top1 BETWEEN 0 AND 1
+             AND decode_speedup > 0 AND chat_top1 BETWEEN 0 AND 1 AND chat_parent_ll < 0")
+check "children have KL, top-1, decode speed-up and chat scores ($v_kids)" '[ "$v_kids" = 3 ]'
+v_self=$(qa "SELECT chat_top1 FROM evals WHERE role = 'parent'")
+check "the parent agrees with itself on chat ($v_self)" '[ "$v_self" = 1.0 ]'
+v_meth=$(qa "SELECT q.method FROM evals e JOIN solutions s ON s.id = e.solution_id JOIN searches q
+             ON q.id = s.search_id WHERE e.role = 'distilled'")
+check "the distilled child realizes the MIP solution ($v_meth)" '[ "$v_meth" = mip ]'
+v_view=$(qa "SELECT count(*) FROM eval_summary WHERE ppl_vs_parent > 0")
+check "eval_summary relates each model to the parent's perplexity ($v_view)" '[ "$v_view" = 4 ]'
+check "the result table lists the 4 models" \
+    '[ "$(sed -n "/^Result/,/^Report/p" A.log | grep -cE "^  (parent|child|distilled|shortgpt) ")" = 4 ]'
+
+# ---- a finished run rerun: every stage skipped ----------------------------------------------------
+"$BIN" "${RUN[@]}" --db A/run.db >A2.log 2>&1; rc=$?
+check "rerun of a finished run succeeds" '[ $rc -eq 0 ]'
+check "and skips all 7 stages before the report" '[ "$(grep -c "done before with the same inputs" A2.log)" -ge 7 ]'
+check "and runs no stage command" '! grep -qE "^(distill:|search:|step [0-9])" A2.log'
+
+# ---- B: stopped after every stage, killed during distillation --------------------------------------
+# (Its evaluation skips the baseline and the chat prompts, to save time: they do not touch the children.)
+RUN+=(--baselines none --chat none)
+mkdir B
+for s in library scores profiles search realize; do
+    "$BIN" "${RUN[@]}" --db B/run.db --stop-after $s >B.$s.log 2>&1; rc=$?
+    check "stop after $s (rc $rc)" '[ $rc -eq 0 ] && grep -q "stopped after $s" B.$s.log'
+done
+v_later=$(sqlite3 B/run.db "SELECT count(*) FROM run_stages WHERE stage IN ('distill', 'evaluate')")
+check "stopping after realize left the later stages undone ($v_later)" '[ "$v_later" = 0 ]'
+setsid "$BIN" "${RUN[@]}" --db B/run.db >B.kill.log 2>&1 &
+pid=$!
+while kill -0 "$pid" 2>/dev/null && ! grep -q "^step 5/" B.kill.log 2>/dev/null; do sleep 0.05; done
+kill -9 -- -"$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+check "killed during distillation, after a checkpoint" \
+    '[ -f B/child_distilled/gkd_checkpoint.bin ] && ! grep -q "^step 8/" B.kill.log'
+for s in distill evaluate report; do
+    "$BIN" "${RUN[@]}" --db B/run.db --stop-after $s >B.$s.log 2>&1; rc=$?
+    check "stop after $s (rc $rc)" '[ $rc -eq 0 ]'
+done
+check "the killed distillation resumed from its checkpoint" '! grep -q "^step 1/" B.distill.log && grep -q "^step 8/" B.distill.log'
+check "interrupted == uninterrupted: child weights" '[ "$(sha A/child/model.safetensors)" = "$(sha B/child/model.safetensors)" ]'
+check "interrupted == uninterrupted: distilled child weights" \
+    '[ "$(sha A/child_distilled/model.safetensors)" = "$(sha B/child_distilled/model.safetensors)" ]'
+
+# ---- the report ----------------------------------------------------------------------------------------
+R=A/report
+check "report.md written" '[ -s $R/report.md ]'
+for sec in "## Evaluation: parent, children and baselines" "## The block library" "## Speed-up against KL" \
+           "## The chosen architecture" "## Distillation" "## Chat replies side by side"; do
+    check "section: $sec" 'grep -qF "$sec" $R/report.md'
+done
+evals_rows() { sed -n '/^## Evaluation/,/^## The block/p' "$1" | grep -cE "^\| (parent|child|distilled|shortgpt) \|"; }
+check "evals table: the 4 models" '[ "$(evals_rows $R/report.md)" = 4 ]'
+check "architecture table: 6 layers" \
+    '[ "$(sed -n "/^## The chosen/,/^## Distillation/p" $R/report.md | grep -cE "^\| [0-5] \| ")" = 6 ]'
+check "chat: both prompts side by side" '[ "$(grep -c "^\*\*Prompt" $R/report.md)" = 2 ]'
+if command -v gnuplot >/dev/null; then
+    for f in library_kl tradeoff architecture distill_loss; do
+        check "picture $f (PNG + SVG, linked)" \
+            '[ -s $R/$f.png ] && [ -s $R/$f.svg ] && grep -q "($f.png)" $R/report.md && head -c 8 $R/$f.png | grep -q PNG'
+    done
+else
+    echo "note: gnuplot not installed; the pictures are not checked"
+fi
+GNUPLOT=/nonexistent/gnuplot "$BIN" report --db A/run.db --out NG >ng.log 2>&1; rc=$?
+check "without gnuplot: succeeds with a clear message" '[ $rc -eq 0 ] && grep -q "gnuplot.*not found" ng.log'
+check "without gnuplot: tables, no pictures" \
+    '[ -s NG/report.md ] && ! ls NG/*.png >/dev/null 2>&1 && grep -q "not drawn: gnuplot not found" NG/report.md &&
+     [ "$(evals_rows NG/report.md)" = 4 ]'
+"$BIN" report --db nope.db --out X >bad.log 2>&1; rc=$?
+check "missing database: one error line" '[ $rc -eq 1 ] && [ $(wc -l <bad.log) -eq 1 ]'
+finish
