@@ -74,6 +74,54 @@ static void test_matmul(int M, int N, int K, pz_dt wt, int acc, int pad) {
     free(x), free(w), free(y), free(ref), free(wb);
 }
 
+// The small-M kernel directly (pz_cpu_gemv), M = 1..32 at once against the
+// same 32 activation rows: every row of every M bit-identical to that row
+// computed alone (batch invariance, gemv.h), and within 2e-6 of a double
+// reference. Odd N and K cover the partial weight-row tiles and the column
+// tails; ldx/ldy are padded.
+static void test_gemv_invariance(int N, int K, pz_dt wt, int acc) {
+    const int MM = 32, ldx = K + 3, ldy = N + 5;
+    float *x = randv((size_t)MM * ldx, 1.0f), *w = randv((size_t)N * K, 0.1f);
+    float *y0 = randv((size_t)MM * ldy, 1.0f);  // the accumulate base
+    float *one = malloc(sizeof(float) * (size_t)MM * ldy), *y = malloc(sizeof(float) * (size_t)MM * ldy);
+    float *xs = malloc(sizeof(float) * pz_cpu_gemv_scratch_floats(MM, K));
+    double *ref = malloc(sizeof(double) * (size_t)MM * ldy);
+    uint16_t *wb = malloc(2 * (size_t)N * K);
+    for (size_t i = 0; i < (size_t)N * K; i++) {
+        wb[i] = to_bf16(w[i]);
+        if (wt == PZ_DT_BF16) w[i] = from_bf16(wb[i]);
+    }
+    const void *wp = wt == PZ_DT_BF16 ? (const void *)wb : (const void *)w;
+    for (int m = 0; m < MM; m++)
+        for (int n = 0; n < ldy; n++) {
+            double s = 0;
+            for (int k = 0; n < N && k < K; k++) s += (double)x[(size_t)m * ldx + k] * w[(size_t)n * K + k];
+            double base = y0[(size_t)m * ldy + n];
+            ref[(size_t)m * ldy + n] = n < N ? (acc ? base + s : s) : base;
+        }
+    // each row alone
+    memcpy(one, y0, sizeof(float) * (size_t)MM * ldy);
+    for (int m = 0; m < MM; m++)
+        pz_cpu_gemv(one + (size_t)m * ldy, ldy, x + (size_t)m * ldx, ldx, wp, wt, 1, N, K, acc, 2, xs);
+    double e = pz_rel_err_fd(one, ref, (size_t)MM * ldy);
+    CHECKF(e < 2e-6, "gemv %s N=%d K=%d acc=%d: rel err %.3g", wt ? "bf16" : "f32", N, K, acc, e);
+    int bad = 0;
+    for (int M = 2; M <= MM; M++) {
+        memcpy(y, y0, sizeof(float) * (size_t)MM * ldy);
+        pz_cpu_gemv(y, ldy, x, ldx, wp, wt, M, N, K, acc, 2, xs);
+        if (memcmp(y, one, sizeof(float) * (size_t)M * ldy) != 0 ||
+            memcmp(y + (size_t)M * ldy, y0 + (size_t)M * ldy, sizeof(float) * (size_t)(MM - M) * ldy) != 0) {
+            CHECKF(0, "gemv %s N=%d K=%d acc=%d: M=%d differs from one row at a time", wt ? "bf16" : "f32",
+                   N, K, acc, M);
+            bad++;
+            break;
+        }
+    }
+    printf("  gemv   %-4s M=1..%d N=%-4d K=%-4d acc=%d  err %.2e, rows identical for every M: %s\n",
+           wt ? "bf16" : "f32", MM, N, K, acc, e, bad ? "no" : "yes");
+    free(x), free(w), free(y0), free(one), free(y), free(xs), free(ref), free(wb);
+}
+
 // e4m3 weights (every finite code at random) with a tensor scale, optional
 // channel scales, and optionally e4m3 activations with a static input
 // scale, against the definition in double: Σ q(x)·e4m3(w) · scales, where
@@ -399,6 +447,11 @@ static void run_all(void) {
         for (int dt = 0; dt < 2; dt++)
             for (int acc = 0; acc < 2; acc++)
                 test_matmul(sizes[i][0], sizes[i][1], sizes[i][2], (pz_dt)dt, acc, (int)(i % 3));
+    for (int dt = 0; dt < 2; dt++) {
+        test_gemv_invariance(37, 91, (pz_dt)dt, 0);
+        test_gemv_invariance(13, 600, (pz_dt)dt, 1);
+        test_gemv_invariance(45, 1001, (pz_dt)dt, dt);
+    }
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         test_matmul_e4m3(sizes[i][0], sizes[i][1], sizes[i][2], (int)(i % 2), (int)(i % 3), (int)(i % 3 != 1),
                          (int)(i % 4 >= 2));
