@@ -394,7 +394,9 @@ static void test_pointwise(int M, int n) {
 static void perf(void) {
     // Times of the small-M kernel and the library on model-like shapes.
     int shapes[][3] = {{1, 576, 576}, {1, 1536, 576}, {1, 576, 1536}, {1, 49152, 576},
-                       {4, 1536, 576}, {512, 576, 576}, {512, 1536, 576}, {512, 576, 1536}};
+                       {4, 1536, 576}, {16, 576, 576}, {16, 1536, 576}, {16, 576, 1536},
+                       {16, 49152, 576}, {32, 1536, 576}, {512, 576, 576}, {512, 1536, 576},
+                       {512, 576, 1536}};
     pz_cpu_mm *mm = pz_cpu_matmul_create(B->n_threads, err);
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
@@ -409,20 +411,20 @@ static void perf(void) {
                 double t0 = pz_now();
                 pz_cpu_matmul_lib(mm, y, N, x, K, wp, (pz_dt)dt, M, N, K, 0, err);
                 double t1 = pz_now();
-                if (M <= 8) pz_cpu_gemv(y, N, x, K, wp, (pz_dt)dt, M, N, K, 0, B->n_threads, xs);
+                if (M <= PZ_GEMV_MAX_M) pz_cpu_gemv(y, N, x, K, wp, (pz_dt)dt, M, N, K, 0, B->n_threads, xs);
                 double t2 = pz_now();
                 if (rep) t_lib = fmin(t_lib, t1 - t0), t_gemv = fmin(t_gemv, t2 - t1);
             }
             double fl = 2.0 * M * N * K, by = (double)N * K * (dt ? 2 : 4);
             printf("  perf %-4s M=%-4d N=%-5d K=%-5d lib %8.1f GFLOP/s %6.1f GB/s", dt ? "bf16" : "f32", M, N, K,
                    fl / t_lib * 1e-9, by / t_lib * 1e-9);
-            if (M <= 8) printf(" | gemv %8.1f GFLOP/s %6.1f GB/s", fl / t_gemv * 1e-9, by / t_gemv * 1e-9);
+            if (M <= PZ_GEMV_MAX_M) printf(" | gemv %8.1f GFLOP/s %6.1f GB/s", fl / t_gemv * 1e-9, by / t_gemv * 1e-9);
             printf("\n");
         }
         // e4m3: the in-register shift widening, and the table gather it was measured against
         uint8_t *w8 = malloc((size_t)N * K);
         for (size_t i = 0; i < (size_t)N * K; i++) w8[i] = pz_f32_to_e4m3(w[i] * 40.0f);
-        for (int g = 0; g < (M <= 8 ? 2 : 1); g++) {
+        for (int g = 0; g < (M <= 16 ? 2 : 1); g++) {
             pz_cpu_gemv_e4m3_use_gather(g);
             double t = 1e9;
             for (int rep = 0; rep < 5; rep++) {
@@ -431,7 +433,7 @@ static void perf(void) {
                 if (rep) t = fmin(t, pz_now() - t0);
             }
             printf("  perf e4m3 M=%-4d N=%-5d K=%-5d %-6s %8.1f GFLOP/s %6.1f GB/s\n", M, N, K,
-                   M > 8 ? "tiles" : g ? "gather" : "shift", 2.0 * M * N * K / t * 1e-9, (double)N * K / t * 1e-9);
+                   M > 16 ? "tiles" : g ? "gather" : "shift", 2.0 * M * N * K / t * 1e-9, (double)N * K / t * 1e-9);
         }
         pz_cpu_gemv_e4m3_use_gather(0);
         free(x), free(w), free(y), free(wb), free(xs), free(w8);
