@@ -4,20 +4,34 @@
 // without batch_invariant. Bounds what `puzzle serve` can reach at N
 // concurrent streams, apart from HTTP, sampling and prefill.
 //
-// usage: bench_batch_decode [model] [threads] [steps]
-//        (model defaults to $PUZZLE_MODEL; threads 2; 16 steps per size)
+// usage: bench_batch_decode [model] [threads] [steps] [max_rows] [invariant]
+//        (model defaults to $PUZZLE_MODEL; threads 2; 16 steps per size;
+//        rows 1, 2, 4, ... up to max_rows, default 64; invariant 1 or 0 for
+//        one mode, default both)
+// Besides the wall time per step, the process CPU time per step ("cpu ms",
+// all threads; with OMP_WAIT_POLICY=passive waiting threads sleep, so it
+// is the work done): on a machine shared with other busy processes the wall
+// time mostly measures the scheduler, the CPU time much less so.
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "common.h"
 #include "engine.h"
 #include "model.h"
 
+static double cpu_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 int main(int argc, char **argv) {
     const char *path = argc > 1 ? argv[1] : getenv("PUZZLE_MODEL");
     int threads = argc > 2 ? atoi(argv[2]) : 2, steps = argc > 3 ? atoi(argv[3]) : 16;
-    if (!path) {
-        fprintf(stderr, "usage: bench_batch_decode MODEL [threads] [steps]\n");
+    int max_rows = argc > 4 ? atoi(argv[4]) : 64, only_inv = argc > 5 ? atoi(argv[5]) : -1;
+    if (!path || steps < 2 || max_rows < 1 || max_rows > 64) {
+        fprintf(stderr, "usage: bench_batch_decode MODEL [threads] [steps >= 2] [max_rows <= 64] [invariant]\n");
         return 2;
     }
     char err[PZ_ERRLEN];
@@ -28,8 +42,9 @@ int main(int argc, char **argv) {
     }
     static const int sizes[] = {1, 2, 4, 8, 16, 32, 64};
     const int n_sizes = sizeof sizes / sizeof sizes[0], max_n = 64, ctx = 64 + steps + 1;
-    printf("| rows | invariant | step ms | tok/s | x 1 row |\n|---|---|---|---|---|\n");
+    printf("| rows | invariant | step ms | cpu ms | tok/s | x 1 row |\n|---|---|---|---|---|---|\n");
     for (int inv = 1; inv >= 0; inv--) {
+        if (only_inv >= 0 && inv != only_inv) continue;
         pz_engine_params p = pz_engine_default_params();
         p.n_threads = threads, p.n_slots = max_n, p.max_ctx = ctx, p.batch_invariant = inv;
         pz_engine *e = pz_engine_create(m, p, err);
@@ -44,6 +59,7 @@ int main(int argc, char **argv) {
         double base = 0;
         for (int s = 0; s < n_sizes; s++) {
             int n = sizes[s];
+            if (n > max_rows) break;
             for (int i = 0; i < n; i++) {
                 slots[i] = i;
                 toks[i] = 2000 + i;
@@ -52,12 +68,12 @@ int main(int argc, char **argv) {
                 if (pz_engine_prefill(e, i, prompt, 64, NULL, 0, err)) goto fail;
             }
             if (pz_engine_decode(e, slots, toks, n, logits, err)) goto fail;  // warm-up
-            double t0 = pz_now();
+            double t0 = pz_now(), c0 = cpu_now();
             for (int k = 0; k < steps - 1; k++)
                 if (pz_engine_decode(e, slots, toks, n, logits, err)) goto fail;
-            double ms = (pz_now() - t0) / (steps - 1) * 1e3;
+            double ms = (pz_now() - t0) / (steps - 1) * 1e3, cms = (cpu_now() - c0) / (steps - 1) * 1e3;
             if (n == 1) base = n / ms;
-            printf("| %d | %d | %.2f | %.1f | %.2f |\n", n, inv, ms, n / ms * 1e3, n / ms / base);
+            printf("| %d | %d | %.2f | %.2f | %.1f | %.2f |\n", n, inv, ms, cms, n / ms * 1e3, n / ms / base);
             fflush(stdout);
         }
         free(logits);

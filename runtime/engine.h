@@ -20,15 +20,15 @@
 // shared ones, so no page is ever written while shared.
 //
 // Numerics: activations are fp32. With bf16 weights, products of more than
-// 8 rows (prefill, large decode batches) round the activations to bf16 on
+// 32 rows (prefill, large decode batches) round the activations to bf16 on
 // machines where oneDNN has bf16 products (bf16 x bf16 -> fp32), while up to
-// 8 rows multiply the exact bf16 weights with fp32 activations. With
+// 32 rows multiply the exact bf16 weights with fp32 activations. With
 // batch_invariant, decode products are split by the backend's
-// invariant_rows (8 on the CPU) and prefill products run in fixed blocks of
+// invariant_rows (16 on the CPU) and prefill products run in fixed blocks of
 // 64 rows, so one sequence's logits do not depend on what it is batched with
 // in decode, nor on how much of its prompt came from the prefix cache. The
 // price: prefill pads its last block of every product to 64 rows, and a
-// decode batch above 8 streams the weights once per 8 rows.
+// decode batch above 16 streams the weights once per 16 rows.
 //
 // Tensor parallelism (params.comm with more than one rank): every rank
 // builds an engine over its share of the model (runtime/tp_plan.h, the

@@ -74,6 +74,54 @@ static void test_matmul(int M, int N, int K, pz_dt wt, int acc, int pad) {
     free(x), free(w), free(y), free(ref), free(wb);
 }
 
+// The small-M kernel directly (pz_cpu_gemv), M = 1..32 at once against the
+// same 32 activation rows: every row of every M bit-identical to that row
+// computed alone (batch invariance, gemv.h), and within 2e-6 of a double
+// reference. Odd N and K cover the partial weight-row tiles and the column
+// tails; ldx/ldy are padded.
+static void test_gemv_invariance(int N, int K, pz_dt wt, int acc) {
+    const int MM = 32, ldx = K + 3, ldy = N + 5;
+    float *x = randv((size_t)MM * ldx, 1.0f), *w = randv((size_t)N * K, 0.1f);
+    float *y0 = randv((size_t)MM * ldy, 1.0f);  // the accumulate base
+    float *one = malloc(sizeof(float) * (size_t)MM * ldy), *y = malloc(sizeof(float) * (size_t)MM * ldy);
+    float *xs = malloc(sizeof(float) * pz_cpu_gemv_scratch_floats(MM, K));
+    double *ref = malloc(sizeof(double) * (size_t)MM * ldy);
+    uint16_t *wb = malloc(2 * (size_t)N * K);
+    for (size_t i = 0; i < (size_t)N * K; i++) {
+        wb[i] = to_bf16(w[i]);
+        if (wt == PZ_DT_BF16) w[i] = from_bf16(wb[i]);
+    }
+    const void *wp = wt == PZ_DT_BF16 ? (const void *)wb : (const void *)w;
+    for (int m = 0; m < MM; m++)
+        for (int n = 0; n < ldy; n++) {
+            double s = 0;
+            for (int k = 0; n < N && k < K; k++) s += (double)x[(size_t)m * ldx + k] * w[(size_t)n * K + k];
+            double base = y0[(size_t)m * ldy + n];
+            ref[(size_t)m * ldy + n] = n < N ? (acc ? base + s : s) : base;
+        }
+    // each row alone
+    memcpy(one, y0, sizeof(float) * (size_t)MM * ldy);
+    for (int m = 0; m < MM; m++)
+        pz_cpu_gemv(one + (size_t)m * ldy, ldy, x + (size_t)m * ldx, ldx, wp, wt, 1, N, K, acc, 2, xs);
+    double e = pz_rel_err_fd(one, ref, (size_t)MM * ldy);
+    CHECKF(e < 2e-6, "gemv %s N=%d K=%d acc=%d: rel err %.3g", wt ? "bf16" : "f32", N, K, acc, e);
+    int bad = 0;
+    for (int M = 2; M <= MM; M++) {
+        memcpy(y, y0, sizeof(float) * (size_t)MM * ldy);
+        pz_cpu_gemv(y, ldy, x, ldx, wp, wt, M, N, K, acc, 2, xs);
+        if (memcmp(y, one, sizeof(float) * (size_t)M * ldy) != 0 ||
+            memcmp(y + (size_t)M * ldy, y0 + (size_t)M * ldy, sizeof(float) * (size_t)(MM - M) * ldy) != 0) {
+            CHECKF(0, "gemv %s N=%d K=%d acc=%d: M=%d differs from one row at a time", wt ? "bf16" : "f32",
+                   N, K, acc, M);
+            bad++;
+            break;
+        }
+    }
+    printf("  gemv   %-4s M=1..%d N=%-4d K=%-4d acc=%d  err %.2e, rows identical for every M: %s\n",
+           wt ? "bf16" : "f32", MM, N, K, acc, e, bad ? "no" : "yes");
+    free(x), free(w), free(y0), free(one), free(y), free(xs), free(ref), free(wb);
+}
+
 // e4m3 weights (every finite code at random) with a tensor scale, optional
 // channel scales, and optionally e4m3 activations with a static input
 // scale, against the definition in double: Σ q(x)·e4m3(w) · scales, where
@@ -346,7 +394,9 @@ static void test_pointwise(int M, int n) {
 static void perf(void) {
     // Times of the small-M kernel and the library on model-like shapes.
     int shapes[][3] = {{1, 576, 576}, {1, 1536, 576}, {1, 576, 1536}, {1, 49152, 576},
-                       {4, 1536, 576}, {512, 576, 576}, {512, 1536, 576}, {512, 576, 1536}};
+                       {4, 1536, 576}, {16, 576, 576}, {16, 1536, 576}, {16, 576, 1536},
+                       {16, 49152, 576}, {32, 1536, 576}, {512, 576, 576}, {512, 1536, 576},
+                       {512, 576, 1536}};
     pz_cpu_mm *mm = pz_cpu_matmul_create(B->n_threads, err);
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
@@ -361,20 +411,20 @@ static void perf(void) {
                 double t0 = pz_now();
                 pz_cpu_matmul_lib(mm, y, N, x, K, wp, (pz_dt)dt, M, N, K, 0, err);
                 double t1 = pz_now();
-                if (M <= 8) pz_cpu_gemv(y, N, x, K, wp, (pz_dt)dt, M, N, K, 0, B->n_threads, xs);
+                if (M <= PZ_GEMV_MAX_M) pz_cpu_gemv(y, N, x, K, wp, (pz_dt)dt, M, N, K, 0, B->n_threads, xs);
                 double t2 = pz_now();
                 if (rep) t_lib = fmin(t_lib, t1 - t0), t_gemv = fmin(t_gemv, t2 - t1);
             }
             double fl = 2.0 * M * N * K, by = (double)N * K * (dt ? 2 : 4);
             printf("  perf %-4s M=%-4d N=%-5d K=%-5d lib %8.1f GFLOP/s %6.1f GB/s", dt ? "bf16" : "f32", M, N, K,
                    fl / t_lib * 1e-9, by / t_lib * 1e-9);
-            if (M <= 8) printf(" | gemv %8.1f GFLOP/s %6.1f GB/s", fl / t_gemv * 1e-9, by / t_gemv * 1e-9);
+            if (M <= PZ_GEMV_MAX_M) printf(" | gemv %8.1f GFLOP/s %6.1f GB/s", fl / t_gemv * 1e-9, by / t_gemv * 1e-9);
             printf("\n");
         }
         // e4m3: the in-register shift widening, and the table gather it was measured against
         uint8_t *w8 = malloc((size_t)N * K);
         for (size_t i = 0; i < (size_t)N * K; i++) w8[i] = pz_f32_to_e4m3(w[i] * 40.0f);
-        for (int g = 0; g < (M <= 8 ? 2 : 1); g++) {
+        for (int g = 0; g < (M <= 16 ? 2 : 1); g++) {
             pz_cpu_gemv_e4m3_use_gather(g);
             double t = 1e9;
             for (int rep = 0; rep < 5; rep++) {
@@ -383,7 +433,7 @@ static void perf(void) {
                 if (rep) t = fmin(t, pz_now() - t0);
             }
             printf("  perf e4m3 M=%-4d N=%-5d K=%-5d %-6s %8.1f GFLOP/s %6.1f GB/s\n", M, N, K,
-                   M > 8 ? "tiles" : g ? "gather" : "shift", 2.0 * M * N * K / t * 1e-9, (double)N * K / t * 1e-9);
+                   M > 16 ? "tiles" : g ? "gather" : "shift", 2.0 * M * N * K / t * 1e-9, (double)N * K / t * 1e-9);
         }
         pz_cpu_gemv_e4m3_use_gather(0);
         free(x), free(w), free(y), free(wb), free(xs), free(w8);
@@ -399,6 +449,11 @@ static void run_all(void) {
         for (int dt = 0; dt < 2; dt++)
             for (int acc = 0; acc < 2; acc++)
                 test_matmul(sizes[i][0], sizes[i][1], sizes[i][2], (pz_dt)dt, acc, (int)(i % 3));
+    for (int dt = 0; dt < 2; dt++) {
+        test_gemv_invariance(37, 91, (pz_dt)dt, 0);
+        test_gemv_invariance(13, 600, (pz_dt)dt, 1);
+        test_gemv_invariance(45, 1001, (pz_dt)dt, dt);
+    }
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         test_matmul_e4m3(sizes[i][0], sizes[i][1], sizes[i][2], (int)(i % 2), (int)(i % 3), (int)(i % 3 != 1),
                          (int)(i % 4 >= 2));

@@ -394,7 +394,7 @@ pz_backend *pz_backend_cpu_create(int n_threads, char *err) {
     b->kind = PZ_BACKEND_CPU;
     b->name = "cpu";
     b->n_threads = n_threads > 0 ? n_threads : omp_get_num_procs();
-    b->invariant_rows = PZ_GEMV_MAX_M;  // the small-M kernel's rows do not depend on M (gemv.h)
+    b->invariant_rows = PZ_GEMV_INVARIANT_M;  // the small-M kernels' rows do not depend on M (gemv.h)
     cpu_state *S = calloc(1, sizeof *S);
     if (!S || !(S->mm = pz_cpu_matmul_create(b->n_threads, err))) {
         if (!S && err) snprintf(err, PZ_ERRLEN, "cpu backend: out of memory");

@@ -1,7 +1,16 @@
-// gemv.c — see gemv.h. The vector kernels walk W front to back, one row at
-// a time against up to 4 (AVX-512) or 3 (AVX2, 16 vector registers)
-// activation rows, so every weight byte is loaded once per block of
-// activation rows, with 4 accumulators per activation row.
+// gemv.c — see gemv.h. The vector kernels work on tiles of 5 weight rows by
+// 2 activation rows (AVX2: 16 vector registers) or 4 by 4 (AVX-512: 32),
+// one vector accumulator per output: each weight vector, widened once,
+// meets every activation row of the tile, and each activation vector every
+// weight row. A thread walks its weight rows a tile at a time and runs all
+// activation rows against them before moving on, so the weights are
+// streamed from memory once per call whatever M is (the tile's rows stay in
+// L1 while the activation rows, at most a few hundred KiB, come from L2).
+//
+// Batch invariance: output (m, n) is one accumulator that takes the columns
+// in order, chunk by chunk, with the same instructions whatever tile it sits
+// in (the tile shape only decides which outputs are computed side by side),
+// then one horizontal sum. So row m of y depends on row m of x alone.
 #include "gemv.h"
 #include "vexp.h"
 
@@ -37,15 +46,14 @@ static void gemv_rows_ref(float *y, int ldy, const float *x, int ldx, const void
     }
 }
 
-// ---- AVX-512 ----------------------------------------------------------------
-#define T512 __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
-// Weight bytes a product must stream before a second thread is woken for
-// it, by kernel level. AVX-512 machines measured earlier saturate memory
-// from one core, so small products stay on one; on the AVX2-only EPYC here
-// one core does not (fp32 decode on one core streamed ~17 GB/s): with 4 MiB, 1 MiB,
-// 512 KiB and 256 KiB per thread, batch-1 decode at 16 tokens of context
-// ran at 33, 48-52, 51-56, 51-55 tok/s (fp32) and 54, 66-71, 80-87, 79-91
-// (bf16) (bench_engine -e, both wait policies; results/engine_vs_llama_cpp.md).
+// Weight bytes (times a cost factor that grows with M, see pz_cpu_gemv) a
+// product must stream before a second thread is woken for it, by kernel
+// level. AVX-512 machines measured earlier saturate memory from one core, so
+// small products stay on one; on the AVX2-only EPYC here one core does not
+// (fp32 decode on one core streamed ~17 GB/s): with 4 MiB, 1 MiB, 512 KiB and
+// 256 KiB per thread, batch-1 decode at 16 tokens of context ran at 33,
+// 48-52, 51-56, 51-55 tok/s (fp32) and 54, 66-71, 80-87, 79-91 (bf16)
+// (bench_engine -e, both wait policies; results/engine_vs_llama_cpp.md).
 #ifndef PZ_GEMV_BYTES_PER_THREAD
 #define PZ_GEMV_BYTES_PER_THREAD (4u << 20)
 #endif
@@ -53,301 +61,364 @@ static void gemv_rows_ref(float *y, int ldy, const float *x, int ldx, const void
 #define PZ_GEMV_BYTES_PER_THREAD_AVX2 (512u << 10)
 #endif
 
+// Tile shapes: weight rows x activation rows, by level; with one activation
+// row, 8 weight rows on AVX-512 and 4 on AVX2 (memory-bound there: fewer
+// concurrent row streams measured ~5% faster than 8 on the EPYC). A thread's
+// range of weight rows is whole tiles (but the last). Measured on the AVX2
+// EPYC here (one thread, bf16, 12 x 960 x 576): 5 x 2 81, 3 x 3 77, 4 x 2
+// 70, 6 x 2 63 and 4 x 3 62 GFLOP/s (4 x 3 and 6 x 2 spill registers).
+#define AVX2_NB 5
+#define AVX2_MB 2
+#define AVX512_NB 4
+#define AVX512_MB 4
 
-T512 static inline __attribute__((always_inline)) __m512 load_w(const void *w, pz_dt wt, size_t off, __mmask16 mk) {
-    if (wt == PZ_DT_F32) return _mm512_maskz_loadu_ps(mk, (const float *)w + off);
-    __m256i h = _mm256_maskz_loadu_epi16(mk, (const uint16_t *)w + off);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+// Activation rows in the next tile when `left` remain, for tiles of at most
+// `mx` rows, avoiding a 1-row tile after wider ones where it can (a 1-row
+// tile has fewer accumulator chains to hide the FMA latency with): with
+// mx = 4, 16 = 4+4+4+4, 5 = 3+2, 9 = 4+3+2; with mx = 2, 16 = 2 x 8, 5 = 2+2+1.
+static inline int m_tile(int left, int mx) {
+    return left == mx + 1 ? (left + 1) / 2 : left < mx ? left : mx;
 }
 
-// One weight row n against MB activation rows. The row is read front to
-// back (the whole product is one sequential stream through W, which the
-// hardware prefetcher follows best); chunk c of 16 columns goes to
-// accumulator c % 4 whatever MB is, so results do not depend on MB.
+// Software prefetch of the next tile's weights while this one is computed.
+// A tile's rows are short streams (K elements each) that the hardware
+// prefetchers pick up late when W comes from memory; on the EPYC here the
+// old one-row-at-a-time kernel, one long sequential stream, decoded one row
+// ~25% faster than tiles without this (weights on huge pages). The next
+// tile's lines are fetched in address order, spread evenly over every pass
+// of the tile (one per block of activation rows) and over its chunks: a
+// burst would fill the miss buffers and stall the loads.
+typedef struct {
+    const char *p;  // next line to fetch
+    int left;       // lines this pass still fetches
+    int per;        // lines per prefetch point
+} pf_state;
+
+// The lines for pass `pass` of `passes` over the tile [n, n + nb) of rows
+// of K elements of esz bytes, by a loop with `points` prefetch points. The
+// next tile ends at n1 (the thread's range).
+static inline pf_state pf_plan(const void *w, size_t esz, int n, int nb, int n1, int K, int pass,
+                               int passes, int points) {
+    pf_state f = {NULL, 0, 0};
+    int nn = n1 - (n + nb) < nb ? n1 - (n + nb) : nb;
+    if (nn <= 0) return f;
+    const char *base = (const char *)w + (size_t)(n + nb) * (size_t)K * esz;
+    long lines = (long)(((size_t)nn * (size_t)K * esz + 63) / 64);
+    long lo = lines * pass / passes, hi = lines * (pass + 1) / passes;
+    f.p = base + 64 * lo;
+    f.left = (int)(hi - lo);
+    f.per = points > 0 ? (f.left + points - 1) / points : f.left;
+    return f;
+}
+
+static inline __attribute__((always_inline)) void pf_step(pf_state *f) {
+    for (int i = 0; i < f->per && f->left > 0; i++, f->left--, f->p += 64) _mm_prefetch(f->p, _MM_HINT_T0);
+}
+
+// Blocks of activation rows (passes) m_tile makes of M.
+static inline int m_passes(int M, int mx) {
+    int p = 0;
+    for (int m = 0; m < M; m += m_tile(M - m, mx)) p++;
+    return p;
+}
+
+// ---- AVX-512 ----------------------------------------------------------------
+#define T512 __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
+
+// fp32 weights: NB weight rows from n against MB activation rows, 16
+// columns per chunk (the tail masked).
 T512 static inline __attribute__((always_inline)) void
-gemv_row(float *y, int ldy, const float *x, int ldx, const void *w, pz_dt wt, int n, int K, int acc,
-         const int MB) {
-    __m512 a[4][4];
+tile_f32_512(float *y, int ldy, const float *x, int ldx, const float *w, int n, int K, int acc,
+             pf_state pf, const int NB, const int MB) {
+    __m512 a[8][4];
+#pragma GCC unroll 8
+    for (int i = 0; i < NB; i++)
 #pragma GCC unroll 4
-    for (int j = 0; j < 4; j++)
+        for (int j = 0; j < MB; j++) a[i][j] = _mm512_setzero_ps();
+    const float *wr = w + (size_t)n * K;
+    for (int k = 0; k < K; k += 16) {
+        pf_step(&pf);
+        __mmask16 mk = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
+        __m512 xv[4];
 #pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) a[j][c] = _mm512_setzero_ps();
-    const size_t row = (size_t)n * K;
-    int k = 0;
-    for (; k + 64 <= K; k += 64) {
+        for (int j = 0; j < MB; j++) xv[j] = _mm512_maskz_loadu_ps(mk, x + (size_t)j * ldx + k);
+#pragma GCC unroll 8
+        for (int i = 0; i < NB; i++) {
+            __m512 wv = _mm512_maskz_loadu_ps(mk, wr + (size_t)i * K + k);
 #pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) {
-            __m512 wv = load_w(w, wt, row + k + 16 * c, 0xFFFF);
-#pragma GCC unroll 4
-            for (int j = 0; j < MB; j++)
-                a[j][c] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + (size_t)j * ldx + k + 16 * c), a[j][c]);
+            for (int j = 0; j < MB; j++) a[i][j] = _mm512_fmadd_ps(wv, xv[j], a[i][j]);
         }
     }
-    for (int c = 0; k < K; k += 16, c++) {
-        __mmask16 mk = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
-        __m512 wv = load_w(w, wt, row + k, mk);
+#pragma GCC unroll 8
+    for (int i = 0; i < NB; i++)
 #pragma GCC unroll 4
         for (int j = 0; j < MB; j++) {
-            __m512 xv = _mm512_maskz_loadu_ps(mk, x + (size_t)j * ldx + k);
-            switch (c) {  // chunk index (k/16) % 4 == c, as in the main loop
-            case 0: a[j][0] = _mm512_fmadd_ps(wv, xv, a[j][0]); break;
-            case 1: a[j][1] = _mm512_fmadd_ps(wv, xv, a[j][1]); break;
-            case 2: a[j][2] = _mm512_fmadd_ps(wv, xv, a[j][2]); break;
-            default: a[j][3] = _mm512_fmadd_ps(wv, xv, a[j][3]); break;
-            }
+            float s = _mm512_reduce_add_ps(a[i][j]);
+            float *yp = y + (size_t)j * ldy + n + i;
+            *yp = acc ? *yp + s : s;
         }
-    }
-#pragma GCC unroll 4
-    for (int j = 0; j < MB; j++) {
-        __m512 t = _mm512_add_ps(_mm512_add_ps(a[j][0], a[j][1]), _mm512_add_ps(a[j][2], a[j][3]));
-        float s = _mm512_reduce_add_ps(t);
-        float *yp = y + (size_t)j * ldy + n;
-        *yp = acc ? *yp + s : s;
-    }
 }
 
 // bf16 weights, 32 columns per load: the low halves of the 32-bit lanes
-// (shifted up) are the even columns as fp32, the high halves (masked) the odd
-// ones, so no widening shuffle is needed. xp holds each activation row
-// pre-permuted to match: per 32 columns, the 16 even then the 16 odd ones,
-// zero-padded to Kp = round_up(K, 32). Chunk c of 32 columns goes to
-// accumulator c % 4 whatever MB is.
+// (shifted up) are the even columns as fp32, the high halves (masked) the
+// odd ones, so widening takes one instruction per 16 weights. xp holds each
+// activation row pre-permuted to match: per 32 columns, the 16 even then the
+// 16 odd ones, zero-padded to Kp = round_up(K, 32). Per chunk an accumulator
+// takes the even product, then the odd one.
 T512 static inline __attribute__((always_inline)) void
-gemv_row_bf16eo(float *y, int ldy, const float *xp, int Kp, const uint16_t *w, int n, int K, int acc,
-                const int MB) {
-    __m512 a[4][4];
+tile_bf16_512(float *y, int ldy, const float *xp, int Kp, const uint16_t *w, int n, int K, int acc,
+              pf_state pf, const int NB, const int MB) {
+    __m512 a[8][4];
+#pragma GCC unroll 8
+    for (int i = 0; i < NB; i++)
 #pragma GCC unroll 4
-    for (int j = 0; j < 4; j++)
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) a[j][c] = _mm512_setzero_ps();
+        for (int j = 0; j < MB; j++) a[i][j] = _mm512_setzero_ps();
     const uint16_t *wr = w + (size_t)n * K;
     const __m512i hi = _mm512_set1_epi32((int)0xFFFF0000u);
-    int k = 0;
-    for (; k + 128 <= K; k += 128) {
+    for (int k = 0; k < K; k += 32) {
+        pf_step(&pf);
+        __mmask32 mk = K - k >= 32 ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1u << (K - k)) - 1);
+        __m512 xv[4];
 #pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) {
-            __m512i v = _mm512_loadu_si512((const void *)(wr + k + 32 * c));
+        for (int j = 0; j < MB; j++) xv[j] = _mm512_loadu_ps(xp + (size_t)j * Kp + k);
+#pragma GCC unroll 8
+        for (int i = 0; i < NB; i++) {
+            __m512i v = _mm512_maskz_loadu_epi16(mk, wr + (size_t)i * K + k);
             __m512 ev = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+#pragma GCC unroll 4
+            for (int j = 0; j < MB; j++) a[i][j] = _mm512_fmadd_ps(ev, xv[j], a[i][j]);
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < MB; j++) xv[j] = _mm512_loadu_ps(xp + (size_t)j * Kp + k + 16);
+#pragma GCC unroll 8
+        for (int i = 0; i < NB; i++) {
+            __m512i v = _mm512_maskz_loadu_epi16(mk, wr + (size_t)i * K + k);
             __m512 od = _mm512_castsi512_ps(_mm512_and_si512(v, hi));
 #pragma GCC unroll 4
-            for (int j = 0; j < MB; j++) {
-                const float *xj = xp + (size_t)j * Kp + k + 32 * c;
-                a[j][c] = _mm512_fmadd_ps(ev, _mm512_loadu_ps(xj), a[j][c]);
-                a[j][c] = _mm512_fmadd_ps(od, _mm512_loadu_ps(xj + 16), a[j][c]);
-            }
+            for (int j = 0; j < MB; j++) a[i][j] = _mm512_fmadd_ps(od, xv[j], a[i][j]);
         }
     }
-    for (int c = 0; k < K; k += 32, c++) {
-        __mmask32 mk = K - k >= 32 ? (__mmask32)0xFFFFFFFFu : (__mmask32)((1u << (K - k)) - 1);
-        __m512i v = _mm512_maskz_loadu_epi16(mk, (const void *)(wr + k));
-        __m512 ev = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
-        __m512 od = _mm512_castsi512_ps(_mm512_and_si512(v, hi));
+#pragma GCC unroll 8
+    for (int i = 0; i < NB; i++)
 #pragma GCC unroll 4
         for (int j = 0; j < MB; j++) {
-            const float *xj = xp + (size_t)j * Kp + k;
-            __m512 t = _mm512_mul_ps(ev, _mm512_loadu_ps(xj));
-            t = _mm512_fmadd_ps(od, _mm512_loadu_ps(xj + 16), t);
-            switch (c) {
-            case 0: a[j][0] = _mm512_add_ps(a[j][0], t); break;
-            case 1: a[j][1] = _mm512_add_ps(a[j][1], t); break;
-            case 2: a[j][2] = _mm512_add_ps(a[j][2], t); break;
-            default: a[j][3] = _mm512_add_ps(a[j][3], t); break;
-            }
+            float s = _mm512_reduce_add_ps(a[i][j]);
+            float *yp = y + (size_t)j * ldy + n + i;
+            *yp = acc ? *yp + s : s;
         }
-    }
-#pragma GCC unroll 4
-    for (int j = 0; j < MB; j++) {
-        __m512 t = _mm512_add_ps(_mm512_add_ps(a[j][0], a[j][1]), _mm512_add_ps(a[j][2], a[j][3]));
-        float s = _mm512_reduce_add_ps(t);
-        float *yp = y + (size_t)j * ldy + n;
-        *yp = acc ? *yp + s : s;
-    }
 }
 
-T512 static void gemv_rows_bf16eo(float *y, int ldy, const float *xp, int Kp, const uint16_t *w, int M,
-                                  int n0, int n1, int K, int acc) {
-    for (int m = 0; m < M; m += 4) {
-        int mb = M - m < 4 ? M - m : 4;
-        const float *xm = xp + (size_t)m * Kp;
-        float *ym = y + (size_t)m * ldy;
-        for (int n = n0; n < n1; n++) {
-            switch (mb) {
-            case 1: gemv_row_bf16eo(ym, ldy, xm, Kp, w, n, K, acc, 1); break;
-            case 2: gemv_row_bf16eo(ym, ldy, xm, Kp, w, n, K, acc, 2); break;
-            case 3: gemv_row_bf16eo(ym, ldy, xm, Kp, w, n, K, acc, 3); break;
-            default: gemv_row_bf16eo(ym, ldy, xm, Kp, w, n, K, acc, 4); break;
-            }
-        }
+// Calls TILE(nb, 1) with a constant nb in 1..8.
+#define TILE_M1(TILE, nb)                                                                          \
+    switch (nb) {                                                                                  \
+    case 1: TILE(1, 1); break;                                                                     \
+    case 2: TILE(2, 1); break;                                                                     \
+    case 3: TILE(3, 1); break;                                                                     \
+    case 4: TILE(4, 1); break;                                                                     \
+    case 5: TILE(5, 1); break;                                                                     \
+    case 6: TILE(6, 1); break;                                                                     \
+    case 7: TILE(7, 1); break;                                                                     \
+    default: TILE(8, 1); break;                                                                    \
     }
-}
-
-// The weight type is a template argument too, so the inner loop has no branch.
-#define GEMV_ROWS(NAME, WT)                                                                        \
-    T512 static void NAME(float *y, int ldy, const float *x, int ldx, const void *w, int M, int n0, \
-                          int n1, int K, int acc) {                                                \
-        for (int m = 0; m < M; m += 4) {                                                           \
-            int mb = M - m < 4 ? M - m : 4;                                                        \
-            const float *xm = x + (size_t)m * ldx;                                                 \
-            float *ym = y + (size_t)m * ldy;                                                       \
-            for (int n = n0; n < n1; n++) {                                                        \
-                switch (mb) {                                                                      \
-                case 1: gemv_row(ym, ldy, xm, ldx, w, WT, n, K, acc, 1); break;                    \
-                case 2: gemv_row(ym, ldy, xm, ldx, w, WT, n, K, acc, 2); break;                    \
-                case 3: gemv_row(ym, ldy, xm, ldx, w, WT, n, K, acc, 3); break;                    \
-                default: gemv_row(ym, ldy, xm, ldx, w, WT, n, K, acc, 4); break;                   \
-                }                                                                                  \
+#define TILE_CASE(TILE, nb, mb) case (nb) * 8 + (mb): TILE(nb, mb); break;
+// Calls TILE(nb, mb) with constants: nb 1..8 when mb is 1, else nb 1..4, mb 2..4.
+#define TILE_SWITCH_512(TILE, nb, mb)                                                              \
+    do {                                                                                           \
+        if ((mb) == 1) {                                                                           \
+            TILE_M1(TILE, nb)                                                                      \
+        } else {                                                                                   \
+            switch ((nb) * 8 + (mb)) {                                                             \
+            TILE_CASE(TILE, 1, 2) TILE_CASE(TILE, 2, 2) TILE_CASE(TILE, 3, 2) TILE_CASE(TILE, 4, 2) \
+            TILE_CASE(TILE, 1, 3) TILE_CASE(TILE, 2, 3) TILE_CASE(TILE, 3, 3) TILE_CASE(TILE, 4, 3) \
+            TILE_CASE(TILE, 1, 4) TILE_CASE(TILE, 2, 4) TILE_CASE(TILE, 3, 4)                       \
+            default: TILE(4, 4); break;                                                            \
             }                                                                                      \
         }                                                                                          \
-    }
-GEMV_ROWS(gemv_rows_f32, PZ_DT_F32)
-GEMV_ROWS(gemv_rows_bf16, PZ_DT_BF16)
-#undef GEMV_ROWS
+    } while (0)
+// Calls TILE(nb, mb) with constants: nb 1..8 when mb is 1, else nb 1..5, mb 2.
+#define TILE_SWITCH_AVX2(TILE, nb, mb)                                                             \
+    do {                                                                                           \
+        if ((mb) == 1) {                                                                           \
+            TILE_M1(TILE, nb)                                                                      \
+        } else {                                                                                   \
+            switch (nb) {                                                                          \
+            case 1: TILE(1, 2); break;                                                             \
+            case 2: TILE(2, 2); break;                                                             \
+            case 3: TILE(3, 2); break;                                                             \
+            case 4: TILE(4, 2); break;                                                             \
+            default: TILE(5, 2); break;                                                            \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
 
-static void gemv_rows_avx512(float *y, int ldy, const float *x, int ldx, const void *w, pz_dt wt,
-                             int M, int n0, int n1, int K, int acc) {
-    if (wt == PZ_DT_F32)
-        gemv_rows_f32(y, ldy, x, ldx, w, M, n0, n1, K, acc);
-    else
-        gemv_rows_bf16(y, ldy, x, ldx, w, M, n0, n1, K, acc);
+// x (fp32) or xp (bf16: permuted, rows Kp apart) against weight rows [n0, n1).
+T512 static void gemv_rows_avx512(float *y, int ldy, const float *x, int ldx, const void *w, pz_dt wt,
+                                  int M, int n0, int n1, int K, int acc) {
+    const int nbmax = M == 1 ? 8 : AVX512_NB, passes = m_passes(M, AVX512_MB);
+    const size_t esz = wt == PZ_DT_F32 ? 4 : 2;
+    const int points = wt == PZ_DT_F32 ? (K + 15) / 16 : (K + 31) / 32;
+    for (int n = n0; n < n1; n += nbmax) {
+        int nb = n1 - n < nbmax ? n1 - n : nbmax;
+        for (int m = 0, mb, pass = 0; m < M; m += mb, pass++) {
+            mb = m_tile(M - m, AVX512_MB);
+            pf_state pf = pf_plan(w, esz, n, nb, n1, K, pass, passes, points);
+            const float *xm = x + (size_t)m * ldx;
+            float *ym = y + (size_t)m * ldy;
+            if (wt == PZ_DT_F32) {
+#define T(NB, MB) tile_f32_512(ym, ldy, xm, ldx, (const float *)w, n, K, acc, pf, NB, MB)
+                TILE_SWITCH_512(T, nb, mb);
+#undef T
+            } else {
+#define T(NB, MB) tile_bf16_512(ym, ldy, xm, ldx, (const uint16_t *)w, n, K, acc, pf, NB, MB)
+                TILE_SWITCH_512(T, nb, mb);
+#undef T
+            }
+        }
+    }
 }
 
 // ---- AVX2 + FMA ---------------------------------------------------------------
-// The same walk with 8-lane vectors: chunk c of 8 columns (fp32) or of 16
-// columns (bf16) goes to accumulator c % 4 whatever MB is. Four accumulators
-// per activation row cover the FMA latency; with up to 3 rows, 12 of the 16
-// vector registers hold accumulators.
+// The same tiles with 8-lane vectors and at most 2 activation rows: 10
+// accumulators, 2 activation vectors, the weight vector in use and the mask
+// fit the 16 registers.
 #define T256 PZ_T256
 
 T256 static inline __attribute__((always_inline)) void
-gemv_row_f32_avx2(float *y, int ldy, const float *x, int ldx, const float *w, int n, int K, int acc,
-                  const int MB) {
-    __m256 a[3][4];
+tile_f32_avx2(float *y, int ldy, const float *x, int ldx, const float *w, int n, int K, int acc,
+              pf_state pf, const int NB, const int MB) {
+    __m256 a[8][3];
+#pragma GCC unroll 8
+    for (int i = 0; i < NB; i++)
 #pragma GCC unroll 3
-    for (int j = 0; j < 3; j++)
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) a[j][c] = _mm256_setzero_ps();
+        for (int j = 0; j < MB; j++) a[i][j] = _mm256_setzero_ps();
     const float *wr = w + (size_t)n * K;
     int k = 0;
-    for (; k + 32 <= K; k += 32) {
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) {
-            __m256 wv = _mm256_loadu_ps(wr + k + 8 * c);
+    for (; k + 8 <= K; k += 8) {
+        if (!(k & 8)) pf_step(&pf);
+        __m256 xv[3];
 #pragma GCC unroll 3
-            for (int j = 0; j < MB; j++)
-                a[j][c] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + (size_t)j * ldx + k + 8 * c), a[j][c]);
+        for (int j = 0; j < MB; j++) xv[j] = _mm256_loadu_ps(x + (size_t)j * ldx + k);
+#pragma GCC unroll 8
+        for (int i = 0; i < NB; i++) {
+            __m256 wv = _mm256_loadu_ps(wr + (size_t)i * K + k);
+#pragma GCC unroll 3
+            for (int j = 0; j < MB; j++) a[i][j] = _mm256_fmadd_ps(wv, xv[j], a[i][j]);
         }
     }
-    for (int c = 0; k < K; k += 8, c++) {
+    if (k < K) {
         __m256i mk = pz_lanes256(K - k);
-        __m256 wv = _mm256_maskload_ps(wr + k, mk);
+        __m256 xv[3];
+#pragma GCC unroll 3
+        for (int j = 0; j < MB; j++) xv[j] = _mm256_maskload_ps(x + (size_t)j * ldx + k, mk);
+#pragma GCC unroll 8
+        for (int i = 0; i < NB; i++) {
+            __m256 wv = _mm256_maskload_ps(wr + (size_t)i * K + k, mk);
+#pragma GCC unroll 3
+            for (int j = 0; j < MB; j++) a[i][j] = _mm256_fmadd_ps(wv, xv[j], a[i][j]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < NB; i++)
 #pragma GCC unroll 3
         for (int j = 0; j < MB; j++) {
-            __m256 xv = _mm256_maskload_ps(x + (size_t)j * ldx + k, mk);
-            switch (c) {  // chunk index (k/8) % 4 == c, as in the main loop
-            case 0: a[j][0] = _mm256_fmadd_ps(wv, xv, a[j][0]); break;
-            case 1: a[j][1] = _mm256_fmadd_ps(wv, xv, a[j][1]); break;
-            case 2: a[j][2] = _mm256_fmadd_ps(wv, xv, a[j][2]); break;
-            default: a[j][3] = _mm256_fmadd_ps(wv, xv, a[j][3]); break;
-            }
+            float s = pz_hsum256(a[i][j]);
+            float *yp = y + (size_t)j * ldy + n + i;
+            *yp = acc ? *yp + s : s;
         }
-    }
-#pragma GCC unroll 3
-    for (int j = 0; j < MB; j++) {
-        float s = pz_hsum256(_mm256_add_ps(_mm256_add_ps(a[j][0], a[j][1]), _mm256_add_ps(a[j][2], a[j][3])));
-        float *yp = y + (size_t)j * ldy + n;
-        *yp = acc ? *yp + s : s;
-    }
 }
 
 // bf16 weights, 16 columns per load, split into even and odd columns with a
-// shift and a mask (as in gemv_row_bf16eo) against activations permuted per
-// 16 columns: the 8 even, then the 8 odd ones, zero-padded to Kp =
-// round_up(K, 16). Per chunk, t = even·x_even + odd·x_odd is added to its
-// accumulator, so the accumulator chains wait on adds (3 cycles), not FMAs.
+// shift and a mask (as in tile_bf16_512) against activations permuted per 16
+// columns: the 8 even, then the 8 odd ones, zero-padded to Kp =
+// round_up(K, 16). The weight tail is copied into zero-padded rows.
 T256 static inline __attribute__((always_inline)) void
-gemv_row_bf16_avx2(float *y, int ldy, const float *xp, int Kp, const uint16_t *w, int n, int K,
-                   int acc, const int MB) {
-    __m256 a[3][4];
-#pragma GCC unroll 3
-    for (int j = 0; j < 3; j++)
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) a[j][c] = _mm256_setzero_ps();
-    const uint16_t *wr = w + (size_t)n * K;
+bf16_chunk_avx2(__m256 a[8][3], const float *xp, int Kp, int k, const uint16_t *w0, size_t ldw,
+                const int NB, const int MB) {
     const __m256i hi = _mm256_set1_epi32((int)0xFFFF0000u);
-    int k = 0;
-    for (; k + 64 <= K; k += 64) {
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) {
-            __m256i v = _mm256_loadu_si256((const __m256i *)(wr + k + 16 * c));
-            __m256 ev = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
-            __m256 od = _mm256_castsi256_ps(_mm256_and_si256(v, hi));
+    __m256 xv[3];
 #pragma GCC unroll 3
-            for (int j = 0; j < MB; j++) {
-                const float *xj = xp + (size_t)j * Kp + k + 16 * c;
-                __m256 t = _mm256_mul_ps(ev, _mm256_loadu_ps(xj));
-                a[j][c] = _mm256_add_ps(a[j][c], _mm256_fmadd_ps(od, _mm256_loadu_ps(xj + 8), t));
-            }
-        }
-    }
-    for (int c = 0; k < K; k += 16, c++) {
-        __m256i v;
-        if (K - k >= 16) {
-            v = _mm256_loadu_si256((const __m256i *)(wr + k));
-        } else {
-            uint16_t tail[16] = {0};
-            memcpy(tail, wr + k, sizeof(uint16_t) * (size_t)(K - k));
-            v = _mm256_loadu_si256((const __m256i *)tail);
-        }
+    for (int j = 0; j < MB; j++) xv[j] = _mm256_loadu_ps(xp + (size_t)j * Kp + k);
+#pragma GCC unroll 8
+    for (int i = 0; i < NB; i++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(w0 + (size_t)i * ldw));
         __m256 ev = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+#pragma GCC unroll 3
+        for (int j = 0; j < MB; j++) a[i][j] = _mm256_fmadd_ps(ev, xv[j], a[i][j]);
+    }
+#pragma GCC unroll 3
+    for (int j = 0; j < MB; j++) xv[j] = _mm256_loadu_ps(xp + (size_t)j * Kp + k + 8);
+#pragma GCC unroll 8
+    for (int i = 0; i < NB; i++) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(w0 + (size_t)i * ldw));
         __m256 od = _mm256_castsi256_ps(_mm256_and_si256(v, hi));
 #pragma GCC unroll 3
-        for (int j = 0; j < MB; j++) {
-            const float *xj = xp + (size_t)j * Kp + k;
-            __m256 t = _mm256_fmadd_ps(od, _mm256_loadu_ps(xj + 8), _mm256_mul_ps(ev, _mm256_loadu_ps(xj)));
-            switch (c) {
-            case 0: a[j][0] = _mm256_add_ps(a[j][0], t); break;
-            case 1: a[j][1] = _mm256_add_ps(a[j][1], t); break;
-            case 2: a[j][2] = _mm256_add_ps(a[j][2], t); break;
-            default: a[j][3] = _mm256_add_ps(a[j][3], t); break;
-            }
-        }
-    }
-#pragma GCC unroll 3
-    for (int j = 0; j < MB; j++) {
-        float s = pz_hsum256(_mm256_add_ps(_mm256_add_ps(a[j][0], a[j][1]), _mm256_add_ps(a[j][2], a[j][3])));
-        float *yp = y + (size_t)j * ldy + n;
-        *yp = acc ? *yp + s : s;
+        for (int j = 0; j < MB; j++) a[i][j] = _mm256_fmadd_ps(od, xv[j], a[i][j]);
     }
 }
 
-// x (fp32) or xp (bf16: permuted, rows Kp apart) against rows [n0, n1) of W.
+T256 static inline __attribute__((always_inline)) void
+tile_bf16_avx2(float *y, int ldy, const float *xp, int Kp, const uint16_t *w, int n, int K, int acc,
+               pf_state pf, const int NB, const int MB) {
+    __m256 a[8][3];
+#pragma GCC unroll 8
+    for (int i = 0; i < NB; i++)
+#pragma GCC unroll 3
+        for (int j = 0; j < MB; j++) a[i][j] = _mm256_setzero_ps();
+    const uint16_t *wr = w + (size_t)n * K;
+    int k = 0;
+    for (; k + 32 <= K; k += 32) {
+        pf_step(&pf);
+        bf16_chunk_avx2(a, xp, Kp, k, wr + k, (size_t)K, NB, MB);
+        bf16_chunk_avx2(a, xp, Kp, k + 16, wr + k + 16, (size_t)K, NB, MB);
+    }
+    if (k + 16 <= K) {
+        bf16_chunk_avx2(a, xp, Kp, k, wr + k, (size_t)K, NB, MB);
+        k += 16;
+    }
+    if (k < K) {
+        uint16_t tail[8][16];
+        memset(tail, 0, sizeof tail);
+        for (int i = 0; i < NB; i++) memcpy(tail[i], wr + (size_t)i * K + k, sizeof(uint16_t) * (size_t)(K - k));
+        bf16_chunk_avx2(a, xp, Kp, k, tail[0], 16, NB, MB);
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < NB; i++)
+#pragma GCC unroll 3
+        for (int j = 0; j < MB; j++) {
+            float s = pz_hsum256(a[i][j]);
+            float *yp = y + (size_t)j * ldy + n + i;
+            *yp = acc ? *yp + s : s;
+        }
+}
+
 T256 static void gemv_rows_avx2(float *y, int ldy, const float *x, int ldx, const void *w, pz_dt wt,
                                 int M, int n0, int n1, int K, int acc) {
-    for (int m = 0; m < M; m += 3) {
-        int mb = M - m < 3 ? M - m : 3;
-        const float *xm = x + (size_t)m * ldx;
-        float *ym = y + (size_t)m * ldy;
-        if (wt == PZ_DT_F32) {
-            const float *wf = (const float *)w;
-            for (int n = n0; n < n1; n++) {
-                switch (mb) {
-                case 1: gemv_row_f32_avx2(ym, ldy, xm, ldx, wf, n, K, acc, 1); break;
-                case 2: gemv_row_f32_avx2(ym, ldy, xm, ldx, wf, n, K, acc, 2); break;
-                default: gemv_row_f32_avx2(ym, ldy, xm, ldx, wf, n, K, acc, 3); break;
-                }
-            }
-        } else {
-            const uint16_t *wh = (const uint16_t *)w;
-            for (int n = n0; n < n1; n++) {
-                switch (mb) {
-                case 1: gemv_row_bf16_avx2(ym, ldy, xm, ldx, wh, n, K, acc, 1); break;
-                case 2: gemv_row_bf16_avx2(ym, ldy, xm, ldx, wh, n, K, acc, 2); break;
-                default: gemv_row_bf16_avx2(ym, ldy, xm, ldx, wh, n, K, acc, 3); break;
-                }
+    const int nbmax = M == 1 ? 4 : AVX2_NB, passes = m_passes(M, AVX2_MB);
+    const size_t esz = wt == PZ_DT_F32 ? 4 : 2;
+    const int points = wt == PZ_DT_F32 ? (K + 15) / 16 : K / 32;
+    for (int n = n0; n < n1; n += nbmax) {
+        int nb = n1 - n < nbmax ? n1 - n : nbmax;
+        for (int m = 0, mb, pass = 0; m < M; m += mb, pass++) {
+            mb = m_tile(M - m, AVX2_MB);
+            pf_state pf = pf_plan(w, esz, n, nb, n1, K, pass, passes, points);
+            const float *xm = x + (size_t)m * ldx;
+            float *ym = y + (size_t)m * ldy;
+            if (wt == PZ_DT_F32) {
+#define T(NB, MB) tile_f32_avx2(ym, ldy, xm, ldx, (const float *)w, n, K, acc, pf, NB, MB)
+                TILE_SWITCH_AVX2(T, nb, mb);
+#undef T
+            } else {
+#define T(NB, MB) tile_bf16_avx2(ym, ldy, xm, ldx, (const uint16_t *)w, n, K, acc, pf, NB, MB)
+                TILE_SWITCH_AVX2(T, nb, mb);
+#undef T
             }
         }
     }
 }
+#undef TILE_M1
+#undef TILE_CASE
+#undef TILE_SWITCH_512
+#undef TILE_SWITCH_AVX2
 
 // xp[m][..] = row m of x with each group of 2*half columns reordered: the
 // half even ones, then the half odd ones, zero-padded to Kp (a multiple of
@@ -371,39 +442,39 @@ void pz_cpu_gemv(float *y, int ldy, const float *x, int ldx, const void *w, pz_d
                  int M, int N, int K, int accumulate, int n_threads, float *scratch) {
     if (M <= 0 || N <= 0) return;
     pz_isa isa = pz_cpu_isa();
-    // Split N into per-thread ranges of whole 4-row blocks.
-    int nblk = (N + 3) / 4;
+    // Split N into per-thread ranges of whole tiles.
+    const int nbt = isa >= PZ_ISA_AVX512 ? AVX512_NB : AVX2_NB;
+    int nblk = (N + nbt - 1) / nbt;
     int nt = n_threads > 0 ? n_threads : omp_get_max_threads();
     if (nt > nblk) nt = nblk;
-    // A thread is worth waking only for a few hundred microseconds of
-    // streaming: one core nearly saturates memory bandwidth on the machines
-    // measured, and waking a sleeping OpenMP thread costs tens of
-    // microseconds (OMP_WAIT_POLICY=passive).
-    size_t wbytes = (size_t)N * (size_t)K * (wt == PZ_DT_BF16 ? 2 : 4);
+    // A thread is worth waking only for a few hundred microseconds of work:
+    // one core nearly saturates memory bandwidth on the machines measured,
+    // and waking a sleeping OpenMP thread costs tens of microseconds
+    // (OMP_WAIT_POLICY=passive). With several rows the product turns
+    // compute-bound, so the weight bytes count (M + 2) / 3 times.
+    size_t wbytes = (size_t)N * (size_t)K * (wt == PZ_DT_BF16 ? 2 : 4) * (size_t)(M + 2) / 3;
     size_t per = isa >= PZ_ISA_AVX512 ? PZ_GEMV_BYTES_PER_THREAD : PZ_GEMV_BYTES_PER_THREAD_AVX2;
     if ((size_t)nt > wbytes / per) nt = (int)(wbytes / per);
     if (nt < 1) nt = 1;
     // bf16 weights with a vector kernel: x permuted into the scratch (the
-    // AVX2 kernel cannot run without it, so it falls back to plain C then).
+    // vector kernels cannot run without it, so they fall back to plain C then).
     int bf = wt == PZ_DT_BF16 && scratch != NULL && isa >= PZ_ISA_AVX2;
     int half = isa >= PZ_ISA_AVX512 ? 16 : 8;
     int Kp = (K + 2 * half - 1) / (2 * half) * (2 * half);
     if (bf) permute_x(scratch, Kp, x, ldx, M, K, half);
-    if (wt == PZ_DT_BF16 && !bf && isa == PZ_ISA_AVX2) isa = PZ_ISA_PLAIN;
+    if (wt == PZ_DT_BF16 && !bf) isa = PZ_ISA_PLAIN;
+    const float *xa = bf ? scratch : x;
+    int lda = bf ? Kp : ldx;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         int t = omp_get_thread_num(), T = omp_get_num_threads();
         int b0 = (int)((long)nblk * t / T), b1 = (int)((long)nblk * (t + 1) / T);
-        int n0 = b0 * 4, n1 = b1 * 4 < N ? b1 * 4 : N;
+        int n0 = b0 * nbt, n1 = b1 * nbt < N ? b1 * nbt : N;
         if (n0 < n1) {
-            if (bf && isa >= PZ_ISA_AVX512)
-                gemv_rows_bf16eo(y, ldy, scratch, Kp, (const uint16_t *)w, M, n0, n1, K, accumulate);
-            else if (isa >= PZ_ISA_AVX512)
-                gemv_rows_avx512(y, ldy, x, ldx, w, wt, M, n0, n1, K, accumulate);
-            else if (bf)
-                gemv_rows_avx2(y, ldy, scratch, Kp, w, wt, M, n0, n1, K, accumulate);
+            if (isa >= PZ_ISA_AVX512)
+                gemv_rows_avx512(y, ldy, xa, lda, w, wt, M, n0, n1, K, accumulate);
             else if (isa == PZ_ISA_AVX2)
-                gemv_rows_avx2(y, ldy, x, ldx, w, wt, M, n0, n1, K, accumulate);
+                gemv_rows_avx2(y, ldy, xa, lda, w, wt, M, n0, n1, K, accumulate);
             else
                 gemv_rows_ref(y, ldy, x, ldx, w, wt, M, n0, n1, K, accumulate);
         }

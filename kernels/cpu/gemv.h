@@ -1,11 +1,13 @@
 // gemv.h — y[M,N] = x[M,K]·W[N,K]^T for small M (decode: one row per
-// sequence), memory-bound: each weight row is streamed once and used for
-// all M rows of x. AVX-512 or AVX2+FMA when the processor has it (chosen
-// at run time, see isa.h), plain C otherwise. bf16 weights are widened to
-// fp32 exactly and multiplied with fp32 activations (no activation
-// rounding). Row m of y depends only on row m of x, with the same summation
-// order whatever M is, so a sequence's result does not depend on what it is
-// batched with (at a given ISA level: the levels sum in different orders).
+// sequence, up to a few dozen sequences): each weight is streamed from
+// memory once per call and used for all M rows of x from registers and L1,
+// so one row is memory-bound and 16 rows run near the FMA peak. AVX-512 or
+// AVX2+FMA when the processor has it (chosen at run time, see isa.h), plain
+// C otherwise. bf16 weights are widened to fp32 exactly and multiplied with
+// fp32 activations (no activation rounding). Row m of y depends only on row
+// m of x, with the same summation order whatever M is, so a sequence's
+// result does not depend on what it is batched with (at a given ISA level:
+// the levels sum in different orders).
 #ifndef PZ_CPU_GEMV_H
 #define PZ_CPU_GEMV_H
 
@@ -34,6 +36,11 @@ void pz_cpu_gemv_e4m3(float *y, int ldy, const float *x, int ldx, const uint8_t 
 // decode table instead (one row at a time), 0 (the default) by the shift.
 void pz_cpu_gemv_e4m3_use_gather(int on);
 
-#define PZ_GEMV_MAX_M 8
+// matmul.c sends products of up to this many rows here.
+#define PZ_GEMV_MAX_M 32
+// Rows up to which every weight type stays in its row-invariant register
+// kernel (e4m3 weights go to the library above 16 rows, matmul.c): the CPU
+// backend's invariant_rows.
+#define PZ_GEMV_INVARIANT_M 16
 
 #endif

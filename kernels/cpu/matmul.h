@@ -1,7 +1,7 @@
 // matmul.h — y[M,N] = x[M,K]·W[N,K]^T for inference on the CPU, fp32 or
 // bf16 weights.
 //
-// Small M (<= PZ_GEMV_MAX_M, decode) goes to the memory-bound kernel in
+// Small M (<= PZ_GEMV_MAX_M, decode) goes to the register-tiled kernel in
 // gemv.h, which reads bf16 weights exactly with fp32 activations. Larger M
 // goes to the library through gemm.h. With bf16 weights oneDNN converts the
 // activations to bf16 (round to nearest even) and runs a bf16 x bf16 ->
