@@ -10,7 +10,9 @@
 #
 # usage: scripts/bld_lr_sweep.sh PARENT OUTDIR
 #   env: LRS ("1e-4 3e-4 1e-3 3e-3 1e-2"), LAYERS ("3, 11, 20, 28"), TOKENS (16384), STEPS (30),
-#        SCORE_TOKENS (2048), SKIP_BYTES (300000), THREADS (2), BUILD (build)
+#        SCORE_TOKENS (2048), SKIP_BYTES (300000), THREADS (2), BUILD (build),
+#        KEEP_CACHE (1: keep the captures for another call with other LRS or LAYERS)
+# Rows append to OUTDIR/sweep.tsv; a rerun resumes (build-library and score skip what is done).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PARENT=${1:?usage: bld_lr_sweep.sh PARENT OUTDIR}
@@ -32,7 +34,7 @@ cat > "$OUT/space.json" <<EOF
  "ffn": [{"kind": "swiglu", "n_ff": 768}, {"kind": "swiglu", "n_ff": 256}]}
 EOF
 tail -c +"$((SKIP_BYTES + 1))" "$CACHE/text/calib.txt" > "$OUT/score.txt"
-printf 'lr\tblock\tkl\tinit_val_nmse\tfinal_val_nmse\tkept_init\n' > "$OUT/sweep.tsv"
+[ -f "$OUT/sweep.tsv" ] || printf 'lr\tblock\tkl\tinit_val_nmse\tfinal_val_nmse\tkept_init\n' > "$OUT/sweep.tsv"
 for lr in $LRS; do
     db=$OUT/lr_$lr.db
     mkdir -p "$OUT/shared.cache"; ln -sfn shared.cache "$OUT/lr_$lr.cache"
@@ -45,4 +47,4 @@ for lr in $LRS; do
         FROM block_scores s JOIN blocks b USING (block_id) JOIN bld_runs r ON r.id = b.run_id
         WHERE b.is_parent = 0 ORDER BY s.block_id" | tee -a "$OUT/sweep.tsv"
 done
-rm -rf "$OUT/shared.cache" "$OUT"/lr_*.cache
+[ "${KEEP_CACHE:-0}" = 1 ] || rm -rf "$OUT/shared.cache" "$OUT"/lr_*.cache
