@@ -24,8 +24,10 @@
 # all sources interleaved by their relative position in their source (chunk
 # i of n sorts at (i + 0.5) / n, ties by source name), so that the first
 # N tokens of every file hold every source in proportion. Finally the
-# written files are checked again as whole byte strings: no 64-byte string
-# of eval.txt or eval_unseen.txt occurs in train.txt or calib.txt (exit 3).
+# files as they will be written are checked as whole byte strings: when a
+# 64-byte string of eval.txt or eval_unseen.txt occurs in train.txt or
+# calib.txt (e.g. across a paragraph boundary), the eval paragraphs that
+# overlap it are dropped and the sets rebuilt, up to 20 rounds (then: fail).
 use strict; use warnings;
 my ($outdir, $unseen) = @ARGV;
 die "usage: mix.pl OUTDIR UNSEEN_SOURCE < STREAM\n" unless defined $unseen;
