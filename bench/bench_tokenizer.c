@@ -5,8 +5,8 @@
 //   bench_tokenizer [tokenizer: GGUF or HF dir] [text file] [bytes] [out.md]
 //
 // Defaults: $PUZZLE_MODEL (else tests/data/smollm2_tokenizer); the first
-// 1 MB of $PUZZLE_CACHE/text/train.txt (scripts/fetch_text.sh: Python docs
-// prose), else synthetic English-like text from a fixed word list.
+// 1 MB of $PUZZLE_CACHE/text/train.txt (scripts/fetch_text.sh: the documentation mix
+// of docs/DATA.md), else synthetic English-like text from a fixed word list.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -12,7 +12,7 @@ pz_bld_params pz_bld_default_params(void) {
     pz_bld_params p;
     memset(&p, 0, sizeof p);
     p.batch_windows = 4;
-    p.lr = 1e-3f;
+    p.lr = 3e-3f;  // the LR sweep of results/bld_lr_sweep.md
     p.lr_min_ratio = 0.01f;
     p.warmup_frac = 0.05f;
     p.adam = pz_adamw_default_params();

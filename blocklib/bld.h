@@ -66,7 +66,7 @@ typedef struct {
     long steps;              // optimizer steps; 0: from tokens
     long tokens;             // training tokens when steps == 0; 0: one epoch of the training windows
     int batch_windows;       // windows per step (default 4)
-    float lr;                // peak learning rate (default 1e-3)
+    float lr;                // peak learning rate (default 3e-3: results/bld_lr_sweep.md)
     float lr_min_ratio;      // final lr = lr · this (default 0.01)
     float warmup_frac;       // warm-up steps / steps (default 0.05)
     pz_adamw_params adam;    // pz_adamw_default_params()

@@ -73,7 +73,7 @@ void pz_usage_build_library(FILE *out) {
             "  --steps N              optimizer steps per block (default: one pass over the training\n"
             "                         windows)\n"
             "  --batch N              windows per step (default 4)\n"
-            "  --lr X                 peak learning rate (default 1e-3)\n"
+            "  --lr X                 peak learning rate (default 3e-3)\n"
             "  --bld-loss token|global  training loss: normalized MSE per token (default; each token\n"
             "                         weighs the same) or over the whole batch (before issue 11:\n"
             "                         the attention-sink tokens dominate it). Blocks whose training\n"
@@ -96,7 +96,7 @@ typedef struct {
 
 static int parse_args(int argc, char **argv, opts *o) {
     memset(o, 0, sizeof *o);
-    o->tokens = 32768, o->seq_len = 256, o->batch = 4, o->lr = 1e-3, o->seed = 1, o->shard_n = 1;
+    o->tokens = 32768, o->seq_len = 256, o->batch = 4, o->lr = 3e-3, o->seed = 1, o->shard_n = 1;
     o->loss = PZ_BLD_LOSS_TOKEN;
     long seed = 1;
     for (int i = 1; i < argc; i++) {

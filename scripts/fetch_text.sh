@@ -1,38 +1,53 @@
 #!/usr/bin/env bash
-# Fetches real English prose for calibration, training and evaluation: the
-# reStructuredText sources of the Python 3.11 documentation (tutorial, HOWTOs,
-# language and library reference, FAQ, "What's New"), shipped in the Debian
-# package python3.11-doc (PSF license). It downloads the package with
-# `apt-get download` (nothing is installed), unpacks it with dpkg-deb into a
-# temporary folder, turns each document into plain text (markup stripped,
-# code listings, doctests, tables and index entries dropped, one paragraph per
-# line, paragraphs separated by a blank line), and splits the documents
-# deterministically into three sets that share no document and no paragraph:
+# Fetches the English text that every stage trains, calibrates and evaluates
+# on: a broad mix of documentation of different kinds, each from a Debian
+# package fetched with `apt-get download` (nothing is installed) and unpacked
+# with dpkg-deb into a temporary folder, turned into plain prose (markup,
+# code listings, tables and navigation dropped; one paragraph per line,
+# paragraphs separated by a blank line), and split by whole sections into
+# sets that share no 64-byte string with the evaluation sets:
 #
-#   ${PUZZLE_CACHE:-$HOME/.cache/puzzle}/text/train.txt   (the rest, ~6 MB)
-#   ${PUZZLE_CACHE:-$HOME/.cache/puzzle}/text/calib.txt   (~0.5 MB)
-#   ${PUZZLE_CACHE:-$HOME/.cache/puzzle}/text/eval.txt    (~150 KB)
+#   ${PUZZLE_CACHE:-$HOME/.cache/puzzle}/text/train.txt        distillation (~6 MB)
+#   .../text/calib.txt        BLD (build-library) and replace-1-block scoring (~0.5 MB)
+#   .../text/eval.txt         held-out text of the same mix, used by no stage (~0.2 MB)
+#   .../text/eval_unseen.txt  a whole package no stage sees: fortune cookies (quotations,
+#                             literature, humour; ~150 KB)
 #
-# Split rule (see docs/DATA.md): documents are ordered by the sha256 of their
-# path relative to html/_sources (e.g. "tutorial/classes.rst.txt"); walking
-# that order, a document goes to eval while eval holds < 150,000 bytes and the
-# document keeps it <= 200,000; otherwise to calib while calib holds < 500,000
-# bytes and the document keeps it <= 600,000; otherwise to train. Each set is
-# then written in path order (LC_ALL=C). Finally any paragraph of >= 40 bytes
-# that also occurs in train is removed from calib and eval, and any that also
-# occurs in calib is removed from eval, so no passage is shared.
+# Sources (kind): python3.11-doc (reference and tutorial, reST), debian-reference-en
+# (user guide), debian-handbook (administrator's handbook), debian-faq (FAQ),
+# bash-doc / autoconf-doc / gnu-standards (GNU manuals), git-doc (manual pages),
+# postgresql-doc-15 (database manual); fortunes only for eval_unseen. When
+# text/chat.stream exists (made by scripts/make_chat_text.sh: the parent's own
+# answers to the chat prompts of scripts/chat_gen_prompts.txt), it is one more source
+# of the mix. Rules, versions, licenses and hashes: docs/DATA.md.
 #
-# Idempotent: when the three files exist and match the sizes and sha256 in
-# text/MANIFEST, nothing is done. Needs: apt-get (with network access to the
-# Debian archive), dpkg-deb, perl (perl-base), coreutils. Run as root (apt-get
-# update is run when the package is unknown). Prints the paths and sizes.
+# Each set interleaves its sources evenly from the first byte (stages read the
+# first N tokens of a file). Idempotent: when text/MANIFEST is of this mix
+# version, names the same chat.stream, and the four files match its sizes and
+# sha256, nothing is done. Needs apt-get (network access to the Debian
+# archive), dpkg-deb, perl (perl-base), coreutils; run as root (apt-get update
+# is run when a package is unknown). Prints the paths and sizes.
 set -euo pipefail
 
+HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE="${PUZZLE_CACHE:-$HOME/.cache/puzzle}"
 OUT="$CACHE/text"
-PKG=python3.11-doc
-PIN_VERSION="3.11.2-6+deb12u9"     # the version docs/DATA.md describes
-SETS="train calib eval"
+MIX_VERSION=2                      # bump when the sources or the rules change
+SETS="train calib eval eval_unseen"
+UNSEEN=fortunes
+# source name, Debian package, pinned version (what docs/DATA.md describes)
+PACKAGES="
+python            python3.11-doc       3.11.2-6+deb12u9
+debian-reference  debian-reference-en  2.100
+debian-handbook   debian-handbook      11.20220922
+debian-faq        debian-faq           11.1
+bash-manual       bash-doc             5.2.15-2
+autoconf-manual   autoconf-doc         2.71-3
+gnu-standards     gnu-standards        2022.03.23-0.1
+git-manpages      git-doc              1:2.39.5-0+deb12u3
+postgresql-manual postgresql-doc-15    15.20-0+deb12u1
+fortunes          fortunes             1:1.99.1-7.3
+"
 
 die() { echo "fetch_text: error: $*" >&2; exit 1; }
 trap 'echo "fetch_text: error: command failed (line $LINENO): $BASH_COMMAND" >&2' ERR
@@ -42,9 +57,11 @@ print_outputs() {
     printf '%s\t%s bytes\n' "$OUT/$s.txt" "$(stat -c %s "$OUT/$s.txt")"
   done
 }
+chat_id() { if [ -f "$OUT/chat.stream" ]; then sha256sum "$OUT/chat.stream" | awk '{print $1}'; else echo none; fi; }
 
 # --- idempotency: outputs present and matching the manifest -> done ---------
-if [ -f "$OUT/MANIFEST" ]; then
+if [ -f "$OUT/MANIFEST" ] && grep -qx "mix-version $MIX_VERSION" "$OUT/MANIFEST" \
+   && grep -qx "chat $(chat_id)" "$OUT/MANIFEST"; then
   ok=1
   for s in $SETS; do
     f="$OUT/$s.txt"
@@ -57,7 +74,7 @@ if [ -f "$OUT/MANIFEST" ]; then
     if [ "$(sha256sum "$f" | awk '{print $1}')" != "$want_sha" ]; then ok=0; break; fi
   done
   if [ "$ok" = 1 ]; then
-    echo "fetch_text: up to date ($(grep '^package ' "$OUT/MANIFEST" | cut -d' ' -f2-))" >&2
+    echo "fetch_text: up to date (mix-version $MIX_VERSION, chat $(chat_id | cut -c1-12))" >&2
     print_outputs
     exit 0
   fi
@@ -67,234 +84,108 @@ mkdir -p "$OUT" 2>/dev/null && [ -w "$OUT" ] || die "cannot create or write $OUT
 for tool in apt-get apt-cache dpkg-deb perl sha256sum find sort awk; do
   command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found (a Debian system with apt is required)"
 done
-
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-chmod 755 "$tmp"
-
-# --- download the package (pinned version first, else the candidate) --------
-if ! apt-cache show "$PKG" >/dev/null 2>&1; then
-  echo "fetch_text: $PKG unknown to apt; running apt-get update" >&2
-  apt-get update -qq >&2 || die "apt-get update failed (are you root, is the Debian archive reachable?)"
-fi
-apt-cache show "$PKG" >/dev/null 2>&1 || die "package $PKG not found in the apt sources (Debian 12 'bookworm' ships it)"
-mkdir -p "$tmp/deb"
-chown _apt "$tmp/deb" 2>/dev/null || true
-cd "$tmp/deb"
-if apt-get download -qq "$PKG=$PIN_VERSION" >&2 2>/dev/null; then
-  :
-elif apt-get update -qq >&2 && apt-get download -qq "$PKG=$PIN_VERSION" >&2 2>/dev/null; then
-  :   # the package lists were stale
-else
-  echo "fetch_text: warning: $PKG=$PIN_VERSION not available; using the candidate version" \
-       "(the files will differ from the sha256 recorded in docs/DATA.md)" >&2
-  apt-get download -qq "$PKG" >&2 || die "apt-get download $PKG failed"
-fi
-cd - >/dev/null
-deb=$(ls "$tmp"/deb/*.deb 2>/dev/null | head -n1)
-[ -n "$deb" ] || die "no .deb downloaded"
-version=$(dpkg-deb -f "$deb" Version)
-deb_sha=$(sha256sum "$deb" | awk '{print $1}')
-echo "fetch_text: extracting $PKG $version" >&2
-dpkg-deb -x "$deb" "$tmp/x" || die "dpkg-deb -x failed on $deb"
-SRC=$(ls -d "$tmp"/x/usr/share/doc/python3.*/html/_sources 2>/dev/null | head -n1)
-[ -n "$SRC" ] && [ -d "$SRC" ] || die "no html/_sources folder in $deb"
-
-# --- reStructuredText -> plain text, one output file per document ----------
-mkdir -p "$tmp/docs"
-cat > "$tmp/rst2txt.pl" <<'PERL'
-# Light reST stripping: reads one .rst.txt on stdin, writes paragraphs (one per
-# line, separated by blank lines) on stdout. Byte-oriented; UTF-8 passes through.
-use strict; use warnings;
-my %keep = map { $_ => 1 } qw(
-  note warning seealso important tip caution attention danger admonition hint
-  impl-detail topic sidebar deprecated deprecated-removed versionadded versionchanged
-  function method attribute data class exception decorator decoratormethod
-  classmethod staticmethod abstractmethod coroutinefunction coroutinemethod
-  describe opcode cmdoption option envvar pdbcommand program object module
-  c:function c:member c:type c:macro c:var c:data c:struct c:union c:enum);
-my @lines = <STDIN>;
-for (@lines) { s/\r?\n\z//; 1 while s/\t/' ' x (8 - (length($`) % 8))/e; s/\s+\z//; }
-push @lines, '';
-my (@para, $para_indent, @out);
-my $skip_above = -1;        # skip lines indented more than this (and blanks)
-my $skip_until_blank = 0;   # skip up to the next blank line
-my $in_table = 0;           # inside a simple (=== ===) table
-my $literal_pending = -1;   # a paragraph ended with "::" at this indent
-sub indent_of { $_[0] =~ /^( *)/; return length $1; }
-my %label;                  # cross-reference label -> section title
-if (@ARGV && $ARGV[0] eq '--labels') {     # mode 1: print "label<TAB>title"
-  shift @ARGV;
-  for my $f (@ARGV) {
-    open my $fh, '<', $f or die "$f: $!";
-    my @L = map { s/\r?\n\z//r =~ s/\s+\z//r } <$fh>;
-    for my $i (0 .. $#L) {
-      next unless $L[$i] =~ /^\s*\.\. _([^:`]+):$/;
-      my $lab = lc $1; my $j = $i + 1;
-      $j++ while $j < @L && ($L[$j] eq '' || $L[$j] =~ /^\s*\.\. _[^:]+:$/ || $L[$j] =~ /^([=\-~^"'`#*+<>_:.!])\1{2,}$/);
-      next unless $j + 1 < @L && $L[$j + 1] =~ /^([=\-~^"'`#*+<>_:.!])\1{2,}$/ && $L[$j] =~ /\S/;
-      (my $t = $L[$j]) =~ s/^\s+//;
-      print "$lab\t$t\n";
-    }
-  }
-  exit 0;
-}
-if (@ARGV && $ARGV[0] eq '--label-file') {
-  open my $fh, '<', $ARGV[1] or die "$ARGV[1]: $!";
-  while (<$fh>) { chomp; my ($k, $v) = split /\t/, $_, 2; $label{$k} //= $v; }
-  splice @ARGV, 0, 2;
-}
-sub role_text {
-  my ($role, $t) = @_;
-  return $1 if $t =~ /^(.*?)\s*<[^<>]*>$/s && $1 ne '';
-  my $tilde = ($t =~ /^[!]?~/);
-  $t =~ s/^[!~]+//;
-  return "PEP $t" if $role eq 'pep';
-  return "RFC $t" if $role eq 'rfc';
-  if ($role eq 'ref') {
-    my $title = $label{lc $t};
-    return defined $title ? inline($title) : ($t =~ tr/-_/  /r);
-  }
-  return ($t =~ s{^.*/}{}r) if $role eq 'doc';
-  $t =~ s/^.*\.(?=[^.]+$)// if $tilde;
-  return $t;
-}
-sub inline {
-  my $t = shift;
-  $t =~ s/\\ //g;
-  $t =~ s/:(?:[\w.+-]+:)*([\w.+-]+):`([^`]+)`/role_text($1, $2)/ge;
-  $t =~ s/``(.+?)``/$1/g;
-  $t =~ s/`([^`]+?)\s*<[^<>`]+>`__?/$1/g;
-  $t =~ s/`([^`]+)`__?/$1/g;
-  $t =~ s/`([^`]+)`/$1/g;
-  $t =~ s/\s*\[(?:#\w*|\d+)\]_//g;
-  $t =~ s/\*\*(\S(?:.*?\S)?)\*\*/$1/g;
-  $t =~ s/(?<![\w*\\])\*(\S(?:[^*]*?\S)?)\*(?![\w*])/$1/g;
-  $t =~ s/\\([*`_|\\])/$1/g;
-  $t =~ s/ {2,}/ /g;
-  $t =~ s/^\s+|\s+$//g;
-  return $t;
-}
-sub flush {
-  return unless @para;
-  my @p = @para; @para = ();
-  if ($p[0] =~ /^\s*>>>/) { return; }                  # doctest block
-  my $last = $p[-1];
-  if ($last =~ /::$/) {                                 # literal block follows
-    $literal_pending = $para_indent;
-    if ($last =~ /^\s*::$/) { pop @p; }
-    elsif ($last =~ /\s::$/) { $p[-1] =~ s/\s*::$//; }
-    else { $p[-1] =~ s/::$/:/; }
-    return unless @p;
-  }
-  my $t = inline(join ' ', map { my $x = $_; $x =~ s/^\s+//; $x } @p);
-  return if $t eq '';
-  my $letters = () = $t =~ /[A-Za-z]/g;
-  return if $letters < 0.5 * length($t);               # code or symbols, not prose
-  push @out, $t;
-}
-for (my $i = 0; $i < @lines; $i++) {
-  my $l = $lines[$i];
-  my $blank = ($l eq '');
-  if ($skip_until_blank) { if ($blank) { $skip_until_blank = 0; } next; }
-  if ($skip_above >= 0) {
-    next if $blank || indent_of($l) > $skip_above;
-    $skip_above = -1;
-  }
-  if ($in_table) {
-    if ($l =~ /^\s*=+( +=+)*$/ && ($i + 1 >= @lines || $lines[$i + 1] eq '')) { $in_table = 0; }
-    next;
-  }
-  if ($blank) { flush(); next; }
-  my $ind = indent_of($l);
-  if ($literal_pending >= 0) {
-    my $lp = $literal_pending; $literal_pending = -1;
-    if ($ind > $lp) { $skip_above = $lp; next; }
-  }
-  if ($l =~ /^\s*\.\.(\s|$)/) {                         # explicit markup
-    flush();
-    if ($l =~ /^\s*\.\.\s+([\w:-]+)::/ && $keep{$1}) {
-      $skip_until_blank = 1;                            # signature + options
-    } else {
-      $skip_above = $ind;                               # drop the whole block
-    }
-    next;
-  }
-  if ($l =~ /^\s*=+( +=+)+$/) {
-    flush(); $in_table = 1; next;                       # simple table
-  }
-  if ($l =~ /^\s*\+[-=+]+\+$/) { flush(); $skip_until_blank = 1; next; }  # grid table
-  if ($l =~ /^([=\-~^"'`#*+<>_:.!])\1{2,}$/) { flush(); next; }          # adornment
-  if ($l =~ /^\s*:[\w -]+:(\s|$)/ && !@para) { flush(); }                  # field list item
-  if ($l =~ /^(\s*)(?:[-*+]|\d+\.|#\.|\(?[a-z0-9]\))\s+\S/ && @para) { flush(); }  # list item
-  if (!@para) { $para_indent = $ind; }
-  my $x = $l;
-  $x =~ s/^(\s*)(?:[-*+]|\d+\.|#\.)\s+(?=\S)/$1/ if !@para;            # drop list markers
-  push @para, $x;
-}
-flush();
-print join("\n\n", @out), "\n" if @out;
-PERL
-
-cd "$SRC"
-find . -type f -name '*.rst.txt' | sed 's|^\./||' | LC_ALL=C sort > "$tmp/files"
-cd - >/dev/null
-n=$(wc -l < "$tmp/files")
-[ "$n" -gt 100 ] || die "only $n documents found under $SRC"
-(cd "$SRC" && xargs -d '\n' perl "$tmp/rst2txt.pl" --labels < "$tmp/files") > "$tmp/labels" \
-  || die "label extraction failed"
-while IFS= read -r rel; do
-  mkdir -p "$tmp/docs/$(dirname "$rel")"
-  perl "$tmp/rst2txt.pl" --label-file "$tmp/labels" < "$SRC/$rel" > "$tmp/docs/$rel" || die "text extraction failed on $rel"
-  size=$(stat -c %s "$tmp/docs/$rel")
-  [ "$size" -gt 0 ] || continue
-  h=$(printf '%s' "$rel" | sha256sum | awk '{print $1}')
-  printf '%s %s %s\n' "$h" "$size" "$rel"
-done < "$tmp/files" | LC_ALL=C sort > "$tmp/order"
-
-# --- deterministic split by whole documents ---------------------------------
-awk -v dir="$tmp" '
-  { h=$1; sz=$2; rel=$3
-    if (ev < 150000 && ev + sz <= 200000) { ev += sz; print rel > (dir "/list.eval") }
-    else if (ca < 500000 && ca + sz <= 600000) { ca += sz; print rel > (dir "/list.calib") }
-    else { print rel > (dir "/list.train") } }' "$tmp/order"
-for s in $SETS; do
-  [ -s "$tmp/list.$s" ] || die "split produced no documents for $s"
-  LC_ALL=C sort "$tmp/list.$s" | while IFS= read -r rel; do
-    cat "$tmp/docs/$rel"; printf '\n'
-  done > "$tmp/raw.$s"
+for f in rst2txt.pl html2txt.pl fortune2txt.pl mix.pl; do
+  [ -f "$HERE/text/$f" ] || die "missing $HERE/text/$f"
 done
 
-# --- remove shared paragraphs (>= 40 bytes) ---------------------------------
-perl -e '
-  use strict; use warnings;
-  my ($dir) = @ARGV; my %seen; my @dropped;
-  for my $s (qw(train calib eval)) {
-    open my $in, "<", "$dir/raw.$s" or die; local $/ = ""; my @keep; my $d = 0;
-    while (my $p = <$in>) {
-      $p =~ s/\n+\z//;
-      next if $p eq "";
-      if (length($p) >= 40) {
-        if ($seen{$p} && $seen{$p} ne $s) { $d++; next; }
-        $seen{$p} //= $s;
-      }
-      push @keep, $p;
-    }
-    open my $o, ">", "$dir/$s.txt" or die; print $o join("\n\n", @keep), "\n"; close $o or die;
-    push @dropped, "$s $d";
-  }
-  open my $o, ">", "$dir/dropped" or die; print $o "shared paragraphs removed: @dropped\n";' "$tmp" \
-  || die "de-duplication failed"
+tmp=$(mktemp -d)
+[ -n "${FETCH_TEXT_KEEP:-}" ] || trap 'rm -rf "$tmp"' EXIT
+chmod 755 "$tmp"
+
+# --- download the packages (pinned versions first, else the candidates) ------
+mkdir -p "$tmp/deb" "$tmp/x"
+chown _apt "$tmp/deb" 2>/dev/null || true
+pinned=$(awk 'NF == 3 {print $2 "=" $3}' <<< "$PACKAGES")
+cd "$tmp/deb"
+if ! apt-get download -qq $pinned >&2 2>/dev/null; then
+  echo "fetch_text: the pinned versions are not all available; running apt-get update" >&2
+  apt-get update -qq >&2 || die "apt-get update failed (are you root, is the Debian archive reachable?)"
+  rm -f ./*.deb
+  for pv in $pinned; do
+    pkg=${pv%%=*}
+    apt-cache show "$pkg" >/dev/null 2>&1 || die "package $pkg not found in the apt sources (Debian 12 'bookworm' ships it)"
+    if ! apt-get download -qq "$pv" >&2 2>/dev/null; then
+      echo "fetch_text: warning: $pv not available; using the candidate version" \
+           "(the files will differ from the sha256 recorded in docs/DATA.md)" >&2
+      apt-get download -qq "$pkg" >&2 || die "apt-get download $pkg failed"
+    fi
+  done
+fi
+cd - >/dev/null
+while read -r name pkg ver; do
+  [ -n "$name" ] || continue
+  deb=$(ls "$tmp/deb/${pkg}_"*.deb 2>/dev/null | head -n1)
+  [ -n "$deb" ] || die "no .deb downloaded for $pkg"
+  echo "package $name $pkg $(dpkg-deb -f "$deb" Version) deb-sha256 $(sha256sum "$deb" | awk '{print $1}')" \
+    >> "$tmp/packages"
+  dpkg-deb -x "$deb" "$tmp/x/$name" || die "dpkg-deb -x failed on $deb"
+done <<< "$PACKAGES"
+[ "$(wc -l < "$tmp/packages")" = "$(echo "$PACKAGES" | grep -c .)" ] || die "not every package was fetched"
+echo "fetch_text: extracting $(echo "$PACKAGES" | grep -c .) packages" >&2
+
+# --- every source -> the document stream ("@@doc SOURCE ID", paragraph lines) -
+S="$tmp/stream"; : > "$S"
+X="$tmp/x"
+html() {   # html SOURCE ROOT FILE...: regular files only (the FAQ has symlinked duplicates)
+  local src=$1 root=$2; shift 2
+  local files=()
+  for f in "$@"; do [ -f "$f" ] && [ ! -L "$f" ] && files+=("$f"); done
+  [ ${#files[@]} -gt 0 ] || die "no HTML pages for $src under $root"
+  perl "$HERE/text/html2txt.pl" "$src" "$root" "${files[@]}" >> "$S" || die "HTML extraction failed for $src"
+}
+# python: the reST sources, one document per file (rules unchanged from mix-version 1)
+SRC=$(ls -d "$X"/python/usr/share/doc/python3.*/html/_sources 2>/dev/null | head -n1)
+[ -n "$SRC" ] && [ -d "$SRC" ] || die "no html/_sources folder in python3.11-doc"
+(cd "$SRC" && find . -type f -name '*.rst.txt' | sed 's|^\./||' | LC_ALL=C sort) > "$tmp/files"
+[ "$(wc -l < "$tmp/files")" -gt 100 ] || die "too few Python documents under $SRC"
+(cd "$SRC" && xargs -d '\n' perl "$HERE/text/rst2txt.pl" --labels < "$tmp/files") > "$tmp/labels" \
+  || die "label extraction failed"
+while IFS= read -r rel; do
+  printf '@@doc python %s\n' "$rel" >> "$S"
+  perl "$HERE/text/rst2txt.pl" --label-file "$tmp/labels" < "$SRC/$rel" | grep -v '^$' >> "$S" || true
+done < "$tmp/files"
+sorted() { LC_ALL=C ls -d "$@" 2>/dev/null; }
+D=$X/debian-reference/usr/share/debian-reference
+html debian-reference "$D" $(sorted "$D"/*.en.html)
+D=$X/debian-handbook/usr/share/doc/debian-handbook/html/en-US
+html debian-handbook "$D" $(sorted "$D"/*.html)
+D=$X/debian-faq/usr/share/doc/debian/FAQ
+html debian-faq "$D" $(sorted "$D"/*.html)
+D=$X/bash-manual/usr/share/doc/bash
+html bash-manual "$D" "$D/bashref.html"
+D=$X/autoconf-manual/usr/share/doc/autoconf
+html autoconf-manual "$D" "$D/autoconf.html"
+D=$X/gnu-standards/usr/share/doc/gnu-standards
+html gnu-standards "$D" "$D/standards.html" "$D/maintain.html"
+D=$X/git-manpages/usr/share/doc/git-doc
+html git-manpages "$D" $(sorted "$D"/*.html)
+D=$X/postgresql-manual/usr/share/doc/postgresql-doc-15/html
+html postgresql-manual "$D" $(sorted "$D"/*.html)
+D=$X/fortunes/usr/share/games/fortunes
+perl "$HERE/text/fortune2txt.pl" fortunes $(sorted "$D"/* | grep -v -e '/[^/]*\.[^/]*$' -e '/ascii-art$') >> "$S" \
+  || die "fortune extraction failed"
+CHAT=$(chat_id)
+if [ "$CHAT" != none ]; then
+  grep -q '^@@doc chat ' "$OUT/chat.stream" || die "$OUT/chat.stream is not a chat document stream"
+  sed '1{/^# /d}' "$OUT/chat.stream" >> "$S"
+fi
+
+# --- split, interleave, check ------------------------------------------------
+mkdir -p "$tmp/out"
+perl "$HERE/text/mix.pl" "$tmp/out" "$UNSEEN" < "$S" || die "mixing failed"
 
 {
-  echo "package $PKG $version deb-sha256 $deb_sha"
-  cat "$tmp/dropped"
-  echo "documents $(wc -l < "$tmp/order") eval $(wc -l < "$tmp/list.eval") calib $(wc -l < "$tmp/list.calib") train $(wc -l < "$tmp/list.train")"
+  echo "mix-version $MIX_VERSION"
+  echo "chat $CHAT"
+  cat "$tmp/packages" "$tmp/out/stats"
   for s in $SETS; do
-    echo "$s $(stat -c %s "$tmp/$s.txt") $(sha256sum "$tmp/$s.txt" | awk '{print $1}')"
+    echo "$s $(stat -c %s "$tmp/out/$s.txt") $(sha256sum "$tmp/out/$s.txt" | awk '{print $1}')"
   done
 } > "$tmp/MANIFEST"
-for s in $SETS; do cp "$tmp/list.$s" "$OUT/$s.documents"; mv "$tmp/$s.txt" "$OUT/$s.txt.part"; mv "$OUT/$s.txt.part" "$OUT/$s.txt"; done
+for s in $SETS; do
+  cp "$tmp/out/$s.documents" "$OUT/$s.documents"
+  mv "$tmp/out/$s.txt" "$OUT/$s.txt.part"; mv "$OUT/$s.txt.part" "$OUT/$s.txt"
+done
 mv "$tmp/MANIFEST" "$OUT/MANIFEST"
-echo "fetch_text: $PKG $version -> $OUT" >&2
+echo "fetch_text: mix-version $MIX_VERSION (chat $(echo "$CHAT" | cut -c1-12)) -> $OUT" >&2
 print_outputs

@@ -4,7 +4,7 @@
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config clang libclang-rt-dev libomp-dev
       libdnnl-dev libopenblas-dev libcjson-dev libpcre2-dev libsqlite3-dev sqlite3 libssl-dev
-      libglpk-dev libmicrohttpd-dev gnuplot-nox libopenmpi-dev openmpi-bin unzip python3 python3-pip python3-venv ca-certificates)
+      libglpk-dev libmicrohttpd-dev gnuplot-nox curl jq libopenmpi-dev openmpi-bin unzip python3 python3-pip python3-venv ca-certificates)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
