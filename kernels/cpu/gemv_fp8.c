@@ -36,6 +36,9 @@
 #ifndef PZ_GEMV_FP8_PREFETCH
 #define PZ_GEMV_FP8_PREFETCH 4096
 #endif
+static int prefetch_bytes = PZ_GEMV_FP8_PREFETCH;  // pz_cpu_gemv_e4m3_set_prefetch
+
+void pz_cpu_gemv_e4m3_set_prefetch(int bytes) { prefetch_bytes = bytes < 0 ? PZ_GEMV_FP8_PREFETCH : bytes; }
 
 static inline void store_out(float *y, int ldy, int j, int n, float s, float sc, const float *ch, int acc) {
     float v = s * (ch ? sc * ch[n] : sc);
@@ -79,9 +82,10 @@ row_avx2(float *y, int ldy, const float *x, int ldx, const uint8_t *w, int n, in
 #pragma GCC unroll 4
         for (int c = 0; c < 4; c++) a[j][c] = _mm256_setzero_ps();
     const uint8_t *wr = w + (size_t)n * K;
+    const int pf = prefetch_bytes;
     int k = 0;
     for (; k + 64 <= K; k += 64) {
-        _mm_prefetch((const char *)(wr + k + PZ_GEMV_FP8_PREFETCH), _MM_HINT_T0);
+        _mm_prefetch((const char *)(wr + k + pf), _MM_HINT_T0);
 #pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
             __m256i h = e4m3_h16_avx2(_mm_loadu_si128((const __m128i *)(wr + k + 16 * c)));
@@ -198,9 +202,10 @@ row_avx512(float *y, int ldy, const float *x, int ldx, const uint8_t *w, int n, 
 #pragma GCC unroll 4
         for (int c = 0; c < 4; c++) a[j][c] = _mm512_setzero_ps();
     const uint8_t *wr = w + (size_t)n * K;
+    const int pf = prefetch_bytes;
     int k = 0;
     for (; k + 64 <= K; k += 64) {
-        _mm_prefetch((const char *)(wr + k + PZ_GEMV_FP8_PREFETCH), _MM_HINT_T0);
+        _mm_prefetch((const char *)(wr + k + pf), _MM_HINT_T0);
 #pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
             __m512 wv = e4m3_f32_avx512(_mm_loadu_si128((const __m128i *)(wr + k + 16 * c)));
