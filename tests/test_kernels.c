@@ -553,6 +553,9 @@ static void run_all(void) {
         test_attention(1, (int[]){40}, (int[]){9}, 9, 3, 64, 0);
         test_attention(4, (int[]){1, 1, 1, 1}, (int[]){0, 7, 33, 70}, 9, 3, 64, 0);
         test_attention(3, (int[]){5, 1, 19}, (int[]){11, 40, 3}, 4, 4, 40, 0);
+        // read directly at AVX2 (head_dim % 8 == 0, up to 128), else widened first
+        test_attention(2, (int[]){1, 1}, (int[]){20, 33}, 4, 2, 128, 0);
+        test_attention(2, (int[]){3, 1}, (int[]){17, 50}, 6, 3, 12, 0);
     }
     KT = PZ_DT_F32;
     CHECK(!B->supports(B, PZ_OP_ATTENTION, PZ_DT_E5M2) && B->kv_page_bytes(B, 3, 64, PZ_DT_E5M2) == 0);
