@@ -21,14 +21,16 @@
 void pz_usage_quantize(FILE *out) {
     fprintf(out,
             "usage: puzzle quantize MODEL --out DIR --dtype fp8 [--kv-dtype fp8] [--data FILE]\n"
-            "                       [--tokens N] [--ctx N] [--threads T]\n\n"
+            "                       [--scales tensor|channel] [--tokens N] [--ctx N] [--threads T]\n\n"
             "Writes MODEL as an FP8 Hugging Face checkpoint (float8_e4m3fn weights with\n"
             "weight_scale; embeddings and lm_head bf16) with quantization_config in config.json.\n\n"
             "  --out DIR          output directory (created)\n"
-            "  --dtype fp8        weight type (e4m3, per-tensor scales amax/448)\n"
+            "  --dtype fp8        weight type (e4m3, scales amax/448)\n"
             "  --data FILE        calibration text: static input_scale of every FP8 product\n"
             "                     (activation_scheme \"static\"); without it \"dynamic\"\n"
             "  --kv-dtype fp8     also calibrate KV-cache scales (k_scale, v_scale; needs --data)\n"
+            "  --scales channel   one weight scale per output channel (weight_scale [out, 1],\n"
+            "                     quantization_config in compressed-tensors form); default tensor\n"
             "  --tokens N         calibration tokens (default 4096)\n"
             "  --ctx N            calibration window (default 512)\n"
             "  --threads T        CPU threads (default: all cores)\n");
@@ -58,6 +60,7 @@ static void apply_amax(pz_model *m, const float *amax, int kv) {
 int pz_cmd_quantize(int argc, char **argv) {
     const char *path = NULL, *out = NULL, *data = NULL, *cmd = "quantize";
     long tokens = 4096, ctx = 512, threads = 0;
+    int per_channel = 0;
     pz_dt wtype = PZ_DT_F32, kvt = PZ_DT_F32;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -72,6 +75,13 @@ int pz_cmd_quantize(int argc, char **argv) {
                 fprintf(stderr, "puzzle quantize: %s wants fp8, got '%s'\n", a, v);
                 return PZ_EXIT_USAGE;
             }
+        } else if (!strcmp(a, "--scales")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i))) return PZ_EXIT_USAGE;
+            if (strcmp(v, "tensor") && strcmp(v, "channel")) {
+                fprintf(stderr, "puzzle quantize: --scales must be tensor or channel, not %s\n", v);
+                return PZ_EXIT_USAGE;
+            }
+            per_channel = !strcmp(v, "channel");
         } else if (!strcmp(a, "--tokens")) {
             if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_int(cmd, a, v, 2, 1L << 30, &tokens))
                 return PZ_EXIT_USAGE;
@@ -102,7 +112,15 @@ int pz_cmd_quantize(int argc, char **argv) {
     int32_t *ids = NULL;
     float *amax = NULL;
     double t0 = pz_now();
-    if (!(tok = pz_tokenizer_load(path, err)) || !(m = pz_model_load(path, PZ_DT_E4M3, err))) goto fail;
+    if (!(tok = pz_tokenizer_load(path, err))) goto fail;
+    if (per_channel) {
+        pz_model *f = pz_model_load(path, PZ_DT_F32, err);
+        m = f ? pz_model_to_e4m3_ex(f, 1, err) : NULL;
+        pz_model_free(f);
+    } else {
+        m = pz_model_load(path, PZ_DT_E4M3, err);
+    }
+    if (!m) goto fail;
     if (data) {
         size_t len;
         if (!(text = pz_read_file(data, (size_t)1 << 32, &len, err))) goto fail;

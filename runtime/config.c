@@ -230,12 +230,30 @@ static int from_json(pz_config *cfg, const cJSON *root, ctx *c) {
     const cJSON *qc = get(root, "quantization_config");
     if (present(qc)) {
         const cJSON *qm = get(qc, "quant_method"), *as = get(qc, "activation_scheme");
-        if (!cJSON_IsString(qm) || strcmp(qm->valuestring, "fp8") != 0)
-            return pz_err(c->err, "%s: quantization_config.quant_method must be \"fp8\" (the only quantized "
-                          "checkpoints read)", c->what);
+        int ct = cJSON_IsString(qm) && strcmp(qm->valuestring, "compressed-tensors") == 0;
+        if (!ct && (!cJSON_IsString(qm) || strcmp(qm->valuestring, "fp8") != 0))
+            return pz_err(c->err, "%s: quantization_config.quant_method must be \"fp8\" or \"compressed-tensors\" "
+                          "(the only quantized checkpoints read)", c->what);
         cfg->quant = PZ_DT_E4M3;
         cfg->quant_static = cJSON_IsString(as) && strcmp(as->valuestring, "static") == 0;
         cfg->quant_kv = present(get(qc, "kv_cache_scheme"));
+        cfg->quant_channel = 0;
+        if (ct) {
+            // one config group of 8-bit float weights (llm-compressor's FP8 / FP8_DYNAMIC)
+            const cJSON *groups = get(qc, "config_groups"), *g = NULL;
+            int ng = 0;
+            cJSON_ArrayForEach(g, groups) ng++;
+            const cJSON *g0 = ng == 1 ? groups->child : NULL, *wq = g0 ? get(g0, "weights") : NULL;
+            const cJSON *ty = get(wq, "type"), *nb = get(wq, "num_bits"), *sg = get(wq, "strategy");
+            const cJSON *ia = g0 ? get(g0, "input_activations") : NULL, *dy = get(ia, "dynamic");
+            if (!cJSON_IsString(ty) || strcmp(ty->valuestring, "float") || !cJSON_IsNumber(nb) ||
+                nb->valueint != 8 || !cJSON_IsString(sg) ||
+                (strcmp(sg->valuestring, "tensor") && strcmp(sg->valuestring, "channel")))
+                return pz_err(c->err, "%s: quantization_config: only one config group of 8-bit float weights "
+                              "with strategy \"tensor\" or \"channel\" is read", c->what);
+            cfg->quant_channel = strcmp(sg->valuestring, "channel") == 0;
+            cfg->quant_static = present(ia) && cJSON_IsFalse(dy);
+        }
     }
     const cJSON *rs = get(root, "rope_scaling");
     if (!present(rs)) rs = get(root, "rope_parameters");
@@ -415,7 +433,38 @@ char *pz_config_to_hf_json(const pz_config *c) {
     } else {
         cJSON_AddNullToObject(r, "rope_scaling");
     }
-    if (c->quant == PZ_DT_E4M3) {
+    if (c->quant == PZ_DT_E4M3 && c->quant_channel) {
+        // per-channel weight scales: vLLM's Fp8Config reads per-tensor ones
+        // only, so the compressed-tensors form llm-compressor writes (its
+        // CompressedTensorsW8A8Fp8 scheme reads weight_scale [out, 1])
+        cJSON *q = cJSON_AddObjectToObject(r, "quantization_config");
+        cJSON_AddStringToObject(q, "quant_method", "compressed-tensors");
+        cJSON_AddStringToObject(q, "format", "float-quantized");
+        cJSON_AddStringToObject(q, "quantization_status", "compressed");
+        cJSON *g0 = cJSON_AddObjectToObject(cJSON_AddObjectToObject(q, "config_groups"), "group_0");
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(g0, "targets"), cJSON_CreateString("Linear"));
+        cJSON *wq = cJSON_AddObjectToObject(g0, "weights");
+        add_int(wq, "num_bits", 8);
+        cJSON_AddStringToObject(wq, "type", "float");
+        cJSON_AddStringToObject(wq, "strategy", "channel");
+        cJSON_AddBoolToObject(wq, "symmetric", 1);
+        cJSON_AddBoolToObject(wq, "dynamic", 0);
+        cJSON *ia = cJSON_AddObjectToObject(g0, "input_activations");
+        add_int(ia, "num_bits", 8);
+        cJSON_AddStringToObject(ia, "type", "float");
+        cJSON_AddStringToObject(ia, "strategy", c->quant_static ? "tensor" : "token");
+        cJSON_AddBoolToObject(ia, "symmetric", 1);
+        cJSON_AddBoolToObject(ia, "dynamic", !c->quant_static);
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(q, "ignore"), cJSON_CreateString("lm_head"));
+        if (c->quant_kv) {
+            cJSON *kv = cJSON_AddObjectToObject(q, "kv_cache_scheme");
+            add_int(kv, "num_bits", 8);
+            cJSON_AddStringToObject(kv, "type", "float");
+            cJSON_AddStringToObject(kv, "strategy", "tensor");
+            cJSON_AddBoolToObject(kv, "dynamic", 0);
+            cJSON_AddBoolToObject(kv, "symmetric", 1);
+        }
+    } else if (c->quant == PZ_DT_E4M3) {
         // vLLM's Fp8Config (quant_method, activation_scheme, ignored_layers);
         // kv_cache_scheme as llm-compressor writes it (docs/FP8.md)
         cJSON *q = cJSON_AddObjectToObject(r, "quantization_config");

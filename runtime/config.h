@@ -42,9 +42,12 @@ typedef struct {
     // quant PZ_DT_E4M3 for quant_method "fp8" (float8_e4m3fn weights with
     // weight_scale; quant_static: activation_scheme "static", input_scale
     // tensors present; quant_kv: k_scale / v_scale tensors present), else
-    // PZ_DT_F32 (0: none). docs/FP8.md.
+    // PZ_DT_F32 (0: none). quant_method "compressed-tensors" with float
+    // 8-bit weights (llm-compressor's FP8 schemes) reads the same way, with
+    // quant_channel: weights strategy "channel" (weight_scale [out, 1]);
+    // written so when a matrix has per-channel scales. docs/FP8.md.
     pz_dt quant;
-    int quant_static, quant_kv;
+    int quant_static, quant_kv, quant_channel;
     pz_layer_spec layers[PZ_MAX_LAYERS];
 } pz_config;
 

@@ -153,12 +153,14 @@ pz_engine_params pz_engine_default_params(void) {
     return p;
 }
 
-// Adjacent and alike (type, and the scales an FP8 product applies per tensor).
+// Adjacent and alike (type, and the scales an FP8 product applies per tensor;
+// per-channel scales adjacent too, as pz_model_to_e4m3_ex and the loader keep them).
 static int adjacent(const pz_mat *a, const pz_mat *b) {
     size_t bytes = (size_t)a->rows * a->cols * pz_dt_size(a->type);
     return a->type == b->type && a->cols == b->cols && (const char *)a->data + bytes == (const char *)b->data &&
-           (a->type != PZ_DT_E4M3 || (a->scale == b->scale && a->x_scale == b->x_scale && !a->ch_scale &&
-                                      !b->ch_scale));
+           (a->type != PZ_DT_E4M3 ||
+            (a->scale == b->scale && a->x_scale == b->x_scale &&
+             (a->ch_scale ? b->ch_scale == a->ch_scale + a->rows : !b->ch_scale)));
 }
 
 // The backend's copy of host tensor p (bytes long): inside the model's

@@ -231,6 +231,7 @@ pz_model *pz_model_alloc(const pz_config *cfg, pz_dt wtype, char *err) {
 void pz_model_free(pz_model *m) {
     if (!m) return;
     free(m->head8);
+    free(m->chs);
     free(m->arena);
     free(m->layers);
     free(m);
@@ -283,6 +284,7 @@ int pz_model_weight_at(const pz_model *m, int idx, pz_weight_info *out) {
             out->is_matrix = 1;
             out->scale = t[i].mat->scale;
             out->x_scale = t[i].mat->x_scale;
+            out->ch_scale = t[i].mat->ch_scale;
         }
         out->bytes = pz_dt_size(out->type) * (size_t)out->rows * out->cols;
         rc = 0;
@@ -688,12 +690,30 @@ static int st_scalar(const pz_st *st, const char *name, float *v, const char *di
 }
 
 // FP8 tensors of matrix d (an F8_E4M3 X.weight): its weight_scale and
-// optional input_scale.
-static int hf_fp8_scales(const pz_st *st, const wdesc *d, float *ws, float *xs, const char *dir, char *err) {
+// optional input_scale. weight_scale is one value (*ws; *per_row 0) or, per
+// output channel, d->frows values of shape [frows] or [frows, 1] in F32 or
+// BF16 (rows r0.. of them into rs; *per_row 1, *ws 1), as compressed-tensors
+// writes them.
+static int hf_fp8_scales(const pz_st *st, const wdesc *d, float *ws, float *xs, float *rs, int *per_row,
+                         const char *dir, char *err) {
     char nm[128];
     size_t base = strlen(d->hf) - strlen(".weight");
     snprintf(nm, sizeof nm, "%.*s.weight_scale", (int)base, d->hf);
-    int r = st_scalar(st, nm, ws, dir, err);
+    const pz_st_tensor *t = pz_st_find(st, nm);
+    *per_row = t && t->n_elems > 1;
+    if (*per_row) {  // the full matrix's frows scales; a shard keeps its rows [r0, r0 + rows)
+        if ((t->dtype != PZ_ST_F32 && t->dtype != PZ_ST_BF16) || t->n_elems != (uint64_t)d->frows ||
+            t->shape[0] != d->frows || t->n_dims > 2 || (t->n_dims == 2 && t->shape[1] != 1))
+            return pz_err(err, "%s: %s must be one F32 value or %d F32/BF16 values of shape [%d] or [%d, 1]",
+                          dir, nm, d->frows, d->frows, d->frows);
+        if (t->dtype == PZ_ST_F32) memcpy(rs, (const float *)t->data + d->r0, sizeof(float) * (size_t)d->rows);
+        else pz_bf16_to_f32_row((const uint16_t *)t->data + d->r0, rs, (size_t)d->rows);
+        for (int r = 0; r < d->rows; r++)
+            if (!(rs[r] > 0) || !isfinite(rs[r]))
+                return pz_err(err, "%s: %s[%d] is %g, not a positive scale", dir, nm, d->r0 + r, (double)rs[r]);
+        *ws = 1;
+    }
+    int r = *per_row ? 0 : st_scalar(st, nm, ws, dir, err);
     if (r) return r < 0 ? -1 : pz_err(err, "%s: %s is F8_E4M3 but %s is missing", dir, d->hf, nm);
     snprintf(nm, sizeof nm, "%.*s.input_scale", (int)base, d->hf);
     *xs = 0;
@@ -709,13 +729,15 @@ static void fp8_unify_groups(wdesc *t, int n) {
         int g1 = i + 1;
         while (g1 < n && glued(t, g1)) g1++;
         float ws = 0, xs = 0;
+        int per_row = 0;  // per-channel scales need no common tensor scale
         for (int j = i; j < g1; j++) {
             if (t[j].mat->scale > ws) ws = t[j].mat->scale;
             if (t[j].mat->x_scale > xs) xs = t[j].mat->x_scale;
+            per_row |= t[j].mat->ch_scale != NULL;
         }
         for (int j = i; j < g1; j++) {
             pz_mat *a = t[j].mat;
-            if (a->scale != ws) {
+            if (!per_row && a->scale != ws) {
                 uint8_t *q = a->data;
                 float f = a->scale / ws;
                 for (size_t k = 0; k < (size_t)a->rows * a->cols; k++) q[k] = pz_f32_to_e4m3(pz_e4m3_to_f32(q[k]) * f);
@@ -735,17 +757,21 @@ static pz_model *load_hf(const char *dir, pz_dt wt, int tp, int rank, int align,
     if (!st) return NULL;
     pz_model *m = NULL;
     wdesc *t = NULL;
-    float *tmp = NULL;
+    float *tmp = NULL, *rs = NULL;  // rs: one matrix's per-channel weight scales
     if (!(m = model_alloc(&cfg, wt, tp, rank, align, err))) goto fail;
     t = malloc(sizeof *t * (size_t)table_cap(&cfg));
     if (!t) goto oom;
     int n = weight_table(m, t);
     layout(t, n, wt, m->arena);
     if (hf_check_layers(st, &cfg, t, n, dir, err)) goto fail;
-    size_t maxcols = 0;
-    for (int i = 0; i < n; i++)
+    size_t maxcols = 0, maxrows = 0, nch = 0;
+    for (int i = 0; i < n; i++) {
         if ((size_t)t[i].cols > maxcols) maxcols = (size_t)t[i].cols;
-    if (!(tmp = malloc(sizeof(float) * maxcols))) goto oom;
+        if ((size_t)t[i].rows > maxrows) maxrows = (size_t)t[i].rows;
+        if (!t[i].tied_head && !t[i].vec && t[i].mat->type == PZ_DT_E4M3) nch += (size_t)t[i].rows;
+    }
+    if (!(tmp = malloc(sizeof(float) * maxcols)) || !(rs = malloc(sizeof(float) * maxrows))) goto oom;
+    if (wt == PZ_DT_E4M3 && cfg.quant_channel && !(m->chs = malloc(sizeof(float) * (nch ? nch : 1)))) goto oom;
     for (int i = 0; i < n; i++) {
         wdesc *d = &t[i];
         if (d->tied_head) continue;
@@ -774,7 +800,8 @@ static pz_model *load_hf(const char *dir, pz_dt wt, int tp, int rank, int align,
             goto fail;
         }
         float ws = 1, xs = 0;
-        if (f8 && hf_fp8_scales(st, d, &ws, &xs, dir, err)) goto fail;
+        int per_row = 0;
+        if (f8 && hf_fp8_scales(st, d, &ws, &xs, rs, &per_row, dir, err)) goto fail;
         if (d->mat && d->mat->type == PZ_DT_E4M3) {
             if (!f8) {
                 pz_err(err, "%s: tensor %s is %s in an FP8 checkpoint; load it with --dtype bf16 or f32", dir, d->hf,
@@ -786,6 +813,19 @@ static pz_model *load_hf(const char *dir, pz_dt wt, int tp, int rank, int align,
                        (const uint8_t *)s->data + (size_t)(d->r0 + r) * d->fcols + d->c0, (size_t)d->cols);
             d->mat->scale = ws;
             d->mat->x_scale = xs;
+            d->mat->ch_scale = NULL;
+            if (per_row && !m->chs) {
+                pz_err(err, "%s: %s.weight_scale has one value per channel, but config.json's quantization_config "
+                       "does not say strategy \"channel\"", dir, d->hf);
+                goto fail;
+            }
+            if (per_row) {  // into m->chs at this matrix's place in table order
+                size_t off = 0;
+                for (int j = 0; j < i; j++)
+                    if (!t[j].tied_head && !t[j].vec && t[j].mat->type == PZ_DT_E4M3) off += (size_t)t[j].rows;
+                memcpy(m->chs + off, rs, sizeof(float) * (size_t)d->rows);
+                d->mat->ch_scale = m->chs + off;
+            }
             continue;
         }
         // Row by row, so no full-size temporary is needed; bf16 -> bf16 is a copy.
@@ -798,7 +838,7 @@ static pz_model *load_hf(const char *dir, pz_dt wt, int tp, int rank, int align,
                 continue;
             }
             if (s->dtype == PZ_ST_F32) memcpy(tmp, src, 4 * cols);
-            else if (f8) pz_e4m3_to_f32_row((const uint8_t *)src, tmp, cols, ws);
+            else if (f8) pz_e4m3_to_f32_row((const uint8_t *)src, tmp, cols, per_row ? rs[r] : ws);
             else if (s->dtype == PZ_ST_BF16) pz_bf16_to_f32_row((const uint16_t *)src, tmp, cols);
             else pz_to_f32(PZ_F16, src, tmp, cols);
             wdesc one = *d;
@@ -836,6 +876,7 @@ static pz_model *load_hf(const char *dir, pz_dt wt, int tp, int rank, int align,
     snprintf(m->source, sizeof m->source, "%s", dir);
     snprintf(m->format, sizeof m->format, "hf");
     free(tmp);
+    free(rs);
     free(t);
     pz_st_close(st);
     return m;
@@ -843,6 +884,7 @@ oom:
     pz_err(err, "%s: out of memory", dir);
 fail:
     free(tmp);
+    free(rs);
     free(t);
     pz_model_free(m);
     pz_st_close(st);
@@ -859,7 +901,21 @@ static int glued(const wdesc *t, int i) {
            (strstr(t[i].hf, "k_proj") || strstr(t[i].hf, "v_proj") || strstr(t[i].hf, "up_proj"));
 }
 
-pz_model *pz_model_to_e4m3(const pz_model *src, char *err) {
+// Matrix a (any type, e4m3 with its row scales) as fp32.
+static void mat_to_f32(const pz_mat *a, float *f) {
+    size_t ne = (size_t)a->rows * a->cols;
+    if (a->type == PZ_DT_F32) memcpy(f, a->data, sizeof(float) * ne);
+    else if (a->type == PZ_DT_BF16) pz_bf16_to_f32_row(a->data, f, ne);
+    else if (!a->ch_scale) pz_e4m3_to_f32_row(a->data, f, ne, a->scale);
+    else
+        for (int r = 0; r < a->rows; r++)
+            pz_e4m3_to_f32_row((const uint8_t *)a->data + (size_t)r * a->cols, f + (size_t)r * a->cols,
+                               (size_t)a->cols, a->scale * a->ch_scale[r]);
+}
+
+pz_model *pz_model_to_e4m3(const pz_model *src, char *err) { return pz_model_to_e4m3_ex(src, 0, err); }
+
+pz_model *pz_model_to_e4m3_ex(const pz_model *src, int per_channel, char *err) {
     if (src->tp > 1) {
         pz_err(err, "%s: a tensor-parallel shard cannot be quantized (its tensor scales would be its own)",
                src->source);
@@ -873,6 +929,10 @@ pz_model *pz_model_to_e4m3(const pz_model *src, char *err) {
     if (!ts || !tm) rc = pz_err(err, "out of memory converting to fp8");
     int n = rc ? 0 : weight_table((pz_model *)src, ts);
     if (!rc) weight_table(m, tm);
+    size_t nch = 0, och = 0;  // per-channel: rows of every e4m3 matrix, in table order
+    for (int i = 0; i < n && per_channel; i++)
+        if (!tm[i].tied_head && !tm[i].vec && tm[i].mat->type == PZ_DT_E4M3) nch += (size_t)tm[i].rows;
+    if (!rc && nch && !(m->chs = malloc(sizeof(float) * nch))) rc = pz_err(err, "out of memory converting to fp8");
     snprintf(m->source, sizeof m->source, "%s", src->source);
     snprintf(m->format, sizeof m->format, "%s", src->format);
     for (int i = 0; i < n && rc == 0; i++) {
@@ -889,11 +949,22 @@ pz_model *pz_model_to_e4m3(const pz_model *src, char *err) {
             rc = pz_err(err, "out of memory converting %s to fp8", ts[i].hf);
             break;
         }
-        if (a->type == PZ_DT_F32) memcpy(f, a->data, sizeof(float) * ne);
-        else if (a->type == PZ_DT_BF16) pz_bf16_to_f32_row(a->data, f, ne);
-        else if (a->type == PZ_DT_E4M3) pz_e4m3_to_f32_row(a->data, f, ne, a->scale);
+        mat_to_f32(a, f);
         if (b->type == PZ_DT_BF16) {
             pz_f32_to_bf16_row(f, b->data, ne);
+        } else if (per_channel) {
+            float *ch = m->chs + och;
+            for (int r = 0; r < a->rows && !rc; r++) {
+                const float *fr = f + (size_t)r * a->cols;
+                if (pz_e4m3_scale_for(fr, (size_t)a->cols, &ch[r]))
+                    rc = pz_err(err, "%s holds a NaN or an infinity", ts[i].hf);
+                else
+                    pz_f32_to_e4m3_row(fr, (uint8_t *)b->data + (size_t)r * a->cols, (size_t)a->cols, 1.0f / ch[r]);
+            }
+            och += (size_t)a->rows;
+            b->scale = 1;
+            b->ch_scale = ch;
+            b->x_scale = a->type == PZ_DT_E4M3 ? a->x_scale : 0;
         } else {
             // the group's scale: amax over the matrices glued together
             int g1 = i + 1;
@@ -905,11 +976,7 @@ pz_model *pz_model_to_e4m3(const pz_model *src, char *err) {
                     size_t nj = (size_t)aj->rows * aj->cols;
                     float *fj = j == i ? f : malloc(sizeof(float) * nj), s1;
                     if (!fj) { rc = pz_err(err, "out of memory converting to fp8"); break; }
-                    if (j != i) {
-                        if (aj->type == PZ_DT_F32) memcpy(fj, aj->data, sizeof(float) * nj);
-                        else if (aj->type == PZ_DT_BF16) pz_bf16_to_f32_row(aj->data, fj, nj);
-                        else pz_e4m3_to_f32_row(aj->data, fj, nj, aj->scale);
-                    }
+                    if (j != i) mat_to_f32(aj, fj);
                     if (pz_e4m3_scale_for(fj, nj, &s1)) rc = pz_err(err, "%s holds a NaN or an infinity", ts[j].hf);
                     if (j != i) free(fj);
                     if (rc) break;
@@ -1073,6 +1140,8 @@ int pz_model_save_hf(const pz_model *m, const char *dir, char *err) {
     int n = pz_model_n_weights(m), rc = 0;
     // the scales, 0-dim F32 tensors: 2 per matrix, 2 per layer (live until written)
     float *sc = malloc(sizeof(float) * (size_t)(2 * n + 2 * m->cfg.n_layer + 1));
+    float *chw = NULL;  // per-channel: every e4m3 matrix's weight_scale [rows, 1]
+    size_t nrows = 0, och = 0;
     if (!cfg || !sc) {
         free(cfg), free(sc);
         return pz_err(err, "%s: out of memory", dir);
@@ -1087,14 +1156,23 @@ int pz_model_save_hf(const pz_model *m, const char *dir, char *err) {
         }
         for (int l = 0; l < m->cfg.n_layer; l++)
             if (m->layers[l].k_scale > 0) cfg->quant_kv = 1;
+        for (int i = 0; i < n; i++) {
+            pz_weight_info wi;
+            if (pz_model_weight_at(m, i, &wi) == 0 && wi.type == PZ_DT_E4M3) {
+                nrows += (size_t)wi.rows;
+                if (wi.ch_scale) cfg->quant_channel = 1;
+            }
+        }
     } else {
         cfg->quant = PZ_DT_F32;
     }
-    rc = pz_config_write_hf_file(cfg, cpath, err);
+    if (m->wtype == PZ_DT_E4M3 && cfg->quant_channel && !(chw = malloc(sizeof(float) * (nrows ? nrows : 1))))
+        rc = pz_err(err, "%s: out of memory", dir);
+    if (rc == 0) rc = pz_config_write_hf_file(cfg, cpath, err);
     free(cfg);
     pz_st_writer *w = rc ? NULL : pz_st_writer_new();
     if (!w) {
-        free(sc);
+        free(sc), free(chw);
         return rc ? -1 : pz_err(err, "%s: out of memory", dir);
     }
     int ns = 0;
@@ -1111,8 +1189,15 @@ int pz_model_save_hf(const pz_model *m, const char *dir, char *err) {
             char nm[128];
             size_t base = strlen(wi.name) - strlen(".weight");
             snprintf(nm, sizeof nm, "%.*s.weight_scale", (int)base, wi.name);
-            sc[ns] = wi.scale;
-            rc = pz_st_writer_add(w, nm, PZ_ST_F32, 0, shape, &sc[ns++], err);
+            if (chw) {  // [rows, 1], as compressed-tensors' "channel" strategy stores it
+                int64_t cs[2] = {wi.rows, 1};
+                for (int r = 0; r < wi.rows; r++) chw[och + r] = wi.scale * (wi.ch_scale ? wi.ch_scale[r] : 1.0f);
+                rc = pz_st_writer_add(w, nm, PZ_ST_F32, 2, cs, chw + och, err);
+                och += (size_t)wi.rows;
+            } else {
+                sc[ns] = wi.scale;
+                rc = pz_st_writer_add(w, nm, PZ_ST_F32, 0, shape, &sc[ns++], err);
+            }
             if (rc == 0 && wi.x_scale > 0) {
                 snprintf(nm, sizeof nm, "%.*s.input_scale", (int)base, wi.name);
                 sc[ns] = wi.x_scale;
@@ -1138,5 +1223,6 @@ int pz_model_save_hf(const pz_model *m, const char *dir, char *err) {
     }
     pz_st_writer_free(w);
     free(sc);
+    free(chw);
     return rc;
 }

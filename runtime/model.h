@@ -42,7 +42,8 @@ typedef struct {
     float x_scale;    // e4m3: static input scale of the activations (checkpoints'
                       // input_scale, from calibration); 0 when not calibrated
     const float *ch_scale;  // e4m3: NULL, or per-output-row scales (rows floats) applied
-                            // on top of scale (pz_model_e4m3_head only)
+                            // on top of scale (pz_model_e4m3_head; per-channel models:
+                            // scale 1, in m->chs)
 } pz_mat;
 
 typedef struct {
@@ -66,6 +67,8 @@ typedef struct {
     void *arena;               // the one allocation holding every weight
     size_t arena_bytes;
     void *head8;               // pz_model_e4m3_head: the e4m3 lm_head (else NULL)
+    float *chs;                // per-channel e4m3 models: every matrix's row scales, in
+                               // weight-table order (else NULL); owned
     char source[1024];         // path it was loaded from
     char format[16];           // "gguf" or "hf"
     int tp, tp_rank, tp_align; // pz_model_load_shard: a shard of rank tp_rank of tp (the sharded
@@ -105,6 +108,10 @@ void pz_model_free(pz_model *m);
 // lm_head in bf16; norm vectors fp32. x_scale carries over from e4m3
 // sources, else 0. NULL with err on a non-finite weight or out of memory.
 pz_model *pz_model_to_e4m3(const pz_model *src, char *err);
+// The same with per_channel 1: one scale per output row of every matrix
+// (amax of the row / 448, 1 for a zero row; pz_mat.scale 1, ch_scale into
+// m->chs), as llm-compressor's "channel" strategy; no group sharing needed.
+pz_model *pz_model_to_e4m3_ex(const pz_model *src, int per_channel, char *err);
 // Runtime option of an e4m3 model: lm_head in e4m3 too, with one scale per
 // vocabulary row (amax/448; a per-tensor scale cost 5 % perplexity on
 // SmolLM2), in its own allocation (m->head8: the codes, then the row
@@ -117,7 +124,8 @@ int pz_model_e4m3_head(pz_model *m, char *err);
 // model.safetensors, sharded above 4 GiB), weights in their stored dtype
 // (F32, BF16 or F8_E4M3; norms F32). An e4m3 model is written in the FP8
 // layout vLLM and TensorRT-LLM read (docs/FP8.md): each e4m3 matrix X.weight
-// with X.weight_scale (F32, 0-dim) and, when calibrated, X.input_scale;
+// with X.weight_scale (F32, 0-dim; [out, 1] with per-channel scales, and then
+// quantization_config in compressed-tensors form) and, when calibrated, X.input_scale;
 // model.layers.i.self_attn.k_scale / v_scale when calibrated; and
 // quantization_config in config.json. HF names (linear blocks as
 // self_attn.linear_attn.weight and mlp.linear_mlp.weight; no lm_head.weight
@@ -161,6 +169,7 @@ typedef struct {
     int rows, cols;       // (out, in); vectors: rows = 1
     size_t bytes;
     float scale, x_scale; // matrices: pz_mat's (e4m3 scales); vectors 0
+    const float *ch_scale;  // matrices: pz_mat's (per-row e4m3 scales, or NULL)
 } pz_weight_info;
 int pz_model_n_weights(const pz_model *m);
 // Fills out for weight i (0 <= i < pz_model_n_weights); -1 if out of range.

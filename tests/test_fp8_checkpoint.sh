@@ -7,7 +7,8 @@
 # definitions, numpy) checks it against the f32 model; reading it back gives
 # exactly the model that --dtype fp8 quantizes at load; the calibrated
 # activation scales change the result (e4m3 activations) but only a little,
-# and so does an FP8 KV cache with the calibrated k_scale / v_scale.
+# and so does an FP8 KV cache with the calibrated k_scale / v_scale; and
+# the same with per-channel weight scales (--scales channel).
 set -u
 . "$(dirname "$0")/lib.sh"
 MAKE="${PUZZLE_MAKE_TEST_MODEL:?}"
@@ -52,4 +53,23 @@ assert h[\"kl\"] != a[\"kl\"] and abs(h[\"kl\"] - a[\"kl\"]) < 0.05, (a, h)
 " "$tmp/a.json" "$tmp/hd.json"'
 "$BIN" eval "$tmp/q" --dtype bf16 --text "$tmp/text.txt" --ctx 16 --threads 2 --json >"$tmp/d.json" 2>/dev/null
 check "an FP8 checkpoint loads dequantized too" '[ $? -eq 0 ]'
+
+# Per-channel weight scales (compressed-tensors layout, weight_scale [out, 1])
+"$BIN" quantize "$tmp/h" --out "$tmp/qc" --dtype fp8 --kv-dtype fp8 --scales channel --data "$tmp/text.txt" \
+  --ctx 32 --threads 2 2>/dev/null
+check "quantize --scales channel exit" '[ $? -eq 0 ] && [ -f "$tmp/qc/model.safetensors" ]'
+"$BIN" quantize "$tmp/h" --out "$tmp/qx" --dtype fp8 --scales row 2>/dev/null
+check "--scales must be tensor or channel" '[ $? -eq 2 ]'
+if [ -n "$PY" ]; then
+  "$PY" "$(dirname "$0")/ref/check_fp8_checkpoint.py" "$tmp/qc" "$tmp/h" >"$tmp/pyc" 2>&1
+  check "independent reader, per-channel" \
+    '[ $? -eq 0 ] && grep -q "per-channel scales, activation scheme static" "$tmp/pyc"' || cat "$tmp/pyc" >&2
+fi
+ev "$tmp/qc" --dtype fp8 >"$tmp/pc.json"
+"$BIN" eval "$tmp/qc" --dtype bf16 --ref "$tmp/h" --ref-dtype f32 --text "$tmp/text.txt" --ctx 16 --threads 2 \
+  --json >"$tmp/pcb.json" 2>/dev/null
+check "per-channel: closer to f32 than per-tensor here, and the same dequantized" 'python3 -c "
+import json,sys; b=json.load(open(sys.argv[1])); c=json.load(open(sys.argv[2])); d=json.load(open(sys.argv[3]))
+assert 0 < c[\"kl\"] < b[\"kl\"] and abs(d[\"kl\"] - c[\"kl\"]) < 0.1 * c[\"kl\"], (b, c, d)
+" "$tmp/b.json" "$tmp/pc.json" "$tmp/pcb.json"'
 finish

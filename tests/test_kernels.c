@@ -4,7 +4,8 @@
 // kernels). Every test runs once per instruction-set level the processor
 // has (AVX-512, AVX2, plain C; see kernels/cpu/isa.h), so each vector path
 // is checked where it can run. Run with "perf" as argv[1] to also time
-// matmul paths (at the processor's level).
+// matmul paths (at the processor's level), "perf-decode" for one decode
+// step's products (perf_decode).
 #include "testutil.h"
 #include "common.h"
 #include "backend.h"
@@ -441,6 +442,101 @@ static void perf(void) {
     pz_cpu_matmul_free(mm);
 }
 
+// Every finite e4m3 code through the small-M kernel exactly: row c of W holds
+// code c in every column; each of 3 activation rows is one-hot at a
+// position in a different part of the kernel's loop (64-column blocks, the
+// 32-column step, the tail), so y[m][c] must be the code's value, bit for
+// bit (scale 1; the widening is exact, the other products are zeros).
+static void test_e4m3_codes(void) {
+    const int K = 117, N = 256, M = 3, hot[3] = {70, 100, 115};
+    uint8_t *w = malloc((size_t)N * K);
+    float *x = calloc((size_t)M * K, sizeof(float)), *y = malloc(sizeof(float) * M * N);
+    for (int n = 0; n < N; n++) memset(w + (size_t)n * K, (n & 0x7f) == 0x7f ? 0 : n, (size_t)K);
+    for (int m = 0; m < M; m++) x[(size_t)m * K + hot[m]] = 1;
+    pz_cpu_gemv_e4m3(y, N, x, K, w, M, N, K, 1.0f, NULL, 0, 2);
+    int bad = 0;
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            float want = (n & 0x7f) == 0x7f ? 0.0f : pz_e4m3_to_f32((uint8_t)n);
+            if (y[(size_t)m * N + n] != want) bad++;
+        }
+    CHECKF(bad == 0, "e4m3 gemv: %d of %d codes not widened exactly", bad, M * N);
+    free(w), free(x), free(y);
+}
+
+// The batch-invariance contract of gemv.h for e4m3 weights: row m of an
+// M-row product is bitwise the 1-row product of x[m], for every M <= 16.
+static void test_e4m3_batch_invariant(void) {
+    const int N = 37, K = 1001;
+    uint8_t *w = malloc((size_t)N * K);
+    for (size_t i = 0; i < (size_t)N * K; i++) {
+        uint8_t c;
+        do c = (uint8_t)pz_test_rand_u64(&rng); while ((c & 0x7f) == 0x7f);
+        w[i] = c;
+    }
+    float *x = randv((size_t)16 * K, 1.0f), *y = malloc(sizeof(float) * 16 * N), *y1 = malloc(sizeof(float) * N);
+    int bad = 0;
+    for (int M = 2; M <= 16; M += 7) {
+        pz_cpu_gemv_e4m3(y, N, x, K, w, M, N, K, 0.01f, NULL, 0, 2);
+        for (int m = 0; m < M; m++) {
+            pz_cpu_gemv_e4m3(y1, N, x + (size_t)m * K, K, w, 1, N, K, 0.01f, NULL, 0, 1);
+            bad += memcmp(y1, y + (size_t)m * N, sizeof(float) * N) != 0;
+        }
+    }
+    CHECKF(bad == 0, "e4m3 gemv: %d rows differ from their 1-row product", bad);
+    free(w), free(x), free(y), free(y1);
+}
+
+// One batch-1 decode step's products on the reference parent's shapes
+// (SmolLM2-135M: fused q/k/v 960x576, o 576x576, fused gate/up 3072x576,
+// down 576x1536, times 30 layers = 106 M weights in separate buffers, so
+// they stream from memory as in decode): bf16 against e4m3 without and
+// with software prefetch, the three alternating, each product's best of
+// `reps` summed (robust to a shared machine's preemption, not to its
+// memory traffic). "perf-decode [threads] [layers] [reps]".
+static void perf_decode(int nt, int L, int reps) {
+    const int sh[4][2] = {{960, 576}, {576, 576}, {3072, 576}, {576, 1536}};
+    int np = 4 * L;
+    size_t tot = 0;
+    uint16_t **wb = malloc(sizeof(void *) * (size_t)np);
+    uint8_t **w8 = malloc(sizeof(void *) * (size_t)np);
+    for (int l = 0; l < np; l++) {
+        size_t n = (size_t)sh[l % 4][0] * sh[l % 4][1];
+        float *w = randv(n, 0.05f);
+        wb[l] = malloc(2 * n);
+        w8[l] = malloc(n);
+        for (size_t i = 0; i < n; i++) wb[l][i] = to_bf16(w[i]), w8[l][i] = pz_f32_to_e4m3(w[i] * 2000.0f);
+        free(w);
+        tot += n;
+    }
+    float *x = randv(1536, 1), *y = malloc(sizeof(float) * 3072);
+    float *xs = malloc(sizeof(float) * pz_cpu_gemv_scratch_floats(1, 1536));
+    double *best = malloc(sizeof(double) * 3 * (size_t)np);
+    for (int i = 0; i < 3 * np; i++) best[i] = 1e9;
+    for (int r = 0; r < reps; r++)
+        for (int v = 0; v < 3; v++) {
+            pz_cpu_gemv_e4m3_set_prefetch(v == 1 ? 0 : -1);
+            for (int l = 0; l < np; l++) {
+                int N = sh[l % 4][0], K = sh[l % 4][1];
+                double t0 = pz_now();
+                if (v == 0) pz_cpu_gemv(y, N, x, K, wb[l], PZ_DT_BF16, 1, N, K, 0, nt, xs);
+                else pz_cpu_gemv_e4m3(y, N, x, K, w8[l], 1, N, K, 0.001f, NULL, 0, nt);
+                double t = pz_now() - t0;
+                if (t < best[v * np + l]) best[v * np + l] = t;
+            }
+        }
+    pz_cpu_gemv_e4m3_set_prefetch(-1);
+    double t[3] = {0, 0, 0};
+    for (int v = 0; v < 3; v++)
+        for (int l = 0; l < np; l++) t[v] += best[v * np + l];
+    printf("  perf-decode %d threads, %d layers, %.1f M weights, best of %d per product:\n", nt, L, tot * 1e-6, reps);
+    printf("    bf16               %8.3f ms  %5.1f GB/s\n", t[0] * 1e3, 2.0 * tot / t[0] * 1e-9);
+    printf("    e4m3, no prefetch  %8.3f ms  %5.1f GB/s  bf16/e4m3 time %.2f\n", t[1] * 1e3, tot / t[1] * 1e-9, t[0] / t[1]);
+    printf("    e4m3, prefetch     %8.3f ms  %5.1f GB/s  bf16/e4m3 time %.2f\n", t[2] * 1e3, tot / t[2] * 1e-9, t[0] / t[2]);
+    for (int l = 0; l < np; l++) free(wb[l]), free(w8[l]);
+    free(wb), free(w8), free(x), free(y), free(xs), free(best);
+}
+
 static void run_all(void) {
     int sizes[][3] = {{1, 7, 5}, {1, 33, 17}, {2, 31, 29}, {3, 64, 96}, {4, 5, 130}, {8, 19, 33},
                       {9, 31, 29}, {17, 65, 33}, {64, 96, 80}, {130, 257, 65}, {5, 37, 600},
@@ -459,6 +555,8 @@ static void run_all(void) {
                          (int)(i % 4 >= 2));
     test_matmul_e4m3(2, 33, 64, 1, 0, 1, 1);
     test_matmul_e4m3(9, 40, 31, 0, 1, 0, 1);
+    test_e4m3_codes();
+    test_e4m3_batch_invariant();
     {
         // refused: e4m3 activations without an input scale, e4m3 weights without a scale
         uint8_t w8[4] = {0x38, 0x38, 0x38, 0x38};
@@ -510,6 +608,9 @@ static void run_all(void) {
         test_attention(1, (int[]){40}, (int[]){9}, 9, 3, 64, 0);
         test_attention(4, (int[]){1, 1, 1, 1}, (int[]){0, 7, 33, 70}, 9, 3, 64, 0);
         test_attention(3, (int[]){5, 1, 19}, (int[]){11, 40, 3}, 4, 4, 40, 0);
+        // read directly at AVX2 (head_dim % 8 == 0, up to 128), else widened first
+        test_attention(2, (int[]){1, 1}, (int[]){20, 33}, 4, 2, 128, 0);
+        test_attention(2, (int[]){3, 1}, (int[]){17, 50}, 6, 3, 12, 0);
     }
     KT = PZ_DT_F32;
     CHECK(!B->supports(B, PZ_OP_ATTENTION, PZ_DT_E5M2) && B->kv_page_bytes(B, 3, 64, PZ_DT_E5M2) == 0);
@@ -535,6 +636,8 @@ int main(int argc, char **argv) {
     // A cap above the processor's level is no cap.
     CHECK(pz_cpu_isa_set_max(PZ_ISA_AVX512) == pz_cpu_isa_detected());
     if (argc > 1 && strcmp(argv[1], "perf") == 0) perf();
+    if (argc > 1 && strcmp(argv[1], "perf-decode") == 0)
+        perf_decode(argc > 2 ? atoi(argv[2]) : 2, argc > 3 ? atoi(argv[3]) : 30, argc > 4 ? atoi(argv[4]) : 15);
     pz_backend_free(B);
     return pz_test_finish("test_kernels");
 }

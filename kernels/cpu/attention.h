@@ -33,7 +33,13 @@ void pz_cpu_kv_write(float *k_pool, float *v_pool, int n_kv, int head_dim, int p
                      const float *v);
 
 // Returns -1 (err filled) when head_dim is odd or above PZ_ATTN_MAX_HEAD_DIM
-// or n_kv does not divide n_head.
+// or n_kv does not divide n_head, or for bf16 / e4m3 pages (kv_type, with
+// k_scale / v_scale) that pz_cpu_attention_reads_narrow refuses.
+// Pages in f32 are read by every level; bf16 and e4m3 ones directly, widened
+// in registers, by the AVX2 kernels (the level in use is AVX2 with F16C and
+// head_dim a multiple of 8 up to 128): then 1, else 0 and the caller widens
+// the pages to fp32 first (kernels/cpu/kv_quant.h).
+int pz_cpu_attention_reads_narrow(pz_dt kv_type, int head_dim);
 int pz_cpu_attention(const pz_attn_seq *seqs, int n_seq, int n_head, int n_kv, int head_dim,
                      int n_threads, char *err);
 

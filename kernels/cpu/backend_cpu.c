@@ -157,12 +157,15 @@ static int grow(void **p, size_t *cap, size_t n, size_t elem) {
     return 0;
 }
 
-// Paged bf16 / e4m3 KV: each sequence's pages widened to fp32 (in parallel
-// over sequences), then the fp32 kernels.
+// Paged bf16 / e4m3 KV: read directly where the attention kernels can
+// (pz_cpu_attention_reads_narrow: AVX2), else each sequence's pages widened
+// to fp32 (in parallel over sequences), then the fp32 kernels.
 static int cpu_attention(pz_backend *b, const pz_attn_seq *seqs, int n_seq, int n_head, int n_kv,
                          int head_dim, char *err) {
-    int narrow = 0;
-    for (int s = 0; s < n_seq; s++) narrow |= seqs[s].kv_ld == 0 && seqs[s].kv_type != PZ_DT_F32;
+    int narrow = 0;  // pages the attention kernels do not read as they are
+    for (int s = 0; s < n_seq; s++)
+        narrow |= seqs[s].kv_ld == 0 && seqs[s].kv_type != PZ_DT_F32 &&
+                  !pz_cpu_attention_reads_narrow(seqs[s].kv_type, head_dim);
     if (!narrow) return pz_cpu_attention(seqs, n_seq, n_head, n_kv, head_dim, b->n_threads, err);
     cpu_state *S = st(b);
     const size_t pf = pz_cpu_kv_page_floats(n_kv, head_dim);

@@ -35,6 +35,11 @@ void pz_cpu_gemv_e4m3(float *y, int ldy, const float *x, int ldx, const uint8_t 
 // For measurements: 1 makes the AVX2 level widen e4m3 by a gather from the
 // decode table instead (one row at a time), 0 (the default) by the shift.
 void pz_cpu_gemv_e4m3_use_gather(int on);
+// For measurements: the software prefetch distance of the vector e4m3
+// kernels in weight bytes (0: prefetch the line being read, i.e. none; < 0:
+// back to the default, PZ_GEMV_FP8_PREFETCH in gemv_fp8.c). Not thread-safe
+// against running products.
+void pz_cpu_gemv_e4m3_set_prefetch(int bytes);
 
 // matmul.c sends products of up to this many rows here.
 #define PZ_GEMV_MAX_M 32

@@ -1,11 +1,11 @@
 // kv_quant.h — KV-cache pages in bf16 or FP8 e4m3 for the CPU backend. The
 // pages keep the fp32 layout of attention.h (K page [n_kv][head_dim][16],
 // V page [n_kv][16][head_dim]) with narrower elements. kv_write stores
-// through pz_cpu_kv_write_q; attention widens the pages a call reads into
-// fp32 scratch (pz_cpu_kv_widen) and runs the fp32 kernels of attention.h
-// on them. The cache holds 2x (bf16) or 4x (e4m3) the tokens of an fp32
-// one in the same memory; decode still reads fp32 in the kernels (a fused
-// narrow-element kernel would also cut the bytes read: not done).
+// through pz_cpu_kv_write_q. The AVX2 attention kernels read these pages
+// directly (widened in registers; pz_cpu_attention_reads_narrow in
+// attention.h); elsewhere attention widens the pages a call reads into fp32
+// scratch (pz_cpu_kv_widen) and runs the fp32 kernels on them. The cache
+// holds 2x (bf16) or 4x (e4m3) the tokens of an fp32 one in the same memory.
 #ifndef PZ_CPU_KV_QUANT_H
 #define PZ_CPU_KV_QUANT_H
 

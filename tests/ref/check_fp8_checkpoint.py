@@ -10,8 +10,12 @@ numpy, since numpy has no float8 type for the safetensors package to hand
 out; e4m3fn codes are decoded by the format's definition: sign, 4 exponent
 bits with bias 7, 3 mantissa bits, subnormals m * 2^-9, S.1111.111 NaN.
 Checks: quantization_config; every layer projection is F8_E4M3 with a 0-dim
-F32 weight_scale equal to amax/448 of its fused group (q/k/v, gate/up) and
-dequantizes to the f32 weights within e4m3 rounding; input_scale and
+F32 weight_scale equal to amax/448 of its fused group (q/k/v, gate/up) --
+or, with per-channel scales (quant_method "compressed-tensors", weights
+strategy "channel", as llm-compressor writes and vLLM's
+CompressedTensorsW8A8Fp8 reads), an F32 weight_scale of shape [out, 1]
+equal to each row's amax/448 -- and dequantizes to the f32 weights within
+e4m3 rounding; input_scale and
 k_scale / v_scale present and positive when declared; everything else
 matches the f32 model (bf16 rounding at most).
 """
@@ -59,10 +63,23 @@ def main():
     qdir, rdir = sys.argv[1], sys.argv[2]
     cfg = json.load(open(qdir + "/config.json"))
     qc = cfg["quantization_config"]
-    assert qc["quant_method"] == "fp8", qc
-    assert qc["activation_scheme"] in ("static", "dynamic"), qc
-    static = qc["activation_scheme"] == "static"
-    kv = "kv_cache_scheme" in qc
+    assert qc["quant_method"] in ("fp8", "compressed-tensors"), qc
+    channel = qc["quant_method"] == "compressed-tensors"
+    if channel:
+        assert qc["format"] == "float-quantized" and qc["ignore"] == ["lm_head"], qc
+        (g,) = qc["config_groups"].values()
+        wq, ia = g["weights"], g["input_activations"]
+        assert (wq["type"], wq["num_bits"], wq["strategy"], wq["symmetric"], wq["dynamic"]) == \
+            ("float", 8, "channel", True, False), wq
+        assert (ia["type"], ia["num_bits"]) == ("float", 8), ia
+        assert (ia["strategy"], ia["dynamic"]) in (("tensor", False), ("token", True)), ia
+        static = not ia["dynamic"]
+        scheme = "static" if static else "dynamic"
+    else:
+        assert qc["activation_scheme"] in ("static", "dynamic"), qc
+        static = qc["activation_scheme"] == "static"
+        scheme = qc["activation_scheme"]
+    kv = qc.get("kv_cache_scheme") is not None
     q = read_st(qdir + "/model.safetensors")
     r = read_st(rdir + "/model.safetensors")
     projs = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "linear_attn", "linear_mlp")
@@ -76,8 +93,15 @@ def main():
             assert qdt == "F8_E4M3", (name, qdt)
             base = name[: -len(".weight")]
             sdt, sc = q[base + ".weight_scale"]
-            assert sdt == "F32" and sc.shape == (), (name, sdt, sc.shape)
-            s = float(sc)
+            if channel:
+                assert sdt == "F32" and sc.shape == (qa.shape[0], 1), (name, sdt, sc.shape)
+                s = sc.astype(np.float64)  # [out, 1]: broadcasts over each row
+                amax = np.abs(w).max(axis=1, keepdims=True)
+                want = np.where(amax > 0, amax / 448.0, 1.0)
+                assert np.all(np.abs(s - want) <= 1e-6 * want), name
+            else:
+                assert sdt == "F32" and sc.shape == (), (name, sdt, sc.shape)
+                s = float(sc)
             dq = e4m3(qa) * s
             assert not np.isnan(dq).any(), name
             # round to nearest: within half a step of e4m3 (relative 2^-4 for
@@ -88,7 +112,8 @@ def main():
             layer = base.rsplit(".", 2)[0]
             key = layer + (":qkv" if any(p in base for p in ("q_proj", "k_proj", "v_proj")) else
                            ":gu" if any(p in base for p in ("gate_proj", "up_proj")) else ":" + base)
-            groups.setdefault(key, []).append((s, float(np.abs(w).max())))
+            if not channel:
+                groups.setdefault(key, []).append((s, float(np.abs(w).max())))
             if static:
                 xdt, xs = q[base + ".input_scale"]
                 assert xdt == "F32" and xs.shape == () and float(xs) > 0, (name, xdt, xs)
@@ -113,8 +138,8 @@ def main():
                 assert float(q[k][1]) > 0 and float(q[v][1]) > 0
                 n_kv += 1
     assert n_fp8 > 0
-    print("ok: %d fp8 matrices in %d scale groups, activation scheme %s, %d layers with KV scales"
-          % (n_fp8, len(groups), qc["activation_scheme"], n_kv))
+    print("ok: %d fp8 matrices, %s, activation scheme %s, %d layers with KV scales"
+          % (n_fp8, "per-channel scales" if channel else "%d scale groups" % len(groups), scheme, n_kv))
 
 
 if __name__ == "__main__":
