@@ -40,7 +40,7 @@ bad = [k for k in keys if a.get(k) != b.get(k)]
 sys.exit(f"differs in {bad}" if bad else 0)
 EOF2
 }
-check "schema version 7" '[ "$(q "PRAGMA user_version")" = 7 ]'
+check "schema version 8" '[ "$(q "PRAGMA user_version")" = 8 ]'
 check "BLD runs record the per-token loss" \
     '[ "$(q "SELECT DISTINCT loss || kept_init FROM bld_runs")" = token0 ]'
 check "config_json is the parent's config.json" 'same_config m'
@@ -55,7 +55,7 @@ q "DROP TABLE layer_influence; ALTER TABLE models DROP COLUMN config_json;
 check "degraded to version 4" '[ "$(q "PRAGMA user_version")" = 4 ]'
 "${PROF[@]}" >p1.txt 2>p1.err; rc=$?
 check "profile on a version-4 database (rc $rc: $(tail -1 p1.err))" '[ $rc -eq 0 ]'
-check "migrated to version 7" '[ "$(q "PRAGMA user_version")" = 7 ]'
+check "migrated to version 8" '[ "$(q "PRAGMA user_version")" = 8 ]'
 check "older BLD runs marked as trained with the global loss" \
     '[ "$(q "SELECT DISTINCT loss || kept_init || (init_val_global IS init_val_nmse) FROM bld_runs")" = global01 ]'
 check "the parent's configuration read from m and stored" 'same_config m'
