@@ -73,7 +73,7 @@ void pz_usage_search(FILE *out) {
             "  --step-penalty X    that X (default 0.005): a trust region for the first-order scores\n"
             "  --context-tokens N  tokens of the context windows (default: as many as the scores used)\n"
             "  --context-data FILE their text (default: the file the scores were computed on)\n"
-            "  --margin X          rescore only candidates whose one-shot score is at most X above the\n"
+            "  --margin X          rescore only candidates whose one-shot score is within X (nats) of the\n"
             "                      chosen variant's in their group (default: all); the others keep the\n"
             "                      one-shot difference\n"
             "  --threads T, --prec scorer threads (default: all cores) and products (default f32)\n");

@@ -96,9 +96,11 @@
 //   models.solution_id             the solution a realized child came from
 //   views solution_summary, solution_choices (with block files), pareto_front
 // Search in context (`puzzle search --in-context`, version 8):
-//   context_scores(base_solution_id, item, data_hash, seq_len, tokens, kl,
-//            loss_delta, top1, base_kl, wall_s)  a candidate swapped into the
-//                                  child of base_solution_id; KL against the
+//   context_scores(base_key, base_solution_id, item, data_hash, seq_len,
+//            tokens, kl, loss_delta, top1, base_kl, wall_s)  a candidate
+//                                  swapped into the child base_key (a hash of
+//                                  its blocks; base_solution_id one stored
+//                                  solution of it); KL against the
 //                                  parent; view context_block_scores adds
 //                                  delta = kl - base_kl
 //   context_rounds(run_key, round, solution_id, status, data_hash, seq_len,
@@ -430,14 +432,16 @@ int pz_rundb_solution_layers(pz_rundb *db, long solution_id, pz_rundb_solution_l
 
 // ---- search in context (rundb_context.c) ------------------------------------------------------
 // The score of a candidate (item: its block id, or "ATTN+FFN" for a pair of
-// two blocks) swapped into the child of base_solution_id, on (data_hash,
-// seq_len): 1 with *r filled (kl, loss_delta, top1, tokens, wall_s) and
-// *base_kl, 0 when there is none, -1 on error.
-int pz_rundb_context_score(pz_rundb *db, long base_solution_id, const char *item, const char *data_hash,
+// two blocks) swapped into the child named base_key (a hash of its blocks),
+// on (data_hash, seq_len): 1 with *r filled (kl, loss_delta, top1, tokens,
+// wall_s) and *base_kl, 0 when there is none, -1 on error.
+int pz_rundb_context_score(pz_rundb *db, const char *base_key, const char *item, const char *data_hash,
                            long seq_len, pz_score_result *r, double *base_kl, char *err);
-// Records (or replaces) one (one transaction).
-int pz_rundb_record_context_score(pz_rundb *db, long base_solution_id, const char *item, const char *data_hash,
-                                  long seq_len, const pz_score_result *r, double base_kl, char *err);
+// Records (or replaces) one (one transaction); base_solution_id: a stored
+// solution of that child.
+int pz_rundb_record_context_score(pz_rundb *db, const char *base_key, long base_solution_id, const char *item,
+                                  const char *data_hash, long seq_len, const pz_score_result *r, double base_kl,
+                                  char *err);
 
 // The text file and the positions (windows × (seq_len − 1)) of the newest
 // score on (data_hash, seq_len): 1, or 0 when there is none.

@@ -11,13 +11,13 @@
 
 #include "common.h"
 
-int pz_rundb_context_score(pz_rundb *db, long base_solution_id, const char *item, const char *data_hash,
+int pz_rundb_context_score(pz_rundb *db, const char *base_key, const char *item, const char *data_hash,
                            long seq_len, pz_score_result *r, double *base_kl, char *err) {
     rundb_stmt q;
     if (rundb_prepare(db, &q, err,
                       "SELECT kl, loss_delta, top1, tokens, wall_s, base_kl FROM context_scores "
-                      "WHERE base_solution_id = ? AND item = ? AND data_hash = ? AND seq_len = ?",
-                      "lttl", base_solution_id, item, data_hash, seq_len))
+                      "WHERE base_key = ? AND item = ? AND data_hash = ? AND seq_len = ?",
+                      "tttl", base_key, item, data_hash, seq_len))
         return -1;
     int rc = rundb_step(&q);
     if (rc == 1) {
@@ -31,13 +31,14 @@ int pz_rundb_context_score(pz_rundb *db, long base_solution_id, const char *item
     return rc;
 }
 
-int pz_rundb_record_context_score(pz_rundb *db, long base_solution_id, const char *item, const char *data_hash,
-                                  long seq_len, const pz_score_result *r, double base_kl, char *err) {
+int pz_rundb_record_context_score(pz_rundb *db, const char *base_key, long base_solution_id, const char *item,
+                                  const char *data_hash, long seq_len, const pz_score_result *r, double base_kl,
+                                  char *err) {
     if (rundb_begin(db, err)) return -1;
     int rc = rundb_exec(db, err,
-                        "INSERT OR REPLACE INTO context_scores (base_solution_id, item, data_hash, seq_len, tokens, "
-                        "kl, loss_delta, top1, base_kl, wall_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        "lttllddddd", base_solution_id, item, data_hash, seq_len, r->tokens, r->kl, r->loss_delta,
+                        "INSERT OR REPLACE INTO context_scores (base_key, base_solution_id, item, data_hash, seq_len, "
+                        "tokens, kl, loss_delta, top1, base_kl, wall_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "tkttllddddd", base_key, base_solution_id, item, data_hash, seq_len, r->tokens, r->kl, r->loss_delta,
                         r->top1, base_kl, r->wall_s);
     return rundb_end(db, rc < 0 ? -1 : 0, err);
 }

@@ -166,6 +166,18 @@ static int load_tokens(const char *data, const char *model, long want, long seq_
     return 0;
 }
 
+// The base's key: FNV-1a of its items' keys, in group order.
+static void child_key(pz_search *s, const int *choice, char key[17]) {
+    uint64_t h = 1469598103934665603ull;
+    for (int g = 0; g < pz_search_n_groups(s); g++) {
+        char ik[200];
+        item_key(pz_search_item_at(s, g, choice[g]), ik, sizeof ik);
+        for (const char *c = ik; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ull;
+        h = (h ^ '|') * 1099511628211ull;
+    }
+    snprintf(key, 17, "%016" PRIx64, h);
+}
+
 static int same_choice(const int *a, const int *b, int n) {
     for (int i = 0; i < n; i++)
         if (a[i] != b[i]) return 0;
@@ -312,19 +324,21 @@ int pz_search_in_context(pz_rundb *db, pz_search *s, const char *search_key, con
         int n_todo = 0, n_done = 0, n_scored = 0;
         for (int g = 0; g < G; g++)
             for (int i = 0; i < pz_search_n_items(s, g); i++)
-                n_todo += i != cur[g] && orig[first[g] + i] - orig[first[g] + cur[g]] <= p->margin;
+                n_todo += i != cur[g] && fabs(orig[first[g] + i] - orig[first[g] + cur[g]]) <= p->margin;
+        char bkey[17];
+        child_key(s, cur, bkey);
         for (int g = 0; g < G && !pz_stop_signal; g++) {
             const double chosen = orig[first[g] + cur[g]];
             for (int i = 0; i < pz_search_n_items(s, g); i++) {
                 const pz_search_item *it = pz_search_item_at(s, g, i);
                 double delta = orig[first[g] + i] - chosen;  // the one-shot difference
                 if (i == cur[g]) delta = 0;
-                else if (delta <= p->margin) {
+                else if (fabs(delta) <= p->margin) {
                     char ik[200];
                     item_key(it, ik, sizeof ik);
                     pz_score_result r;
                     double bkl;
-                    int have_s = pz_rundb_context_score(db, base_sol, ik, hash, seq_len, &r, &bkl, err);
+                    int have_s = pz_rundb_context_score(db, bkey, ik, hash, seq_len, &r, &bkl, err);
                     if (have_s < 0) goto out;
                     if (!have_s) {
                         pz_block_weights st[2];
@@ -333,7 +347,7 @@ int pz_search_in_context(pz_rundb *db, pz_search *s, const char *search_key, con
                         int e = pz_scorer_score_halves(sc, it->layer, wa, wf, &r, err);
                         pz_block_weights_free(&st[0]);
                         pz_block_weights_free(&st[1]);
-                        if (e || pz_rundb_record_context_score(db, base_sol, ik, hash, seq_len, &r, br.kl, err))
+                        if (e || pz_rundb_record_context_score(db, bkey, base_sol, ik, hash, seq_len, &r, br.kl, err))
                             goto out;
                         bkl = br.kl;
                         n_scored++;

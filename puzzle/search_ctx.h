@@ -15,14 +15,17 @@
 // 1.66). So each round solves `tries` times, adding a penalty per group
 // changed from the base (0, then step_penalty doubling: a trust region), and
 // keeps the best child measured; re-solving and measuring a child cost one
-// pass each, rescoring the candidates dozens. Candidates outside `margin` (their one-shot score
-// more than margin above the chosen one's) are not rescored and keep their
-// one-shot difference (score − chosen score) as delta.
+// pass each, rescoring the candidates dozens. Candidates outside `margin`
+// (their one-shot score more than margin above or below the chosen one's in
+// their group) are not rescored and keep their one-shot difference (score −
+// chosen score) as delta: rescoring is where the time goes, and far
+// candidates are rarely what a round trades.
 //
 // Stored (puzzle/rundb.h, context_scores, context_rounds): every candidate
-// score with its base solution, every round with its child's measured KL, so
-// that a rerun of the same command continues from the last stored round
-// (and, inside a round, skips candidates already scored in that base).
+// score with its base (a key of the child's blocks, so any search that
+// reaches the same child reuses them), every round with its child's measured
+// KL, so that a rerun of the same command continues from the last stored
+// round (and, inside a round, skips candidates already scored in that base).
 #ifndef PZ_SEARCH_CTX_H
 #define PZ_SEARCH_CTX_H
 

@@ -99,7 +99,8 @@ static void test_old_database(const char *dir) {
     CHECKF(db && pz_rundb_model_identity(model, &c, &m, err) == 0 && pz_rundb_set_parent(db, &m, &c, err) == 0, "%s",
            err);
     pz_rundb_close(db);
-    CHECK(raw(path, "DROP TABLE layer_influence; ALTER TABLE models DROP COLUMN config_json; "
+    CHECK(raw(path, "DROP VIEW context_block_scores; DROP TABLE context_scores; DROP TABLE context_rounds; "
+                    "DROP TABLE layer_influence; ALTER TABLE models DROP COLUMN config_json; "
                     "ALTER TABLE bld_runs DROP COLUMN loss; ALTER TABLE bld_runs DROP COLUMN kept_init; "
                     "ALTER TABLE bld_runs DROP COLUMN init_val_global; "
                     "ALTER TABLE bld_runs DROP COLUMN final_val_global; "

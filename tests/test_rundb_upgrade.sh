@@ -48,7 +48,8 @@ check "tied embeddings and llama3 scaling stored" \
     '[ "$(q "SELECT json_extract(config_json, '"'"'$.tie_word_embeddings'"'"') || json_extract(config_json, '"'"'$.rope_scaling.rope_type'"'"') FROM models")" = 1llama3 ]'
 
 # As an older puzzle left it.
-q "DROP TABLE layer_influence; ALTER TABLE models DROP COLUMN config_json;
+q "DROP VIEW context_block_scores; DROP TABLE context_scores; DROP TABLE context_rounds;
+   DROP TABLE layer_influence; ALTER TABLE models DROP COLUMN config_json;
    ALTER TABLE bld_runs DROP COLUMN loss; ALTER TABLE bld_runs DROP COLUMN kept_init;
    ALTER TABLE bld_runs DROP COLUMN init_val_global; ALTER TABLE bld_runs DROP COLUMN final_val_global;
    PRAGMA user_version = 4"
