@@ -32,6 +32,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: bench_score MODEL TEXT [tokens 1024] [seq_len 256] [threads 2] [f32|bf16] [layer step 1]\n");
         return 2;
     }
+    setvbuf(stdout, NULL, _IOLBF, 0);  // progress as it goes
     const long want = argc > 3 ? atol(argv[3]) : 1024;
     const int T = argc > 4 ? atoi(argv[4]) : 256, threads = argc > 5 ? atoi(argv[5]) : 2;
     const pz_dt prec = argc > 6 && !strcmp(argv[6], "bf16") ? PZ_DT_BF16 : PZ_DT_F32;
