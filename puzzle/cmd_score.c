@@ -17,10 +17,9 @@
 //   4. Load the parent (checked against the database's identity), run it
 //      once over the windows (scoring/score.h: residual cache per layer and
 //      the full parent log-probs), then score each block: trained blocks
-//      from their file (sha256 checked against the row), parent copies from
-//      the parent's own weights — computed, not set: the KL comes out
-//      exactly 0 because the child pass repeats the parent's arithmetic —
-//      and noop blocks as empty halves.
+//      from their file (sha256 checked against the row) and noop blocks as
+//      empty halves; parent copies need no pass: they take the parent's own
+//      metrics (KL 0, top-1 1, LM-loss change 0, exactly; pz_scorer_base).
 //   5. Each score is one row of `scores`, written in its own transaction, so
 //      a kill loses at most the block in flight. The parent pass also
 //      measures each layer's block influence (ShortGPT; score.h), stored in
@@ -41,6 +40,7 @@
 #include "model.h"
 #include "rundb.h"
 #include "score.h"
+#include "search_ctx.h"
 #include "capture.h"
 #include "tokenizer.h"
 #include "weights.h"
@@ -136,29 +136,6 @@ static int parse_args(int argc, char **argv, opts *o) {
 // The finished blocks (pz_rundb_list_done): ids, variants (kind -1 for a
 // half a block does not set), weight files.
 typedef pz_rundb_done_block blk;
-
-// The block's weights: its file (sha256 checked), the parent's own, or an
-// empty noop half.
-static int block_weights(pz_rundb *db, const pz_model *m, const blk *b, pz_block_weights *w, char *err) {
-    memset(w, 0, sizeof *w);
-    if (b->weight_file[0]) {
-        char path[2100], hex[65];
-        pz_rundb_resolve(db, b->weight_file, path, sizeof path);
-        if (pz_sha256_file(path, hex, err)) return -1;
-        if (b->sha256[0] && strcmp(hex, b->sha256))
-            return pz_err(err, "%s: %s does not match its sha256 in the database", b->block_id, path);
-        if (pz_block_weights_load(w, &m->cfg, path, err)) return -1;
-        if (w->layer != b->layer || w->sub != b->sub) {
-            pz_block_weights_free(w);
-            return pz_err(err, "%s: %s holds layer %d, not the block's", b->block_id, path, w->layer);
-        }
-        return 0;
-    }
-    if (b->is_parent) return pz_block_weights_from_parent(w, m, b->layer, b->sub, err);
-    int noop = (b->sub == PZ_SUB_FFN || b->attn.attn == PZ_ATTN_NOOP) && (b->sub == PZ_SUB_ATTN || b->ffn.ffn == PZ_FFN_NOOP);
-    if (!noop) return pz_err(err, "%s: a trained block without a weight file", b->block_id);
-    return pz_block_weights_alloc(w, &m->cfg, b->layer, b->sub, b->attn, b->ffn, err);
-}
 
 static int load_tokens(const opts *o, const char *model, int32_t **ids, long *n, char *err) {
     size_t len;
@@ -314,9 +291,14 @@ int pz_cmd_score(int argc, char **argv) {
         const blk *b = &blocks[i];
         pz_block_weights w;
         pz_score_result r;
-        if (block_weights(db, m, b, &w, err)) goto fail;
-        int e = pz_scorer_score(sc, &w, &r, err);
-        pz_block_weights_free(&w);
+        int e = 0;
+        if (b->is_parent) {  // the parent itself: no pass (score.h, pz_scorer_base)
+            pz_scorer_base(sc, &r);
+        } else {
+            if (pz_ctx_block_weights(db, m, b, &w, err)) goto fail;
+            e = pz_scorer_score(sc, &w, &r, err);
+            pz_block_weights_free(&w);
+        }
         if (e || pz_rundb_record_score(db, b->block_id, &setup, &r, err)) goto fail;
         done++;
         double el = pz_now() - t0, rate = done / el;

@@ -9,10 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "common.h"
 #include "search.h"
+#include "search_ctx.h"
 
 #define MAX_BATCHES 32
 #define MAX_SOLUTIONS 64
@@ -23,7 +25,9 @@ void pz_usage_search(FILE *out) {
             "                     [--max-memory GIB] [--max-latency MS] [--max-ttft MS] [--max-params N]\n"
             "                     [--batch B|auto] [--solutions K] [--diversity D] [--objective kl|loss]\n"
             "                     [--method mip|greedy|uniform-ffn|drop-layers|shortgpt] [--time-limit S] [--tp N]\n"
-            "                     [--dtype bf16|fp8] [--kv-dtype bf16|fp8] [--scores HASH] [--device DEV]\n\n"
+            "                     [--dtype bf16|fp8] [--kv-dtype bf16|fp8] [--scores HASH] [--device DEV]\n"
+            "                     [--in-context [--rounds N] [--tries N] [--step-penalty X] [--context-tokens N]\n"
+            "                      [--context-data FILE] [--margin X] [--threads T] [--prec f32|bf16]]\n\n"
             "Chooses one attention and one FFN variant per layer from the run's library, minimizing the sum\n"
             "of replace-1-block scores (puzzle score) within the budget: a mixed-integer program solved with\n"
             "GLPK's branch-and-cut. The search and its solutions are stored in the run database (tables\n"
@@ -57,7 +61,22 @@ void pz_usage_search(FILE *out) {
             "  --dtype, --kv-dtype weights/GEMMs and KV cache in bf16 (default) or fp8 (GPU budgets)\n"
             "  --scores HASH       which scoring data (default: the data covering the most blocks)\n"
             "  --device DEV        which profiled CPU device (cpu budgets; default: the only one)\n"
-            "  --hardware-dir DIR  where hardware JSON files live\n");
+            "  --hardware-dir DIR  where hardware JSON files live\n"
+            "  --in-context        search in context (mip only): after the one-shot solution, score every\n"
+            "                      candidate swapped into THAT child (KL against the parent, minus the child's\n"
+            "                      own), solve again on these scores, measure the new child, and repeat while\n"
+            "                      its measured KL falls; every round is stored (table context_rounds, scores\n"
+            "                      in context_scores) and a rerun continues from the last one\n"
+            "  --rounds N          at most N rounds after the one-shot child (default 3)\n"
+            "  --tries N           solves per round, each measured, the best kept: penalty 0, then X, 2X, ...\n"
+            "                      nats per layer half changed from the round's base child (default 4)\n"
+            "  --step-penalty X    that X (default 0.005): a trust region for the first-order scores\n"
+            "  --context-tokens N  tokens of the context windows (default: as many as the scores used)\n"
+            "  --context-data FILE their text (default: the file the scores were computed on)\n"
+            "  --margin X          rescore only candidates whose one-shot score is within X (nats) of the\n"
+            "                      chosen variant's in their group (default: all); the others keep the\n"
+            "                      one-shot difference\n"
+            "  --threads T, --prec scorer threads (default: all cores) and products (default f32)\n");
 }
 
 typedef struct {
@@ -68,6 +87,8 @@ typedef struct {
     pz_search_objective obj;
     pz_cost_params cp;
     int dtype_given;
+    int in_context;
+    pz_ctx_params ctx;
 } opts;
 
 static int parse_count(const char *cmd, const char *opt, const char *v, double *out) {
@@ -90,6 +111,7 @@ static int parse(int argc, char **argv, opts *o) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         double x;
+        long n;
         if (!strcmp(a, "--db")) {
             if (!(o->db = pz_arg_value(cmd, argc, argv, &i))) return -1;
         } else if (!strcmp(a, "--budget")) {
@@ -108,6 +130,34 @@ static int parse(int argc, char **argv, opts *o) {
                 strcmp(o->method, "drop-layers") && strcmp(o->method, "shortgpt")) {
                 fprintf(stderr, "puzzle search: --method wants mip, greedy, uniform-ffn, drop-layers or shortgpt, "
                                 "got '%s'\n", o->method);
+                return -1;
+            }
+        } else if (!strcmp(a, "--in-context")) {
+            o->in_context = 1;
+        } else if (!strcmp(a, "--rounds")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_int(cmd, a, v, 1, 1000, &n)) return -1;
+            o->ctx.rounds = (int)n;
+        } else if (!strcmp(a, "--tries")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_int(cmd, a, v, 1, 30, &n)) return -1;
+            o->ctx.tries = (int)n;
+        } else if (!strcmp(a, "--step-penalty")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_float(cmd, a, v, 0, 1e6, &o->ctx.step_penalty))
+                return -1;
+        } else if (!strcmp(a, "--context-tokens")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_int(cmd, a, v, 2, 1L << 40, &o->ctx.tokens))
+                return -1;
+        } else if (!strcmp(a, "--context-data")) {
+            if (!(o->ctx.data = pz_arg_value(cmd, argc, argv, &i))) return -1;
+        } else if (!strcmp(a, "--margin")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_float(cmd, a, v, 0, 1e30, &o->ctx.margin))
+                return -1;
+        } else if (!strcmp(a, "--threads")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_int(cmd, a, v, 1, 1024, &n)) return -1;
+            o->ctx.threads = (int)n;
+        } else if (!strcmp(a, "--prec")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_wtype(cmd, v, &o->ctx.prec)) return -1;
+            if (o->ctx.prec == PZ_DT_E4M3) {
+                fprintf(stderr, "puzzle search: --prec wants f32 or bf16\n");
                 return -1;
             }
         } else if (!strcmp(a, "--throughput")) {
@@ -164,6 +214,10 @@ static int parse(int argc, char **argv, opts *o) {
     }
     if (!o->db || !o->budget) {
         fprintf(stderr, "puzzle search: %s is missing (see puzzle search --help)\n", !o->db ? "--db" : "--budget");
+        return -1;
+    }
+    if (o->in_context && strcmp(o->method, "mip")) {
+        fprintf(stderr, "puzzle search: --in-context applies to --method mip\n");
         return -1;
     }
     if (o->lim.throughput > 0 && o->lim.speedup > 0) {
@@ -284,6 +338,51 @@ out:
     return rc;
 }
 
+// ---- search in context ---------------------------------------------------------------------------
+// What the rounds' re-solves need (puzzle/search_ctx.h, pz_ctx_solve_fn).
+typedef struct {
+    pz_rundb *db;
+    const opts *o;
+    pz_search *s;
+    const char *command;
+    const pz_search_eval *par;
+    double ref;
+    long batch;
+    pz_solver_params sp;
+} ctx_user;
+
+// Solves at the one-shot child's batch with the scores as they are, stores it as a search.
+static int ctx_solve(void *user, int round, int *choice, long *solution_id, double *objective, char *err) {
+    ctx_user *u = user;
+    pz_solver *p = pz_search_problem(u->s, u->batch, &u->o->lim, u->ref, err);
+    if (!p) return -1;
+    found f;
+    memset(&f, 0, sizeof f);
+    int rc = pz_solver_solve(p, &u->sp, &f.sol, err);
+    pz_solver_free(p);
+    if (rc) return -1;
+    if (!is_solution(&f.sol)) {
+        pz_solver_solution_free(&f.sol);
+        return 1;
+    }
+    f.batch = u->batch;
+    char cmd[2400];
+    snprintf(cmd, sizeof cmd, "%s [in context, round %d]", u->command, round);
+    opts o1 = *u->o;
+    o1.n_solutions = 1;
+    long sid = 0, first = 0;
+    if (pz_search_evaluate(u->s, u->batch, f.sol.choice, &f.ev, err) ||
+        store(u->db, &o1, u->s, cmd, u->par, u->ref, "solved", NULL, NULL, 0, &f, 1, f.sol.seconds, &sid, &first,
+              err)) {
+        pz_solver_solution_free(&f.sol);
+        return -1;
+    }
+    memcpy(choice, f.sol.choice, sizeof(int) * (size_t)pz_search_n_groups(u->s));
+    *solution_id = first, *objective = f.sol.objective;
+    pz_solver_solution_free(&f.sol);
+    return 0;
+}
+
 // ---- printing ------------------------------------------------------------------------------------
 static void print_changes(pz_search *s, const int *choice) {
     int n = 0;
@@ -309,7 +408,12 @@ static const char *tput_unit(const pz_search_scenario *sc) {
 
 // ---- the command ------------------------------------------------------------------------------------
 int pz_cmd_search(int argc, char **argv) {
-    opts o = {.method = "mip", .n_solutions = 1, .diversity = 0.2, .time_limit = 60, .cp = pz_cost_default_params()};
+    opts o = {.method = "mip", .n_solutions = 1, .diversity = 0.2, .time_limit = 60, .cp = pz_cost_default_params(),
+              .ctx = pz_ctx_default_params()};
+    {
+        long nc = sysconf(_SC_NPROCESSORS_ONLN);
+        o.ctx.threads = nc > 0 ? (int)nc : 1;
+    }
     if (parse(argc, argv, &o)) return PZ_EXIT_USAGE;
     char err[PZ_ERRLEN], warn[512];
     pz_search_scenario sc;
@@ -547,6 +651,23 @@ int pz_cmd_search(int argc, char **argv) {
     print_changes(s, sols[0].sol.choice);
     printf("(puzzle solution --db %s %ld for every layer; puzzle realize --db %s --solution %ld --out DIR)\n", o.db,
            first_id, o.db, first_id);
+    if (o.in_context) {
+        fflush(stdout);
+        char key[1024];
+        const pz_search_limits *l = &o.lim;
+        snprintf(key, sizeof key,
+                 "budget %s|device %s|dtype %s|scenario %s|batch %ld|throughput %.6g|speedup %.6g|memory %.6g|"
+                 "latency %.6g|ttft %.6g|params %.6g|objective %s|scores %s/%ld",
+                 bud.name, pz_search_device(s), pz_search_dtype(s), sc.name, best_batch, l->throughput, l->speedup,
+                 l->max_memory, l->max_latency, l->max_ttft, l->max_params, o.obj == PZ_OBJ_KL ? "kl" : "loss",
+                 pz_search_data_hash(s), pz_search_data_seq_len(s));
+        ctx_user u = {db, &o, s, command, &par, ref, best_batch, sp};
+        long best = 0;
+        pz_install_stop_signals();
+        if (pz_search_in_context(db, s, key, &o.ctx, sols[0].sol.choice, first_id, ctx_solve, &u, &best, err))
+            goto fail;
+        printf("(puzzle realize --db %s --solution %ld --out DIR)\n", o.db, best);
+    }
     rc = PZ_EXIT_OK;
     goto out;
 fail:

@@ -257,6 +257,31 @@ static const char *const migrations[] = {
     "  stage TEXT NOT NULL, key TEXT NOT NULL, result TEXT,\n"
     "  wall_s REAL, finished_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),\n"
     "  PRIMARY KEY (stage, key)) WITHOUT ROWID;\n",
+    // Issue 11, search in context (`puzzle search --in-context`): scores of
+    // candidate blocks swapped into a child (the base: base_key names its
+    // blocks, base_solution_id a stored solution that has them) instead of
+    // the parent, KL still against the parent; and the rounds of
+    // each in-context run (run_key: the search's options and the context
+    // windows), round 0 being the one-shot child.
+    "CREATE TABLE context_scores (\n"
+    "  base_key TEXT NOT NULL, base_solution_id INTEGER REFERENCES solutions(id) ON DELETE SET NULL,\n"
+    "  item TEXT NOT NULL,\n"
+    "  data_hash TEXT NOT NULL, seq_len INTEGER NOT NULL, tokens INTEGER NOT NULL,\n"
+    "  kl REAL NOT NULL, loss_delta REAL NOT NULL, top1 REAL NOT NULL, base_kl REAL NOT NULL, wall_s REAL,\n"
+    "  created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),\n"
+    "  PRIMARY KEY (base_key, item, data_hash, seq_len)) WITHOUT ROWID;\n"
+    "CREATE TABLE context_rounds (\n"
+    "  run_key TEXT NOT NULL, round INTEGER NOT NULL,\n"
+    "  solution_id INTEGER NOT NULL REFERENCES solutions(id) ON DELETE CASCADE,\n"
+    "  status TEXT NOT NULL CHECK (status IN ('base', 'improved', 'worse', 'same')),\n"
+    "  data_hash TEXT NOT NULL, seq_len INTEGER NOT NULL, tokens INTEGER NOT NULL,\n"
+    "  kl REAL NOT NULL, top1 REAL NOT NULL, loss_delta REAL NOT NULL, predicted REAL,\n"
+    "  n_rescored INTEGER NOT NULL, wall_s REAL,\n"
+    "  created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),\n"
+    "  PRIMARY KEY (run_key, round)) WITHOUT ROWID;\n"
+    "CREATE VIEW context_block_scores AS\n"
+    "  SELECT base_key, base_solution_id, item, data_hash, seq_len, tokens, kl, kl - base_kl AS delta, loss_delta, top1,\n"
+    "         wall_s FROM context_scores;\n",
 };
 #define N_MIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
 _Static_assert(N_MIGRATIONS == PZ_RUNDB_VERSION, "PZ_RUNDB_VERSION is the number of migrations");

@@ -96,6 +96,16 @@
 //            attn_is_parent, ffn_is_parent, score)
 //   models.solution_id             the solution a realized child came from
 //   views solution_summary, solution_choices (with block files), pareto_front
+// Search in context (`puzzle search --in-context`, version 9):
+//   context_scores(base_key, base_solution_id, item, data_hash, seq_len,
+//            tokens, kl, loss_delta, top1, base_kl, wall_s)  a candidate
+//                                  swapped into the child base_key (a hash of
+//                                  its blocks; base_solution_id one stored
+//                                  solution of it); KL against the
+//                                  parent; view context_block_scores adds
+//                                  delta = kl - base_kl
+//   context_rounds(run_key, round, solution_id, status, data_hash, seq_len,
+//            tokens, kl, top1, loss_delta, predicted, n_rescored, wall_s)
 //
 // Pipeline-end migration (`puzzle distill --db`, `puzzle eval --db`, `puzzle
 // run`, `puzzle report`; rundb_eval.c):
@@ -154,8 +164,9 @@
 // 0 -> 1 library, 1 -> 2 profiles, 2 -> 3 scores, 3 -> 4 searches,
 // 4 -> 5 models.config_json, 5 -> 6 layer_influence, 6 -> 7 bld_runs.loss,
 // kept_init, init_val_global, final_val_global, 7 -> 8 distill_runs,
-// distill_curves, evals, eval_chat, eval_summary, run_stages.
-#define PZ_RUNDB_VERSION 8
+// distill_curves, evals, eval_chat, eval_summary, run_stages, 8 -> 9
+// context_scores, context_rounds.
+#define PZ_RUNDB_VERSION 9
 
 typedef struct pz_rundb pz_rundb;
 
@@ -536,6 +547,40 @@ typedef int (*pz_rundb_row_fn)(void *user, int row, int n, const char *const *co
 int pz_rundb_report_rows(pz_rundb *db, const char *set, long arg, pz_rundb_row_fn fn, void *user, char *err);
 // The data set names, NULL-terminated.
 extern const char *const pz_rundb_report_sets[];
+
+// ---- search in context (rundb_context.c) ------------------------------------------------------
+// The score of a candidate (item: its block id, or "ATTN+FFN" for a pair of
+// two blocks) swapped into the child named base_key (a hash of its blocks),
+// on (data_hash, seq_len): 1 with *r filled (kl, loss_delta, top1, tokens,
+// wall_s) and *base_kl, 0 when there is none, -1 on error.
+int pz_rundb_context_score(pz_rundb *db, const char *base_key, const char *item, const char *data_hash,
+                           long seq_len, pz_score_result *r, double *base_kl, char *err);
+// Records (or replaces) one (one transaction); base_solution_id: a stored
+// solution of that child.
+int pz_rundb_record_context_score(pz_rundb *db, const char *base_key, long base_solution_id, const char *item,
+                                  const char *data_hash, long seq_len, const pz_score_result *r, double base_kl,
+                                  char *err);
+
+// The text file and the positions (windows × (seq_len − 1)) of the newest
+// score on (data_hash, seq_len): 1, or 0 when there is none.
+int pz_rundb_score_data(pz_rundb *db, const char *data_hash, long seq_len, char *data, size_t cap, long *positions,
+                        char *err);
+
+// One round of an in-context search.
+typedef struct {
+    int round;              // 0: the one-shot child
+    long solution_id;       // the round's child
+    char status[16];        // 'base' (round 0), 'improved', 'worse' (measured), 'same' (the MIP chose the base again)
+    char data_hash[40];
+    long seq_len, tokens;
+    double kl, top1, loss_delta;  // the child measured against the parent on the context windows
+    double predicted;       // the round's MIP objective: base KL + sum of in-context deltas (NAN: none)
+    int n_rescored;         // candidates scored in the base of the round before
+    double wall_s;
+} pz_rundb_context_round;
+// The rounds of run_key in order (none: *n = 0; *rows malloc'ed).
+int pz_rundb_context_rounds(pz_rundb *db, const char *run_key, pz_rundb_context_round **rows, int *n, char *err);
+int pz_rundb_record_context_round(pz_rundb *db, const char *run_key, const pz_rundb_context_round *r, char *err);
 
 // ---- merging, puzzle merge-db (rundb_merge.c) ------------------------------------------------
 // Attaches the database at path (which must exist) as schema "src" / detaches it.

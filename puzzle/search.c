@@ -73,6 +73,30 @@ const pz_search_item *pz_search_item_at(const pz_search *s, int g, int i) {
     return &s->items[s->groups[g].first + i];
 }
 
+void pz_search_set_score(pz_search *s, int g, int i, double score) { s->items[s->groups[g].first + i].score = score; }
+
+int pz_search_choice_of(const pz_search *s, const pz_rundb_solution_layer *layers, int n_layers, int *choice,
+                        char *err) {
+    for (int g = 0; g < s->n_groups; g++) {
+        const group *gr = &s->groups[g];
+        const pz_rundb_solution_layer *L = NULL;
+        for (int k = 0; k < n_layers; k++)
+            if (layers[k].layer == gr->layer) L = &layers[k];
+        if (!L) return pz_err(err, "the solution has no layer %d", gr->layer);
+        choice[g] = -1;
+        for (int i = 0; i < gr->n && choice[g] < 0; i++) {
+            const pz_search_item *it = &s->items[gr->first + i];
+            if ((gr->sub == PZ_SUB_FFN || pz_variant_eq(PZ_SUB_ATTN, it->attn, L->attn)) &&
+                (gr->sub == PZ_SUB_ATTN || pz_variant_eq(PZ_SUB_FFN, it->ffn, L->ffn)))
+                choice[g] = i;
+        }
+        if (choice[g] < 0)
+            return pz_err(err, "layer %d of the solution (%s, %s) is not in the library", gr->layer, L->attn_variant,
+                          L->ffn_variant);
+    }
+    return 0;
+}
+
 void pz_search_free(pz_search *s) {
     if (!s) return;
     free(s->prof);

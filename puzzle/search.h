@@ -132,6 +132,14 @@ int pz_search_replicas(const pz_search *s);
 // The child's layer specs for a choice.
 void pz_search_child_layers(const pz_search *s, const int *choice, pz_layer_spec *layers);
 
+// Search in context: replaces the score of item i of group g (problems built
+// after this call use it).
+void pz_search_set_score(pz_search *s, int g, int i, double score);
+// The choice (item per group) of a stored solution's layers: the items whose
+// variants the layers hold. 0, or -1 with err filled.
+int pz_search_choice_of(const pz_search *s, const pz_rundb_solution_layer *layers, int n_layers, int *choice,
+                        char *err);
+
 // One human line per violated row of an infeasible problem, in the terms of
 // the limits ("throughput: the fastest child that meets the other rows reaches
 // 1.74x the parent (asked 2x)"). ref_throughput as given to pz_search_problem.

@@ -17,6 +17,8 @@ struct pz_scorer {
     long n_tok, n_seq;
     int32_t *tokens;           // (n_tok)
     pz_block_weights *pw;      // (n_layer) the parent's layers in fp32 (PAIR)
+    const pz_block_weights **ba, **bf;  // (n_layer) the base's attention / FFN half of each layer
+    pz_score_result base;      // the base against the parent (the parent: KL 0, top-1 1)
     float *lm;                 // (V, H) fp32 LM head
     float **xcache;            // (n_layer) (n_tok, H) residual entering layer l, or NULL
     float *prob;               // (n_tok, V) parent probabilities
@@ -66,15 +68,16 @@ static int run_half(pz_scorer *s, pz_sub_kind half, const pz_block_weights *w, i
     return 0;
 }
 
-// Layers [l0, n_layer) on s->x (ns windows); layer `swap` (or -1) takes its
-// halves from sw where sw has them. Then the final norm and the LM head into
-// s->logits.
-static int forward_from(pz_scorer *s, int l0, int swap, const pz_block_weights *sw, int ns, char *err) {
+// Layers [l0, n_layer) of the base on s->x (ns windows); layer `swap` (or -1)
+// takes its attention half from sa and its FFN half from sf where they are
+// not NULL. Then the final norm and the LM head into s->logits.
+static int forward_from(pz_scorer *s, int l0, int swap, const pz_block_weights *sa, const pz_block_weights *sf,
+                        int ns, char *err) {
     for (int l = l0; l < s->n_layer; l++) {
-        const pz_block_weights *wa = &s->pw[l], *wf = &s->pw[l];
+        const pz_block_weights *wa = s->ba[l], *wf = s->bf[l];
         if (l == swap) {
-            if (sw->sub != PZ_SUB_FFN) wa = sw;
-            if (sw->sub != PZ_SUB_ATTN) wf = sw;
+            if (sa) wa = sa;
+            if (sf) wf = sf;
         }
         if (run_half(s, PZ_SUB_ATTN, wa, ns, err) || run_half(s, PZ_SUB_FFN, wf, ns, err)) return -1;
     }
@@ -162,6 +165,10 @@ static void embed(const pz_scorer *s, long row0, int M) {
     }
 }
 
+static int has_half(const pz_block_weights *w, pz_sub_kind half) {
+    return w->sub == PZ_SUB_PAIR || w->sub == half;
+}
+
 static void *xalloc(pz_scorer *s, size_t n, size_t sz) {
     size_t b;
     if (pz_mul_size(n, sz, &b)) return NULL;
@@ -194,6 +201,8 @@ pz_scorer *pz_scorer_create(const pz_model *m, const int32_t *tokens, long n_tok
         }
     s->tokens = xalloc(s, N, sizeof(int32_t));
     s->pw = calloc((size_t)s->n_layer, sizeof *s->pw);
+    s->ba = calloc((size_t)s->n_layer, sizeof *s->ba);
+    s->bf = calloc((size_t)s->n_layer, sizeof *s->bf);
     s->xcache = calloc((size_t)s->n_layer, sizeof *s->xcache);
     s->lm = xalloc(s, V, H * sizeof(float));
     s->prob = xalloc(s, N, V * sizeof(float));
@@ -205,7 +214,7 @@ pz_scorer *pz_scorer_create(const pz_model *m, const int32_t *tokens, long n_tok
     s->y = xalloc(s, R, H * sizeof(float));
     s->xn = xalloc(s, R, H * sizeof(float));
     s->logits = xalloc(s, R, V * sizeof(float));
-    if (!s->tokens || !s->pw || !s->xcache || !s->lm || !s->prob || !s->rowA || !s->rowS || !s->amax || !s->nll || !s->x || !s->y ||
+    if (!s->tokens || !s->pw || !s->ba || !s->bf || !s->xcache || !s->lm || !s->prob || !s->rowA || !s->rowS || !s->amax || !s->nll || !s->x || !s->y ||
         !s->xn || !s->logits)
         goto oom;
     memcpy(s->tokens, tokens, N * sizeof(int32_t));
@@ -214,6 +223,7 @@ pz_scorer *pz_scorer_create(const pz_model *m, const int32_t *tokens, long n_tok
     for (int l = 0; l < s->n_layer; l++) {
         if (pz_block_weights_from_parent(&s->pw[l], m, l, PZ_SUB_PAIR, err)) goto fail;
         s->bytes += pz_block_weights_count(&s->pw[l]) * sizeof(float);
+        s->ba[l] = s->bf[l] = &s->pw[l];
     }
     mat_to_f32(&m->lm_head, s->lm);
     if (!(s->be = pz_backend_create(s->p.backend, s->p.n_threads, err))) goto fail;
@@ -247,7 +257,7 @@ pz_scorer *pz_scorer_create(const pz_model *m, const int32_t *tokens, long n_tok
             }
             s->bi[l] += cos_sum;
         }
-        if (forward_from(s, s->n_layer, -1, NULL, ns, err)) goto fail;
+        if (forward_from(s, s->n_layer, -1, NULL, NULL, ns, err)) goto fail;
 #pragma omp parallel for num_threads(s->p.n_threads) schedule(static) reduction(+ : nll_sum)
         for (int r = 0; r < M; r++) {
             const long gr = row0 + r;
@@ -270,6 +280,9 @@ pz_scorer *pz_scorer_create(const pz_model *m, const int32_t *tokens, long n_tok
     }
     s->parent_nll = nll_sum / (double)(s->n_seq * (s->T - 1));
     for (int l = 0; l < s->n_layer; l++) s->bi[l] = 1.0 - s->bi[l] / (double)s->n_tok;
+    s->base = (pz_score_result){.kl = 0, .loss_delta = 0, .top1 = 1, .parent_nll = s->parent_nll,
+                                .child_nll = s->parent_nll, .tokens = s->n_seq * (s->T - 1),
+                                .loss_tokens = s->n_seq * (s->T - 1)};
     free(s->xin);
     s->xin = NULL;
     return s;
@@ -293,6 +306,8 @@ void pz_scorer_free(pz_scorer *s) {
         for (int l = 0; l < s->n_layer; l++) free(s->xcache[l]);
     pz_backend_free(s->be);
     free(s->pw);
+    free(s->ba);
+    free(s->bf);
     free(s->xcache);
     free(s->bi);
     free(s->xin);
@@ -315,34 +330,27 @@ double pz_scorer_parent_nll(const pz_scorer *s) { return s->parent_nll; }
 const float *pz_scorer_parent_probs(const pz_scorer *s) { return s->prob; }
 size_t pz_scorer_bytes(const pz_scorer *s) { return s->bytes; }
 
-int pz_scorer_score(pz_scorer *s, const pz_block_weights *w, pz_score_result *r, char *err) {
-    const double t0 = pz_now();
-    memset(r, 0, sizeof *r);
-    const int L = w->layer;
-    if (L < 0 || L >= s->n_layer) return pz_err(err, "score: block layer %d out of range", L);
-    if (w->hidden != s->H) return pz_err(err, "score: block hidden size %d, parent %d", w->hidden, s->H);
-    const int start = L - L % s->p.cache_stride;
-    const size_t H = (size_t)s->H, V = (size_t)s->V;
-    const int wpc = s->R / s->T;
+// Adds the comparison of the child logits in s->logits (rows row0.. row0+M) with the parent's.
+static void compare(pz_scorer *s, long row0, int M, double *kl_io, double *nll_io, double *agree_io) {
+    const size_t V = (size_t)s->V;
     double kl = 0, nll = 0, agree = 0;
-    for (long s0 = 0; s0 < s->n_seq; s0 += wpc) {
-        const int ns = (int)(s->n_seq - s0 < wpc ? s->n_seq - s0 : wpc), M = ns * s->T;
-        const long row0 = s0 * s->T;
-        memcpy(s->x, s->xcache[start] + (size_t)row0 * H, sizeof(float) * (size_t)M * H);
-        if (forward_from(s, start, L, w, ns, err)) return -1;
 #pragma omp parallel for num_threads(s->p.n_threads) schedule(static) reduction(+ : kl, nll, agree)
-        for (int i = 0; i < M; i++) {
-            const long gr = row0 + i;
-            if (gr % s->T == s->T - 1) continue;  // a window's last position predicts nothing here
-            const float *z = s->logits + (size_t)i * V;
-            int am;
-            const double lse = row_lse(z, s->V, &am);
-            double k = s->rowA[gr] - row_dot(s->prob + (size_t)gr * V, z, s->V) + lse * s->rowS[gr];
-            kl += k > 0 ? k : 0;  // >= 0 in exact arithmetic; rounding can dip below
-            agree += am == s->amax[gr];
-            nll += lse - z[s->tokens[gr + 1]];
-        }
+    for (int i = 0; i < M; i++) {
+        const long gr = row0 + i;
+        if (gr % s->T == s->T - 1) continue;  // a window's last position predicts nothing here
+        const float *z = s->logits + (size_t)i * V;
+        int am;
+        const double lse = row_lse(z, s->V, &am);
+        double k = s->rowA[gr] - row_dot(s->prob + (size_t)gr * V, z, s->V) + lse * s->rowS[gr];
+        kl += k > 0 ? k : 0;  // >= 0 in exact arithmetic; rounding can dip below
+        agree += am == s->amax[gr];
+        nll += lse - z[s->tokens[gr + 1]];
     }
+    *kl_io += kl, *nll_io += nll, *agree_io += agree;
+}
+
+static int finish(const pz_scorer *s, double kl, double nll, double agree, double t0, pz_score_result *r,
+                  char *err) {
     if (!isfinite(kl) || !isfinite(nll)) return pz_err(err, "score: the child's logits are not finite");
     r->tokens = r->loss_tokens = s->n_seq * (s->T - 1);
     r->kl = kl / (double)r->tokens;
@@ -352,4 +360,76 @@ int pz_scorer_score(pz_scorer *s, const pz_block_weights *w, pz_score_result *r,
     r->loss_delta = r->child_nll - r->parent_nll;
     r->wall_s = pz_now() - t0;
     return 0;
+}
+
+int pz_scorer_set_base(pz_scorer *s, const pz_block_weights *const *attn, const pz_block_weights *const *ffn,
+                       char *err) {
+    const double t0 = pz_now();
+    for (int l = 0; l < s->n_layer; l++) {  // checked before anything changes
+        const pz_block_weights *a = attn && attn[l] ? attn[l] : &s->pw[l];
+        const pz_block_weights *f = ffn && ffn[l] ? ffn[l] : &s->pw[l];
+        if (a->layer != l || f->layer != l || !has_half(a, PZ_SUB_ATTN) || !has_half(f, PZ_SUB_FFN) ||
+            a->hidden != s->H || f->hidden != s->H)
+            return pz_err(err, "score: base layer %d: a block of layer %d/%d without the half it needs", l,
+                          a->layer, f->layer);
+    }
+    for (int l = 0; l < s->n_layer; l++) {
+        s->ba[l] = attn && attn[l] ? attn[l] : &s->pw[l];
+        s->bf[l] = ffn && ffn[l] ? ffn[l] : &s->pw[l];
+    }
+    // The base pass: the residual entering each kept layer, then the comparison.
+    const size_t H = (size_t)s->H;
+    const int wpc = s->R / s->T;
+    double kl = 0, nll = 0, agree = 0;
+    for (long s0 = 0; s0 < s->n_seq; s0 += wpc) {
+        const int ns = (int)(s->n_seq - s0 < wpc ? s->n_seq - s0 : wpc), M = ns * s->T;
+        const long row0 = s0 * s->T;
+        embed(s, row0, M);
+        for (int l = 0; l < s->n_layer; l++) {
+            if (s->xcache[l]) memcpy(s->xcache[l] + (size_t)row0 * H, s->x, sizeof(float) * (size_t)M * H);
+            if (run_half(s, PZ_SUB_ATTN, s->ba[l], ns, err) || run_half(s, PZ_SUB_FFN, s->bf[l], ns, err)) goto fail;
+        }
+        if (forward_from(s, s->n_layer, -1, NULL, NULL, ns, err)) goto fail;
+        compare(s, row0, M, &kl, &nll, &agree);
+    }
+    if (finish(s, kl, nll, agree, t0, &s->base, err)) goto fail;
+    return 0;
+fail:
+    s->base.kl = NAN;  // a half-made cache: every score fails until a base is set
+    return -1;
+}
+
+void pz_scorer_base(const pz_scorer *s, pz_score_result *r) { *r = s->base; }
+
+int pz_scorer_score_halves(pz_scorer *s, int L, const pz_block_weights *sa, const pz_block_weights *sf,
+                           pz_score_result *r, char *err) {
+    const double t0 = pz_now();
+    memset(r, 0, sizeof *r);
+    if (L < 0 || L >= s->n_layer) return pz_err(err, "score: block layer %d out of range", L);
+    for (int h = 0; h < 2; h++) {
+        const pz_block_weights *w = h ? sf : sa;
+        if (!w) continue;
+        if (w->layer != L) return pz_err(err, "score: a block of layer %d swapped into layer %d", w->layer, L);
+        if (w->hidden != s->H) return pz_err(err, "score: block hidden size %d, parent %d", w->hidden, s->H);
+        if (!has_half(w, h ? PZ_SUB_FFN : PZ_SUB_ATTN))
+            return pz_err(err, "score: the block swapped in for the %s half has none", h ? "FFN" : "attention");
+    }
+    if (isnan(s->base.kl)) return pz_err(err, "score: no base (the last pz_scorer_set_base failed)");
+    const int start = L - L % s->p.cache_stride;
+    const size_t H = (size_t)s->H;
+    const int wpc = s->R / s->T;
+    double kl = 0, nll = 0, agree = 0;
+    for (long s0 = 0; s0 < s->n_seq; s0 += wpc) {
+        const int ns = (int)(s->n_seq - s0 < wpc ? s->n_seq - s0 : wpc), M = ns * s->T;
+        const long row0 = s0 * s->T;
+        memcpy(s->x, s->xcache[start] + (size_t)row0 * H, sizeof(float) * (size_t)M * H);
+        if (forward_from(s, start, L, sa, sf, ns, err)) return -1;
+        compare(s, row0, M, &kl, &nll, &agree);
+    }
+    return finish(s, kl, nll, agree, t0, r, err);
+}
+
+int pz_scorer_score(pz_scorer *s, const pz_block_weights *w, pz_score_result *r, char *err) {
+    return pz_scorer_score_halves(s, w->layer, w->sub != PZ_SUB_FFN ? w : NULL, w->sub != PZ_SUB_ATTN ? w : NULL, r,
+                                  err);
 }

@@ -36,6 +36,13 @@
 //     multiplies bf16 natively); the KL then carries bf16 noise, +0.3..1.4 %
 //     relative on SmolLM2 blocks (measured: results/score_run.md).
 //
+//   * The base need not be the parent (search in context, puzzle/search.h):
+//     pz_scorer_set_base makes a child the model that blocks are swapped
+//     into; it reruns the cache from that child, and every later score is
+//     KL(parent ‖ child with one block swapped), still against the parent's
+//     distributions. The base's own halves need no pass: pz_scorer_base
+//     holds its metrics (for the parent: KL 0, top-1 1, exactly).
+//
 // Windows: tokens are cut into n_tokens / seq_len whole windows, each from
 // position 0 (the same protocol as BLD capture); the tail is dropped.
 #ifndef PZ_SCORE_H
@@ -89,9 +96,27 @@ void pz_scorer_block_influence(const pz_scorer *s, double *bi);
 // Bytes the scorer keeps (residual cache + parent probabilities + fp32 weights).
 size_t pz_scorer_bytes(const pz_scorer *s);
 
-// Scores the parent with w's half (or both halves, PZ_SUB_PAIR) of layer
+// Makes a child the base: layer l takes its attention half from attn[l] and
+// its FFN half from ffn[l] (a NULL array or entry: the parent's half; a
+// block of sub PAIR may serve both). Runs the child once over the windows,
+// refilling the residual cache, and measures it against the parent
+// (pz_scorer_base). The blocks are borrowed: they must stay alive and
+// unchanged until the next set_base or pz_scorer_free. Returns 0, or -1 with
+// err filled; after a failed pass no score runs until a base is set again
+// (a failed check of the blocks changes nothing).
+int pz_scorer_set_base(pz_scorer *s, const pz_block_weights *const *attn, const pz_block_weights *const *ffn,
+                       char *err);
+// The base's metrics against the parent (set by pz_scorer_create for the
+// parent itself and by pz_scorer_set_base).
+void pz_scorer_base(const pz_scorer *s, pz_score_result *r);
+
+// Scores the base (the parent unless pz_scorer_set_base chose a child) with w's half (or both halves, PZ_SUB_PAIR) of layer
 // w->layer swapped in. w must have the parent's shape (hidden, heads).
 // Returns 0 with r filled, or -1 with err filled.
 int pz_scorer_score(pz_scorer *s, const pz_block_weights *w, pz_score_result *r, char *err);
+// The same with layer L's attention half from attn and its FFN half from ffn
+// (NULL: the base's own half), e.g. a pair made of two decoupled blocks.
+int pz_scorer_score_halves(pz_scorer *s, int L, const pz_block_weights *attn, const pz_block_weights *ffn,
+                           pz_score_result *r, char *err);
 
 #endif

@@ -8,7 +8,9 @@
 # table and a plot (speed-up against KL).
 #
 # usage: scripts/search_run.sh RUN.db OUTDIR [SPEEDUPS] [METHODS]
-#   SPEEDUPS default "1.25 1.5 2", METHODS default "mip greedy uniform-ffn drop-layers"
+#   SPEEDUPS default "1.25 1.5 2", METHODS default "mip greedy uniform-ffn drop-layers"; also shortgpt
+#   (needs the block influence of `puzzle score`) and mip-ctx (search in context, `puzzle search
+#   --in-context` with CTX_OPTS; rerunning resumes its stored rounds)
 #   env: SCENARIO (default decode:1x512), EVAL_TEXT (default ~/.cache/puzzle/text/eval.txt),
 #        EVAL_SKIP (tokens skipped first: the scoring windows; default 2048), EVAL_TOKENS (default 8192),
 #        THREADS (default 2), BUILD (default build)
@@ -33,16 +35,28 @@ echo "== searches and children"
 : >"$OUT/children.tsv"
 for X in $SPEEDUPS; do
   for M in $METHODS; do
-    "$P" search --db "$DB" --budget cpu --scenario "$SCENARIO" --speedup "$X" --method "$M" \
-        >"$OUT/search_${M}_$X.txt" 2>&1
-    S=$(q "SELECT max(id) FROM searches")
-    ST=$(q "SELECT status FROM searches WHERE id = $S")
-    if [ "$ST" != solved ]; then
-      echo "$M at ${X}x: $ST ($(q "SELECT explanation FROM searches WHERE id = $S"))"
-      printf '%s\t%s\t%s\t\t\t\t\t\n' "$M" "$X" "$ST" >>"$OUT/children.tsv"
-      continue
+    if [ "$M" = mip-ctx ]; then  # search in context: the best child its rounds measured
+      # shellcheck disable=SC2086
+      "$P" search --db "$DB" --budget cpu --scenario "$SCENARIO" --speedup "$X" --method mip --in-context \
+          ${CTX_OPTS:-} >"$OUT/search_${M}_$X.txt" 2>&1 || true
+      ID=$(sed -n 's/^best child: solution \([0-9]*\).*/\1/p' "$OUT/search_${M}_$X.txt" | tail -n 1)
+      if [ -z "$ID" ]; then
+        echo "$M at ${X}x: failed ($(tail -n 1 "$OUT/search_${M}_$X.txt"))"
+        printf '%s\t%s\t%s\t\t\t\t\t\n' "$M" "$X" failed >>"$OUT/children.tsv"
+        continue
+      fi
+    else
+      "$P" search --db "$DB" --budget cpu --scenario "$SCENARIO" --speedup "$X" --method "$M" \
+          >"$OUT/search_${M}_$X.txt" 2>&1
+      S=$(q "SELECT max(id) FROM searches")
+      ST=$(q "SELECT status FROM searches WHERE id = $S")
+      if [ "$ST" != solved ]; then
+        echo "$M at ${X}x: $ST ($(q "SELECT explanation FROM searches WHERE id = $S"))"
+        printf '%s\t%s\t%s\t\t\t\t\t\n' "$M" "$X" "$ST" >>"$OUT/children.tsv"
+        continue
+      fi
+      ID=$(q "SELECT id FROM solutions WHERE search_id = $S AND rank = 1")
     fi
-    ID=$(q "SELECT id FROM solutions WHERE search_id = $S AND rank = 1")
     DIR=$OUT/child_${M}_$X
     [ -f "$DIR/config.json" ] || "$P" realize --db "$DB" --solution "$ID" --out "$DIR" --dtype f32 2>>"$OUT/realize.log"
     row=$(q "SELECT objective, speedup, params, n_changed FROM solutions WHERE id = $ID" | tr '|' '\t')

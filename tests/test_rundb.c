@@ -99,7 +99,8 @@ static void test_old_database(const char *dir) {
     CHECKF(db && pz_rundb_model_identity(model, &c, &m, err) == 0 && pz_rundb_set_parent(db, &m, &c, err) == 0, "%s",
            err);
     pz_rundb_close(db);
-    CHECK(raw(path, "DROP VIEW eval_summary; DROP TABLE eval_chat; DROP TABLE evals; DROP TABLE distill_curves; "
+    CHECK(raw(path, "DROP VIEW context_block_scores; DROP TABLE context_scores; DROP TABLE context_rounds; "
+                    "DROP VIEW eval_summary; DROP TABLE eval_chat; DROP TABLE evals; DROP TABLE distill_curves; "
                     "DROP TABLE distill_runs; DROP TABLE run_stages; "
                     "DROP TABLE layer_influence; ALTER TABLE models DROP COLUMN config_json; "
                     "ALTER TABLE bld_runs DROP COLUMN loss; ALTER TABLE bld_runs DROP COLUMN kept_init; "

@@ -40,7 +40,7 @@ bad = [k for k in keys if a.get(k) != b.get(k)]
 sys.exit(f"differs in {bad}" if bad else 0)
 EOF2
 }
-check "schema version 8" '[ "$(q "PRAGMA user_version")" = 8 ]'
+check "schema version 9" '[ "$(q "PRAGMA user_version")" = 9 ]'
 check "BLD runs record the per-token loss" \
     '[ "$(q "SELECT DISTINCT loss || kept_init FROM bld_runs")" = token0 ]'
 check "config_json is the parent's config.json" 'same_config m'
@@ -48,7 +48,8 @@ check "tied embeddings and llama3 scaling stored" \
     '[ "$(q "SELECT json_extract(config_json, '"'"'$.tie_word_embeddings'"'"') || json_extract(config_json, '"'"'$.rope_scaling.rope_type'"'"') FROM models")" = 1llama3 ]'
 
 # As an older puzzle left it.
-q "DROP VIEW eval_summary; DROP TABLE eval_chat; DROP TABLE evals; DROP TABLE distill_curves;
+q "DROP VIEW context_block_scores; DROP TABLE context_scores; DROP TABLE context_rounds;
+   DROP VIEW eval_summary; DROP TABLE eval_chat; DROP TABLE evals; DROP TABLE distill_curves;
    DROP TABLE distill_runs; DROP TABLE run_stages; DROP TABLE layer_influence; ALTER TABLE models DROP COLUMN config_json;
    ALTER TABLE bld_runs DROP COLUMN loss; ALTER TABLE bld_runs DROP COLUMN kept_init;
    ALTER TABLE bld_runs DROP COLUMN init_val_global; ALTER TABLE bld_runs DROP COLUMN final_val_global;
@@ -56,7 +57,7 @@ q "DROP VIEW eval_summary; DROP TABLE eval_chat; DROP TABLE evals; DROP TABLE di
 check "degraded to version 4" '[ "$(q "PRAGMA user_version")" = 4 ]'
 "${PROF[@]}" >p1.txt 2>p1.err; rc=$?
 check "profile on a version-4 database (rc $rc: $(tail -1 p1.err))" '[ $rc -eq 0 ]'
-check "migrated to version 8" '[ "$(q "PRAGMA user_version")" = 8 ]'
+check "migrated to version 9" '[ "$(q "PRAGMA user_version")" = 9 ]'
 check "older BLD runs marked as trained with the global loss" \
     '[ "$(q "SELECT DISTINCT loss || kept_init || (init_val_global IS init_val_nmse) FROM bld_runs")" = global01 ]'
 check "the parent's configuration read from m and stored" 'same_config m'

@@ -8,6 +8,7 @@
 //     as a whole pz_model and run through the engine, KL taken against the
 //     parent run through the engine — with cache strides 1 and 2 (the
 //     recompute-from-the-nearest-cached-layer path);
+//   * search in context, a child as the base: see test_context;
 //   * the block influence measured in the parent pass equals 1 − mean cos of
 //     each layer's input and output computed here from an fp32 capture
 //     (blocklib/capture.h, a separate forward), and is exactly 0 for a
@@ -279,8 +280,189 @@ static void test_variant(int variant) {
     pz_model_free(m);
 }
 
+// A random block of the given half and variant for layer L of c.
+static int random_block(const pz_config *c, int L, pz_sub_kind half, pz_variant v, uint64_t *st, pz_block_weights *w) {
+    char err[PZ_ERRLEN];
+    if (pz_block_weights_alloc(w, c, L, half, v, v, err)) {
+        CHECKF(0, "%s", err);
+        return -1;
+    }
+    pz_test_fill_randn(w->arena, w->n_floats, 0.15f, st);
+    for (int i = 0; i < c->hidden; i++) {
+        if (w->attn_norm) w->attn_norm[i] = 1.0f + 0.1f * pz_test_randn(st);
+        if (w->ffn_norm) w->ffn_norm[i] = 1.0f + 0.1f * pz_test_randn(st);
+    }
+    return 0;
+}
+
+// Search in context (pz_scorer_set_base): a child as the base.
+//   * its own metrics (pz_scorer_base) equal the child realized as a whole
+//     model through the engine (1e-4 relative);
+//   * a candidate swapped into it (the cached-prefix path, strides 1 and 2)
+//     scores exactly what a base pass of the child with the candidate in
+//     gives (the direct measurement), and, for one candidate per layer, what
+//     the engine gives for that whole model;
+//   * the cached prefix gives the same scores as a scorer that keeps only
+//     layer 0 and runs every block from the embeddings (the old cost);
+//   * set_base back to the parent restores the parent's scores exactly, and
+//     a block without the half it is asked for is refused, leaving the base.
+static void test_context(int variant) {
+    char err[PZ_ERRLEN];
+    pz_config c;
+    pz_testmodel_config(&c, variant);
+    pz_model *m = pz_testmodel_random(&c, PZ_DT_F32, 300 + variant, err);
+    CHECKF(m != NULL, "%s", err);
+    if (!m) return;
+    const int NL = c.n_layer, V = c.vocab;
+    uint64_t st = 77 + variant;
+    int32_t tok[N_WIN * T_WIN];
+    for (int i = 0; i < N_WIN * T_WIN; i++) tok[i] = (int32_t)(pz_test_rand_u64(&st) % (uint64_t)V);
+    float *plp = engine_logprobs(m, tok);
+    CHECK(plp != NULL);
+    // The child: layer l changes its attention (l % 3 == 0: linear), its FFN
+    // (l % 3 == 1: swiglu 24), or both (l % 3 == 2: gqa kv1 + FFN removed).
+    pz_block_weights cw[2 * 8];
+    const pz_block_weights *ca[8] = {0}, *cf[8] = {0};
+    int ncw = 0;
+    pz_model *child = NULL;
+    for (int l = 0; l < NL && l < 8; l++) {
+        if (l % 3 != 1) {
+            pz_variant va = l % 3 == 0 ? (pz_variant){.attn = PZ_ATTN_LINEAR} : (pz_variant){.attn = PZ_ATTN_GQA, .size = 1};
+            if (random_block(&c, l, PZ_SUB_ATTN, va, &st, &cw[ncw])) goto out;
+            ca[l] = &cw[ncw++];
+        }
+        if (l % 3 != 0) {
+            pz_variant vf = l % 3 == 1 ? (pz_variant){.ffn = PZ_FFN_SWIGLU, .size = 24} : (pz_variant){.ffn = PZ_FFN_NOOP};
+            if (random_block(&c, l, PZ_SUB_FFN, vf, &st, &cw[ncw])) goto out;
+            cf[l] = &cw[ncw++];
+        }
+    }
+    for (int k = 0; k < ncw; k++) {
+        pz_model *next = realize(child ? child : m, &cw[k]);
+        pz_model_free(child);
+        child = next;
+        CHECK(child != NULL);
+        if (!child) goto out;
+    }
+    float *clp = engine_logprobs(child, tok);
+    CHECK(clp != NULL);
+    pz_score_result want;
+    if (clp) metrics(plp, clp, tok, V, &want);
+    free(clp);
+
+    pz_scorer *s[3] = {0};  // strides 1, 2 and "layer 0 only" (the old cost)
+    const int strides[3] = {1, 2, NL};
+    for (int k = 0; k < 3; k++) {
+        pz_score_params sp = pz_score_default_params();
+        sp.n_threads = 2, sp.cache_stride = strides[k], sp.max_rows = 2 * T_WIN;
+        s[k] = pz_scorer_create(m, tok, N_WIN * T_WIN, T_WIN, &sp, err);
+        CHECKF(s[k] != NULL, "%s", err);
+        if (!s[k]) goto out_s;
+    }
+    // Before: the parent's scores of one candidate per layer.
+    double parent_kl[8];
+    pz_block_weights cand[8][2];
+    memset(cand, 0, sizeof cand);
+    for (int L = 0; L < NL && L < 8; L++) {
+        pz_variant va = L % 2 ? (pz_variant){.attn = PZ_ATTN_NOOP} : (pz_variant){.attn = PZ_ATTN_LINEAR};
+        pz_variant vf = L % 2 ? (pz_variant){.ffn = PZ_FFN_LINEAR} : (pz_variant){.ffn = PZ_FFN_SWIGLU, .size = 16};
+        if (random_block(&c, L, PZ_SUB_ATTN, va, &st, &cand[L][0]) ||
+            random_block(&c, L, PZ_SUB_FFN, vf, &st, &cand[L][1]))
+            goto out_s;
+        pz_score_result r;
+        CHECKF(pz_scorer_score(s[0], &cand[L][1], &r, err) == 0, "%s", err);
+        parent_kl[L] = r.kl;
+    }
+    for (int k = 0; k < 3; k++) {
+        CHECKF(pz_scorer_set_base(s[k], ca, cf, err) == 0, "%s", err);
+        pz_score_result b;
+        pz_scorer_base(s[k], &b);
+        CHECKF(rel(b.kl, want.kl) < 1e-4 && fabs(b.top1 - want.top1) < 1.5 / (N_WIN * T_WIN) &&
+                   fabs(b.loss_delta - want.loss_delta) < 1e-4 * fabs(want.loss_delta) + 1e-6,
+               "variant %d stride %d: base kl %.8g top1 %.4f dloss %.8g, engine kl %.8g top1 %.4f dloss %.8g",
+               variant, strides[k], b.kl, b.top1, b.loss_delta, want.kl, want.top1, want.loss_delta);
+        CHECKF(b.kl > 1e-3, "variant %d: the child's KL %g is not above 0", variant, b.kl);
+    }
+    double worst_direct = 0, worst_old = 0;
+    for (int L = 0; L < NL && L < 8; L++) {
+        for (int h = 0; h < 3; h++) {  // attention, FFN, both
+            const pz_block_weights *sa = h != 1 ? &cand[L][0] : NULL, *sf = h != 0 ? &cand[L][1] : NULL;
+            pz_score_result r[3];
+            for (int k = 0; k < 3; k++)
+                CHECKF(pz_scorer_score_halves(s[k], L, sa, sf, &r[k], err) == 0, "%s", err);
+            // Direct: a base pass of the child with the candidate in (on scorer 2, then back).
+            const pz_block_weights *da[8], *df[8];
+            memcpy(da, ca, sizeof da), memcpy(df, cf, sizeof df);
+            if (sa) da[L] = sa;
+            if (sf) df[L] = sf;
+            pz_score_result d;
+            CHECKF(pz_scorer_set_base(s[2], da, df, err) == 0, "%s", err);
+            pz_scorer_base(s[2], &d);
+            CHECKF(pz_scorer_set_base(s[2], ca, cf, err) == 0, "%s", err);
+            for (int k = 0; k < 3; k++) {
+                worst_direct = fmax(worst_direct, rel(r[k].kl, d.kl));
+                CHECKF(rel(r[k].kl, d.kl) < 1e-9 && r[k].top1 == d.top1 && fabs(r[k].loss_delta - d.loss_delta) < 1e-9,
+                       "variant %d L%d h%d stride %d: in context kl %.10g top1 %.4f, direct %.10g top1 %.4f", variant,
+                       L, h, strides[k], r[k].kl, r[k].top1, d.kl, d.top1);
+            }
+            worst_old = fmax(worst_old, fmax(rel(r[0].kl, r[2].kl), rel(r[1].kl, r[2].kl)));
+            if (h == 2) {  // and the engine on that whole model
+                pz_model *m1 = realize(child, &cand[L][0]);
+                pz_model *m2 = m1 ? realize(m1, &cand[L][1]) : NULL;
+                float *q = m2 ? engine_logprobs(m2, tok) : NULL;
+                CHECK(q != NULL);
+                if (q) {
+                    pz_score_result e;
+                    metrics(plp, q, tok, V, &e);
+                    CHECKF(rel(r[0].kl, e.kl) < 1e-4 && fabs(r[0].top1 - e.top1) < 1.5 / (N_WIN * T_WIN),
+                           "variant %d L%d: in context kl %.8g top1 %.4f, engine %.8g top1 %.4f", variant, L,
+                           r[0].kl, r[0].top1, e.kl, e.top1);
+                }
+                free(q);
+                pz_model_free(m1);
+                pz_model_free(m2);
+            }
+        }
+    }
+    printf("  variant %d: child KL %.5f; in-context scores vs direct: max rel diff %.1e; cached prefix vs from "
+           "layer 0: %.1e\n", variant, want.kl, worst_direct, worst_old);
+    // Refused: an FFN-only block as the attention half; the base stays.
+    {
+        const pz_block_weights *bad[8];
+        memcpy(bad, ca, sizeof bad);
+        bad[0] = &cand[0][1];
+        pz_score_result b0, b1;
+        pz_scorer_base(s[0], &b0);
+        CHECK(pz_scorer_set_base(s[0], bad, cf, err) == -1 && strstr(err, "half"));
+        pz_scorer_base(s[0], &b1);
+        CHECK(b0.kl == b1.kl);
+    }
+    // Back to the parent: the parent's scores again, exactly.
+    CHECKF(pz_scorer_set_base(s[0], NULL, NULL, err) == 0, "%s", err);
+    {
+        pz_score_result b;
+        pz_scorer_base(s[0], &b);
+        CHECKF(b.kl < 1e-12 && b.top1 == 1, "variant %d: parent as base: kl %g top1 %g", variant, b.kl, b.top1);
+    }
+    for (int L = 0; L < NL && L < 8; L++) {
+        pz_score_result r;
+        CHECKF(pz_scorer_score(s[0], &cand[L][1], &r, err) == 0, "%s", err);
+        CHECKF(r.kl == parent_kl[L], "variant %d L%d: parent base again: kl %.12g, before %.12g", variant, L, r.kl,
+               parent_kl[L]);
+    }
+out_s:
+    for (int k = 0; k < 3; k++) pz_scorer_free(s[k]);
+    for (int L = 0; L < 8; L++) pz_block_weights_free(&cand[L][0]), pz_block_weights_free(&cand[L][1]);
+out:
+    for (int k = 0; k < ncw; k++) pz_block_weights_free(&cw[k]);
+    pz_model_free(child);
+    free(plp);
+    pz_model_free(m);
+}
+
 int main(void) {
     for (int v = 0; v < PZ_TESTMODEL_VARIANTS; v++) test_variant(v);
+    for (int v = 0; v < PZ_TESTMODEL_VARIANTS; v++) test_context(v);
     // No whole window: a clear error.
     char err[PZ_ERRLEN] = "";
     pz_config c;

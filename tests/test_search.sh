@@ -27,6 +27,8 @@
 #   * realize writes a DeciLM directory whose layers are the solution's, that
 #     `puzzle eval --ref` runs against the parent; the GGUF export evaluates
 #     identically to the directory; a tampered block file is refused;
+#   * search in context (--in-context): round 0's measured KL equals eval --ref
+#     of its child, rounds and rescored candidates are stored, a rerun adds nothing;
 #   * bad input: one line, non-zero exit.
 # A failed check prints what it expected and what it found.
 set -u
@@ -467,6 +469,38 @@ if [ -n "$F" ]; then
     check "tampered block: exit 1 naming sha256" '[ $rc -eq 1 ] && grep -q "sha256" t.err'
     cp saved.st "$F"
 fi
+
+# ---- search in context ------------------------------------------------------------------------------------
+# (after the recomputation above: in-context solutions are scored by KL differences in their base child, not
+# by the replace-1-block scores it recomputes.) Round 0 is the one-shot child, and its KL measured on the
+# context windows (the scores' own: held.txt, 512 tokens in windows of 64) equals `puzzle eval --ref` of that
+# child realized; a later round is stored only as 'improved' with a lower KL, or as 'worse' / 'same' with
+# the base's; every rescored candidate is stored with its base; a rerun continues and adds nothing.
+IC=("${S[@]}" --speedup "$T1" --in-context --rounds 2 --tries 2 --threads 2)
+"${IC[@]}" >ic.txt 2>ic.err; rc=$?
+check "search --in-context exits 0 (rc $rc: $(tail -n 1 ic.err))" '[ $rc -eq 0 ]'
+expect "one round 0, the one-shot child" "$(q "SELECT count(*) FROM context_rounds WHERE round = 0 AND status = 'base'")" eq 1
+R0=$(q "SELECT solution_id FROM context_rounds WHERE round = 0")
+K0=$(q "SELECT kl FROM context_rounds WHERE round = 0")
+"$BIN" realize --db run.db --solution "$R0" --out ctx0 --dtype f32 >/dev/null 2>&1
+"$BIN" eval ctx0 --ref m --text held.txt --ctx 64 --max-tokens 512 --threads 2 --json >c0.json 2>/dev/null
+KE=$(python3 -c 'import json; print(json.load(open("c0.json"))["kl"])' 2>/dev/null)
+check "round 0 KL $K0 = eval --ref of its child ${KE:-?} (1e-3 relative)" \
+    'awk -v a="$K0" -v b="$KE" "BEGIN { d = a - b; if (d < 0) d = -d; exit !(b != \"\" && a > 0 && d <= 1e-3 * b) }"'
+expect "rounds after 0 ordered: improved rows lower the KL, others keep the base's" \
+    "$(q "SELECT count(*) FROM context_rounds r JOIN context_rounds p ON p.run_key = r.run_key AND p.round = r.round - 1
+          WHERE NOT ((r.status = 'improved' AND r.kl < p.kl) OR (r.status IN ('worse', 'same') AND r.kl = p.kl))")" eq 0
+expect "candidates rescored in round 1 stored with their base" \
+    "$(q "SELECT count(*) FROM context_scores WHERE base_solution_id = $R0")" eq \
+    "$(q "SELECT n_rescored FROM context_rounds WHERE round = 1")"
+expect "context scores keep the base's KL" "$(q "SELECT count(DISTINCT base_kl) FROM context_scores WHERE base_solution_id = $R0")" eq 1
+check "the best child is printed" 'grep -q "^best child: solution" ic.txt'
+nr=$(q "SELECT count(*) FROM context_rounds"); ns=$(q "SELECT count(*) FROM context_scores")
+"${IC[@]}" >ic2.txt 2>ic2.err; rc=$?
+check "a rerun exits 0 and adds no round or score (rc $rc)" \
+    '[ $rc -eq 0 ] && [ "$(q "SELECT count(*) FROM context_rounds")" = "$nr" ] && [ "$(q "SELECT count(*) FROM context_scores")" = "$ns" ]'
+one_err_ctx=$("$BIN" search --db run.db --budget cpu --scenario decode:1x64 --method greedy --in-context 2>&1 >/dev/null)
+check "--in-context with a baseline is refused" '[[ "$one_err_ctx" == *"applies to --method mip"* ]]'
 
 # ---- bad input: one line, non-zero exit -------------------------------------------------------------------
 one_err() { # name, expected rc, grep pattern, command...
