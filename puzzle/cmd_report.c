@@ -1,9 +1,9 @@
 // cmd_report.c — `puzzle report --db RUN.db --out DIR`: a Markdown report of
-// a run a person would rather read than SQL: the evaluations table (parent,
-// children, baselines), the library as a layer x variant heat map of KL,
-// speed-up against KL with the MIP's solutions and the baselines, the chosen
-// architecture layer by layer, the distillation loss curves and chat replies
-// side by side. Pictures are drawn by gnuplot (an external program, PNG and
+// a run a person would rather read than SQL: the evaluation tables (parent,
+// children, baselines; one per evaluation text), the library as a layer x
+// variant heat map of KL, speed-up against KL with the MIP's solutions and
+// the baselines, the chosen architecture layer by layer, the distillation
+// loss curves and chat replies side by side. Pictures are drawn by gnuplot (an external program, PNG and
 // SVG) from TSV files written beside them; without gnuplot the report has the
 // tables and says how to get the pictures. The data comes from the named
 // data sets of rundb_eval.c (all SQL stays there).
@@ -25,10 +25,11 @@ void pz_usage_report(FILE *out) {
     fprintf(out,
             "usage: puzzle report --db RUN.db --out DIR [options]\n\n"
             "Writes DIR/report.md with pictures (gnuplot: DIR/NAME.png and DIR/NAME.svg, drawn from\n"
-            "DIR/NAME.tsv by DIR/NAME.gp): evaluations of the parent, children and baselines; the\n"
-            "library's replace-1-block KL as a layer x variant heat map; speed-up against KL of the\n"
-            "searches' solutions (predicted) and of the evaluated models (measured); the chosen child's\n"
-            "architecture layer by layer; distillation loss curves; chat replies side by side.\n"
+            "DIR/NAME.tsv by DIR/NAME.gp): evaluations of the parent, children and baselines (a table\n"
+            "per evaluation text, and the texts side by side); the library's replace-1-block KL as a\n"
+            "layer x variant heat map; speed-up against KL of the searches' solutions (predicted) and\n"
+            "of the evaluated models (measured); the chosen child's architecture layer by layer;\n"
+            "distillation loss curves; chat replies side by side.\n"
             "Without gnuplot the report has every table and no pictures (and says so).\n\n"
             "  --db RUN.db       the run database (required)\n"
             "  --out DIR         output directory (created; required)\n"
@@ -200,36 +201,91 @@ static void picture(FILE *md, plots *p, const char *name, const char *alt) {
 }
 
 // ---- sections ----------------------------------------------------------------------------
+// The file name of an eval row's text (column 8), or a stand-in for rows without one.
+static const char *text_of(const table *e, int r) {
+    const char *t = cell(e, r, 8), *b = t ? strrchr(t, '/') : NULL;
+    return b ? b + 1 : t ? t : "(no text: speed or chat only)";
+}
+
+// One table per eval text (the data set groups the rows by the text's sha256, column 21): each
+// model's perplexity beside the parent's on the same text, KL and top-1; speed and chat columns
+// only where that text's rows have them (they are per model: `puzzle run` measures them with the
+// in-domain text). With several texts, a last table puts each model's texts side by side.
 static int section_evals(FILE *md, const table *e) {
     fprintf(md, "## Evaluation: parent, children and baselines\n\n");
     if (!e->nrow) {
         fprintf(md, "No evaluations yet (`puzzle eval MODEL --ref PARENT --db RUN.db ...` or `puzzle run`).\n\n");
         return 0;
     }
-    fprintf(md, "Held-out text: %s (%s tokens scored). KL and top-1 agreement are against the parent; "
-                "speed is measured on this CPU (decode: single sequence after a prefill; speed-up = median "
-                "over rounds of the model's rate / the parent's). Chat: mean log-likelihood of the model's "
-                "greedy replies under the parent (nats/token; higher is better) and top-1 agreement along "
-                "the parent's own replies.\n\n",
-            str(e, 0, 8), str(e, 0, 9));
-    fprintf(md, "| model | method | params (M) | predicted speed-up | perplexity | vs parent | KL | top-1 | "
-                "decode tok/s | decode speed-up | prefill speed-up | chat log-lik | chat top-1 |\n");
-    fprintf(md, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    fprintf(md, "One table per evaluation text (`puzzle run`: the in-domain held-out text and the unseen "
+                "domain). KL and top-1 agreement are against the parent on the same text; \"vs parent\" is "
+                "the model's perplexity / the parent's on it. Speed is measured on this CPU (decode: single "
+                "sequence after a prefill; speed-up = median over rounds of the model's rate / the parent's). "
+                "Chat: mean log-likelihood of the model's greedy replies under the parent (nats/token; higher "
+                "is better) and top-1 agreement along the parent's own replies.\n\n");
+    int start[256], ngroup = 0;
+    for (int r = 0; r < e->nrow && ngroup < 256; r++)
+        if (!r || strcmp(str(e, r, 21), str(e, r - 1, 21))) start[ngroup++] = r;
+    for (int g = 0; g < ngroup; g++) {
+        int r0 = start[g], r1 = g + 1 < ngroup ? start[g + 1] : e->nrow, speed = 0, chat = 0;
+        for (int r = r0; r < r1; r++) {
+            speed |= cell(e, r, 14) != NULL || cell(e, r, 16) != NULL;
+            chat |= cell(e, r, 19) != NULL;
+        }
+        fprintf(md, "### Text: %s\n\n", text_of(e, r0));
+        if (cell(e, r0, 21))
+            fprintf(md, "`%s`, sha256 %.16s…, %s tokens scored.\n\n", str(e, r0, 8), str(e, r0, 21),
+                    str(e, r0, 9));
+        fprintf(md, "| model | method | params (M) | predicted speed-up | perplexity | vs parent | KL | top-1 |%s%s\n",
+                speed ? " decode tok/s | decode speed-up | prefill speed-up |" : "",
+                chat ? " chat log-lik | chat top-1 |" : "");
+        fprintf(md, "|---|---|--:|--:|--:|--:|--:|--:|%s%s\n", speed ? "--:|--:|--:|" : "", chat ? "--:|--:|" : "");
+        for (int r = r0; r < r1; r++) {
+            fprintf(md, "|");
+            md_text(md, str(e, r, 2), 40);
+            md_text(md, cell(e, r, 5) ? str(e, r, 5) : str(e, r, 1), 20);
+            md_num(md, num(e, r, 7), "%.1f");
+            md_num(md, num(e, r, 6), "%.3fx");
+            md_num(md, num(e, r, 10), "%.3f");
+            md_num(md, num(e, r, 11), "%.3fx");
+            md_num(md, num(e, r, 12), "%.4f");
+            md_num(md, num(e, r, 13), "%.4f");
+            if (speed) {
+                md_num(md, num(e, r, 14), "%.1f");
+                md_num(md, num(e, r, 16), "%.3fx");
+                md_num(md, num(e, r, 17), "%.3fx");
+            }
+            if (chat) {
+                md_num(md, num(e, r, 19), "%.3f");
+                md_num(md, num(e, r, 20), "%.3f");
+            }
+            fprintf(md, "\n");
+        }
+        fprintf(md, "\n");
+    }
+    if (ngroup < 2) return 0;
+    // Side by side: each model (label and role, first-seen order) against every text.
+    fprintf(md, "### The texts side by side\n\nPerplexity / the parent's, and KL to the parent, of each model "
+                "on each text.\n\n| model |");
+    for (int g = 0; g < ngroup; g++) fprintf(md, " %s: vs parent | %s: KL |", text_of(e, start[g]),
+                                             text_of(e, start[g]));
+    fprintf(md, "\n|---|");
+    for (int g = 0; g < ngroup; g++) fprintf(md, "--:|--:|");
+    fprintf(md, "\n");
     for (int r = 0; r < e->nrow; r++) {
+        int seen = 0;
+        for (int q = 0; q < r && !seen; q++)
+            seen = !strcmp(str(e, q, 2), str(e, r, 2)) && !strcmp(str(e, q, 1), str(e, r, 1));
+        if (seen) continue;
         fprintf(md, "|");
         md_text(md, str(e, r, 2), 40);
-        md_text(md, cell(e, r, 5) ? str(e, r, 5) : str(e, r, 1), 20);
-        md_num(md, num(e, r, 7), "%.1f");
-        md_num(md, num(e, r, 6), "%.3fx");
-        md_num(md, num(e, r, 10), "%.3f");
-        md_num(md, num(e, r, 11), "%.3fx");
-        md_num(md, num(e, r, 12), "%.4f");
-        md_num(md, num(e, r, 13), "%.4f");
-        md_num(md, num(e, r, 14), "%.1f");
-        md_num(md, num(e, r, 16), "%.3fx");
-        md_num(md, num(e, r, 17), "%.3fx");
-        md_num(md, num(e, r, 19), "%.3f");
-        md_num(md, num(e, r, 20), "%.3f");
+        for (int g = 0; g < ngroup; g++) {
+            int r1 = g + 1 < ngroup ? start[g + 1] : e->nrow, hit = -1;
+            for (int q = start[g]; q < r1 && hit < 0; q++)
+                if (!strcmp(str(e, q, 2), str(e, r, 2)) && !strcmp(str(e, q, 1), str(e, r, 1))) hit = q;
+            md_num(md, hit < 0 ? NAN : num(e, hit, 11), "%.3fx");
+            md_num(md, hit < 0 ? NAN : num(e, hit, 12), "%.4f");
+        }
         fprintf(md, "\n");
     }
     fprintf(md, "\n");

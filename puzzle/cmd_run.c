@@ -35,6 +35,9 @@ void pz_usage_run(FILE *out) {
             "  --calib FILE          block library (BLD) and replace-1-block scoring\n"
             "  --train FILE          distillation\n"
             "  --eval FILE           evaluation only (never read by another stage)\n"
+            "  --eval-unseen FILE    a domain no other stage sees (default text/eval_unseen.txt when it\n"
+            "                        exists; 'none' skips): every evaluated model also gets perplexity,\n"
+            "                        KL and top-1 against the parent on it (no speed, no chat)\n"
             "  --chat FILE           chat prompts of the evaluation (default scripts/chat_prompts.txt\n"
             "                        when present; 'none' skips the chat evaluation)\n"
             "Search:\n"
@@ -177,17 +180,23 @@ static int finish(run_state *r, const char *stage, const char *key, const char *
     return pz_rundb_stage_finish(r->db, stage, key, result, pz_now() - stage_start, err);
 }
 
-// Prints the evaluation table from eval_summary ("-" where not measured).
+// Prints the evaluation tables from eval_summary, one per text ("-" where not measured).
 static void cellf(int width, const char *fmt, const char *v) {
     if (!v) printf(" %*s", width, "-");
     else printf(fmt, width, atof(v));
 }
 static int print_eval_row(void *user, int row, int n, const char *const *c) {
-    (void)user, (void)n;
-    if (row < 0) {
-        printf("  %-22s %9s %10s %8s %7s %7s %12s %9s %8s %8s\n", "model", "predicted", "perplexity", "vs par.",
+    char *group = user;  // the text (sha256) of the table being printed
+    if (row < 0) return 0;
+    const char *sha = n > 21 && c[21] ? c[21] : "";
+    if (row == 0 || strcmp(group, sha)) {
+        snprintf(group, 65, "%s", sha);
+        const char *name = c[8] ? strrchr(c[8], '/') : NULL;
+        name = name ? name + 1 : c[8] ? c[8] : "(no text: speed or chat only)";
+        printf("  text: %s", name);
+        if (*sha) printf(" (sha256 %.12s, %s tokens)", sha, c[9] ? c[9] : "?");
+        printf("\n  %-22s %9s %10s %8s %7s %7s %12s %9s %8s %8s\n", "model", "predicted", "perplexity", "vs par.",
                "KL", "top-1", "decode tok/s", "measured", "chat ll", "chat t1");
-        return 0;
     }
     printf("  %-22.22s", c[2] ? c[2] : "?");
     cellf(8, " %*.3fx", c[6]);
@@ -203,10 +212,39 @@ static int print_eval_row(void *user, int row, int n, const char *const *c) {
     return 0;
 }
 
+// A model the evaluate stage evaluates.
+typedef struct {
+    char role[16], label[48], path[2400];
+    long sol;
+} target;
+
+// Runs `puzzle eval` of t on text (stored in the run database under t's role and label; KL and
+// top-1 against the parent unless t is the parent; decode speed when speed_rounds > 0, chat when
+// chat) and records the step (stage, key) as finished. 0, or -1 with err.
+static int eval_model(run_state *r, args_t *a, const char *text, const target *t, const char *key,
+                      const char *stage, const char *parent, const char *db_path, long tokens, long ctx,
+                      long threads, long speed_rounds, const char *chat, long chat_tokens, char *err) {
+    double t1 = pz_now();
+    memset(a, 0, sizeof *a), arg(a, "puzzle");
+    arg(a, "eval"), arg(a, "%s", t->path), arg(a, "--text"), arg(a, "%s", text);
+    arg(a, "--max-tokens"), arg(a, "%ld", tokens), arg(a, "--ctx"), arg(a, "%ld", ctx);
+    arg(a, "--threads"), arg(a, "%ld", threads);
+    if (speed_rounds > 0)
+        arg(a, "--speed"), arg(a, "--speed-ctx"), arg(a, "%ld", ctx), arg(a, "--speed-rounds"),
+            arg(a, "%ld", speed_rounds);
+    arg(a, "--db"), arg(a, "%s", db_path), arg(a, "--role");
+    arg(a, "%s", t->role), arg(a, "--label"), arg(a, "%s", t->label);
+    if (strcmp(t->role, "parent")) arg(a, "--ref"), arg(a, "%s", parent);
+    if (t->sol) arg(a, "--solution"), arg(a, "%ld", t->sol);
+    if (chat) arg(a, "--chat"), arg(a, "%s", chat), arg(a, "--chat-tokens"), arg(a, "%ld", chat_tokens);
+    if (run_self(a, err)) return -1;
+    return pz_rundb_stage_finish(r->db, stage, key, NULL, pz_now() - t1, err);
+}
+
 int pz_cmd_run(int argc, char **argv) {
     const char *cmd = "run", *parent = NULL, *db_path = NULL, *space = NULL, *budget = "cpu";
     const char *scenario = "decode:1x512", *search_scenario = NULL, *baselines = "uniform-ffn,shortgpt";
-    const char *calib = NULL, *train = NULL, *eval = NULL, *chat = NULL, *out = NULL;
+    const char *calib = NULL, *train = NULL, *eval = NULL, *unseen = NULL, *chat = NULL, *out = NULL;
     double speedup = 1.5, distill_lr = 2e-4;
     long lib_tokens = 8192, lib_steps = 30, lib_seq = 256, score_tokens = 512, score_seq = 256, repeats = 60;
     long distill_tokens = 16384, distill_seq = 256, distill_batch = 4, eval_tokens = 4096, eval_ctx = 512;
@@ -225,6 +263,7 @@ int pz_cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--calib")) { VAL(); calib = v; }
         else if (!strcmp(a, "--train")) { VAL(); train = v; }
         else if (!strcmp(a, "--eval")) { VAL(); eval = v; }
+        else if (!strcmp(a, "--eval-unseen")) { VAL(); unseen = v; }
         else if (!strcmp(a, "--chat")) { VAL(); chat = v; }
         else if (!strcmp(a, "--out")) { VAL(); out = v; }
         else if (!strcmp(a, "--speedup")) {
@@ -273,26 +312,30 @@ int pz_cmd_run(int argc, char **argv) {
     }
 
     // Defaults of the data files, and the output folder.
-    char cache[2048], d_calib[2100], d_train[2100], d_eval[2100], dir[2048];
+    char cache[2048], d_calib[2100], d_train[2100], d_eval[2100], d_unseen[2100], dir[2048];
     const char *env = getenv("PUZZLE_CACHE"), *home = getenv("HOME");
     if (env && *env) snprintf(cache, sizeof cache, "%s", env);
     else snprintf(cache, sizeof cache, "%s/.cache/puzzle", home ? home : ".");
     snprintf(d_calib, sizeof d_calib, "%s/text/calib.txt", cache);
     snprintf(d_train, sizeof d_train, "%s/text/train.txt", cache);
     snprintf(d_eval, sizeof d_eval, "%s/text/eval.txt", cache);
+    snprintf(d_unseen, sizeof d_unseen, "%s/text/eval_unseen.txt", cache);
     if (!calib) calib = d_calib;
     if (!train) train = d_train;
     if (!eval) eval = d_eval;
+    if (!unseen) unseen = pz_file_exists(d_unseen) ? d_unseen : "none";
+    int use_unseen = strcmp(unseen, "none") != 0;
     if (!chat) chat = pz_file_exists("scripts/chat_prompts.txt") ? "scripts/chat_prompts.txt" : "none";
     int use_chat = strcmp(chat, "none") != 0;
 
     char err[PZ_ERRLEN] = "";
     int rc = PZ_EXIT_FAIL;
     run_state r = {.t0 = pz_now(), .stop_after = stop_after};
-    char sha_calib[65], sha_train[65] = "", sha_eval[65], sha_chat[65] = "", sha_space[65] = "";
+    char sha_calib[65], sha_train[65] = "", sha_eval[65], sha_unseen[65] = "", sha_chat[65] = "", sha_space[65] = "";
     if (file_sha(calib, sha_calib, err) || file_sha(eval, sha_eval, err)) goto fail;
     if (distill_tokens > 0 && file_sha(train, sha_train, err)) goto fail;
     if (use_chat && file_sha(chat, sha_chat, err)) goto fail;
+    if (use_unseen && file_sha(unseen, sha_unseen, err)) goto fail;
     if (space && file_sha(space, sha_space, err)) goto fail;
     if (!(r.db = pz_rundb_open(db_path, 1, err))) goto fail;
     if (out) snprintf(dir, sizeof dir, "%s", out);
@@ -305,9 +348,10 @@ int pz_cmd_run(int argc, char **argv) {
     snprintf(child, sizeof child, "%s/child", dir);
     snprintf(dchild, sizeof dchild, "%s/child_distilled", dir);
     snprintf(report, sizeof report, "%s/report", dir);
-    printf("puzzle run: %s -> %s (budget %s, %.3gx, threads %ld); data: calib %s, train %s, eval %s, chat %s\n",
+    printf("puzzle run: %s -> %s (budget %s, %.3gx, threads %ld); data: calib %s, train %s, eval %s, "
+           "unseen-domain eval %s, chat %s\n",
            parent, db_path, budget, speedup, threads, calib, distill_tokens > 0 ? train : "(no distillation)", eval,
-           chat);
+           unseen, chat);
     // Ctrl-C goes to the stage in flight (same process group), which stops cleanly; this
     // process then reports the failed stage instead of dying first.
     signal(SIGINT, SIG_IGN);
@@ -446,18 +490,26 @@ int pz_cmd_run(int argc, char **argv) {
     }
     STOP_CHECK();
 
-    // ---- 7 evaluate: each model is its own step, recorded as "evaluate MODEL" ----
+    // ---- 7 evaluate: each model is its own step, recorded as "evaluate MODEL", and its
+    // unseen-domain perplexity / KL another, "evaluate-unseen MODEL" ----
     STAGE_BEGIN(6);
+    char pkey[8192];  // the stages before: what the unseen-domain steps depend on, beside their own inputs
+    snprintf(pkey, sizeof pkey, "%s", key);
     chain(key, sizeof key, "eval=%s tokens=%ld ctx=%ld chat=%s chat_tokens=%ld rounds=%ld", sha_eval,
              eval_tokens, eval_ctx, sha_chat, chat_tokens, speed_rounds);
-    say(&r, "evaluate: parent, child%s and baselines (%s) on %ld tokens of %s%s; decode speed on this CPU",
-        distill_tokens > 0 ? ", distilled child" : "", baselines, eval_tokens, eval, use_chat ? ", chat prompts" : "");
+    // The in-domain inputs key the baselines and each model's evaluation; the stage's own key
+    // adds the unseen-domain text, so a changed (or added) unseen file reruns only its steps.
+    char ikey[8192];
+    snprintf(ikey, sizeof ikey, "%s", key);
+    if (use_unseen) {
+        size_t kl = strlen(key);
+        snprintf(key + kl, sizeof key - kl, " unseen=%s", sha_unseen);
+    }
+    say(&r, "evaluate: parent, child%s and baselines (%s) on %ld tokens of %s%s%s%s; decode speed on this CPU",
+        distill_tokens > 0 ? ", distilled child" : "", baselines, eval_tokens, eval, use_unseen ? " and of " : "",
+        use_unseen ? unseen : "", use_chat ? ", chat prompts" : "");
     {
         // Baselines first get their own search and realization.
-        typedef struct {
-            char role[16], label[48], path[2400];
-            long sol;
-        } target;
         target t[16];
         int nt = 0;
         t[nt++] = (target){"parent", "parent", "", 0};
@@ -473,7 +525,7 @@ int pz_cmd_run(int argc, char **argv) {
         for (char *save = NULL, *m = strtok_r(list, ",", &save); m && nt < 16; m = strtok_r(NULL, ",", &save)) {
             char bkey[8192], bstage[64];
             snprintf(bstage, sizeof bstage, "baseline %s", m);
-            snprintf(bkey, sizeof bkey, "%s", key);
+            snprintf(bkey, sizeof bkey, "%s", ikey);
             chain(bkey, sizeof bkey, "method=%s", m);
             printf("-- baseline %s: search and realize\n", m);
             long bsol = 0;
@@ -508,24 +560,24 @@ int pz_cmd_run(int argc, char **argv) {
         for (int i = 0; i < nt; i++) {
             char ekey[8192], estage[80];
             snprintf(estage, sizeof estage, "evaluate %s", t[i].label);
-            snprintf(ekey, sizeof ekey, "%s", key);
+            snprintf(ekey, sizeof ekey, "%s", ikey);
             chain(ekey, sizeof ekey, "model=%s solution=%ld", t[i].path, t[i].sol);
             printf("-- evaluate %s (%s)\n", t[i].label, t[i].path);
             if ((d = done_before(&r, estage, ekey, NULL, 0, err)) < 0) goto fail;
-            if (d) continue;
-            double t1 = pz_now();
-            memset(&a, 0, sizeof a), arg(&a, "puzzle");
-            arg(&a, "eval"), arg(&a, "%s", t[i].path), arg(&a, "--text"), arg(&a, "%s", eval);
-            arg(&a, "--max-tokens"), arg(&a, "%ld", eval_tokens), arg(&a, "--ctx"), arg(&a, "%ld", eval_ctx);
-            arg(&a, "--threads"), arg(&a, "%ld", threads), arg(&a, "--speed"), arg(&a, "--speed-ctx");
-            arg(&a, "%ld", eval_ctx), arg(&a, "--speed-rounds");
-            arg(&a, "%ld", speed_rounds), arg(&a, "--db"), arg(&a, "%s", db_path), arg(&a, "--role");
-            arg(&a, "%s", t[i].role), arg(&a, "--label"), arg(&a, "%s", t[i].label);
-            if (strcmp(t[i].role, "parent")) arg(&a, "--ref"), arg(&a, "%s", parent);
-            if (t[i].sol) arg(&a, "--solution"), arg(&a, "%ld", t[i].sol);
-            if (use_chat) arg(&a, "--chat"), arg(&a, "%s", chat), arg(&a, "--chat-tokens"), arg(&a, "%ld", chat_tokens);
-            if (run_self(&a, err)) goto fail;
-            if (pz_rundb_stage_finish(r.db, estage, ekey, NULL, pz_now() - t1, err)) goto fail;
+            if (!d && eval_model(&r, &a, eval, &t[i], ekey, estage, parent, db_path, eval_tokens, eval_ctx, threads,
+                                 speed_rounds, use_chat ? chat : NULL, chat_tokens, err))
+                goto fail;
+            if (!use_unseen) continue;
+            // The unseen domain: perplexity, KL and top-1 only (speed and chat are per model, not per text).
+            snprintf(estage, sizeof estage, "evaluate-unseen %s", t[i].label);
+            snprintf(ekey, sizeof ekey, "%s", pkey);
+            chain(ekey, sizeof ekey, "unseen=%s tokens=%ld ctx=%ld model=%s solution=%ld", sha_unseen, eval_tokens,
+                  eval_ctx, t[i].path, t[i].sol);
+            printf("-- evaluate %s on the unseen domain (%s)\n", t[i].label, unseen);
+            if ((d = done_before(&r, estage, ekey, NULL, 0, err)) < 0) goto fail;
+            if (!d && eval_model(&r, &a, unseen, &t[i], ekey, estage, parent, db_path, eval_tokens, eval_ctx, threads,
+                                 0, NULL, 0, err))
+                goto fail;
         }
         if (finish(&r, "evaluate", key, NULL, err)) goto fail;
     }
@@ -539,11 +591,13 @@ int pz_cmd_run(int argc, char **argv) {
 
     printf("\nResult (%.0f s; run database %s, child %s%s%s):\n", pz_now() - r.t0, db_path, child,
            distill_tokens > 0 ? ", distilled " : "", distill_tokens > 0 ? dchild : "");
-    if (pz_rundb_report_rows(r.db, "evals", 0, print_eval_row, NULL, err) < 0) goto fail;
-    printf("  (ppl on %ld tokens of %s; KL and top-1 against the parent; decode speed-up measured on this CPU,\n"
-           "   %ld threads, median of %ld rounds; chat: mean parent log-likelihood of the replies, nats/token)\n"
-           "Report: %s/report.md\n",
-           eval_tokens, eval, threads, speed_rounds, report);
+    char group[65] = "";
+    if (pz_rundb_report_rows(r.db, "evals", 0, print_eval_row, group, err) < 0) goto fail;
+    printf("  (perplexity on at most %ld tokens of each text: %s%s%s; KL and top-1 against the parent;\n"
+           "   decode speed-up measured on this CPU, %ld threads, median of %ld rounds; chat: mean parent\n"
+           "   log-likelihood of the replies, nats/token)\nReport: %s/report.md\n",
+           eval_tokens, eval, use_unseen ? ", unseen domain " : "", use_unseen ? unseen : "", threads, speed_rounds,
+           report);
     rc = PZ_EXIT_OK;
     goto done;
 fail:

@@ -65,9 +65,22 @@ int pz_chat_prompt_ids(const pz_tokenizer *tok, const char *prompt, int32_t **id
     return n;
 }
 
-// Greedy continuation of ids[0..n) into out (at most max_new tokens; the
-// stop token, when produced, is the last one kept). Returns the count or -1.
-static int greedy(pz_engine *e, int vocab, const int32_t *ids, int n, int max_new, int32_t stop1, int32_t stop2,
+// The tokens that end a reply: EOS and the chat template's end-of-turn tokens
+// (pz_tokenizer_chat_stop_ids), as `puzzle generate --chat` and the server stop.
+typedef struct {
+    int32_t id[8];
+    int n;
+} stop_set;
+
+static int is_stop(const stop_set *s, int32_t t) {
+    for (int i = 0; i < s->n; i++)
+        if (s->id[i] == t) return 1;
+    return 0;
+}
+
+// Greedy continuation of ids[0..n) into out (at most max_new tokens; a stop
+// token, when produced, is the last one kept). Returns the count or -1.
+static int greedy(pz_engine *e, int vocab, const int32_t *ids, int n, int max_new, const stop_set *stops,
                   float *logits, int32_t *out, char *err) {
     pz_engine_slot_reset(e, 0);
     if (pz_engine_prefill(e, 0, ids, n, logits, 0, err)) return -1;
@@ -75,7 +88,7 @@ static int greedy(pz_engine *e, int vocab, const int32_t *ids, int n, int max_ne
     while (k < max_new) {
         int32_t next = pz_argmax(logits, vocab);
         out[k++] = next;
-        if (next == stop1 || next == stop2 || k == max_new) break;
+        if (is_stop(stops, next) || k == max_new) break;
         if (pz_engine_decode(e, &slot, &next, 1, logits, err)) return -1;
     }
     return k;
@@ -109,7 +122,8 @@ static int forced(pz_engine *e, int vocab, const int32_t *prompt, int n, const i
 int pz_chat_eval(pz_engine *model, pz_engine *ref, const pz_tokenizer *tok, int vocab, char *const *prompts, int n,
                  int max_new, int32_t *const *ref_ids, const int *ref_lens, pz_chat_score *out, void (*progress)(void *user, int done, int n), void *user,
                  char *err) {
-    int32_t stop1 = pz_tokenizer_eos(tok), stop2 = pz_tokenizer_find(tok, "<|im_end|>");
+    stop_set stops;  // EOS and the chat template's end-of-turn tokens
+    stops.n = pz_tokenizer_chat_stop_ids(tok, stops.id, (int)(sizeof stops.id / sizeof stops.id[0]));
     int max_ctx = pz_engine_max_ctx(model) < pz_engine_max_ctx(ref) ? pz_engine_max_ctx(model)
                                                                      : pz_engine_max_ctx(ref);
     int rc = -1;
@@ -130,10 +144,10 @@ int pz_chat_eval(pz_engine *model, pz_engine *ref, const pz_tokenizer *tok, int 
                    max_new, max_ctx);
             goto done;
         }
-        int m = greedy(model, vocab, ids, np, max_new, stop1, stop2, logits, reply, err);
+        int m = greedy(model, vocab, ids, np, max_new, &stops, logits, reply, err);
         int known = ref_ids && ref_ids[i] && ref_lens[i] > 0 && ref_lens[i] <= max_new;
         int pm = m < 0 ? -1 : known ? ref_lens[i] : ref == model ? m
-               : greedy(ref, vocab, ids, np, max_new, stop1, stop2, logits, preply, err);
+               : greedy(ref, vocab, ids, np, max_new, &stops, logits, preply, err);
         if (m < 0 || pm < 0) goto done;
         if (known) memcpy(preply, ref_ids[i], sizeof *preply * (size_t)pm);
         else if (ref == model) memcpy(preply, reply, sizeof *reply * (size_t)m);
@@ -141,7 +155,7 @@ int pz_chat_eval(pz_engine *model, pz_engine *ref, const pz_tokenizer *tok, int 
         if (forced(ref, vocab, ids, np, reply, m, buf, all, &ll, &t1, err) ||
             forced(model, vocab, ids, np, preply, pm, buf, all, &ll2, &t2, err))
             goto done;
-        int shown = m && (reply[m - 1] == stop1 || reply[m - 1] == stop2) ? m - 1 : m;
+        int shown = m && is_stop(&stops, reply[m - 1]) ? m - 1 : m;
         out[i].reply = pz_tokenizer_decode(tok, reply, (size_t)shown, 1);
         out[i].reply_ids = malloc(sizeof *reply * (size_t)m);
         if (out[i].reply_ids) memcpy(out[i].reply_ids, reply, sizeof *reply * (size_t)m);

@@ -223,12 +223,18 @@ static const report_set sets[] = {
     {"solutions",
      "SELECT solution_id, method, budget, scenario, target_speedup, speedup, score, params_m, n_changed "
      "FROM solution_summary WHERE rank = 1 AND status <> 'infeasible' ORDER BY method, speedup"},
-    // The newest evaluation of each model (eval_summary).
+    // The newest evaluation of each model on each text (eval_summary) whose contents are that
+    // file's newest (a changed file's old rows are left out), grouped by text (its sha256; the
+    // texts in the order first evaluated), the models in a fixed order within.
     {"evals",
-     "SELECT eval_id, role, label, model_path, solution_id, method, predicted_speedup, params_m, text_name, "
-     "text_tokens, perplexity, ppl_vs_parent, kl, top1, decode_tok_s, prefill_tok_s, decode_speedup, "
-     "prefill_speedup, chat_n, chat_parent_ll, chat_top1 FROM eval_summary "
-     "ORDER BY CASE role WHEN 'parent' THEN 0 WHEN 'child' THEN 1 WHEN 'distilled' THEN 2 ELSE 3 END, eval_id"},
+     "SELECT v.eval_id, v.role, v.label, v.model_path, v.solution_id, v.method, v.predicted_speedup, v.params_m, "
+     "v.text_name, v.text_tokens, v.perplexity, v.ppl_vs_parent, v.kl, v.top1, v.decode_tok_s, v.prefill_tok_s, "
+     "v.decode_speedup, v.prefill_speedup, v.chat_n, v.chat_parent_ll, v.chat_top1, e.text_sha256 "
+     "FROM eval_summary v JOIN evals e ON e.id = v.eval_id "
+     "WHERE e.text_name IS NULL OR e.text_sha256 = (SELECT y.text_sha256 FROM evals y "
+     "WHERE y.text_name = e.text_name ORDER BY y.id DESC LIMIT 1) "
+     "ORDER BY (SELECT min(x.id) FROM evals x WHERE x.text_sha256 IS e.text_sha256), "
+     "CASE v.role WHEN 'parent' THEN 0 WHEN 'child' THEN 1 WHEN 'distilled' THEN 2 ELSE 3 END, v.eval_id"},
     // A solution's layers (arg: solution id) beside the parent's.
     {"architecture",
      "SELECT l.layer, l.attn_kind, l.attn_size, l.ffn_kind, l.ffn_size, l.attn_variant, l.ffn_variant, "
