@@ -366,14 +366,9 @@ tile_bf16_avx2(float *y, int ldy, const float *xp, int Kp, const uint16_t *w, in
         for (int j = 0; j < MB; j++) a[i][j] = _mm256_setzero_ps();
     const uint16_t *wr = w + (size_t)n * K;
     int k = 0;
-    for (; k + 32 <= K; k += 32) {
-        pf_step(&pf);
+    for (; k + 16 <= K; k += 16) {
+        if (!(k & 16)) pf_step(&pf);
         bf16_chunk_avx2(a, xp, Kp, k, wr + k, (size_t)K, NB, MB);
-        bf16_chunk_avx2(a, xp, Kp, k + 16, wr + k + 16, (size_t)K, NB, MB);
-    }
-    if (k + 16 <= K) {
-        bf16_chunk_avx2(a, xp, Kp, k, wr + k, (size_t)K, NB, MB);
-        k += 16;
     }
     if (k < K) {
         uint16_t tail[8][16];
