@@ -366,6 +366,9 @@ tile_bf16_avx2(float *y, int ldy, const float *xp, int Kp, const uint16_t *w, in
         for (int j = 0; j < MB; j++) a[i][j] = _mm256_setzero_ps();
     const uint16_t *wr = w + (size_t)n * K;
     int k = 0;
+    // One 16-column chunk per iteration: with two, GCC interleaved them and
+    // spilled an accumulator of the 5 x 2 tile to the stack, putting a
+    // store-to-load forward into its FMA chain (~65 against ~75 GFLOP/s).
     for (; k + 16 <= K; k += 16) {
         if (!(k & 16)) pf_step(&pf);
         bf16_chunk_avx2(a, xp, Kp, k, wr + k, (size_t)K, NB, MB);
