@@ -41,14 +41,6 @@ typedef struct {
     double eff_prefill, eff_decode;  // medians of the per-repetition ratios
 } row;
 
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 // ---- the read pass ----------------------------------------------------------------
 __attribute__((target("avx512f"))) static float sum_avx512(const float *x, size_t n) {
@@ -261,8 +253,8 @@ static int run(const char *path, pz_dt wt, int nt, int P, row *r) {
     r->decode_tps = DECODE_TOKENS / best_dc;
     r->read_gbs = best_read;
     r->lib_s = best_lib;
-    r->eff_prefill = nrep ? median(eff_pf, nrep) : 0;
-    r->eff_decode = nrep ? median(eff_dc, nrep) : 0;
+    r->eff_prefill = nrep ? pz_median(eff_pf, nrep) : 0;
+    r->eff_decode = nrep ? pz_median(eff_dc, nrep) : 0;
     r->mm_gflop *= 1e-9;
     free(tok);
     free(lg);

@@ -30,14 +30,6 @@ typedef struct {
     double r_pf[64], r_d1[64], r_d16[64];  // per-repetition tokens/s
 } side;
 
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 int main(int argc, char **argv) {
     if (!getenv("OMP_WAIT_POLICY")) {  // see bench_engine.c
@@ -134,7 +126,7 @@ int main(int argc, char **argv) {
         }
         n += snprintf(tbl + n, sizeof tbl - (size_t)n, "| %s / bf16 (median of %d paired runs) | %.2f | %.2f | %.2f | %.2f |\n",
                       s[i].name, reps, pz_model_weight_bytes(s[i].m) / (double)pz_model_weight_bytes(s[0].m),
-                      median(q_pf, reps), median(q_d1, reps), median(q_d16, reps));
+                      pz_median(q_pf, reps), pz_median(q_d1, reps), pz_median(q_d16, reps));
     }
     printf("%s", tbl);
     FILE *f = fopen(out, "w");

@@ -113,14 +113,6 @@ typedef struct {
     pz_engine *e;
 } loaded;
 
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 // One timed round of e: prefill P fixed ids from an empty cache, then N decode steps.
 static int speed_round(pz_engine *e, const int32_t *ids, int P, int N, float *logits, double *pre, double *dec,
@@ -165,10 +157,10 @@ static int measure_speed(loaded *mod, loaded *ref, int P, int N, int R, int voca
         if (ref && !ref_first && speed_round(ref->e, ids, P, N, logits, &rpre[r], &rdec[r], err)) goto done;
         if (ref) px[r] = pre[r] / rpre[r], dx[r] = dec[r] / rdec[r];
     }
-    *out = (speed_result){median(dec, R), median(pre, R), NAN, NAN, NAN, NAN};
+    *out = (speed_result){pz_median(dec, R), pz_median(pre, R), NAN, NAN, NAN, NAN};
     if (ref) {
-        out->ref_dec = median(rdec, R), out->ref_pre = median(rpre, R);
-        out->dec_x = median(dx, R), out->pre_x = median(px, R);
+        out->ref_dec = pz_median(rdec, R), out->ref_pre = pz_median(rpre, R);
+        out->dec_x = pz_median(dx, R), out->pre_x = pz_median(px, R);
     }
     rc = 0;
 done:

@@ -102,6 +102,16 @@ void pz_fsync_dir_of(const char *path) {
     }
 }
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+double pz_median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 double pz_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -32,5 +32,7 @@ void pz_fsync_dir_of(const char *path);
 
 // Monotonic wall clock in seconds.
 double pz_now(void);
+// The median of v[0..n), n >= 1 (sorts v in place).
+double pz_median(double *v, int n);
 
 #endif

@@ -397,6 +397,16 @@ static cJSON *json_double(double d) {
 
 static void add_int(cJSON *o, const char *k, int v) { cJSON_AddItemToObject(o, k, cJSON_CreateNumber(v)); }
 
+// Static per-tensor e4m3 KV scales, as llm-compressor writes them (both FP8 layouts).
+static void add_kv_cache_scheme(cJSON *q) {
+    cJSON *kv = cJSON_AddObjectToObject(q, "kv_cache_scheme");
+    add_int(kv, "num_bits", 8);
+    cJSON_AddStringToObject(kv, "type", "float");
+    cJSON_AddStringToObject(kv, "strategy", "tensor");
+    cJSON_AddBoolToObject(kv, "dynamic", 0);
+    cJSON_AddBoolToObject(kv, "symmetric", 1);
+}
+
 char *pz_config_to_hf_json(const pz_config *c) {
     cJSON *r = cJSON_CreateObject();
     if (!r) return NULL;
@@ -456,14 +466,7 @@ char *pz_config_to_hf_json(const pz_config *c) {
         cJSON_AddBoolToObject(ia, "symmetric", 1);
         cJSON_AddBoolToObject(ia, "dynamic", !c->quant_static);
         cJSON_AddItemToArray(cJSON_AddArrayToObject(q, "ignore"), cJSON_CreateString("lm_head"));
-        if (c->quant_kv) {
-            cJSON *kv = cJSON_AddObjectToObject(q, "kv_cache_scheme");
-            add_int(kv, "num_bits", 8);
-            cJSON_AddStringToObject(kv, "type", "float");
-            cJSON_AddStringToObject(kv, "strategy", "tensor");
-            cJSON_AddBoolToObject(kv, "dynamic", 0);
-            cJSON_AddBoolToObject(kv, "symmetric", 1);
-        }
+        if (c->quant_kv) add_kv_cache_scheme(q);
     } else if (c->quant == PZ_DT_E4M3) {
         // vLLM's Fp8Config (quant_method, activation_scheme, ignored_layers);
         // kv_cache_scheme as llm-compressor writes it (docs/FP8.md)
@@ -473,14 +476,7 @@ char *pz_config_to_hf_json(const pz_config *c) {
         cJSON_AddStringToObject(q, "fmt", "e4m3");
         cJSON *ig = cJSON_AddArrayToObject(q, "ignored_layers");
         cJSON_AddItemToArray(ig, cJSON_CreateString("lm_head"));
-        if (c->quant_kv) {
-            cJSON *kv = cJSON_AddObjectToObject(q, "kv_cache_scheme");
-            add_int(kv, "num_bits", 8);
-            cJSON_AddStringToObject(kv, "type", "float");
-            cJSON_AddStringToObject(kv, "strategy", "tensor");
-            cJSON_AddBoolToObject(kv, "dynamic", 0);
-            cJSON_AddBoolToObject(kv, "symmetric", 1);
-        }
+        if (c->quant_kv) add_kv_cache_scheme(q);
     }
     cJSON *blocks = cJSON_AddArrayToObject(r, "block_configs");
     for (int i = 0; i < c->n_layer; i++) {
