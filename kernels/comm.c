@@ -38,8 +38,8 @@ static int single_status(pz_comm *c, int ok, const char *why, char *err) {
 
 static int single_wait(pz_comm *c, char *err) { return c->b ? c->b->synchronize(c->b, err) : 0; }
 
-static void single_abort(pz_comm *c) {
-    (void)c;
+static void single_abort(pz_comm *c, const char *why) {
+    (void)c, (void)why;
     exit(1);
 }
 

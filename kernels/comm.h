@@ -60,10 +60,12 @@ struct pz_comm {
     // (NCCL: ncclCommGetAsyncError), and then returns -1 with err.
     int (*wait)(pz_comm *c, char *err);
     // Ends every rank of the job with a non-zero status, at once; does not
-    // return. The caller prints its one rank-tagged line first. MPI:
-    // MPI_Abort; NCCL: ncclCommAbort (peers blocked in a collective see an
-    // async error where NCCL detects the loss) and exit.
-    void (*abort)(pz_comm *c);
+    // return. The caller prints its one rank-tagged line first; why (one
+    // line) is what other ranks may report. MPI: MPI_Abort (mpirun ends the
+    // others). NCCL: ncclCommAbort and exit; the others, waiting, notice it
+    // by NCCL's async error where NCCL detects the loss, and with a file:
+    // bootstrap by PATH.abort, which this writes (comm_nccl.h).
+    void (*abort)(pz_comm *c, const char *why);
     void (*destroy)(pz_comm *c);
 };
 

@@ -81,8 +81,8 @@ static int mpi_status(pz_comm *c, int ok, const char *why, char *err) {
 static int mpi_wait(pz_comm *c, char *err) { return c->b ? c->b->synchronize(c->b, err) : 0; }
 
 // mpirun then ends every other rank (SIGTERM, then SIGKILL).
-static void mpi_abort(pz_comm *c) {
-    (void)c;
+static void mpi_abort(pz_comm *c, const char *why) {
+    (void)c, (void)why;
     fflush(stdout);
     fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, 1);

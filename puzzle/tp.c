@@ -123,7 +123,7 @@ void pz_cli_tp_fail(const char *cmd, pz_comm *comm, int loaded, char *err) {
     }
     if (comm->health == PZ_COMM_BROKEN) {  // no collective can carry it: end every rank
         fprintf(stderr, "puzzle %s: rank %d: %s (ending all %d ranks)\n", cmd, comm->rank, err, comm->size);
-        comm->abort(comm);
+        comm->abort(comm, err);
     }
     if (comm->health == PZ_COMM_FAILED) {  // every rank knows err: rank 0 says it
         if (comm->rank == 0) fprintf(stderr, "puzzle %s: %s\n", cmd, err);

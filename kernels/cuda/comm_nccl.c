@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "backend_cuda.h"
 #include "bootstrap.h"
@@ -22,6 +24,7 @@ typedef struct {
     cudaStream_t stream;
     float *dev_one;  // the barrier's one-float all-reduce
     char *dev_msg;   // status: int32 lowest failing rank, then its reason (STATUS_MSG bytes)
+    char *abort_path;  // file: bootstrap: PATH.abort, a rank's abort notice to the others (else NULL)
 } nccl_impl;
 
 #define STATUS_MSG (PZ_ERRLEN - 16)
@@ -54,9 +57,27 @@ static int nccl_broadcast(pz_comm *c, void *buf, size_t bytes, int root, char *e
     return nccl_fail(c, err, ncclBroadcast(buf, buf, bytes, ncclUint8, root, x->comm, x->stream), "broadcast");
 }
 
+// A rank's abort notice (nccl_abort): 1 with its line in err when there is one.
+static int peer_aborted(pz_comm *c, char *err) {
+    nccl_impl *x = c->impl;
+    struct stat st;
+    if (!x->abort_path || stat(x->abort_path, &st) != 0) return 0;
+    char line[STATUS_MSG] = "";
+    FILE *f = fopen(x->abort_path, "r");
+    if (f) {
+        if (!fgets(line, sizeof line, f)) line[0] = 0;
+        fclose(f);
+    }
+    line[strcspn(line, "\n")] = 0;
+    c->health = PZ_COMM_BROKEN;
+    if (err) snprintf(err, PZ_ERRLEN, "another rank ended the job: %s", line[0] ? line : "(no reason given)");
+    return 1;
+}
+
 // Spins on cudaStreamQuery for about a millisecond (a decode step's
 // collectives finish within it), then sleeps 100 us between polls; checks
-// NCCL's asynchronous error (a peer's abort or loss, a timeout) as it goes.
+// NCCL's asynchronous error (a peer's abort or loss, a timeout) as it goes,
+// and every ~25 ms of sleeping a peer's abort notice (file: bootstrap).
 static int nccl_wait(pz_comm *c, char *err) {
     nccl_impl *x = c->impl;
     for (long i = 0;; i++) {
@@ -75,6 +96,7 @@ static int nccl_wait(pz_comm *c, char *err) {
             }
         }
         if (i > 4096) {
+            if (i % 256 == 0 && peer_aborted(c, err)) return -1;
             struct timespec ts = {0, 100 * 1000L};
             nanosleep(&ts, NULL);
         }
@@ -130,10 +152,21 @@ static int nccl_status(pz_comm *c, int ok, const char *why, char *err) {
 // Peers blocked in a collective with this rank see an asynchronous error
 // where NCCL detects the loss (network transports); under a launcher
 // (mpirun, torchrun-like) this rank's non-zero exit ends the job.
-static void nccl_abort(pz_comm *c) {
+static void nccl_abort(pz_comm *c, const char *why) {
     nccl_impl *x = c->impl;
     fflush(stdout);
     fflush(stderr);
+    if (x && x->abort_path) {  // the first rank's notice stays; written whole, then renamed
+        char tmp[4096];
+        snprintf(tmp, sizeof tmp, "%s.%d", x->abort_path, c->rank);
+        FILE *f = fopen(tmp, "w");
+        if (f) {
+            fprintf(f, "rank %d: %s\n", c->rank, why ? why : "aborted");
+            fclose(f);
+            if (link(tmp, x->abort_path) != 0) { /* another rank's notice is there */ }
+            unlink(tmp);
+        }
+    }
     if (x && x->comm) ncclCommAbort(x->comm);
     if (x) x->comm = NULL;
     _Exit(1);
@@ -145,6 +178,7 @@ static void nccl_destroy(pz_comm *c) {
         if (x->comm) ncclCommDestroy(x->comm);
         cudaFree(x->dev_one);
         cudaFree(x->dev_msg);
+        free(x->abort_path);
         free(x);
     }
     free(c);
@@ -168,6 +202,10 @@ pz_comm *pz_comm_nccl_create(pz_backend *b, int rank, int size, const char *boot
         return NULL;
     }
     c->impl = x;
+    if (bootstrap && !strncmp(bootstrap, "file:", 5)) {
+        size_t n = strlen(bootstrap + 5) + 8;
+        if ((x->abort_path = malloc(n))) snprintf(x->abort_path, n, "%s.abort", bootstrap + 5);
+    }
     c->destroy = nccl_destroy;
     x->stream = (cudaStream_t)pz_cuda_stream(b);
     cudaError_t e = cudaSetDevice(pz_cuda_device(b));
