@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 #include "comm.h"
@@ -109,6 +110,14 @@ int pz_cli_tp_loaded(pz_comm *comm, char *err) {
     return comm->status(comm, 1, NULL, err) ? -1 : 0;
 }
 
+// A follower of a failed job leaves a moment after rank 0, which prints the
+// job's line: a launcher that sees a rank exit non-zero ends the job, and
+// Open MPI's mpirun then may drop output of the others not yet forwarded.
+static void linger(void) {
+    struct timespec ts = {0, 300 * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
 void pz_cli_tp_fail(const char *cmd, pz_comm *comm, int loaded, char *err) {
     if (!comm || comm->size <= 1) {
         fprintf(stderr, "puzzle %s: %s\n", cmd, err);
@@ -126,7 +135,10 @@ void pz_cli_tp_fail(const char *cmd, pz_comm *comm, int loaded, char *err) {
         comm->abort(comm, err);
     }
     if (comm->health == PZ_COMM_FAILED) {  // every rank knows err: rank 0 says it
-        if (comm->rank == 0) fprintf(stderr, "puzzle %s: %s\n", cmd, err);
+        if (comm->rank == 0)
+            fprintf(stderr, "puzzle %s: %s\n", cmd, err);
+        else
+            atexit(linger);
         return;
     }
     fprintf(stderr, "puzzle %s: rank %d: %s\n", cmd, comm->rank, err);  // rank 0's own (met alike)
