@@ -377,7 +377,6 @@ static int prepare_layer(pz_engine *e, int l, const pz_layer_weights *w, char *e
 // Tensor-parallel commands (the section after pz_engine_create).
 #define TP_STAGE 65536  // bytes of backend memory a broadcast is staged through
 static int tp_bcast(pz_engine *e, void *host, size_t bytes, char *err);
-static int tp_agree(pz_engine *e, int ok, char *err);
 
 pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
     const pz_config *c = &m->cfg;
@@ -390,6 +389,7 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
         pz_err(err, "engine: out of memory");
         return NULL;
     }
+    int tp_agreed = 0;  // tensor parallel: this rank made the closing status exchange (below)
     e->m = m;
     e->p = p;
     e->pad_page = -1;
@@ -571,7 +571,7 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
     if (e->tp > 1) {
         // Every rank got here (or tells why not, below) before any other
         // collective: a rank that failed to build its share ends them all.
-        e->ready = -1;
+        tp_agreed = 1;
         if (e->comm->status(e->comm, 1, NULL, err)) goto fail;
         // Every rank must hold the same model and engine shape, or the
         // replayed calls would diverge: compare with rank 0's.
@@ -582,13 +582,9 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
         memcpy(mine, sig, sizeof sig);
         if (tp_bcast(e, sig, sizeof sig, err)) goto fail;
         int same = !memcmp(mine, sig, sizeof sig);
-        int all = tp_agree(e, same, err);
-        if (all < 0) goto fail;
-        if (!all) {
-            pz_err(err, "tensor parallel: rank %d's model or engine parameters differ from rank 0's%s", e->rank,
-                   same ? " (on another rank)" : "");
+        if (e->comm->status(e->comm, same, "tensor parallel: its model or engine parameters differ from rank 0's",
+                            err))
             goto fail;
-        }
         e->ready = 1;
     }
     return e;
@@ -596,12 +592,11 @@ oom:
     pz_err(err, "engine: out of memory (KV cache %zu bytes so far; n_slots %d, max_ctx %d, kv_pages %d)",
            e->kv_bytes, p.n_slots, p.max_ctx, p.kv_pages);
 fail:
-    if (e->tp > 1 && !e->ready && e->comm->health == PZ_COMM_OK) {
+    if (e->tp > 1 && !tp_agreed && e->comm->health == PZ_COMM_OK) {
         char why[PZ_ERRLEN];
         snprintf(why, sizeof why, "%s", err ? err : "engine create failed");
         e->comm->status(e->comm, 0, why, err);  // err: "rank R: why" on every rank
     }
-    e->ready = 0;
     pz_engine_free(e);
     return NULL;
 }
@@ -1129,20 +1124,6 @@ static int tp_bcast(pz_engine *e, void *host, size_t bytes, char *err) {
         }
     }
     return 0;
-}
-
-// 1 when ok is true on every rank, 0 when not, -1 with err when the
-// all-reduce fails. Uses the residual scratch (idle between calls).
-static int tp_agree(pz_engine *e, int ok, char *err) {
-    pz_backend *b = e->b;
-    float v = ok ? 0.0f : 1.0f;
-    if (b->copy(b, e->x, &v, sizeof v, PZ_COPY_H2D, err) ||
-        e->comm->all_reduce(e->comm, e->x, 1, PZ_REDUCE_MAX, err) || e->comm->wait(e->comm, err) ||
-        b->copy(b, &v, e->x, sizeof v, PZ_COPY_D2H, err) || b->synchronize(b, err)) {
-        e->comm->health = PZ_COMM_BROKEN;
-        return -1;
-    }
-    return v == 0.0f;
 }
 
 // After a call every rank made (prefill, decode, fork): its outcome rc on
