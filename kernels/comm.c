@@ -28,11 +28,11 @@ static int single_barrier(pz_comm *c, char *err) {
 }
 
 static int single_status(pz_comm *c, int ok, const char *why, char *err) {
-    (void)c;
     if (ok) return 0;
     char msg[PZ_ERRLEN - 16];  // why may be err itself
     snprintf(msg, sizeof msg, "%s", why ? why : "failed");
     if (err) snprintf(err, PZ_ERRLEN, "rank 0: %s", msg);
+    c->health = PZ_COMM_FAILED;
     return 1;
 }
 
