@@ -1132,7 +1132,7 @@ static int tp_bcast(pz_engine *e, void *host, size_t bytes, char *err) {
 // met alike: a bad token id, a full KV pool) returns rc as it is; rank 0
 // reports its own error. A call that failed on some ranks only has left
 // them out of step (KV cache, slots): every rank returns -1 with err
-// "tensor parallel: rank R failed: WHY", and so does every later call.
+// "tensor parallel: rank R: WHY", and so does every later call.
 static int tp_after(pz_engine *e, int rc, char *err) {
     pz_comm *c = e->comm;
     char mine[PZ_ERRLEN], st[PZ_ERRLEN] = "";

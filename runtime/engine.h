@@ -137,7 +137,7 @@ int pz_engine_tp_size(const pz_engine *e);
 // without tensor parallelism; a failure on some ranks only (out of memory,
 // a device or op error; the failing rank still makes the pass's remaining
 // all-reduces, so the others' passes end) fails the call on every rank with
-// "tensor parallel: rank R failed: WHY" (rank 0's call; the followers'
+// "tensor parallel: rank R: WHY" (rank 0's call; the followers'
 // pz_engine_follow), and every later call fails with it. When the
 // collectives themselves fail or fall out of step, comm->health becomes
 // PZ_COMM_BROKEN and the caller must end the job with comm->abort. Engine
