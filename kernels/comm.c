@@ -27,6 +27,22 @@ static int single_barrier(pz_comm *c, char *err) {
     return 0;
 }
 
+static int single_status(pz_comm *c, int ok, const char *why, char *err) {
+    if (ok) return 0;
+    char msg[PZ_ERRLEN - 16];  // why may be err itself
+    snprintf(msg, sizeof msg, "%s", why ? why : "failed");
+    if (err) snprintf(err, PZ_ERRLEN, "rank 0: %s", msg);
+    c->health = PZ_COMM_FAILED;
+    return 1;
+}
+
+static int single_wait(pz_comm *c, char *err) { return c->b ? c->b->synchronize(c->b, err) : 0; }
+
+static void single_abort(pz_comm *c, const char *why) {
+    (void)c, (void)why;
+    exit(1);
+}
+
 static void single_destroy(pz_comm *c) { free(c); }
 
 pz_comm *pz_comm_single_create(pz_backend *b, char *err) {
@@ -42,6 +58,9 @@ pz_comm *pz_comm_single_create(pz_backend *b, char *err) {
     c->all_reduce = single_all_reduce;
     c->broadcast = single_broadcast;
     c->barrier = single_barrier;
+    c->status = single_status;
+    c->wait = single_wait;
+    c->abort = single_abort;
     c->destroy = single_destroy;
     return c;
 }

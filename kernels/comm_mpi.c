@@ -14,7 +14,8 @@ typedef struct {
     int initialized_here;
 } mpi_impl;
 
-static int mpi_fail(char *err, const char *what, int rc) {
+static int mpi_fail(pz_comm *c, char *err, const char *what, int rc) {
+    if (c) c->health = PZ_COMM_BROKEN;
     char msg[MPI_MAX_ERROR_STRING];
     int len = 0;
     if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS) snprintf(msg, sizeof msg, "code %d", rc);
@@ -32,7 +33,7 @@ static int mpi_all_reduce(pz_comm *c, float *buf, size_t n, pz_reduce_op op, cha
         size_t k = n - off > (size_t)INT_MAX ? (size_t)INT_MAX : n - off;
         int rc = MPI_Allreduce(MPI_IN_PLACE, buf + off, (int)k, MPI_FLOAT, op == PZ_REDUCE_SUM ? MPI_SUM : MPI_MAX,
                                MPI_COMM_WORLD);
-        if (rc != MPI_SUCCESS) return mpi_fail(err, "MPI_Allreduce", rc);
+        if (rc != MPI_SUCCESS) return mpi_fail(c, err, "MPI_Allreduce", rc);
         off += k;
     }
     return 0;
@@ -46,7 +47,7 @@ static int mpi_broadcast(pz_comm *c, void *buf, size_t bytes, int root, char *er
     for (size_t off = 0; off < bytes;) {
         size_t k = bytes - off > (size_t)INT_MAX ? (size_t)INT_MAX : bytes - off;
         int rc = MPI_Bcast((char *)buf + off, (int)k, MPI_BYTE, root, MPI_COMM_WORLD);
-        if (rc != MPI_SUCCESS) return mpi_fail(err, "MPI_Bcast", rc);
+        if (rc != MPI_SUCCESS) return mpi_fail(c, err, "MPI_Bcast", rc);
         off += k;
     }
     return 0;
@@ -55,7 +56,37 @@ static int mpi_broadcast(pz_comm *c, void *buf, size_t bytes, int root, char *er
 static int mpi_barrier(pz_comm *c, char *err) {
     (void)c;
     int rc = MPI_Barrier(MPI_COMM_WORLD);
-    return rc == MPI_SUCCESS ? 0 : mpi_fail(err, "MPI_Barrier", rc);
+    return rc == MPI_SUCCESS ? 0 : mpi_fail(c, err, "MPI_Barrier", rc);
+}
+
+// The lowest failing rank (size when none) by one MPI_MIN, then its reason
+// by a broadcast from it, on the failure path only.
+static int mpi_status(pz_comm *c, int ok, const char *why, char *err) {
+    char msg[PZ_ERRLEN - 16];  // why may be err itself
+    snprintf(msg, sizeof msg, "%s", ok ? "" : why ? why : "failed");
+    int first = ok ? c->size : c->rank;
+    int rc = MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (rc != MPI_SUCCESS) return mpi_fail(c, err, "MPI_Allreduce (status)", rc);
+    if (first >= c->size) return 0;
+    c->health = PZ_COMM_FAILED;
+    if ((rc = MPI_Bcast(msg, (int)sizeof msg, MPI_CHAR, first, MPI_COMM_WORLD)) != MPI_SUCCESS)
+        return mpi_fail(c, err, "MPI_Bcast (status)", rc);
+    msg[sizeof msg - 1] = 0;
+    if (err) snprintf(err, PZ_ERRLEN, "rank %d: %s", first, msg);
+    return 1;
+}
+
+// Host memory, blocking collectives: nothing is left in flight but the
+// backend's own ops.
+static int mpi_wait(pz_comm *c, char *err) { return c->b ? c->b->synchronize(c->b, err) : 0; }
+
+// mpirun then ends every other rank (SIGTERM, then SIGKILL).
+static void mpi_abort(pz_comm *c, const char *why) {
+    (void)c, (void)why;
+    fflush(stdout);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    exit(1);  // not reached with a working launcher
 }
 
 static void mpi_destroy(pz_comm *c) {
@@ -94,8 +125,8 @@ pz_comm *pz_comm_mpi_create(pz_backend *b, char *err) {
         int provided = 0;
         int rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided);
         if (rc != MPI_SUCCESS) {
+            mpi_fail(c, err, "MPI_Init_thread", rc);
             free(c), free(im);
-            mpi_fail(err, "MPI_Init_thread", rc);
             return NULL;
         }
         im->initialized_here = 1;
@@ -109,6 +140,9 @@ pz_comm *pz_comm_mpi_create(pz_backend *b, char *err) {
     c->all_reduce = mpi_all_reduce;
     c->broadcast = mpi_broadcast;
     c->barrier = mpi_barrier;
+    c->status = mpi_status;
+    c->wait = mpi_wait;
+    c->abort = mpi_abort;
     c->destroy = mpi_destroy;
     return c;
 }

@@ -98,6 +98,19 @@ struct pz_comm;
 struct pz_backend;
 int pz_cli_tp_open(int tp, int backend_kind, int threads, const char *init, struct pz_comm **comm,
                    struct pz_backend **be, char *err);
+// Tensor parallel (comm with more than one rank; no-ops otherwise): a
+// failure on one rank ends every rank (docs/TP.md "Failures").
+// pz_cli_tp_loaded: every rank calls it once its shard is loaded; 0 when
+// every rank got there, -1 with err "rank R: WHY" when one failed (its fail
+// path told the others, below). Honours the PZ_TP_FAULT=load@RANK test hook.
+int pz_cli_tp_loaded(struct pz_comm *comm, char *err);
+// A command's fail path: prints the one line this rank owes for err
+// ("puzzle CMD: ..."; under tensor parallelism rank-tagged, and a failure
+// every rank learnt of is printed by rank 0 alone). loaded: 0 while the
+// rank has not passed pz_cli_tp_loaded, whose exchange it then makes with
+// err as its reason. When the ranks' collectives are broken it ends the
+// whole job (comm->abort) and does not return.
+void pz_cli_tp_fail(const char *cmd, struct pz_comm *comm, int loaded, char *err);
 // Parses --tp N and --tp-init SPEC at argv[*i] (advancing *i): 1 when
 // argv[*i] was one of them, 0 when not, -1 on a bad value (message printed).
 int pz_arg_tp(const char *cmd, int argc, char **argv, int *i, long *tp, const char **init);

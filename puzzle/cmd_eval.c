@@ -111,6 +111,7 @@ static double kl_rows(const float *p, const float *q, int n) {
 typedef struct {
     pz_model *m;
     pz_engine *e;
+    int tp_loaded;  // tensor parallel: every rank got its shard (pz_cli_tp_loaded)
 } loaded;
 
 
@@ -188,6 +189,8 @@ static int load(const char *path, pz_dt wtype, int act_fp8, pz_dt kvt, int head8
     ep.max_batch = ctx < 512 ? ctx : 512;
     ep.n_threads = threads;
     ep.comm = comm;
+    if (pz_cli_tp_loaded(comm, err)) return -1;
+    out->tp_loaded = 1;
     if (!(out->e = pz_engine_create(out->m, ep, err))) return -1;
     return 0;
 }
@@ -584,10 +587,7 @@ int pz_cmd_eval(int argc, char **argv) {
     rc = interrupted ? 130 : PZ_EXIT_OK;
     goto done;
 fail:
-    if (comm && comm->size > 1)
-        fprintf(stderr, "puzzle eval: rank %d: %s\n", comm->rank, err);
-    else
-        fprintf(stderr, "puzzle eval: %s\n", err);
+    pz_cli_tp_fail("eval", comm, mod.tp_loaded, err);
 done:
     for (int i = 0; chat && i < n_prompts; i++) free(chat[i].reply), free(chat[i].reply_ids);
     free(chat);

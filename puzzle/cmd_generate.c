@@ -115,6 +115,7 @@ int pz_cmd_generate(int argc, char **argv) {
     char *text = NULL;
     pz_comm *comm = NULL;
     pz_backend *tpb = NULL;
+    int tp_loaded = 0;  // tensor parallel: every rank got its shard (pz_cli_tp_loaded)
 
     if (pz_cli_tp_open((int)tp, device, (int)threads, tp_init, &comm, &tpb, err)) goto fail;
     if (!(tok = pz_tokenizer_load(path, err))) goto fail;
@@ -158,6 +159,8 @@ int pz_cmd_generate(int argc, char **argv) {
     ep.max_ctx = (int)need;
     ep.comm = comm;
     ep.backend = device;
+    if (pz_cli_tp_loaded(comm, err)) goto fail;
+    tp_loaded = 1;
     if (!(e = pz_engine_create(m, ep, err))) goto fail;
     if (comm && comm->rank != 0) {  // tensor parallel: the other ranks run rank 0's calls
         if (pz_engine_follow(e, err)) goto fail;
@@ -209,10 +212,7 @@ int pz_cmd_generate(int argc, char **argv) {
     rc = interrupted ? 130 : PZ_EXIT_OK;
     goto done;
 fail:
-    if (comm && comm->size > 1)
-        fprintf(stderr, "puzzle generate: rank %d: %s\n", comm->rank, err);
-    else
-        fprintf(stderr, "puzzle generate: %s\n", err);
+    pz_cli_tp_fail("generate", comm, tp_loaded, err);
 done:
     free(logits);
     free(scratch);

@@ -136,6 +136,7 @@ int pz_cmd_serve(int argc, char **argv) {
     pz_server *sv = NULL;
     pz_comm *comm = NULL;
     pz_backend *tpb = NULL;
+    int tp_loaded = 0;  // tensor parallel: every rank got its shard (pz_cli_tp_loaded)
     signal(SIGPIPE, SIG_IGN);
     pz_install_stop_signals();
     if (pz_cli_tp_open((int)tp, device, (int)threads, tp_init, &comm, &tpb, err)) goto fail;
@@ -190,6 +191,8 @@ int pz_cmd_serve(int argc, char **argv) {
     ep.backend = device;
     ep.kv_type = kvt;
     ep.comm = comm;
+    if (pz_cli_tp_loaded(comm, err)) goto fail;
+    tp_loaded = 1;
     if (!(e = pz_engine_create(m, ep, err))) goto fail;
     if (follower) {
         if (pz_engine_follow(e, err)) goto fail;
@@ -209,9 +212,22 @@ int pz_cmd_serve(int argc, char **argv) {
             comm ? " per rank, tensor parallel" : "",
             pz_chat_family_name(pz_chat_format_family(pz_tokenizer_chat_format(tok))));
     if (comm) fprintf(stderr, "puzzle serve: tensor parallel over %d ranks (%s)\n", comm->size, comm->name);
-    while (!pz_stop_signal) {
+    // Tensor parallel: a failed rank fails the request in flight (an error
+    // reply) and every later engine call; a group missing a rank cannot go
+    // on, so the server stops and exits non-zero.
+    while (!pz_stop_signal && !(comm && comm->health != PZ_COMM_OK)) {
         struct timespec ts = {0, 50 * 1000000L};
         nanosleep(&ts, NULL);
+    }
+    if (comm && comm->health != PZ_COMM_OK) {
+        pz_server_drain(sv, 2.0);  // the replies already failed go out; the rest fail fast
+        pz_server_stop(sv);
+        sv = NULL;
+        pz_sched_free(s);  // the engine thread is gone: its message can be read
+        s = NULL;
+        const char *why = pz_engine_tp_error(e);
+        snprintf(err, sizeof err, "%.*s; the server stops", PZ_ERRLEN - 32, why ? why : "tensor parallel: the job failed");
+        goto fail;
     }
     fprintf(stderr, "puzzle serve: %s: draining (at most %ld s)\n", pz_stop_signal == SIGINT ? "SIGINT" : "SIGTERM",
             drain);
@@ -220,7 +236,7 @@ int pz_cmd_serve(int argc, char **argv) {
     rc = PZ_EXIT_OK;
     goto done;
 fail:
-    fprintf(stderr, "puzzle serve: %s\n", err);
+    pz_cli_tp_fail("serve", comm, tp_loaded, err);
 done:
     pz_server_stop(sv);  // before the scheduler: connection threads hold jobs
     pz_sched_free(s);

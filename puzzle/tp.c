@@ -4,10 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 #include "comm.h"
 #include "common.h"
+#include "tp_plan.h"
 #ifdef PZ_HAVE_MPI
 #include "comm_mpi.h"
 #endif
@@ -99,4 +101,45 @@ int pz_cli_tp_open(int tp, int backend_kind, int threads, const char *init, pz_c
     (void)init, (void)RANK_KEYS, (void)LOCAL_KEYS, (void)undo;
     return pz_err(err, "--tp %d on %s needs NCCL: this build has none", tp, pz_backend_kind_name(kind));
 #endif
+}
+
+int pz_cli_tp_loaded(pz_comm *comm, char *err) {
+    if (!comm || comm->size <= 1) return 0;
+    if (pz_tp_fault("load", comm->rank))
+        return pz_err(err, "injected fault (PZ_TP_FAULT=load@%d) after loading the shard", comm->rank);
+    return comm->status(comm, 1, NULL, err) ? -1 : 0;
+}
+
+// A follower of a failed job leaves a moment after rank 0, which prints the
+// job's line: a launcher that sees a rank exit non-zero ends the job, and
+// Open MPI's mpirun then may drop output of the others not yet forwarded.
+static void linger(void) {
+    struct timespec ts = {0, 300 * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+void pz_cli_tp_fail(const char *cmd, pz_comm *comm, int loaded, char *err) {
+    if (!comm || comm->size <= 1) {
+        fprintf(stderr, "puzzle %s: %s\n", cmd, err);
+        return;
+    }
+    // Before the load check the others wait in it (or fail in it too):
+    // this rank's reason reaches every rank there.
+    if (!loaded && comm->health == PZ_COMM_OK) {
+        char why[PZ_ERRLEN];
+        snprintf(why, sizeof why, "%s", err);
+        comm->status(comm, 0, why, err);
+    }
+    if (comm->health == PZ_COMM_BROKEN) {  // no collective can carry it: end every rank
+        fprintf(stderr, "puzzle %s: rank %d: %s (ending all %d ranks)\n", cmd, comm->rank, err, comm->size);
+        comm->abort(comm, err);
+    }
+    if (comm->health == PZ_COMM_FAILED) {  // every rank knows err: rank 0 says it
+        if (comm->rank == 0)
+            fprintf(stderr, "puzzle %s: %s\n", cmd, err);
+        else
+            atexit(linger);
+        return;
+    }
+    fprintf(stderr, "puzzle %s: rank %d: %s\n", cmd, comm->rank, err);  // rank 0's own (met alike)
 }

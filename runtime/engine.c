@@ -38,6 +38,7 @@
 #include "tp_plan.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -99,6 +100,9 @@ struct pz_engine {
     pz_comm *comm;         // borrowed
     int tp, rank;
     int ready;             // created on every rank: rank 0's free tells the others to stop
+    char tp_err[PZ_ERRLEN]; // comm->health not OK: why (every later call fails with it)
+    int fault_step, fault_comm;  // test hook (pz_tp_fault): fail this forward pass (1-based)
+    long n_fwd;            // forward passes run
     char *shard;           // host copies of this rank's slices of the sharded matrices
     float *zeros;          // (R, hidden) zeros: the partial of a rank holding no FFN channels
     void *d_stage;         // command staging in backend memory (non-CPU backends)
@@ -281,7 +285,9 @@ enum { TP_STOP = 0, TP_PREFILL, TP_DECODE, TP_RESET, TP_ATTACH, TP_FORK };
 
 void pz_engine_free(pz_engine *e) {
     if (!e) return;
-    if (e->tp > 1 && e->rank == 0 && e->ready) tp_send(e, TP_STOP, 0, 0, NULL, 0, NULL, 0, NULL);
+    // A failed job has no one left to stop (each rank left its engine's calls).
+    if (e->tp > 1 && e->rank == 0 && e->ready && e->comm->health == PZ_COMM_OK)
+        tp_send(e, TP_STOP, 0, 0, NULL, 0, NULL, 0, NULL);
     pz_backend *b = e->b;
     if (b) {
         for (int i = 0; i < GRAPH_BUCKETS; i++)
@@ -371,7 +377,6 @@ static int prepare_layer(pz_engine *e, int l, const pz_layer_weights *w, char *e
 // Tensor-parallel commands (the section after pz_engine_create).
 #define TP_STAGE 65536  // bytes of backend memory a broadcast is staged through
 static int tp_bcast(pz_engine *e, void *host, size_t bytes, char *err);
-static int tp_agree(pz_engine *e, int ok, char *err);
 
 pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
     const pz_config *c = &m->cfg;
@@ -384,6 +389,7 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
         pz_err(err, "engine: out of memory");
         return NULL;
     }
+    int tp_agreed = 0;  // tensor parallel: this rank made the closing status exchange (below)
     e->m = m;
     e->p = p;
     e->pad_page = -1;
@@ -392,6 +398,8 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
         e->comm = p.comm;
         e->tp = p.comm->size;
         e->rank = p.comm->rank;
+        e->fault_step = pz_tp_fault("step", e->rank);
+        e->fault_comm = pz_tp_fault("comm", e->rank);
         if (p.amax) {
             pz_err(err, "engine: calibration (amax) runs on one rank, not tensor parallel");
             goto fail;
@@ -561,6 +569,10 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
     free(inv_freq);
     if (rc) goto fail;
     if (e->tp > 1) {
+        // Every rank got here (or tells why not, below) before any other
+        // collective: a rank that failed to build its share ends them all.
+        tp_agreed = 1;
+        if (e->comm->status(e->comm, 1, NULL, err)) goto fail;
         // Every rank must hold the same model and engine shape, or the
         // replayed calls would diverge: compare with rank 0's.
         int32_t sig[] = {c->n_layer, c->hidden, c->vocab, c->n_head, c->head_dim, (int32_t)m->wtype,
@@ -570,13 +582,9 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
         memcpy(mine, sig, sizeof sig);
         if (tp_bcast(e, sig, sizeof sig, err)) goto fail;
         int same = !memcmp(mine, sig, sizeof sig);
-        int all = tp_agree(e, same, err);
-        if (all < 0) goto fail;
-        if (!all) {
-            pz_err(err, "tensor parallel: rank %d's model or engine parameters differ from rank 0's%s", e->rank,
-                   same ? " (on another rank)" : "");
+        if (e->comm->status(e->comm, same, "tensor parallel: its model or engine parameters differ from rank 0's",
+                            err))
             goto fail;
-        }
         e->ready = 1;
     }
     return e;
@@ -584,6 +592,11 @@ oom:
     pz_err(err, "engine: out of memory (KV cache %zu bytes so far; n_slots %d, max_ctx %d, kv_pages %d)",
            e->kv_bytes, p.n_slots, p.max_ctx, p.kv_pages);
 fail:
+    if (e->tp > 1 && !tp_agreed && e->comm->health == PZ_COMM_OK) {
+        char why[PZ_ERRLEN];
+        snprintf(why, sizeof why, "%s", err ? err : "engine create failed");
+        e->comm->status(e->comm, 0, why, err);  // err: "rank R: why" on every rank
+    }
     pz_engine_free(e);
     return NULL;
 }
@@ -648,6 +661,39 @@ static int gate_up_proj(pz_engine *e, const eng_layer *el, int R, int H, int F, 
                : 0;
 }
 
+// Tensor parallel: the all-reduce of the residual rows after layer l's
+// sharded sub-block. Its failure leaves this rank's collectives out of step
+// with the others': the job is broken (comm.h).
+static int tp_all_reduce(pz_engine *e, int l, int R, char *err) {
+    pz_comm *c = e->comm;
+    if (e->fault_comm && e->n_fwd == e->fault_comm) {
+        c->health = PZ_COMM_BROKEN;
+        return pz_err(err, "injected fault (PZ_TP_FAULT=comm:%d@%d): the all-reduce after layer %d failed",
+                      e->fault_comm, e->rank, l);
+    }
+    if (c->all_reduce(c, e->x, (size_t)R * e->m->cfg.hidden, PZ_REDUCE_SUM, err)) {
+        c->health = PZ_COMM_BROKEN;
+        return -1;
+    }
+    return 0;
+}
+
+// After a failure in layer l of a pass, before its attention all-reduce
+// (ph 0), before its FFN one (ph 1) or after both (ph 2): makes the pass's
+// remaining all-reduces on whatever x holds, so the other ranks' passes end
+// as they would and every rank reaches the agreement on the call (tp_after)
+// with the collectives in step.
+static void tp_drain(pz_engine *e, int l, int ph, int R) {
+    char ignored[PZ_ERRLEN];
+    for (; l < e->m->cfg.n_layer; l++, ph = 0) {
+        const eng_layer *el = &e->L[l];
+        if ((ph == 0 && el->attn_ar && tp_all_reduce(e, l, R, ignored)) ||
+            (ph <= 1 && el->ffn_ar && tp_all_reduce(e, l, R, ignored)))
+            return;
+    }
+    e->comm->wait(e->comm, ignored);
+}
+
 // The forward pass over R rows: token tok[r] (host) at position e->pos[r],
 // stored in page e->row_page[r]. The rows form n_seq sequences: sequence i
 // is n_q = e->seqs[i].n_q consecutive rows from seq_row0[i], of slot
@@ -677,29 +723,35 @@ static int forward(pz_engine *e, const int32_t *tok, int R, int n_seq, const int
         e->seqs[i].pages = e->d_ptab + at;
         pt_n = graph ? (size_t)(i + 1) * e->max_pages : pt_n + (size_t)np;
     }
+    // Tensor parallel: the next all-reduce of the pass is layer l's after
+    // its attention (ph 0) or after its FFN (ph 1); a failure jumps to fail,
+    // which still makes the all-reduces from there on (see tp_drain).
+    int l = 0, ph = 0;
+    e->n_fwd++;
     if (b->copy(b, e->d_tok, tok, rb, PZ_COPY_H2D, err) || b->copy(b, e->d_pos, e->pos, rb, PZ_COPY_H2D, err) ||
         b->copy(b, e->d_row_page, e->row_page, rb, PZ_COPY_H2D, err) ||
         b->copy(b, e->d_ptab, pt, sizeof(int32_t) * pt_n, PZ_COPY_H2D, err))
-        return -1;
-    if (b->embed(b, e->x, &e->tok_embd, e->d_tok, R, err)) return -1;
-    for (int l = 0; l < c->n_layer; l++) {
+        goto fail;
+    if (b->embed(b, e->x, &e->tok_embd, e->d_tok, R, err)) goto fail;
+    for (l = 0; l < c->n_layer; l++) {
+        ph = 0;
         const pz_layer_spec *s = &c->layers[l];
         const eng_layer *el = &e->L[l];
         if (s->attn == PZ_ATTN_GQA) {
             const int nh = el->n_q, nkv = el->n_kv, kvd = el->kvd, qd = nh * hd, ld = qd + 2 * kvd;
             b->rmsnorm(b, e->xn, e->x, el->attn_norm, R, H, c->norm_eps);
-            if (amax_rec(e, l, PZ_AMAX_QKV_IN, e->xn, R, H, H, err)) return -1;
-            if (qkv_proj(e, el, R, H, qd, ld, split, err)) return -1;
+            if (amax_rec(e, l, PZ_AMAX_QKV_IN, e->xn, R, H, H, err)) goto fail;
+            if (qkv_proj(e, el, R, H, qd, ld, split, err)) goto fail;
             b->rope(b, e->qkv, ld, e->d_pos, R, nh, hd, e->d_inv_freq);
             b->rope(b, e->qkv + qd, ld, e->d_pos, R, nkv, hd, e->d_inv_freq);
             if (amax_rec(e, l, PZ_AMAX_K, e->qkv + qd, R, kvd, ld, err) ||
                 amax_rec(e, l, PZ_AMAX_V, e->qkv + qd + kvd, R, kvd, ld, err))
-                return -1;
+                goto fail;
             pz_kv_write kw = {.k_pool = el->k, .v_pool = el->v, .n_pages = e->p.kv_pages, .n_kv = nkv,
                               .head_dim = hd, .kv_type = e->p.kv_type, .k_scale = el->k_scale,
                               .v_scale = el->v_scale,
                               .kv = e->qkv + qd, .ld = ld, .row_page = e->d_row_page, .pos = e->d_pos, .R = R};
-            if (b->kv_write(b, &kw, err)) return -1;
+            if (b->kv_write(b, &kw, err)) goto fail;
             for (int i = 0; i < n_seq; i++) {
                 pz_attn_seq *q = &e->seqs[i];
                 q->q = e->qkv + (size_t)seq_row0[i] * ld;
@@ -713,35 +765,44 @@ static int forward(pz_engine *e, const int32_t *tok, int R, int n_seq, const int
                 q->k_scale = el->k_scale;
                 q->v_scale = el->v_scale;
             }
-            if (b->attention(b, e->seqs, n_seq, nh, nkv, hd, err)) return -1;
-            if (amax_rec(e, l, PZ_AMAX_O_IN, e->att, R, qd, qd, err)) return -1;
-            if (mm(e, e->x, H, e->att, qd, &el->wo, R, el->attn_ar ? e->rank == 0 : 1, split, err) ||
-                (el->attn_ar && e->comm->all_reduce(e->comm, e->x, (size_t)R * H, PZ_REDUCE_SUM, err)))
-                return -1;
+            if (b->attention(b, e->seqs, n_seq, nh, nkv, hd, err)) goto fail;
+            if (amax_rec(e, l, PZ_AMAX_O_IN, e->att, R, qd, qd, err)) goto fail;
+            if (mm(e, e->x, H, e->att, qd, &el->wo, R, el->attn_ar ? e->rank == 0 : 1, split, err)) goto fail;
+            if (el->attn_ar && tp_all_reduce(e, l, R, err)) return -1;
         } else if (s->attn == PZ_ATTN_LINEAR) {
             b->rmsnorm(b, e->xn, e->x, el->attn_norm, R, H, c->norm_eps);
-            if (amax_rec(e, l, PZ_AMAX_O_IN, e->xn, R, H, H, err)) return -1;
-            if (mm(e, e->x, H, e->xn, H, &el->wo, R, 1, split, err)) return -1;
+            if (amax_rec(e, l, PZ_AMAX_O_IN, e->xn, R, H, H, err)) goto fail;
+            if (mm(e, e->x, H, e->xn, H, &el->wo, R, 1, split, err)) goto fail;
+        }
+        ph = 1;
+        if (e->fault_step && e->n_fwd == e->fault_step && l == c->n_layer / 2) {
+            pz_err(err, "injected fault (PZ_TP_FAULT=step:%d@%d) in layer %d", e->fault_step, e->rank, l);
+            goto fail;
         }
         if (s->ffn == PZ_FFN_SWIGLU && el->n_ff > 0) {
             const int F = el->n_ff;
             b->rmsnorm(b, e->xn, e->x, el->ffn_norm, R, H, c->norm_eps);
-            if (amax_rec(e, l, PZ_AMAX_GU_IN, e->xn, R, H, H, err)) return -1;
-            if (gate_up_proj(e, el, R, H, F, split, err)) return -1;
+            if (amax_rec(e, l, PZ_AMAX_GU_IN, e->xn, R, H, H, err)) goto fail;
+            if (gate_up_proj(e, el, R, H, F, split, err)) goto fail;
             b->swiglu(b, e->h, F, e->gu, e->gu + F, 2 * F, R, F);
-            if (amax_rec(e, l, PZ_AMAX_DOWN_IN, e->h, R, F, F, err)) return -1;
-            if (mm(e, e->x, H, e->h, F, &el->wd, R, el->ffn_ar ? e->rank == 0 : 1, split, err)) return -1;
+            if (amax_rec(e, l, PZ_AMAX_DOWN_IN, e->h, R, F, F, err)) goto fail;
+            if (mm(e, e->x, H, e->h, F, &el->wd, R, el->ffn_ar ? e->rank == 0 : 1, split, err)) goto fail;
         } else if (s->ffn == PZ_FFN_SWIGLU && e->rank != 0 &&
                    b->copy(b, e->x, e->zeros, sizeof(float) * (size_t)R * H, PZ_COPY_D2D, err)) {
-            return -1;  // no channels here: a zero partial (rank 0 keeps x as it is)
+            goto fail;  // no channels here: a zero partial (rank 0 keeps x as it is)
         }
-        if (el->ffn_ar && e->comm->all_reduce(e->comm, e->x, (size_t)R * H, PZ_REDUCE_SUM, err)) return -1;
+        if (el->ffn_ar && tp_all_reduce(e, l, R, err)) return -1;
+        ph = 2;  // this layer's all-reduces are made
         if (s->ffn == PZ_FFN_LINEAR) {
             b->rmsnorm(b, e->xn, e->x, el->ffn_norm, R, H, c->norm_eps);
-            if (amax_rec(e, l, PZ_AMAX_DOWN_IN, e->xn, R, H, H, err)) return -1;
-            if (mm(e, e->x, H, e->xn, H, &el->wd, R, 1, split, err)) return -1;
+            if (amax_rec(e, l, PZ_AMAX_DOWN_IN, e->xn, R, H, H, err)) goto fail;
+            if (mm(e, e->x, H, e->xn, H, &el->wd, R, 1, split, err)) goto fail;
         }
     }
+    // Tensor parallel: the logits' copy to pageable host memory would block
+    // in the driver behind the last all-reduce; the communicator's wait
+    // watches for a failed job instead.
+    if (nl > 0 && out && e->tp > 1 && e->comm->wait(e->comm, err)) return -1;
     if (nl > 0 && out) {
         float *xl = e->xn + (size_t)lrow0 * H;
         b->rmsnorm(b, xl, e->x + (size_t)lrow0 * H, e->out_norm, nl, H, c->norm_eps);
@@ -753,10 +814,15 @@ static int forward(pz_engine *e, const int32_t *tok, int R, int n_seq, const int
             int lsplit = split == SPLIT_NONE ? SPLIT_NONE : SPLIT_DECODE;
             if (mm(e, e->logits, c->vocab, xl + (size_t)r0 * H, H, &e->lm_head, n, 0, lsplit, err) ||
                 b->copy(b, out + (size_t)r0 * c->vocab, e->logits, bytes, PZ_COPY_D2H, err))
-                return -1;
+                return -1;  // rank 0 alone: no collective follows
         }
     }
-    return b->synchronize(b, err);
+    // Tensor parallel: wait through the communicator, which notices a job
+    // that failed elsewhere instead of blocking on it.
+    return e->tp > 1 ? e->comm->wait(e->comm, err) : b->synchronize(b, err);
+fail:
+    if (e->tp > 1) tp_drain(e, l, ph, R);
+    return -1;
 }
 
 static int check_slot(const pz_engine *e, int slot, char *err) {
@@ -1048,24 +1114,42 @@ static int tp_bcast(pz_engine *e, void *host, size_t bytes, char *err) {
     for (size_t off = 0; off < bytes; off += TP_STAGE) {
         size_t k = bytes - off < TP_STAGE ? bytes - off : TP_STAGE;
         char *h = (char *)host + off;
+        // wait before the copy back: a copy to pageable memory would block
+        // in the driver, deaf to a failed job, until the broadcast ends
         if ((e->rank == 0 && b->copy(b, e->d_stage, h, k, PZ_COPY_H2D, err)) ||
-            c->broadcast(c, e->d_stage, k, 0, err) ||
-            (e->rank != 0 && b->copy(b, h, e->d_stage, k, PZ_COPY_D2H, err)) || b->synchronize(b, err))
+            c->broadcast(c, e->d_stage, k, 0, err) || c->wait(c, err) ||
+            (e->rank != 0 && b->copy(b, h, e->d_stage, k, PZ_COPY_D2H, err)) || c->wait(c, err)) {
+            c->health = PZ_COMM_BROKEN;
             return -1;
+        }
     }
     return 0;
 }
 
-// 1 when ok is true on every rank, 0 when not, -1 with err when the
-// all-reduce fails. Uses the residual scratch (idle between calls).
-static int tp_agree(pz_engine *e, int ok, char *err) {
-    pz_backend *b = e->b;
-    float v = ok ? 0.0f : 1.0f;
-    if (b->copy(b, e->x, &v, sizeof v, PZ_COPY_H2D, err) ||
-        e->comm->all_reduce(e->comm, e->x, 1, PZ_REDUCE_MAX, err) ||
-        b->copy(b, &v, e->x, sizeof v, PZ_COPY_D2H, err) || b->synchronize(b, err))
-        return -1;
-    return v == 0.0f;
+// After a call every rank made (prefill, decode, fork): its outcome rc on
+// this rank (0, or an error with err) against the others', by one status
+// exchange. The same outcome everywhere (success, or an error every rank
+// met alike: a bad token id, a full KV pool) returns rc as it is; rank 0
+// reports its own error. A call that failed on some ranks only has left
+// them out of step (KV cache, slots): every rank returns -1 with err
+// "tensor parallel: rank R: WHY", and so does every later call.
+static int tp_after(pz_engine *e, int rc, char *err) {
+    pz_comm *c = e->comm;
+    char mine[PZ_ERRLEN], st[PZ_ERRLEN] = "";
+    snprintf(mine, sizeof mine, "%s", rc && err ? err : "failed");
+    int r = c->health == PZ_COMM_OK ? c->status(c, rc == 0, mine, st) : -1;
+    if (r == 1) {
+        // Some rank failed: did every rank? (a second exchange, on failures only)
+        c->health = PZ_COMM_OK;
+        int some_ok = c->status(c, rc != 0, "succeeded", NULL);
+        if (some_ok == 0) return rc;  // met alike: the ranks stay in step
+        r = some_ok;
+    }
+    if (r == 0) return rc;
+    if (r == 1 && !e->tp_err[0]) snprintf(e->tp_err, sizeof e->tp_err, "tensor parallel: %.*s", PZ_ERRLEN - 64, st);
+    if (r < 0 && !e->tp_err[0])
+        snprintf(e->tp_err, sizeof e->tp_err, "tensor parallel: %.*s", PZ_ERRLEN - 64, rc ? mine : st);
+    return pz_err(err, "%s", e->tp_err);
 }
 
 static int tp_reserve(pz_engine *e, size_t n, char *err) {
@@ -1093,6 +1177,16 @@ static int tp_send(pz_engine *e, int op, int a, int b, const int32_t *p1, int n1
     return tp_bcast(e, e->cmd, sizeof(int32_t) * n, err);
 }
 
+// A tensor-parallel call that cannot go on: the job failed (before, or
+// now: err says why). err then reads this rank's one line for it.
+static int tp_fail(pz_engine *e, char *err) {
+    if (!e->tp_err[0])
+        snprintf(e->tp_err, sizeof e->tp_err, "tensor parallel: %.*s", PZ_ERRLEN - 64,
+                 err && err[0] ? err : "the job failed");
+    if (e->comm->health == PZ_COMM_OK) e->comm->health = PZ_COMM_BROKEN;
+    return pz_err(err, "%s", e->tp_err);
+}
+
 static int not_driver(pz_engine *e, char *err) {
     if (e->tp > 1 && e->rank != 0)
         return pz_err(err, "engine: tensor-parallel rank %d follows rank 0 (pz_engine_follow)", e->rank);
@@ -1101,64 +1195,87 @@ static int not_driver(pz_engine *e, char *err) {
 
 int pz_engine_follow(pz_engine *e, char *err) {
     if (e->tp <= 1 || e->rank == 0) return pz_err(err, "engine: only ranks other than 0 follow");
-    char ignored[PZ_ERRLEN];
+    if (e->comm->health != PZ_COMM_OK) return tp_fail(e, err);
+    char why[PZ_ERRLEN];
     for (;;) {
         int32_t h[5];
-        if (tp_bcast(e, h, sizeof h, err)) return -1;
-        if (h[3] < 0 || h[4] < 0) return pz_err(err, "engine: a malformed command from rank 0");
+        if (tp_bcast(e, h, sizeof h, err)) return tp_fail(e, err);
+        if (h[3] < 0 || h[4] < 0) return pz_err(err, "engine: a malformed command from rank 0"), tp_fail(e, err);
         size_t n = (size_t)h[3] + (size_t)h[4];
-        if (n && (tp_reserve(e, n, err) || tp_bcast(e, e->cmd, sizeof(int32_t) * n, err))) return -1;
-        // Rank 0 met the same outcome and reports it; a rank only stops on
-        // a failed collective (above) or rank 0's free.
+        // (out of memory for the ids: rank 0's broadcast of them finds no
+        // partner here, so the job is broken)
+        if (n && (tp_reserve(e, n, err) || tp_bcast(e, e->cmd, sizeof(int32_t) * n, err))) return tp_fail(e, err);
+        // An error every rank met alike is rank 0's to report; one that
+        // struck this rank (or another) alone ends the job (tp_after).
+        int rc = 0;
+        why[0] = 0;
         switch (h[0]) {
         case TP_STOP: return 0;
-        case TP_PREFILL: prefill_impl(e, h[1], e->cmd, h[3], NULL, 0, ignored); break;
+        case TP_PREFILL: rc = tp_after(e, prefill_impl(e, h[1], e->cmd, h[3], NULL, 0, why), why); break;
         case TP_DECODE: {
             _Static_assert(sizeof(int) == sizeof(int32_t), "slot ids travel as int32");
-            if (h[3] != h[4]) return pz_err(err, "engine: a malformed decode command from rank 0");
-            decode_impl(e, (const int *)e->cmd, e->cmd + h[3], h[3], NULL, ignored);
+            if (h[3] != h[4]) return pz_err(err, "engine: a malformed decode command from rank 0"), tp_fail(e, err);
+            rc = tp_after(e, decode_impl(e, (const int *)e->cmd, e->cmd + h[3], h[3], NULL, why), why);
             break;
         }
         case TP_RESET: reset_impl(e, h[1]); break;
         case TP_ATTACH: attach_impl(e, h[1], e->cmd, h[3]); break;
-        case TP_FORK: fork_impl(e, h[1], h[2], ignored); break;
-        default: return pz_err(err, "engine: unknown command %d from rank 0", h[0]);
+        case TP_FORK: rc = tp_after(e, fork_impl(e, h[1], h[2], why), why); break;
+        default: return pz_err(err, "engine: unknown command %d from rank 0", h[0]), tp_fail(e, err);
         }
+        if (rc && e->comm->health != PZ_COMM_OK) return pz_err(err, "%s", e->tp_err);
     }
 }
 
 int pz_engine_tp_rank(const pz_engine *e) { return e->rank; }
 int pz_engine_tp_size(const pz_engine *e) { return e->tp; }
 
+// Rank 0 under tensor parallelism: refuses calls once the job failed, and
+// tells the others the call (a failed broadcast breaks the job).
+static int tp_drive(pz_engine *e, int op, int a, int b, const int32_t *p1, int n1, const int32_t *p2, int n2,
+                    char *err) {
+    if (e->comm->health != PZ_COMM_OK || tp_send(e, op, a, b, p1, n1, p2, n2, err)) return tp_fail(e, err);
+    return 0;
+}
+
 int pz_engine_prefill(pz_engine *e, int slot, const int32_t *tokens, int n, float *logits,
                       int all_logits, char *err) {
     if (not_driver(e, err)) return -1;
-    if (e->tp > 1 && tp_send(e, TP_PREFILL, slot, 0, tokens, tokens ? n : 0, NULL, 0, err)) return -1;
-    return prefill_impl(e, slot, tokens, n, logits, all_logits, err);
+    if (e->tp <= 1) return prefill_impl(e, slot, tokens, n, logits, all_logits, err);
+    if (tp_drive(e, TP_PREFILL, slot, 0, tokens, tokens ? n : 0, NULL, 0, err)) return -1;
+    return tp_after(e, prefill_impl(e, slot, tokens, n, logits, all_logits, err), err);
 }
 
 int pz_engine_decode(pz_engine *e, const int *slots, const int32_t *tokens, int n, float *logits, char *err) {
     if (not_driver(e, err)) return -1;
-    if (e->tp > 1 && n > 0 && tp_send(e, TP_DECODE, 0, 0, (const int32_t *)slots, n, tokens, n, err))
-        return -1;
-    return decode_impl(e, slots, tokens, n, logits, err);
+    if (e->tp <= 1 || n <= 0) return decode_impl(e, slots, tokens, n, logits, err);
+    if (tp_drive(e, TP_DECODE, 0, 0, (const int32_t *)slots, n, tokens, n, err)) return -1;
+    return tp_after(e, decode_impl(e, slots, tokens, n, logits, err), err);
 }
 
 void pz_engine_slot_reset(pz_engine *e, int slot) {
-    if (e->tp > 1 && (e->rank != 0 || tp_send(e, TP_RESET, slot, 0, NULL, 0, NULL, 0, NULL))) return;
+    if (e->tp > 1 && (e->rank != 0 || e->comm->health != PZ_COMM_OK ||
+                      tp_send(e, TP_RESET, slot, 0, NULL, 0, NULL, 0, NULL)))
+        return;
     reset_impl(e, slot);
 }
 
 int pz_engine_prefix_attach(pz_engine *e, int slot, const int32_t *tokens, int n) {
-    if (e->tp > 1 && (e->rank != 0 || tp_send(e, TP_ATTACH, slot, 0, tokens, tokens ? n : 0, NULL, 0, NULL)))
+    if (e->tp > 1 && (e->rank != 0 || e->comm->health != PZ_COMM_OK ||
+                      tp_send(e, TP_ATTACH, slot, 0, tokens, tokens ? n : 0, NULL, 0, NULL)))
         return 0;
     return attach_impl(e, slot, tokens, n);
 }
 
 int pz_engine_slot_fork(pz_engine *e, int dst, int src, char *err) {
     if (not_driver(e, err)) return -1;
-    if (e->tp > 1 && tp_send(e, TP_FORK, dst, src, NULL, 0, NULL, 0, err)) return -1;
-    return fork_impl(e, dst, src, err);
+    if (e->tp <= 1) return fork_impl(e, dst, src, err);
+    if (tp_drive(e, TP_FORK, dst, src, NULL, 0, NULL, 0, err)) return -1;
+    return tp_after(e, fork_impl(e, dst, src, err), err);
+}
+
+const char *pz_engine_tp_error(const pz_engine *e) {
+    return e && e->tp > 1 && e->comm->health != PZ_COMM_OK ? e->tp_err : NULL;
 }
 
 int pz_engine_pages_needed(const pz_engine *e, int slot, int n) {

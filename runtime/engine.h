@@ -123,13 +123,28 @@ void pz_engine_free(pz_engine *e);
 // Tensor parallel ranks other than 0: runs the calls rank 0 makes on its
 // engine (prefill, decode, slot reset, prefix attach, fork) as rank 0 makes
 // them, until rank 0 frees its engine; then returns 0 (the caller frees
-// this one). -1 with err when a collective fails. Errors of the calls
-// themselves are rank 0's to report (every rank meets the same ones).
+// this one). -1 with err when the job failed (below) or a collective
+// failed. Errors every rank meets alike are rank 0's to report.
 // Calling the functions below directly on such a rank is an error.
 int pz_engine_follow(pz_engine *e, char *err);
 // This engine's rank and the rank count (0 and 1 without tensor parallelism).
 int pz_engine_tp_rank(const pz_engine *e);
 int pz_engine_tp_size(const pz_engine *e);
+// Failures under tensor parallelism (docs/TP.md "Failures"). After every
+// prefill, decode and fork, the ranks exchange the call's outcome (one
+// small status collective): the same outcome everywhere (success, or an
+// error every rank met alike: bad token ids, a full KV pool) is returned as
+// without tensor parallelism; a failure on some ranks only (out of memory,
+// a device or op error; the failing rank still makes the pass's remaining
+// all-reduces, so the others' passes end) fails the call on every rank with
+// "tensor parallel: rank R: WHY" (rank 0's call; the followers'
+// pz_engine_follow), and every later call fails with it. When the
+// collectives themselves fail or fall out of step, comm->health becomes
+// PZ_COMM_BROKEN and the caller must end the job with comm->abort. Engine
+// create agrees the same way: a rank that fails to build its share makes
+// every rank's create fail, err "rank R: WHY".
+// NULL while the job is sound; else the one-line reason (owned by e).
+const char *pz_engine_tp_error(const pz_engine *e);
 
 // Appends n tokens to slot's sequence (positions len..len+n-1), splitting
 // into chunks of max_batch internally. logits: if non-NULL, receives vocab

@@ -2,6 +2,8 @@
 #include "tp_plan.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "backend.h"  // PZ_ERRLEN
 
@@ -85,4 +87,13 @@ int pz_tp_plan_layer(const pz_config *c, int layer, int tp, int rank, int align,
     }
     *out = L;
     return 0;
+}
+
+int pz_tp_fault(const char *what, int rank) {
+    const char *v = getenv("PZ_TP_FAULT");
+    size_t n = strlen(what);
+    if (!v || strncmp(v, what, n) || (v[n] != ':' && v[n] != '@')) return 0;
+    const char *at = strchr(v + n, '@');
+    if (!at || atoi(at + 1) != rank) return 0;
+    return v[n] == ':' ? atoi(v + n + 1) : 1;
 }

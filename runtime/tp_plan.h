@@ -59,4 +59,12 @@ int pz_tp_plan_layer(const pz_config *c, int layer, int tp, int rank, int align,
 // (balanced over ranks by units; the last unit may be short).
 void pz_tp_split(int n, int tp, int rank, int align, int *off, int *len);
 
+// Test hook for one rank's failure (tests/test_tp_fault.sh, docs/TP.md):
+// with PZ_TP_FAULT="WHAT@RANK" or "WHAT:N@RANK" in the environment, the N
+// (1 without ":N") when what and rank match, else 0. WHAT: "load" (the
+// command fails after loading its shard), "step" (the engine's N-th
+// forward pass fails halfway through its layers), "comm" (the N-th pass
+// leaves its collectives out of step: a failed all-reduce).
+int pz_tp_fault(const char *what, int rank);
+
 #endif

@@ -156,6 +156,12 @@ static void test_comm(pz_backend *b) {
     CHECK(c->broadcast(c, x, sizeof x, 0, err) == 0 && x[1] == -2);
     CHECK(c->broadcast(c, x, sizeof x, 1, err) == -1 && strstr(err, "root 1"));
     CHECK(c->barrier(c, err) == 0);
+    // one rank's status: its own; err may be the reason's own buffer
+    CHECK(c->status(c, 1, NULL, err) == 0 && c->health == PZ_COMM_OK);
+    snprintf(err, PZ_ERRLEN, "shard missing");
+    CHECK(c->status(c, 0, err, err) == 1 && strcmp(err, "rank 0: shard missing") == 0);
+    CHECK(c->health == PZ_COMM_FAILED);
+    CHECK(c->wait(c, err) == 0);
     pz_comm_free(c);
 }
 
