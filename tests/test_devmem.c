@@ -11,6 +11,13 @@
 // swapped in, a child base (set_base) and a half swapped into it.
 // Distillation: 4 steps, and the same stopped at a checkpoint and resumed
 // on the fake device.
+//
+// On a machine with a GPU, PUZZLE_DEVMEM_DEVICE=cuda runs the same stages
+// on the CUDA backend instead of the fake device and compares with
+// tolerances (other kernels, other summation orders): relative 1e-4 for
+// fp32 activations, 2e-2 for losses, weights and KL after bf16 training;
+// the stop-and-resume run must still equal the uninterrupted one on the
+// device bit for bit. It exits 77 (skipped) when CUDA cannot start.
 #include "testutil.h"
 #include "testmodel.h"
 #include "fake_device.h"
@@ -26,6 +33,18 @@
 #include <string.h>
 
 static char err[PZ_ERRLEN];
+static int exact = 1;  // 0: comparing with the CUDA backend, within tolerances
+
+// a and b equal (exact), or within rel·max(|a|, |b|) + 1e-9.
+static int near(double a, double b, double rel) {
+    if (exact) return a == b;
+    return fabs(a - b) <= rel * fmax(fabs(a), fabs(b)) + 1e-9;
+}
+
+static int near_floats(const float *a, const float *b, size_t n, double rel) {
+    if (exact) return memcmp(a, b, n * sizeof(float)) == 0;
+    return pz_rel_err_f(a, b, n) <= rel;
+}
 
 #define T_WIN 16
 #define N_WIN 24
@@ -43,7 +62,10 @@ static pz_block mkblock(const pz_config *c, int layer, pz_sub_kind sub, pz_varia
 }
 
 static int same_doubles(const double *a, const double *b, int n) {
-    return n == 0 || (a && b && memcmp(a, b, sizeof(double) * (size_t)n) == 0);
+    if (n > 0 && (!a || !b)) return 0;
+    for (int i = 0; i < n; i++)
+        if (!near(a[i], b[i], 2e-2)) return 0;
+    return 1;
 }
 
 // Captures of layers 0 and 3 into dir on backend be (NULL: the plain CPU one).
@@ -64,7 +86,7 @@ static void check_captures(const pz_config *c, const char *da, const char *db) {
         for (int t = 0; ca && cb && t < 4; t++) {
             CHECK(pz_capture_rows(ca, (pz_cap_tensor)t, 0, N_WIN * T_WIN, a, err) == 0 &&
                   pz_capture_rows(cb, (pz_cap_tensor)t, 0, N_WIN * T_WIN, b, err) == 0);
-            CHECKF(memcmp(a, b, n * sizeof(float)) == 0, "capture of layer %d tensor %d differs", l, t);
+            CHECKF(near_floats(a, b, n, 1e-4), "capture of layer %d tensor %d differs", l, t);
         }
         pz_capture_close(ca);
         pz_capture_close(cb);
@@ -89,26 +111,27 @@ static void bld_both(const pz_model *m, const pz_block *blk, const pz_capture *c
     CHECKF(ra.steps == 6 && rb.steps == 6 && ra.n_points == rb.n_points, "%s: steps %ld/%ld", blk->id, ra.steps,
            rb.steps);
     CHECKF(!strcmp(ra.init_method, rb.init_method), "%s: init %s / %s", blk->id, ra.init_method, rb.init_method);
-    CHECKF(ra.init_val_nmse == rb.init_val_nmse && ra.final_val_nmse == rb.final_val_nmse &&
-               ra.final_train_nmse == rb.final_train_nmse && ra.final_val_global == rb.final_val_global &&
-               ra.kept_init == rb.kept_init,
+    CHECKF(near(ra.init_val_nmse, rb.init_val_nmse, 1e-3) && near(ra.final_val_nmse, rb.final_val_nmse, 2e-2) &&
+               near(ra.final_train_nmse, rb.final_train_nmse, 2e-2) &&
+               near(ra.final_val_global, rb.final_val_global, 2e-2) && ra.kept_init == rb.kept_init,
            "%s: losses differ: val %.9g/%.9g train %.9g/%.9g", blk->id, ra.final_val_nmse, rb.final_val_nmse,
            ra.final_train_nmse, rb.final_train_nmse);
     CHECKF(same_doubles(ra.curve_train + 1, rb.curve_train + 1, ra.n_points - 1) &&
                same_doubles(ra.curve_val, rb.curve_val, ra.n_points),
            "%s: loss curves differ", blk->id);
-    CHECKF(wa.n_floats == wb.n_floats && memcmp(wa.arena, wb.arena, wa.n_floats * sizeof(float)) == 0,
+    CHECKF(wa.n_floats == wb.n_floats && near_floats(wb.arena, wa.arena, wa.n_floats, 2e-2),
            "%s: trained weights differ", blk->id);
     CHECKF(ra.final_val_nmse < ra.init_val_nmse, "%s: BLD should improve on the initialization (%.4g -> %.4g)",
            blk->id, ra.init_val_nmse, ra.final_val_nmse);
-    fprintf(stderr, "bld %s (%s): val %.4g -> %.4g, identical on the fake device\n", blk->id, ra.init_method,
-            ra.init_val_nmse, ra.final_val_nmse);
+    fprintf(stderr, "bld %s (%s): val %.4g -> %.4g, %s on the device\n", blk->id, ra.init_method,
+            ra.init_val_nmse, ra.final_val_nmse, exact ? "identical" : "close");
     // The evaluation alone.
     double ea, eb, ga, gb;
     CHECK(pz_bld_eval(m, blk, &wa, cap, &p, &eb, &gb, err) == 0);
     p.be = NULL;
     CHECK(pz_bld_eval(m, blk, &wa, cap, &p, &ea, &ga, err) == 0);
-    CHECKF(ea == eb && ga == gb && ea == ra.final_val_nmse, "%s: pz_bld_eval %.9g / %.9g", blk->id, ea, eb);
+    CHECKF(near(ea, eb, 1e-3) && near(ga, gb, 1e-3) && ea == ra.final_val_nmse, "%s: pz_bld_eval %.9g / %.9g",
+           blk->id, ea, eb);
     pz_bld_result_free(&ra);
     pz_bld_result_free(&rb);
     pz_block_weights_free(&wb);
@@ -116,7 +139,8 @@ static void bld_both(const pz_model *m, const pz_block *blk, const pz_capture *c
 }
 
 static int same_score(const pz_score_result *a, const pz_score_result *b) {
-    return a->kl == b->kl && a->top1 == b->top1 && a->loss_delta == b->loss_delta && a->child_nll == b->child_nll;
+    if (exact) return a->kl == b->kl && a->top1 == b->top1 && a->loss_delta == b->loss_delta && a->child_nll == b->child_nll;
+    return near(a->kl, b->kl, 2e-2) && fabs(a->top1 - b->top1) <= 0.02 && near(a->child_nll, b->child_nll, 1e-3);
 }
 
 static void score_both(const pz_model *m, const int32_t *tok, pz_backend *fk, const pz_block_weights *pair0,
@@ -131,18 +155,21 @@ static void score_both(const pz_model *m, const int32_t *tok, pz_backend *fk, co
     CHECKF(b != NULL, "scorer (fake device): %s", err);
     if (!a || !b) goto out;
     const int L = m->cfg.n_layer, V = m->cfg.vocab;
-    CHECKF(memcmp(pz_scorer_parent_probs(a), pz_scorer_parent_probs(b), sizeof(float) * (size_t)n * V) == 0,
+    CHECKF(near_floats(pz_scorer_parent_probs(b), pz_scorer_parent_probs(a), (size_t)n * V, 1e-3),
            "parent probabilities differ");
-    CHECK(pz_scorer_parent_nll(a) == pz_scorer_parent_nll(b));
+    CHECK(near(pz_scorer_parent_nll(a), pz_scorer_parent_nll(b), 1e-4));
     double bia[PZ_MAX_LAYERS], bib[PZ_MAX_LAYERS];
     pz_scorer_block_influence(a, bia);
     pz_scorer_block_influence(b, bib);
-    CHECKF(memcmp(bia, bib, sizeof(double) * (size_t)L) == 0, "block influence differs");
+    int bi_ok = 1;
+    for (int l = 0; l < L; l++) bi_ok &= near(bia[l], bib[l], 1e-3);
+    CHECKF(bi_ok, "block influence differs");
     pz_score_result ra, rb;
     CHECK(pz_scorer_score(a, pair0, &ra, err) == 0 && pz_scorer_score(b, pair0, &rb, err) == 0);
     CHECKF(same_score(&ra, &rb), "pair block: KL %.12g / %.12g", ra.kl, rb.kl);
     CHECKF(ra.kl > 0, "a trained child block should differ from the parent (KL %g)", ra.kl);
-    fprintf(stderr, "score %s: KL %.5g top-1 %.3f, identical on the fake device\n", "pair0", ra.kl, ra.top1);
+    fprintf(stderr, "score %s: KL %.5g top-1 %.3f, %s on the device\n", "pair0", ra.kl, ra.top1,
+            exact ? "identical" : "close");
     // A child base: layer 3 replaced by its pair, then layer 0's FFN by the linear block.
     const pz_block_weights *attn[PZ_MAX_LAYERS] = {0}, *ffn[PZ_MAX_LAYERS] = {0};
     attn[3] = ffn[3] = pair3;
@@ -192,12 +219,14 @@ static void distill_both(const pz_model *teacher, const int32_t *tok, pz_backend
     CHECKF(rc == 0, "distill (plain): %s", err);
     pz_model *b = distill(teacher, tok, db, fk, NULL, 0, &rc, &rb);
     CHECKF(rc == 0, "distill (fake device): %s", err);
-    CHECKF(a && b && memcmp(a->arena, b->arena, a->arena_bytes) == 0, "distilled children differ");
+    CHECKF(a && b && near_floats((const float *)b->arena, (const float *)a->arena, a->arena_bytes / sizeof(float), 2e-2),
+           "distilled children differ");
     CHECKF(ra.n_points == 4 && rb.n_points == 4 && same_doubles(ra.curve_kl, rb.curve_kl, 4) &&
                same_doubles(ra.curve_cos, rb.curve_cos, 4) && same_doubles(ra.curve_gnorm, rb.curve_gnorm, 4),
            "distillation curves differ");
     if (ra.n_points == 4)
-        fprintf(stderr, "distill: KL %.5g -> %.5g, identical on the fake device\n", ra.curve_kl[0], ra.curve_kl[3]);
+        fprintf(stderr, "distill: KL %.5g -> %.5g, %s on the device\n", ra.curve_kl[0], ra.curve_kl[3],
+                exact ? "identical" : "close");
     // Stopped after step 2 (its checkpoint read back from the device), resumed.
     stopper st = {2};
     pz_model *c = distill(teacher, tok, dc, fk, &st, 0, &rc, NULL);
@@ -206,8 +235,8 @@ static void distill_both(const pz_model *teacher, const int32_t *tok, pz_backend
     c = distill(teacher, tok, dc, fk, NULL, 1, &rc, &rc2);
     CHECKF(rc == 0 && rc2.start_step == 2, "resumed on the fake device: rc %d start %ld: %s", rc, rc2.start_step,
            err);
-    CHECKF(a && c && memcmp(a->arena, c->arena, a->arena_bytes) == 0,
-           "stopped + resumed on the fake device differs from the plain run");
+    CHECKF(b && c && memcmp(b->arena, c->arena, b->arena_bytes) == 0,
+           "stopped + resumed on the device differs from its uninterrupted run");
     pz_model_free(a), pz_model_free(b), pz_model_free(c);
     pz_distill_result_free(&ra), pz_distill_result_free(&rb), pz_distill_result_free(&rc2);
     pz_backend_free(cpu);
@@ -221,7 +250,14 @@ int main(void) {
     pz_config c;
     pz_testmodel_config(&c, 0);  // layers: gqa4+swiglu96, gqa2+linear, linear+swiglu160, noop+swiglu64, ...
     pz_model *m = pz_testmodel_random(&c, PZ_DT_F32, 3, err);
-    pz_backend *fk = pz_fake_device_create(2, ARENA, err);
+    const char *dev = getenv("PUZZLE_DEVMEM_DEVICE");
+    exact = !dev || strcmp(dev, "cuda") != 0;
+    pz_backend *fk = exact ? pz_fake_device_create(2, ARENA, err) : pz_backend_create(PZ_BACKEND_CUDA, 2, err);
+    if (!exact && !fk) {
+        fprintf(stderr, "skip: no CUDA backend: %s\n", err);
+        pz_model_free(m);
+        return 77;
+    }
     CHECKF(m && fk, "%s", err);
     if (!m || !fk) return pz_test_finish("test_devmem");
     int32_t *tok = malloc(sizeof(int32_t) * N_WIN * T_WIN);
@@ -229,7 +265,7 @@ int main(void) {
     for (int i = 0; i < N_WIN * T_WIN; i++) tok[i] = (int32_t)(pz_test_rand_u64(&s) % (uint64_t)c.vocab);
 
     // The fake device refuses a copy in the wrong direction, and faults on a host access (not tried here).
-    {
+    if (exact) {
         float *d = fk->alloc(fk, 64), h[16] = {0};
         CHECK(d && fk->copy(fk, h, d, sizeof h, PZ_COPY_H2D, err) != 0 && strstr(err, "H2D"));
         CHECK(d && fk->copy(fk, d, h, sizeof h, PZ_COPY_H2D, err) == 0);
@@ -257,10 +293,12 @@ int main(void) {
     if (pair0.arena && pair3.arena && lin0.arena) score_both(m, tok, fk, &pair0, &pair3, &lin0);
     distill_both(m, tok, fk);
 
-    size_t peak;
-    pz_fake_device_used(fk, &peak);
-    CHECKF(pz_fake_device_calls(fk) > 1000 && peak > 0, "the fake device ran %ld calls", pz_fake_device_calls(fk));
-    fprintf(stderr, "fake device: %ld ops and copies, peak %.1f MB\n", pz_fake_device_calls(fk), peak / 1e6);
+    if (exact) {
+        size_t peak;
+        pz_fake_device_used(fk, &peak);
+        CHECKF(pz_fake_device_calls(fk) > 1000 && peak > 0, "the fake device ran %ld calls", pz_fake_device_calls(fk));
+        fprintf(stderr, "fake device: %ld ops and copies, peak %.1f MB\n", pz_fake_device_calls(fk), peak / 1e6);
+    }
 
     pz_block_weights_free(&pair0), pz_block_weights_free(&pair3), pz_block_weights_free(&lin0);
     pz_capture_close(cap0);
