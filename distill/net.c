@@ -17,6 +17,7 @@ struct pz_net {
     pz_sub_exec **ea, **ef;  // (n_layer) each
     int32_t *ids;            // (max_rows) the last forward's tokens (host)
     // The rest: backend memory.
+    int32_t *dids;           // (max_rows) the same
     float *h;                // (n_layer+1, max_rows, hidden): h[0] embeddings, h[l+1] layer l's output
     float *x2;               // (n_layer, max_rows, hidden): the FFN input of layer l
     float *br;               // (max_rows, hidden) branch output / branch dx
@@ -89,7 +90,8 @@ pz_net *pz_net_create(const pz_model *m, int max_rows, pz_dt prec, pz_backend *b
         goto fail;
     }
     const size_t fb = sizeof(float);
-    if (!(n->h = pz_dev_alloc(be, (L + 1) * R * H * fb, "net", err)) ||
+    if (!(n->dids = pz_dev_alloc(be, R * sizeof(int32_t), "net", err)) ||
+        !(n->h = pz_dev_alloc(be, (L + 1) * R * H * fb, "net", err)) ||
         !(n->x2 = pz_dev_alloc(be, L * R * H * fb, "net", err)) ||
         !(n->br = pz_dev_alloc(be, R * H * fb, "net", err)) || !(n->hn = pz_dev_alloc(be, R * H * fb, "net", err)) ||
         !(n->rstd = pz_dev_alloc(be, R * fb, "net", err)) ||
@@ -118,6 +120,7 @@ void pz_net_free(pz_net *n) {
     free(n->ea), free(n->ef), free(n->ids);
     float *dev[] = {n->h, n->x2, n->br, n->hn, n->rstd, n->logits, n->dh, n->dx2, n->dhn};
     for (int i = 0; i < 9; i++) n->be->free(n->be, dev[i]);
+    n->be->free(n->be, n->dids);
     free(n);
 }
 
@@ -138,10 +141,11 @@ int pz_net_fwd(pz_net *n, const pz_model *m, const int32_t *ids, int n_seq, int 
     memcpy(n->ids, ids, sizeof(int32_t) * (size_t)M);
     const size_t RH = (size_t)n->max_rows * H, MH = (size_t)M * H;
     pz_backend *be = n->be;
-    const float *emb = m->tok_embd.data;
-    for (int r = 0; r < M; r++)
-        if (be->copy(be, n->h + (size_t)r * H, emb + (size_t)ids[r] * H, sizeof(float) * H, PZ_COPY_D2D, err))
-            return -1;
+    // The embedding rows: the ids go over once, the backend gathers.
+    const pz_weight table = pz_weight_dense(m->tok_embd.data, PZ_DT_F32, c->vocab, H);
+    if (be->copy(be, n->dids, ids, sizeof(int32_t) * (size_t)M, PZ_COPY_H2D, err) ||
+        be->embed(be, n->h, &table, n->dids, M, err))
+        return -1;
     for (int l = 0; l < c->n_layer; l++) {
         pz_block_weights w;
         layer_view(m, l, &w);

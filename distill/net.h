@@ -16,8 +16,8 @@
 // Memory: every weight, gradient and activation is backend memory. The
 // models given to pz_net_fwd / pz_net_bwd are views whose weights live in
 // the backend's memory (pz_model_dev; on the CPU backend a host model is
-// its own view). Token ids are host memory; the embedding gather and
-// scatter are one copy / one add per row on the backend.
+// its own view). Token ids are host memory (copied over once per forward);
+// the embedding gather is the backend's embed op, its gradient one add per row.
 #ifndef PZ_NET_H
 #define PZ_NET_H
 
