@@ -1,6 +1,7 @@
 // bld.c — see bld.h.
 #include "bld.h"
 #include "common.h"
+#include "devmem.h"
 #include "subblock.h"
 
 #include <math.h>
@@ -51,24 +52,27 @@ void pz_bld_result_free(pz_bld_result *r) {
 
 typedef struct {
     pz_sub_kind sub;
+    pz_backend *be;
     pz_sub_exec *ea, *ef;
     int H, T, max_rows;
-    float *ya, *x2, *dx2;  // pair only: (max_rows, hidden)
+    float *ya, *x2, *dx2;  // pair only, backend memory: (max_rows, hidden)
 } runner;
 
 static void runner_free(runner *r) {
     pz_sub_exec_free(r->ea);
     pz_sub_exec_free(r->ef);
-    free(r->ya);
-    free(r->x2);
-    free(r->dx2);
+    if (r->be) {
+        r->be->free(r->be, r->ya);
+        r->be->free(r->be, r->x2);
+        r->be->free(r->be, r->dx2);
+    }
     memset(r, 0, sizeof *r);
 }
 
 static int runner_init(runner *r, const pz_config *c, const pz_block *b, int max_rows, int T,
                        pz_dt prec, pz_backend *be, char *err) {
     memset(r, 0, sizeof *r);
-    r->sub = b->sub, r->H = c->hidden, r->T = T, r->max_rows = max_rows;
+    r->sub = b->sub, r->be = be, r->H = c->hidden, r->T = T, r->max_rows = max_rows;
     if (b->sub != PZ_SUB_FFN &&
         !(r->ea = pz_sub_exec_create(c, PZ_SUB_ATTN, b->attn, max_rows, prec, be, err)))
         goto fail;
@@ -76,14 +80,10 @@ static int runner_init(runner *r, const pz_config *c, const pz_block *b, int max
         !(r->ef = pz_sub_exec_create(c, PZ_SUB_FFN, b->ffn, max_rows, prec, be, err)))
         goto fail;
     if (b->sub == PZ_SUB_PAIR) {
-        size_t n = (size_t)max_rows * c->hidden;
-        r->ya = malloc(n * sizeof(float));
-        r->x2 = malloc(n * sizeof(float));
-        r->dx2 = malloc(n * sizeof(float));
-        if (!r->ya || !r->x2 || !r->dx2) {
-            pz_err(err, "bld: out of memory");
+        size_t n = (size_t)max_rows * c->hidden * sizeof(float);
+        if (!(r->ya = pz_dev_alloc(be, n, "bld", err)) || !(r->x2 = pz_dev_alloc(be, n, "bld", err)) ||
+            !(r->dx2 = pz_dev_alloc(be, n, "bld", err)))
             goto fail;
-        }
     }
     return 0;
 fail:
@@ -91,15 +91,17 @@ fail:
     return -1;
 }
 
+// x, y: backend memory.
 static int runner_fwd(runner *r, const pz_block_weights *w, const float *x, int ns,
                       float *y, char *err) {
     if (r->sub == PZ_SUB_ATTN) return pz_sub_exec_fwd(r->ea, w, x, ns, r->T, y, err);
     if (r->sub == PZ_SUB_FFN) return pz_sub_exec_fwd(r->ef, w, x, ns, r->T, y, err);
     const size_t n = (size_t)ns * r->T * r->H;
     if (pz_sub_exec_fwd(r->ea, w, x, ns, r->T, r->ya, err)) return -1;
-    for (size_t i = 0; i < n; i++) r->x2[i] = x[i] + r->ya[i];
+    if (r->be->copy(r->be, r->x2, x, n * sizeof(float), PZ_COPY_D2D, err)) return -1;
+    r->be->add(r->be, r->x2, r->ya, n);  // x2 = x + ya
     if (pz_sub_exec_fwd(r->ef, w, r->x2, ns, r->T, y, err)) return -1;
-    for (size_t i = 0; i < n; i++) y[i] += r->ya[i];
+    r->be->add(r->be, y, r->ya, n);
     return 0;
 }
 
@@ -109,7 +111,7 @@ static int runner_bwd(runner *r, const pz_block_weights *w,
     if (r->sub == PZ_SUB_FFN) return pz_sub_exec_bwd(r->ef, w, dw, x, dy, NULL, err);
     const size_t n = (size_t)ns * r->T * r->H;
     if (pz_sub_exec_bwd(r->ef, w, dw, r->x2, dy, r->dx2, err)) return -1;
-    for (size_t i = 0; i < n; i++) r->dx2[i] += dy[i];
+    r->be->add(r->be, r->dx2, dy, n);
     return pz_sub_exec_bwd(r->ea, w, dw, x, r->dx2, NULL, err);
 }
 
@@ -158,18 +160,25 @@ static int load_window(const split *s, long wi, int k, float *x, float *t, float
 
 // Validation losses over the first n_val_eval held-out windows, in
 // batches: *out of the kind `loss` (the per-token one with eps), *global the
-// global NMSE (may be NULL).
+// global NMSE (may be NULL). w: backend memory; x, t, y, tmp: host buffers
+// of a batch; dx: a backend one. The block's output comes back to the host,
+// which computes the losses (in double, in row order).
 static int eval_val(runner *r, const pz_block_weights *w, const split *s, int bw, pz_bld_loss loss,
-                    float eps, float *x, float *t, float *y, float *tmp, double *out, double *global,
-                    char *err) {
+                    float eps, float *x, float *t, float *y, float *tmp, float *dx, double *out,
+                    double *global, char *err) {
+    pz_backend *be = r->be;
     double num = 0, den = 0, tok = 0;
     long n_tok = 0;
     for (long w0 = 0; w0 < s->n_val_eval; w0 += bw) {
         int ns = (int)(s->n_val_eval - w0 < bw ? s->n_val_eval - w0 : bw);
         for (int k = 0; k < ns; k++)
             if (load_window(s, s->n_train + w0 + k, k, x, t, tmp, err)) return -1;
-        if (runner_fwd(r, w, x, ns, y, err)) return -1;
         const long rows = (long)ns * s->T;
+        const size_t bytes = sizeof(float) * (size_t)rows * s->H;
+        float *dy = dx + (size_t)bw * s->T * s->H;  // the batch's output, after its input
+        if (be->copy(be, dx, x, bytes, PZ_COPY_H2D, err) || runner_fwd(r, w, dx, ns, dy, err) ||
+            be->copy(be, y, dy, bytes, PZ_COPY_D2H, err) || be->synchronize(be, err))
+            return -1;
         for (long rr = 0; rr < rows; rr++) {
             const float *tr = t + (size_t)rr * s->H, *yr = y + (size_t)rr * s->H;
             double nr = 0, dr = 0;
@@ -246,6 +255,12 @@ double pz_bld_step_flops(const pz_config *c, const pz_block *b, int M, int T) {
     return 3.0 * f;
 }
 
+// The backend of a call: p->be, or a new one of kind p->backend (*own set).
+static pz_backend *get_backend(const pz_bld_params *p, int *own, char *err) {
+    *own = !p->be;
+    return p->be ? p->be : pz_backend_create(p->backend, p->n_threads, err);
+}
+
 int pz_bld_eval(const pz_model *parent, const pz_block *blk, const pz_block_weights *w,
                 const pz_capture *cap, const pz_bld_params *pp, double *nmse, double *global,
                 char *err) {
@@ -257,23 +272,32 @@ int pz_bld_eval(const pz_model *parent, const pz_block *blk, const pz_block_weig
     const int rows = p.batch_windows * s.T;
     const size_t n = (size_t)rows * s.H;
     runner r;
-    pz_backend *be = pz_backend_create(p.backend, p.n_threads, err);
+    int own;
+    pz_backend *be = get_backend(&p, &own, err);
     if (!be) return -1;
     if (runner_init(&r, &parent->cfg, blk, rows, s.T, PZ_DT_F32, be, err)) {
-        pz_backend_free(be);
+        if (own) pz_backend_free(be);
         return -1;
     }
+    pz_block_weights wd;
+    memset(&wd, 0, sizeof wd);
     float *x = malloc(n * sizeof(float)), *t = malloc(n * sizeof(float));
     float *y = malloc(n * sizeof(float)), *tmp = malloc(n * sizeof(float));
-    int rc = x && t && y && tmp ? eval_val(&r, w, &s, p.batch_windows, p.loss, p.loss_eps, x, t, y, tmp,
-                                           nmse, global, err)
-                                : pz_err(err, "bld: out of memory");
+    float *dx = pz_dev_alloc(be, 2 * n * sizeof(float), "bld", err);
+    int rc = -1;
+    if (!dx || pz_block_weights_dev(be, w, 1, &wd, err)) goto out;
+    rc = x && t && y && tmp ? eval_val(&r, &wd, &s, p.batch_windows, p.loss, p.loss_eps, x, t, y, tmp, dx,
+                                       nmse, global, err)
+                            : pz_err(err, "bld: out of memory");
+out:
     free(x);
     free(t);
     free(y);
     free(tmp);
+    be->free(be, dx);
+    pz_block_weights_dev_free(be, &wd);
     runner_free(&r);
-    pz_backend_free(be);
+    if (own) pz_backend_free(be);
     return rc;
 }
 
@@ -296,29 +320,38 @@ int pz_bld_train(const pz_model *parent, const pz_block *blk, const pz_capture *
     const size_t nrow = (size_t)rows * H;
     const double t0 = pz_now();
 
-    pz_block_weights w, dw, m1, m2;
-    memset(&w, 0, sizeof w), memset(&dw, 0, sizeof dw), memset(&m1, 0, sizeof m1), memset(&m2, 0, sizeof m2);
+    // w: host (the initialization, then the result); wd, dw, m1, m2: backend memory.
+    pz_block_weights w, wd, dw, m1, m2;
+    memset(&w, 0, sizeof w), memset(&wd, 0, sizeof wd), memset(&dw, 0, sizeof dw);
+    memset(&m1, 0, sizeof m1), memset(&m2, 0, sizeof m2);
     runner tr, ev;
     memset(&tr, 0, sizeof tr), memset(&ev, 0, sizeof ev);
-    float *x = malloc(nrow * sizeof(float)), *t = malloc(nrow * sizeof(float));
-    float *y = malloc(nrow * sizeof(float)), *dy = malloc(nrow * sizeof(float));
-    float *tmp = malloc(nrow * sizeof(float)), *w0 = NULL;
+    pz_dev_zeros zeros = {NULL, 0};
+    // Host batch: inputs then targets, one H2D copy per step. dxt: the same
+    // on the backend, then the block's output and its gradient.
+    float *xt = malloc(2 * nrow * sizeof(float)), *y = malloc(nrow * sizeof(float));
+    float *tmp = malloc(nrow * sizeof(float)), *x = xt, *t = xt ? xt + nrow : NULL;
+    float *dxt = NULL;
     long *order = malloc(sizeof(long) * (size_t)s.n_train);
-    pz_backend *be = pz_backend_create(p.backend, p.n_threads, err);
-    int rc = -1;
+    int own = 0, rc = -1;
+    pz_backend *be = get_backend(&p, &own, err);
     if (!be) goto out;
-    if (!x || !t || !y || !dy || !tmp || !order) {
+    if (!xt || !y || !tmp || !order) {
         pz_err(err, "bld: out of memory");
         goto out;
     }
+    if (!(dxt = pz_dev_alloc(be, 4 * nrow * sizeof(float), "bld", err))) goto out;
+    float *dx = dxt, *dt = dxt + nrow, *dy = dxt + 2 * nrow, *ddy = dxt + 3 * nrow;
     p.init.token_limit = s.n_train * T;
     if (p.init.n_threads < 1) p.init.n_threads = p.n_threads;
+    p.init.be = be;
     if (pz_init_block(&w, parent, blk, cap, &p.init, res->init_method, err)) goto out;
     res->n_params = pz_block_weights_count(&w);
+    if (pz_block_weights_dev(be, &w, 1, &wd, err)) goto out;
     if (runner_init(&ev, c, blk, rows, T, PZ_DT_F32, be, err)) goto out;
     double v0, g0;
     res->loss = p.loss;
-    if (eval_val(&ev, &w, &s, bw, p.loss, p.loss_eps, x, t, y, tmp, &v0, &g0, err)) goto out;
+    if (eval_val(&ev, &wd, &s, bw, p.loss, p.loss_eps, x, t, y, tmp, dx, &v0, &g0, err)) goto out;
     res->init_val_nmse = res->final_val_nmse = res->trained_val_nmse = v0;
     res->init_val_global = res->final_val_global = g0;
     res->final_train_nmse = NAN;
@@ -336,20 +369,19 @@ int pz_bld_train(const pz_model *parent, const pz_block *blk, const pz_capture *
         goto out;
     }
     if (steps > 0) {
-        // the initialization, kept if training does not beat it
-        if (!(w0 = malloc(w.n_floats * sizeof(float)))) goto oom;
-        memcpy(w0, w.arena, w.n_floats * sizeof(float));
+        // The host keeps the initialization (w), in case training does not beat it.
         if (runner_init(&tr, c, blk, rows, T, p.prec, be, err)) goto out;
-        if (pz_block_weights_alloc(&dw, c, blk->layer, blk->sub, blk->attn, blk->ffn, err) ||
-            pz_block_weights_alloc(&m1, c, blk->layer, blk->sub, blk->attn, blk->ffn, err) ||
-            pz_block_weights_alloc(&m2, c, blk->layer, blk->sub, blk->attn, blk->ffn, err))
+        if (pz_block_weights_dev(be, &w, 0, &dw, err) || pz_block_weights_dev(be, &w, 0, &m1, err) ||
+            pz_block_weights_dev(be, &w, 0, &m2, err))
             goto out;
+        const size_t wb = w.n_floats * sizeof(float);
+        if (pz_dev_zeros_init(&zeros, be, wb < ((size_t)4 << 20) ? wb : (size_t)4 << 20, err)) goto out;
         size_t off[11], cnt[11];
         int dec[11];
         int nt = tensor_list(&w, off, cnt, dec);
         pz_adamw_tensor at[11];
         for (int i = 0; i < nt; i++)
-            at[i] = (pz_adamw_tensor){w.arena + off[i], dw.arena + off[i], m1.arena + off[i],
+            at[i] = (pz_adamw_tensor){wd.arena + off[i], dw.arena + off[i], m1.arena + off[i],
                                       m2.arena + off[i], cnt[i], dec[i]};
         const long warm = (long)(p.warmup_frac * (double)steps);
         const int every = p.eval_every > 0 ? p.eval_every : (int)(steps / 20 > 0 ? steps / 20 : 1);
@@ -368,16 +400,18 @@ int pz_bld_train(const pz_model *parent, const pz_block *blk, const pz_capture *
                 }
                 if (load_window(&s, order[pos++], k, x, t, tmp, err)) goto out;
             }
-            memset(dw.arena, 0, dw.n_floats * sizeof(float));
-            if (runner_fwd(&tr, &w, x, bw, y, err)) goto out;
+            if (be->copy(be, dxt, xt, 2 * nrow * sizeof(float), PZ_COPY_H2D, err) ||
+                pz_dev_zero(&zeros, be, dw.arena, wb, err))
+                goto out;
+            if (runner_fwd(&tr, &wd, dx, bw, dy, err)) goto out;
             double loss = p.loss == PZ_BLD_LOSS_GLOBAL
-                              ? be->train->nmse_loss(be, t, y, nrow, dy, 1.0f)
-                              : be->train->token_nmse_loss(be, t, y, rows, H, p.loss_eps, dy, 1.0f);
+                              ? be->train->nmse_loss(be, dt, dy, nrow, ddy, 1.0f)
+                              : be->train->token_nmse_loss(be, dt, dy, rows, H, p.loss_eps, ddy, 1.0f);
             if (!isfinite(loss)) {  // diverged: stop here, the initialization is kept below
                 diverged = 1;
                 break;
             }
-            if (runner_bwd(&tr, &w, &dw, x, dy, bw, err)) goto out;
+            if (runner_bwd(&tr, &wd, &dw, dx, ddy, bw, err)) goto out;
             float lr = pz_lr_schedule(step, warm, steps, p.lr, p.lr * p.lr_min_ratio);
             be->train->adamw_step(be, at, nt, step + 1, lr, &p.adam);
             tr_sum += loss, tr_n++;
@@ -385,7 +419,7 @@ int pz_bld_train(const pz_model *parent, const pz_block *blk, const pz_capture *
                                   .val_nmse = NAN};
             if ((step + 1) % every == 0 || step + 1 == steps) {
                 double v;
-                if (eval_val(&ev, &w, &s, bw, p.loss, p.loss_eps, x, t, y, tmp, &v, &gv, err)) goto out;
+                if (eval_val(&ev, &wd, &s, bw, p.loss, p.loss_eps, x, t, y, tmp, dx, &v, &gv, err)) goto out;
                 res->final_train_nmse = tr_sum / (double)tr_n;
                 if (add_point(res, step + 1, res->final_train_nmse, v)) goto oom;
                 res->final_val_nmse = res->trained_val_nmse = pr.val_nmse = v;
@@ -403,15 +437,17 @@ int pz_bld_train(const pz_model *parent, const pz_block *blk, const pz_capture *
                 goto out;
             }
         }
+        if (be->synchronize(be, err)) goto out;
         double el = pz_now() - tt0;
         res->tokens_per_s = el > 0 ? (double)res->tokens / el : 0;
         if (diverged) res->trained_val_nmse = NAN;
         // Keep the better weights: NAN (diverged) never beats the initialization.
         if (!(res->trained_val_nmse <= res->init_val_nmse)) {
-            memcpy(w.arena, w0, w.n_floats * sizeof(float));
-            res->kept_init = 1;
+            res->kept_init = 1;  // w still holds it
             res->final_val_nmse = res->init_val_nmse;
             res->final_val_global = res->init_val_global;
+        } else if (pz_block_weights_to_host(be, &wd, &w, err)) {
+            goto out;
         }
     }
     if (out_path && pz_block_weights_save(&w, out_path, p.save_dtype, blk->id, res->sha256, err)) goto out;
@@ -424,18 +460,20 @@ out:
     if (rc == 0 && weights_out) *weights_out = w;
     else pz_block_weights_free(&w);
     if (rc) pz_bld_result_free(res);
-    pz_block_weights_free(&dw);
-    pz_block_weights_free(&m1);
-    pz_block_weights_free(&m2);
     runner_free(&tr);
     runner_free(&ev);
-    pz_backend_free(be);
-    free(x);
-    free(t);
+    if (be) {
+        pz_block_weights_dev_free(be, &wd);
+        pz_block_weights_dev_free(be, &dw);
+        pz_block_weights_dev_free(be, &m1);
+        pz_block_weights_dev_free(be, &m2);
+        pz_dev_zeros_free(&zeros, be);
+        be->free(be, dxt);
+        if (own) pz_backend_free(be);
+    }
+    free(xt);
     free(y);
-    free(dy);
     free(tmp);
-    free(w0);
     free(order);
     return rc;
 }

@@ -17,6 +17,11 @@
 // Windows of the capture are the samples. The last val_frac of them are
 // held out for the validation loss; training draws batches of whole
 // windows from the rest in a seeded random order (reshuffled each epoch).
+// Memory: the block's weights, gradients, AdamW moments and the batch's
+// activations live in backend memory; per step the host moves one batch
+// (inputs and targets, one copy) in and reads the loss the loss op
+// returns; validation copies the block's output back to the host, which
+// computes both losses; the trained weights come back once, at the end.
 // Products in bf16 with fp32 master weights by default; AdamW (β 0.9/0.95,
 // weight decay 0.1 on matrices, clip 1.0), linear warm-up then cosine decay.
 // With a fixed seed and thread count the result is bit-identical.
@@ -77,6 +82,8 @@ typedef struct {
     uint64_t seed;           // batch order (default 1)
     int n_threads;           // default 1
     pz_backend_kind backend; // where the training runs (default CPU)
+    pz_backend *be;          // borrowed backend to run on instead (NULL: create one of kind
+                             // `backend` with n_threads); tests pass a guarded one
     pz_init_params init;     // initialization (its token_limit is set to the training split)
     pz_st_dtype save_dtype;  // PZ_ST_F32 (default) or PZ_ST_BF16
     pz_bld_loss loss;        // PZ_BLD_LOSS_TOKEN (default)

@@ -1,6 +1,7 @@
 // capture.c — see capture.h.
 #include "capture.h"
 #include "common.h"
+#include "devmem.h"
 #include "subblock.h"
 #include "tensor.h"
 
@@ -144,18 +145,26 @@ int pz_capture_run(const pz_model *m, const int32_t *tokens, long n_tokens, cons
     int last = -1;
     cap_out *outs = calloc((size_t)(n_out > 0 ? n_out : 1), sizeof *outs);
     int *slot_of = malloc(sizeof(int) * (size_t)c->n_layer);
-    float *x = malloc(sizeof(float) * (size_t)R * H), *y = malloc(sizeof(float) * (size_t)R * H);
+    // Host: the chunk's residual and branch as the files and on_final read
+    // them (hx, hy). Backend: the same (x, y) and the layer's weights (wd;
+    // w itself when the backend's memory is the host's).
+    float *hx = malloc(sizeof(float) * (size_t)R * H), *hy = malloc(sizeof(float) * (size_t)R * H);
+    float *x = NULL, *y = NULL;
     void *conv = malloc(esz * (size_t)R * H);
     exec_cache *ec = calloc(1, sizeof *ec);
-    pz_backend *be = pz_backend_create(p.backend, p.n_threads, err);
-    pz_block_weights w;
-    memset(&w, 0, sizeof w);
-    int rc = -1, opened = 0;
+    pz_backend *be = p.be ? p.be : pz_backend_create(p.backend, p.n_threads, err);
+    pz_block_weights w, wd;
+    memset(&w, 0, sizeof w), memset(&wd, 0, sizeof wd);
+    int rc = -1, opened = 0, shared = 0;
     if (!be) goto out;
-    if (!outs || !slot_of || !x || !y || !conv || !ec) {
+    if (!outs || !slot_of || !hx || !hy || !conv || !ec) {
         pz_err(err, "capture: out of memory");
         goto out;
     }
+    shared = pz_dev_host_shared(be);
+    if (!(x = pz_dev_alloc(be, sizeof(float) * (size_t)R * H, "capture", err)) ||
+        !(y = pz_dev_alloc(be, sizeof(float) * (size_t)R * H, "capture", err)))
+        goto out;
     for (int l = 0; l < c->n_layer; l++) slot_of[l] = -1;
     for (int i = 0; i < n_out; i++) {
         int l = p.layers ? p.layers[i] : i;
@@ -200,26 +209,33 @@ int pz_capture_run(const pz_model *m, const int32_t *tokens, long n_tokens, cons
         const int ns = (int)(n_seq - s0 < win_per_chunk ? n_seq - s0 : win_per_chunk);
         const int M = ns * T;
         const long row0 = s0 * T;
-        // Embedding.
+        const size_t MHb = sizeof(float) * (size_t)M * H;
+        // Embedding (gathered on the host, one copy).
         for (int r = 0; r < M; r++) {
             int id = tokens[row0 + r];
             if (m->tok_embd.type == PZ_DT_F32)
-                memcpy(x + (size_t)r * H, (const float *)m->tok_embd.data + (size_t)id * H, sizeof(float) * H);
+                memcpy(hx + (size_t)r * H, (const float *)m->tok_embd.data + (size_t)id * H, sizeof(float) * H);
             else
-                pz_bf16_to_f32_row((const uint16_t *)m->tok_embd.data + (size_t)id * H, x + (size_t)r * H, (size_t)H);
+                pz_bf16_to_f32_row((const uint16_t *)m->tok_embd.data + (size_t)id * H, hx + (size_t)r * H, (size_t)H);
         }
+        if (be->copy(be, x, hx, MHb, PZ_COPY_H2D, err)) goto out;
         for (int l = 0; l <= last; l++) {
             const pz_layer_spec *s = &c->layers[l];
             const int slot = slot_of[l];
             if (pz_block_weights_from_parent(&w, m, l, PZ_SUB_PAIR, err)) goto out;
+            if (!shared && pz_block_weights_dev(be, &w, 1, &wd, err)) goto out;
+            const pz_block_weights *wl = shared ? &w : &wd;
             for (int half = 0; half < 2; half++) {
                 pz_sub_kind hk = half ? PZ_SUB_FFN : PZ_SUB_ATTN;
                 pz_variant v = half ? (pz_variant){.ffn = s->ffn, .size = s->n_ff} : (pz_variant){.attn = s->attn, .size = s->n_kv};
                 pz_sub_exec *e = get_exec(ec, c, hk, v, R, p.prec, be, err);
-                if (!e || pz_sub_exec_fwd(e, &w, x, ns, T, y, err)) goto out;
+                if (!e || pz_sub_exec_fwd(e, wl, x, ns, T, y, err)) goto out;
                 // Store input (x) and branch (y), then x += y.
+                if (slot >= 0 && (be->copy(be, hx, x, MHb, PZ_COPY_D2H, err) ||
+                                  be->copy(be, hy, y, MHb, PZ_COPY_D2H, err) || be->synchronize(be, err)))
+                    goto out;
                 for (int k = 0; slot >= 0 && k < 2; k++) {
-                    const float *src = k ? y : x;
+                    const float *src = k ? hy : hx;
                     const void *buf = src;
                     if (esz == 2) {
                         pz_f32_to_bf16_row(src, conv, (size_t)M * H);
@@ -232,11 +248,15 @@ int pz_capture_run(const pz_model *m, const int32_t *tokens, long n_tokens, cons
                         goto out;
                     }
                 }
-                for (size_t i = 0; i < (size_t)M * H; i++) x[i] += y[i];
+                be->add(be, x, y, (size_t)M * H);
             }
             pz_block_weights_free(&w);
+            pz_block_weights_dev_free(be, &wd);
         }
-        if (p.on_final) p.on_final(p.user, x, row0, M, H);
+        if (p.on_final) {
+            if (be->copy(be, hx, x, MHb, PZ_COPY_D2H, err) || be->synchronize(be, err)) goto out;
+            p.on_final(p.user, hx, row0, M, H);
+        }
         if (p.progress) {
             double dt = pz_now() - t0;
             long done = s0 + ns;
@@ -262,6 +282,11 @@ int pz_capture_run(const pz_model *m, const int32_t *tokens, long n_tokens, cons
     rc = 0;
 out:
     pz_block_weights_free(&w);
+    if (be) {
+        pz_block_weights_dev_free(be, &wd);
+        be->free(be, x);
+        be->free(be, y);
+    }
     for (int i = 0; i < opened; i++) {
         if (outs[i].fd >= 0) close(outs[i].fd);
         if (rc && outs[i].tmp[0]) unlink(outs[i].tmp);
@@ -269,11 +294,11 @@ out:
     if (ec)
         for (int i = 0; i < ec->n; i++) pz_sub_exec_free(ec->e[i]);
     free(ec);
-    pz_backend_free(be);
+    if (!p.be) pz_backend_free(be);
     free(outs);
     free(slot_of);
-    free(x);
-    free(y);
+    free(hx);
+    free(hy);
     free(conv);
     return rc;
 }

@@ -8,6 +8,8 @@
 //   PZ_CAP_FFN_OUT   the FFN branch output
 // so training never re-runs the parent. The forward uses the training
 // sub-block code (subblock.h), the same code that trains the children.
+// The forward runs in backend memory; each stored layer's input and
+// branch come back to the host (one copy each per chunk) to be written.
 //
 // Files: DIR/capture_L007.bin, one per layer:
 //   header (128 bytes, see pz_capture_info), zero padding to 4096, then the
@@ -46,6 +48,7 @@ typedef struct {
     pz_dt prec;             // products of the parent forward (default PZ_DT_F32)
     int n_threads;          // default 1
     pz_backend_kind backend; // where the forward runs (default CPU)
+    pz_backend *be;          // borrowed backend to run on instead (NULL: create one of kind backend)
     int max_rows;           // rows per forward chunk (default 2048, rounded down to windows)
     const int *layers;      // layers to store (NULL: all); the forward runs up to the last
     int n_layers;

@@ -1,11 +1,28 @@
 // init.c — see init.h.
 #include "init.h"
 #include "common.h"
+#include "devmem.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+// A backend copy of n host floats (NULL with err on failure); enqueued.
+static float *dev_up(pz_backend *be, const float *host, size_t n, char *err) {
+    float *d = pz_dev_alloc(be, n * sizeof(float), "init", err);
+    if (d && be->copy(be, d, host, n * sizeof(float), PZ_COPY_H2D, err)) {
+        be->free(be, d);
+        return NULL;
+    }
+    return d;
+}
+
+// n floats of backend memory into host, then synchronize.
+static int dev_down(pz_backend *be, float *host, const float *d, size_t n, char *err) {
+    if (be->copy(be, host, d, n * sizeof(float), PZ_COPY_D2H, err)) return -1;
+    return be->synchronize(be, err);
+}
 
 pz_init_params pz_init_default_params(void) {
     pz_init_params p = {.linear_lsq = 1, .ridge = 1e-3, .max_tokens = 8192, .token_limit = 0,
@@ -33,19 +50,31 @@ int pz_init_channel_scores(pz_backend *be, const pz_block_weights *w, float eps,
     const int H = w->hidden, F = w->ffn.size;
     if (!w->gate) return pz_err(err, "init: channel scores need a swiglu parent");
     const long CH = 512;
-    float *xn = malloc(sizeof(float) * (size_t)CH * H), *rstd = malloc(sizeof(float) * CH);
+    // Host: the products' outputs gg, uu. Backend: the chunk's input, its
+    // normalization, the gate and up outputs (dgu), the weights.
     float *gg = malloc(sizeof(float) * (size_t)CH * F), *uu = malloc(sizeof(float) * (size_t)CH * F);
+    float *dx = pz_dev_alloc(be, sizeof(float) * (size_t)CH * H, "init", err);
+    float *dxn = pz_dev_alloc(be, sizeof(float) * (size_t)CH * H, "init", err);
+    float *drstd = pz_dev_alloc(be, sizeof(float) * CH, "init", err);
+    float *dgu = pz_dev_alloc(be, sizeof(float) * 2 * (size_t)CH * F, "init", err);
+    float *dnorm = dev_up(be, w->ffn_norm, (size_t)H, err);
+    float *dgate = dev_up(be, w->gate, (size_t)F * H, err), *dupw = dev_up(be, w->up, (size_t)F * H, err);
     int rc = -1;
-    if (!xn || !rstd || !gg || !uu) {
+    if (!gg || !uu) {
         pz_err(err, "init: out of memory");
         goto out;
     }
+    if (!dx || !dxn || !drstd || !dgu || !dnorm || !dgate || !dupw) goto out;
     for (int i = 0; i < F; i++) score[i] = 0;
     for (long r0 = 0; r0 < M; r0 += CH) {
         int n = (int)(M - r0 < CH ? M - r0 : CH);
-        be->train->rmsnorm_fwd(be, xn, rstd, x + (size_t)r0 * H, w->ffn_norm, n, H, eps);
-        if (be->train->linear_fwd(be, gg, xn, w->gate, n, F, H, PZ_DT_F32, err) ||
-            be->train->linear_fwd(be, uu, xn, w->up, n, F, H, PZ_DT_F32, err))
+        const size_t nF = (size_t)n * F;
+        if (be->copy(be, dx, x + (size_t)r0 * H, sizeof(float) * (size_t)n * H, PZ_COPY_H2D, err)) goto out;
+        be->train->rmsnorm_fwd(be, dxn, drstd, dx, dnorm, n, H, eps);
+        if (be->train->linear_fwd(be, dgu, dxn, dgate, n, F, H, PZ_DT_F32, err) ||
+            be->train->linear_fwd(be, dgu + nF, dxn, dupw, n, F, H, PZ_DT_F32, err) ||
+            be->copy(be, gg, dgu, sizeof(float) * nF, PZ_COPY_D2H, err) ||
+            dev_down(be, uu, dgu + nF, nF, err))
             goto out;
         // Rows in a fixed order per channel: deterministic for any thread count.
 #pragma omp parallel for num_threads(n_threads) schedule(static)
@@ -65,10 +94,10 @@ int pz_init_channel_scores(pz_backend *be, const pz_block_weights *w, float eps,
     }
     rc = 0;
 out:
-    free(xn);
-    free(rstd);
     free(gg);
     free(uu);
+    float *dev[] = {dx, dxn, drstd, dgu, dnorm, dgate, dupw};
+    for (int i = 0; i < 7; i++) be->free(be, dev[i]);
     return rc;
 }
 
@@ -123,15 +152,30 @@ int pz_init_linear_attn(pz_backend *be, float *W, const pz_block_weights *p, cha
         for (int h = 0; h < nh; h++)
             for (int d = 0; d < hd; d++)
                 wos[(size_t)o * kvd + (size_t)(h / gp) * hd + d] += p->wo[(size_t)o * qd + (size_t)h * hd + d];
-    int rc = be->train->gemm(be, 0, 0, H, H, kvd, wos, kvd, p->wv, H, W, H, 0, PZ_DT_F32, err);
+    float *dwos = dev_up(be, wos, (size_t)H * kvd, err), *dwv = dev_up(be, p->wv, (size_t)kvd * H, err);
+    float *dW = pz_dev_alloc(be, sizeof(float) * (size_t)H * H, "init", err);
+    int rc = dwos && dwv && dW &&
+                     !be->train->gemm(be, 0, 0, H, H, kvd, dwos, kvd, dwv, H, dW, H, 0, PZ_DT_F32, err) &&
+                     !dev_down(be, W, dW, (size_t)H * H, err)
+                 ? 0
+                 : -1;
     free(wos);
+    be->free(be, dwos), be->free(be, dwv), be->free(be, dW);
     return rc;
 }
 
 int pz_init_linear_ffn(pz_backend *be, float *W, const pz_block_weights *p, char *err) {
     if (!p->gate) return pz_err(err, "init: linear FFN needs a swiglu parent");
     const int H = p->hidden, F = p->ffn.size;
-    return be->train->gemm(be, 0, 0, H, H, F, p->down, F, p->up, H, W, H, 0, PZ_DT_F32, err);
+    float *ddown = dev_up(be, p->down, (size_t)H * F, err), *dupw = dev_up(be, p->up, (size_t)F * H, err);
+    float *dW = pz_dev_alloc(be, sizeof(float) * (size_t)H * H, "init", err);
+    int rc = ddown && dupw && dW &&
+                     !be->train->gemm(be, 0, 0, H, H, F, ddown, F, dupw, H, dW, H, 0, PZ_DT_F32, err) &&
+                     !dev_down(be, W, dW, (size_t)H * H, err)
+                 ? 0
+                 : -1;
+    be->free(be, ddown), be->free(be, dupw), be->free(be, dW);
+    return rc;
 }
 
 int pz_cholesky_solve(double *A, double *B, int n, int nrhs) {
@@ -176,14 +220,21 @@ int pz_init_linear_lsq(pz_backend *be, float *W, const float *x, const float *y,
                        const float *norm, float eps, double ridge, char *err) {
     const int H = hidden;
     const long CH = 1024;
-    float *u = malloc(sizeof(float) * (size_t)CH * H), *rstd = malloc(sizeof(float) * CH);
+    // Backend: a chunk of x and y (one buffer), its normalization u, the norm
+    // weight, G and B (one buffer); they come back once, at the end.
     float *G = calloc((size_t)H * H, sizeof(float)), *B = calloc((size_t)H * H, sizeof(float));
     double *Gd = malloc(sizeof(double) * (size_t)H * H), *Bd = malloc(sizeof(double) * (size_t)H * H);
+    float *dxy = pz_dev_alloc(be, sizeof(float) * 2 * (size_t)CH * H, "init", err);
+    float *du = pz_dev_alloc(be, sizeof(float) * (size_t)CH * H, "init", err);
+    float *drstd = pz_dev_alloc(be, sizeof(float) * CH, "init", err);
+    float *dGB = pz_dev_alloc(be, sizeof(float) * 2 * (size_t)H * H, "init", err);
+    float *dnorm = dev_up(be, norm, (size_t)H, err);
     int rc = -1;
-    if (!u || !rstd || !G || !B || !Gd || !Bd) {
+    if (!G || !B || !Gd || !Bd) {
         pz_err(err, "init: out of memory");
         goto out;
     }
+    if (!dxy || !du || !drstd || !dGB || !dnorm) goto out;
     if (M <= 0) {
         pz_err(err, "init: least squares with no rows");
         goto out;
@@ -192,11 +243,19 @@ int pz_init_linear_lsq(pz_backend *be, float *W, const float *x, const float *y,
     // chunks keep each partial sum short), then solved in double.
     for (long r0 = 0; r0 < M; r0 += CH) {
         int n = (int)(M - r0 < CH ? M - r0 : CH);
-        be->train->rmsnorm_fwd(be, u, rstd, x + (size_t)r0 * H, norm, n, H, eps);
-        if (be->train->gemm(be, 1, 0, H, H, n, u, H, u, H, G, H, r0 > 0, PZ_DT_F32, err) ||
-            be->train->gemm(be, 1, 0, H, H, n, u, H, y + (size_t)r0 * H, H, B, H, r0 > 0, PZ_DT_F32, err))
+        const size_t nH = (size_t)n * H, HH = (size_t)H * H;
+        float *dy = dxy + (size_t)CH * H;
+        if (be->copy(be, dxy, x + (size_t)r0 * H, sizeof(float) * nH, PZ_COPY_H2D, err) ||
+            be->copy(be, dy, y + (size_t)r0 * H, sizeof(float) * nH, PZ_COPY_H2D, err))
+            goto out;
+        be->train->rmsnorm_fwd(be, du, drstd, dxy, dnorm, n, H, eps);
+        if (be->train->gemm(be, 1, 0, H, H, n, du, H, du, H, dGB, H, r0 > 0, PZ_DT_F32, err) ||
+            be->train->gemm(be, 1, 0, H, H, n, du, H, dy, H, dGB + HH, H, r0 > 0, PZ_DT_F32, err))
             goto out;
     }
+    if (be->copy(be, G, dGB, sizeof(float) * (size_t)H * H, PZ_COPY_D2H, err) ||
+        dev_down(be, B, dGB + (size_t)H * H, (size_t)H * H, err))
+        goto out;
     double tr = 0;
     for (int i = 0; i < H; i++) tr += G[(size_t)i * H + i];
     double lam = ridge * tr / H;
@@ -212,8 +271,7 @@ int pz_init_linear_lsq(pz_backend *be, float *W, const float *x, const float *y,
         for (int i = 0; i < H; i++) W[(size_t)o * H + i] = (float)Bd[(size_t)i * H + o];
     rc = 0;
 out:
-    free(u);
-    free(rstd);
+    be->free(be, dxy), be->free(be, du), be->free(be, drstd), be->free(be, dGB), be->free(be, dnorm);
     free(G);
     free(B);
     free(Gd);
@@ -344,7 +402,7 @@ int pz_init_block(pz_block_weights *out, const pz_model *parent, const pz_block 
         return pz_err(err, "init: capture of layer %d given for layer %d", pz_capture_get_info(cap)->layer,
                       blk->layer);
     if (pz_block_weights_from_parent(&par, parent, blk->layer, PZ_SUB_PAIR, err)) return -1;
-    pz_backend *be = pz_backend_create(p.backend, p.n_threads, err);
+    pz_backend *be = p.be ? p.be : pz_backend_create(p.backend, p.n_threads, err);
     int rc = -1;
     if (!be) goto out;
     if (pz_block_weights_alloc(out, c, blk->layer, blk->sub, blk->attn, blk->ffn, err)) goto out;
@@ -359,6 +417,6 @@ int pz_init_block(pz_block_weights *out, const pz_model *parent, const pz_block 
 out:
     if (rc) pz_block_weights_free(out);
     pz_block_weights_free(&par);
-    pz_backend_free(be);
+    if (!p.be) pz_backend_free(be);
     return rc;
 }

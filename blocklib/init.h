@@ -11,6 +11,9 @@
 //                             solved by the normal equations with a Cholesky factorization
 //   noop                      nothing; parent variant: a copy
 // The RMSNorm weight of every child half is the parent's.
+// Memory: the functions below take and fill host memory (the initialization
+// is host work around a few products); the products run on the backend
+// given, on copies in its memory.
 #ifndef PZ_INIT_H
 #define PZ_INIT_H
 
@@ -30,6 +33,7 @@ typedef struct {
     long token_limit;   // rows at and after this are never read (the validation split); 0: none
     int n_threads;      // default 1
     pz_backend_kind backend;  // where products run (default CPU)
+    pz_backend *be;     // borrowed backend to run on instead (NULL: create one of kind backend)
 } pz_init_params;
 
 pz_init_params pz_init_default_params(void);

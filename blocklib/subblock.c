@@ -1,6 +1,7 @@
 // subblock.c — see subblock.h.
 #include "subblock.h"
 #include "common.h"
+#include "devmem.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -14,9 +15,10 @@ struct pz_sub_exec {
     float eps;
     pz_attn_block_train *attn;  // gqa
     pz_ffn_block_train *ffn;    // swiglu
-    float *xn, *rstd, *dxn;     // linear: (max_rows, hidden), (max_rows), (max_rows, hidden)
-    int32_t *pos;               // gqa: (max_rows)
-    float *inv_freq;            // gqa: (head_dim/2)
+    float *xn, *rstd, *dxn;     // linear, backend memory: (max_rows, hidden), (max_rows), (max_rows, hidden)
+    pz_dev_zeros zeros;         // noop: zeroes y / dx
+    int32_t *pos;               // gqa, host (the op copies it): (max_rows)
+    float *inv_freq;            // gqa, host: (head_dim/2)
 };
 
 pz_sub_exec *pz_sub_exec_create(const pz_config *c, pz_sub_kind half, pz_variant v, int max_rows,
@@ -53,10 +55,13 @@ pz_sub_exec *pz_sub_exec_create(const pz_config *c, pz_sub_kind half, pz_variant
         e->ffn = be->train->ffn_block_create(be, &fc, max_rows, err);
         if (!e->ffn) goto fail;
     } else if (lin) {
-        e->xn = malloc(M * H * sizeof(float));
-        e->dxn = malloc(M * H * sizeof(float));
-        e->rstd = malloc(M * sizeof(float));
-        if (!e->xn || !e->dxn || !e->rstd) goto oom;
+        if (!(e->xn = pz_dev_alloc(be, M * H * sizeof(float), "subblock", err)) ||
+            !(e->dxn = pz_dev_alloc(be, M * H * sizeof(float), "subblock", err)) ||
+            !(e->rstd = pz_dev_alloc(be, M * sizeof(float), "subblock", err)))
+            goto fail;
+    } else {
+        size_t zb = M * H * sizeof(float);
+        if (pz_dev_zeros_init(&e->zeros, be, zb < ((size_t)1 << 20) ? zb : (size_t)1 << 20, err)) goto fail;
     }
     return e;
 oom:
@@ -70,9 +75,10 @@ void pz_sub_exec_free(pz_sub_exec *e) {
     if (!e) return;
     if (e->attn) e->be->train->attn_block_free(e->be, e->attn);
     if (e->ffn) e->be->train->ffn_block_free(e->be, e->ffn);
-    free(e->xn);
-    free(e->dxn);
-    free(e->rstd);
+    if (e->xn) e->be->free(e->be, e->xn);
+    if (e->dxn) e->be->free(e->be, e->dxn);
+    if (e->rstd) e->be->free(e->be, e->rstd);
+    pz_dev_zeros_free(&e->zeros, e->be);
     free(e->pos);
     free(e->inv_freq);
     free(e);
@@ -116,8 +122,7 @@ int pz_sub_exec_fwd(pz_sub_exec *e, const pz_block_weights *w, const float *x,
         e->be->train->rmsnorm_fwd(e->be, e->xn, e->rstd, x, norm, M, H, e->eps);
         return e->be->train->linear_fwd(e->be, y, e->xn, W, M, H, H, e->prec, err);
     }
-    memset(y, 0, sizeof(float) * (size_t)M * H);  // noop
-    return 0;
+    return pz_dev_zero(&e->zeros, e->be, y, sizeof(float) * (size_t)M * H, err);  // noop
 }
 
 int pz_sub_exec_bwd(pz_sub_exec *e, const pz_block_weights *w,
@@ -147,8 +152,7 @@ int pz_sub_exec_bwd(pz_sub_exec *e, const pz_block_weights *w,
         if (need_dxn) e->be->train->rmsnorm_bwd(e->be, dx, 0, dnorm, e->dxn, x, norm, e->rstd, M, H);
         return 0;
     }
-    if (dx) memset(dx, 0, sizeof(float) * (size_t)M * H);
-    return 0;
+    return dx ? pz_dev_zero(&e->zeros, e->be, dx, sizeof(float) * (size_t)M * H, err) : 0;
 }
 
 double pz_sub_exec_fwd_flops(const pz_config *c, pz_sub_kind half, pz_variant v, int M, int T) {

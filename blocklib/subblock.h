@@ -17,7 +17,8 @@ typedef struct pz_sub_exec pz_sub_exec;
 // per call <= max_rows. prec: the four/three projections' product type
 // (attention scores are always fp32). Every op runs on backend be
 // (borrowed; it must outlive the handle); the buffers passed to fwd/bwd are
-// its memory. RoPE frequencies come from c. Free with pz_sub_exec_free.
+// its memory (x, y, dy, dx and every weight in w and dw). RoPE
+// frequencies come from c. Free with pz_sub_exec_free.
 pz_sub_exec *pz_sub_exec_create(const pz_config *c, pz_sub_kind half, pz_variant v, int max_rows,
                                 pz_dt prec, pz_backend *be, char *err);
 void pz_sub_exec_free(pz_sub_exec *e);

@@ -2,6 +2,7 @@
 #include "distill.h"
 #include "capture.h"
 #include "common.h"
+#include "devmem.h"
 #include "net.h"
 
 #include <errno.h>
@@ -16,9 +17,14 @@
 
 struct pz_gkd {
     pz_net *tn, *cn;
+    pz_backend *be;
     int n_layer, hidden, vocab, max_rows, n_threads;
-    float *dh;          // (n_layer, max_rows, hidden) direct gradients of the hidden states
+    int shared;         // the backend's memory is the host's: the host mirrors below alias it
+    float *dh;          // (n_layer, max_rows, hidden) direct gradients of the hidden states (backend)
     const float **dhp;  // (n_layer) pointers into dh
+    // Host mirrors (allocated only when !shared): dh; the teacher's and the
+    // child's hidden states (n_layer, max_rows, hidden) and logits (max_rows, vocab).
+    float *hdh, *hth, *hch, *htl, *hcl;
     double *row_cos;    // (max_rows) Σ_layers (1 − cos) of each row
     double *row_kl;     // (max_rows)
     float *scratch;     // (n_threads, 2, vocab) exponentials of one row's logits
@@ -35,15 +41,26 @@ pz_gkd *pz_gkd_create(const pz_model *teacher, const pz_model *child, int max_ro
     if (!g) return pz_err(err, "distill: out of memory"), NULL;
     g->n_layer = b->n_layer, g->hidden = b->hidden, g->vocab = b->vocab, g->max_rows = max_rows;
     g->n_threads = be->n_threads > 0 ? be->n_threads : 1;
-    const size_t LRH = (size_t)b->n_layer * max_rows * b->hidden;
-    g->dh = malloc(LRH * sizeof(float));
+    g->be = be;
+    g->shared = pz_dev_host_shared(be);
+    const size_t LRH = (size_t)b->n_layer * max_rows * b->hidden, RV = (size_t)max_rows * b->vocab;
     g->dhp = malloc(sizeof(float *) * (size_t)b->n_layer);
     g->row_cos = malloc(sizeof(double) * (size_t)max_rows);
     g->row_kl = malloc(sizeof(double) * (size_t)max_rows);
     g->scratch = malloc(sizeof(float) * 2 * (size_t)b->vocab * (size_t)g->n_threads);
-    if (!g->dh || !g->dhp || !g->row_cos || !g->row_kl || !g->scratch) {
+    if (!g->dhp || !g->row_cos || !g->row_kl || !g->scratch) {
         pz_err(err, "distill: out of memory (%d rows)", max_rows);
         goto fail;
+    }
+    if (!(g->dh = pz_dev_alloc(be, LRH * sizeof(float), "distill", err))) goto fail;
+    if (!g->shared) {
+        g->hdh = malloc(LRH * sizeof(float)), g->hth = malloc(LRH * sizeof(float));
+        g->hch = malloc(LRH * sizeof(float));
+        g->htl = malloc(RV * sizeof(float)), g->hcl = malloc(RV * sizeof(float));
+        if (!g->hdh || !g->hth || !g->hch || !g->htl || !g->hcl) {
+            pz_err(err, "distill: out of memory (%d rows)", max_rows);
+            goto fail;
+        }
     }
     for (int l = 0; l < b->n_layer; l++) g->dhp[l] = g->dh + (size_t)l * max_rows * b->hidden;
     if (!(g->tn = pz_net_create(teacher, max_rows, prec, be, err))) goto fail;
@@ -58,7 +75,9 @@ void pz_gkd_free(pz_gkd *g) {
     if (!g) return;
     pz_net_free(g->tn);
     pz_net_free(g->cn);
-    free(g->dh), free(g->dhp), free(g->row_cos), free(g->row_kl), free(g->scratch);
+    if (g->be) g->be->free(g->be, g->dh);
+    free(g->hdh), free(g->hth), free(g->hch), free(g->htl), free(g->hcl);
+    free(g->dhp), free(g->row_cos), free(g->row_kl), free(g->scratch);
     free(g);
 }
 
@@ -82,16 +101,28 @@ int pz_gkd_batch(pz_gkd *g, const pz_model *teacher, const pz_model *child, pz_m
     const int M = n_seq * T, H = g->hidden, V = g->vocab, L = g->n_layer;
     const double gs = (double)scale / M;
     const int want = grad != NULL;
-    const float *tl = pz_net_logits(g->tn);
-    float *cl = pz_net_logits(g->cn);
+    pz_backend *be = g->be;
+    const size_t RH = (size_t)g->max_rows * H, LRH = (size_t)L * RH, MV = (size_t)M * V;
+    float *dcl = pz_net_logits(g->cn);
+    // The host's view of both models' hidden states and logits, and of dh.
+    const float *th = pz_net_hidden(g->tn, 0), *ch = pz_net_hidden(g->cn, 0), *tl = pz_net_logits(g->tn);
+    float *cl = dcl, *hdh = g->dh;
+    if (!g->shared) {
+        if (be->copy(be, g->hth, th, LRH * sizeof(float), PZ_COPY_D2H, err) ||
+            be->copy(be, g->hch, ch, LRH * sizeof(float), PZ_COPY_D2H, err) ||
+            be->copy(be, g->htl, tl, MV * sizeof(float), PZ_COPY_D2H, err) ||
+            be->copy(be, g->hcl, dcl, MV * sizeof(float), PZ_COPY_D2H, err) || be->synchronize(be, err))
+            return -1;
+        th = g->hth, ch = g->hch, tl = g->htl, cl = g->hcl, hdh = g->hdh;
+    }
     // Rows are independent; sums are taken in row order afterwards, so the
     // result does not depend on the thread count's reduction order.
 #pragma omp parallel for num_threads(g->n_threads) schedule(static)
     for (int r = 0; r < M; r++) {
         double csum = 0;
         for (int l = 0; l < L; l++) {
-            const float *c = pz_net_hidden(g->cn, l) + (size_t)r * H;
-            const float *t = pz_net_hidden(g->tn, l) + (size_t)r * H;
+            const float *c = ch + (size_t)l * RH + (size_t)r * H;
+            const float *t = th + (size_t)l * RH + (size_t)r * H;
             double cc = 0, tt = 0, ct = 0;
             for (int i = 0; i < H; i++) cc += (double)c[i] * c[i], tt += (double)t[i] * t[i], ct += (double)c[i] * t[i];
             double nc = sqrt(cc), nt = sqrt(tt);
@@ -99,7 +130,7 @@ int pz_gkd_batch(pz_gkd *g, const pz_model *teacher, const pz_model *child, pz_m
             csum += 1 - cs;
             if (want) {
                 // ∂(1 − cos)/∂c = −(t/(|c||t|) − cos·c/|c|²)
-                float *d = (float *)g->dhp[l] + (size_t)r * H;
+                float *d = hdh + (size_t)l * RH + (size_t)r * H;
                 double a = nc > 0 && nt > 0 ? 1 / (nc * nt) : 0, b = nc > 0 ? cs / cc : 0;
                 for (int i = 0; i < H; i++) d[i] = (float)(-gs * (a * t[i] - b * c[i]));
             }
@@ -122,7 +153,10 @@ int pz_gkd_batch(pz_gkd *g, const pz_model *teacher, const pz_model *child, pz_m
     *cos_loss = cs / M;
     *kl = ks / M;
     if (!want) return 0;
-    return pz_net_bwd(g->cn, child, grad, cl, g->dhp, err);
+    if (!g->shared && (be->copy(be, g->dh, hdh, LRH * sizeof(float), PZ_COPY_H2D, err) ||
+                       be->copy(be, dcl, cl, MV * sizeof(float), PZ_COPY_H2D, err)))
+        return -1;
+    return pz_net_bwd(g->cn, child, grad, dcl, g->dhp, err);
 }
 
 // ---- parameters ---------------------------------------------------------------------------
@@ -339,10 +373,30 @@ static int params_init(params *ps, pz_model *child, pz_model *grad, pz_model *m1
     return 0;
 }
 
-// Broadcasts every parameter and moment from rank 0, and the step.
-static int bcast_state(pz_comm *comm, params *ps, long *step, char *err) {
+// The communicator's buffers are backend memory: host values go through
+// dbuf (16 bytes of it). all_reduce of n <= 4 host floats, broadcast of
+// `bytes` <= 16 host bytes from rank 0.
+static int reduce_host(pz_comm *comm, void *dbuf, float *v, int n, pz_reduce_op op, char *err) {
+    pz_backend *b = comm->b;
+    const size_t bytes = sizeof(float) * (size_t)n;
+    if (b->copy(b, dbuf, v, bytes, PZ_COPY_H2D, err) || comm->all_reduce(comm, dbuf, (size_t)n, op, err) ||
+        b->copy(b, v, dbuf, bytes, PZ_COPY_D2H, err))
+        return -1;
+    return b->synchronize(b, err);
+}
+
+static int bcast_host(pz_comm *comm, void *dbuf, void *v, size_t bytes, char *err) {
+    pz_backend *b = comm->b;
+    if (b->copy(b, dbuf, v, bytes, PZ_COPY_H2D, err) || comm->broadcast(comm, dbuf, bytes, 0, err) ||
+        b->copy(b, v, dbuf, bytes, PZ_COPY_D2H, err))
+        return -1;
+    return b->synchronize(b, err);
+}
+
+// Broadcasts every parameter and moment from rank 0 (backend memory), and the step.
+static int bcast_state(pz_comm *comm, void *dbuf, params *ps, long *step, char *err) {
     int64_t s = *step;
-    if (comm->broadcast(comm, &s, sizeof s, 0, err)) return -1;
+    if (bcast_host(comm, dbuf, &s, sizeof s, err)) return -1;
     *step = (long)s;
     for (int i = 0; i < ps->n; i++) {
         const size_t b = ps->t[i].n * sizeof(float);
@@ -382,9 +436,18 @@ int pz_distill_run(const pz_model *teacher, pz_model *child, const int32_t *toke
     const long warm = p.warmup >= 0 ? p.warmup : (steps / 20 > 1 ? steps / 20 : 1);
     const int rows = p.seq * p.batch;
 
+    // Host models (grad, m1, m2: zeroed) and their views in backend memory
+    // (the host models themselves on the CPU backend). The host copies of
+    // the child and the moments are what checkpoints read and write.
     pz_model *grad = NULL, *m1 = NULL, *m2 = NULL;
+    pz_model td, cd, gd, m1d, m2d;
+    memset(&td, 0, sizeof td), memset(&cd, 0, sizeof cd), memset(&gd, 0, sizeof gd);
+    memset(&m1d, 0, sizeof m1d), memset(&m2d, 0, sizeof m2d);
+    pz_dev_zeros zeros = {NULL, 0};
+    void *dbuf = NULL;
+    int trained = 0;  // the child's view may differ from the host child: copy back at the end
     pz_gkd *g = NULL;
-    params ps = {0, NULL, 0};
+    params ps = {0, NULL, 0}, psh = {0, NULL, 0};
     windows wn = {n_win, -1, NULL, p.seed};
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)rows);
     int rc = -1;
@@ -403,8 +466,15 @@ int pz_distill_run(const pz_model *teacher, pz_model *child, const int32_t *toke
     if (!(grad = pz_model_alloc(&child->cfg, PZ_DT_F32, err)) || !(m1 = pz_model_alloc(&child->cfg, PZ_DT_F32, err)) ||
         !(m2 = pz_model_alloc(&child->cfg, PZ_DT_F32, err)))
         goto out;
-    if (params_init(&ps, child, grad, m1, m2, err)) goto out;
-    if (!(g = pz_gkd_create(teacher, child, rows, p.prec, be, err))) goto out;
+    if (pz_model_dev(be, teacher, 1, &td, err) || pz_model_dev(be, child, 1, &cd, err) ||
+        pz_model_dev(be, grad, 0, &gd, err) || pz_model_dev(be, m1, 0, &m1d, err) ||
+        pz_model_dev(be, m2, 0, &m2d, err))
+        goto out;
+    if (pz_dev_zeros_init(&zeros, be, gd.arena_bytes < ((size_t)4 << 20) ? gd.arena_bytes : (size_t)4 << 20, err) ||
+        !(dbuf = pz_dev_alloc(comm->b, 16, "distill", err)))
+        goto out;
+    if (params_init(&ps, &cd, &gd, &m1d, &m2d, err) || params_init(&psh, child, grad, m1, m2, err)) goto out;
+    if (!(g = pz_gkd_create(&td, &cd, rows, p.prec, be, err))) goto out;
 
     ck_header hd;
     memset(&hd, 0, sizeof hd);
@@ -417,8 +487,11 @@ int pz_distill_run(const pz_model *teacher, pz_model *child, const int32_t *toke
     long start = 0;
     float status = 0;
     if (rank == 0) {
-        int lr_ = ck_load(out_dir, &hd, &ps, &rr, &start, err);
+        int lr_ = ck_load(out_dir, &hd, &psh, &rr, &start, err);
         if (lr_ < 0) status = -1;
+        else if (lr_ == 0 && (pz_model_dev_copy(be, &cd, child, 0, err) || pz_model_dev_copy(be, &m1d, m1, 0, err) ||
+                              pz_model_dev_copy(be, &m2d, m2, 0, err)))
+            status = -1;
         else if (lr_ == 0 && !p.resume) {
             pz_err(err, "distill: %s already holds a checkpoint (step %ld of %ld): pass --resume to "
                    "continue it, or choose another --out", out_dir, start, steps);
@@ -427,7 +500,7 @@ int pz_distill_run(const pz_model *teacher, pz_model *child, const int32_t *toke
     }
     if (size > 1) {
         char e2[PZ_ERRLEN];
-        if (comm->all_reduce(comm, &status, 1, PZ_REDUCE_SUM, e2)) {
+        if (reduce_host(comm, dbuf, &status, 1, PZ_REDUCE_SUM, e2)) {
             if (status == 0) pz_err(err, "%s", e2);
             goto out;
         }
@@ -437,9 +510,9 @@ int pz_distill_run(const pz_model *teacher, pz_model *child, const int32_t *toke
         goto out;
     }
     if (size > 1) {
-        if (bcast_state(comm, &ps, &start, err)) goto out;
+        if (bcast_state(comm, dbuf, &ps, &start, err)) goto out;
         int64_t np = rr.n_points;
-        if (comm->broadcast(comm, &np, sizeof np, 0, err)) goto out;
+        if (bcast_host(comm, dbuf, &np, sizeof np, err)) goto out;
         rr.n_points = (int)np;
     }
     rr.start_step = start;
@@ -447,8 +520,9 @@ int pz_distill_run(const pz_model *teacher, pz_model *child, const int32_t *toke
     rr.tokens = start * rows_step;
 
     const double t0 = pz_now();
+    trained = 1;
     for (long s = start; s < steps; s++) {
-        memset(grad->arena, 0, grad->arena_bytes);
+        if (pz_dev_zero(&zeros, be, gd.arena, gd.arena_bytes, err)) goto out;
         float loss[2] = {0, 0};
         double lc = 0, lk = 0;
         for (int j = 0; j < p.accum; j++) {
@@ -458,7 +532,7 @@ int pz_distill_run(const pz_model *teacher, pz_model *child, const int32_t *toke
                 memcpy(ids + (size_t)k * p.seq, tokens + window_at(&wn, gi) * p.seq, sizeof(int32_t) * (size_t)p.seq);
             }
             double c, kl;
-            if (pz_gkd_batch(g, teacher, child, grad, 1.0f / p.accum, ids, p.batch, p.seq, &c, &kl, err)) goto out;
+            if (pz_gkd_batch(g, &td, &cd, &gd, 1.0f / p.accum, ids, p.batch, p.seq, &c, &kl, err)) goto out;
             if (!isfinite(c) || !isfinite(kl)) {
                 pz_err(err, "distill: loss is not finite at step %ld (cos %g, KL %g)", s + 1, c, kl);
                 goto out;
@@ -467,8 +541,8 @@ int pz_distill_run(const pz_model *teacher, pz_model *child, const int32_t *toke
         }
         loss[0] = (float)lc, loss[1] = (float)lk;
         if (size > 1) {
-            if (comm->all_reduce(comm, (float *)grad->arena, grad->arena_bytes / sizeof(float), PZ_REDUCE_SUM, err) ||
-                comm->all_reduce(comm, loss, 2, PZ_REDUCE_SUM, err))
+            if (comm->all_reduce(comm, (float *)gd.arena, gd.arena_bytes / sizeof(float), PZ_REDUCE_SUM, err) ||
+                reduce_host(comm, dbuf, loss, 2, PZ_REDUCE_SUM, err))
                 goto out;
             lc = loss[0], lk = loss[1];
         }
@@ -487,7 +561,7 @@ int pz_distill_run(const pz_model *teacher, pz_model *child, const int32_t *toke
         pr.checkpointed = want_ck;
         float stop = 0;
         if (rank == 0 && p.progress) stop = (float)p.progress(p.user, &pr);
-        if (size > 1 && comm->all_reduce(comm, &stop, 1, PZ_REDUCE_MAX, err)) goto out;
+        if (size > 1 && reduce_host(comm, dbuf, &stop, 1, PZ_REDUCE_MAX, err)) goto out;
         if (stop == PZ_DISTILL_ABANDON) {
             pz_err(err, "distill: abandoned at step %ld without a checkpoint", s + 1);
             goto out;
@@ -495,7 +569,9 @@ int pz_distill_run(const pz_model *teacher, pz_model *child, const int32_t *toke
         if (stop == PZ_DISTILL_STOP) want_ck = 1;
         if (want_ck) {
             hd.step = s + 1, hd.windows_done = (s + 1) * (long)p.accum * p.batch;
-            if (rank == 0 && ck_save(out_dir, &hd, &ps, &rr, err)) goto out;
+            if (rank == 0 && (pz_model_dev_copy(be, &cd, child, 1, err) || pz_model_dev_copy(be, &m1d, m1, 1, err) ||
+                              pz_model_dev_copy(be, &m2d, m2, 1, err) || ck_save(out_dir, &hd, &psh, &rr, err)))
+                goto out;
         }
         if (stop == PZ_DISTILL_STOP) {
             pz_err(err, "distill: stopped at step %ld of %ld (checkpoint written; rerun with --resume to go on)",
@@ -507,11 +583,20 @@ int pz_distill_run(const pz_model *teacher, pz_model *child, const int32_t *toke
     rr.wall_s = pz_now() - t0;
     rc = 0;
 out:
+    if (trained && pz_model_dev_copy(be, &cd, child, 1, rc ? NULL : err)) rc = -1;  // the child as trained
     pz_gkd_free(g);
+    pz_dev_zeros_free(&zeros, be);
+    if (dbuf) comm->b->free(comm->b, dbuf);
+    if (teacher) pz_model_dev_free(be, &td, teacher);
+    pz_model_dev_free(be, &cd, child);
+    if (grad) pz_model_dev_free(be, &gd, grad);
+    if (m1) pz_model_dev_free(be, &m1d, m1);
+    if (m2) pz_model_dev_free(be, &m2d, m2);
     pz_model_free(grad);
     pz_model_free(m1);
     pz_model_free(m2);
     free(ps.t);
+    free(psh.t);
     free(wn.order);
     free(ids);
     if (rc == 0 && res) *res = rr;

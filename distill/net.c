@@ -1,6 +1,7 @@
 // net.c — see net.h.
 #include "net.h"
 #include "common.h"
+#include "devmem.h"
 #include "subblock.h"
 #include "weights.h"
 
@@ -14,7 +15,9 @@ struct pz_net {
     int max_rows, M, T;
     pz_dt prec;
     pz_sub_exec **ea, **ef;  // (n_layer) each
-    int32_t *ids;            // (max_rows) the last forward's tokens
+    int32_t *ids;            // (max_rows) the last forward's tokens (host)
+    // The rest: backend memory.
+    int32_t *dids;           // (max_rows) the same
     float *h;                // (n_layer+1, max_rows, hidden): h[0] embeddings, h[l+1] layer l's output
     float *x2;               // (n_layer, max_rows, hidden): the FFN input of layer l
     float *br;               // (max_rows, hidden) branch output / branch dx
@@ -82,20 +85,20 @@ pz_net *pz_net_create(const pz_model *m, int max_rows, pz_dt prec, pz_backend *b
     n->ea = calloc(L, sizeof *n->ea);
     n->ef = calloc(L, sizeof *n->ef);
     n->ids = malloc(R * sizeof(int32_t));
-    n->h = malloc((L + 1) * R * H * sizeof(float));
-    n->x2 = malloc(L * R * H * sizeof(float));
-    n->br = malloc(R * H * sizeof(float));
-    n->hn = malloc(R * H * sizeof(float));
-    n->rstd = malloc(R * sizeof(float));
-    n->logits = malloc(R * (size_t)c->vocab * sizeof(float));
-    n->dh = malloc(R * H * sizeof(float));
-    n->dx2 = malloc(R * H * sizeof(float));
-    n->dhn = malloc(R * H * sizeof(float));
-    if (!n->ea || !n->ef || !n->ids || !n->h || !n->x2 || !n->br || !n->hn || !n->rstd ||
-        !n->logits || !n->dh || !n->dx2 || !n->dhn) {
+    if (!n->ea || !n->ef || !n->ids) {
         pz_err(err, "net: out of memory (%d rows)", max_rows);
         goto fail;
     }
+    const size_t fb = sizeof(float);
+    if (!(n->dids = pz_dev_alloc(be, R * sizeof(int32_t), "net", err)) ||
+        !(n->h = pz_dev_alloc(be, (L + 1) * R * H * fb, "net", err)) ||
+        !(n->x2 = pz_dev_alloc(be, L * R * H * fb, "net", err)) ||
+        !(n->br = pz_dev_alloc(be, R * H * fb, "net", err)) || !(n->hn = pz_dev_alloc(be, R * H * fb, "net", err)) ||
+        !(n->rstd = pz_dev_alloc(be, R * fb, "net", err)) ||
+        !(n->logits = pz_dev_alloc(be, R * (size_t)c->vocab * fb, "net", err)) ||
+        !(n->dh = pz_dev_alloc(be, R * H * fb, "net", err)) || !(n->dx2 = pz_dev_alloc(be, R * H * fb, "net", err)) ||
+        !(n->dhn = pz_dev_alloc(be, R * H * fb, "net", err)))
+        goto fail;
     for (int l = 0; l < c->n_layer; l++) {
         n->ea[l] = pz_sub_exec_create(c, PZ_SUB_ATTN, attn_variant(&c->layers[l]), max_rows, prec, be, err);
         if (!n->ea[l]) goto fail;
@@ -114,8 +117,10 @@ void pz_net_free(pz_net *n) {
         if (n->ea) pz_sub_exec_free(n->ea[l]);
         if (n->ef) pz_sub_exec_free(n->ef[l]);
     }
-    free(n->ea), free(n->ef), free(n->ids), free(n->h), free(n->x2), free(n->br);
-    free(n->hn), free(n->rstd), free(n->logits), free(n->dh), free(n->dx2), free(n->dhn);
+    free(n->ea), free(n->ef), free(n->ids);
+    float *dev[] = {n->h, n->x2, n->br, n->hn, n->rstd, n->logits, n->dh, n->dx2, n->dhn};
+    for (int i = 0; i < 9; i++) n->be->free(n->be, dev[i]);
+    n->be->free(n->be, n->dids);
     free(n);
 }
 
@@ -135,16 +140,22 @@ int pz_net_fwd(pz_net *n, const pz_model *m, const int32_t *ids, int n_seq, int 
     n->M = M, n->T = T;
     memcpy(n->ids, ids, sizeof(int32_t) * (size_t)M);
     const size_t RH = (size_t)n->max_rows * H, MH = (size_t)M * H;
-    const float *emb = m->tok_embd.data;
-    for (int r = 0; r < M; r++) memcpy(n->h + (size_t)r * H, emb + (size_t)ids[r] * H, sizeof(float) * H);
+    pz_backend *be = n->be;
+    // The embedding rows: the ids go over once, the backend gathers.
+    const pz_weight table = pz_weight_dense(m->tok_embd.data, PZ_DT_F32, c->vocab, H);
+    if (be->copy(be, n->dids, ids, sizeof(int32_t) * (size_t)M, PZ_COPY_H2D, err) ||
+        be->embed(be, n->h, &table, n->dids, M, err))
+        return -1;
     for (int l = 0; l < c->n_layer; l++) {
         pz_block_weights w;
         layer_view(m, l, &w);
         float *hin = n->h + (size_t)l * RH, *x2 = n->x2 + (size_t)l * RH, *hout = hin + RH;
         if (pz_sub_exec_fwd(n->ea[l], &w, hin, n_seq, T, n->br, err)) return -1;
-        for (size_t i = 0; i < MH; i++) x2[i] = hin[i] + n->br[i];
+        if (be->copy(be, x2, hin, MH * sizeof(float), PZ_COPY_D2D, err)) return -1;
+        be->add(be, x2, n->br, MH);  // x2 = hin + attn(hin)
         if (pz_sub_exec_fwd(n->ef[l], &w, x2, n_seq, T, n->br, err)) return -1;
-        for (size_t i = 0; i < MH; i++) hout[i] = x2[i] + n->br[i];
+        if (be->copy(be, hout, x2, MH * sizeof(float), PZ_COPY_D2D, err)) return -1;
+        be->add(be, hout, n->br, MH);  // hout = x2 + ffn(x2)
     }
     const float *hL = n->h + (size_t)c->n_layer * RH;
     n->be->train->rmsnorm_fwd(n->be, n->hn, n->rstd, hL, m->out_norm, M, H, c->norm_eps);
@@ -166,25 +177,23 @@ int pz_net_bwd(pz_net *n, const pz_model *m, pz_model *grad, const float *dlogit
     const float *hL = n->h + (size_t)c->n_layer * RH;
     be->train->rmsnorm_bwd(be, n->dh, 0, grad->out_norm, n->dhn, hL, m->out_norm, n->rstd, M, H);
     for (int l = c->n_layer - 1; l >= 0; l--) {
-        if (dhid && dhid[l])
-            for (size_t i = 0; i < MH; i++) n->dh[i] += dhid[l][i];
+        if (dhid && dhid[l]) be->add(be, n->dh, dhid[l], MH);
         pz_block_weights w, gw;
         layer_view(m, l, &w);
         layer_view(grad, l, &gw);
         const float *hin = n->h + (size_t)l * RH, *x2 = n->x2 + (size_t)l * RH;
         // hout = x2 + ffn(x2): ∂/∂x2 = dh + ffn'ᵀ·dh
         if (pz_sub_exec_bwd(n->ef[l], &w, &gw, x2, n->dh, n->br, err)) return -1;
-        for (size_t i = 0; i < MH; i++) n->dx2[i] = n->dh[i] + n->br[i];
+        if (be->copy(be, n->dx2, n->dh, MH * sizeof(float), PZ_COPY_D2D, err)) return -1;
+        be->add(be, n->dx2, n->br, MH);
         // x2 = hin + attn(hin)
         if (pz_sub_exec_bwd(n->ea[l], &w, &gw, hin, n->dx2, n->br, err)) return -1;
-        for (size_t i = 0; i < MH; i++) n->dh[i] = n->dx2[i] + n->br[i];
+        if (be->copy(be, n->dh, n->dx2, MH * sizeof(float), PZ_COPY_D2D, err)) return -1;
+        be->add(be, n->dh, n->br, MH);
     }
+    // The embedding's gradient, row by row in order (repeated ids add up in row order).
     float *demb = grad->tok_embd.data;
-    for (int r = 0; r < M; r++) {
-        float *d = demb + (size_t)n->ids[r] * H;
-        const float *s = n->dh + (size_t)r * H;
-        for (int i = 0; i < H; i++) d[i] += s[i];
-    }
+    for (int r = 0; r < M; r++) be->add(be, demb + (size_t)n->ids[r] * H, n->dh + (size_t)r * H, (size_t)H);
     return 0;
 }
 
@@ -195,4 +204,63 @@ double pz_net_fwd_flops(const pz_config *c, int rows, int T) {
         f += pz_sub_exec_fwd_flops(c, PZ_SUB_FFN, ffn_variant(&c->layers[l]), rows, T);
     }
     return f;
+}
+
+// ---- models in backend memory -------------------------------------------------------------
+
+static void *rebase(const void *p, const pz_model *host, void *arena) {
+    return p ? (char *)arena + ((const char *)p - (const char *)host->arena) : NULL;
+}
+
+int pz_model_dev(pz_backend *be, const pz_model *host, int copy, pz_model *dev, char *err) {
+    *dev = *host;
+    if (host->wtype != PZ_DT_F32 || host->head8 || host->chs)
+        return pz_err(err, "net: only fp32 models train on a backend");
+    if (pz_dev_host_shared(be)) return 0;
+    const int L = host->cfg.n_layer;
+    dev->layers = malloc(sizeof(pz_layer_weights) * (size_t)(L > 0 ? L : 1));
+    dev->arena = NULL;
+    if (!dev->layers) return pz_err(err, "net: out of memory");
+    void *a = pz_dev_alloc(be, host->arena_bytes, "net: model", err);
+    if (!a) {
+        free(dev->layers);
+        dev->layers = host->layers;
+        return -1;
+    }
+    dev->arena = a;
+    dev->tok_embd.data = rebase(host->tok_embd.data, host, a);
+    dev->lm_head.data = rebase(host->lm_head.data, host, a);
+    dev->out_norm = rebase(host->out_norm, host, a);
+    for (int l = 0; l < L; l++) {
+        const pz_layer_weights *h = &host->layers[l];
+        pz_layer_weights *d = &dev->layers[l];
+        *d = *h;
+        d->attn_norm = rebase(h->attn_norm, host, a), d->ffn_norm = rebase(h->ffn_norm, host, a);
+        pz_mat *dm[] = {&d->wq, &d->wk, &d->wv, &d->wo, &d->w_gate, &d->w_up, &d->w_down};
+        for (int i = 0; i < 7; i++) dm[i]->data = rebase(dm[i]->data, host, a);
+    }
+    if (copy && pz_model_dev_copy(be, dev, (pz_model *)host, 0, err)) {
+        pz_model_dev_free(be, dev, host);
+        return -1;
+    }
+    return 0;
+}
+
+void pz_model_dev_free(pz_backend *be, pz_model *dev, const pz_model *host) {
+    if (dev->arena && dev->arena != host->arena) {
+        be->free(be, dev->arena);
+        if (dev->layers != host->layers) free(dev->layers);
+    }
+    memset(dev, 0, sizeof *dev);
+}
+
+int pz_model_dev_copy(pz_backend *be, pz_model *dev, pz_model *host, int to_host, char *err) {
+    if (dev->arena == host->arena) return 0;
+    if (dev->arena_bytes != host->arena_bytes) return pz_err(err, "net: model views differ in size");
+    if (to_host)
+        return be->copy(be, host->arena, dev->arena, host->arena_bytes, PZ_COPY_D2H, err) ||
+                       be->synchronize(be, err)
+                   ? -1
+                   : 0;
+    return be->copy(be, dev->arena, host->arena, host->arena_bytes, PZ_COPY_H2D, err);
 }

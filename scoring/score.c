@@ -1,6 +1,7 @@
 // score.c — see score.h.
 #include "score.h"
 #include "common.h"
+#include "devmem.h"
 #include "subblock.h"
 #include "tensor.h"
 
@@ -16,20 +17,28 @@ struct pz_scorer {
     int H, V, T, n_layer, R;   // R: rows per chunk (whole windows)
     long n_tok, n_seq;
     int32_t *tokens;           // (n_tok)
-    pz_block_weights *pw;      // (n_layer) the parent's layers in fp32 (PAIR)
-    const pz_block_weights **ba, **bf;  // (n_layer) the base's attention / FFN half of each layer
+    pz_block_weights *pw;      // (n_layer) the parent's layers in fp32 (PAIR), host
+    pz_block_weights *dpw;     // (n_layer) the same in backend memory (aliases pw when shared)
+    const pz_block_weights **ba, **bf;  // (n_layer) the base's attention / FFN half of each layer (host)
+    const pz_block_weights **dba, **dbf;  // the same in backend memory
+    pz_block_weights *dbase;   // (2 n_layer) backend copies of a child base's blocks (owned)
+    pz_block_weights dswap[2]; // backend copies of the block being scored (owned)
     pz_score_result base;      // the base against the parent (the parent: KL 0, top-1 1)
-    float *lm;                 // (V, H) fp32 LM head
-    float **xcache;            // (n_layer) (n_tok, H) residual entering layer l, or NULL
+    float *lm;                 // (V, H) fp32 LM head, backend memory
+    float *out_norm;           // (H) backend memory
+    float **xcache;            // (n_layer) (n_tok, H) residual entering layer l, or NULL; backend memory
     float *prob;               // (n_tok, V) parent probabilities
     double *rowA, *rowS;       // (n_tok) per row: Σ p·log p (in the logits' terms) and Σ p, see row_kl
     int32_t *amax;             // (n_tok) parent argmax
     float *nll;                // (n_tok) parent NLL of the next token (0 at a window's end)
     double parent_nll;
     double *bi;                // (n_layer) block influence, see score.h
-    float *xin;                // (R, H) the residual entering the layer being run (parent pass)
-    float *x, *y, *xn, *logits;  // scratch: (R, H) x3, (R, V)
+    float *hres;               // (2, R, H) host: the residual entering and leaving a layer (parent pass)
+    float *hx;                 // (R, H) host: the embeddings of a chunk
+    float *hlogits;            // (R, V) host: a chunk's logits (aliases logits when shared)
+    float *x, *y, *xn, *logits;  // scratch, backend memory: (R, H) x3, (R, V)
     pz_backend *be;
+    int own_be, shared;        // shared: the backend's memory is the host's (pz_dev_host_shared)
     pz_sub_exec *ex[MAX_EXEC];
     int n_ex;
     size_t bytes;
@@ -60,21 +69,18 @@ static int run_half(pz_scorer *s, pz_sub_kind half, const pz_block_weights *w, i
     if (pz_variant_is_noop(half, v)) return 0;  // x unchanged
     pz_sub_exec *e = get_exec(s, half, v, err);
     if (!e || pz_sub_exec_fwd(e, w, s->x, ns, s->T, s->y, err)) return -1;
-    const size_t n = (size_t)ns * s->T * s->H;
-    float *x = s->x;
-    const float *y = s->y;
-#pragma omp parallel for num_threads(s->p.n_threads) schedule(static)
-    for (size_t i = 0; i < n; i++) x[i] += y[i];
+    s->be->add(s->be, s->x, s->y, (size_t)ns * s->T * s->H);
     return 0;
 }
 
 // Layers [l0, n_layer) of the base on s->x (ns windows); layer `swap` (or -1)
 // takes its attention half from sa and its FFN half from sf where they are
-// not NULL. Then the final norm and the LM head into s->logits.
+// not NULL (backend copies). Then the final norm and the LM head into
+// s->logits, and those into s->hlogits (synchronized: the host reads them).
 static int forward_from(pz_scorer *s, int l0, int swap, const pz_block_weights *sa, const pz_block_weights *sf,
                         int ns, char *err) {
     for (int l = l0; l < s->n_layer; l++) {
-        const pz_block_weights *wa = s->ba[l], *wf = s->bf[l];
+        const pz_block_weights *wa = s->dba[l], *wf = s->dbf[l];
         if (l == swap) {
             if (sa) wa = sa;
             if (sf) wf = sf;
@@ -82,8 +88,13 @@ static int forward_from(pz_scorer *s, int l0, int swap, const pz_block_weights *
         if (run_half(s, PZ_SUB_ATTN, wa, ns, err) || run_half(s, PZ_SUB_FFN, wf, ns, err)) return -1;
     }
     const int M = ns * s->T;
-    s->be->train->rmsnorm_fwd(s->be, s->xn, NULL, s->x, s->m->out_norm, M, s->H, s->m->cfg.norm_eps);
-    return s->be->train->linear_fwd(s->be, s->logits, s->xn, s->lm, M, s->V, s->H, s->p.prec, err);
+    pz_backend *be = s->be;
+    be->train->rmsnorm_fwd(be, s->xn, NULL, s->x, s->out_norm, M, s->H, s->m->cfg.norm_eps);
+    if (be->train->linear_fwd(be, s->logits, s->xn, s->lm, M, s->V, s->H, s->p.prec, err)) return -1;
+    if (s->hlogits != s->logits &&
+        be->copy(be, s->hlogits, s->logits, sizeof(float) * (size_t)M * s->V, PZ_COPY_D2H, err))
+        return -1;
+    return be->synchronize(be, err);
 }
 
 // exp(x) for x in [-87, 88] (clamped), relative error ~2e-7, in plain C
@@ -155,14 +166,38 @@ static void mat_to_f32(const pz_mat *a, float *dst) {
     else pz_bf16_to_f32_row(a->data, dst, n);
 }
 
-static void embed(const pz_scorer *s, long row0, int M) {
+// s->x = the embeddings of rows row0.. row0+M (gathered on the host, one copy).
+static int embed(pz_scorer *s, long row0, int M, char *err) {
     const pz_mat *E = &s->m->tok_embd;
     for (int r = 0; r < M; r++) {
         int id = s->tokens[row0 + r];
-        float *dst = s->x + (size_t)r * s->H;
+        float *dst = s->hx + (size_t)r * s->H;
         if (E->type == PZ_DT_F32) memcpy(dst, (const float *)E->data + (size_t)id * s->H, sizeof(float) * s->H);
         else pz_bf16_to_f32_row((const uint16_t *)E->data + (size_t)id * s->H, dst, (size_t)s->H);
     }
+    return s->be->copy(s->be, s->x, s->hx, sizeof(float) * (size_t)M * s->H, PZ_COPY_H2D, err);
+}
+
+// Backend memory of the scorer (counted in s->bytes), NULL with err.
+static void *dalloc(pz_scorer *s, size_t n, size_t sz, char *err) {
+    size_t b;
+    if (pz_mul_size(n, sz, &b)) return pz_err(err, "score: size overflow"), NULL;
+    s->bytes += b;
+    return pz_dev_alloc(s->be, b, "score", err);
+}
+
+// *out = the backend view of host block h: h itself when the memory is
+// shared, else a copy in slot (freed first).
+static int dev_view(pz_scorer *s, const pz_block_weights *h, pz_block_weights *slot,
+                    const pz_block_weights **out, char *err) {
+    pz_block_weights_dev_free(s->be, slot);
+    if (s->shared) {
+        *out = h;
+        return 0;
+    }
+    if (pz_block_weights_dev(s->be, h, 1, slot, err)) return -1;
+    *out = slot;
+    return 0;
 }
 
 static int has_half(const pz_block_weights *w, pz_sub_kind half) {
@@ -199,54 +234,81 @@ pz_scorer *pz_scorer_create(const pz_model *m, const int32_t *tokens, long n_tok
             pz_err(err, "score: token %ld has id %d outside the vocabulary (%d)", i, tokens[i], c->vocab);
             goto fail;
         }
+    s->own_be = !s->p.be;
+    if (!(s->be = s->p.be ? s->p.be : pz_backend_create(s->p.backend, s->p.n_threads, err))) goto fail;
+    s->shared = pz_dev_host_shared(s->be);
     s->tokens = xalloc(s, N, sizeof(int32_t));
     s->pw = calloc((size_t)s->n_layer, sizeof *s->pw);
+    s->dpw = calloc((size_t)s->n_layer, sizeof *s->dpw);
+    s->dbase = calloc(2 * (size_t)s->n_layer, sizeof *s->dbase);
     s->ba = calloc((size_t)s->n_layer, sizeof *s->ba);
     s->bf = calloc((size_t)s->n_layer, sizeof *s->bf);
+    s->dba = calloc((size_t)s->n_layer, sizeof *s->dba);
+    s->dbf = calloc((size_t)s->n_layer, sizeof *s->dbf);
     s->xcache = calloc((size_t)s->n_layer, sizeof *s->xcache);
-    s->lm = xalloc(s, V, H * sizeof(float));
     s->prob = xalloc(s, N, V * sizeof(float));
     s->rowA = xalloc(s, N, sizeof(double));
     s->rowS = xalloc(s, N, sizeof(double));
     s->amax = xalloc(s, N, sizeof(int32_t));
     s->nll = xalloc(s, N, sizeof(float));
-    s->x = xalloc(s, R, H * sizeof(float));
-    s->y = xalloc(s, R, H * sizeof(float));
-    s->xn = xalloc(s, R, H * sizeof(float));
-    s->logits = xalloc(s, R, V * sizeof(float));
-    if (!s->tokens || !s->pw || !s->ba || !s->bf || !s->xcache || !s->lm || !s->prob || !s->rowA || !s->rowS || !s->amax || !s->nll || !s->x || !s->y ||
-        !s->xn || !s->logits)
+    s->hx = xalloc(s, R, H * sizeof(float));
+    if (!s->tokens || !s->pw || !s->dpw || !s->dbase || !s->ba || !s->bf || !s->dba || !s->dbf || !s->xcache ||
+        !s->prob || !s->rowA || !s->rowS || !s->amax || !s->nll || !s->hx)
         goto oom;
+    if (!(s->x = dalloc(s, R, H * sizeof(float), err)) || !(s->y = dalloc(s, R, H * sizeof(float), err)) ||
+        !(s->xn = dalloc(s, R, H * sizeof(float), err)) || !(s->logits = dalloc(s, R, V * sizeof(float), err)) ||
+        !(s->lm = dalloc(s, V, H * sizeof(float), err)) || !(s->out_norm = dalloc(s, H, sizeof(float), err)))
+        goto fail;
+    s->hlogits = s->shared ? s->logits : xalloc(s, R, V * sizeof(float));
+    if (!s->hlogits) goto oom;
     memcpy(s->tokens, tokens, N * sizeof(int32_t));
     for (int l = 0; l < s->n_layer; l += s->p.cache_stride)
-        if (!(s->xcache[l] = xalloc(s, N, H * sizeof(float)))) goto oom;
+        if (!(s->xcache[l] = dalloc(s, N, H * sizeof(float), err))) goto fail;
     for (int l = 0; l < s->n_layer; l++) {
         if (pz_block_weights_from_parent(&s->pw[l], m, l, PZ_SUB_PAIR, err)) goto fail;
         s->bytes += pz_block_weights_count(&s->pw[l]) * sizeof(float);
+        const pz_block_weights *d;
+        if (dev_view(s, &s->pw[l], &s->dpw[l], &d, err)) goto fail;
         s->ba[l] = s->bf[l] = &s->pw[l];
+        s->dba[l] = s->dbf[l] = d;
     }
-    mat_to_f32(&m->lm_head, s->lm);
-    if (!(s->be = pz_backend_create(s->p.backend, s->p.n_threads, err))) goto fail;
+    {
+        float *lm = malloc(sizeof(float) * V * H);
+        if (!lm) goto oom;
+        mat_to_f32(&m->lm_head, lm);
+        int bad = s->be->copy(s->be, s->lm, lm, sizeof(float) * V * H, PZ_COPY_H2D, err) ||
+                  s->be->copy(s->be, s->out_norm, m->out_norm, sizeof(float) * H, PZ_COPY_H2D, err) ||
+                  s->be->synchronize(s->be, err);
+        free(lm);
+        if (bad) goto fail;
+    }
 
     // The parent pass: cache the residual entering each kept layer, keep the
     // log-probs. The same chunks and code as the scoring passes.
     double nll_sum = 0;
     if (!(s->bi = calloc((size_t)s->n_layer, sizeof *s->bi)) ||
-        !(s->xin = malloc(sizeof(float) * (size_t)s->R * H)))
+        !(s->hres = malloc(sizeof(float) * 2 * (size_t)s->R * H)))
         goto oom;
+    pz_backend *be = s->be;
     for (long s0 = 0; s0 < s->n_seq; s0 += wpc) {
         const int ns = (int)(s->n_seq - s0 < wpc ? s->n_seq - s0 : wpc), M = ns * s->T;
         const long row0 = s0 * s->T;
-        embed(s, row0, M);
+        const size_t MHb = sizeof(float) * (size_t)M * H;
+        if (embed(s, row0, M, err)) goto fail;
+        memcpy(s->hres, s->hx, MHb);  // the residual entering layer 0
         for (int l = 0; l < s->n_layer; l++) {
-            if (s->xcache[l]) memcpy(s->xcache[l] + (size_t)row0 * H, s->x, sizeof(float) * (size_t)M * H);
-            memcpy(s->xin, s->x, sizeof(float) * (size_t)M * H);
-            if (run_half(s, PZ_SUB_ATTN, &s->pw[l], ns, err) || run_half(s, PZ_SUB_FFN, &s->pw[l], ns, err))
+            if (s->xcache[l] && be->copy(be, s->xcache[l] + (size_t)row0 * H, s->x, MHb, PZ_COPY_D2D, err))
                 goto fail;
+            if (run_half(s, PZ_SUB_ATTN, s->dba[l], ns, err) || run_half(s, PZ_SUB_FFN, s->dbf[l], ns, err))
+                goto fail;
+            // The residual entering layer l (hres half l%2) and leaving it (the other half).
+            const float *xin = s->hres + (size_t)(l % 2) * s->R * H;
+            float *xout = s->hres + (size_t)((l + 1) % 2) * s->R * H;
+            if (be->copy(be, xout, s->x, MHb, PZ_COPY_D2H, err) || be->synchronize(be, err)) goto fail;
             double cos_sum = 0;
 #pragma omp parallel for num_threads(s->p.n_threads) schedule(static) reduction(+ : cos_sum)
             for (int r = 0; r < M; r++) {
-                const float *a = s->xin + (size_t)r * H, *b = s->x + (size_t)r * H;
+                const float *a = xin + (size_t)r * H, *b = xout + (size_t)r * H;
                 double ab = 0, aa = 0, bb = 0;
                 for (size_t i = 0; i < H; i++) {
                     ab += (double)a[i] * b[i];
@@ -261,7 +323,7 @@ pz_scorer *pz_scorer_create(const pz_model *m, const int32_t *tokens, long n_tok
 #pragma omp parallel for num_threads(s->p.n_threads) schedule(static) reduction(+ : nll_sum)
         for (int r = 0; r < M; r++) {
             const long gr = row0 + r;
-            const float *z = s->logits + (size_t)r * V;
+            const float *z = s->hlogits + (size_t)r * V;
             float *p = s->prob + (size_t)gr * V;
             int am;
             const double lse = row_lse(z, s->V, &am);
@@ -283,8 +345,8 @@ pz_scorer *pz_scorer_create(const pz_model *m, const int32_t *tokens, long n_tok
     s->base = (pz_score_result){.kl = 0, .loss_delta = 0, .top1 = 1, .parent_nll = s->parent_nll,
                                 .child_nll = s->parent_nll, .tokens = s->n_seq * (s->T - 1),
                                 .loss_tokens = s->n_seq * (s->T - 1)};
-    free(s->xin);
-    s->xin = NULL;
+    free(s->hres);
+    s->hres = NULL;
     return s;
 oom:
     pz_err(err, "score: out of memory (%ld tokens, %d layers, vocab %d)", s->n_tok, s->n_layer, s->V);
@@ -300,28 +362,44 @@ void pz_scorer_block_influence(const pz_scorer *s, double *bi) {
 void pz_scorer_free(pz_scorer *s) {
     if (!s) return;
     for (int i = 0; i < s->n_ex; i++) pz_sub_exec_free(s->ex[i]);
+    pz_backend *be = s->be;
     if (s->pw)
         for (int l = 0; l < s->n_layer; l++) pz_block_weights_free(&s->pw[l]);
-    if (s->xcache)
-        for (int l = 0; l < s->n_layer; l++) free(s->xcache[l]);
-    pz_backend_free(s->be);
+    if (be) {
+        if (s->dpw)
+            for (int l = 0; l < s->n_layer; l++) pz_block_weights_dev_free(be, &s->dpw[l]);
+        if (s->dbase)
+            for (int i = 0; i < 2 * s->n_layer; i++) pz_block_weights_dev_free(be, &s->dbase[i]);
+        pz_block_weights_dev_free(be, &s->dswap[0]);
+        pz_block_weights_dev_free(be, &s->dswap[1]);
+        if (s->xcache)
+            for (int l = 0; l < s->n_layer; l++) be->free(be, s->xcache[l]);
+        if (s->hlogits != s->logits) free(s->hlogits);
+        be->free(be, s->lm);
+        be->free(be, s->out_norm);
+        be->free(be, s->x);
+        be->free(be, s->y);
+        be->free(be, s->xn);
+        be->free(be, s->logits);
+        if (s->own_be) pz_backend_free(be);
+    }
     free(s->pw);
+    free(s->dpw);
+    free(s->dbase);
     free(s->ba);
     free(s->bf);
+    free(s->dba);
+    free(s->dbf);
     free(s->xcache);
     free(s->bi);
-    free(s->xin);
+    free(s->hres);
+    free(s->hx);
     free(s->tokens);
-    free(s->lm);
     free(s->prob);
     free(s->rowA);
     free(s->rowS);
     free(s->amax);
     free(s->nll);
-    free(s->x);
-    free(s->y);
-    free(s->xn);
-    free(s->logits);
     free(s);
 }
 
@@ -338,7 +416,7 @@ static void compare(pz_scorer *s, long row0, int M, double *kl_io, double *nll_i
     for (int i = 0; i < M; i++) {
         const long gr = row0 + i;
         if (gr % s->T == s->T - 1) continue;  // a window's last position predicts nothing here
-        const float *z = s->logits + (size_t)i * V;
+        const float *z = s->hlogits + (size_t)i * V;
         int am;
         const double lse = row_lse(z, s->V, &am);
         double k = s->rowA[gr] - row_dot(s->prob + (size_t)gr * V, z, s->V) + lse * s->rowS[gr];
@@ -376,6 +454,14 @@ int pz_scorer_set_base(pz_scorer *s, const pz_block_weights *const *attn, const 
     for (int l = 0; l < s->n_layer; l++) {
         s->ba[l] = attn && attn[l] ? attn[l] : &s->pw[l];
         s->bf[l] = ffn && ffn[l] ? ffn[l] : &s->pw[l];
+        // Their backend copies: the parent's resident, a child's block copied once.
+        pz_block_weights *sa = &s->dbase[2 * l], *sf = &s->dbase[2 * l + 1];
+        pz_block_weights_dev_free(s->be, sa), pz_block_weights_dev_free(s->be, sf);
+        if (s->ba[l] == &s->pw[l]) s->dba[l] = s->shared ? &s->pw[l] : &s->dpw[l];
+        else if (dev_view(s, s->ba[l], sa, &s->dba[l], err)) goto fail;
+        if (s->bf[l] == &s->pw[l]) s->dbf[l] = s->shared ? &s->pw[l] : &s->dpw[l];
+        else if (s->bf[l] == s->ba[l]) s->dbf[l] = s->dba[l];
+        else if (dev_view(s, s->bf[l], sf, &s->dbf[l], err)) goto fail;
     }
     // The base pass: the residual entering each kept layer, then the comparison.
     const size_t H = (size_t)s->H;
@@ -384,10 +470,12 @@ int pz_scorer_set_base(pz_scorer *s, const pz_block_weights *const *attn, const 
     for (long s0 = 0; s0 < s->n_seq; s0 += wpc) {
         const int ns = (int)(s->n_seq - s0 < wpc ? s->n_seq - s0 : wpc), M = ns * s->T;
         const long row0 = s0 * s->T;
-        embed(s, row0, M);
+        if (embed(s, row0, M, err)) goto fail;
         for (int l = 0; l < s->n_layer; l++) {
-            if (s->xcache[l]) memcpy(s->xcache[l] + (size_t)row0 * H, s->x, sizeof(float) * (size_t)M * H);
-            if (run_half(s, PZ_SUB_ATTN, s->ba[l], ns, err) || run_half(s, PZ_SUB_FFN, s->bf[l], ns, err)) goto fail;
+            if (s->xcache[l] && s->be->copy(s->be, s->xcache[l] + (size_t)row0 * H, s->x,
+                                            sizeof(float) * (size_t)M * H, PZ_COPY_D2D, err))
+                goto fail;
+            if (run_half(s, PZ_SUB_ATTN, s->dba[l], ns, err) || run_half(s, PZ_SUB_FFN, s->dbf[l], ns, err)) goto fail;
         }
         if (forward_from(s, s->n_layer, -1, NULL, NULL, ns, err)) goto fail;
         compare(s, row0, M, &kl, &nll, &agree);
@@ -419,14 +507,26 @@ int pz_scorer_score_halves(pz_scorer *s, int L, const pz_block_weights *sa, cons
     const size_t H = (size_t)s->H;
     const int wpc = s->R / s->T;
     double kl = 0, nll = 0, agree = 0;
+    // The block's backend copies (one when a pair serves both halves).
+    const pz_block_weights *da = NULL, *df = NULL;
+    int rc = -1;
+    if (sa && dev_view(s, sa, &s->dswap[0], &da, err)) goto out;
+    if (sf && sf == sa) df = da;
+    else if (sf && dev_view(s, sf, &s->dswap[1], &df, err)) goto out;
     for (long s0 = 0; s0 < s->n_seq; s0 += wpc) {
         const int ns = (int)(s->n_seq - s0 < wpc ? s->n_seq - s0 : wpc), M = ns * s->T;
         const long row0 = s0 * s->T;
-        memcpy(s->x, s->xcache[start] + (size_t)row0 * H, sizeof(float) * (size_t)M * H);
-        if (forward_from(s, start, L, sa, sf, ns, err)) return -1;
+        if (s->be->copy(s->be, s->x, s->xcache[start] + (size_t)row0 * H, sizeof(float) * (size_t)M * H,
+                        PZ_COPY_D2D, err) ||
+            forward_from(s, start, L, da, df, ns, err))
+            goto out;
         compare(s, row0, M, &kl, &nll, &agree);
     }
-    return finish(s, kl, nll, agree, t0, r, err);
+    rc = finish(s, kl, nll, agree, t0, r, err);
+out:
+    pz_block_weights_dev_free(s->be, &s->dswap[0]);
+    pz_block_weights_dev_free(s->be, &s->dswap[1]);
+    return rc;
 }
 
 int pz_scorer_score(pz_scorer *s, const pz_block_weights *w, pz_score_result *r, char *err) {

@@ -43,6 +43,14 @@
 //     distributions. The base's own halves need no pass: pz_scorer_base
 //     holds its metrics (for the parent: KL 0, top-1 1, exactly).
 //
+// Memory: the weights (fp32 copies of the parent, the LM head, the blocks
+// of a base and the block being scored), the residual cache and every
+// activation live in backend memory; blocks given by the caller are host
+// memory, copied in (a base's once at set_base, a scored block once per
+// score). The parent's probabilities stay on the host, where the
+// comparison runs: each chunk's logits come back once, and during the
+// parent pass the residual after each layer (for the block influence).
+//
 // Windows: tokens are cut into n_tokens / seq_len whole windows, each from
 // position 0 (the same protocol as BLD capture); the tail is dropped.
 #ifndef PZ_SCORE_H
@@ -56,6 +64,8 @@
 typedef struct {
     int n_threads;      // products and pointwise ops (default 1)
     pz_backend_kind backend;  // where every forward runs (default CPU)
+    pz_backend *be;     // borrowed backend to run on instead (NULL: create one of kind backend);
+                        // it must outlive the scorer
     pz_dt prec;         // product type of every forward (default PZ_DT_F32)
     int cache_stride;   // keep the residual entering every k-th layer (default 1)
     int max_rows;       // rows per forward chunk (default 1024, rounded down to whole windows)
