@@ -140,6 +140,18 @@ int pz_engine_tp_size(const pz_engine *e);
 int pz_engine_prefill(pz_engine *e, int slot, const int32_t *tokens, int n,
                       float *logits, int all_logits, char *err);
 
+// Prefills of n_seq slots (distinct) in a single pass: slot slots[i] appends
+// n[i] tokens, tokens holding all of them back to back (sequence 0's first).
+// At most max_batch tokens in all (no internal chunking). logits: NULL, or
+// n_seq*vocab floats, row i the logits of sequence i's last token where want
+// is NULL or want[i] is non-zero (the other rows are scratch). With
+// batch_invariant each sequence's result is bit for bit what its own
+// pz_engine_prefill gives. Errors as pz_engine_prefill; on PZ_ENGINE_ENOPAGES
+// slots before the one that failed keep the pages they took (for the retry),
+// and no slot's sequence grows.
+int pz_engine_prefill_many(pz_engine *e, int n_seq, const int *slots, const int32_t *tokens, const int *n,
+                           float *logits, const int *want, char *err);
+
 // One new token for each of n slots (distinct) in a single batched pass.
 // logits: n*vocab floats, row i for slots[i].
 int pz_engine_decode(pz_engine *e, const int *slots, const int32_t *tokens, int n,
@@ -211,5 +223,6 @@ const pz_model *pz_engine_model(const pz_engine *e);
 size_t pz_engine_kv_bytes(const pz_engine *e);          // KV page pools allocated
 int pz_engine_n_slots(const pz_engine *e);
 int pz_engine_max_ctx(const pz_engine *e);
+int pz_engine_max_batch(const pz_engine *e);          // most tokens in one prefill call
 
 #endif

@@ -541,8 +541,8 @@ int pz_cpu_attention(const pz_attn_seq *seqs, int n_seq, int n_head, int n_kv, i
     // thread, so heads sharing a KV head mostly run on the same core and
     // read its cache once from memory. Prefill: dynamic, as work per
     // query grows with its position.
-    int dyn = 0;
-    for (int s = 0; s < n_seq; s++) dyn |= seqs[s].n_q > 1;
+    // The choice is per sequence, so a one-query sequence goes through the same
+    // kernel whether or not its call also holds longer ones (a batched prefill).
     // Heads per grouped decode item: as many of a group as fit 16 accumulators.
     int nvv = (head_dim + 15) / 16, gs = group < 4 ? group : 4;
     while (gs > 1 && gs * nvv > 16) gs--;
@@ -550,7 +550,7 @@ int pz_cpu_attention(const pz_attn_seq *seqs, int n_seq, int n_head, int n_kv, i
     for (int s = 0; s < n_seq; s++) {
         const pz_attn_seq *sq = &seqs[s];
         long items = (long)sq->n_q * n_head;
-        if (dyn) {
+        if (sq->n_q > 1) {
 #pragma omp for schedule(dynamic, 1) nowait
             for (long it = 0; it < items; it++) attn_item(sq, it, n_head, group, head_dim, pf, scale, isa);
         } else {
