@@ -695,8 +695,8 @@ static int forward(pz_engine *e, const int32_t *tok, int R, int n_seq, const int
             b->rmsnorm(b, e->xn, e->x, el->attn_norm, R, H, c->norm_eps);
             if (amax_rec(e, l, PZ_AMAX_QKV_IN, e->xn, R, H, H, err)) return -1;
             if (qkv_proj(e, el, R, H, qd, ld, split, err)) return -1;
-            b->rope(b, e->qkv, ld, e->d_pos, R, nh, hd, e->d_inv_freq);
-            b->rope(b, e->qkv + qd, ld, e->d_pos, R, nkv, hd, e->d_inv_freq);
+            // k follows q in each row: one call rotates the heads of both
+            b->rope(b, e->qkv, ld, e->d_pos, R, nh + nkv, hd, e->d_inv_freq);
             if (amax_rec(e, l, PZ_AMAX_K, e->qkv + qd, R, kvd, ld, err) ||
                 amax_rec(e, l, PZ_AMAX_V, e->qkv + qd + kvd, R, kvd, ld, err))
                 return -1;
