@@ -36,6 +36,7 @@ typedef struct {
     int n_lp;
     const char *finish; // "stop" / "length" once done
     double t_last;      // time of the previous token (inter-token latency)
+    int deferred;       // waits for a full page another prompt computes (step_prefill)
 } seq;
 
 struct pz_job {
@@ -446,6 +447,7 @@ static void preempt(pz_sched *s, pz_job *j) {
         if (q->state == SEQ_DONE) continue;
         seq_release(s, q);
         q->n_fed = 0;
+        q->deferred = 0;
         if (fresh) {
             q->state = i == 0 ? SEQ_PREFILL : SEQ_WAIT_FORK;
             continue;
@@ -540,6 +542,17 @@ static void step_decode(pz_sched *s) {
 // last chunk of a step may overshoot the budget: chunks are never cut by it);
 // a chunk joins the call only while the pool has the pages for it (the first
 // always goes: its failure is handled as when alone).
+//
+// Prompts that arrive together and share a prefix (a system prompt) would
+// each compute the same pages: a prompt whose next full page another one
+// computes in this call waits (deferred), and at the next step attaches the
+// pages that call published, as a later request would.
+static int shares_next_page(const seq *q, const seq *p, int p_end) {
+    int upto = q->n_fed + PZ_KV_PAGE;
+    return p->n_fed == q->n_fed && p_end >= upto && q->n_ctx > upto && p->n_ctx >= upto &&
+           !memcmp(q->ctx, p->ctx, (size_t)upto * sizeof *q->ctx);
+}
+
 static void step_prefill(pz_sched *s) {
     const int c = s->p.prefill_chunk;
     int n = 0, total = 0, need = 0, avail;
@@ -550,8 +563,15 @@ static void step_prefill(pz_sched *s) {
         for (int i = 0; i < k->n_seq && total < c; i++) {
             seq *q = &k->seqs[i];
             if (q->state != SEQ_PREFILL) continue;
+            if (q->deferred) {  // nothing of its own prefilled yet: attach what was published since
+                q->deferred = 0;
+                q->n_fed = pz_engine_prefix_attach(s->e, q->slot, q->ctx, q->n_ctx);
+            }
             int start = q->n_fed, end = (start / c + 1) * c;
             if (end > q->n_ctx) end = q->n_ctx;
+            for (int r = 0; r < n && !q->deferred; r++)
+                q->deferred = shares_next_page(q, s->pseq[r], s->pseq[r]->n_fed + s->pn[r]);
+            if (q->deferred) continue;
             int pg = pz_engine_pages_needed(s->e, q->slot, end - start);
             if (n && (total + end - start > s->max_batch || need + pg > avail)) goto chosen;
             memcpy(s->ptoks + total, q->ctx + start, (size_t)(end - start) * sizeof *s->ptoks);
