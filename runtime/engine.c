@@ -44,11 +44,14 @@
 // Logits come out of the backend this many rows at a time (a buffer of
 // LOGIT_ROWS x vocab floats instead of max_batch x vocab).
 #define LOGIT_ROWS 64
-// With batch_invariant, products of more rows than the backend's
-// invariant_rows run in blocks of exactly this many rows (the last one
-// padded), so a row's result never depends on how many rows came with it:
-// a library GEMM of one fixed shape sums each row the same way. Scratch
-// buffers carry INV_BLOCK spare rows for the padding.
+// With batch_invariant, prefill products on a backend without
+// rowwise_prefill run in blocks of exactly this many rows (the last one
+// padded), so a row's result does not depend on how many rows came with it:
+// a library GEMM of one fixed shape sums each row the same way (though not
+// always the same way at every place in the block: oneDNN's rows were seen
+// to depend on their place for some small shapes, so a batched prefill
+// gives each sequence its own pass there). Scratch buffers carry INV_BLOCK
+// spare rows for the padding.
 #define INV_BLOCK 64
 _Static_assert(INV_BLOCK == LOGIT_ROWS, "padded logit blocks fill the logits buffer exactly");
 // Decode graphs (engine.h): buckets 1, 2, 4, ..., PZ_ENGINE_GRAPH_MAX rows,

@@ -24,11 +24,13 @@
 // machines where oneDNN has bf16 products (bf16 x bf16 -> fp32), while up to
 // 32 rows multiply the exact bf16 weights with fp32 activations. With
 // batch_invariant, decode products are split by the backend's
-// invariant_rows (16 on the CPU) and prefill products run in fixed blocks of
-// 64 rows, so one sequence's logits do not depend on what it is batched with
-// in decode, nor on how much of its prompt came from the prefix cache. The
-// price: prefill pads its last block of every product to 64 rows, and a
-// decode batch above 16 streams the weights once per 16 rows.
+// invariant_rows (16 on the CPU), and prefill products too on a backend with
+// rowwise_prefill (the CPU; exact fp32 activations then, whatever the
+// length), else they run in fixed blocks of 64 rows (the last one padded),
+// so one sequence's logits do not depend on what it is batched with, nor on
+// how much of its prompt came from the prefix cache. The price: a batch
+// above 16 rows streams the weights once per 16 rows (CPU), or prefill pads
+// its last block of every product to 64 rows (elsewhere).
 //
 // Tensor parallelism (params.comm with more than one rank): every rank
 // builds an engine over its share of the model (runtime/tp_plan.h, the
