@@ -34,7 +34,7 @@ for r in $(seq "$rounds"); do
             c0=$(cpu_s "$pid")
             "$loadgen" --url "http://127.0.0.1:$port" --levels "$lv" --requests "$requests" \
                 --max-tokens "$max_tokens" --label "$which r$r" 2>/dev/null | grep "^| $which" || true
-            echo "#   $which r$r streams $lv: server CPU $(echo "$(cpu_s "$pid") - $c0" | bc) s"
+            echo "#   $which r$r streams $lv: server CPU $(awk -v a="$(cpu_s "$pid")" -v b="$c0" 'BEGIN {printf "%.2f", a - b}') s"
         done
         kill "$pid"
         wait "$pid" 2>/dev/null || true
