@@ -863,7 +863,8 @@ static int prefill_impl(pz_engine *e, int slot, const int32_t *tokens, int n, fl
 static int prefill_many_impl(pz_engine *e, int n_seq, const int *slots, const int32_t *tokens,
                              const int *n, float *logits, const int *want, char *err) {
     if (n_seq <= 0) return 0;
-    if (n_seq > e->p.n_slots) return pz_err(err, "prefill of %d sequences exceeds the engine's %d slots", n_seq, e->p.n_slots);
+    if (n_seq > e->p.n_slots)
+        return pz_err(err, "prefill of %d sequences exceeds the engine's %d slots", n_seq, e->p.n_slots);
     const int vocab = e->m->cfg.vocab;
     long total = 0;
     for (int i = 0; i < n_seq; i++) {

@@ -285,7 +285,8 @@ static void test_prefill_many(const pz_model *m, const char *what) {
     }
     int32_t nxt[3] = {1, 2, 3};
     float *dec = malloc(sizeof(float) * V * 3);
-    CHECK(dec && pz_engine_decode(e, slots, nxt, 3, many, err) == 0 && pz_engine_decode(f, slots, nxt, 3, dec, err) == 0);
+    CHECK(dec && pz_engine_decode(e, slots, nxt, 3, many, err) == 0 &&
+          pz_engine_decode(f, slots, nxt, 3, dec, err) == 0);
     if (dec) CHECKF(memcmp(many, dec, sizeof(float) * V * 3) == 0, "%s: decode after a batched prefill differs", what);
     free(dec);
     // Errors: a slot twice, too many tokens, a token outside the vocabulary.
