@@ -153,6 +153,9 @@ struct pz_backend {
     const char *name;       // "cpu", "cuda"
     int n_threads;          // CPU: OpenMP threads for every op
     int invariant_rows;     // matmul: the most rows that keep results row-invariant (>= 1)
+    int rowwise_prefill;    // 1: a batch-invariant engine splits prefill products by
+                            // invariant_rows too (the small-M kernel costs here no more per row
+                            // than the library); 0: fixed padded library blocks (engine.c)
     void *impl;             // backend-private state
 
     int (*supports)(const pz_backend *b, pz_op op, pz_dt dt);

@@ -45,11 +45,14 @@
 // Logits come out of the backend this many rows at a time (a buffer of
 // LOGIT_ROWS x vocab floats instead of max_batch x vocab).
 #define LOGIT_ROWS 64
-// With batch_invariant, products of more rows than the backend's
-// invariant_rows run in blocks of exactly this many rows (the last one
-// padded), so a row's result never depends on how many rows came with it:
-// a library GEMM of one fixed shape sums each row the same way. Scratch
-// buffers carry INV_BLOCK spare rows for the padding.
+// With batch_invariant, prefill products on a backend without
+// rowwise_prefill run in blocks of exactly this many rows (the last one
+// padded), so a row's result does not depend on how many rows came with it:
+// a library GEMM of one fixed shape sums each row the same way (though not
+// always the same way at every place in the block: oneDNN's rows were seen
+// to depend on their place for some small shapes, so a batched prefill
+// gives each sequence its own pass there). Scratch buffers carry INV_BLOCK
+// spare rows for the padding.
 #define INV_BLOCK 64
 _Static_assert(INV_BLOCK == LOGIT_ROWS, "padded logit blocks fill the logits buffer exactly");
 // Decode graphs (engine.h): buckets 1, 2, 4, ..., PZ_ENGINE_GRAPH_MAX rows,
@@ -140,6 +143,7 @@ struct pz_engine {
     pz_attn_seq *seqs;     // (R) descriptors (host; they point into backend memory)
     int *seq_slot;         // (R)
     int *seq_row0;         // (R) first row of each sequence
+    int *lrows;            // (R) rows whose logits a multi-sequence prefill returns
     float *amax_buf;       // calibration (p.amax): host copy of one activation, R * amax_w floats
     // Decode graphs (engine.h "Decode graphs"), one per bucket.
     pz_graph *graph[GRAPH_BUCKETS];  // NULL: not made yet (or broken and freed)
@@ -281,7 +285,7 @@ static void release(pz_backend *b, pz_weight *w) {
 
 static int tp_send(pz_engine *e, int op, int a, int b, const int32_t *p1, int n1, const int32_t *p2,
                    int n2, char *err);
-enum { TP_STOP = 0, TP_PREFILL, TP_DECODE, TP_RESET, TP_ATTACH, TP_FORK };
+enum { TP_STOP = 0, TP_PREFILL, TP_DECODE, TP_RESET, TP_ATTACH, TP_FORK, TP_PREFILL_MANY };
 
 void pz_engine_free(pz_engine *e) {
     if (!e) return;
@@ -335,6 +339,7 @@ void pz_engine_free(pz_engine *e) {
     free(e->seqs);
     free(e->seq_slot);
     free(e->seq_row0);
+    free(e->lrows);
     free(e->amax_buf);
     free(e->glogits);
     free(e);
@@ -545,6 +550,7 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
     e->seqs = malloc(sizeof(pz_attn_seq) * R);
     e->seq_slot = malloc(sizeof(int) * R);
     e->seq_row0 = malloc(sizeof(int) * R);
+    e->lrows = malloc(sizeof(int) * R);
     if (zero_ffn && !(e->zeros = b->alloc(b, sizeof(float) * R * c->hidden))) goto oom;
     if (e->tp > 1 && b->kind != PZ_BACKEND_CPU && !(e->d_stage = b->alloc(b, TP_STAGE))) goto oom;
     if (p.amax) {
@@ -555,7 +561,7 @@ pz_engine *pz_engine_create(const pz_model *m, pz_engine_params p, char *err) {
     }
     if (!e->x || !e->xn || !e->qkv || !e->att || !e->gu || !e->h || !e->logits || !e->d_inv_freq ||
         !e->d_tok || !e->d_pos || !e->d_row_page || !e->d_ptab || !e->ptab || !e->pos || !e->row_page ||
-        !e->seqs || !e->seq_slot || !e->seq_row0)
+        !e->seqs || !e->seq_slot || !e->seq_row0 || !e->lrows)
         goto oom;
     pz_rope_params rp = {.head_dim = hd, .theta = c->rope_theta,
                          .llama3 = c->rope_scaling == PZ_ROPE_SCALING_LLAMA3,
@@ -615,6 +621,7 @@ static int mm(pz_engine *e, float *y, int ldy, const float *x, int ldx, const pz
               int split, char *err) {
     pz_backend *b = e->b;
     pz_dt xt = e->p.act_fp8 && w->type == PZ_DT_E4M3 && w->x_scale > 0 ? PZ_DT_E4M3 : PZ_DT_F32;
+    if (split == SPLIT_PREFILL && b->rowwise_prefill) split = SPLIT_DECODE;  // backend.h
     if (split == SPLIT_DECODE && b->invariant_rows <= 0) split = SPLIT_NONE;
     if (split == SPLIT_NONE || (split == SPLIT_DECODE && R <= b->invariant_rows))
         return b->matmul(b, y, ldy, x, ldx, xt, w, R, acc, err);
@@ -698,13 +705,14 @@ static void tp_drain(pz_engine *e, int l, int ph, int R) {
 // stored in page e->row_page[r]. The rows form n_seq sequences: sequence i
 // is n_q = e->seqs[i].n_q consecutive rows from seq_row0[i], of slot
 // e->seq_slot[i], starting at position e->seqs[i].pos0. Logits of rows
-// [lrow0, lrow0+nl) go to out (host, nl*vocab). split: how products are split (SPLIT_*).
+// [lrow0, lrow0+nl) go to out (host, nl*vocab), or with lrows (non-NULL) of rows
+// lrows[0..nl) (increasing). split: how products are split (SPLIT_*).
 // graph: a decode graph's pass (decode_graph): sequence i's page table sits
 // at row i of a fixed [n_seq][max_pages] array, copied whole, so the pass's
 // copies have the same sizes every step; a sequence with seq_slot -1 is a
 // padding row whose one page is e->pad_page.
 static int forward(pz_engine *e, const int32_t *tok, int R, int n_seq, const int *seq_row0,
-                   int lrow0, int nl, float *out, int split, int graph, char *err) {
+                   int lrow0, const int *lrows, int nl, float *out, int split, int graph, char *err) {
     const pz_model *m = e->m;
     const pz_config *c = &m->cfg;
     pz_backend *b = e->b;
@@ -742,8 +750,8 @@ static int forward(pz_engine *e, const int32_t *tok, int R, int n_seq, const int
             b->rmsnorm(b, e->xn, e->x, el->attn_norm, R, H, c->norm_eps);
             if (amax_rec(e, l, PZ_AMAX_QKV_IN, e->xn, R, H, H, err)) goto fail;
             if (qkv_proj(e, el, R, H, qd, ld, split, err)) goto fail;
-            b->rope(b, e->qkv, ld, e->d_pos, R, nh, hd, e->d_inv_freq);
-            b->rope(b, e->qkv + qd, ld, e->d_pos, R, nkv, hd, e->d_inv_freq);
+            // k follows q in each row: one call rotates the heads of both
+            b->rope(b, e->qkv, ld, e->d_pos, R, nh + nkv, hd, e->d_inv_freq);
             if (amax_rec(e, l, PZ_AMAX_K, e->qkv + qd, R, kvd, ld, err) ||
                 amax_rec(e, l, PZ_AMAX_V, e->qkv + qd + kvd, R, kvd, ld, err))
                 goto fail;
@@ -805,7 +813,13 @@ static int forward(pz_engine *e, const int32_t *tok, int R, int n_seq, const int
     if (nl > 0 && out && e->tp > 1 && e->comm->wait(e->comm, err)) return -1;
     if (nl > 0 && out) {
         float *xl = e->xn + (size_t)lrow0 * H;
-        b->rmsnorm(b, xl, e->x + (size_t)lrow0 * H, e->out_norm, nl, H, c->norm_eps);
+        if (!lrows) {
+            b->rmsnorm(b, xl, e->x + (size_t)lrow0 * H, e->out_norm, nl, H, c->norm_eps);
+        } else {  // scattered rows (the last of each sequence), normed into rows 0..nl-1 of xn
+            xl = e->xn;
+            for (int k = 0; k < nl; k++)
+                b->rmsnorm(b, xl + (size_t)k * H, e->x + (size_t)lrows[k] * H, e->out_norm, 1, H, c->norm_eps);
+        }
         for (int r0 = 0; r0 < nl; r0 += LOGIT_ROWS) {
             int n = nl - r0 < LOGIT_ROWS ? nl - r0 : LOGIT_ROWS;
             size_t bytes = sizeof(float) * (size_t)n * c->vocab;
@@ -899,12 +913,83 @@ static int prefill_impl(pz_engine *e, int slot, const int32_t *tokens, int n, fl
             nl = 1;
             out = logits;
         }
-        if (forward(e, tokens + done, R, 1, &row0, lrow0, nl, out,
+        if (forward(e, tokens + done, R, 1, &row0, lrow0, NULL, nl, out,
                     e->p.batch_invariant ? SPLIT_PREFILL : SPLIT_NONE, 0, err))
             return -1;
         advance(e, slot, tokens + done, R);
         done += R;
     }
+    return 0;
+}
+
+// Several slots' prefills in one pass (engine.h pz_engine_prefill_many): the
+// sequences' rows back to back, every product over all of them (with
+// batch_invariant in blocks of INV_BLOCK rows, so a row's result does not
+// depend on the rows beside it), attention per sequence.
+static int prefill_many_impl(pz_engine *e, int n_seq, const int *slots, const int32_t *tokens,
+                             const int *n, float *logits, const int *want, char *err) {
+    if (n_seq <= 0) return 0;
+    if (n_seq > e->p.n_slots)
+        return pz_err(err, "prefill of %d sequences exceeds the engine's %d slots", n_seq, e->p.n_slots);
+    const int vocab = e->m->cfg.vocab;
+    long total = 0;
+    for (int i = 0; i < n_seq; i++) {
+        if (check_slot(e, slots[i], err)) return -1;
+        for (int j = 0; j < i; j++)
+            if (slots[j] == slots[i]) return pz_err(err, "slot %d appears twice in one prefill batch", slots[i]);
+        if (n[i] <= 0) return pz_err(err, "prefill of %d tokens", n[i]);
+        const eng_slot *sl = &e->slot[slots[i]];
+        if (sl->len + n[i] > e->p.max_ctx)
+            return pz_err(err, "context full: slot %d holds %d tokens, %d more exceed max_ctx %d", slots[i],
+                          sl->len, n[i], e->p.max_ctx);
+        for (int k = 0; k < n[i]; k++)
+            if (tokens[total + k] < 0 || tokens[total + k] >= vocab)
+                return pz_err(err, "token id %d at position %d of slot %d is outside the vocabulary (0..%d)",
+                              tokens[total + k], k, slots[i], vocab - 1);
+        total += n[i];
+    }
+    if (total > e->p.max_batch)
+        return pz_err(err, "prefill of %ld tokens at once exceeds max_batch %d", total, e->p.max_batch);
+    if (n_seq > 1 && e->p.batch_invariant && !e->b->rowwise_prefill) {
+        // Padded library blocks: a row's bits may depend on its place in the
+        // block, so each sequence gets its own pass, from row 0 as alone.
+        for (int i = 0, t = 0; i < n_seq; t += n[i], i++) {
+            int rc = prefill_many_impl(e, 1, slots + i, tokens + t, n + i, logits ? logits + (size_t)i * vocab : NULL,
+                                       want ? want + i : NULL, err);
+            if (rc) return rc;
+        }
+        return 0;
+    }
+    for (int i = 0; i < n_seq; i++) {
+        // Pages taken for earlier slots of a failed call stay with them for the next one.
+        int rc = take_pages(e, slots[i], n[i], err);
+        if (rc) return rc;
+    }
+    int r = 0, nl = 0;
+    int *lrows = e->lrows;
+    for (int i = 0; i < n_seq; i++) {
+        const eng_slot *sl = &e->slot[slots[i]];
+        e->seqs[i].n_q = n[i];
+        e->seqs[i].pos0 = sl->len;
+        e->seq_slot[i] = slots[i];
+        e->seq_row0[i] = r;
+        for (int k = 0; k < n[i]; k++, r++) {
+            e->pos[r] = sl->len + k;
+            e->row_page[r] = sl->pages[(sl->len + k) / PZ_KV_PAGE];
+        }
+        if (logits && (!want || want[i])) lrows[nl++] = r - 1;
+    }
+    if (forward(e, tokens, (int)total, n_seq, e->seq_row0, 0, lrows, nl, nl ? logits : NULL,
+                e->p.batch_invariant ? SPLIT_PREFILL : SPLIT_NONE, 0, err))
+        return -1;
+    // The logits came out one row per wanted sequence, in order: spread them to
+    // row i of sequence i (from the last, so no row is overwritten before it moved).
+    for (int i = n_seq - 1, k = nl - 1; i >= 0 && k >= 0 && nl < n_seq; i--)
+        if (!want || want[i]) {
+            if (k != i) memmove(logits + (size_t)i * vocab, logits + (size_t)k * vocab, sizeof(float) * vocab);
+            k--;
+        }
+    for (int i = 0, t = 0; i < n_seq; t += n[i], i++) advance(e, slots[i], tokens + t, n[i]);
     return 0;
 }
 
@@ -965,7 +1050,7 @@ static int decode_graph(pz_engine *e, const int32_t *tokens, int n, int bk, floa
     }
     char gerr[PZ_ERRLEN];
     if (b->graph_begin(b, e->graph[bi], gerr) ||
-        forward(e, e->gtok, bk, bk, e->seq_row0, 0, bk, e->glogits, split, 1, gerr)) {
+        forward(e, e->gtok, bk, bk, e->seq_row0, 0, NULL, bk, e->glogits, split, 1, gerr)) {
         // Broken: nothing of a captured or replayed pass ran (a warm-up ran
         // eagerly; the eager rerun writes the same KV entries again).
         b->graph_free(b, e->graph[bi]);
@@ -1015,7 +1100,7 @@ static int decode_impl(pz_engine *e, const int *slots, const int32_t *tokens, in
                  ? pz_engine_graph_bucket(n, e->p.n_slots, e->R)
                  : 0;
     if (!bk || decode_graph(e, tokens, n, bk, logits, split)) {
-        if (forward(e, tokens, n, n, row0, 0, logits ? n : 0, logits, split, 0, err)) return -1;
+        if (forward(e, tokens, n, n, row0, 0, NULL, logits ? n : 0, logits, split, 0, err)) return -1;
         e->gstats.eager_steps++;
     }
     for (int i = 0; i < n; i++) advance(e, slots[i], tokens + i, 1);
@@ -1218,6 +1303,16 @@ int pz_engine_follow(pz_engine *e, char *err) {
             rc = tp_after(e, decode_impl(e, (const int *)e->cmd, e->cmd + h[3], h[3], NULL, why), why);
             break;
         }
+        case TP_PREFILL_MANY: {  // a = n_seq; ids: slots, counts, then the tokens
+            int ns = h[1];
+            long tot = 0;
+            for (int i = 0; ns >= 1 && h[3] == 2 * ns && i < ns; i++) tot += e->cmd[ns + i] > 0 ? e->cmd[ns + i] : 0;
+            if (ns < 1 || h[3] != 2 * ns || tot != h[4])
+                return pz_err(err, "engine: a malformed prefill command from rank 0"), tp_fail(e, err);
+            rc = tp_after(e, prefill_many_impl(e, ns, (const int *)e->cmd, e->cmd + 2 * ns, (const int *)e->cmd + ns,
+                                               NULL, NULL, why), why);
+            break;
+        }
         case TP_RESET: reset_impl(e, h[1]); break;
         case TP_ATTACH: attach_impl(e, h[1], e->cmd, h[3]); break;
         case TP_FORK: rc = tp_after(e, fork_impl(e, h[1], h[2], why), why); break;
@@ -1244,6 +1339,22 @@ int pz_engine_prefill(pz_engine *e, int slot, const int32_t *tokens, int n, floa
     if (e->tp <= 1) return prefill_impl(e, slot, tokens, n, logits, all_logits, err);
     if (tp_drive(e, TP_PREFILL, slot, 0, tokens, tokens ? n : 0, NULL, 0, err)) return -1;
     return tp_after(e, prefill_impl(e, slot, tokens, n, logits, all_logits, err), err);
+}
+
+int pz_engine_prefill_many(pz_engine *e, int n_seq, const int *slots, const int32_t *tokens, const int *n,
+                           float *logits, const int *want, char *err) {
+    if (not_driver(e, err)) return -1;
+    if (e->tp <= 1 || n_seq <= 0) return prefill_many_impl(e, n_seq, slots, tokens, n, logits, want, err);
+    long tot = 0;
+    for (int i = 0; i < n_seq; i++) tot += n[i] > 0 ? n[i] : 0;
+    int32_t *hdr = malloc(sizeof(int32_t) * 2 * (size_t)n_seq);
+    if (!hdr) return pz_err(err, "engine: out of memory");  // before any command: the ranks stay in step
+    memcpy(hdr, slots, sizeof(int32_t) * (size_t)n_seq);
+    memcpy(hdr + n_seq, n, sizeof(int32_t) * (size_t)n_seq);
+    int rc = tp_drive(e, TP_PREFILL_MANY, n_seq, 0, hdr, 2 * n_seq, tokens, (int)tot, err);
+    free(hdr);
+    if (rc) return -1;
+    return tp_after(e, prefill_many_impl(e, n_seq, slots, tokens, n, logits, want, err), err);
 }
 
 int pz_engine_decode(pz_engine *e, const int *slots, const int32_t *tokens, int n, float *logits, char *err) {
@@ -1305,3 +1416,5 @@ size_t pz_engine_kv_bytes(const pz_engine *e) { return e->kv_bytes; }
 int pz_engine_n_slots(const pz_engine *e) { return e->p.n_slots; }
 
 int pz_engine_max_ctx(const pz_engine *e) { return e->p.max_ctx; }
+
+int pz_engine_max_batch(const pz_engine *e) { return e->p.max_batch; }

@@ -24,11 +24,13 @@
 // machines where oneDNN has bf16 products (bf16 x bf16 -> fp32), while up to
 // 32 rows multiply the exact bf16 weights with fp32 activations. With
 // batch_invariant, decode products are split by the backend's
-// invariant_rows (16 on the CPU) and prefill products run in fixed blocks of
-// 64 rows, so one sequence's logits do not depend on what it is batched with
-// in decode, nor on how much of its prompt came from the prefix cache. The
-// price: prefill pads its last block of every product to 64 rows, and a
-// decode batch above 16 streams the weights once per 16 rows.
+// invariant_rows (16 on the CPU), and prefill products too on a backend with
+// rowwise_prefill (the CPU; exact fp32 activations then, whatever the
+// length), else they run in fixed blocks of 64 rows (the last one padded),
+// so one sequence's logits do not depend on what it is batched with, nor on
+// how much of its prompt came from the prefix cache. The price: a batch
+// above 16 rows streams the weights once per 16 rows (CPU), or prefill pads
+// its last block of every product to 64 rows (elsewhere).
 //
 // Tensor parallelism (params.comm with more than one rank): every rank
 // builds an engine over its share of the model (runtime/tp_plan.h, the
@@ -155,6 +157,18 @@ const char *pz_engine_tp_error(const pz_engine *e);
 int pz_engine_prefill(pz_engine *e, int slot, const int32_t *tokens, int n,
                       float *logits, int all_logits, char *err);
 
+// Prefills of n_seq slots (distinct) in a single pass: slot slots[i] appends
+// n[i] tokens, tokens holding all of them back to back (sequence 0's first).
+// At most max_batch tokens in all (no internal chunking). logits: NULL, or
+// n_seq*vocab floats, row i the logits of sequence i's last token where want
+// is NULL or want[i] is non-zero (the other rows are scratch). With
+// batch_invariant each sequence's result is bit for bit what its own
+// pz_engine_prefill gives. Errors as pz_engine_prefill; on PZ_ENGINE_ENOPAGES
+// slots before the one that failed keep the pages they took (for the retry),
+// and no slot's sequence grows.
+int pz_engine_prefill_many(pz_engine *e, int n_seq, const int *slots, const int32_t *tokens, const int *n,
+                           float *logits, const int *want, char *err);
+
 // One new token for each of n slots (distinct) in a single batched pass.
 // logits: n*vocab floats, row i for slots[i].
 int pz_engine_decode(pz_engine *e, const int *slots, const int32_t *tokens, int n,
@@ -226,5 +240,6 @@ const pz_model *pz_engine_model(const pz_engine *e);
 size_t pz_engine_kv_bytes(const pz_engine *e);          // KV page pools allocated
 int pz_engine_n_slots(const pz_engine *e);
 int pz_engine_max_ctx(const pz_engine *e);
+int pz_engine_max_batch(const pz_engine *e);          // most tokens in one prefill call
 
 #endif

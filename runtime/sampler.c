@@ -34,11 +34,30 @@ static double next_uniform(pz_sampler *s) {
     return (double)((x * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0;
 }
 
-int32_t pz_argmax(const float *x, int n) {
+// The first index of the largest value; a NaN never wins, and x[0] wins when it
+// is NaN (the plain loop's rule). Vectorized as two passes (the largest value
+// and whether any NaN is there, then its first index): a server samples a
+// vocabulary-long row per sequence per step on its one loop thread.
+static int32_t argmax_plain(const float *x, int n) {
     int32_t best = 0;
     for (int i = 1; i < n; i++)
         if (x[i] > x[best]) best = i;
     return best;
+}
+
+int32_t pz_argmax(const float *x, int n) {
+    if (n <= 1) return 0;
+    float m = x[0];
+    int nan = 0;
+#pragma omp simd reduction(max : m) reduction(| : nan)
+    for (int i = 0; i < n; i++) {
+        m = x[i] > m ? x[i] : m;
+        nan |= x[i] != x[i];
+    }
+    if (!nan)
+        for (int i = 0; i < n; i++)
+            if (x[i] == m) return i;
+    return argmax_plain(x, n);
 }
 
 typedef struct {

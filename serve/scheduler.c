@@ -36,6 +36,7 @@ typedef struct {
     int n_lp;
     const char *finish; // "stop" / "length" once done
     double t_last;      // time of the previous token (inter-token latency)
+    int deferred;       // waits for a full page another prompt computes (step_prefill)
 } seq;
 
 struct pz_job {
@@ -83,6 +84,11 @@ struct pz_sched {
     int32_t *dtoks;
     seq **dseq;
     pz_job **djob;
+    int max_batch;              // the engine's most tokens in one call
+    int32_t *ptoks;             // one prefill call: its tokens (max_batch),
+    int *pslot, *pn, *pwant;    // and per sequence (n_slots): slot, tokens, logits wanted,
+    seq **pseq;                 // the sequence, its job, and the call's jobs once each
+    pz_job **pjob, **fjob;
 };
 
 // ---- output (s->mu held) ----------------------------------------------------
@@ -441,6 +447,7 @@ static void preempt(pz_sched *s, pz_job *j) {
         if (q->state == SEQ_DONE) continue;
         seq_release(s, q);
         q->n_fed = 0;
+        q->deferred = 0;
         if (fresh) {
             q->state = i == 0 ? SEQ_PREFILL : SEQ_WAIT_FORK;
             continue;
@@ -528,26 +535,62 @@ static void step_decode(pz_sched *s) {
     }
 }
 
-// One prefill chunk of the oldest job still prefilling (s->mu held on
-// entry and exit; released around the engine call). Chunks end at multiples
-// of prefill_chunk, so a prompt is split the same way whatever the load.
-// Returns the tokens prefilled (0: nothing to do, or the chunk failed).
-static int step_prefill(pz_sched *s) {
-    pz_job *j = NULL;
-    seq *q = NULL;
-    for (pz_job *k = s->running; k && !q; k = k->next)
-        for (int i = 0; i < k->n_seq && !q; i++)
-            if (k->seqs[i].state == SEQ_PREFILL && !k->cancelled) j = k, q = &k->seqs[i];
-    if (!q) return 0;
-    int c = s->p.prefill_chunk, start = q->n_fed;
-    int end = (start / c + 1) * c;
-    if (end > q->n_ctx) end = q->n_ctx;
-    int last = end == q->n_ctx, fresh = last && q->n_gen == 0;
+// Prefill chunks of the oldest sequences still prefilling, up to a budget of
+// prefill_chunk tokens per step, all in one engine call (s->mu held on entry
+// and exit; released around the call). Chunks end at multiples of
+// prefill_chunk, so a prompt is split the same way whatever the load (the
+// last chunk of a step may overshoot the budget: chunks are never cut by it);
+// a chunk joins the call only while the pool has the pages for it (the first
+// always goes: its failure is handled as when alone).
+//
+// Prompts that arrive together and share a prefix (a system prompt) would
+// each compute the same pages: a prompt whose next full page another one
+// computes in this call waits (deferred), and at the next step attaches the
+// pages that call published, as a later request would.
+static int shares_next_page(const seq *q, const seq *p, int p_end) {
+    int upto = q->n_fed + PZ_KV_PAGE;
+    return p->n_fed == q->n_fed && p_end >= upto && q->n_ctx > upto && p->n_ctx >= upto &&
+           !memcmp(q->ctx, p->ctx, (size_t)upto * sizeof *q->ctx);
+}
+
+static void step_prefill(pz_sched *s) {
+    const int c = s->p.prefill_chunk;
+    int n = 0, total = 0, need = 0, avail;
+    pz_kv_stats st;
+    kv_avail(s, &st, &avail);
+    for (pz_job *k = s->running; k && total < c; k = k->next) {
+        if (k->cancelled) continue;
+        for (int i = 0; i < k->n_seq && total < c; i++) {
+            seq *q = &k->seqs[i];
+            if (q->state != SEQ_PREFILL) continue;
+            if (q->deferred) {  // nothing of its own prefilled yet: attach what was published since
+                q->deferred = 0;
+                q->n_fed = pz_engine_prefix_attach(s->e, q->slot, q->ctx, q->n_ctx);
+            }
+            int start = q->n_fed, end = (start / c + 1) * c;
+            if (end > q->n_ctx) end = q->n_ctx;
+            for (int r = 0; r < n && !q->deferred; r++)
+                q->deferred = shares_next_page(q, s->pseq[r], s->pseq[r]->n_fed + s->pn[r]);
+            if (q->deferred) continue;
+            int pg = pz_engine_pages_needed(s->e, q->slot, end - start);
+            if (n && (total + end - start > s->max_batch || need + pg > avail)) goto chosen;
+            memcpy(s->ptoks + total, q->ctx + start, (size_t)(end - start) * sizeof *s->ptoks);
+            s->pslot[n] = q->slot;
+            s->pn[n] = end - start;
+            s->pwant[n] = end == q->n_ctx && q->n_gen == 0;  // fresh: its logits give the first token
+            s->pseq[n] = q;
+            s->pjob[n] = k;
+            n++, total += end - start, need += pg;
+        }
+    }
+chosen:
+    if (!n) return;
     char err[PZ_ERRLEN];
     pthread_mutex_unlock(&s->mu);
-    int rc = pz_engine_prefill(s->e, q->slot, q->ctx + start, end - start, fresh ? s->logits : NULL, 0, err);
+    int rc = pz_engine_prefill_many(s->e, n, s->pslot, s->ptoks, s->pn, s->logits, s->pwant, err);
     pthread_mutex_lock(&s->mu);
     if (rc == PZ_ENGINE_ENOPAGES) {
+        pz_job *j = s->pjob[0];
         if (j == s->running && !j->next) {  // alone: the pool cannot hold it
             for (int i = 0; i < j->n_seq; i++)
                 if (j->seqs[i].state != SEQ_DONE) seq_done(s, j, &j->seqs[i], "length", 1);
@@ -555,39 +598,50 @@ static int step_prefill(pz_sched *s) {
         } else {
             preempt(s, youngest(s));
         }
-        return 0;
+        return;
+    }
+    int nj = 0;  // the call's jobs, each once (a job's choices may prefill side by side)
+    for (int i = 0; i < n; i++) {
+        int seen = 0;
+        for (int k = 0; k < nj && !seen; k++) seen = s->pjob[k] == s->pjob[i];
+        if (!seen) s->fjob[nj++] = s->pjob[i];
     }
     if (rc != 0) {
-        job_finish(s, j, 500, err);
-        return 0;
+        for (int k = 0; k < nj; k++) job_finish(s, s->fjob[k], 500, err);
+        return;
     }
     pthread_mutex_lock(&s->m->mu);
-    s->m->prefill_tokens += end - start;
+    s->m->prefill_tokens += total;
     pthread_mutex_unlock(&s->m->mu);
-    q->n_fed = end;
-    if (!last) return end - start;
-    q->state = SEQ_DECODE;
-    if (!fresh) return end - start;
-    for (int i = 0; i < j->n_seq; i++) {  // n > 1: the other choices share this prefill
-        seq *o = &j->seqs[i];
-        if (o->state != SEQ_WAIT_FORK) continue;
-        if (pz_engine_slot_fork(s->e, o->slot, q->slot, err) != 0) {
-            seq_done(s, j, o, "length", 0);
-            continue;
+    for (int r = 0; r < n; r++) {
+        pz_job *j = s->pjob[r];
+        seq *q = s->pseq[r];
+        q->n_fed += s->pn[r];
+        if (q->n_fed < q->n_ctx) continue;
+        q->state = SEQ_DECODE;
+        if (!s->pwant[r]) continue;
+        const float *lg = s->logits + (size_t)r * s->vocab;
+        for (int i = 0; i < j->n_seq; i++) {  // n > 1: the other choices share this prefill
+            seq *o = &j->seqs[i];
+            if (o->state != SEQ_WAIT_FORK) continue;
+            if (pz_engine_slot_fork(s->e, o->slot, q->slot, err) != 0) {
+                seq_done(s, j, o, "length", 0);
+                continue;
+            }
+            o->state = SEQ_DECODE;
         }
-        o->state = SEQ_DECODE;
+        if (j->r.stream && j->r.chat && !j->started)
+            for (int i = 0; i < j->n_seq; i++) {
+                cJSON *o = chunk(j);
+                pz_oai_add_choice(o, 1, 1, i, "", 1, NULL, NULL);
+                out_event(j, o);
+            }
+        j->started = 1;
+        for (int i = 0; i < j->n_seq; i++)
+            if (j->seqs[i].state == SEQ_DECODE) take_token(s, j, &j->seqs[i], lg);
     }
-    if (j->r.stream && j->r.chat && !j->started)
-        for (int i = 0; i < j->n_seq; i++) {
-            cJSON *o = chunk(j);
-            pz_oai_add_choice(o, 1, 1, i, "", 1, NULL, NULL);
-            out_event(j, o);
-        }
-    j->started = 1;
-    for (int i = 0; i < j->n_seq; i++)
-        if (j->seqs[i].state == SEQ_DECODE) take_token(s, j, &j->seqs[i], s->logits);
-    if (all_done(j)) job_finish(s, j, 200, NULL);
-    return end - start;
+    for (int k = 0; k < nj; k++)
+        if (all_done(s->fjob[k])) job_finish(s, s->fjob[k], 200, NULL);
 }
 
 static void snapshot(pz_sched *s) {
@@ -633,9 +687,7 @@ static void *loop(void *arg) {
         drop_cancelled(s);
         admit(s);
         step_decode(s);
-        // prefill chunks up to a budget of prefill_chunk tokens per step
-        // (the last one may overshoot: chunks are never cut by the budget)
-        for (int budget = s->p.prefill_chunk, k; budget > 0 && (k = step_prefill(s)) > 0;) budget -= k;
+        step_prefill(s);
         snapshot(s);
     }
     while (s->running) job_finish(s, s->running, 503, "the server stopped");
@@ -670,7 +722,17 @@ pz_sched *pz_sched_create(pz_engine *e, const pz_tokenizer *tok, pz_metrics *m, 
     s->dtoks = malloc((size_t)s->n_slots * sizeof *s->dtoks);
     s->dseq = malloc((size_t)s->n_slots * sizeof *s->dseq);
     s->djob = malloc((size_t)s->n_slots * sizeof *s->djob);
-    if (!s->slot_used || !s->logits || !s->scratch || !s->dslots || !s->dtoks || !s->dseq || !s->djob) {
+    s->max_batch = pz_engine_max_batch(e);
+    if (s->p.prefill_chunk > s->max_batch) s->p.prefill_chunk = s->max_batch;
+    s->ptoks = malloc((size_t)s->max_batch * sizeof *s->ptoks);
+    s->pslot = malloc((size_t)s->n_slots * sizeof *s->pslot);
+    s->pn = malloc((size_t)s->n_slots * sizeof *s->pn);
+    s->pwant = malloc((size_t)s->n_slots * sizeof *s->pwant);
+    s->pseq = malloc((size_t)s->n_slots * sizeof *s->pseq);
+    s->pjob = malloc((size_t)s->n_slots * sizeof *s->pjob);
+    s->fjob = malloc((size_t)s->n_slots * sizeof *s->fjob);
+    if (!s->slot_used || !s->logits || !s->scratch || !s->dslots || !s->dtoks || !s->dseq || !s->djob ||
+        !s->ptoks || !s->pslot || !s->pn || !s->pwant || !s->pseq || !s->pjob || !s->fjob) {
         pz_err(err, "out of memory");
         goto fail;
     }
@@ -686,6 +748,7 @@ pz_sched *pz_sched_create(pz_engine *e, const pz_tokenizer *tok, pz_metrics *m, 
 fail:
     free(s->slot_used), free(s->logits), free(s->scratch);
     free(s->dslots), free(s->dtoks), free(s->dseq), free(s->djob);
+    free(s->ptoks), free(s->pslot), free(s->pn), free(s->pwant), free(s->pseq), free(s->pjob), free(s->fjob);
     free(s);
     return NULL;
 }
@@ -701,6 +764,7 @@ void pz_sched_free(pz_sched *s) {
     pthread_mutex_destroy(&s->mu);
     free(s->slot_used), free(s->logits), free(s->scratch);
     free(s->dslots), free(s->dtoks), free(s->dseq), free(s->djob);
+    free(s->ptoks), free(s->pslot), free(s->pn), free(s->pwant), free(s->pseq), free(s->pjob), free(s->fjob);
     free(s);
 }
 

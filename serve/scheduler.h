@@ -1,8 +1,9 @@
 // scheduler.h — the one engine loop of the server: a bounded queue of
 // completion jobs, admission by free slots and KV pages, continuous batching
 // (every running sequence's next token in one batched decode per step),
-// chunked prefill (one fixed-size chunk of one prompt per step, in its own
-// engine call), prefix reuse, n > 1 choices sharing one prefill (slot fork),
+// chunked prefill (fixed-size chunks of the waiting prompts, up to one
+// chunk's worth of tokens per step, all in one engine call beside the step's
+// decode call), prefix reuse, n > 1 choices sharing one prefill (slot fork),
 // sampling, stop strings and the response bytes (SSE chunks, or the whole
 // JSON body). Only the loop thread touches the engine; HTTP threads submit
 // jobs and read their output through this interface.

@@ -301,7 +301,33 @@ static void check_errors(const pz_model *m) {
     pz_engine_free(e);
 }
 
+// pz_argmax (vectorized) against the plain loop's rule: the first index of
+// the largest value, a NaN never winning, x[0] winning when it is NaN; ties,
+// signed zeros, infinities, lengths around the vector width.
+static void check_argmax(void) {
+    uint64_t rng = 9;
+    float x[203];
+    for (int t = 0; t < 400; t++) {
+        int n = 1 + (int)(pz_test_rand_u64(&rng) % 203);
+        for (int i = 0; i < n; i++) x[i] = (float)(int)(pz_test_rand_u64(&rng) % 7) - 5.0f;  // many ties
+        int kind = t % 8;
+        if (kind == 1) x[pz_test_rand_u64(&rng) % n] = NAN;
+        if (kind == 2) x[0] = NAN;
+        if (kind == 3) x[pz_test_rand_u64(&rng) % n] = INFINITY;
+        if (kind == 4)
+            for (int i = 0; i < n; i++) x[i] = (pz_test_rand_u64(&rng) & 1) ? 0.0f : -0.0f;
+        if (kind == 5)
+            for (int i = 0; i < n; i++) x[i] = -INFINITY;
+        int32_t want = 0;
+        for (int i = 1; i < n; i++)
+            if (x[i] > x[want]) want = i;
+        int32_t got = pz_argmax(x, n);
+        CHECKF(got == want, "argmax case %d (kind %d, n %d): %d, want %d", t, kind, n, got, want);
+    }
+}
+
 static void check_sampler(void) {
+    check_argmax();
     float lg[50];
     uint64_t rng = 5;
     for (int i = 0; i < 50; i++) lg[i] = pz_test_randn(&rng);

@@ -6,7 +6,7 @@
 # which splits neither way and runs whole on each rank; linear and noop
 # sub-blocks; SwiGLU widths 40 and 8 that leave ranks unequal or empty
 # shares). Rank 0 compares every call's logits (prefill, batched decode of
-# 2 and 3 slots, a fork, a prefix hit) with a one-rank engine: fp32
+# 2 and 3 slots, a fork, a prefix hit, a batched prefill of 3 slots) with a one-rank engine: fp32
 # weights, tolerance 2e-5 of the largest logit (only the order of fp32 sums
 # differs). The models are built in memory (the engine slices them) and
 # read back from Hugging Face and GGUF files as per-rank shards
@@ -29,7 +29,7 @@ mkdir models
 run models >log 2>&1; rc=$?
 cat log
 check "two ranks match one within the tolerance" '[ $rc -eq 0 ] && grep -q "2 rank(s)" log && grep -q "ok$" log'
-check "seven cases, ten calls each, compared" '[ "$(grep -c "max|diff|" log)" -eq 70 ]'
+check "seven cases, eleven calls each, compared" '[ "$(grep -c "max|diff|" log)" -eq 77 ]'
 check "shards loaded from HF and GGUF files" '[ "$(grep -c "shard of rank 0" log)" -eq 4 ]'
 run --perturb >log2 2>&1; rc=$?
 check "a wrong shard on rank 1 is caught" '[ $rc -ne 0 ] && grep -q "BEYOND TOLERANCE" log2'

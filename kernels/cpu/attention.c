@@ -537,31 +537,33 @@ int pz_cpu_attention(const pz_attn_seq *seqs, int n_seq, int n_head, int n_kv, i
     // A short decode step (a few tens of microseconds) is not worth waking
     // a thread for; see PZ_GEMV_BYTES_PER_THREAD in gemv.c.
     if (total < 2 || pairs < PZ_ATTN_PAIRS_PER_THREAD) nt = 1;
-    // Decode (one query per sequence): contiguous ranges of heads per
-    // thread, so heads sharing a KV head mostly run on the same core and
-    // read its cache once from memory. Prefill: dynamic, as work per
-    // query grows with its position.
-    int dyn = 0;
-    for (int s = 0; s < n_seq; s++) dyn |= seqs[s].n_q > 1;
-    // Heads per grouped decode item: as many of a group as fit 16 accumulators.
+    // One-query sequences (decode): items are sub-groups of gs heads sharing a
+    // KV head (as many of a group as fit 16 accumulators), so the heads of one
+    // KV head run on one core and read its cache once; all sequences' items in
+    // one loop (per sequence, 2 threads would split its n_kv items unevenly, the
+    // same way every time). Longer sequences (prefill): (query, head) items,
+    // dynamic, as work per query grows with its position. The kernel is chosen
+    // per sequence, so a one-query sequence takes the same one whether or not
+    // its call also holds longer ones (a batched prefill).
     int nvv = (head_dim + 15) / 16, gs = group < 4 ? group : 4;
     while (gs > 1 && gs * nvv > 16) gs--;
+    const int nsub = (group + gs - 1) / gs, per = n_kv * nsub;
 #pragma omp parallel num_threads(nt) if (nt > 1)
-    for (int s = 0; s < n_seq; s++) {
-        const pz_attn_seq *sq = &seqs[s];
-        long items = (long)sq->n_q * n_head;
-        if (dyn) {
+    {
+#pragma omp for schedule(dynamic, 2) nowait
+        for (long f = 0; f < (long)n_seq * per; f++) {
+            const pz_attn_seq *sq = &seqs[f / per];
+            if (sq->n_q != 1) continue;
+            int it = (int)(f % per), g = it / nsub, h0 = g * group + (it % nsub) * gs;
+            int n = h0 + gs <= (g + 1) * group ? gs : (g + 1) * group - h0;
+            attn_item_grouped(sq, h0, n, group, head_dim, pf, scale, isa);
+        }
+        for (int s = 0; s < n_seq; s++) {
+            const pz_attn_seq *sq = &seqs[s];
+            if (sq->n_q <= 1) continue;
+            long items = (long)sq->n_q * n_head;
 #pragma omp for schedule(dynamic, 1) nowait
             for (long it = 0; it < items; it++) attn_item(sq, it, n_head, group, head_dim, pf, scale, isa);
-        } else {
-            // One query: items are sub-groups of gs heads sharing a KV head.
-            int nsub = (group + gs - 1) / gs;
-#pragma omp for schedule(static) nowait
-            for (int it = 0; it < n_kv * nsub; it++) {
-                int g = it / nsub, h0 = g * group + (it % nsub) * gs;
-                int n = h0 + gs <= (g + 1) * group ? gs : (g + 1) * group - h0;
-                attn_item_grouped(sq, h0, n, group, head_dim, pf, scale, isa);
-            }
         }
     }
     return 0;

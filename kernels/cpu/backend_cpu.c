@@ -398,6 +398,11 @@ pz_backend *pz_backend_cpu_create(int n_threads, char *err) {
     b->name = "cpu";
     b->n_threads = n_threads > 0 ? n_threads : omp_get_num_procs();
     b->invariant_rows = PZ_GEMV_INVARIANT_M;  // the small-M kernels' rows do not depend on M (gemv.h)
+    // Prefill through the same kernels: on an AVX2 core a 16-row pass of the
+    // register-tiled kernel costs about what a 64-row library block does per row
+    // (which widens bf16 weights to fp32 first), and needs no padding, and the
+    // library's rows are not position-invariant for every shape and thread count.
+    b->rowwise_prefill = 1;
     cpu_state *S = calloc(1, sizeof *S);
     if (!S || !(S->mm = pz_cpu_matmul_create(b->n_threads, err))) {
         if (!S && err) snprintf(err, PZ_ERRLEN, "cpu backend: out of memory");

@@ -4,7 +4,8 @@
 // of 8 channels, which leaves rank 0 of 2 none), an engine over its shard
 // (pz_engine_params.comm = MPI_COMM_WORLD), and rank 0 drives a fixed
 // script: prefills with all logits, batched decodes of two and three
-// slots, a fork, a reset and a prefix attach. Rank 0 runs the same script
+// slots, a fork, a reset, a prefix attach and a batched prefill of three
+// slots (pz_engine_prefill_many). Rank 0 runs the same script
 // on an engine of the whole model (no comm) and compares the logits.
 // Those three models are built in memory on every rank (the engine copies
 // its slices out); with DIR, rank 0 also writes them as Hugging Face
@@ -104,6 +105,10 @@ static int script(pz_engine *e, pz_engine *ref, int vocab, uint64_t seed, char *
     }
     BOTH("prefill after a prefix hit", pz_engine_prefill(e, 1, toks + ka, 37 - ka, logits, 0, err),
          pz_engine_prefill(ref, 1, toks + ka, 37 - ka, logits, 0, err), 1);
+    // One pass prefills more of slots 0, 1 and 2 (3, 2 and 4 tokens), each row's last logits.
+    int nmany[3] = {3, 2, 4};
+    BOTH("batched prefill of slots 0, 1, 2", pz_engine_prefill_many(e, 3, slots3, toks + 10, nmany, logits, NULL, err),
+         pz_engine_prefill_many(ref, 3, slots3, toks + 10, nmany, logits, NULL, err), 3);
     rc = 0;
 done:
 #undef BOTH
