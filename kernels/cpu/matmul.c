@@ -100,7 +100,7 @@ int pz_cpu_matmul(pz_cpu_mm *mm, float *y, int ldy, const float *x, int ldx, con
 // Up to this M the e4m3 product stays in the register-widening kernel
 // (weights re-read from cache per block of rows) rather than widening tiles
 // to fp32 for the library: batched decode of up to 16 sequences.
-#define PZ_GEMV_E4M3_MAX_M 16
+#define PZ_GEMV_E4M3_MAX_M PZ_GEMV_MAX_M
 
 // Rows of the widened tile: ~4 MiB of fp32, at least 16 rows.
 #define E4M3_TILE_FLOATS ((size_t)1 << 20)
