@@ -519,8 +519,9 @@ static void test_e4m3_invariance(int N, int K, int acc, int chs) {
 // they stream from memory as in decode): bf16 against e4m3 without and
 // with software prefetch, the three alternating, each product's best of
 // `reps` summed (robust to a shared machine's preemption, not to its
-// memory traffic). "perf-decode [threads] [layers] [reps]".
-static void perf_decode(int nt, int L, int reps) {
+// memory traffic). "perf-decode [threads] [layers] [reps] [rows]": rows
+// (default 1) activation rows per product, as in batched decode.
+static void perf_decode(int nt, int L, int reps, int M) {
     const int sh[4][2] = {{960, 576}, {576, 576}, {3072, 576}, {576, 1536}};
     int np = 4 * L;
     size_t tot = 0;
@@ -535,8 +536,8 @@ static void perf_decode(int nt, int L, int reps) {
         free(w);
         tot += n;
     }
-    float *x = randv(1536, 1), *y = malloc(sizeof(float) * 3072);
-    float *xs = malloc(sizeof(float) * pz_cpu_gemv_scratch_floats(1, 1536));
+    float *x = randv((size_t)M * 1536, 1), *y = malloc(sizeof(float) * 3072 * (size_t)M);
+    float *xs = malloc(sizeof(float) * pz_cpu_gemv_scratch_floats(M, 1536));
     double *best = malloc(sizeof(double) * 3 * (size_t)np);
     for (int i = 0; i < 3 * np; i++) best[i] = 1e9;
     for (int r = 0; r < reps; r++)
@@ -545,8 +546,8 @@ static void perf_decode(int nt, int L, int reps) {
             for (int l = 0; l < np; l++) {
                 int N = sh[l % 4][0], K = sh[l % 4][1];
                 double t0 = pz_now();
-                if (v == 0) pz_cpu_gemv(y, N, x, K, wb[l], PZ_DT_BF16, 1, N, K, 0, nt, xs);
-                else pz_cpu_gemv_e4m3(y, N, x, K, w8[l], 1, N, K, 0.001f, NULL, 0, nt);
+                if (v == 0) pz_cpu_gemv(y, N, x, K, wb[l], PZ_DT_BF16, M, N, K, 0, nt, xs);
+                else pz_cpu_gemv_e4m3(y, N, x, K, w8[l], M, N, K, 0.001f, NULL, 0, nt);
                 double t = pz_now() - t0;
                 if (t < best[v * np + l]) best[v * np + l] = t;
             }
@@ -555,7 +556,8 @@ static void perf_decode(int nt, int L, int reps) {
     double t[3] = {0, 0, 0};
     for (int v = 0; v < 3; v++)
         for (int l = 0; l < np; l++) t[v] += best[v * np + l];
-    printf("  perf-decode %d threads, %d layers, %.1f M weights, best of %d per product:\n", nt, L, tot * 1e-6, reps);
+    printf("  perf-decode %d threads, %d layers, %.1f M weights, %d rows, best of %d per product:\n", nt, L,
+           tot * 1e-6, M, reps);
     printf("    bf16               %8.3f ms  %5.1f GB/s\n", t[0] * 1e3, 2.0 * tot / t[0] * 1e-9);
     printf("    e4m3, no prefetch  %8.3f ms  %5.1f GB/s  bf16/e4m3 time %.2f\n", t[1] * 1e3, tot / t[1] * 1e-9, t[0] / t[1]);
     printf("    e4m3, prefetch     %8.3f ms  %5.1f GB/s  bf16/e4m3 time %.2f\n", t[2] * 1e3, tot / t[2] * 1e-9, t[0] / t[2]);
@@ -666,7 +668,8 @@ int main(int argc, char **argv) {
     CHECK(pz_cpu_isa_set_max(PZ_ISA_AVX512) == pz_cpu_isa_detected());
     if (argc > 1 && strcmp(argv[1], "perf") == 0) perf();
     if (argc > 1 && strcmp(argv[1], "perf-decode") == 0)
-        perf_decode(argc > 2 ? atoi(argv[2]) : 2, argc > 3 ? atoi(argv[3]) : 30, argc > 4 ? atoi(argv[4]) : 15);
+        perf_decode(argc > 2 ? atoi(argv[2]) : 2, argc > 3 ? atoi(argv[3]) : 30, argc > 4 ? atoi(argv[4]) : 15,
+                    argc > 5 ? atoi(argv[5]) : 1);
     pz_backend_free(B);
     return pz_test_finish("test_kernels");
 }
