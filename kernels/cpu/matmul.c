@@ -97,9 +97,10 @@ int pz_cpu_matmul(pz_cpu_mm *mm, float *y, int ldy, const float *x, int ldx, con
     return 0;
 }
 
-// Up to this M the e4m3 product stays in the register-widening kernel
-// (weights re-read from cache per block of rows) rather than widening tiles
-// to fp32 for the library: batched decode of up to 16 sequences.
+// Up to this M the e4m3 product stays in the register-widening kernel (one
+// pass over the weights, tiles of rows) rather than widening tiles to fp32
+// for the library: at 32 x 1536 x 576 the kernel ran 53.9 GFLOP/s, the
+// library path 42.9 (2 threads, shared machine; results/fp8_speed.md).
 #define PZ_GEMV_E4M3_MAX_M PZ_GEMV_MAX_M
 
 // Rows of the widened tile: ~4 MiB of fp32, at least 16 rows.
