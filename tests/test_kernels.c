@@ -13,6 +13,7 @@
 #include "cpu/gemv.h"
 #include "fp8.h"
 
+#include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -444,24 +445,34 @@ static void perf(void) {
 
 // Every finite e4m3 code through the small-M kernel exactly: row c of W holds
 // code c in every column; each of 3 activation rows is one-hot at a
-// position in a different part of the kernel's loop (64-column blocks, the
-// 32-column step, the tail), so y[m][c] must be the code's value, bit for
-// bit (scale 1; the widening is exact, the other products are zeros).
+// position in a different part of the kernel's loop (16-column chunks, the
+// tail), so y[m][c] must be the code's value, bit for bit (scale 1; the
+// widening is exact, the other products are zeros). Three ways: without a
+// scratch (AVX2: F16C widening), with one (AVX2: integer widening of x *
+// 2^64), and with one under MXCSR.DAZ on one thread (where the kernel must
+// leave the integer widening, whose subnormal codes are fp32 denormals).
 static void test_e4m3_codes(void) {
     const int K = 117, N = 256, M = 3, hot[3] = {70, 100, 115};
     uint8_t *w = malloc((size_t)N * K);
     float *x = calloc((size_t)M * K, sizeof(float)), *y = malloc(sizeof(float) * M * N);
+    float *xs = malloc(sizeof(float) * pz_cpu_gemv_e4m3_scratch_floats(M, K));
     for (int n = 0; n < N; n++) memset(w + (size_t)n * K, (n & 0x7f) == 0x7f ? 0 : n, (size_t)K);
     for (int m = 0; m < M; m++) x[(size_t)m * K + hot[m]] = 1;
-    pz_cpu_gemv_e4m3(y, N, x, K, w, M, N, K, 1.0f, NULL, 0, 2);
-    int bad = 0;
-    for (int m = 0; m < M; m++)
-        for (int n = 0; n < N; n++) {
-            float want = (n & 0x7f) == 0x7f ? 0.0f : pz_e4m3_to_f32((uint8_t)n);
-            if (y[(size_t)m * N + n] != want) bad++;
-        }
-    CHECKF(bad == 0, "e4m3 gemv: %d of %d codes not widened exactly", bad, M * N);
-    free(w), free(x), free(y);
+    for (int v = 0; v < 3; v++) {
+        unsigned csr = _mm_getcsr();
+        if (v == 2) _mm_setcsr(csr | 0x40);
+        pz_cpu_gemv_e4m3(y, N, x, K, w, M, N, K, 1.0f, NULL, 0, v == 2 ? 1 : 2, v ? xs : NULL);
+        _mm_setcsr(csr);
+        int bad = 0;
+        for (int m = 0; m < M; m++)
+            for (int n = 0; n < N; n++) {
+                float want = (n & 0x7f) == 0x7f ? 0.0f : pz_e4m3_to_f32((uint8_t)n);
+                if (y[(size_t)m * N + n] != want) bad++;
+            }
+        CHECKF(bad == 0, "e4m3 gemv (%s): %d of %d codes not widened exactly",
+               v == 0 ? "no scratch" : v == 1 ? "scratch" : "scratch, DAZ", bad, M * N);
+    }
+    free(w), free(x), free(y), free(xs);
 }
 
 // The batch-invariance contract of gemv.h for e4m3 weights, as
@@ -492,15 +503,21 @@ static void test_e4m3_invariance(int N, int K, int acc, int chs) {
             double base = y0[(size_t)m * ldy + n];
             ref[(size_t)m * ldy + n] = n < N ? (acc ? base + s : s) : base;
         }
+    float *xs = malloc(sizeof(float) * pz_cpu_gemv_e4m3_scratch_floats(MM, K));
     memcpy(one, y0, sizeof(float) * (size_t)MM * ldy);
     for (int m = 0; m < MM; m++)
-        pz_cpu_gemv_e4m3(one + (size_t)m * ldy, ldy, x + (size_t)m * ldx, ldx, w, 1, N, K, scale, ch, acc, 2);
+        pz_cpu_gemv_e4m3(one + (size_t)m * ldy, ldy, x + (size_t)m * ldx, ldx, w, 1, N, K, scale, ch, acc, 2, xs);
     double e = pz_rel_err_fd(one, ref, (size_t)MM * ldy);
+    // without the scratch (AVX2: the F16C widening instead of the integer one): the same bits
+    memcpy(y, y0, sizeof(float) * (size_t)MM * ldy);
+    pz_cpu_gemv_e4m3(y, ldy, x, ldx, w, MM, N, K, scale, ch, acc, 2, NULL);
+    CHECKF(memcmp(y, one, sizeof(float) * (size_t)MM * ldy) == 0,
+           "gemv e4m3 N=%d K=%d acc=%d ch=%d: the widenings give different results", N, K, acc, chs);
     CHECKF(e < 2e-6, "gemv e4m3 N=%d K=%d acc=%d ch=%d: rel err %.3g", N, K, acc, chs, e);
     int bad = 0;
     for (int M = 2; M <= MM; M++) {
         memcpy(y, y0, sizeof(float) * (size_t)MM * ldy);
-        pz_cpu_gemv_e4m3(y, ldy, x, ldx, w, M, N, K, scale, ch, acc, 2);
+        pz_cpu_gemv_e4m3(y, ldy, x, ldx, w, M, N, K, scale, ch, acc, 2, xs);
         if (memcmp(y, one, sizeof(float) * (size_t)M * ldy) != 0 ||
             memcmp(y + (size_t)M * ldy, y0 + (size_t)M * ldy, sizeof(float) * (size_t)(MM - M) * ldy) != 0) {
             CHECKF(0, "gemv e4m3 N=%d K=%d acc=%d ch=%d: M=%d differs from one row at a time", N, K, acc, chs, M);
@@ -510,7 +527,7 @@ static void test_e4m3_invariance(int N, int K, int acc, int chs) {
     }
     printf("  gemv   e4m3 M=1..%d N=%-4d K=%-4d acc=%d ch=%d  err %.2e, rows identical for every M: %s\n", MM,
            N, K, acc, chs, e, bad ? "no" : "yes");
-    free(w), free(x), free(y0), free(ch), free(one), free(y), free(ref);
+    free(w), free(x), free(y0), free(ch), free(one), free(y), free(ref), free(xs);
 }
 
 // One batch-1 decode step's products on the reference parent's shapes
@@ -538,6 +555,7 @@ static void perf_decode(int nt, int L, int reps, int M) {
     }
     float *x = randv((size_t)M * 1536, 1), *y = malloc(sizeof(float) * 3072 * (size_t)M);
     float *xs = malloc(sizeof(float) * pz_cpu_gemv_scratch_floats(M, 1536));
+    float *x8s = malloc(sizeof(float) * pz_cpu_gemv_e4m3_scratch_floats(M, 1536));
     double *best = malloc(sizeof(double) * 3 * (size_t)np);
     for (int i = 0; i < 3 * np; i++) best[i] = 1e9;
     for (int r = 0; r < reps; r++)
@@ -547,7 +565,7 @@ static void perf_decode(int nt, int L, int reps, int M) {
                 int N = sh[l % 4][0], K = sh[l % 4][1];
                 double t0 = pz_now();
                 if (v == 0) pz_cpu_gemv(y, N, x, K, wb[l], PZ_DT_BF16, M, N, K, 0, nt, xs);
-                else pz_cpu_gemv_e4m3(y, N, x, K, w8[l], M, N, K, 0.001f, NULL, 0, nt);
+                else pz_cpu_gemv_e4m3(y, N, x, K, w8[l], M, N, K, 0.001f, NULL, 0, nt, x8s);
                 double t = pz_now() - t0;
                 if (t < best[v * np + l]) best[v * np + l] = t;
             }
@@ -562,7 +580,7 @@ static void perf_decode(int nt, int L, int reps, int M) {
     printf("    e4m3, no prefetch  %8.3f ms  %5.1f GB/s  bf16/e4m3 time %.2f\n", t[1] * 1e3, tot / t[1] * 1e-9, t[0] / t[1]);
     printf("    e4m3, prefetch     %8.3f ms  %5.1f GB/s  bf16/e4m3 time %.2f\n", t[2] * 1e3, tot / t[2] * 1e-9, t[0] / t[2]);
     for (int l = 0; l < np; l++) free(wb[l]), free(w8[l]);
-    free(wb), free(w8), free(x), free(y), free(xs), free(best);
+    free(wb), free(w8), free(x), free(y), free(xs), free(x8s), free(best);
 }
 
 static void run_all(void) {

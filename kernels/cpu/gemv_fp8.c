@@ -154,17 +154,28 @@ T256F static inline __m256i e4m3_h16_avx2(__m128i b) {
 // One 16-column chunk of a tile: row i's 16 codes at w0 + i * ldw, widened
 // once, meet every activation row's two 8-column halves (row j at
 // x0 + j * ldx): the low half's product enters accumulator (i, j) first,
-// then the high half's.
+// then the high half's. WI selects the widening: 0 the F16C one above
+// (values / 2^8); 1 integer operations alone, the code sign-extended to 32
+// bits, shifted left by 20 and with bits 30..27 cleared: the fp32 pattern
+// s.0000eeee.mmm0..., whose value is the e4m3 value * 2^-120 exactly (e4m3
+// subnormals become fp32 denormals; the caller scales x by 2^64 so that the
+// products are normal numbers again, see pz_cpu_gemv_e4m3).
+T256F static inline __attribute__((always_inline)) __m256 e4m3_int8_avx2(const uint8_t *p) {
+    __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(v, 20), _mm256_set1_epi32((int)0x87F00000u)));
+}
+
 T256F static inline __attribute__((always_inline)) void
 chunk_avx2(__m256 a[8][4], const float *x0, size_t ldx, const uint8_t *w0, size_t ldw, const int NB,
-           const int MB) {
+           const int MB, const int WI) {
 #pragma GCC unroll 8
     for (int i = 0; i < NB; i++) {
-        __m256i h = e4m3_h16_avx2(_mm_loadu_si128((const __m128i *)(w0 + (size_t)i * ldw)));
-        __m256 lo = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
+        const uint8_t *wi = w0 + (size_t)i * ldw;
+        __m256i h = WI ? _mm256_setzero_si256() : e4m3_h16_avx2(_mm_loadu_si128((const __m128i *)wi));
+        __m256 lo = WI ? e4m3_int8_avx2(wi) : _mm256_cvtph_ps(_mm256_castsi256_si128(h));
 #pragma GCC unroll 4
         for (int j = 0; j < MB; j++) a[i][j] = _mm256_fmadd_ps(lo, _mm256_loadu_ps(x0 + (size_t)j * ldx), a[i][j]);
-        __m256 hi = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
+        __m256 hi = WI ? e4m3_int8_avx2(wi + 8) : _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
 #pragma GCC unroll 4
         for (int j = 0; j < MB; j++) a[i][j] = _mm256_fmadd_ps(hi, _mm256_loadu_ps(x0 + (size_t)j * ldx + 8), a[i][j]);
     }
@@ -176,7 +187,7 @@ chunk_avx2(__m256 a[8][4], const float *x0, size_t ldx, const uint8_t *w0, size_
 // activations, so an output's instructions do not depend on the tile.
 T256F static inline __attribute__((always_inline)) void
 tile_avx2(float *y, int ldy, const float *x, int ldx, const uint8_t *w, int n, int K, float sc, const float *ch,
-          int acc, pf_state pf, const int NB, const int MB) {
+          int acc, pf_state pf, const int NB, const int MB, const int WI) {
     __m256 a[8][4];
 #pragma GCC unroll 8
     for (int i = 0; i < NB; i++)
@@ -186,7 +197,7 @@ tile_avx2(float *y, int ldy, const float *x, int ldx, const uint8_t *w, int n, i
     int k = 0;
     for (; k + 16 <= K; k += 16) {
         pf_step(&pf);
-        chunk_avx2(a, x + k, (size_t)ldx, wr + k, (size_t)K, NB, MB);
+        chunk_avx2(a, x + k, (size_t)ldx, wr + k, (size_t)K, NB, MB, WI);
     }
     if (k < K) {
         uint8_t tw[8][16];
@@ -195,7 +206,7 @@ tile_avx2(float *y, int ldy, const float *x, int ldx, const uint8_t *w, int n, i
         memset(tx, 0, sizeof tx);
         for (int i = 0; i < NB; i++) memcpy(tw[i], wr + (size_t)i * K + k, (size_t)(K - k));
         for (int j = 0; j < MB; j++) memcpy(tx[j], x + (size_t)j * ldx + k, sizeof(float) * (size_t)(K - k));
-        chunk_avx2(a, tx[0], 16, tw[0], 16, NB, MB);
+        chunk_avx2(a, tx[0], 16, tw[0], 16, NB, MB, WI);
     }
 #pragma GCC unroll 8
     for (int i = 0; i < NB; i++)
@@ -222,7 +233,7 @@ tile_avx2(float *y, int ldy, const float *x, int ldx, const uint8_t *w, int n, i
 // Weight rows [n0, n1) a tile at a time, all activation rows against each
 // tile before the next: the weights stream from memory once per call.
 T256F static void rows_avx2(float *y, int ldy, const float *x, int ldx, const uint8_t *w, int M, int n0,
-                            int n1, int K, float sc, const float *ch, int acc) {
+                            int n1, int K, float sc, const float *ch, int acc, int wint) {
     const int nbmax = M == 1 ? 4 : AVX2_NB, passes = m_passes(M, AVX2_MB), points = (K + 15) / 16;
     const uint8_t *end = w + (size_t)n1 * K;
     for (int n = n0; n < n1; n += nbmax) {
@@ -232,9 +243,14 @@ T256F static void rows_avx2(float *y, int ldy, const float *x, int ldx, const ui
             pf_state pf = pf_plan(w, n, nb, end, K, pass, passes, points);
             const float *xm = x + (size_t)m * ldx;
             float *ym = y + (size_t)m * ldy;
-#define T(NB, MB) tile_avx2(ym, ldy, xm, ldx, w, n, K, sc, ch, acc, pf, NB, MB)
-            TILE_SWITCH_AVX2(T, nb, mb);
+#define T(NB, MB) tile_avx2(ym, ldy, xm, ldx, w, n, K, sc, ch, acc, pf, NB, MB, 0)
+#define TI(NB, MB) tile_avx2(ym, ldy, xm, ldx, w, n, K, sc, ch, acc, pf, NB, MB, 1)
+            if (wint)
+                TILE_SWITCH_AVX2(TI, nb, mb);
+            else
+                TILE_SWITCH_AVX2(T, nb, mb);
 #undef T
+#undef TI
         }
     }
 }
@@ -341,12 +357,16 @@ T512F static void rows_avx512(float *y, int ldy, const float *x, int ldx, const 
 #undef TILE_SWITCH_512
 #undef TILE_SWITCH_AVX2
 
-static int gather_variant;  // pz_cpu_gemv_e4m3_use_gather (measurements only)
+static int gather_variant;     // pz_cpu_gemv_e4m3_use_gather (measurements only)
+static int int_widening = 1;  // pz_cpu_gemv_e4m3_use_int (measurements only)
 
 void pz_cpu_gemv_e4m3_use_gather(int on) { gather_variant = on; }
+void pz_cpu_gemv_e4m3_use_int(int on) { int_widening = on; }
+
+size_t pz_cpu_gemv_e4m3_scratch_floats(int M, int K) { return (size_t)M * (size_t)K; }
 
 void pz_cpu_gemv_e4m3(float *y, int ldy, const float *x, int ldx, const uint8_t *w, int M, int N,
-                      int K, float scale, const float *ch_scale, int accumulate, int n_threads) {
+                      int K, float scale, const float *ch_scale, int accumulate, int n_threads, float *scratch) {
     if (M <= 0 || N <= 0) return;
     pz_isa isa = pz_cpu_isa();
     if (isa >= PZ_ISA_AVX2 && !__builtin_cpu_supports("f16c")) isa = PZ_ISA_PLAIN;
@@ -360,7 +380,23 @@ void pz_cpu_gemv_e4m3(float *y, int ldy, const float *x, int ldx, const uint8_t 
     size_t per = isa >= PZ_ISA_AVX512 ? PZ_GEMV_FP8_BYTES_PER_THREAD : PZ_GEMV_FP8_BYTES_PER_THREAD_AVX2;
     if ((size_t)nt > wbytes / per) nt = (int)(wbytes / per);
     if (nt < 1) nt = 1;
-    const float sc = scale * 256.0f;  // the vector paths' fp16 values are e4m3 / 2^8
+    float sc = scale * 256.0f;  // the F16C widening's values are e4m3 / 2^8
+    // AVX2 with a scratch: the integer widening (chunk_avx2), on x * 2^64 in
+    // the scratch. Weights e4m3 * 2^-120 times x * 2^64 are the F16C path's
+    // (e4m3 / 2^8) * x times 2^-48 exactly, so the sums round identically
+    // and y is bit for bit the F16C path's, as long as no product is below
+    // fp32's normal range (|e4m3 * x| < 2^-70, where gradual underflow
+    // loses low bits) and |x| < 2^64. It needs denormal inputs honoured: with
+    // MXCSR.DAZ set (subnormal codes would read as 0) the F16C path runs.
+    int wint = isa == PZ_ISA_AVX2 && scratch && !gather_variant && !(_mm_getcsr() & 0x40) && int_widening;
+    if (wint) {
+        const float up = 0x1p64f;
+        for (int m = 0; m < M; m++)
+            for (int k = 0; k < K; k++) scratch[(size_t)m * K + k] = x[(size_t)m * ldx + k] * up;
+        x = scratch;
+        ldx = K;
+        sc = scale * 0x1p56f;
+    }
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         int t = omp_get_thread_num(), T = omp_get_num_threads();
@@ -372,7 +408,7 @@ void pz_cpu_gemv_e4m3(float *y, int ldy, const float *x, int ldx, const uint8_t 
             else if (isa == PZ_ISA_AVX2 && gather_variant)
                 rows_avx2_gather(y, ldy, x, ldx, w, M, n0, n1, K, sc, ch_scale, accumulate);
             else if (isa == PZ_ISA_AVX2)
-                rows_avx2(y, ldy, x, ldx, w, M, n0, n1, K, sc, ch_scale, accumulate);
+                rows_avx2(y, ldy, x, ldx, w, M, n0, n1, K, sc, ch_scale, accumulate, wint);
             else
                 rows_ref(y, ldy, x, ldx, w, M, n0, n1, K, scale, ch_scale, accumulate);
         }
