@@ -7,7 +7,8 @@
 // exact) finishes the job, and the 2^8 joins the tensor scale applied once
 // per output. Three integer operations and one (AVX-512) or two (AVX2)
 // conversions per 16 weights; a 256-entry table gather measured slower
-// (results/fp8_speed.md). NaN codes (which pz_f32_to_e4m3 makes only from
+// (results/fp8_speed.md). With a scratch, AVX2 widens by integer
+// operations alone instead (chunk_avx2; ~10-20 % faster here). NaN codes (which pz_f32_to_e4m3 makes only from
 // NaN, and the model loader refuses) widen to 480 here, not NaN.
 //
 // The vector kernels work as gemv.c's: tiles of weight rows x activation
