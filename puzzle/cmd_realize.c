@@ -19,7 +19,7 @@
 void pz_usage_realize(FILE *out) {
     fprintf(out,
             "usage: puzzle realize --db RUN.db --solution ID --out DIR [--gguf FILE] [--dtype f32|bf16|fp8]\n"
-            "                      [--parent PATH]\n\n"
+            "                      [--scales tensor|channel] [--parent PATH]\n\n"
             "Writes solution ID (puzzle solutions lists them) as a Hugging Face DeciLM directory:\n"
             "config.json with block_configs, model.safetensors, tokenizer.json, tokenizer_config.json.\n"
             "The parent's unchanged sub-blocks, embeddings and head are copied; replaced sub-blocks come\n"
@@ -29,6 +29,8 @@ void pz_usage_realize(FILE *out) {
             "  --gguf FILE    also write a GGUF file (architecture llama or deci)\n"
             "  --dtype        weight type written: bf16 (default), f32, or fp8 (the FP8 checkpoint\n"
             "                 layout of docs/FP8.md: e4m3 weights with weight_scale; no GGUF)\n"
+            "  --scales       fp8 weight scales: tensor (default; one per matrix) or channel (one per\n"
+            "                 output channel, weight_scale [out, 1], as puzzle quantize --scales channel)\n"
             "  --parent PATH  the parent model, when it has moved since the library was built\n");
 }
 
@@ -57,6 +59,7 @@ int pz_cmd_realize(int argc, char **argv) {
     const char *cmd = "realize", *dbp = NULL, *out = NULL, *gguf = NULL, *ppath_opt = NULL, *v;
     long sol = 0;
     pz_dt wtype = PZ_DT_BF16;
+    int per_channel = -1;  // -1: --scales not given
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--db")) {
@@ -72,6 +75,13 @@ int pz_cmd_realize(int argc, char **argv) {
                 return PZ_EXIT_USAGE;
         } else if (!strcmp(a, "--dtype")) {
             if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_wtype(cmd, v, &wtype)) return PZ_EXIT_USAGE;
+        } else if (!strcmp(a, "--scales")) {
+            if (!(v = pz_arg_value(cmd, argc, argv, &i))) return PZ_EXIT_USAGE;
+            if (strcmp(v, "tensor") && strcmp(v, "channel")) {
+                fprintf(stderr, "puzzle realize: --scales must be tensor or channel, not %s\n", v);
+                return PZ_EXIT_USAGE;
+            }
+            per_channel = !strcmp(v, "channel");
         } else {
             fprintf(stderr, "puzzle realize: unknown %s '%s'\n", a[0] == '-' ? "option" : "argument", a);
             return PZ_EXIT_USAGE;
@@ -80,6 +90,10 @@ int pz_cmd_realize(int argc, char **argv) {
     if (!dbp || !sol || (!out && !gguf)) {
         fprintf(stderr, "puzzle realize: %s is missing (see puzzle realize --help)\n",
                 !dbp ? "--db" : !sol ? "--solution ID" : "--out DIR");
+        return PZ_EXIT_USAGE;
+    }
+    if (per_channel >= 0 && wtype != PZ_DT_E4M3) {
+        fprintf(stderr, "puzzle realize: --scales goes with --dtype fp8\n");
         return PZ_EXIT_USAGE;
     }
     char err[PZ_ERRLEN];
@@ -164,14 +178,15 @@ int pz_cmd_realize(int argc, char **argv) {
     fprintf(stderr, "realize: solution %ld, %d of %d sub-blocks changed; loading the parent %s\n", sol, n_changed,
             2 * n_layer, ppath);
     if (!(tok = pz_tokenizer_load(ppath, err))) goto fail;
-    // fp8: the child is realized in f32 and quantized as a whole (per-tensor
-    // scales of its own weights, BLD-trained blocks included)
+    // fp8: the child is realized in f32 and quantized as a whole (scales of
+    // its own weights, per tensor or per output channel, BLD-trained blocks
+    // included), as puzzle quantize does a model
     if (!(parent = pz_model_load(ppath, wtype == PZ_DT_E4M3 ? PZ_DT_F32 : wtype, err))) goto fail;
     if (!(child = pz_realize_child(parent, layers, err))) goto fail;
     pz_model_free(parent);
     parent = NULL;
     if (wtype == PZ_DT_E4M3) {
-        pz_model *q = pz_model_to_e4m3(child, err);
+        pz_model *q = pz_model_to_e4m3_ex(child, per_channel > 0, err);
         if (!q) goto fail;
         pz_model_free(child);
         child = q;

@@ -13,6 +13,7 @@
 #include "cpu/gemv.h"
 #include "fp8.h"
 
+#include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -425,7 +426,7 @@ static void perf(void) {
         // e4m3: the in-register shift widening, and the table gather it was measured against
         uint8_t *w8 = malloc((size_t)N * K);
         for (size_t i = 0; i < (size_t)N * K; i++) w8[i] = pz_f32_to_e4m3(w[i] * 40.0f);
-        for (int g = 0; g < (M <= 16 ? 2 : 1); g++) {
+        for (int g = 0; g < (M <= PZ_GEMV_MAX_M ? 2 : 1); g++) {
             pz_cpu_gemv_e4m3_use_gather(g);
             double t = 1e9;
             for (int rep = 0; rep < 5; rep++) {
@@ -434,7 +435,7 @@ static void perf(void) {
                 if (rep) t = fmin(t, pz_now() - t0);
             }
             printf("  perf e4m3 M=%-4d N=%-5d K=%-5d %-6s %8.1f GFLOP/s %6.1f GB/s\n", M, N, K,
-                   M > 16 ? "tiles" : g ? "gather" : "shift", 2.0 * M * N * K / t * 1e-9, (double)N * K / t * 1e-9);
+                   M > PZ_GEMV_MAX_M ? "tiles" : g ? "gather" : "shift", 2.0 * M * N * K / t * 1e-9, (double)N * K / t * 1e-9);
         }
         pz_cpu_gemv_e4m3_use_gather(0);
         free(x), free(w), free(y), free(wb), free(xs), free(w8);
@@ -444,47 +445,89 @@ static void perf(void) {
 
 // Every finite e4m3 code through the small-M kernel exactly: row c of W holds
 // code c in every column; each of 3 activation rows is one-hot at a
-// position in a different part of the kernel's loop (64-column blocks, the
-// 32-column step, the tail), so y[m][c] must be the code's value, bit for
-// bit (scale 1; the widening is exact, the other products are zeros).
+// position in a different part of the kernel's loop (16-column chunks, the
+// tail), so y[m][c] must be the code's value, bit for bit (scale 1; the
+// widening is exact, the other products are zeros). Three ways: without a
+// scratch (AVX2: F16C widening), with one (AVX2: integer widening of x *
+// 2^64), and with one under MXCSR.DAZ on one thread (where the kernel must
+// leave the integer widening, whose subnormal codes are fp32 denormals).
 static void test_e4m3_codes(void) {
     const int K = 117, N = 256, M = 3, hot[3] = {70, 100, 115};
     uint8_t *w = malloc((size_t)N * K);
     float *x = calloc((size_t)M * K, sizeof(float)), *y = malloc(sizeof(float) * M * N);
+    float *xs = malloc(sizeof(float) * pz_cpu_gemv_e4m3_scratch_floats(M, K));
     for (int n = 0; n < N; n++) memset(w + (size_t)n * K, (n & 0x7f) == 0x7f ? 0 : n, (size_t)K);
     for (int m = 0; m < M; m++) x[(size_t)m * K + hot[m]] = 1;
-    pz_cpu_gemv_e4m3(y, N, x, K, w, M, N, K, 1.0f, NULL, 0, 2);
-    int bad = 0;
-    for (int m = 0; m < M; m++)
-        for (int n = 0; n < N; n++) {
-            float want = (n & 0x7f) == 0x7f ? 0.0f : pz_e4m3_to_f32((uint8_t)n);
-            if (y[(size_t)m * N + n] != want) bad++;
-        }
-    CHECKF(bad == 0, "e4m3 gemv: %d of %d codes not widened exactly", bad, M * N);
-    free(w), free(x), free(y);
+    for (int v = 0; v < 3; v++) {
+        unsigned csr = _mm_getcsr();
+        if (v == 2) _mm_setcsr(csr | 0x40);
+        pz_cpu_gemv_e4m3(y, N, x, K, w, M, N, K, 1.0f, NULL, 0, v == 2 ? 1 : 2, v ? xs : NULL);
+        _mm_setcsr(csr);
+        int bad = 0;
+        for (int m = 0; m < M; m++)
+            for (int n = 0; n < N; n++) {
+                float want = (n & 0x7f) == 0x7f ? 0.0f : pz_e4m3_to_f32((uint8_t)n);
+                if (y[(size_t)m * N + n] != want) bad++;
+            }
+        CHECKF(bad == 0, "e4m3 gemv (%s): %d of %d codes not widened exactly",
+               v == 0 ? "no scratch" : v == 1 ? "scratch" : "scratch, DAZ", bad, M * N);
+    }
+    free(w), free(x), free(y), free(xs);
 }
 
-// The batch-invariance contract of gemv.h for e4m3 weights: row m of an
-// M-row product is bitwise the 1-row product of x[m], for every M <= 16.
-static void test_e4m3_batch_invariant(void) {
-    const int N = 37, K = 1001;
+// The batch-invariance contract of gemv.h for e4m3 weights, as
+// test_gemv_invariance: M = 1..32 at once against the same 32 activation
+// rows (random finite codes, subnormals included; padded ldx / ldy; with
+// or without channel scales and accumulation), every row of every M
+// bit-identical to that row computed alone, rows past M untouched, and the
+// one-row results within 2e-6 of the definition in double.
+static void test_e4m3_invariance(int N, int K, int acc, int chs) {
+    const int MM = 32, ldx = K + 3, ldy = N + 5;
     uint8_t *w = malloc((size_t)N * K);
     for (size_t i = 0; i < (size_t)N * K; i++) {
         uint8_t c;
         do c = (uint8_t)pz_test_rand_u64(&rng); while ((c & 0x7f) == 0x7f);
         w[i] = c;
     }
-    float *x = randv((size_t)16 * K, 1.0f), *y = malloc(sizeof(float) * 16 * N), *y1 = malloc(sizeof(float) * N);
+    float *x = randv((size_t)MM * ldx, 1.0f), *y0 = randv((size_t)MM * ldy, 1.0f);
+    float *ch = chs ? randv((size_t)N, 1.0f) : NULL;
+    float *one = malloc(sizeof(float) * (size_t)MM * ldy), *y = malloc(sizeof(float) * (size_t)MM * ldy);
+    double *ref = malloc(sizeof(double) * (size_t)MM * ldy);
+    const float scale = 0.01f;
+    for (int m = 0; m < MM; m++)
+        for (int n = 0; n < ldy; n++) {
+            double s = 0;
+            for (int k = 0; n < N && k < K; k++)
+                s += (double)x[(size_t)m * ldx + k] * pz_e4m3_to_f32(w[(size_t)n * K + k]);
+            if (n < N) s *= (double)scale * (ch ? ch[n] : 1.0);
+            double base = y0[(size_t)m * ldy + n];
+            ref[(size_t)m * ldy + n] = n < N ? (acc ? base + s : s) : base;
+        }
+    float *xs = malloc(sizeof(float) * pz_cpu_gemv_e4m3_scratch_floats(MM, K));
+    memcpy(one, y0, sizeof(float) * (size_t)MM * ldy);
+    for (int m = 0; m < MM; m++)
+        pz_cpu_gemv_e4m3(one + (size_t)m * ldy, ldy, x + (size_t)m * ldx, ldx, w, 1, N, K, scale, ch, acc, 2, xs);
+    double e = pz_rel_err_fd(one, ref, (size_t)MM * ldy);
+    // without the scratch (AVX2: the F16C widening instead of the integer one): the same bits
+    memcpy(y, y0, sizeof(float) * (size_t)MM * ldy);
+    pz_cpu_gemv_e4m3(y, ldy, x, ldx, w, MM, N, K, scale, ch, acc, 2, NULL);
+    CHECKF(memcmp(y, one, sizeof(float) * (size_t)MM * ldy) == 0,
+           "gemv e4m3 N=%d K=%d acc=%d ch=%d: the widenings give different results", N, K, acc, chs);
+    CHECKF(e < 2e-6, "gemv e4m3 N=%d K=%d acc=%d ch=%d: rel err %.3g", N, K, acc, chs, e);
     int bad = 0;
-    for (int M = 2; M <= 16; M += 7) {
-        pz_cpu_gemv_e4m3(y, N, x, K, w, M, N, K, 0.01f, NULL, 0, 2);
-        for (int m = 0; m < M; m++) {
-            pz_cpu_gemv_e4m3(y1, N, x + (size_t)m * K, K, w, 1, N, K, 0.01f, NULL, 0, 1);
-            bad += memcmp(y1, y + (size_t)m * N, sizeof(float) * N) != 0;
+    for (int M = 2; M <= MM; M++) {
+        memcpy(y, y0, sizeof(float) * (size_t)MM * ldy);
+        pz_cpu_gemv_e4m3(y, ldy, x, ldx, w, M, N, K, scale, ch, acc, 2, xs);
+        if (memcmp(y, one, sizeof(float) * (size_t)M * ldy) != 0 ||
+            memcmp(y + (size_t)M * ldy, y0 + (size_t)M * ldy, sizeof(float) * (size_t)(MM - M) * ldy) != 0) {
+            CHECKF(0, "gemv e4m3 N=%d K=%d acc=%d ch=%d: M=%d differs from one row at a time", N, K, acc, chs, M);
+            bad++;
+            break;
         }
     }
-    CHECKF(bad == 0, "e4m3 gemv: %d rows differ from their 1-row product", bad);
-    free(w), free(x), free(y), free(y1);
+    printf("  gemv   e4m3 M=1..%d N=%-4d K=%-4d acc=%d ch=%d  err %.2e, rows identical for every M: %s\n", MM,
+           N, K, acc, chs, e, bad ? "no" : "yes");
+    free(w), free(x), free(y0), free(ch), free(one), free(y), free(ref), free(xs);
 }
 
 // One batch-1 decode step's products on the reference parent's shapes
@@ -493,8 +536,9 @@ static void test_e4m3_batch_invariant(void) {
 // they stream from memory as in decode): bf16 against e4m3 without and
 // with software prefetch, the three alternating, each product's best of
 // `reps` summed (robust to a shared machine's preemption, not to its
-// memory traffic). "perf-decode [threads] [layers] [reps]".
-static void perf_decode(int nt, int L, int reps) {
+// memory traffic). "perf-decode [threads] [layers] [reps] [rows]": rows
+// (default 1) activation rows per product, as in batched decode.
+static void perf_decode(int nt, int L, int reps, int M) {
     const int sh[4][2] = {{960, 576}, {576, 576}, {3072, 576}, {576, 1536}};
     int np = 4 * L;
     size_t tot = 0;
@@ -509,8 +553,9 @@ static void perf_decode(int nt, int L, int reps) {
         free(w);
         tot += n;
     }
-    float *x = randv(1536, 1), *y = malloc(sizeof(float) * 3072);
-    float *xs = malloc(sizeof(float) * pz_cpu_gemv_scratch_floats(1, 1536));
+    float *x = randv((size_t)M * 1536, 1), *y = malloc(sizeof(float) * 3072 * (size_t)M);
+    float *xs = malloc(sizeof(float) * pz_cpu_gemv_scratch_floats(M, 1536));
+    float *x8s = malloc(sizeof(float) * pz_cpu_gemv_e4m3_scratch_floats(M, 1536));
     double *best = malloc(sizeof(double) * 3 * (size_t)np);
     for (int i = 0; i < 3 * np; i++) best[i] = 1e9;
     for (int r = 0; r < reps; r++)
@@ -519,8 +564,8 @@ static void perf_decode(int nt, int L, int reps) {
             for (int l = 0; l < np; l++) {
                 int N = sh[l % 4][0], K = sh[l % 4][1];
                 double t0 = pz_now();
-                if (v == 0) pz_cpu_gemv(y, N, x, K, wb[l], PZ_DT_BF16, 1, N, K, 0, nt, xs);
-                else pz_cpu_gemv_e4m3(y, N, x, K, w8[l], 1, N, K, 0.001f, NULL, 0, nt);
+                if (v == 0) pz_cpu_gemv(y, N, x, K, wb[l], PZ_DT_BF16, M, N, K, 0, nt, xs);
+                else pz_cpu_gemv_e4m3(y, N, x, K, w8[l], M, N, K, 0.001f, NULL, 0, nt, x8s);
                 double t = pz_now() - t0;
                 if (t < best[v * np + l]) best[v * np + l] = t;
             }
@@ -529,12 +574,13 @@ static void perf_decode(int nt, int L, int reps) {
     double t[3] = {0, 0, 0};
     for (int v = 0; v < 3; v++)
         for (int l = 0; l < np; l++) t[v] += best[v * np + l];
-    printf("  perf-decode %d threads, %d layers, %.1f M weights, best of %d per product:\n", nt, L, tot * 1e-6, reps);
+    printf("  perf-decode %d threads, %d layers, %.1f M weights, %d rows, best of %d per product:\n", nt, L,
+           tot * 1e-6, M, reps);
     printf("    bf16               %8.3f ms  %5.1f GB/s\n", t[0] * 1e3, 2.0 * tot / t[0] * 1e-9);
     printf("    e4m3, no prefetch  %8.3f ms  %5.1f GB/s  bf16/e4m3 time %.2f\n", t[1] * 1e3, tot / t[1] * 1e-9, t[0] / t[1]);
     printf("    e4m3, prefetch     %8.3f ms  %5.1f GB/s  bf16/e4m3 time %.2f\n", t[2] * 1e3, tot / t[2] * 1e-9, t[0] / t[2]);
     for (int l = 0; l < np; l++) free(wb[l]), free(w8[l]);
-    free(wb), free(w8), free(x), free(y), free(xs), free(best);
+    free(wb), free(w8), free(x), free(y), free(xs), free(x8s), free(best);
 }
 
 static void run_all(void) {
@@ -556,7 +602,10 @@ static void run_all(void) {
     test_matmul_e4m3(2, 33, 64, 1, 0, 1, 1);
     test_matmul_e4m3(9, 40, 31, 0, 1, 0, 1);
     test_e4m3_codes();
-    test_e4m3_batch_invariant();
+    test_e4m3_invariance(37, 91, 0, 0);
+    test_e4m3_invariance(13, 600, 1, 1);
+    test_e4m3_invariance(45, 1001, 0, 1);
+    test_e4m3_invariance(9, 16, 1, 0);
     {
         // refused: e4m3 activations without an input scale, e4m3 weights without a scale
         uint8_t w8[4] = {0x38, 0x38, 0x38, 0x38};
@@ -637,7 +686,8 @@ int main(int argc, char **argv) {
     CHECK(pz_cpu_isa_set_max(PZ_ISA_AVX512) == pz_cpu_isa_detected());
     if (argc > 1 && strcmp(argv[1], "perf") == 0) perf();
     if (argc > 1 && strcmp(argv[1], "perf-decode") == 0)
-        perf_decode(argc > 2 ? atoi(argv[2]) : 2, argc > 3 ? atoi(argv[3]) : 30, argc > 4 ? atoi(argv[4]) : 15);
+        perf_decode(argc > 2 ? atoi(argv[2]) : 2, argc > 3 ? atoi(argv[3]) : 30, argc > 4 ? atoi(argv[4]) : 15,
+                    argc > 5 ? atoi(argv[5]) : 1);
     pz_backend_free(B);
     return pz_test_finish("test_kernels");
 }

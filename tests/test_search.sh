@@ -460,6 +460,29 @@ import json; assert json.load(open(\"child8/config.json\"))[\"quantization_confi
 kl8=$(python3 -c "import json; print(json.load(open('e8.json'))['kl'])" 2>/dev/null)
 check "fp8 child vs f32 child: 0 < KL ($kl8) < 0.05" 'python3 -c "import sys; k=float(sys.argv[1]); sys.exit(not 0 < k < 0.05)" "$kl8"'
 
+# per-channel weight scales (--scales channel): the independent reader checks the file against the f32
+# child, and it is byte for byte what `puzzle quantize --scales channel` writes of the f32 child
+"$BIN" realize --db run.db --solution "$M" --out child8c --dtype fp8 --scales channel >/dev/null 2>r8c.err; rc=$?
+check "realize --dtype fp8 --scales channel exits 0" '[ $rc -eq 0 ]' || cat r8c.err >&2
+"$BIN" quantize child --out q8c --dtype fp8 --scales channel --threads 2 >/dev/null 2>q8c.err
+check "realized per-channel child = quantize --scales channel of the f32 child" \
+  '[ -s q8c/model.safetensors ] && cmp -s child8c/model.safetensors q8c/model.safetensors'
+check "realized per-channel child: per-channel scales in a different file than per-tensor" \
+  '! cmp -s child8c/model.safetensors child8/model.safetensors'
+PYR="${PUZZLE_PYTHON-python3}"
+if [ -n "$PYR" ]; then
+  "$PYR" "$(dirname "$0")/ref/check_fp8_checkpoint.py" child8c child >py8c.txt 2>&1
+  check "independent reader: realized per-channel child" \
+    '[ $? -eq 0 ] && grep -q "per-channel scales" py8c.txt' || cat py8c.txt >&2
+fi
+"$BIN" eval child8c --dtype fp8 --ref child --ref-dtype f32 --text held.txt --ctx 64 --max-tokens 256 --threads 2 \
+  --json >e8c.json 2>/dev/null
+kl8c=$(python3 -c "import json; print(json.load(open('e8c.json'))['kl'])" 2>/dev/null)
+check "per-channel fp8 child vs f32 child: 0 < KL ($kl8c) < 0.05" \
+  'python3 -c "import sys; k=float(sys.argv[1]); sys.exit(not 0 < k < 0.05)" "$kl8c"'
+"$BIN" realize --db run.db --solution "$M" --out child8x --scales channel >/dev/null 2>&1
+check "--scales without --dtype fp8: usage error" '[ $? -eq 2 ]'
+
 # a tampered block file is refused
 F=$(q "SELECT attn_file FROM solution_choices WHERE solution_id = $M AND attn_file IS NOT NULL
        UNION SELECT ffn_file FROM solution_choices WHERE solution_id = $M AND ffn_file IS NOT NULL LIMIT 1")

@@ -29,9 +29,17 @@ size_t pz_cpu_gemv_scratch_floats(int M, int K);
 // The same product with e4m3 weights (kernels/fp8.h; gemv_fp8.c): y (= or
 // +=) scale · (ch_scale ? ch_scale[n] : 1) · Σ_k x[m,k] · e4m3(w[n,k]).
 // The bytes are widened in registers; fp32 accumulation, and the scales are
-// applied once per output. ch_scale: NULL or N floats.
+// applied once per output. ch_scale: NULL or N floats. scratch: NULL, or at
+// least pz_cpu_gemv_e4m3_scratch_floats(M, K) floats, where the AVX2 kernel
+// keeps x * 2^64 for its integer-only widening (gemv_fp8.c; faster than the
+// F16C one, and the same results unless |x| >= 2^64 or a product's
+// magnitude is below 2^-70); without it, or with MXCSR.DAZ set, F16C.
 void pz_cpu_gemv_e4m3(float *y, int ldy, const float *x, int ldx, const uint8_t *w, int M, int N,
-                      int K, float scale, const float *ch_scale, int accumulate, int n_threads);
+                      int K, float scale, const float *ch_scale, int accumulate, int n_threads, float *scratch);
+size_t pz_cpu_gemv_e4m3_scratch_floats(int M, int K);
+// For measurements: 0 makes the AVX2 level widen by F16C even with a
+// scratch, 1 (the default) by integer operations then.
+void pz_cpu_gemv_e4m3_use_int(int on);
 // For measurements: 1 makes the AVX2 level widen e4m3 by a gather from the
 // decode table instead (one row at a time), 0 (the default) by the shift.
 void pz_cpu_gemv_e4m3_use_gather(int on);
@@ -44,8 +52,10 @@ void pz_cpu_gemv_e4m3_set_prefetch(int bytes);
 // matmul.c sends products of up to this many rows here.
 #define PZ_GEMV_MAX_M 32
 // Rows up to which every weight type stays in its row-invariant register
-// kernel (e4m3 weights go to the library above 16 rows, matmul.c): the CPU
-// backend's invariant_rows.
+// kernel: the CPU backend's invariant_rows. (Every weight type, e4m3
+// included, now stays there up to PZ_GEMV_MAX_M rows, matmul.c, so 32 would
+// also keep results invariant; 16 is what the engine and server were
+// measured with.)
 #define PZ_GEMV_INVARIANT_M 16
 
 #endif

@@ -7,8 +7,23 @@
 // exact) finishes the job, and the 2^8 joins the tensor scale applied once
 // per output. Three integer operations and one (AVX-512) or two (AVX2)
 // conversions per 16 weights; a 256-entry table gather measured slower
-// (results/fp8_speed.md). NaN codes (which pz_f32_to_e4m3 makes only from
+// (results/fp8_speed.md). With a scratch, AVX2 widens by integer
+// operations alone instead (chunk_avx2; ~10-20 % faster here). NaN codes (which pz_f32_to_e4m3 makes only from
 // NaN, and the model loader refuses) widen to 480 here, not NaN.
+//
+// The vector kernels work as gemv.c's: tiles of weight rows x activation
+// rows with one vector accumulator per output; a thread walks its weight
+// rows a tile at a time and runs all activation rows against each tile
+// before the next, so the weights stream from memory once per call
+// whatever M is. Widening costs more than bf16's, and each widened vector
+// is shared by the tile's activation rows, so the AVX2 tile is taller in
+// activation rows than gemv.c's (3 x 4 against 5 x 2; results/fp8_speed.md).
+//
+// Batch invariance: output (m, n) is one accumulator that takes the
+// columns in order, 16 at a time (AVX2: the low 8, then the high 8), with
+// the same instructions whatever tile it sits in, then one horizontal sum
+// and the scales. So row m of y depends on row m of x alone
+// (tests/test_kernels.c checks M = 1..32 against one row at a time).
 #include "gemv.h"
 #include "fp8.h"
 #include "vexp.h"
@@ -61,6 +76,73 @@ static void rows_ref(float *y, int ldy, const float *x, int ldx, const uint8_t *
     }
 }
 
+// ---- tiles (the structure of gemv.c) ------------------------------------------------
+// Tile shapes, weight rows x activation rows: AVX2 3 x 4 (12 accumulators,
+// the 16-bit patterns and the two widened halves of one weight row; the
+// activations are FMA memory operands); one activation row 4 x 1 (memory-
+// bound). One thread, in cache, 16 x 1536 x 576 and 16 x 576 x 1536 (us,
+// load ~18): 3 x 4 528 / 493, 2 x 6 563 / 524, 2 x 5 566 / 538; earlier
+// (load ~8): 4 x 2 755 / 731, 1 x 8 565 / 595, 1 x 10 553 / 598, 2 x 4
+// 517 / 483. AVX-512 4 x 4, one row 8 x 1, as gemv.c (not measured: no
+// AVX-512 machine was at hand).
+#define AVX2_NB 3
+#define AVX2_MB 4
+#define AVX512_NB 4
+#define AVX512_MB 4
+
+// Activation rows in the next block when `left` remain (as gemv.c: no
+// 1-row block after wider ones where it can be avoided).
+static inline int m_tile(int left, int mx) { return left == mx + 1 ? (left + 1) / 2 : left < mx ? left : mx; }
+
+static inline int m_passes(int M, int mx) {
+    int p = 0;
+    for (int m = 0; m < M; m += m_tile(M - m, mx)) p++;
+    return p;
+}
+
+// Software prefetch: while tile [n, n + nb) is computed, the lines
+// prefetch_bytes ahead of it (tile bytes, spread over the tile's passes,
+// one for each block of activation rows, and over each pass's chunks),
+// never past the thread's rows (end).
+typedef struct {
+    const char *p;  // next line to fetch
+    int left;       // lines this pass still fetches
+    int per;        // lines per prefetch point
+} pf_state;
+
+static inline pf_state pf_plan(const uint8_t *w, int n, int nb, const uint8_t *end, int K, int pass, int passes,
+                               int points) {
+    pf_state f = {NULL, 0, 0};
+    if (prefetch_bytes <= 0) return f;
+    const char *base = (const char *)w + (size_t)n * K + prefetch_bytes;
+    long bytes = (long)nb * K;
+    if ((const char *)end - base < bytes) bytes = (const char *)end - base;
+    if (bytes <= 0) return f;
+    long lines = (bytes + 63) / 64;
+    long lo = lines * pass / passes, hi = lines * (pass + 1) / passes;
+    f.p = base + 64 * lo;
+    f.left = (int)(hi - lo);
+    f.per = points > 0 ? (f.left + points - 1) / points : f.left;
+    return f;
+}
+
+static inline __attribute__((always_inline)) void pf_step(pf_state *f) {
+    for (int i = 0; i < f->per && f->left > 0; i++, f->left--, f->p += 64) _mm_prefetch(f->p, _MM_HINT_T0);
+}
+
+// Calls TILE(nb, 1) with a constant nb in 1..8.
+#define TILE_M1(TILE, nb)                                                                          \
+    switch (nb) {                                                                                  \
+    case 1: TILE(1, 1); break;                                                                     \
+    case 2: TILE(2, 1); break;                                                                     \
+    case 3: TILE(3, 1); break;                                                                     \
+    case 4: TILE(4, 1); break;                                                                     \
+    case 5: TILE(5, 1); break;                                                                     \
+    case 6: TILE(6, 1); break;                                                                     \
+    case 7: TILE(7, 1); break;                                                                     \
+    default: TILE(8, 1); break;                                                                    \
+    }
+
 // ---- AVX2 + FMA + F16C ------------------------------------------------------------
 #define T256F __attribute__((target("avx2,fma,f16c")))
 
@@ -70,96 +152,113 @@ T256F static inline __m256i e4m3_h16_avx2(__m128i b) {
     return _mm256_and_si256(v, _mm256_set1_epi16((short)0xBFFF));
 }
 
-// One weight row against MB <= 3 activation rows. 16 columns per chunk; the
-// two 8-column halves of chunk c go to accumulators 2(c%2) and 2(c%2)+1
-// whatever MB is, so a row's result does not depend on its batch.
-T256F static inline __attribute__((always_inline)) void
-row_avx2(float *y, int ldy, const float *x, int ldx, const uint8_t *w, int n, int K, float sc,
-         const float *ch, int acc, const int MB) {
-    __m256 a[3][4];
-#pragma GCC unroll 3
-    for (int j = 0; j < 3; j++)
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) a[j][c] = _mm256_setzero_ps();
-    const uint8_t *wr = w + (size_t)n * K;
-    const int pf = prefetch_bytes;
-    int k = 0;
-    for (; k + 64 <= K; k += 64) {
-        _mm_prefetch((const char *)(wr + k + pf), _MM_HINT_T0);
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) {
-            __m256i h = e4m3_h16_avx2(_mm_loadu_si128((const __m128i *)(wr + k + 16 * c)));
-            __m256 w0 = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
-            __m256 w1 = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
-#pragma GCC unroll 3
-            for (int j = 0; j < MB; j++) {
-                const float *xj = x + (size_t)j * ldx + k + 16 * c;
-                a[j][2 * (c & 1)] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xj), a[j][2 * (c & 1)]);
-                a[j][2 * (c & 1) + 1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xj + 8), a[j][2 * (c & 1) + 1]);
-            }
-        }
-    }
-    for (; k + 32 <= K; k += 32) {  // at most once
-#pragma GCC unroll 2
-        for (int c = 0; c < 2; c++) {
-            __m256i h = e4m3_h16_avx2(_mm_loadu_si128((const __m128i *)(wr + k + 16 * c)));
-            __m256 w0 = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
-            __m256 w1 = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
-#pragma GCC unroll 3
-            for (int j = 0; j < MB; j++) {
-                const float *xj = x + (size_t)j * ldx + k + 16 * c;
-                a[j][2 * c] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xj), a[j][2 * c]);
-                a[j][2 * c + 1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xj + 8), a[j][2 * c + 1]);
-            }
-        }
-    }
-    for (int c = 0; k < K; k += 16, c ^= 1) {
-        uint8_t tail[16] = {0};
-        int r = K - k < 16 ? K - k : 16;
-        memcpy(tail, wr + k, (size_t)r);
-        __m256i h = e4m3_h16_avx2(_mm_loadu_si128((const __m128i *)tail));
-        __m256 w0 = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
-        __m256 w1 = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
-        __m256i m0 = pz_lanes256(r), m1 = pz_lanes256(r - 8);
-#pragma GCC unroll 3
-        for (int j = 0; j < MB; j++) {
-            const float *xj = x + (size_t)j * ldx + k;
-            __m256 p0 = _mm256_mul_ps(w0, _mm256_maskload_ps(xj, m0));
-            __m256 p1 = _mm256_mul_ps(w1, _mm256_maskload_ps(xj + 8, m1));
-            if (c == 0) {
-                a[j][0] = _mm256_add_ps(a[j][0], p0);
-                a[j][1] = _mm256_add_ps(a[j][1], p1);
-            } else {
-                a[j][2] = _mm256_add_ps(a[j][2], p0);
-                a[j][3] = _mm256_add_ps(a[j][3], p1);
-            }
-        }
-    }
-#pragma GCC unroll 3
-    for (int j = 0; j < MB; j++)
-        store_out(y, ldy, j, n,
-                  pz_hsum256(_mm256_add_ps(_mm256_add_ps(a[j][0], a[j][1]), _mm256_add_ps(a[j][2], a[j][3]))),
-                  sc, ch, acc);
+// One 16-column chunk of a tile: row i's 16 codes at w0 + i * ldw, widened
+// once, meet every activation row's two 8-column halves (row j at
+// x0 + j * ldx): the low half's product enters accumulator (i, j) first,
+// then the high half's. WI selects the widening: 0 the F16C one above
+// (values / 2^8); 1 integer operations alone, the code sign-extended to 32
+// bits, shifted left by 20 and with bits 30..27 cleared: the fp32 pattern
+// s.0000eeee.mmm0..., whose value is the e4m3 value * 2^-120 exactly (e4m3
+// subnormals become fp32 denormals; the caller scales x by 2^64 so that the
+// products are normal numbers again, see pz_cpu_gemv_e4m3).
+T256F static inline __attribute__((always_inline)) __m256 e4m3_int8_avx2(const uint8_t *p) {
+    __m256i v = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(v, 20), _mm256_set1_epi32((int)0x87F00000u)));
 }
 
+T256F static inline __attribute__((always_inline)) void
+chunk_avx2(__m256 a[8][4], const float *x0, size_t ldx, const uint8_t *w0, size_t ldw, const int NB,
+           const int MB, const int WI) {
+#pragma GCC unroll 8
+    for (int i = 0; i < NB; i++) {
+        const uint8_t *wi = w0 + (size_t)i * ldw;
+        __m256i h = WI ? _mm256_setzero_si256() : e4m3_h16_avx2(_mm_loadu_si128((const __m128i *)wi));
+        __m256 lo = WI ? e4m3_int8_avx2(wi) : _mm256_cvtph_ps(_mm256_castsi256_si128(h));
+#pragma GCC unroll 4
+        for (int j = 0; j < MB; j++) a[i][j] = _mm256_fmadd_ps(lo, _mm256_loadu_ps(x0 + (size_t)j * ldx), a[i][j]);
+        __m256 hi = WI ? e4m3_int8_avx2(wi + 8) : _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
+#pragma GCC unroll 4
+        for (int j = 0; j < MB; j++) a[i][j] = _mm256_fmadd_ps(hi, _mm256_loadu_ps(x0 + (size_t)j * ldx + 8), a[i][j]);
+    }
+}
+
+// NB weight rows from n against MB activation rows: one accumulator per
+// output, the columns in 16-column chunks in order, the tail (K % 16
+// columns) from zero-padded copies of the weight bytes and of the
+// activations, so an output's instructions do not depend on the tile.
+T256F static inline __attribute__((always_inline)) void
+tile_avx2(float *y, int ldy, const float *x, int ldx, const uint8_t *w, int n, int K, float sc, const float *ch,
+          int acc, pf_state pf, const int NB, const int MB, const int WI) {
+    __m256 a[8][4];
+#pragma GCC unroll 8
+    for (int i = 0; i < NB; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < MB; j++) a[i][j] = _mm256_setzero_ps();
+    const uint8_t *wr = w + (size_t)n * K;
+    int k = 0;
+    for (; k + 16 <= K; k += 16) {
+        pf_step(&pf);
+        chunk_avx2(a, x + k, (size_t)ldx, wr + k, (size_t)K, NB, MB, WI);
+    }
+    if (k < K) {
+        uint8_t tw[8][16];
+        float tx[4][16];
+        memset(tw, 0, sizeof tw);
+        memset(tx, 0, sizeof tx);
+        for (int i = 0; i < NB; i++) memcpy(tw[i], wr + (size_t)i * K + k, (size_t)(K - k));
+        for (int j = 0; j < MB; j++) memcpy(tx[j], x + (size_t)j * ldx + k, sizeof(float) * (size_t)(K - k));
+        chunk_avx2(a, tx[0], 16, tw[0], 16, NB, MB, WI);
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < NB; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < MB; j++) store_out(y, ldy, j, n + i, pz_hsum256(a[i][j]), sc, ch, acc);
+}
+
+// Calls TILE(nb, mb) with constants: nb 1..8 when mb is 1, else nb 1..3, mb 2..4.
+#define TILE_SWITCH_AVX2(TILE, nb, mb)                                                             \
+    do {                                                                                           \
+        if ((mb) == 1) {                                                                           \
+            TILE_M1(TILE, nb)                                                                      \
+        } else {                                                                                   \
+            switch ((nb) * 8 + (mb)) {                                                             \
+            TILE_CASE(TILE, 1, 2) TILE_CASE(TILE, 2, 2) TILE_CASE(TILE, 3, 2)                      \
+            TILE_CASE(TILE, 1, 3) TILE_CASE(TILE, 2, 3) TILE_CASE(TILE, 3, 3)                      \
+            TILE_CASE(TILE, 1, 4) TILE_CASE(TILE, 2, 4)                                            \
+            default: TILE(3, 4); break;                                                            \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+#define TILE_CASE(TILE, nb, mb) case (nb) * 8 + (mb): TILE(nb, mb); break;
+
+// Weight rows [n0, n1) a tile at a time, all activation rows against each
+// tile before the next: the weights stream from memory once per call.
 T256F static void rows_avx2(float *y, int ldy, const float *x, int ldx, const uint8_t *w, int M, int n0,
-                            int n1, int K, float sc, const float *ch, int acc) {
-    for (int m = 0; m < M; m += 3) {
-        int mb = M - m < 3 ? M - m : 3;
-        const float *xm = x + (size_t)m * ldx;
-        float *ym = y + (size_t)m * ldy;
-        for (int n = n0; n < n1; n++) {
-            switch (mb) {
-            case 1: row_avx2(ym, ldy, xm, ldx, w, n, K, sc, ch, acc, 1); break;
-            case 2: row_avx2(ym, ldy, xm, ldx, w, n, K, sc, ch, acc, 2); break;
-            default: row_avx2(ym, ldy, xm, ldx, w, n, K, sc, ch, acc, 3); break;
-            }
+                            int n1, int K, float sc, const float *ch, int acc, int wint) {
+    const int nbmax = M == 1 ? 4 : AVX2_NB, passes = m_passes(M, AVX2_MB), points = (K + 15) / 16;
+    const uint8_t *end = w + (size_t)n1 * K;
+    for (int n = n0; n < n1; n += nbmax) {
+        int nb = n1 - n < nbmax ? n1 - n : nbmax;
+        for (int m = 0, mb, pass = 0; m < M; m += mb, pass++) {
+            mb = m_tile(M - m, AVX2_MB);
+            pf_state pf = pf_plan(w, n, nb, end, K, pass, passes, points);
+            const float *xm = x + (size_t)m * ldx;
+            float *ym = y + (size_t)m * ldy;
+#define T(NB, MB) tile_avx2(ym, ldy, xm, ldx, w, n, K, sc, ch, acc, pf, NB, MB, 0)
+#define TI(NB, MB) tile_avx2(ym, ldy, xm, ldx, w, n, K, sc, ch, acc, pf, NB, MB, 1)
+            if (wint)
+                TILE_SWITCH_AVX2(TI, nb, mb);
+            else
+                TILE_SWITCH_AVX2(T, nb, mb);
+#undef T
+#undef TI
         }
     }
 }
 
 // The alternative measured against the shift above: 8 codes at a time
-// through a gather from the 256-entry decode table (values not / 2^8).
+// through a gather from the 256-entry decode table (values not / 2^8), one
+// weight row and one activation row at a time.
 T256F static void rows_avx2_gather(float *y, int ldy, const float *x, int ldx, const uint8_t *w, int M,
                                    int n0, int n1, int K, float sc, const float *ch, int acc) {
     const float *tab = pz_e4m3_table();
@@ -186,101 +285,131 @@ T256F static void rows_avx2_gather(float *y, int ldy, const float *x, int ldx, c
 // ---- AVX-512 (+ F16C's 512-bit form, part of AVX512F) ---------------------------------
 #define T512F __attribute__((target("avx512f,avx512bw,avx512vl,fma,f16c")))
 
+// 16 codes (the masked ones zero) -> 16 fp32 values / 2^8.
 T512F static inline __m512 e4m3_f32_avx512(__m128i b) {
     __m256i v = _mm256_slli_epi16(_mm256_cvtepi8_epi16(b), 7);
     return _mm512_cvtph_ps(_mm256_and_si256(v, _mm256_set1_epi16((short)0xBFFF)));
 }
 
-// One weight row against MB <= 4 activation rows; chunk c of 16 columns
-// goes to accumulator c % 4 whatever MB is.
+// NB weight rows from n against MB activation rows, 16 columns per chunk
+// (the tail masked), one accumulator per output.
 T512F static inline __attribute__((always_inline)) void
-row_avx512(float *y, int ldy, const float *x, int ldx, const uint8_t *w, int n, int K, float sc,
-           const float *ch, int acc, const int MB) {
-    __m512 a[4][4];
+tile_avx512(float *y, int ldy, const float *x, int ldx, const uint8_t *w, int n, int K, float sc,
+            const float *ch, int acc, pf_state pf, const int NB, const int MB) {
+    __m512 a[8][4];
+#pragma GCC unroll 8
+    for (int i = 0; i < NB; i++)
 #pragma GCC unroll 4
-    for (int j = 0; j < 4; j++)
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) a[j][c] = _mm512_setzero_ps();
+        for (int j = 0; j < MB; j++) a[i][j] = _mm512_setzero_ps();
     const uint8_t *wr = w + (size_t)n * K;
-    const int pf = prefetch_bytes;
-    int k = 0;
-    for (; k + 64 <= K; k += 64) {
-        _mm_prefetch((const char *)(wr + k + pf), _MM_HINT_T0);
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) {
-            __m512 wv = e4m3_f32_avx512(_mm_loadu_si128((const __m128i *)(wr + k + 16 * c)));
-#pragma GCC unroll 4
-            for (int j = 0; j < MB; j++)
-                a[j][c] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + (size_t)j * ldx + k + 16 * c), a[j][c]);
-        }
-    }
-    for (int c = 0; k < K; k += 16, c++) {
+    for (int k = 0; k < K; k += 16) {
+        pf_step(&pf);
         __mmask16 mk = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
-        __m512 wv = e4m3_f32_avx512(_mm_maskz_loadu_epi8(mk, wr + k));
+        __m512 xv[4];
 #pragma GCC unroll 4
-        for (int j = 0; j < MB; j++) {
-            __m512 p = _mm512_mul_ps(wv, _mm512_maskz_loadu_ps(mk, x + (size_t)j * ldx + k));
-            switch (c) {
-            case 0: a[j][0] = _mm512_add_ps(a[j][0], p); break;
-            case 1: a[j][1] = _mm512_add_ps(a[j][1], p); break;
-            case 2: a[j][2] = _mm512_add_ps(a[j][2], p); break;
-            default: a[j][3] = _mm512_add_ps(a[j][3], p); break;
-            }
+        for (int j = 0; j < MB; j++) xv[j] = _mm512_maskz_loadu_ps(mk, x + (size_t)j * ldx + k);
+#pragma GCC unroll 8
+        for (int i = 0; i < NB; i++) {
+            __m512 wv = e4m3_f32_avx512(_mm_maskz_loadu_epi8(mk, wr + (size_t)i * K + k));
+#pragma GCC unroll 4
+            for (int j = 0; j < MB; j++) a[i][j] = _mm512_fmadd_ps(wv, xv[j], a[i][j]);
         }
     }
+#pragma GCC unroll 8
+    for (int i = 0; i < NB; i++)
 #pragma GCC unroll 4
-    for (int j = 0; j < MB; j++) {
-        __m512 t = _mm512_add_ps(_mm512_add_ps(a[j][0], a[j][1]), _mm512_add_ps(a[j][2], a[j][3]));
-        store_out(y, ldy, j, n, _mm512_reduce_add_ps(t), sc, ch, acc);
-    }
+        for (int j = 0; j < MB; j++) store_out(y, ldy, j, n + i, _mm512_reduce_add_ps(a[i][j]), sc, ch, acc);
 }
 
-T512F static void rows_avx512(float *y, int ldy, const float *x, int ldx, const uint8_t *w, int M,
-                              int n0, int n1, int K, float sc, const float *ch, int acc) {
-    for (int m = 0; m < M; m += 4) {
-        int mb = M - m < 4 ? M - m : 4;
-        const float *xm = x + (size_t)m * ldx;
-        float *ym = y + (size_t)m * ldy;
-        for (int n = n0; n < n1; n++) {
-            switch (mb) {
-            case 1: row_avx512(ym, ldy, xm, ldx, w, n, K, sc, ch, acc, 1); break;
-            case 2: row_avx512(ym, ldy, xm, ldx, w, n, K, sc, ch, acc, 2); break;
-            case 3: row_avx512(ym, ldy, xm, ldx, w, n, K, sc, ch, acc, 3); break;
-            default: row_avx512(ym, ldy, xm, ldx, w, n, K, sc, ch, acc, 4); break;
-            }
+// Calls TILE(nb, mb) with constants: nb 1..8 when mb is 1, else nb 1..4, mb 2..4.
+#define TILE_SWITCH_512(TILE, nb, mb)                                                              \
+    do {                                                                                           \
+        if ((mb) == 1) {                                                                           \
+            TILE_M1(TILE, nb)                                                                      \
+        } else {                                                                                   \
+            switch ((nb) * 8 + (mb)) {                                                             \
+            TILE_CASE(TILE, 1, 2) TILE_CASE(TILE, 2, 2) TILE_CASE(TILE, 3, 2) TILE_CASE(TILE, 4, 2) \
+            TILE_CASE(TILE, 1, 3) TILE_CASE(TILE, 2, 3) TILE_CASE(TILE, 3, 3) TILE_CASE(TILE, 4, 3) \
+            TILE_CASE(TILE, 1, 4) TILE_CASE(TILE, 2, 4) TILE_CASE(TILE, 3, 4)                       \
+            default: TILE(4, 4); break;                                                            \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+T512F static void rows_avx512(float *y, int ldy, const float *x, int ldx, const uint8_t *w, int M, int n0,
+                              int n1, int K, float sc, const float *ch, int acc) {
+    const int nbmax = M == 1 ? 8 : AVX512_NB, passes = m_passes(M, AVX512_MB), points = (K + 15) / 16;
+    const uint8_t *end = w + (size_t)n1 * K;
+    for (int n = n0; n < n1; n += nbmax) {
+        int nb = n1 - n < nbmax ? n1 - n : nbmax;
+        for (int m = 0, mb, pass = 0; m < M; m += mb, pass++) {
+            mb = m_tile(M - m, AVX512_MB);
+            pf_state pf = pf_plan(w, n, nb, end, K, pass, passes, points);
+            const float *xm = x + (size_t)m * ldx;
+            float *ym = y + (size_t)m * ldy;
+#define T(NB, MB) tile_avx512(ym, ldy, xm, ldx, w, n, K, sc, ch, acc, pf, NB, MB)
+            TILE_SWITCH_512(T, nb, mb);
+#undef T
         }
     }
 }
+#undef TILE_M1
+#undef TILE_CASE
+#undef TILE_SWITCH_512
+#undef TILE_SWITCH_AVX2
 
-static int gather_variant;  // pz_cpu_gemv_e4m3_use_gather (measurements only)
+static int gather_variant;     // pz_cpu_gemv_e4m3_use_gather (measurements only)
+static int int_widening = 1;  // pz_cpu_gemv_e4m3_use_int (measurements only)
 
 void pz_cpu_gemv_e4m3_use_gather(int on) { gather_variant = on; }
+void pz_cpu_gemv_e4m3_use_int(int on) { int_widening = on; }
+
+size_t pz_cpu_gemv_e4m3_scratch_floats(int M, int K) { return (size_t)M * (size_t)K; }
 
 void pz_cpu_gemv_e4m3(float *y, int ldy, const float *x, int ldx, const uint8_t *w, int M, int N,
-                      int K, float scale, const float *ch_scale, int accumulate, int n_threads) {
+                      int K, float scale, const float *ch_scale, int accumulate, int n_threads, float *scratch) {
     if (M <= 0 || N <= 0) return;
     pz_isa isa = pz_cpu_isa();
     if (isa >= PZ_ISA_AVX2 && !__builtin_cpu_supports("f16c")) isa = PZ_ISA_PLAIN;
-    int nblk = (N + 3) / 4;
+    const int nbt = isa >= PZ_ISA_AVX512 ? AVX512_NB : AVX2_NB;  // a thread's rows: whole tiles
+    int nblk = (N + nbt - 1) / nbt;
     int nt = n_threads > 0 ? n_threads : omp_get_max_threads();
     if (nt > nblk) nt = nblk;
-    size_t wbytes = (size_t)N * (size_t)K;
+    // With several rows the product turns compute-bound: the weight bytes
+    // count (M + 2) / 3 times (as in gemv.c).
+    size_t wbytes = (size_t)N * (size_t)K * (size_t)(M + 2) / 3;
     size_t per = isa >= PZ_ISA_AVX512 ? PZ_GEMV_FP8_BYTES_PER_THREAD : PZ_GEMV_FP8_BYTES_PER_THREAD_AVX2;
     if ((size_t)nt > wbytes / per) nt = (int)(wbytes / per);
     if (nt < 1) nt = 1;
-    const float sc = scale * 256.0f;  // the vector paths' fp16 values are e4m3 / 2^8
+    float sc = scale * 256.0f;  // the F16C widening's values are e4m3 / 2^8
+    // AVX2 with a scratch: the integer widening (chunk_avx2), on x * 2^64 in
+    // the scratch. Weights e4m3 * 2^-120 times x * 2^64 are the F16C path's
+    // (e4m3 / 2^8) * x times 2^-48 exactly, so the sums round identically
+    // and y is bit for bit the F16C path's, as long as no product is below
+    // fp32's normal range (|e4m3 * x| < 2^-70, where gradual underflow
+    // loses low bits) and |x| < 2^64. It needs denormal inputs honoured: with
+    // MXCSR.DAZ set (subnormal codes would read as 0) the F16C path runs.
+    int wint = isa == PZ_ISA_AVX2 && scratch && !gather_variant && !(_mm_getcsr() & 0x40) && int_widening;
+    if (wint) {
+        const float up = 0x1p64f;
+        for (int m = 0; m < M; m++)
+            for (int k = 0; k < K; k++) scratch[(size_t)m * K + k] = x[(size_t)m * ldx + k] * up;
+        x = scratch;
+        ldx = K;
+        sc = scale * 0x1p56f;
+    }
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         int t = omp_get_thread_num(), T = omp_get_num_threads();
         int b0 = (int)((long)nblk * t / T), b1 = (int)((long)nblk * (t + 1) / T);
-        int n0 = b0 * 4, n1 = b1 * 4 < N ? b1 * 4 : N;
+        int n0 = b0 * nbt, n1 = b1 * nbt < N ? b1 * nbt : N;
         if (n0 < n1) {
             if (isa >= PZ_ISA_AVX512)
                 rows_avx512(y, ldy, x, ldx, w, M, n0, n1, K, sc, ch_scale, accumulate);
             else if (isa == PZ_ISA_AVX2 && gather_variant)
                 rows_avx2_gather(y, ldy, x, ldx, w, M, n0, n1, K, sc, ch_scale, accumulate);
             else if (isa == PZ_ISA_AVX2)
-                rows_avx2(y, ldy, x, ldx, w, M, n0, n1, K, sc, ch_scale, accumulate);
+                rows_avx2(y, ldy, x, ldx, w, M, n0, n1, K, sc, ch_scale, accumulate, wint);
             else
                 rows_ref(y, ldy, x, ldx, w, M, n0, n1, K, scale, ch_scale, accumulate);
         }

@@ -12,7 +12,7 @@
 struct pz_cpu_mm {
     pz_cpu_gm *g;      // M > PZ_GEMV_MAX_M
     int n_threads;
-    float *xperm;      // permuted activations for the small-M bf16 kernel, grown on demand
+    float *xperm;      // the small-M kernels' scratch (bf16: permuted x; e4m3: x * 2^64), grown on demand
     size_t xperm_cap;  // floats
     float *wtile;      // e4m3 weights widened for the library, one tile at a time
     size_t wtile_cap;  // floats
@@ -97,10 +97,11 @@ int pz_cpu_matmul(pz_cpu_mm *mm, float *y, int ldy, const float *x, int ldx, con
     return 0;
 }
 
-// Up to this M the e4m3 product stays in the register-widening kernel
-// (weights re-read from cache per block of rows) rather than widening tiles
-// to fp32 for the library: batched decode of up to 16 sequences.
-#define PZ_GEMV_E4M3_MAX_M 16
+// Up to this M the e4m3 product stays in the register-widening kernel (one
+// pass over the weights, tiles of rows) rather than widening tiles to fp32
+// for the library: at 32 x 1536 x 576 the kernel ran 53.9 GFLOP/s, the
+// library path 42.9 (2 threads, shared machine; results/fp8_speed.md).
+#define PZ_GEMV_E4M3_MAX_M PZ_GEMV_MAX_M
 
 // Rows of the widened tile: ~4 MiB of fp32, at least 16 rows.
 #define E4M3_TILE_FLOATS ((size_t)1 << 20)
@@ -129,7 +130,9 @@ int pz_cpu_matmul_e4m3(pz_cpu_mm *mm, float *y, int ldy, const float *x, int ldx
         out_scale *= x_scale;
     }
     if (M <= PZ_GEMV_E4M3_MAX_M) {
-        pz_cpu_gemv_e4m3(y, ldy, x, ldx, w, M, N, K, out_scale, ch_scale, accumulate, mm->n_threads);
+        // the scratch is optional (the kernel widens by F16C without it)
+        float *scratch = grow(&mm->xperm, &mm->xperm_cap, pz_cpu_gemv_e4m3_scratch_floats(M, K));
+        pz_cpu_gemv_e4m3(y, ldy, x, ldx, w, M, N, K, out_scale, ch_scale, accumulate, mm->n_threads, scratch);
         return 0;
     }
     // Larger M: the library, on a tile of rows widened to fp32 with the
