@@ -175,8 +175,10 @@ static void chat_progress(void *user, int done, int n) {
     if (!*(int *)user) fprintf(stderr, "\r[chat %d/%d]   %s", done, n, done == n ? "\n" : "");
 }
 
-static int load(const char *path, pz_dt wtype, int act_fp8, pz_dt kvt, int head8, int ctx, int threads,
-                pz_comm *comm, loaded *out, char *err) {
+// slots > 1: the chat replies' extra sequences, each of at most slot_ctx positions (the KV
+// pool holds one sequence of ctx and slots - 1 of slot_ctx).
+static int load(const char *path, pz_dt wtype, int act_fp8, pz_dt kvt, int head8, int ctx, int slots, int slot_ctx,
+                int threads, pz_comm *comm, loaded *out, char *err) {
     if (!(out->m = comm ? pz_model_load_shard(path, wtype, comm->size, comm->rank, PZ_ENGINE_TP_ALIGN, err)
                         : pz_model_load(path, wtype, err)))
         return -1;
@@ -184,8 +186,10 @@ static int load(const char *path, pz_dt wtype, int act_fp8, pz_dt kvt, int head8
     pz_engine_params ep = pz_engine_default_params();
     ep.act_fp8 = act_fp8;
     ep.kv_type = kvt;
-    ep.n_slots = 1;
+    ep.n_slots = slots;
     ep.max_ctx = ctx;
+    if (slots > 1)
+        ep.kv_pages = (ctx + PZ_KV_PAGE - 1) / PZ_KV_PAGE + (slots - 1) * ((slot_ctx + PZ_KV_PAGE - 1) / PZ_KV_PAGE);
     ep.max_batch = ctx < 512 ? ctx : 512;
     ep.n_threads = threads;
     ep.comm = comm;
@@ -356,7 +360,8 @@ int pz_cmd_eval(int argc, char **argv) {
         }
     }
     // The engines' context: the windows, the speed rounds and the longest chat prompt + reply.
-    long need = text_path ? ctx : 2;
+    long need = text_path ? ctx : 2, chat_need = 0;
+    int slots = 1;  // the chat replies are generated up to PZ_CHAT_BATCH at once
     if (speed && speed_ctx + speed_tokens > need) need = speed_ctx + speed_tokens;
     if (chat_path) {
         size_t chat_len;
@@ -369,9 +374,13 @@ int pz_cmd_eval(int argc, char **argv) {
             free(p_ids);
             if (np < 0) goto fail;
             if (np + chat_tokens > need) need = np + chat_tokens;
+            if (np + chat_tokens > chat_need) chat_need = np + chat_tokens;
         }
+        slots = n_prompts < PZ_CHAT_BATCH ? n_prompts : PZ_CHAT_BATCH;
     }
-    if (load(path, wtype, act_fp8, kvt, head8, (int)need, (int)threads, comm, &mod, err)) goto fail;
+    if (load(path, wtype, act_fp8, kvt, head8, (int)need, comm ? 1 : slots, (int)chat_need, (int)threads, comm, &mod,
+             err))
+        goto fail;
     if (comm && comm->rank != 0) {  // tensor parallel: the other ranks run rank 0's calls
         if (pz_engine_follow(mod.e, err)) goto fail;
         rc = PZ_EXIT_OK;
@@ -383,7 +392,8 @@ int pz_cmd_eval(int argc, char **argv) {
         goto fail;
     }
     if (ref_path) {
-        if (load(ref_path, ref_dt_set ? ref_wtype : wtype, 0, PZ_DT_F32, 0, (int)need, (int)threads, NULL, &ref, err))
+        if (load(ref_path, ref_dt_set ? ref_wtype : wtype, 0, PZ_DT_F32, 0, (int)need, slots, (int)chat_need,
+                 (int)threads, NULL, &ref, err))
             goto fail;
         if (ref.m->cfg.vocab != mod.m->cfg.vocab) {
             pz_err(err, "%s has vocabulary %d but %s has %d: KL needs the same vocabulary", ref_path,

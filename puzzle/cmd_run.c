@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -30,7 +31,8 @@ void pz_usage_run(FILE *out) {
             "search, realize, distill, evaluate (parent, child, distilled child, baselines), report.\n"
             "A stage whose inputs (options, data hashes, the stage before) are recorded as finished in\n"
             "RUN.db (table run_stages) is skipped; an interrupted stage resumes its own work. The\n"
-            "defaults fit a 2-core CPU: about 15 minutes on SmolLM2-135M-Instruct.\n\n"
+            "defaults fit a 2-core CPU (SmolLM2-135M-Instruct: results/pipeline_mix_run.md; the demo,\n"
+            "scripts/demo.sh, runs smaller budgets). Each stage prints its wall and CPU seconds.\n\n"
             "Data (UTF-8 text; default ${PUZZLE_CACHE:-~/.cache/puzzle}/text/NAME.txt):\n"
             "  --calib FILE          block library (BLD) and replace-1-block scoring\n"
             "  --train FILE          distillation\n"
@@ -175,9 +177,29 @@ static int done_before(run_state *r, const char *stage, const char *key, char *r
     return d;
 }
 
-static double stage_start;
+// CPU seconds (user + system) of the finished stage processes so far: on a shared machine the
+// wall time of a stage says little, its CPU time says what it costs (printed per stage).
+static double children_cpu(void) {
+    struct rusage u;
+    if (getrusage(RUSAGE_CHILDREN, &u)) return 0;
+    return (double)u.ru_utime.tv_sec + u.ru_utime.tv_usec * 1e-6 + (double)u.ru_stime.tv_sec +
+           u.ru_stime.tv_usec * 1e-6;
+}
+
+static double stage_start, stage_cpu;
+static void print_cost(const char *stage, double wall, double cpu) {
+    printf("   %s: %.1f s wall, %.1f s CPU (user+sys)\n", stage, wall, cpu);
+    fflush(stdout);
+}
+// Records (stage, key) as finished, with its wall time since t0 (and prints its CPU since c0).
+static int finish_since(run_state *r, const char *stage, const char *key, const char *result, double t0, double c0,
+                        char *err) {
+    double wall = pz_now() - t0;
+    print_cost(stage, wall, children_cpu() - c0);
+    return pz_rundb_stage_finish(r->db, stage, key, result, wall, err);
+}
 static int finish(run_state *r, const char *stage, const char *key, const char *result, char *err) {
-    return pz_rundb_stage_finish(r->db, stage, key, result, pz_now() - stage_start, err);
+    return finish_since(r, stage, key, result, stage_start, stage_cpu, err);
 }
 
 // Prints the evaluation tables from eval_summary, one per text ("-" where not measured).
@@ -224,7 +246,7 @@ typedef struct {
 static int eval_model(run_state *r, args_t *a, const char *text, const target *t, const char *key,
                       const char *stage, const char *parent, const char *db_path, long tokens, long ctx,
                       long threads, long speed_rounds, const char *chat, long chat_tokens, char *err) {
-    double t1 = pz_now();
+    double t1 = pz_now(), c1 = children_cpu();
     memset(a, 0, sizeof *a), arg(a, "puzzle");
     arg(a, "eval"), arg(a, "%s", t->path), arg(a, "--text"), arg(a, "%s", text);
     arg(a, "--max-tokens"), arg(a, "%ld", tokens), arg(a, "--ctx"), arg(a, "%ld", ctx);
@@ -238,6 +260,7 @@ static int eval_model(run_state *r, args_t *a, const char *text, const target *t
     if (t->sol) arg(a, "--solution"), arg(a, "%ld", t->sol);
     if (chat) arg(a, "--chat"), arg(a, "%s", chat), arg(a, "--chat-tokens"), arg(a, "%ld", chat_tokens);
     if (run_self(a, err)) return -1;
+    print_cost(stage, pz_now() - t1, children_cpu() - c1);
     return pz_rundb_stage_finish(r->db, stage, key, NULL, pz_now() - t1, err);
 }
 
@@ -359,7 +382,8 @@ int pz_cmd_run(int argc, char **argv) {
 
     char key[8192], result[256];
     args_t a;
-#define STAGE_BEGIN(idx) (r.index = (idx), stage_start = pz_now(), memset(&a, 0, sizeof a), arg(&a, "puzzle"))
+#define STAGE_BEGIN(idx) \
+    (r.index = (idx), stage_start = pz_now(), stage_cpu = children_cpu(), memset(&a, 0, sizeof a), arg(&a, "puzzle"))
 #define STOP_CHECK()                                                                                  \
     if (r.stop_after == r.index) {                                                                    \
         printf("\npuzzle run: stopped after %s (--stop-after); rerun to continue\n", stages[r.index]); \
@@ -532,6 +556,7 @@ int pz_cmd_run(int argc, char **argv) {
             if ((d = done_before(&r, bstage, bkey, result, sizeof result, err)) < 0) goto fail;
             if (d) bsol = atol(result);
             else {
+                double bt = pz_now(), bc = children_cpu();
                 memset(&a, 0, sizeof a), arg(&a, "puzzle");
                 arg(&a, "search"), arg(&a, "--db"), arg(&a, "%s", db_path), arg(&a, "--budget"), arg(&a, "%s", budget);
                 if (sscen) arg(&a, "--scenario"), arg(&a, "%s", sscen);
@@ -547,7 +572,7 @@ int pz_cmd_run(int argc, char **argv) {
                     if (run_self(&a, err)) goto fail;
                 }
                 snprintf(result, sizeof result, "%ld", got ? bsol : 0);
-                if (finish(&r, bstage, bkey, result, err)) goto fail;
+                if (finish_since(&r, bstage, bkey, result, bt, bc, err)) goto fail;
             }
             if (!bsol) {
                 printf("   %s found no child within the budget: not evaluated\n", m);

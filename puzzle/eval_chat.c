@@ -78,20 +78,35 @@ static int is_stop(const stop_set *s, int32_t t) {
     return 0;
 }
 
-// Greedy continuation of ids[0..n) into out (at most max_new tokens; a stop
-// token, when produced, is the last one kept). Returns the count or -1.
-static int greedy(pz_engine *e, int vocab, const int32_t *ids, int n, int max_new, const stop_set *stops,
-                  float *logits, int32_t *out, char *err) {
-    pz_engine_slot_reset(e, 0);
-    if (pz_engine_prefill(e, 0, ids, n, logits, 0, err)) return -1;
-    int k = 0, slot = 0;
-    while (k < max_new) {
-        int32_t next = pz_argmax(logits, vocab);
-        out[k++] = next;
-        if (is_stop(stops, next) || k == max_new) break;
-        if (pz_engine_decode(e, &slot, &next, 1, logits, err)) return -1;
+// Greedy continuations of nb prompts at once, prompt b in e's slot b (nb <= the engine's
+// slots): each prompt ids[b][0..n[b]) is prefilled, then every unfinished reply gets its next
+// token in one batched decode call per step (the batched engine does 16 rows in about a third
+// of the time of 16 single-row steps). out[b] (max_new tokens) receives reply b, len[b] its
+// count (a stop token, when produced, is the last one kept). logits: nb * vocab floats.
+// 0, or -1 with err.
+static int greedy_batch(pz_engine *e, int vocab, int32_t *const *ids, const int *n, int nb, int max_new,
+                        const stop_set *stops, float *logits, int32_t *const *out, int *len, char *err) {
+    int slots[PZ_CHAT_BATCH], live = 0;
+    int32_t next[PZ_CHAT_BATCH];
+    for (int b = 0; b < nb; b++) {
+        pz_engine_slot_reset(e, b);
+        if (pz_engine_prefill(e, b, ids[b], n[b], logits, 0, err)) return -1;
+        int32_t t = pz_argmax(logits, vocab);
+        out[b][0] = t, len[b] = 1;
+        if (!is_stop(stops, t) && max_new > 1) slots[live] = b, next[live++] = t;
     }
-    return k;
+    while (live) {
+        if (pz_engine_decode(e, slots, next, live, logits, err)) return -1;
+        int k = 0;
+        for (int i = 0; i < live; i++) {
+            int b = slots[i];
+            int32_t t = pz_argmax(logits + (size_t)i * vocab, vocab);
+            out[b][len[b]++] = t;
+            if (!is_stop(stops, t) && len[b] < max_new) slots[k] = b, next[k++] = t;
+        }
+        live = k;
+    }
+    return 0;
 }
 
 // Teacher-forced pass of e over prompt ⊕ cont: the mean log-probability of
@@ -127,48 +142,72 @@ int pz_chat_eval(pz_engine *model, pz_engine *ref, const pz_tokenizer *tok, int 
     int max_ctx = pz_engine_max_ctx(model) < pz_engine_max_ctx(ref) ? pz_engine_max_ctx(model)
                                                                      : pz_engine_max_ctx(ref);
     int rc = -1;
-    int32_t *ids = NULL, *reply = malloc(sizeof(int32_t) * (size_t)max_new);
-    int32_t *preply = malloc(sizeof(int32_t) * (size_t)max_new), *buf = malloc(sizeof(int32_t) * (size_t)max_ctx);
-    float *logits = malloc(sizeof(float) * (size_t)vocab);
+    int need_ref = ref != model && !ref_ids;  // the reference's replies are generated here too
+    int32_t **ids = calloc((size_t)n, sizeof *ids), **reply = calloc((size_t)n, sizeof *reply);
+    int32_t **preply = calloc((size_t)n, sizeof *preply);
+    int *np = calloc((size_t)n, sizeof *np), *m = calloc((size_t)n, sizeof *m), *pm = calloc((size_t)n, sizeof *pm);
+    int32_t *buf = malloc(sizeof(int32_t) * (size_t)max_ctx);
+    float *logits = malloc(sizeof(float) * (size_t)vocab * PZ_CHAT_BATCH);
     float *all = malloc(sizeof(float) * (size_t)vocab * (size_t)max_ctx);
     memset(out, 0, sizeof *out * (size_t)n);
-    if (!reply || !preply || !buf || !logits || !all) {
+    if (!ids || !reply || !preply || !np || !m || !pm || !buf || !logits || !all) {
         pz_err(err, "out of memory for chat evaluation (%d positions x %d logits)", max_ctx, vocab);
         goto done;
     }
     for (int i = 0; i < n; i++) {
-        int np = pz_chat_prompt_ids(tok, prompts[i], &ids, err);
-        if (np < 0) goto done;
-        if (np + max_new > max_ctx) {
-            pz_err(err, "chat prompt %d has %d tokens: with %d new ones it exceeds the context of %d", i + 1, np,
+        if ((np[i] = pz_chat_prompt_ids(tok, prompts[i], &ids[i], err)) < 0) goto done;
+        if (np[i] + max_new > max_ctx) {
+            pz_err(err, "chat prompt %d has %d tokens: with %d new ones it exceeds the context of %d", i + 1, np[i],
                    max_new, max_ctx);
             goto done;
         }
-        int m = greedy(model, vocab, ids, np, max_new, &stops, logits, reply, err);
-        int known = ref_ids && ref_ids[i] && ref_lens[i] > 0 && ref_lens[i] <= max_new;
-        int pm = m < 0 ? -1 : known ? ref_lens[i] : ref == model ? m
-               : greedy(ref, vocab, ids, np, max_new, &stops, logits, preply, err);
-        if (m < 0 || pm < 0) goto done;
-        if (known) memcpy(preply, ref_ids[i], sizeof *preply * (size_t)pm);
-        else if (ref == model) memcpy(preply, reply, sizeof *reply * (size_t)m);
-        double ll, t1, ll2, t2;
-        if (forced(ref, vocab, ids, np, reply, m, buf, all, &ll, &t1, err) ||
-            forced(model, vocab, ids, np, preply, pm, buf, all, &ll2, &t2, err))
+        if (!(reply[i] = malloc(sizeof(int32_t) * (size_t)max_new)) ||
+            (need_ref && !(preply[i] = malloc(sizeof(int32_t) * (size_t)max_new)))) {
+            pz_err(err, "out of memory");
             goto done;
-        int shown = m && is_stop(&stops, reply[m - 1]) ? m - 1 : m;
-        out[i].reply = pz_tokenizer_decode(tok, reply, (size_t)shown, 1);
-        out[i].reply_ids = malloc(sizeof *reply * (size_t)m);
-        if (out[i].reply_ids) memcpy(out[i].reply_ids, reply, sizeof *reply * (size_t)m);
+        }
+    }
+    // The greedy replies, as many prompts at once as the engines have slots.
+    int bm = pz_engine_n_slots(model), br = pz_engine_n_slots(ref);
+    if (bm > PZ_CHAT_BATCH) bm = PZ_CHAT_BATCH;
+    if (br > PZ_CHAT_BATCH) br = PZ_CHAT_BATCH;
+    for (int i = 0; i < n; i += bm)
+        if (greedy_batch(model, vocab, ids + i, np + i, n - i < bm ? n - i : bm, max_new, &stops, logits, reply + i,
+                         m + i, err))
+            goto done;
+    for (int i = 0; need_ref && i < n; i += br)
+        if (greedy_batch(ref, vocab, ids + i, np + i, n - i < br ? n - i : br, max_new, &stops, logits, preply + i,
+                         pm + i, err))
+            goto done;
+    for (int i = 0; i < n; i++) {
+        const int32_t *pr = reply[i];
+        int pl = m[i];
+        if (ref_ids && ref_ids[i] && ref_lens[i] > 0 && ref_lens[i] <= max_new) pr = ref_ids[i], pl = ref_lens[i];
+        else if (need_ref) pr = preply[i], pl = pm[i];
+        else if (ref != model) {  // a known reply missing for this prompt: generated alone
+            if (!(preply[i] = malloc(sizeof(int32_t) * (size_t)max_new)) ||
+                greedy_batch(ref, vocab, ids + i, np + i, 1, max_new, &stops, logits, preply + i, pm + i, err)) {
+                if (!preply[i]) pz_err(err, "out of memory");
+                goto done;
+            }
+            pr = preply[i], pl = pm[i];
+        }
+        double ll, t1, ll2, t2;
+        if (forced(ref, vocab, ids[i], np[i], reply[i], m[i], buf, all, &ll, &t1, err) ||
+            forced(model, vocab, ids[i], np[i], pr, pl, buf, all, &ll2, &t2, err))
+            goto done;
+        int shown = m[i] && is_stop(&stops, reply[i][m[i] - 1]) ? m[i] - 1 : m[i];
+        out[i].reply = pz_tokenizer_decode(tok, reply[i], (size_t)shown, 1);
+        out[i].reply_ids = malloc(sizeof(int32_t) * (size_t)m[i]);
+        if (out[i].reply_ids) memcpy(out[i].reply_ids, reply[i], sizeof(int32_t) * (size_t)m[i]);
         if (!out[i].reply || !out[i].reply_ids) {
             pz_err(err, "out of memory");
             goto done;
         }
-        out[i].reply_tokens = m;
+        out[i].reply_tokens = m[i];
         out[i].parent_ll = ll;
         out[i].top1 = t2;
-        out[i].top1_tokens = pm;
-        free(ids);
-        ids = NULL;
+        out[i].top1_tokens = pl;
         if (progress) progress(user, i + 1, n);
     }
     rc = 0;
@@ -178,9 +217,17 @@ done:
             free(out[i].reply), out[i].reply = NULL;
             free(out[i].reply_ids), out[i].reply_ids = NULL;
         }
+    for (int i = 0; i < n; i++) {
+        if (ids) free(ids[i]);
+        if (reply) free(reply[i]);
+        if (preply) free(preply[i]);
+    }
     free(ids);
     free(reply);
     free(preply);
+    free(np);
+    free(m);
+    free(pm);
     free(buf);
     free(logits);
     free(all);

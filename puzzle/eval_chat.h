@@ -31,8 +31,12 @@ typedef struct {
     int top1_tokens;    // the reference reply's length in tokens
 } pz_chat_score;
 
-// Scores n prompts: model and ref are engines with one slot (ref may be model
-// itself) of at least max_ctx >= longest prompt + max_new tokens; vocab is
+// Prompts whose greedy replies are decoded together (one batched decode call per step).
+#define PZ_CHAT_BATCH 16
+
+// Scores n prompts: model and ref are engines (ref may be model itself) of at
+// least max_ctx >= longest prompt + max_new tokens, whose first slots (up to
+// PZ_CHAT_BATCH) generate the replies of as many prompts at once; vocab is
 // their vocabulary. ref_ids / ref_lens (may be NULL): the reference's greedy
 // replies already known (from an earlier evaluation of it), not recomputed.
 // out[n] is filled (free each reply and reply_ids with free()).

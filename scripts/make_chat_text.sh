@@ -13,7 +13,7 @@
 # ISA level of the CPU kernels (the serving engine's logits are batch-invariant).
 #
 # usage: scripts/make_chat_text.sh PARENT
-#   env: SAMPLES (1), TEMP (0.7), TOP_P (0.9), MAX_TOKENS (256), JOBS (8), THREADS (2),
+#   env: SAMPLES (1), TEMP (0.7), TOP_P (0.9), MAX_TOKENS (128), JOBS (16), THREADS (2),
 #        BUILD (build), PROMPTS (scripts/chat_gen_prompts.txt), FORCE (1: regenerate anyway)
 # Needs curl and jq (scripts/install_deps.sh). Idempotent: when chat.stream exists and its
 # header names the same parent, prompts and settings, only fetch_text.sh runs.
@@ -24,8 +24,8 @@ CACHE=${PUZZLE_CACHE:-$HOME/.cache/puzzle}
 SAMPLES=${SAMPLES:-1}
 TEMP=${TEMP:-0.7}
 TOP_P=${TOP_P:-0.9}
-MAX_TOKENS=${MAX_TOKENS:-256}
-JOBS=${JOBS:-8}
+MAX_TOKENS=${MAX_TOKENS:-128}
+JOBS=${JOBS:-16}
 THREADS=${THREADS:-2}
 BUILD=${BUILD:-build}
 PROMPTS=${PROMPTS:-scripts/chat_gen_prompts.txt}

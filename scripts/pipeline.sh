@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # pipeline.sh — the whole Puzzle chain on a parent through `puzzle run`, with
-# small default budgets sized for a 2-core CPU (about 15 minutes on the
-# reference parent): block library (BLD), replace-1-block scores, CPU
-# profiles, the MIP search at a decode speed-up on the local CPU, the
+# default budgets sized for a 2-core CPU (scripts/demo.sh sets smaller ones for
+# its ~15-minute first run; scripts/reference_run.sh uses these, with more
+# distillation; results/pipeline_mix_run.md measures both): block library
+# (BLD), replace-1-block scores, CPU profiles, the MIP search at a decode speed-up on the local CPU, the
 # realized child, its global distillation against the parent, the
 # evaluation of parent, child, distilled child and baselines (held-out
 # perplexity, KL, top-1, measured decode speed-up, chat prompts scored by the
