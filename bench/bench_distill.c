@@ -2,7 +2,10 @@
 // child and parent, split into its parts (teacher forward, child forward,
 // the loss, child backward), against the matrix-product library's own rate
 // on the step's largest shapes (the LM head and one FFN projection), in
-// the same run on the same cores.
+// the same run on the same cores. The loss row times the two backend loss
+// ops (cosine over the layers' hidden states, KL over the logits, with their
+// gradients) on the micro-batch's activations, and says how many bytes a
+// step would move between host and device were the loss host code.
 //
 //   bench_distill CHILD PARENT [--threads T] [--rows R] [--seq S] [--prec bf16|f32] [--reps N]
 #include <stdio.h>
@@ -71,8 +74,28 @@ int main(int argc, char **argv) {
         if (t4 - t3 < t_cb) t_cb = t4 - t3;
         if (t5 - t4 < t_step) t_step = t5 - t4;
     }
+    // The loss ops alone on the activations the nets hold (both forwarded above).
+    const int H = c->hidden, V = c->vocab, F = 1536, L = c->n_layer;
+    double t_loss = 1e30;
+    float *dh = be->alloc(be, sizeof(float) * (size_t)L * rows * H);
+    if (!dh) {
+        fprintf(stderr, "bench_distill: out of memory\n");
+        return 1;
+    }
+    for (int r = 0; r < reps; r++) {
+        double t0 = now();
+        double cs = be->train->cosine_loss(be, pz_net_hidden(tn, 0), pz_net_hidden(cn, 0), L, (size_t)rows * H,
+                                           rows, H, dh, 1.0 / rows);
+        double kl = be->train->kl_loss(be, pz_net_logits(tn), pz_net_logits(cn), rows, V, dl, 1.0 / rows);
+        double t1 = now();
+        if (r == 0) printf("loss: cosine %.6f, KL %.6f per row\n", cs / rows, kl / rows);
+        if (t1 - t0 < t_loss) t_loss = t1 - t0;
+    }
+    be->free(be, dh);
+    // What a host-side loss moves per micro-batch on a device: both models'
+    // hidden states and logits down, the child's gradients of both up.
+    double host_bytes = 4.0 * (3.0 * L * rows * H + 3.0 * (double)rows * V);
     // The library on the step's shapes: the LM head forward and an FFN projection.
-    const int H = c->hidden, V = c->vocab, F = 1536;
     float *x = calloc((size_t)rows * (H > F ? H : F), sizeof(float)), *w = calloc((size_t)V * H, sizeof(float));
     float *y = malloc(sizeof(float) * (size_t)rows * V);
     for (size_t i = 0; i < (size_t)rows * H; i++) x[i] = 0.01f * (float)(i % 7);
@@ -94,6 +117,7 @@ int main(int argc, char **argv) {
     printf("| teacher forward | %.0f | %.1f | %.1f |\n", t_tf * 1e3, f_t / 1e9, f_t / t_tf / 1e9);
     printf("| child forward | %.0f | %.1f | %.1f |\n", t_cf * 1e3, f_c / 1e9, f_c / t_cf / 1e9);
     printf("| child backward | %.0f | %.1f | %.1f |\n", t_cb * 1e3, 2 * f_c / 1e9, 2 * f_c / t_cb / 1e9);
+    printf("| loss ops (cosine + KL, with gradients) | %.0f | | |\n", t_loss * 1e3);
     printf("| whole micro-batch (pz_gkd_batch) | %.0f | %.1f | %.1f |\n", t_step * 1e3, (f_t + 3 * f_c) / 1e9, step_rate);
     printf("| library, LM head shape %dx%dx%d | %.0f | | %.1f |\n", rows, V, H, t_head * 1e3, lib_head);
     printf("| library, FFN shape %dx%dx%d | %.0f | | %.1f |\n", rows, F, H, t_ffn * 1e3, lib_ffn);
@@ -101,6 +125,8 @@ int main(int argc, char **argv) {
            "step rate / library rate (mean of the two shapes) = %.0f %%\n",
            rows, ns, seq, prec == PZ_DT_BF16 ? "bf16" : "f32", threads, rows / t_step,
            100 * step_rate / (0.5 * (lib_head + lib_ffn)));
+    printf("a host-side loss would move %.2f GB per micro-batch between host and device; the loss ops move "
+           "two doubles\n", host_bytes / 1e9);
     return 0;
 fail:
     fprintf(stderr, "bench_distill: %s\n", err);

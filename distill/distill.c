@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,16 +17,9 @@
 struct pz_gkd {
     pz_net *tn, *cn;
     pz_backend *be;
-    int n_layer, hidden, vocab, max_rows, n_threads;
-    int shared;         // the backend's memory is the host's: the host mirrors below alias it
+    int n_layer, hidden, vocab, max_rows;
     float *dh;          // (n_layer, max_rows, hidden) direct gradients of the hidden states (backend)
     const float **dhp;  // (n_layer) pointers into dh
-    // Host mirrors (allocated only when !shared): dh; the teacher's and the
-    // child's hidden states (n_layer, max_rows, hidden) and logits (max_rows, vocab).
-    float *hdh, *hth, *hch, *htl, *hcl;
-    double *row_cos;    // (max_rows) Σ_layers (1 − cos) of each row
-    double *row_kl;     // (max_rows)
-    float *scratch;     // (n_threads, 2, vocab) exponentials of one row's logits
 };
 
 pz_gkd *pz_gkd_create(const pz_model *teacher, const pz_model *child, int max_rows, pz_dt prec,
@@ -37,31 +29,18 @@ pz_gkd *pz_gkd_create(const pz_model *teacher, const pz_model *child, int max_ro
         return pz_err(err, "distill: teacher (%d layers, hidden %d, vocab %d) and child (%d, %d, %d) "
                       "must match in layers, hidden size and vocabulary",
                       a->n_layer, a->hidden, a->vocab, b->n_layer, b->hidden, b->vocab), NULL;
+    if (!be->train || !be->train->cosine_loss || !be->train->kl_loss)
+        return pz_err(err, "distill: the %s backend has no cosine or KL loss op", be->name), NULL;
     pz_gkd *g = calloc(1, sizeof *g);
     if (!g) return pz_err(err, "distill: out of memory"), NULL;
     g->n_layer = b->n_layer, g->hidden = b->hidden, g->vocab = b->vocab, g->max_rows = max_rows;
-    g->n_threads = be->n_threads > 0 ? be->n_threads : 1;
     g->be = be;
-    g->shared = pz_dev_host_shared(be);
-    const size_t LRH = (size_t)b->n_layer * max_rows * b->hidden, RV = (size_t)max_rows * b->vocab;
-    g->dhp = malloc(sizeof(float *) * (size_t)b->n_layer);
-    g->row_cos = malloc(sizeof(double) * (size_t)max_rows);
-    g->row_kl = malloc(sizeof(double) * (size_t)max_rows);
-    g->scratch = malloc(sizeof(float) * 2 * (size_t)b->vocab * (size_t)g->n_threads);
-    if (!g->dhp || !g->row_cos || !g->row_kl || !g->scratch) {
+    const size_t LRH = (size_t)b->n_layer * max_rows * b->hidden;
+    if (!(g->dhp = malloc(sizeof(float *) * (size_t)b->n_layer))) {
         pz_err(err, "distill: out of memory (%d rows)", max_rows);
         goto fail;
     }
     if (!(g->dh = pz_dev_alloc(be, LRH * sizeof(float), "distill", err))) goto fail;
-    if (!g->shared) {
-        g->hdh = malloc(LRH * sizeof(float)), g->hth = malloc(LRH * sizeof(float));
-        g->hch = malloc(LRH * sizeof(float));
-        g->htl = malloc(RV * sizeof(float)), g->hcl = malloc(RV * sizeof(float));
-        if (!g->hdh || !g->hth || !g->hch || !g->htl || !g->hcl) {
-            pz_err(err, "distill: out of memory (%d rows)", max_rows);
-            goto fail;
-        }
-    }
     for (int l = 0; l < b->n_layer; l++) g->dhp[l] = g->dh + (size_t)l * max_rows * b->hidden;
     if (!(g->tn = pz_net_create(teacher, max_rows, prec, be, err))) goto fail;
     if (!(g->cn = pz_net_create(child, max_rows, prec, be, err))) goto fail;
@@ -76,21 +55,8 @@ void pz_gkd_free(pz_gkd *g) {
     pz_net_free(g->tn);
     pz_net_free(g->cn);
     if (g->be) g->be->free(g->be, g->dh);
-    free(g->hdh), free(g->hth), free(g->hch), free(g->htl), free(g->hcl);
-    free(g->dhp), free(g->row_cos), free(g->row_kl), free(g->scratch);
+    free(g->dhp);
     free(g);
-}
-
-// e[i] = exp(x[i] − max x) (fp32), *inv = 1 / Σ e (so e·inv = softmax(x));
-// returns log Σ exp(x) (the sum taken in double).
-static double exp_row(const float *x, float *e, int n, double *inv) {
-    float mx = x[0];
-    for (int i = 1; i < n; i++)
-        if (x[i] > mx) mx = x[i];
-    double s = 0;
-    for (int i = 0; i < n; i++) s += (e[i] = expf(x[i] - mx));
-    *inv = 1 / s;
-    return mx + log(s);
 }
 
 int pz_gkd_batch(pz_gkd *g, const pz_model *teacher, const pz_model *child, pz_model *grad,
@@ -102,60 +68,17 @@ int pz_gkd_batch(pz_gkd *g, const pz_model *teacher, const pz_model *child, pz_m
     const double gs = (double)scale / M;
     const int want = grad != NULL;
     pz_backend *be = g->be;
-    const size_t RH = (size_t)g->max_rows * H, LRH = (size_t)L * RH, MV = (size_t)M * V;
+    // Both losses run where the activations are; only the two sums come
+    // back. The KL's gradient overwrites the child's logits in place.
     float *dcl = pz_net_logits(g->cn);
-    // The host's view of both models' hidden states and logits, and of dh.
-    const float *th = pz_net_hidden(g->tn, 0), *ch = pz_net_hidden(g->cn, 0), *tl = pz_net_logits(g->tn);
-    float *cl = dcl, *hdh = g->dh;
-    if (!g->shared) {
-        if (be->copy(be, g->hth, th, LRH * sizeof(float), PZ_COPY_D2H, err) ||
-            be->copy(be, g->hch, ch, LRH * sizeof(float), PZ_COPY_D2H, err) ||
-            be->copy(be, g->htl, tl, MV * sizeof(float), PZ_COPY_D2H, err) ||
-            be->copy(be, g->hcl, dcl, MV * sizeof(float), PZ_COPY_D2H, err) || be->synchronize(be, err))
-            return -1;
-        th = g->hth, ch = g->hch, tl = g->htl, cl = g->hcl, hdh = g->hdh;
-    }
-    // Rows are independent; sums are taken in row order afterwards, so the
-    // result does not depend on the thread count's reduction order.
-#pragma omp parallel for num_threads(g->n_threads) schedule(static)
-    for (int r = 0; r < M; r++) {
-        double csum = 0;
-        for (int l = 0; l < L; l++) {
-            const float *c = ch + (size_t)l * RH + (size_t)r * H;
-            const float *t = th + (size_t)l * RH + (size_t)r * H;
-            double cc = 0, tt = 0, ct = 0;
-            for (int i = 0; i < H; i++) cc += (double)c[i] * c[i], tt += (double)t[i] * t[i], ct += (double)c[i] * t[i];
-            double nc = sqrt(cc), nt = sqrt(tt);
-            double cs = nc > 0 && nt > 0 ? ct / (nc * nt) : 0;
-            csum += 1 - cs;
-            if (want) {
-                // ∂(1 − cos)/∂c = −(t/(|c||t|) − cos·c/|c|²)
-                float *d = hdh + (size_t)l * RH + (size_t)r * H;
-                double a = nc > 0 && nt > 0 ? 1 / (nc * nt) : 0, b = nc > 0 ? cs / cc : 0;
-                for (int i = 0; i < H; i++) d[i] = (float)(-gs * (a * t[i] - b * c[i]));
-            }
-        }
-        g->row_cos[r] = csum;
-        const float *p = tl + (size_t)r * V;
-        float *q = cl + (size_t)r * V;
-        float *ep = g->scratch + (size_t)omp_get_thread_num() * 2 * V, *eq = ep + V;
-        double sp, sq, k = 0;
-        const double lp = exp_row(p, ep, V, &sp), lq = exp_row(q, eq, V, &sq);
-        for (int i = 0; i < V; i++) {
-            double pi = ep[i] * sp;
-            k += pi * (((double)p[i] - lp) - ((double)q[i] - lq));
-            if (want) q[i] = (float)(gs * (eq[i] * sq - pi));  // ∂KL/∂logit = q − p
-        }
-        g->row_kl[r] = k;
-    }
-    double cs = 0, ks = 0;
-    for (int r = 0; r < M; r++) cs += g->row_cos[r], ks += g->row_kl[r];
+    double cs = be->train->cosine_loss(be, pz_net_hidden(g->tn, 0), pz_net_hidden(g->cn, 0), L,
+                                       (size_t)g->max_rows * H, M, H, want ? g->dh : NULL, gs);
+    double ks = be->train->kl_loss(be, pz_net_logits(g->tn), dcl, M, V, want ? dcl : NULL, gs);
+    // NAN from an op is a failure or a NaN loss: the backend's error says which.
+    if ((isnan(cs) || isnan(ks)) && be->synchronize(be, err)) return -1;
     *cos_loss = cs / M;
     *kl = ks / M;
     if (!want) return 0;
-    if (!g->shared && (be->copy(be, g->dh, hdh, LRH * sizeof(float), PZ_COPY_H2D, err) ||
-                       be->copy(be, dcl, cl, MV * sizeof(float), PZ_COPY_H2D, err)))
-        return -1;
     return pz_net_bwd(g->cn, child, grad, dcl, g->dhp, err);
 }
 

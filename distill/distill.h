@@ -51,10 +51,9 @@ void pz_gkd_free(pz_gkd *g);
 // mean (1 − cos), *kl = mean KL(teacher ‖ child). When grad is non-NULL
 // (fp32, child's config) it receives += scale · ∂L/∂θ, L = cos_loss + kl.
 // teacher, child and grad are views in be's memory (pz_model_dev, net.h; on
-// the CPU backend, the host models themselves). The loss is computed on the
-// host: per batch, both models' hidden states and logits come back (one
-// copy each) and the gradients of the child's go out (two copies), unless
-// the backend's memory is the host's.
+// the CPU backend, the host models themselves). The loss runs as two backend
+// ops (train.h's cosine_loss and kl_loss): no hidden state or logit leaves
+// the backend, only the two sums come back. The backend must have them.
 int pz_gkd_batch(pz_gkd *g, const pz_model *teacher, const pz_model *child, pz_model *grad,
                  float scale, const int32_t *ids, int n_seq, int T, double *cos_loss, double *kl,
                  char *err);

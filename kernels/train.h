@@ -1,9 +1,10 @@
 // train.h — the training ops of the backend interface (backend.h's
 // b->train): the general product and the linear layer with its backward,
 // RMSNorm for training, the whole attention and SwiGLU sub-blocks forward
-// and backward, AdamW and the normalized-MSE losses (global and per
-// token). Blockwise Local Distillation, replace-1-block scoring and global
-// distillation run through these, so any backend that fills them runs every stage.
+// and backward, AdamW, the normalized-MSE losses (global and per token) and
+// global distillation's cosine and KL losses. Blockwise Local Distillation,
+// replace-1-block scoring and global distillation run through these, so any
+// backend that fills them runs every stage.
 //
 // Every pointer is backend memory unless said otherwise; parameters and
 // gradients are fp32 (the master copy). `prec` is the type products take
@@ -147,6 +148,19 @@ typedef struct {
     // activations dominate). NAN when a row's ‖t_r‖² + eps = 0.
     double (*token_nmse_loss)(pz_backend *b, const float *y_parent, const float *y_child, int rows,
                               int cols, float eps, float *d_child, float grad_scale);
+    // The losses of global distillation (kernels/cpu/kd_loss.h defines them).
+    // Cosine: over n_mat matrices (matrix m at y + m·mat_stride floats) of rows
+    // × cols, Σ_r Σ_m (1 − cos(y_child, y_parent)) of each row (cos 0 when a
+    // vector is zero), each row's terms added over m first; d_child (may be
+    // NULL; same layout) receives grad_scale · ∂/∂y_child. KL: Σ over rows of
+    // KL(softmax(parent) ‖ softmax(child)) over vocab logits; d_child (may be
+    // NULL, may equal logits_child) receives grad_scale · (softmax(child) −
+    // softmax(parent)). Both return sums (one small read-back), NAN on failure
+    // or a size < 1; NULL in a backend without them.
+    double (*cosine_loss)(pz_backend *b, const float *y_parent, const float *y_child, int n_mat,
+                          size_t mat_stride, int rows, int cols, float *d_child, double grad_scale);
+    double (*kl_loss)(pz_backend *b, const float *logits_parent, const float *logits_child, int rows,
+                      int vocab, float *d_child, double grad_scale);
 } pz_train_ops;
 
 #endif

@@ -16,6 +16,7 @@ typedef struct {
     size_t cap, used, peak;
     int open;              // nesting depth of unprotected sections
     long calls;
+    size_t d2h;            // bytes copied device to host
     pz_train_ops train;
 } fake;
 
@@ -102,6 +103,7 @@ static int fk_copy(pz_backend *b, void *dst, const void *src, size_t bytes, pz_c
     if (!ok)
         return pz_err(err, "fake_device: a %s copy of %zu bytes from %p to %p crosses the arena wrongly",
                       kind == PZ_COPY_H2D ? "H2D" : kind == PZ_COPY_D2H ? "D2H" : "D2D", bytes, src, dst);
+    if (kind == PZ_COPY_D2H) f->d2h += bytes;
     unprotect(f);
     memmove(dst, src, bytes);
     protect(f);
@@ -231,6 +233,19 @@ static double fk_token_nmse(pz_backend *b, const float *yp, const float *yc, int
     protect(F(b));
     return r;
 }
+static double fk_cosine(pz_backend *b, const float *yp, const float *yc, int n_mat, size_t stride, int rows,
+                        int cols, float *d, double gs) {
+    unprotect(F(b));
+    double r = TR->cosine_loss(IN, yp, yc, n_mat, stride, rows, cols, d, gs);
+    protect(F(b));
+    return r;
+}
+static double fk_kl(pz_backend *b, const float *p, const float *q, int rows, int vocab, float *d, double gs) {
+    unprotect(F(b));
+    double r = TR->kl_loss(IN, p, q, rows, vocab, d, gs);
+    protect(F(b));
+    return r;
+}
 
 static void fk_destroy(pz_backend *b) {
     fake *f = F(b);
@@ -284,6 +299,8 @@ pz_backend *pz_fake_device_create(int n_threads, size_t arena_bytes, char *err) 
     t->ffn_block_fwd = fk_ffn_fwd, t->ffn_block_bwd = fk_ffn_bwd;
     t->adamw_step = fk_adamw, t->nmse_loss = fk_nmse;
     t->token_nmse_loss = in->train->token_nmse_loss ? fk_token_nmse : NULL;
+    t->cosine_loss = in->train->cosine_loss ? fk_cosine : NULL;
+    t->kl_loss = in->train->kl_loss ? fk_kl : NULL;
     b->train = t;
     b->destroy = fk_destroy;  // graphs: none (graph_create NULL)
     return b;
@@ -295,3 +312,4 @@ size_t pz_fake_device_used(const pz_backend *b, size_t *peak) {
 }
 
 long pz_fake_device_calls(const pz_backend *b) { return F(b)->calls; }
+size_t pz_fake_device_d2h_bytes(const pz_backend *b) { return F(b)->d2h; }

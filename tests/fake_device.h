@@ -21,5 +21,7 @@ pz_backend *pz_fake_device_create(int n_threads, size_t arena_bytes, char *err);
 size_t pz_fake_device_used(const pz_backend *b, size_t *peak);
 // Ops and copies the fake device has run (each one unprotects the arena).
 long pz_fake_device_calls(const pz_backend *b);
+// Bytes copied device to host so far.
+size_t pz_fake_device_d2h_bytes(const pz_backend *b);
 
 #endif

@@ -22,6 +22,7 @@
 #include "cpu/bwd_rmsnorm.h"
 #include "cpu/bwd_rope.h"
 #include "cpu/bwd_swiglu.h"
+#include "cpu/kd_loss.h"
 #include "cpu/rope.h"
 
 #include <math.h>
@@ -630,6 +631,76 @@ static void test_token_nmse(void) {
     free(z), free(p.t[0]), free(p.y), free(ypd), free(yp), free(yc), free(d), free(d1);
 }
 
+// Global distillation's losses: double references, finite differences, the
+// layout with padded matrices, thread-count invariance, in-place KL.
+static int kd_mats, kd_rows, kd_cols, kd_max;
+static void fwd_cosine(fdprob *p) {
+    double s = 0;
+    for (int l = 0; l < kd_mats; l++)
+        for (int r = 0; r < kd_rows; r++) {
+            const double *t = nmse_parent + ((size_t)l * kd_max + r) * kd_cols;
+            const double *c = p->t[0] + ((size_t)l * kd_max + r) * kd_cols;
+            double cc = 0, tt = 0, ct = 0;
+            for (int i = 0; i < kd_cols; i++) cc += c[i] * c[i], tt += t[i] * t[i], ct += c[i] * t[i];
+            s += 1 - (cc > 0 && tt > 0 ? ct / sqrt(cc * tt) : 0);
+        }
+    p->y[0] = s;
+}
+static void fwd_kl(fdprob *p) {
+    double s = 0;
+    for (int r = 0; r < kd_rows; r++) {
+        const double *a = nmse_parent + (size_t)r * kd_cols, *b = p->t[0] + (size_t)r * kd_cols;
+        double za = 0, zb = 0;
+        for (int i = 0; i < kd_cols; i++) za += exp(a[i]), zb += exp(b[i]);
+        for (int i = 0; i < kd_cols; i++) s += exp(a[i]) / za * ((a[i] - log(za)) - (b[i] - log(zb)));
+    }
+    p->y[0] = s;
+}
+
+static void test_kd_losses(void) {
+    kd_mats = 3, kd_rows = 5, kd_cols = 11, kd_max = 6;  // matrices 6 rows apart, 5 used
+    size_t n = (size_t)kd_mats * kd_max * kd_cols;
+    float *t = randf(n, 1), *c = randf(n, 1), *d = zerosf(n), *d1 = zerosf(n);
+    for (size_t i = 0; i < n; i++) c[i] = 0.6f * t[i] + 0.5f * c[i];
+    double loss = pz_cpu_cosine_loss(t, c, kd_mats, (size_t)kd_max * kd_cols, kd_rows, kd_cols, d, 1.0, 2);
+    double *td = to_d(t, n), G1d = 1.0;
+    nmse_parent = td;
+    fdprob p = {.fwd = fwd_cosine, .t = {to_d(c, n)}, .n = {n}, .y = malloc(sizeof(double)), .G = &G1d, .ny = 1};
+    p.fwd(&p);
+    double el = fabs(loss - p.y[0]) / p.y[0];
+    printf("  cosine loss %.6f, rel err %.2e\n", loss, el);
+    CHECKF(el < 1e-12, "cosine loss: %.3g", el);
+    check_grad(&p, 0, d, "cosine loss", "y_child", TOL_F32);
+    for (int l = 0; l < kd_mats; l++)  // the padding rows are left alone
+        for (size_t i = ((size_t)l * kd_max + kd_rows) * kd_cols; i < (size_t)(l + 1) * kd_max * kd_cols; i++)
+            CHECK(d[i] == 0.0f);
+    CHECK(pz_cpu_cosine_loss(t, c, kd_mats, (size_t)kd_max * kd_cols, kd_rows, kd_cols, d1, 0.5, 1) == loss);
+    for (size_t i = 0; i < n; i++) CHECK(d1[i] == 0.5f * d[i]);
+    CHECK(fabs(pz_cpu_cosine_loss(t, t, kd_mats, (size_t)kd_max * kd_cols, kd_rows, kd_cols, NULL, 1, 1)) < 1e-12);
+    free(p.t[0]), free(p.y), free(td), free(t), free(c), free(d), free(d1);
+
+    kd_rows = 4, kd_cols = 300;
+    n = (size_t)kd_rows * kd_cols;
+    float *a = randf(n, 2), *b = randf(n, 2);
+    d = zerosf(n), d1 = zerosf(n);
+    for (size_t i = 0; i < n; i++) b[i] = 0.7f * a[i] + 0.7f * b[i];
+    loss = pz_cpu_kl_loss(a, b, kd_rows, kd_cols, d, 1.0, 2);
+    double *ad = to_d(a, n);
+    nmse_parent = ad;
+    fdprob q = {.fwd = fwd_kl, .t = {to_d(b, n)}, .n = {n}, .y = malloc(sizeof(double)), .G = &G1d, .ny = 1};
+    q.fwd(&q);
+    el = fabs(loss - q.y[0]) / q.y[0];
+    printf("  KL loss %.6f, rel err %.2e\n", loss, el);
+    CHECKF(el < 1e-6, "KL loss: %.3g", el);  // exponentials in fp32
+    check_grad(&q, 0, d, "KL loss", "logits_child", TOL_F32);
+    CHECK(pz_cpu_kl_loss(a, b, kd_rows, kd_cols, d1, 1.0, 1) == loss && memcmp(d, d1, n * sizeof(float)) == 0);
+    CHECK(pz_cpu_kl_loss(a, b, kd_rows, kd_cols, NULL, 1.0, 2) == loss);
+    CHECK(pz_cpu_kl_loss(a, b, kd_rows, kd_cols, b, 1.0, 2) == loss && memcmp(d, b, n * sizeof(float)) == 0);
+    CHECK(pz_cpu_kl_loss(a, a, kd_rows, kd_cols, NULL, 1.0, 2) < 1e-12);
+    CHECK(isnan(pz_cpu_kl_loss(a, a, 0, kd_cols, NULL, 1.0, 2)));
+    free(q.t[0]), free(q.y), free(ad), free(a), free(b), free(d), free(d1);
+}
+
 // ---- optimizer ----------------------------------------------------------------------
 static void test_schedule(void) {
     long warm = 10, total = 110;
@@ -860,6 +931,7 @@ int main(void) {
     test_ffn_block(1, PZ_DT_BF16);
     test_nmse();
     test_token_nmse();
+    test_kd_losses();
     printf("worst fp32 gradient error: %.2e (tol %.0e)\n", worst_f32, TOL_F32);
     printf("optimizer:\n");
     test_schedule();

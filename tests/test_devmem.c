@@ -187,10 +187,13 @@ out:
 
 typedef struct {
     long stop_at;
+    const pz_backend *dev;  // a fake device: its D2H bytes recorded at each step's end
+    size_t d2h[8];
 } stopper;
 
 static int on_progress(void *user, const pz_distill_progress *p) {
     stopper *s = user;
+    if (s && s->dev && p->step < 8) s->d2h[p->step] = pz_fake_device_d2h_bytes(s->dev);
     return s && s->stop_at == p->step ? PZ_DISTILL_STOP : 0;
 }
 
@@ -217,8 +220,18 @@ static void distill_both(const pz_model *teacher, const int32_t *tok, pz_backend
     memset(&ra, 0, sizeof ra), memset(&rb, 0, sizeof rb), memset(&rc2, 0, sizeof rc2);
     pz_model *a = distill(teacher, tok, da, cpu, NULL, 0, &rc, &ra);
     CHECKF(rc == 0, "distill (plain): %s", err);
-    pz_model *b = distill(teacher, tok, db, fk, NULL, 0, &rc, &rb);
+    stopper sb = {.stop_at = 0, .dev = exact ? fk : NULL};
+    pz_model *b = distill(teacher, tok, db, fk, &sb, 0, &rc, &rb);
     CHECKF(rc == 0, "distill (fake device): %s", err);
+    if (exact) {
+        // Step 2 (two micro-batches, no checkpoint) reads back no hidden state
+        // and no logit: the losses run as backend ops, only their sums return.
+        const pz_config *c = &teacher->cfg;
+        size_t step2 = sb.d2h[2] - sb.d2h[1], one_logits = (size_t)2 * T_WIN * c->vocab * sizeof(float);
+        CHECKF(sb.d2h[2] >= sb.d2h[1] && step2 < 4096 && step2 < one_logits,
+               "distillation step 2 copied %zu bytes to the host (one micro-batch's logits: %zu)", step2,
+               one_logits);
+    }
     CHECKF(a && b && near_floats((const float *)b->arena, (const float *)a->arena, a->arena_bytes / sizeof(float), 2e-2),
            "distilled children differ");
     CHECKF(ra.n_points == 4 && rb.n_points == 4 && same_doubles(ra.curve_kl, rb.curve_kl, 4) &&
@@ -228,7 +241,7 @@ static void distill_both(const pz_model *teacher, const int32_t *tok, pz_backend
         fprintf(stderr, "distill: KL %.5g -> %.5g, %s on the device\n", ra.curve_kl[0], ra.curve_kl[3],
                 exact ? "identical" : "close");
     // Stopped after step 2 (its checkpoint read back from the device), resumed.
-    stopper st = {2};
+    stopper st = {.stop_at = 2};
     pz_model *c = distill(teacher, tok, dc, fk, &st, 0, &rc, NULL);
     CHECKF(rc != 0 && strstr(err, "stopped at step 2"), "the stopped run: %s", err);
     pz_model_free(c);

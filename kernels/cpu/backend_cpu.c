@@ -9,6 +9,7 @@
 #include "bwd_linear.h"
 #include "bwd_rmsnorm.h"
 #include "bwd_swiglu.h"
+#include "kd_loss.h"
 #include "kv_quant.h"
 #include "gemv.h"
 #include "matmul.h"
@@ -358,6 +359,17 @@ static double tr_token_nmse_loss(pz_backend *b, const float *y_parent, const flo
     return pz_cpu_token_nmse_loss(y_parent, y_child, rows, cols, eps, d_child, grad_scale, b->n_threads);
 }
 
+static double tr_cosine_loss(pz_backend *b, const float *y_parent, const float *y_child, int n_mat,
+                             size_t mat_stride, int rows, int cols, float *d_child, double grad_scale) {
+    return pz_cpu_cosine_loss(y_parent, y_child, n_mat, mat_stride, rows, cols, d_child, grad_scale,
+                              b->n_threads);
+}
+
+static double tr_kl_loss(pz_backend *b, const float *logits_parent, const float *logits_child, int rows,
+                         int vocab, float *d_child, double grad_scale) {
+    return pz_cpu_kl_loss(logits_parent, logits_child, rows, vocab, d_child, grad_scale, b->n_threads);
+}
+
 static const pz_train_ops cpu_train_ops = {
     .gemm = tr_gemm,
     .linear_fwd = tr_linear_fwd,
@@ -375,6 +387,8 @@ static const pz_train_ops cpu_train_ops = {
     .adamw_step = tr_adamw_step,
     .nmse_loss = tr_nmse_loss,
     .token_nmse_loss = tr_token_nmse_loss,
+    .cosine_loss = tr_cosine_loss,
+    .kl_loss = tr_kl_loss,
 };
 
 static void cpu_destroy(pz_backend *b) {

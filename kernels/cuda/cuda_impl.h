@@ -202,6 +202,15 @@ cudaError_t pz_cu_nmse_grad(cudaStream_t s, float *d, const float *t, const floa
 // not > 0); d (may be NULL) row r = 2·grad_scale / (rows·den_r) · (y − t).
 cudaError_t pz_cu_token_nmse(cudaStream_t s, double *part, float *d, const float *t, const float *y,
                              int rows, int cols, float eps, float grad_scale);
+// Global distillation's losses (train.h's cosine_loss and kl_loss), one block
+// per row: part[r] = Σ_m (1 − cos) of row r over n_mat matrices mat_stride
+// floats apart (t parent, c child), d (may be NULL) its gradient times
+// grad_scale; part[r] = KL(softmax(p_r) ‖ softmax(q_r)), d (may be NULL, may
+// equal q) grad_scale·(softmax(q_r) − softmax(p_r)).
+cudaError_t pz_cu_cosine_loss(cudaStream_t s, double *part, float *d, const float *t, const float *c,
+                              int n_mat, size_t mat_stride, int rows, int cols, double grad_scale);
+cudaError_t pz_cu_kl_loss(cudaStream_t s, double *part, float *d, const float *p, const float *q,
+                          int rows, int vocab, double grad_scale);
 // C[M,N] (ldc) = (acc ? C : 0) + op(A)·op(B) (train.h's gemm), plain tiled
 // kernel, fp32 (operands rounded to bf16 first when bf16): the fallback of
 // shapes and alignments cuBLASLt takes no algorithm for.

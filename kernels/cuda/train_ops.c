@@ -523,6 +523,45 @@ static double cu_token_nmse_loss(pz_backend *b, const float *y_parent, const flo
     return s * (1.0 / rows);
 }
 
+// Row terms into dsum[1..rows], their sum (a fixed tree) into dsum[0], read back.
+static double cu_cosine_loss(pz_backend *b, const float *y_parent, const float *y_child, int n_mat,
+                             size_t mat_stride, int rows, int cols, float *d_child, double grad_scale) {
+    pz_cuda *c = C(b);
+    if (n_mat < 1 || rows < 1 || cols < 1) return NAN;
+    if (c->g) {
+        pz_cuda_fail(c, "cosine loss: training ops cannot run while a CUDA graph is armed");
+        return NAN;
+    }
+    if (grow_sum(c, (size_t)rows + 1, "cosine loss")) return NAN;
+    double *total = c->dsum, *part = c->dsum + 1;
+    if (launched(c, pz_cu_cosine_loss(c->stream, part, d_child, y_parent, y_child, n_mat, mat_stride, rows,
+                                      cols, grad_scale), "cosine loss") ||
+        launched(c, pz_cu_sum_parts(c->stream, total, part, (size_t)rows), "cosine loss"))
+        return NAN;
+    double s = 0;
+    if (read_back(c, &s, total, 1, "cosine loss")) return NAN;
+    return s;
+}
+
+static double cu_kl_loss(pz_backend *b, const float *logits_parent, const float *logits_child, int rows,
+                         int vocab, float *d_child, double grad_scale) {
+    pz_cuda *c = C(b);
+    if (rows < 1 || vocab < 1) return NAN;
+    if (c->g) {
+        pz_cuda_fail(c, "KL loss: training ops cannot run while a CUDA graph is armed");
+        return NAN;
+    }
+    if (grow_sum(c, (size_t)rows + 1, "KL loss")) return NAN;
+    double *total = c->dsum, *part = c->dsum + 1;
+    if (launched(c, pz_cu_kl_loss(c->stream, part, d_child, logits_parent, logits_child, rows, vocab,
+                                  grad_scale), "KL loss") ||
+        launched(c, pz_cu_sum_parts(c->stream, total, part, (size_t)rows), "KL loss"))
+        return NAN;
+    double s = 0;
+    if (read_back(c, &s, total, 1, "KL loss")) return NAN;
+    return s;
+}
+
 const pz_train_ops pz_cuda_train_ops = {
     .gemm = cu_gemm,
     .linear_fwd = cu_linear_fwd,
@@ -540,4 +579,6 @@ const pz_train_ops pz_cuda_train_ops = {
     .adamw_step = cu_adamw_step,
     .nmse_loss = cu_nmse_loss,
     .token_nmse_loss = cu_token_nmse_loss,
+    .cosine_loss = cu_cosine_loss,
+    .kl_loss = cu_kl_loss,
 };

@@ -1095,6 +1095,50 @@ static void check_train_optim(void) {
     pair_free(&t), pair_free(&y), pair_free(&d);
 }
 
+// Global distillation's losses: cosine over 3 matrices with padded rows (a
+// zero child row among them), KL over the real vocabulary, separate and in place.
+static void check_train_kd(void) {
+    const pz_train_ops *tc = cpu->train, *tg = gpu->train;
+    if (!tg->cosine_loss || !tg->kl_loss) {
+        fail_line("loss", "distillation losses", "the CUDA backend has no cosine or KL loss");
+        return;
+    }
+    const int L = 3, rows = 37, max_rows = 40, H = 96, V = 49152, R = 17;
+    const size_t stride = (size_t)max_rows * H, n = L * stride;
+    float *hc = randn(n, 1), *ht = randn(n, 1);
+    for (size_t i = 0; i < n; i++) hc[i] = 0.7f * ht[i] + 0.3f * hc[i];
+    memset(hc + stride + 5 * H, 0, H * sizeof(float));
+    pair t = pair_of(ht, n), c = pair_of(hc, n), d = pair_nan(n);
+    free(hc), free(ht);
+    double lc = tc->cosine_loss(cpu, t.c, c.c, L, stride, rows, H, d.c, 0.25);
+    double lg = tg->cosine_loss(gpu, t.g, c.g, L, stride, rows, H, d.g, 0.25);
+    int ok = fabs(lc - lg) <= 1e-9 * fabs(lc);
+    printf("%s  %-10s cosine %.9f vs %.9f\n", ok ? "ok  " : "FAIL", "loss", lg, lc);
+    ok ? n_pass++ : n_fail++;
+    pair_cmp("loss", "cosine gradient", &d, 1e-6);
+    pair_free(&t), pair_free(&c), pair_free(&d);
+
+    float *hp = randn((size_t)R * V, 3), *hq = randn((size_t)R * V, 3);
+    for (size_t i = 0; i < (size_t)R * V; i++) hq[i] = 0.8f * hp[i] + 0.6f * hq[i];
+    pair pp = pair_of(hp, (size_t)R * V), q = pair_of(hq, (size_t)R * V), dq = pair_nan((size_t)R * V);
+    free(hp), free(hq);
+    lc = tc->kl_loss(cpu, pp.c, q.c, R, V, dq.c, 0.5);
+    lg = tg->kl_loss(gpu, pp.g, q.g, R, V, dq.g, 0.5);
+    ok = fabs(lc - lg) <= 1e-9 * fabs(lc);
+    printf("%s  %-10s KL %.9f vs %.9f\n", ok ? "ok  " : "FAIL", "loss", lg, lc);
+    ok ? n_pass++ : n_fail++;
+    pair_cmp("loss", "KL gradient", &dq, 1e-6);
+    // In place (distill/ passes the child's logits as d_child); no gradient gives the same sum.
+    double l2c = tc->kl_loss(cpu, pp.c, q.c, R, V, NULL, 0.5), l2g = tg->kl_loss(gpu, pp.g, q.g, R, V, NULL, 0.5);
+    lc = tc->kl_loss(cpu, pp.c, q.c, R, V, q.c, 0.5);
+    lg = tg->kl_loss(gpu, pp.g, q.g, R, V, q.g, 0.5);
+    ok = lc == l2c && lg == l2g && fabs(lc - lg) <= 1e-9 * fabs(lc);
+    printf("%s  %-10s KL in place %.9f vs %.9f\n", ok ? "ok  " : "FAIL", "loss", lg, lc);
+    ok ? n_pass++ : n_fail++;
+    pair_cmp("loss", "KL gradient in place", &q, 1e-6);
+    pair_free(&pp), pair_free(&q), pair_free(&dq);
+}
+
 static void check_train(int quick) {
     if (!gpu->train || !gpu->supports(gpu, PZ_OP_TRAIN, PZ_DT_BF16)) {
         fail_line("train", "ops table", "the CUDA backend has no training ops");
@@ -1108,6 +1152,7 @@ static void check_train(int quick) {
         check_train_ffn(75, 96, p);
     }
     check_train_attn(4, 2, 16, 2, 37, PZ_DT_F32, 1);
+    check_train_kd();
     check_train_attn(6, 6, 80, 1, 50, PZ_DT_F32, 0);  // head_dim not a multiple of 32
     if (!quick) {
         check_train_attn(8, 2, 64, 2, 200, PZ_DT_F32, 0);
