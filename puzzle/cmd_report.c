@@ -207,6 +207,21 @@ static const char *text_of(const table *e, int r) {
     return b ? b + 1 : t ? t : "(no text: speed or chat only)";
 }
 
+// A model's name in the side-by-side table: its label, and its predicted speed-up when another
+// evaluated model has the same label (one run database, several speed-ups).
+static void side_label(FILE *md, const table *e, int r) {
+    int twin = 0;
+    for (int q = 0; q < e->nrow && !twin; q++)
+        twin = strcmp(str(e, q, 3), str(e, r, 3)) && !strcmp(str(e, q, 2), str(e, r, 2));
+    if (!twin || !cell(e, r, 6)) {
+        md_text(md, str(e, r, 2), 40);
+        return;
+    }
+    char name[96];
+    snprintf(name, sizeof name, "%.60s %.3fx", str(e, r, 2), num(e, r, 6));
+    md_text(md, name, 80);
+}
+
 // One table per eval text (the data set groups the rows by the text's sha256, column 21): each
 // model's perplexity beside the parent's on the same text, KL and top-1; speed and chat columns
 // only where that text's rows have them (they are per model: `puzzle run` measures them with the
@@ -264,7 +279,7 @@ static int section_evals(FILE *md, const table *e) {
         fprintf(md, "\n");
     }
     if (ngroup < 2) return 0;
-    // Side by side: each model (label and role, first-seen order) against every text.
+    // Side by side: each model (path and role, first-seen order) against every text.
     fprintf(md, "### The texts side by side\n\nPerplexity / the parent's, and KL to the parent, of each model "
                 "on each text.\n\n| model |");
     for (int g = 0; g < ngroup; g++) fprintf(md, " %s: vs parent | %s: KL |", text_of(e, start[g]),
@@ -275,14 +290,14 @@ static int section_evals(FILE *md, const table *e) {
     for (int r = 0; r < e->nrow; r++) {
         int seen = 0;
         for (int q = 0; q < r && !seen; q++)
-            seen = !strcmp(str(e, q, 2), str(e, r, 2)) && !strcmp(str(e, q, 1), str(e, r, 1));
+            seen = !strcmp(str(e, q, 3), str(e, r, 3)) && !strcmp(str(e, q, 1), str(e, r, 1));
         if (seen) continue;
         fprintf(md, "|");
-        md_text(md, str(e, r, 2), 40);
+        side_label(md, e, r);
         for (int g = 0; g < ngroup; g++) {
             int r1 = g + 1 < ngroup ? start[g + 1] : e->nrow, hit = -1;
             for (int q = start[g]; q < r1 && hit < 0; q++)
-                if (!strcmp(str(e, q, 2), str(e, r, 2)) && !strcmp(str(e, q, 1), str(e, r, 1))) hit = q;
+                if (!strcmp(str(e, q, 3), str(e, r, 3)) && !strcmp(str(e, q, 1), str(e, r, 1))) hit = q;
             md_num(md, hit < 0 ? NAN : num(e, hit, 11), "%.3fx");
             md_num(md, hit < 0 ? NAN : num(e, hit, 12), "%.4f");
         }

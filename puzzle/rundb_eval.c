@@ -234,7 +234,8 @@ static const report_set sets[] = {
      "WHERE e.text_name IS NULL OR e.text_sha256 = (SELECT y.text_sha256 FROM evals y "
      "WHERE y.text_name = e.text_name ORDER BY y.id DESC LIMIT 1) "
      "ORDER BY (SELECT min(x.id) FROM evals x WHERE x.text_sha256 IS e.text_sha256), "
-     "CASE v.role WHEN 'parent' THEN 0 WHEN 'child' THEN 1 WHEN 'distilled' THEN 2 ELSE 3 END, v.eval_id"},
+     "CASE v.role WHEN 'parent' THEN 0 WHEN 'child' THEN 1 WHEN 'distilled' THEN 2 ELSE 3 END, v.label, "
+     "v.predicted_speedup, v.eval_id"},
     // A solution's layers (arg: solution id) beside the parent's.
     {"architecture",
      "SELECT l.layer, l.attn_kind, l.attn_size, l.ffn_kind, l.ffn_size, l.attn_variant, l.ffn_variant, "
@@ -259,10 +260,14 @@ static const report_set sets[] = {
      "SELECT step, tokens, loss, cos_loss, kl, lr FROM distill_curves WHERE run_id = ? ORDER BY step"},
     // Chat replies of the evaluations in eval_summary, prompt by prompt.
     {"chat",
-     "SELECT c.idx, c.prompt, IFNULL(e.label, e.role) AS label, c.reply, c.parent_ll, c.top1 "
+     // a label shared by models of several speed-ups (one database, several runs) gets the
+     // predicted speed-up beside it
+     "SELECT c.idx, c.prompt, CASE WHEN e.predicted_speedup IS NOT NULL AND (SELECT count(DISTINCT x.model_path) "
+     "FROM eval_summary x WHERE x.label = e.label) > 1 THEN e.label || printf(' %.3fx', e.predicted_speedup) "
+     "ELSE e.label END AS label, c.reply, c.parent_ll, c.top1 "
      "FROM eval_chat c JOIN eval_summary e ON e.eval_id = c.eval_id "
      "ORDER BY c.idx, CASE e.role WHEN 'parent' THEN 0 WHEN 'child' THEN 1 WHEN 'distilled' THEN 2 ELSE 3 END, "
-     "e.eval_id"},
+     "e.label, e.predicted_speedup, e.eval_id"},
     // Facts for the report's head.
     {"run_facts",
      "SELECT (SELECT path FROM models WHERE role = 'parent'), (SELECT count(*) FROM blocks), "

@@ -142,7 +142,10 @@ check "resumed library identical to the uninterrupted one" \
 # ---- SIGINT stops cleanly, saying that a rerun resumes ------------------------------------------
 "$BIN" build-library m "${ARGS[@]}" --db i.db >/dev/null 2>i.log &
 pid=$!
-sleep 1.2
+# signal only once the handlers are in (it prints the plan after installing them): on a
+# loaded machine a fixed sleep could land during start-up, where SIGINT's default applies
+for _ in $(seq 300); do grep -q "to do" i.log 2>/dev/null && break; sleep 0.1; done
+sleep 0.3
 kill -INT $pid
 wait $pid; rc=$?
 check "SIGINT: non-zero exit and a resume hint" '[ $rc -ne 0 ] && grep -q "interrupted.*rerun the same command to resume" i.log'

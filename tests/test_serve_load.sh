@@ -53,7 +53,8 @@ for mode in good garbage trunc stall status; do
     python3 "$here/serve_load_fake.py" $mode >"$tmp/fake.port" &
     fake=$!
     fport=
-    for _ in $(seq 100); do fport=$(head -1 "$tmp/fake.port"); [ -n "$fport" ] && break; sleep 0.1; done
+    # python may take seconds to start on a loaded machine
+    for _ in $(seq 300); do fport=$(head -1 "$tmp/fake.port"); [ -n "$fport" ] && break; sleep 0.1; done
     timeout 30 "$LOAD" --url "http://127.0.0.1:$fport" --levels 1 --requests 2 --max-tokens 16 \
         --label fake --timeout 1 >"$tmp/fake.md" 2>"$tmp/fake.err"
     rc=$?

@@ -10,7 +10,10 @@
 #      differences, then a timing table (cuBLASLt bf16 / FP8 TFLOP/s at
 #      8192^3, prefill tokens/s and the decode step time with and without
 #      the engine's CUDA graphs, of a SmolLM2-135M-shaped model),
-#   5. with --sanitize, runs check_ops --quick under compute-sanitizer memcheck,
+#   5. runs test_devmem on the GPU: a BLD block, replace-1-block scoring and
+#      distillation steps on the CUDA backend against the CPU's, within
+#      tolerances, and the distillation's stop-and-resume bit-identical,
+#      then with --sanitize, check_ops --quick under compute-sanitizer memcheck,
 #   6. with the reference parent ($PUZZLE_MODEL, default ~/.cache/puzzle's
 #      SmolLM2-135M-Instruct Q4_1; skipped without it): TP 1 against TP 3
 #      over NCCL (greedy `puzzle generate`, three processes, where there are
@@ -91,7 +94,7 @@ if ! timeout 300 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DPZ_CUDA=ON
   echo "build failed at configure (full log: build-gpu.cmake.log). Missing packages? See scripts/install_deps.sh or tests/gpu/fetch_deps.sh."
   exit 2
 fi
-if ! timeout 360 cmake --build build-gpu -j"$(nproc)" --target check_ops test_cuda_host test_bootstrap test_engine_graph puzzle serve_load >build-gpu.make.log 2>&1; then
+if ! timeout 360 cmake --build build-gpu -j"$(nproc)" --target check_ops test_cuda_host test_bootstrap test_engine_graph test_devmem puzzle serve_load >build-gpu.make.log 2>&1; then
   grep -E "error|Error" build-gpu.make.log | head -30
   echo "build failed (full log: build-gpu.make.log)"
   exit 2
@@ -116,6 +119,14 @@ case $rc in
   0) ;;
   77) echo "check_ops found no usable GPU (see its message above)"; exit 2 ;;
   124) echo "check_ops timed out after 300 s"; fails=$((fails + 1)) ;;
+  *) fails=$((fails + 1)) ;;
+esac
+
+stage "BLD, scoring and distillation on the GPU against the CPU (test_devmem)"
+(cd build-gpu/tests && OMP_WAIT_POLICY=passive PUZZLE_CUDA_DEVICE=0 PUZZLE_DEVMEM_DEVICE=cuda timeout 120 ./test_devmem)
+case $? in
+  0) ;;
+  77) echo "test_devmem: CUDA did not start (see above)"; fails=$((fails + 1)) ;;
   *) fails=$((fails + 1)) ;;
 esac
 
