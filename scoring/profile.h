@@ -34,10 +34,13 @@
 // the 10th/90th percentiles (nearest rank) are reported: the median, not the
 // minimum, because a burst covering fewer than half the rounds leaves it
 // unmoved, while the minimum is one lucky run (a single cache- or
-// turbo-favoured round sets it, and its noise does not average out) and a
-// burst covering more than half the rounds slows every variant in the same
-// rounds either way. A noop sub-block runs nothing in the engine, so it is
-// not timed: its result is exactly 0 with repeats = 0.
+// turbo-favoured round sets it). Interleaving cannot undo load that slows
+// variants unequally (memory-bandwidth contention slows the wide,
+// memory-bound products more than narrow ones): under sustained load the
+// wide/narrow ratio of the p10s spread less than that of the medians
+// (measured with bench/profile_order.sh). A noop sub-block runs
+// nothing in the engine, so it is not timed: its result is exactly 0 with
+// repeats = 0.
 #ifndef PZ_PROFILE_H
 #define PZ_PROFILE_H
 
