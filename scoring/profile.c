@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -17,7 +18,8 @@
 #endif
 
 pz_prof_params pz_prof_default_params(void) {
-    return (pz_prof_params){.dtype = PZ_DT_F32, .warmup = 2, .repeats = 10, .seed = 1, .cold_bytes = (size_t)256 << 20};
+    return (pz_prof_params){.dtype = PZ_DT_F32, .warmup = 2, .repeats = 10, .seed = 1,
+                            .cold_bytes = (size_t)256 << 20, .max_group_bytes = (size_t)4 << 30};
 }
 
 const char *pz_prof_part_name(pz_prof_part p) {
@@ -417,9 +419,13 @@ static int timed_run(pz_backend *b, job *j, const pz_prof_params *p, int index, 
     if (run_once(b, j, err) || b->synchronize(b, err)) return -1;
     double dt = pz_now() - t0;
     if (p->burst_count > 0 && index >= p->burst_first && index < p->burst_first + p->burst_count &&
-        p->burst_factor > 1) {  // busy-wait, as a competing process would have taken the cores
-        double end = t0 + dt * p->burst_factor;
-        while (pz_now() < end) {
+        p->burst_factor > 1) {  // wait, as if a competing process had taken the cores meanwhile
+        double end = t0 + dt * p->burst_factor, left;
+        // Sleep, not spin: a spinning process earns itself a lower scheduling share afterwards
+        // on a loaded machine, which slows the runs after the burst as well.
+        while ((left = end - pz_now()) > 0) {
+            struct timespec ts = {.tv_sec = (time_t)left, .tv_nsec = (long)((left - (double)(time_t)left) * 1e9)};
+            nanosleep(&ts, NULL);
         }
         dt = pz_now() - t0;
     }
@@ -433,7 +439,7 @@ int pz_profile_variants(pz_backend *b, const pz_config *c, int n, const pz_prof_
     if (c->hidden < 1 || c->n_head < 1 || c->head_dim < 2 || c->vocab < 1)
         return pz_err(err, "profile: bad model shape");
     const int reps = p->repeats < 1 ? 1 : p->repeats, warm = p->warmup < 0 ? 0 : p->warmup;
-    size_t *sb = calloc((size_t)n + 1, sizeof *sb), round_bytes = 0;
+    size_t *sb = calloc((size_t)n + 1, sizeof *sb);
     job *J = calloc((size_t)n + 1, sizeof *J);
     int *live = calloc((size_t)n + 1, sizeof *live);  // indices of the variants that run
     double *t = calloc((size_t)n * (size_t)reps + 1, sizeof *t);  // t[i*reps + r]
@@ -444,18 +450,13 @@ int pz_profile_variants(pz_backend *b, const pz_config *c, int n, const pz_prof_
     }
     for (int i = 0; i < n; i++) {
         if (variant_sizes(c, &v[i], &s[i], p, &out[i], &sb[i], err)) goto done;
-        if (sb[i]) live[nl++] = i, round_bytes += sb[i];
+        if (sb[i]) live[nl++] = i;
     }
-    // Copies: a round reads one copy of every variant's weights, so k copies put k rounds
-    // (k * round_bytes) between two runs of one copy; enough that this exceeds p->cold_bytes.
-    int copies = round_bytes && p->cold_bytes > round_bytes
-                     ? (int)((p->cold_bytes + round_bytes - 1) / round_bytes) : 1;
-    if (p->sequential) copies = 0;  // per variant below, as it runs alone
-    for (int q = 0; q < nl; q++) {
-        int i = live[q], k = copies;
-        if (!k) k = sb[i] && p->cold_bytes > sb[i] ? (int)((p->cold_bytes + sb[i] - 1) / sb[i]) : 1;
-        if (job_open(b, c, &v[i], &s[i], p, k, &J[i], err)) goto done;
-        if (p->sequential) {  // the old order: all of one variant's runs, then the next's
+    if (p->sequential) {  // the old order: all of one variant's runs, then the next's
+        for (int q = 0; q < nl; q++) {
+            int i = live[q];
+            int k = p->cold_bytes > sb[i] ? (int)((p->cold_bytes + sb[i] - 1) / sb[i]) : 1;
+            if (job_open(b, c, &v[i], &s[i], p, k, &J[i], err)) goto done;
             for (int r = 0; r < warm; r++)
                 if (run_once(b, &J[i], err) || b->synchronize(b, err)) goto done;
             for (int r = 0; r < reps; r++)
@@ -463,19 +464,31 @@ int pz_profile_variants(pz_backend *b, const pz_config *c, int n, const pz_prof_
             job_close(b, &J[i]);
         }
     }
-    // Interleaved rounds: each round runs every variant once, starting one further along each
-    // round, so a change of load during the measurement falls on every variant alike.
-    if (!p->sequential) {
-        int index = 0;
+    // Interleaved rounds: each round runs every variant of a group once, starting one further
+    // along each round, so a change of load during the measurement falls on every variant
+    // alike. Groups: consecutive variants whose weights (one copy each) stay within
+    // p->max_group_bytes (0: one group).
+    int index = 0;
+    for (int g0 = 0, g1; !p->sequential && g0 < nl; g0 = g1) {
+        size_t gb = sb[live[g0]];
+        for (g1 = g0 + 1; g1 < nl && (!p->max_group_bytes || gb + sb[live[g1]] <= p->max_group_bytes); g1++)
+            gb += sb[live[g1]];
+        const int gn = g1 - g0;
+        // Copies: a round reads one copy of every variant's weights, so k copies put k rounds
+        // (k * gb bytes) between two runs of one copy; enough that this exceeds p->cold_bytes.
+        int k = p->cold_bytes > gb ? (int)((p->cold_bytes + gb - 1) / gb) : 1;
+        for (int q = g0; q < g1; q++)
+            if (job_open(b, c, &v[live[q]], &s[live[q]], p, k, &J[live[q]], err)) goto done;
         for (int r = -warm; r < reps; r++)
-            for (int q = 0; q < nl; q++) {
-                int i = live[(q + r + warm) % nl];
+            for (int q = 0; q < gn; q++) {
+                int i = live[g0 + (q + r + warm) % gn];
                 if (r < 0) {
                     if (run_once(b, &J[i], err) || b->synchronize(b, err)) goto done;
                 } else if (timed_run(b, &J[i], p, index++, &t[(size_t)i * reps + r], err)) {
                     goto done;
                 }
             }
+        for (int q = g0; q < g1; q++) job_close(b, &J[live[q]]);
     }
     for (int q = 0; q < nl; q++) summarize(&t[(size_t)live[q] * reps], reps, &out[live[q]]);
     rc = 0;

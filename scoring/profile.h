@@ -72,12 +72,16 @@ typedef struct {
                               // read between two runs of one copy: each run reads its weights from
                               // memory as in a full model whose weights exceed the caches;
                               // 0: one copy, cache-warm timings (default 256 MiB)
+    size_t max_group_bytes;   // variants timed together hold at most this many bytes of weights
+                              // (one copy each; more rows are timed in consecutive groups, each
+                              // interleaved; a variant alone may exceed it); 0: no limit
+                              // (default 4 GiB)
     int sequential;           // 1: the old order, all runs of one variant, then the next's
                               // (for comparisons and tests; default 0, interleaved rounds)
     // Test hook, a deterministic burst of load: timed runs burst_first ..
     // burst_first + burst_count - 1 of one pz_profile_variants call (numbered in
-    // the order they run) busy-wait until they have taken burst_factor times
-    // their own time. burst_count 0: none (default).
+    // the order they run) sleep until they have taken burst_factor times their
+    // own time, as if preempted. burst_count 0: none (default).
     int burst_first, burst_count;
     double burst_factor;
 } pz_prof_params;
@@ -110,8 +114,9 @@ int pz_profile_variant(pz_backend *b, const pz_config *c, const pz_prof_variant 
 // Times n variants together, variant i under scenario s[i] (pairs may repeat
 // a variant under several scenarios), in interleaved rounds (above; or one
 // after another with p->sequential) into out[0..n). All n variants' buffers
-// and weight copies are held at once (each copy set once, plus the copies
-// p->cold_bytes asks for); freed before returning. 0, or -1 with err.
+// and weight copies are held at once (up to p->max_group_bytes of weights,
+// plus the copies p->cold_bytes asks for); freed before returning. 0, or -1
+// with err.
 int pz_profile_variants(pz_backend *b, const pz_config *c, int n, const pz_prof_variant *v, const pz_scenario *s,
                         const pz_prof_params *p, pz_prof_result *out, char *err);
 

@@ -1,12 +1,13 @@
 // test_profile_rounds.c — profiles compare variants under the same conditions
 // (scoring/profile.h, pz_profile_variants): a deterministic burst of load (the
-// test hook burst_*: the first `repeats` timed runs busy-wait to 4x their time,
+// test hook burst_*: the first `repeats` timed runs wait until 6x their time,
 // which in the old one-after-another order is every run of the first variant)
 // must not move the ratio between a wide and a narrow FFN when the variants are
 // timed in interleaved rounds. The same burst in the old order (p.sequential)
-// must move it by more than 2x, so the hook bites and the check can fail:
+// must move it by more than 3x, so the hook bites and the check can fail:
 // `test_profile_rounds --sequential` runs the interleaved checks in the old
-// order and fails. Bounds are loose (1.5x) because the machine may be shared.
+// order and fails. Bounds are loose (2x, two retries) because the machine may be shared.
+// Rows split into groups (max_group_bytes) are each still timed REPS times.
 // labels: cpu
 #include "backend.h"
 #include "common.h"
@@ -18,7 +19,7 @@
 #include <string.h>
 
 #define NV 3
-#define REPS 9
+#define REPS 21
 
 // Times the variants with p; the wide FFN's median over the narrow one's into *ratio.
 static int ratio_of(pz_backend *b, const pz_config *c, const pz_prof_variant *v, const pz_scenario *s,
@@ -60,22 +61,35 @@ int main(int argc, char **argv) {
     pz_prof_params p = pz_prof_default_params();
     p.repeats = REPS, p.warmup = 1, p.cold_bytes = (size_t)64 << 20, p.sequential = old_order;
 
-    double quiet, burst, seq_burst;
-    fprintf(stderr, "%s order, no burst:\n", old_order ? "old" : "interleaved");
-    if (ratio_of(b, &c, v, s, &p, &quiet)) goto fail;
-    // A 4x burst over the first REPS timed runs: 3 of 9 rounds when interleaved (the median
-    // holds), every run of the wide FFN in the old order.
-    p.burst_first = 0, p.burst_count = REPS, p.burst_factor = 4;
-    fprintf(stderr, "%s order, burst on the first %d runs:\n", old_order ? "old" : "interleaved", REPS);
-    if (ratio_of(b, &c, v, s, &p, &burst)) goto fail;
+    double quiet = 0, burst = 0, seq_burst;
+    // Real load from other processes may change between two calls; two retries.
+    for (int attempt = 0; attempt < 3; attempt++) {
+        p.burst_count = 0;
+        fprintf(stderr, "%s order, no burst:\n", old_order ? "old" : "interleaved");
+        if (ratio_of(b, &c, v, s, &p, &quiet)) goto fail;
+        // A 6x burst over the first REPS timed runs: 7 of 21 rounds when interleaved (the median
+        // holds), every run of the wide FFN in the old order.
+        p.burst_first = 0, p.burst_count = REPS, p.burst_factor = 6;
+        fprintf(stderr, "%s order, burst on the first %d runs:\n", old_order ? "old" : "interleaved", REPS);
+        if (ratio_of(b, &c, v, s, &p, &burst)) goto fail;
+        if (burst < 2 * quiet && burst > quiet / 2) break;
+    }
     CHECKF(quiet > 1.2, "the wide FFN should be slower than the narrow one (ratio %.3f)", quiet);
-    CHECKF(burst < 1.5 * quiet && burst > quiet / 1.5, "ratio under a burst %.3f vs %.3f without", burst, quiet);
+    CHECKF(burst < 2 * quiet && burst > quiet / 2, "ratio under a burst %.3f vs %.3f without", burst, quiet);
 
-    // The hook bites: the old order under the same burst is off by more than 2x.
+    // The hook bites: the old order under the same burst is off by more than 3x.
     p.sequential = 1;
     fprintf(stderr, "old order, burst on the first %d runs:\n", REPS);
     if (ratio_of(b, &c, v, s, &p, &seq_burst)) goto fail;
-    CHECKF(seq_burst > 2 * quiet, "old order under a burst %.3f vs %.3f without", seq_burst, quiet);
+    CHECKF(seq_burst > 3 * quiet, "old order under a burst %.3f vs %.3f without", seq_burst, quiet);
+
+    // Groups of one (max_group_bytes below every variant): each still gets its REPS rounds
+    // (checked in ratio_of; no ratio bound: a group of one is timed like the old order).
+    double grouped;
+    p.sequential = 0, p.burst_count = 0, p.max_group_bytes = 1;
+    fprintf(stderr, "interleaved, one variant per group:\n");
+    if (ratio_of(b, &c, v, s, &p, &grouped)) goto fail;
+    p.max_group_bytes = 0;
 
     // A noop among the variants is exactly 0 and does not disturb the others.
     pz_prof_variant vn[2] = {{.part = PZ_PROF_FFN, .ffn = PZ_FFN_NOOP}, v[1]};
