@@ -26,7 +26,8 @@
 void pz_usage_profile(FILE *out) {
     fprintf(out,
             "usage: puzzle profile --db RUN.db [--device cpu|cuda] [--scenario S[,S...]]... [--dtype f32|bf16|fp8]\n"
-            "                      [--repeats N] [--rounds R] [--warmup N] [--threads T] [--cold-mib N]\n"
+            "                      [--repeats N] [--warmup N] [--sequential] [--threads T]\n"
+            "                      [--cold-mib N]\n"
             "       puzzle profile --calibrate [--db RUN.db] [--out FILE] [--threads T] [--repeats N] [--eff-gemm X ...]\n"
             "       puzzle profile --db RUN.db --report HW [--dtype bf16] [--threads T]\n\n"
             "Times each distinct sub-block variant of the run's library (attention and FFN kinds and\n"
@@ -41,11 +42,12 @@ void pz_usage_profile(FILE *out) {
             "                    repeatable or comma-separated (default " PZ_SERVE_DEFAULT ", the\n"
             "                    default scenario of puzzle search)\n"
             "  --dtype           weight type of the products (default f32)\n"
-            "  --repeats N       timed runs per row (default 10); --warmup N untimed first (default 2)\n"
-            "  --rounds R        split the repeats over R rounds that take every variant in turn, and\n"
-            "                    keep the median of the rounds' medians, so that a burst of load on a\n"
-            "                    shared machine hits one round of all variants rather than all repeats\n"
-            "                    of one (default 3)\n"
+            "  --repeats N       timed rounds (default 10), after --warmup N untimed ones (default 2):\n"
+            "                    each round times every row still to measure once, in an order that\n"
+            "                    rotates by one per round, and a row keeps the median over rounds, so\n"
+            "                    that load on a shared machine falls on all variants alike\n"
+            "  --sequential      time the rows one after another instead (all repeats of one row,\n"
+            "                    then the next's: the order before rounds; for comparisons)\n"
             "  --cold-mib N      rotate over copies of each variant's weights totalling N MiB (at most\n"
             "                    32 copies) so they are read from memory, as in a full model whose\n"
             "                    weights exceed the caches; 0 = one copy, cache-warm (default 256)\n"
@@ -67,7 +69,7 @@ void pz_usage_profile(FILE *out) {
 
 typedef struct {
     const char *db, *out, *report;
-    int calibrate, threads, warmup, repeats, rounds;
+    int calibrate, threads, warmup, repeats, sequential;
     pz_backend_kind kind;  // --device
     pz_dt wtype;
     long cold_mib;
@@ -133,9 +135,8 @@ static int parse(int argc, char **argv, opts *o) {
             if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_float(cmd, a, v, 0.01, 10, d)) return -1;
         } else if (!strcmp(a, "--cold-mib")) {
             if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_int(cmd, a, v, 0, 1 << 20, &o->cold_mib)) return -1;
-        } else if (!strcmp(a, "--rounds")) {
-            if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_int(cmd, a, v, 1, 1000, &n)) return -1;
-            o->rounds = (int)n;
+        } else if (!strcmp(a, "--sequential")) {
+            o->sequential = 1;
         } else if (!strcmp(a, "--warmup")) {
             if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_int(cmd, a, v, 0, 100000, &n)) return -1;
             o->warmup = (int)n;
@@ -270,16 +271,6 @@ static int load_run(pz_rundb *db, pz_config *c, pz_rundb_variant *vars, int *nv,
     return 0;
 }
 
-// Median of n values (sorted in place; the mean of the middle two when n is even).
-static double median_of(double *x, int n) {
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && x[j - 1] > x[j]; j--) {
-            double t = x[j];
-            x[j] = x[j - 1], x[j - 1] = t;
-        }
-    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
-}
-
 // ---- report: measured vs predicted --------------------------------------------------------
 
 // Reads the optional "cost_params" object of a hardware file into p.
@@ -366,7 +357,7 @@ static int report(pz_rundb *db, const pz_config *c, const char *hwname, const ch
 // ---- main -----------------------------------------------------------------------------
 
 int pz_cmd_profile(int argc, char **argv) {
-    opts o = {.warmup = 2, .repeats = 0, .rounds = 3, .cold_mib = 256};
+    opts o = {.warmup = 2, .repeats = 0, .cold_mib = 256};
     if (parse(argc, argv, &o)) return PZ_EXIT_USAGE;
     char err[PZ_ERRLEN];
     pz_backend *b = pz_backend_create(o.kind, o.threads, err);
@@ -407,16 +398,16 @@ int pz_cmd_profile(int argc, char **argv) {
     pp.warmup = o.warmup;
     pp.cold_bytes = (size_t)o.cold_mib << 20;
     if (o.repeats) pp.repeats = o.repeats;
-    // The rows still to measure, then R interleaved rounds over all of them.
-    int total = nv * o.n_scen, n_todo = 0, repeats = pp.repeats;
-    int rounds = o.rounds < repeats ? o.rounds : repeats;
+    pp.sequential = o.sequential;
+    // The rows still to measure, then timed together in interleaved rounds.
+    int total = nv * o.n_scen, n_todo = 0;
     int *todo = malloc((size_t)total * sizeof *todo);
-    pz_prof_result *res = calloc((size_t)total * (size_t)rounds, sizeof *res);
-    if (!todo || !res) {
-        free(todo);
-        free(res);
+    pz_prof_result *res = calloc((size_t)total, sizeof *res);
+    pz_prof_variant *tv = calloc((size_t)total, sizeof *tv);
+    pz_scenario *ts = calloc((size_t)total, sizeof *ts);
+    if (!todo || !res || !tv || !ts) {
         fprintf(stderr, "puzzle profile: out of memory\n");
-        goto out;
+        goto loop_fail;
     }
     for (int k = 0; k < total; k++) {
         int si = k / nv, vi = k % nv;
@@ -428,30 +419,18 @@ int pz_cmd_profile(int argc, char **argv) {
             fprintf(stderr, "puzzle profile: %s\n", err);
             goto loop_fail;
         }
-        if (!have) todo[n_todo++] = k;
+        if (!have) tv[n_todo] = vars[vi].v, ts[n_todo] = o.scen[si], todo[n_todo++] = k;
     }
     double t0 = pz_now();
-    fprintf(stderr, "profiling %d variants x %d scenarios on %s, %s weights: %d rows to measure in %d round%s\n", nv,
-            o.n_scen, dev, dt, n_todo, rounds, rounds == 1 ? "" : "s");
-    for (int r = 0; r < rounds; r++) {
-        pp.repeats = repeats / rounds + (r < repeats % rounds);  // the repeats add up to --repeats
-        for (int t = 0; t < n_todo; t++) {
-            int k = todo[t], si = k / nv, vi = k % nv;
-            if (pz_profile_variant(b, &c, &vars[vi].v, &o.scen[si], &pp, &res[(size_t)t * rounds + r], err)) {
-                fprintf(stderr, "puzzle profile: %s\n", err);
-                goto loop_fail;
-            }
-        }
-        fprintf(stderr, "round %d/%d done, %.1f s\n", r + 1, rounds, pz_now() - t0);
+    fprintf(stderr, "profiling %d variants x %d scenarios on %s, %s weights: %d rows to measure, %s\n", nv,
+            o.n_scen, dev, dt, n_todo, o.sequential ? "one after another" : "in interleaved rounds");
+    if (pz_profile_variants(b, &c, n_todo, tv, ts, &pp, res, err)) {
+        fprintf(stderr, "puzzle profile: %s\n", err);
+        goto loop_fail;
     }
     for (int t = 0; t < n_todo; t++) {
         int k = todo[t], si = k / nv, vi = k % nv;
-        pz_prof_result *rr = &res[(size_t)t * rounds], fin = rr[0];
-        double med[1000], lo[1000], hi[1000];
-        fin.repeats = 0;
-        for (int r = 0; r < rounds; r++) med[r] = rr[r].median_s, lo[r] = rr[r].p10_s, hi[r] = rr[r].p90_s,
-                                         fin.repeats += rr[r].repeats;
-        fin.median_s = median_of(med, rounds), fin.p10_s = median_of(lo, rounds), fin.p90_s = median_of(hi, rounds);
+        pz_prof_result fin = res[t];
         char scen[48];
         pz_prof_scenario_name(&o.scen[si], scen, sizeof scen);
         pz_rundb_profile row = {.size = vars[vi].v.size, .pass = o.scen[si], .median_s = fin.median_s,
@@ -474,12 +453,16 @@ int pz_cmd_profile(int argc, char **argv) {
     int ran = n_todo;
     free(todo);
     free(res);
+    free(tv);
+    free(ts);
     printf("profiled %d rows (%d already measured) in %.1f s\n", ran, total - ran, pz_now() - t0);
     ret = PZ_EXIT_OK;
     goto out;
 loop_fail:
     free(todo);
     free(res);
+    free(tv);
+    free(ts);
 out:
     pz_rundb_close(rdb);
     pz_backend_free(b);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -17,7 +18,8 @@
 #endif
 
 pz_prof_params pz_prof_default_params(void) {
-    return (pz_prof_params){.dtype = PZ_DT_F32, .warmup = 2, .repeats = 10, .seed = 1, .cold_bytes = (size_t)256 << 20};
+    return (pz_prof_params){.dtype = PZ_DT_F32, .warmup = 2, .repeats = 10, .seed = 1,
+                            .cold_bytes = (size_t)256 << 20, .max_group_bytes = (size_t)4 << 30};
 }
 
 const char *pz_prof_part_name(pz_prof_part p) {
@@ -135,7 +137,19 @@ typedef struct {
     int n_copies, iter;
     int32_t *pos, *ids, *row_page, *ptab;  // backend memory; ptab: 0, 1, .. (page tables)
     pz_attn_seq *seqs;        // host (descriptors)
+    bufs B;                   // every backend buffer above, freed by job_close
 } job;
+
+static void job_close(pz_backend *b, job *j) {
+    free(j->seqs);
+    j->seqs = NULL;
+    for (int i = 0; i < j->n_copies; i++) {
+        if (j->w1s[i].priv) b->release_weight(b, &j->w1s[i]);
+        if (j->w2s[i].priv) b->release_weight(b, &j->w2s[i]);
+    }
+    j->n_copies = 0;
+    bufs_free(&j->B);
+}
 
 static int run_once(pz_backend *b, job *j, char *err) {
     j->w1 = &j->w1s[j->iter % j->n_copies];
@@ -249,9 +263,12 @@ out:
     return rc;
 }
 
-int pz_profile_variant(pz_backend *b, const pz_config *c, const pz_prof_variant *v, const pz_scenario *s,
-                       const pz_prof_params *p, pz_prof_result *out, char *err) {
+// Checks v and s against c and fills out's sizes (param_bytes, kv_bytes_per_token); *set_bytes:
+// the bytes of one copy of the weights a run reads (0 for a noop, which runs nothing).
+static int variant_sizes(const pz_config *c, const pz_prof_variant *v, const pz_scenario *s, const pz_prof_params *p,
+                         pz_prof_result *out, size_t *set_bytes, char *err) {
     memset(out, 0, sizeof *out);
+    *set_bytes = 0;
     if (c->hidden < 1 || c->n_head < 1 || c->head_dim < 2 || c->vocab < 1)
         return pz_err(err, "profile: bad model shape");
     if (s->batch < 1 || s->len < 1) return pz_err(err, "profile: bad scenario");
@@ -279,14 +296,31 @@ int pz_profile_variant(pz_backend *b, const pz_config *c, const pz_prof_variant 
         out->param_bytes = (double)wb * c->vocab * H + 4.0 * H;  // (shared with the embedding when tied)
     }
     if (is_noop) return 0;  // nothing runs in the engine: exactly 0
+    if (v->part == PZ_PROF_EMBED || v->part == PZ_PROF_HEAD) *set_bytes = (size_t)c->vocab * (size_t)H * wb;
+    else if ((v->part == PZ_PROF_ATTN && v->attn == PZ_ATTN_LINEAR) ||
+             (v->part == PZ_PROF_FFN && v->ffn == PZ_FFN_LINEAR))
+        *set_bytes = (size_t)H * (size_t)H * wb;
+    else if (v->part == PZ_PROF_ATTN)
+        *set_bytes = ((size_t)(nh + 2 * v->size) * hd * H + (size_t)H * nh * hd) * wb;
+    else *set_bytes = 3 * (size_t)v->size * (size_t)H * wb;
+    return 0;
+}
 
-    job j = {.c = c, .v = *v, .s = *s, .dt = wdt};
-    j.R = (int)(s->phase == PZ_PHASE_PREFILL ? s->batch * s->len : s->batch);
-    j.cap = (int)(s->phase == PZ_PHASE_PREFILL ? s->len : s->len + 1);
-    j.pps = (j.cap + PZ_KV_PAGE - 1) / PZ_KV_PAGE;
+// Opens j for variant v (not a noop; variant_sizes accepted it) under scenario s: every buffer
+// of a run, and n_copies copies of the weights. 0, or -1 with err (j is then closed).
+static int job_open(pz_backend *b, const pz_config *c, const pz_prof_variant *v, const pz_scenario *s,
+                    const pz_prof_params *p, int n_copies, job *j, char *err) {
+    const int H = c->hidden, hd = c->head_dim, nh = c->n_head;
+    const pz_dt wdt = p->dtype == PZ_DT_E4M3 && (v->part == PZ_PROF_EMBED || v->part == PZ_PROF_HEAD) ? PZ_DT_BF16
+                                                                                                   : p->dtype;
+    const size_t wb = pz_dt_size(wdt);
+
+    *j = (job){.c = c, .v = *v, .s = *s, .dt = wdt, .B = {.b = b}};
+    j->R = (int)(s->phase == PZ_PHASE_PREFILL ? s->batch * s->len : s->batch);
+    j->cap = (int)(s->phase == PZ_PHASE_PREFILL ? s->len : s->len + 1);
+    j->pps = (j->cap + PZ_KV_PAGE - 1) / PZ_KV_PAGE;
     unsigned long long seed = p->seed ? p->seed : 1;
-    bufs B = {.b = b};
-    const size_t R = (size_t)j.R;
+    const size_t R = (size_t)j->R;
     size_t big_cols = (size_t)H, att_cols = (size_t)H;
     if (v->part == PZ_PROF_ATTN && v->attn == PZ_ATTN_GQA) {
         big_cols = (size_t)(nh + 2 * v->size) * hd;
@@ -298,7 +332,6 @@ int pz_profile_variant(pz_backend *b, const pz_config *c, const pz_prof_variant 
         big_cols = (size_t)c->vocab;
     }
     int rc = -1;
-    double *t = NULL;
     int32_t *hrows = malloc(3 * R * sizeof(int32_t));  // pos, ids, row_page on the host
     float *hnorm = malloc((size_t)H * sizeof(float));
     if (hrows && hnorm) {
@@ -307,95 +340,171 @@ int pz_profile_variant(pz_backend *b, const pz_config *c, const pz_prof_variant 
         for (size_t r = 0; r < R; r++) {
             hrows[r] = s->phase == PZ_PHASE_PREFILL ? (int32_t)(r % (size_t)s->len) : (int32_t)s->len;
             hrows[R + r] = (int32_t)(rng_next(&seed) % (unsigned long long)c->vocab);
-            hrows[2 * R + r] = (int32_t)(r / (size_t)per) * j.pps + hrows[r] / PZ_KV_PAGE;
+            hrows[2 * R + r] = (int32_t)(r / (size_t)per) * j->pps + hrows[r] / PZ_KV_PAGE;
         }
     }
-    int ok = hrows && hnorm && take(&B, j.x = new_rand(b, R * H, 1.0f, &seed)) &&
-             take(&B, j.xn = b->alloc(b, R * H * 4)) &&
-             take(&B, j.big = b->alloc(b, (v->part == PZ_PROF_HEAD ? (size_t)s->batch : R) * big_cols * 4)) &&
-             take(&B, j.att = b->alloc(b, R * att_cols * 4)) &&
-             take(&B, j.norm = upload(b, hnorm, (size_t)H * 4)) && take(&B, j.pos = upload(b, hrows, R * 4)) &&
-             take(&B, j.ids = upload(b, hrows + R, R * 4)) && take(&B, j.row_page = upload(b, hrows + 2 * R, R * 4));
+    int ok = hrows && hnorm && take(&j->B, j->x = new_rand(b, R * H, 1.0f, &seed)) &&
+             take(&j->B, j->xn = b->alloc(b, R * H * 4)) &&
+             take(&j->B, j->big = b->alloc(b, (v->part == PZ_PROF_HEAD ? (size_t)s->batch : R) * big_cols * 4)) &&
+             take(&j->B, j->att = b->alloc(b, R * att_cols * 4)) &&
+             take(&j->B, j->norm = upload(b, hnorm, (size_t)H * 4)) &&
+             take(&j->B, j->pos = upload(b, hrows, R * 4)) && take(&j->B, j->ids = upload(b, hrows + R, R * 4)) &&
+             take(&j->B, j->row_page = upload(b, hrows + 2 * R, R * 4));
     free(hrows);
     free(hnorm);
     if (!ok) {
         pz_err(err, "profile: out of memory");
         goto done;
     }
-    // Weights: enough copies that one pass over all of them exceeds
-    // p->cold_bytes, so each run reads its weights from memory, as in a full
-    // model whose weights do not fit the caches (docs/ARCHITECTURE.md: decode streams them).
+    // Weights: n_copies copies (the caller sizes them so that the bytes read between two runs of
+    // one copy exceed p->cold_bytes).
     size_t r1 = 0, c1 = 0, r2 = 0, c2 = 0;  // shapes of w1 and w2 (0: absent)
     if (v->part == PZ_PROF_EMBED || v->part == PZ_PROF_HEAD) r1 = (size_t)c->vocab, c1 = (size_t)H;
     else if ((v->part == PZ_PROF_ATTN && v->attn == PZ_ATTN_LINEAR) ||
              (v->part == PZ_PROF_FFN && v->ffn == PZ_FFN_LINEAR))
         r2 = (size_t)H, c2 = (size_t)H;
     else r1 = big_cols, c1 = (size_t)H, r2 = (size_t)H, c2 = att_cols;
-    size_t set_bytes = (r1 * c1 + r2 * c2) * wb;
-    j.n_copies = set_bytes && p->cold_bytes > set_bytes ? (int)((p->cold_bytes + set_bytes - 1) / set_bytes) : 1;
-    if (j.n_copies > MAX_COPIES) j.n_copies = MAX_COPIES;
-    for (int i = 0; i < j.n_copies; i++) {  // random once, then copies (timing is value-blind)
+    j->n_copies = n_copies < 1 ? 1 : n_copies > MAX_COPIES ? MAX_COPIES : n_copies;
+    for (int i = 0; i < j->n_copies; i++) {  // random once, then copies (timing is value-blind)
         void *d1 = NULL, *d2 = NULL;
-        if (r1 && !take(&B, d1 = i ? b->alloc(b, r1 * c1 * wb) : new_weight(b, wdt, r1, c1, &seed)))
+        if (r1 && !take(&j->B, d1 = i ? b->alloc(b, r1 * c1 * wb) : new_weight(b, wdt, r1, c1, &seed)))
             goto oom;
-        if (r2 && !take(&B, d2 = i ? b->alloc(b, r2 * c2 * wb) : new_weight(b, wdt, r2, c2, &seed)))
+        if (r2 && !take(&j->B, d2 = i ? b->alloc(b, r2 * c2 * wb) : new_weight(b, wdt, r2, c2, &seed)))
             goto oom;
-        if ((i && r1 && b->copy(b, d1, j.w1s[0].data, r1 * c1 * wb, PZ_COPY_D2D, err)) ||
-            (i && r2 && b->copy(b, d2, j.w2s[0].data, r2 * c2 * wb, PZ_COPY_D2D, err)))
+        if ((i && r1 && b->copy(b, d1, j->w1s[0].data, r1 * c1 * wb, PZ_COPY_D2D, err)) ||
+            (i && r2 && b->copy(b, d2, j->w2s[0].data, r2 * c2 * wb, PZ_COPY_D2D, err)))
             goto done;
-        j.w1s[i] = pz_weight_dense(d1, wdt, (int)r1, (int)c1);
-        j.w2s[i] = pz_weight_dense(d2, wdt, (int)r2, (int)c2);
+        j->w1s[i] = pz_weight_dense(d1, wdt, (int)r1, (int)c1);
+        j->w2s[i] = pz_weight_dense(d2, wdt, (int)r2, (int)c2);
         if (wdt == PZ_DT_E4M3) {  // values ~ N(0, 1/cols): amax ~ 4/sqrt(cols) maps to 448
-            j.w1s[i].scale = 4.0f / sqrtf((float)(c1 ? c1 : 1)) / PZ_E4M3_MAX;
-            j.w2s[i].scale = 4.0f / sqrtf((float)(c2 ? c2 : 1)) / PZ_E4M3_MAX;
+            j->w1s[i].scale = 4.0f / sqrtf((float)(c1 ? c1 : 1)) / PZ_E4M3_MAX;
+            j->w2s[i].scale = 4.0f / sqrtf((float)(c2 ? c2 : 1)) / PZ_E4M3_MAX;
         }
-        if ((r1 && b->prepare_weight(b, &j.w1s[i], err)) || (r2 && b->prepare_weight(b, &j.w2s[i], err))) goto done;
+        if ((r1 && b->prepare_weight(b, &j->w1s[i], err)) || (r2 && b->prepare_weight(b, &j->w2s[i], err)))
+            goto done;
     }
     if (v->part == PZ_PROF_ATTN && v->attn == PZ_ATTN_GQA) {
         float *hf = malloc((size_t)(hd / 2 + 1) * sizeof(float));
-        if (!hf || !(j.seqs = malloc((size_t)s->batch * sizeof(pz_attn_seq)))) {
+        if (!hf || !(j->seqs = malloc((size_t)s->batch * sizeof(pz_attn_seq)))) {
             free(hf);
             goto oom;
         }
         pz_rope_params rp = {.head_dim = hd, .theta = c->rope_theta > 0 ? c->rope_theta : 10000.0f};
         pz_rope_inv_freq(&rp, hf);
-        int up = take(&B, j.inv_freq = upload(b, hf, (size_t)hd / 2 * 4)) != NULL;
+        int up = take(&j->B, j->inv_freq = upload(b, hf, (size_t)hd / 2 * 4)) != NULL;
         free(hf);
         if (!up) goto oom;
-        size_t n_pages = (size_t)j.pps * (size_t)s->batch, kvb = b->kv_page_bytes(b, v->size, hd, PZ_DT_F32) * n_pages;
+        size_t n_pages = (size_t)j->pps * (size_t)s->batch;
+        size_t kvb = b->kv_page_bytes(b, v->size, hd, PZ_DT_F32) * n_pages;
         int32_t *hp = malloc(n_pages * sizeof(int32_t));
         if (!hp) goto oom;
         for (size_t i = 0; i < n_pages; i++) hp[i] = (int32_t)i;
-        int okp = take(&B, j.ptab = upload(b, hp, n_pages * sizeof(int32_t))) != NULL;
+        int okp = take(&j->B, j->ptab = upload(b, hp, n_pages * sizeof(int32_t))) != NULL;
         free(hp);
-        if (!okp || !take(&B, j.k = b->alloc(b, kvb)) || !take(&B, j.v_ = b->alloc(b, kvb))) goto oom;
-        if (s->phase == PZ_PHASE_DECODE && fill_cache(b, &j, &seed, err)) goto done;
+        if (!okp || !take(&j->B, j->k = b->alloc(b, kvb)) || !take(&j->B, j->v_ = b->alloc(b, kvb))) goto oom;
+        if (s->phase == PZ_PHASE_DECODE && fill_cache(b, j, &seed, err)) goto done;
     }
-    int n = p->repeats < 1 ? 1 : p->repeats;
-    if (!(t = malloc((size_t)n * sizeof *t))) goto oom;
-    for (int i = 0; i < p->warmup; i++)
-        if (run_once(b, &j, err) || b->synchronize(b, err)) goto done;
-    for (int i = 0; i < n; i++) {
-        double t0 = pz_now();
-        if (run_once(b, &j, err) || b->synchronize(b, err)) goto done;
-        t[i] = pz_now() - t0;
-    }
-    summarize(t, n, out);
     rc = 0;
     goto done;
 oom:
     pz_err(err, "profile: out of memory");
 done:
-    free(t);
-    free(j.seqs);
-    for (int i = 0; i < j.n_copies; i++) {
-        if (j.w1s[i].priv) b->release_weight(b, &j.w1s[i]);
-        if (j.w2s[i].priv) b->release_weight(b, &j.w2s[i]);
-    }
-    bufs_free(&B);
+    if (rc) job_close(b, j);
     return rc;
 }
 
+// One timed run of j (the test hook p->burst_* may stretch it); seconds into *t.
+static int timed_run(pz_backend *b, job *j, const pz_prof_params *p, int index, double *t, char *err) {
+    double t0 = pz_now();
+    if (run_once(b, j, err) || b->synchronize(b, err)) return -1;
+    double dt = pz_now() - t0;
+    if (p->burst_count > 0 && index >= p->burst_first && index < p->burst_first + p->burst_count &&
+        p->burst_factor > 1) {  // wait, as if a competing process had taken the cores meanwhile
+        double end = t0 + dt * p->burst_factor, left;
+        // Sleep, not spin: a spinning process earns itself a lower scheduling share afterwards
+        // on a loaded machine, which slows the runs after the burst as well.
+        while ((left = end - pz_now()) > 0) {
+            struct timespec ts = {.tv_sec = (time_t)left, .tv_nsec = (long)((left - (double)(time_t)left) * 1e9)};
+            nanosleep(&ts, NULL);
+        }
+        dt = pz_now() - t0;
+    }
+    *t = dt;
+    return 0;
+}
+
+int pz_profile_variants(pz_backend *b, const pz_config *c, int n, const pz_prof_variant *v, const pz_scenario *s,
+                        const pz_prof_params *p, pz_prof_result *out, char *err) {
+    if (n < 0) return pz_err(err, "profile: bad variant count");
+    if (c->hidden < 1 || c->n_head < 1 || c->head_dim < 2 || c->vocab < 1)
+        return pz_err(err, "profile: bad model shape");
+    const int reps = p->repeats < 1 ? 1 : p->repeats, warm = p->warmup < 0 ? 0 : p->warmup;
+    size_t *sb = calloc((size_t)n + 1, sizeof *sb);
+    job *J = calloc((size_t)n + 1, sizeof *J);
+    int *live = calloc((size_t)n + 1, sizeof *live);  // indices of the variants that run
+    double *t = calloc((size_t)n * (size_t)reps + 1, sizeof *t);  // t[i*reps + r]
+    int nl = 0, rc = -1;
+    if (!sb || !J || !live || !t) {
+        pz_err(err, "profile: out of memory");
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        if (variant_sizes(c, &v[i], &s[i], p, &out[i], &sb[i], err)) goto done;
+        if (sb[i]) live[nl++] = i;
+    }
+    if (p->sequential) {  // the old order: all of one variant's runs, then the next's
+        for (int q = 0; q < nl; q++) {
+            int i = live[q];
+            int k = p->cold_bytes > sb[i] ? (int)((p->cold_bytes + sb[i] - 1) / sb[i]) : 1;
+            if (job_open(b, c, &v[i], &s[i], p, k, &J[i], err)) goto done;
+            for (int r = 0; r < warm; r++)
+                if (run_once(b, &J[i], err) || b->synchronize(b, err)) goto done;
+            for (int r = 0; r < reps; r++)
+                if (timed_run(b, &J[i], p, q * reps + r, &t[(size_t)i * reps + r], err)) goto done;
+            job_close(b, &J[i]);
+        }
+    }
+    // Interleaved rounds: each round runs every variant of a group once, starting one further
+    // along each round, so a change of load during the measurement falls on every variant
+    // alike. Groups: consecutive variants whose weights (one copy each) stay within
+    // p->max_group_bytes (0: one group).
+    int index = 0;
+    for (int g0 = 0, g1; !p->sequential && g0 < nl; g0 = g1) {
+        size_t gb = sb[live[g0]];
+        for (g1 = g0 + 1; g1 < nl && (!p->max_group_bytes || gb + sb[live[g1]] <= p->max_group_bytes); g1++)
+            gb += sb[live[g1]];
+        const int gn = g1 - g0;
+        // Copies: a round reads one copy of every variant's weights, so k copies put k rounds
+        // (k * gb bytes) between two runs of one copy; enough that this exceeds p->cold_bytes.
+        int k = p->cold_bytes > gb ? (int)((p->cold_bytes + gb - 1) / gb) : 1;
+        for (int q = g0; q < g1; q++)
+            if (job_open(b, c, &v[live[q]], &s[live[q]], p, k, &J[live[q]], err)) goto done;
+        for (int r = -warm; r < reps; r++)
+            for (int q = 0; q < gn; q++) {
+                int i = live[g0 + (q + r + warm) % gn];
+                if (r < 0) {
+                    if (run_once(b, &J[i], err) || b->synchronize(b, err)) goto done;
+                } else if (timed_run(b, &J[i], p, index++, &t[(size_t)i * reps + r], err)) {
+                    goto done;
+                }
+            }
+        for (int q = g0; q < g1; q++) job_close(b, &J[live[q]]);
+    }
+    for (int q = 0; q < nl; q++) summarize(&t[(size_t)live[q] * reps], reps, &out[live[q]]);
+    rc = 0;
+done:
+    for (int q = 0; q < nl && J; q++) job_close(b, &J[live[q]]);
+    free(sb);
+    free(J);
+    free(live);
+    free(t);
+    return rc;
+}
+
+int pz_profile_variant(pz_backend *b, const pz_config *c, const pz_prof_variant *v, const pz_scenario *s,
+                       const pz_prof_params *p, pz_prof_result *out, char *err) {
+    return pz_profile_variants(b, c, 1, v, s, p, out, err);
+}
 void pz_profile_device_desc(const pz_backend *b, char *buf, size_t cap) {
 #ifdef PZ_HAVE_CUDA
     if (b->kind == PZ_BACKEND_CUDA) {  // the GPU's name, not the host's CPU

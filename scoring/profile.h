@@ -23,10 +23,24 @@
 // not fit the caches; a single copy stayed in L2/L3 and timed decode 1.5-2x
 // faster than a whole-model pass can run.
 //
-// Each measurement: `warmup` untimed runs, then `repeats` timed ones; the
-// median and the 10th/90th percentiles (nearest rank) are reported. A noop
-// sub-block runs nothing in the engine, so it is not timed: its result is
-// exactly 0 with repeats = 0.
+// Several variants are timed together, interleaved (pz_profile_variants):
+// `warmup` untimed rounds, then `repeats` timed rounds, each of which runs
+// every variant once, in an order that rotates by one each round. On a shared
+// machine a change of load then falls on every variant alike instead of on
+// whichever variant was being timed at the time (timed one after another, a
+// parent's FFN measured during a burst looked 1.8x slower than in a quiet
+// run while the narrow FFNs measured after it did not, and the search chose
+// a child too slow for its target). Per variant the median over rounds and
+// the 10th/90th percentiles (nearest rank) are reported: the median, not the
+// minimum, because a burst covering fewer than half the rounds leaves it
+// unmoved, while the minimum is one lucky run (a single cache- or
+// turbo-favoured round sets it). Interleaving cannot undo load that slows
+// variants unequally (memory-bandwidth contention slows the wide,
+// memory-bound products more than narrow ones): under sustained load the
+// wide/narrow ratio of the p10s spread less than that of the medians
+// (measured with bench/profile_order.sh). A noop sub-block runs
+// nothing in the engine, so it is not timed: its result is exactly 0 with
+// repeats = 0.
 #ifndef PZ_PROFILE_H
 #define PZ_PROFILE_H
 
@@ -51,12 +65,25 @@ typedef struct {
     pz_dt dtype;   // weight type of the products (PZ_DT_F32, PZ_DT_BF16, or PZ_DT_E4M3: fp8
                    // matrices with a tensor scale; embedding and head in bf16 as in fp8 models)
     int warmup;    // untimed runs first (default 2)
-    int repeats;   // timed runs (default 10)
+    int repeats;   // timed runs (default 10): rounds when timed together
     unsigned long long seed;  // random weights (default 1)
-    size_t cold_bytes;        // rotate over copies of the weights totalling at least this many
-                              // bytes (at most 32 copies), so that each run reads its weights
-                              // from memory as in a full model whose weights exceed the caches;
+    size_t cold_bytes;        // rotate over copies of the weights so that at least this many bytes
+                              // of weights (of all variants timed together, at most 32 copies) are
+                              // read between two runs of one copy: each run reads its weights from
+                              // memory as in a full model whose weights exceed the caches;
                               // 0: one copy, cache-warm timings (default 256 MiB)
+    size_t max_group_bytes;   // variants timed together hold at most this many bytes of weights
+                              // (one copy each; more rows are timed in consecutive groups, each
+                              // interleaved; a variant alone may exceed it); 0: no limit
+                              // (default 4 GiB)
+    int sequential;           // 1: the old order, all runs of one variant, then the next's
+                              // (for comparisons and tests; default 0, interleaved rounds)
+    // Test hook, a deterministic burst of load: timed runs burst_first ..
+    // burst_first + burst_count - 1 of one pz_profile_variants call (numbered in
+    // the order they run) sleep until they have taken burst_factor times their
+    // own time, as if preempted. burst_count 0: none (default).
+    int burst_first, burst_count;
+    double burst_factor;
 } pz_prof_params;
 
 pz_prof_params pz_prof_default_params(void);
@@ -83,6 +110,15 @@ void pz_prof_scenario_name(const pz_scenario *s, char *buf, size_t cap);
 // buffers from b and frees them before returning. 0, or -1 with err.
 int pz_profile_variant(pz_backend *b, const pz_config *c, const pz_prof_variant *v, const pz_scenario *s,
                        const pz_prof_params *p, pz_prof_result *out, char *err);
+
+// Times n variants together, variant i under scenario s[i] (pairs may repeat
+// a variant under several scenarios), in interleaved rounds (above; or one
+// after another with p->sequential) into out[0..n). All n variants' buffers
+// and weight copies are held at once (up to p->max_group_bytes of weights,
+// plus the copies p->cold_bytes asks for); freed before returning. 0, or -1
+// with err.
+int pz_profile_variants(pz_backend *b, const pz_config *c, int n, const pz_prof_variant *v, const pz_scenario *s,
+                        const pz_prof_params *p, pz_prof_result *out, char *err);
 
 // One line describing the local CPU and thread count, e.g.
 // "cpu: Intel(R) Xeon(R) ... (2 threads)", from /proc/cpuinfo.

@@ -115,7 +115,7 @@ check "merge-db carries profiles and hardware" \
 # search --budget cpu` with no scenario prices (a new user's first search).
 "$BIN" build-library m --db def.db --data text.txt --space space.json --seq-len 32 --tokens 256 --steps 1 \
     --batch 2 --threads 2 --seed 5 >/dev/null 2>&1 || { echo "build-library (def.db) failed"; exit 1; }
-"$BIN" profile --db def.db --repeats 3 --rounds 1 --threads 2 --cold-mib 8 >dp.txt 2>&1; rc=$?
+"$BIN" profile --db def.db --repeats 3 --threads 2 --cold-mib 8 >dp.txt 2>&1; rc=$?
 check "default profile exit 0 (rc $rc)" "[ $rc -eq 0 ]"
 check "default profile = the passes of input=128,output=1024 at batch 1" \
     "[ \"\$(sqlite3 def.db 'SELECT group_concat(s, \" \") FROM (SELECT DISTINCT scenario s FROM profiles ORDER BY 1)')\" = 'decode:1x640 prefill:1x128' ]"

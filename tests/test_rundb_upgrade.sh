@@ -25,7 +25,7 @@ cat >space.json <<'EOF2'
 EOF2
 BUILD=(build-library --db run.db --data text.txt --space space.json --seq-len 32 --tokens 256 --steps 1
        --batch 2 --threads 2)
-PROF=("$BIN" profile --db run.db --scenario decode:1x16 --repeats 1 --rounds 1 --warmup 0 --threads 2 --cold-mib 0)
+PROF=("$BIN" profile --db run.db --scenario decode:1x16 --repeats 1 --warmup 0 --threads 2 --cold-mib 0)
 "$BIN" "${BUILD[0]}" m "${BUILD[@]:1}" >b1.log 2>&1 || { cat b1.log >&2; echo "build-library failed"; exit 1; }
 
 # The stored configuration says what m/config.json says.
