@@ -12,6 +12,7 @@
 // in (the tile shape only decides which outputs are computed side by side),
 // then one horizontal sum. So row m of y depends on row m of x alone.
 #include "gemv.h"
+#include "gemv_tiles.h"
 #include "vexp.h"
 
 #include <immintrin.h>
@@ -208,33 +209,6 @@ tile_bf16_512(float *y, int ldy, const float *xp, int Kp, const uint16_t *w, int
         }
 }
 
-// Calls TILE(nb, 1) with a constant nb in 1..8.
-#define TILE_M1(TILE, nb)                                                                          \
-    switch (nb) {                                                                                  \
-    case 1: TILE(1, 1); break;                                                                     \
-    case 2: TILE(2, 1); break;                                                                     \
-    case 3: TILE(3, 1); break;                                                                     \
-    case 4: TILE(4, 1); break;                                                                     \
-    case 5: TILE(5, 1); break;                                                                     \
-    case 6: TILE(6, 1); break;                                                                     \
-    case 7: TILE(7, 1); break;                                                                     \
-    default: TILE(8, 1); break;                                                                    \
-    }
-#define TILE_CASE(TILE, nb, mb) case (nb) * 8 + (mb): TILE(nb, mb); break;
-// Calls TILE(nb, mb) with constants: nb 1..8 when mb is 1, else nb 1..4, mb 2..4.
-#define TILE_SWITCH_512(TILE, nb, mb)                                                              \
-    do {                                                                                           \
-        if ((mb) == 1) {                                                                           \
-            TILE_M1(TILE, nb)                                                                      \
-        } else {                                                                                   \
-            switch ((nb) * 8 + (mb)) {                                                             \
-            TILE_CASE(TILE, 1, 2) TILE_CASE(TILE, 2, 2) TILE_CASE(TILE, 3, 2) TILE_CASE(TILE, 4, 2) \
-            TILE_CASE(TILE, 1, 3) TILE_CASE(TILE, 2, 3) TILE_CASE(TILE, 3, 3) TILE_CASE(TILE, 4, 3) \
-            TILE_CASE(TILE, 1, 4) TILE_CASE(TILE, 2, 4) TILE_CASE(TILE, 3, 4)                       \
-            default: TILE(4, 4); break;                                                            \
-            }                                                                                      \
-        }                                                                                          \
-    } while (0)
 // Calls TILE(nb, mb) with constants: nb 1..8 when mb is 1, else nb 1..5, mb 2.
 #define TILE_SWITCH_AVX2(TILE, nb, mb)                                                             \
     do {                                                                                           \
@@ -416,9 +390,6 @@ T256 static void gemv_rows_avx2(float *y, int ldy, const float *x, int ldx, cons
         }
     }
 }
-#undef TILE_M1
-#undef TILE_CASE
-#undef TILE_SWITCH_512
 #undef TILE_SWITCH_AVX2
 
 // xp[m][..] = row m of x with each group of 2*half columns reordered: the

@@ -25,6 +25,7 @@
 // and the scales. So row m of y depends on row m of x alone
 // (tests/test_kernels.c checks M = 1..32 against one row at a time).
 #include "gemv.h"
+#include "gemv_tiles.h"
 #include "fp8.h"
 #include "vexp.h"
 
@@ -130,18 +131,6 @@ static inline __attribute__((always_inline)) void pf_step(pf_state *f) {
     for (int i = 0; i < f->per && f->left > 0; i++, f->left--, f->p += 64) _mm_prefetch(f->p, _MM_HINT_T0);
 }
 
-// Calls TILE(nb, 1) with a constant nb in 1..8.
-#define TILE_M1(TILE, nb)                                                                          \
-    switch (nb) {                                                                                  \
-    case 1: TILE(1, 1); break;                                                                     \
-    case 2: TILE(2, 1); break;                                                                     \
-    case 3: TILE(3, 1); break;                                                                     \
-    case 4: TILE(4, 1); break;                                                                     \
-    case 5: TILE(5, 1); break;                                                                     \
-    case 6: TILE(6, 1); break;                                                                     \
-    case 7: TILE(7, 1); break;                                                                     \
-    default: TILE(8, 1); break;                                                                    \
-    }
 
 // ---- AVX2 + FMA + F16C ------------------------------------------------------------
 #define T256F __attribute__((target("avx2,fma,f16c")))
@@ -229,7 +218,6 @@ tile_avx2(float *y, int ldy, const float *x, int ldx, const uint8_t *w, int n, i
             }                                                                                      \
         }                                                                                          \
     } while (0)
-#define TILE_CASE(TILE, nb, mb) case (nb) * 8 + (mb): TILE(nb, mb); break;
 
 // Weight rows [n0, n1) a tile at a time, all activation rows against each
 // tile before the next: the weights stream from memory once per call.
@@ -321,20 +309,6 @@ tile_avx512(float *y, int ldy, const float *x, int ldx, const uint8_t *w, int n,
         for (int j = 0; j < MB; j++) store_out(y, ldy, j, n + i, _mm512_reduce_add_ps(a[i][j]), sc, ch, acc);
 }
 
-// Calls TILE(nb, mb) with constants: nb 1..8 when mb is 1, else nb 1..4, mb 2..4.
-#define TILE_SWITCH_512(TILE, nb, mb)                                                              \
-    do {                                                                                           \
-        if ((mb) == 1) {                                                                           \
-            TILE_M1(TILE, nb)                                                                      \
-        } else {                                                                                   \
-            switch ((nb) * 8 + (mb)) {                                                             \
-            TILE_CASE(TILE, 1, 2) TILE_CASE(TILE, 2, 2) TILE_CASE(TILE, 3, 2) TILE_CASE(TILE, 4, 2) \
-            TILE_CASE(TILE, 1, 3) TILE_CASE(TILE, 2, 3) TILE_CASE(TILE, 3, 3) TILE_CASE(TILE, 4, 3) \
-            TILE_CASE(TILE, 1, 4) TILE_CASE(TILE, 2, 4) TILE_CASE(TILE, 3, 4)                       \
-            default: TILE(4, 4); break;                                                            \
-            }                                                                                      \
-        }                                                                                          \
-    } while (0)
 
 T512F static void rows_avx512(float *y, int ldy, const float *x, int ldx, const uint8_t *w, int M, int n0,
                               int n1, int K, float sc, const float *ch, int acc) {
@@ -353,9 +327,6 @@ T512F static void rows_avx512(float *y, int ldy, const float *x, int ldx, const 
         }
     }
 }
-#undef TILE_M1
-#undef TILE_CASE
-#undef TILE_SWITCH_512
 #undef TILE_SWITCH_AVX2
 
 static int gather_variant;     // pz_cpu_gemv_e4m3_use_gather (measurements only)
