@@ -60,7 +60,9 @@ void pz_usage_search(FILE *out) {
             "  --tp N              tensor-parallel degree (default: the parent's fastest that divides N)\n"
             "  --dtype, --kv-dtype weights/GEMMs and KV cache in bf16 (default) or fp8 (GPU budgets)\n"
             "  --scores HASH       which scoring data (default: the data covering the most blocks)\n"
-            "  --device DEV        which profiled CPU device (cpu budgets; default: the only one)\n"
+            "  --device DEV        cpu budgets: which profiled CPU device (default: the only one); GPU\n"
+            "                      budgets: price each sub-block by DEV's measured rows (puzzle profile\n"
+            "                      --device cuda) where they exist, at tp 1, and by the roofline elsewhere\n"
             "  --hardware-dir DIR  where hardware JSON files live\n"
             "  --in-context        search in context (mip only): after the one-shot solution, score every\n"
             "                      candidate swapped into THAT child (KL against the parent, minus the child's\n"
@@ -473,6 +475,9 @@ int pz_cmd_search(int argc, char **argv) {
     pz_cost_params cp = o.cp;
     cp.tp = o.tp ? (int)o.tp : 1;
     if (!(s = pz_search_load(db, &bud, &sc, &cp, o.obj, o.scores, o.device, dtype, warn, sizeof warn, err))) goto fail;
+    if (!bud.cpu && o.device)
+        fprintf(stderr, "search: prices at tp 1 from the measured rows of '%s' where profiled, else the roofline\n",
+                o.device);
     {
         int best_tp = 0;
         char last[PZ_ERRLEN] = "";

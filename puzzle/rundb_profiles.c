@@ -11,8 +11,11 @@
 
 int pz_rundb_store_device(pz_rundb *db, const char *device, int threads, const char *json, char *err) {
     if (rundb_begin(db, err)) return -1;
+    // kind: 'gpu' for the CUDA backend's devices ("cuda: NAME", scoring/profile.c), so that a
+    // cpu budget never prices by a GPU's rows
     int rc = rundb_exec(db, err,
-                        "INSERT INTO hardware (device, kind, threads, json, measured) VALUES (?, 'cpu', ?, ?, 1) "
+                        "INSERT INTO hardware (device, kind, threads, json, measured) VALUES "
+                        "(?1, CASE WHEN ?1 LIKE 'cuda%' THEN 'gpu' ELSE 'cpu' END, ?2, ?3, 1) "
                         "ON CONFLICT (device) DO UPDATE SET json = IFNULL(excluded.json, hardware.json)",
                         "tit", device, threads, json);
     return rundb_end(db, rc < 0 ? -1 : 0, err);

@@ -51,8 +51,9 @@ struct pz_search {
     long data_seq_len;
     char device[256], dtype[8];
     double mem_usable;      // per device, before fixed costs
-    pz_price_row *prof;     // measured rows (cpu budgets)
+    pz_price_row *prof;     // measured rows (cpu budgets; GPU budgets with --device)
     int n_prof;
+    char gpu_profiled[256]; // GPU budgets: the profiled device whose rows price tp 1, or ""
     pz_pricer pricer;       // roofline (GPU budgets) or the measured rows
     pz_search_item *items;
     int n_items;
@@ -118,6 +119,8 @@ static int pick_scores(pz_rundb *db, const char *want, char *hash, long *seq_len
     return 0;
 }
 
+static int load_rows(pz_search *s, pz_rundb *db, const char *device, const char *dtype, char *err);
+
 static int load_profiles(pz_search *s, pz_rundb *db, const char *device, const char *dtype, char *err) {
     // The device: the one asked for, else the only CPU device with profile rows.
     pz_rundb_device_dtype *dd = NULL;
@@ -152,10 +155,14 @@ static int load_profiles(pz_search *s, pz_rundb *db, const char *device, const c
     }
     if (!(mem > 0)) mem = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
     s->mem_usable = mem * s->cp.mem_util;
-    // The database's measured rows, as the pricer reads them.
+    return load_rows(s, db, s->device, s->dtype, err);
+}
+
+// The database's measured rows of device and dtype, as the pricer reads them.
+static int load_rows(pz_search *s, pz_rundb *db, const char *device, const char *dtype, char *err) {
     pz_rundb_profile *rows = NULL;
     int nr = 0;
-    if (pz_rundb_list_profiles(db, s->device, s->dtype, 1, &rows, &nr, err)) return -1;
+    if (pz_rundb_list_profiles(db, device, dtype, 1, &rows, &nr, err)) return -1;
     s->prof = nr ? calloc((size_t)nr, sizeof *s->prof) : NULL;
     if (nr && !s->prof) {
         free(rows);
@@ -358,6 +365,16 @@ pz_search *pz_search_load(pz_rundb *rdb, const pz_search_budget *b, const pz_sea
     } else {
         snprintf(s->device, sizeof s->device, "%s", b->hw.id);
         snprintf(s->dtype, sizeof s->dtype, "%s", pz_dt_name(cp->dtype));
+        if (device) {  // measured GPU profiles (puzzle profile --device cuda) price what they cover
+            if (load_rows(s, rdb, device, s->dtype, err)) goto fail;
+            if (!s->n_prof) {
+                pz_err(err, "no measured profiles of device '%s' in %s: run puzzle profile --db RUN.db --device cuda "
+                            "--dtype %s on it (the profiled devices: SELECT DISTINCT device, dtype FROM profiles)", device, s->dtype,
+                       s->dtype);
+                goto fail;
+            }
+            snprintf(s->gpu_profiled, sizeof s->gpu_profiled, "%s", device);
+        }
         if (pz_search_set_tp(s, cp->tp, err)) goto fail;
     }
     if (load_library(s, rdb, &rows, &n_rows, &n_unscored, err)) goto fail;
@@ -382,6 +399,12 @@ int pz_search_set_tp(pz_search *s, int tp, char *err) {
     if (pz_cost_check(&s->parent, &s->budget.hw, &cp, err)) return -1;
     s->cp = cp;
     s->pricer = (pz_pricer){.model = &s->parent, .hw = s->budget.hw, .cp = s->cp};
+    // Measured GPU rows are one whole layer on one GPU: they price tp 1 (where
+    // a row exists; the roofline elsewhere), never a split layer.
+    if (s->gpu_profiled[0] && tp == 1)
+        s->pricer = (pz_pricer){.model = &s->parent, .measured = PZ_PRICE_MEASURED_WHERE_PROFILED, .hw = s->budget.hw,
+                                .cp = s->cp, .rows = s->prof, .n_rows = s->n_prof, .device = s->gpu_profiled,
+                                .dtype = s->dtype};
     pz_mem m;
     pz_cost_memory(&s->parent, &s->budget.hw, &s->cp, 1, 1, &m);
     s->mem_usable = m.usable;

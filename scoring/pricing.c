@@ -63,18 +63,31 @@ double pz_serve_throughput(const pz_serve_scenario *sc, long B, double time_s) {
 }
 
 // ---- one pass ------------------------------------------------------------------------
-static int measured_price(const pz_pricer *pr, const pz_prof_variant *v, const pz_scenario *sc, pz_price *out,
-                          char *err) {
+// The measured row of this variant and pass, or NULL.
+static const pz_price_row *measured_row(const pz_pricer *pr, const pz_prof_variant *v, const pz_scenario *sc) {
     char name[48];
     pz_prof_scenario_name(sc, name, sizeof name);
     const char *part = pz_prof_part_name(v->part), *kind = pz_prof_kind_name(v);
     int size = (v->part == PZ_PROF_ATTN || v->part == PZ_PROF_FFN) ? v->size : 0;
     for (int i = 0; i < pr->n_rows; i++) {
         const pz_price_row *r = &pr->rows[i];
-        if (r->size != size || strcmp(r->part, part) || strcmp(r->kind, kind) || strcmp(r->scenario, name)) continue;
+        if (r->size == size && !strcmp(r->part, part) && !strcmp(r->kind, kind) && !strcmp(r->scenario, name))
+            return r;
+    }
+    return NULL;
+}
+
+static int measured_price(const pz_pricer *pr, const pz_prof_variant *v, const pz_scenario *sc, pz_price *out,
+                          char *err) {
+    const pz_price_row *r = measured_row(pr, v, sc);
+    if (r) {
         *out = (pz_price){r->median_s, r->param_bytes, r->kv_bytes_per_token};
         return 0;
     }
+    char name[48];
+    pz_prof_scenario_name(sc, name, sizeof name);
+    const char *part = pz_prof_part_name(v->part), *kind = pz_prof_kind_name(v);
+    int size = (v->part == PZ_PROF_ATTN || v->part == PZ_PROF_FFN) ? v->size : 0;
     const char *dev = pr->device ? pr->device : "cpu", *dt = pr->dtype ? pr->dtype : "?";
     return pz_err(err, "no profile of %s %s%s%.0d for %s on %s (%s): run puzzle profile --db RUN.db --scenario %s "
                        "--dtype %s",
@@ -85,7 +98,15 @@ int pz_price_pass(const pz_pricer *pr, const pz_prof_variant *v, const pz_scenar
     memset(out, 0, sizeof *out);
     if ((v->part == PZ_PROF_ATTN && v->attn == PZ_ATTN_NOOP) || (v->part == PZ_PROF_FFN && v->ffn == PZ_FFN_NOOP))
         return 0;
-    if (pr->measured) return measured_price(pr, v, sc, out, err);
+    if (pr->measured == PZ_PRICE_MEASURED_WHERE_PROFILED) {
+        const pz_price_row *r = measured_row(pr, v, sc);
+        if (r) {
+            *out = (pz_price){r->median_s, r->param_bytes, r->kv_bytes_per_token};
+            return 0;
+        }
+    } else if (pr->measured) {
+        return measured_price(pr, v, sc, out, err);
+    }
     const pz_config *c = pr->model;
     pz_cost k;
     pz_layer_spec l = {0};

@@ -79,6 +79,10 @@ typedef struct {
 // Where prices come from. model: the parent whose shapes (hidden, heads,
 // vocab) every variant shares. Roofline: hw and cp; measured: rows (borrowed,
 // the caller keeps them alive), device and dtype name them in messages.
+// measured: 0 the roofline alone; 1 the rows alone (a missing row is an
+// error: cpu budgets); PZ_PRICE_MEASURED_WHERE_PROFILED the row where one
+// exists, else the roofline (a GPU budget with measured GPU profiles).
+enum { PZ_PRICE_MEASURED_WHERE_PROFILED = 2 };
 typedef struct {
     const pz_config *model;
     int measured;

@@ -392,6 +392,35 @@ check "GPU search stored with tp and device" '[ "$(q "SELECT device FROM searche
     --batch 8 >g2.txt 2>&1
 check "GPU: fixed batch, latency rows" '[ "$(q "SELECT batch FROM solutions ORDER BY id DESC LIMIT 1")" = 8 ]'
 
+# ---- GPU budget with measured GPU profiles (--device): measured rows where they exist, at tp 1 only ---------
+# A pretend GPU device whose rows time every parent FFN at 5 ms (far above the roofline's microseconds):
+# the parent's predicted time must include them at tp 1, not at tp 2; other variants keep roofline prices.
+q "INSERT INTO hardware (device, kind, threads, json, measured) VALUES ('cuda: TEST GPU', 'gpu', 1, NULL, 1);
+   INSERT INTO profiles (part, kind, size, scenario, phase, batch, len, device, dtype, median_s, p10_s, p90_s,
+                         repeats, param_bytes, kv_bytes_per_token, measured)
+   SELECT DISTINCT 'ffn', 'swiglu', n_ff, 'decode:1x64', 'decode', 1, 64, 'cuda: TEST GPU', 'bf16', 0.005, 0.005,
+          0.005, 5, 0, 0, 1 FROM layers WHERE model_id = $PARENT_ID AND ffn = 'swiglu'"
+NFFN=$(q "SELECT count(*) FROM layers WHERE model_id = $PARENT_ID AND ffn = 'swiglu'")
+"$BIN" search --db run.db --budget 1xH100 --scenario decode:1x64 --speedup 1.1 >gm0.txt 2>gm0.err; rc0=$?
+GT0=$(q "SELECT parent_time_s FROM searches ORDER BY id DESC LIMIT 1")
+"$BIN" search --db run.db --budget 1xH100 --scenario decode:1x64 --speedup 1.1 --device 'cuda: TEST GPU' \
+    >gm1.txt 2>gm1.err; rc1=$?
+GT1=$(q "SELECT parent_time_s FROM searches ORDER BY id DESC LIMIT 1")
+check "GPU measured rows: both searches exit 0" '[ $rc0 -eq 0 ] && [ $rc1 -eq 0 ]' || cat gm0.err gm1.err >&2
+check "GPU measured rows: the search says where its prices come from" 'grep -q "measured rows of .cuda: TEST GPU" gm1.err'
+expect "GPU measured rows: the parent's time includes the measured FFNs" "$GT1" ">" "$(calc "$GT0 + $NFFN * 0.005 * 0.99")"
+expect "GPU measured rows: the roofline parent is far faster" "$GT0" "<=" "$(calc "$NFFN * 0.005 / 10")"
+"$BIN" search --db run.db --budget 2xH100 --tp 2 --scenario decode:1x64 --speedup 1.1 >gm2.txt 2>&1
+GT2=$(q "SELECT parent_time_s FROM searches ORDER BY id DESC LIMIT 1")
+"$BIN" search --db run.db --budget 2xH100 --tp 2 --scenario decode:1x64 --speedup 1.1 --device 'cuda: TEST GPU' \
+    >gm3.txt 2>&1
+GT3=$(q "SELECT parent_time_s FROM searches ORDER BY id DESC LIMIT 1")
+expect "GPU measured rows: not used at tp 2 (one GPU's layer times)" "$GT3" "=" "$GT2"
+"$BIN" search --db run.db --budget 1xH100 --scenario decode:1x64 --speedup 1.1 --device 'cuda: NOPE' \
+    >gm4.txt 2>gm4.err; rc4=$?
+check "GPU --device with no measured rows: rc 1 and says so" \
+    '[ $rc4 -eq 1 ] && grep -q "no measured profiles of device .cuda: NOPE" gm4.err' || cat gm4.err >&2
+
 # The search composes per-variant roofline costs into a child's throughput;
 # `puzzle plan` prices the realized child's whole config by itself: they agree.
 GSOL=$(q "SELECT s.id FROM solutions s WHERE s.search_id = $GS AND s.rank = 1")
