@@ -73,14 +73,6 @@ static void gemv_rows_ref(float *y, int ldy, const float *x, int ldx, const void
 #define AVX512_NB 4
 #define AVX512_MB 4
 
-// Activation rows in the next tile when `left` remain, for tiles of at most
-// `mx` rows, avoiding a 1-row tile after wider ones where it can (a 1-row
-// tile has fewer accumulator chains to hide the FMA latency with): with
-// mx = 4, 16 = 4+4+4+4, 5 = 3+2, 9 = 4+3+2; with mx = 2, 16 = 2 x 8, 5 = 2+2+1.
-static inline int m_tile(int left, int mx) {
-    return left == mx + 1 ? (left + 1) / 2 : left < mx ? left : mx;
-}
-
 // Software prefetch of the next tile's weights while this one is computed.
 // A tile's rows are short streams (K elements each) that the hardware
 // prefetchers pick up late when W comes from memory; on the EPYC here the
@@ -89,12 +81,7 @@ static inline int m_tile(int left, int mx) {
 // tile's lines are fetched in address order, spread evenly over every pass
 // of the tile (one per block of activation rows) and over its chunks: a
 // burst would fill the miss buffers and stall the loads.
-typedef struct {
-    const char *p;  // next line to fetch
-    int left;       // lines this pass still fetches
-    int per;        // lines per prefetch point
-} pf_state;
-
+//
 // The lines for pass `pass` of `passes` over the tile [n, n + nb) of rows
 // of K elements of esz bytes, by a loop with `points` prefetch points. The
 // next tile ends at n1 (the thread's range).
@@ -110,17 +97,6 @@ static inline pf_state pf_plan(const void *w, size_t esz, int n, int nb, int n1,
     f.left = (int)(hi - lo);
     f.per = points > 0 ? (f.left + points - 1) / points : f.left;
     return f;
-}
-
-static inline __attribute__((always_inline)) void pf_step(pf_state *f) {
-    for (int i = 0; i < f->per && f->left > 0; i++, f->left--, f->p += 64) _mm_prefetch(f->p, _MM_HINT_T0);
-}
-
-// Blocks of activation rows (passes) m_tile makes of M.
-static inline int m_passes(int M, int mx) {
-    int p = 0;
-    for (int m = 0; m < M; m += m_tile(M - m, mx)) p++;
-    return p;
 }
 
 // ---- AVX-512 ----------------------------------------------------------------

@@ -91,26 +91,10 @@ static void rows_ref(float *y, int ldy, const float *x, int ldx, const uint8_t *
 #define AVX512_NB 4
 #define AVX512_MB 4
 
-// Activation rows in the next block when `left` remain (as gemv.c: no
-// 1-row block after wider ones where it can be avoided).
-static inline int m_tile(int left, int mx) { return left == mx + 1 ? (left + 1) / 2 : left < mx ? left : mx; }
-
-static inline int m_passes(int M, int mx) {
-    int p = 0;
-    for (int m = 0; m < M; m += m_tile(M - m, mx)) p++;
-    return p;
-}
-
 // Software prefetch: while tile [n, n + nb) is computed, the lines
 // prefetch_bytes ahead of it (tile bytes, spread over the tile's passes,
 // one for each block of activation rows, and over each pass's chunks),
 // never past the thread's rows (end).
-typedef struct {
-    const char *p;  // next line to fetch
-    int left;       // lines this pass still fetches
-    int per;        // lines per prefetch point
-} pf_state;
-
 static inline pf_state pf_plan(const uint8_t *w, int n, int nb, const uint8_t *end, int K, int pass, int passes,
                                int points) {
     pf_state f = {NULL, 0, 0};
@@ -127,9 +111,6 @@ static inline pf_state pf_plan(const uint8_t *w, int n, int nb, const uint8_t *e
     return f;
 }
 
-static inline __attribute__((always_inline)) void pf_step(pf_state *f) {
-    for (int i = 0; i < f->per && f->left > 0; i++, f->left--, f->p += 64) _mm_prefetch(f->p, _MM_HINT_T0);
-}
 
 
 // ---- AVX2 + FMA + F16C ------------------------------------------------------------
