@@ -77,13 +77,8 @@ static const pz_price_row *measured_row(const pz_pricer *pr, const pz_prof_varia
     return NULL;
 }
 
-static int measured_price(const pz_pricer *pr, const pz_prof_variant *v, const pz_scenario *sc, pz_price *out,
-                          char *err) {
-    const pz_price_row *r = measured_row(pr, v, sc);
-    if (r) {
-        *out = (pz_price){r->median_s, r->param_bytes, r->kv_bytes_per_token};
-        return 0;
-    }
+// The error of a measured-only pricer without the row, naming the command that measures it.
+static int missing_row(const pz_pricer *pr, const pz_prof_variant *v, const pz_scenario *sc, char *err) {
     char name[48];
     pz_prof_scenario_name(sc, name, sizeof name);
     const char *part = pz_prof_part_name(v->part), *kind = pz_prof_kind_name(v);
@@ -98,14 +93,13 @@ int pz_price_pass(const pz_pricer *pr, const pz_prof_variant *v, const pz_scenar
     memset(out, 0, sizeof *out);
     if ((v->part == PZ_PROF_ATTN && v->attn == PZ_ATTN_NOOP) || (v->part == PZ_PROF_FFN && v->ffn == PZ_FFN_NOOP))
         return 0;
-    if (pr->measured == PZ_PRICE_MEASURED_WHERE_PROFILED) {
+    if (pr->measured) {
         const pz_price_row *r = measured_row(pr, v, sc);
         if (r) {
             *out = (pz_price){r->median_s, r->param_bytes, r->kv_bytes_per_token};
             return 0;
         }
-    } else if (pr->measured) {
-        return measured_price(pr, v, sc, out, err);
+        if (pr->measured != PZ_PRICE_MEASURED_WHERE_PROFILED) return missing_row(pr, v, sc, err);
     }
     const pz_config *c = pr->model;
     pz_cost k;
