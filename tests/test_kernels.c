@@ -447,21 +447,27 @@ static void perf(void) {
 // code c in every column; each of 3 activation rows is one-hot at a
 // position in a different part of the kernel's loop (16-column chunks, the
 // tail), so y[m][c] must be the code's value, bit for bit (scale 1; the
-// widening is exact, the other products are zeros). Three ways: without a
+// widening is exact, the other products are zeros). Five ways: without a
 // scratch (AVX2: F16C widening), with one (AVX2: integer widening of x *
 // 2^64), and with one under MXCSR.DAZ on one thread (where the kernel must
-// leave the integer widening, whose subnormal codes are fp32 denormals).
+// leave the integer widening, whose subnormal codes are fp32 denormals);
+// then the last two again with the weight tiles widened once into the
+// scratch (AVX2's path for several rows, forced on for these 3 rows).
 static void test_e4m3_codes(void) {
     const int K = 117, N = 256, M = 3, hot[3] = {70, 100, 115};
     uint8_t *w = malloc((size_t)N * K);
     float *x = calloc((size_t)M * K, sizeof(float)), *y = malloc(sizeof(float) * M * N);
-    float *xs = malloc(sizeof(float) * pz_cpu_gemv_e4m3_scratch_floats(M, K));
+    float *xs = malloc(sizeof(float) * pz_cpu_gemv_e4m3_scratch_floats(M, K, 2));
     for (int n = 0; n < N; n++) memset(w + (size_t)n * K, (n & 0x7f) == 0x7f ? 0 : n, (size_t)K);
     for (int m = 0; m < M; m++) x[(size_t)m * K + hot[m]] = 1;
-    for (int v = 0; v < 3; v++) {
+    static const char *way[5] = {"no scratch", "scratch", "scratch, DAZ", "wide tiles", "wide tiles, DAZ"};
+    for (int v = 0; v < 5; v++) {
         unsigned csr = _mm_getcsr();
-        if (v == 2) _mm_setcsr(csr | 0x40);
-        pz_cpu_gemv_e4m3(y, N, x, K, w, M, N, K, 1.0f, NULL, 0, v == 2 ? 1 : 2, v ? xs : NULL);
+        int daz = v == 2 || v == 4;
+        if (daz) _mm_setcsr(csr | 0x40);
+        pz_cpu_gemv_e4m3_set_wide_m(v >= 3 ? 1 : 0);
+        pz_cpu_gemv_e4m3(y, N, x, K, w, M, N, K, 1.0f, NULL, 0, daz ? 1 : 2, v ? xs : NULL);
+        pz_cpu_gemv_e4m3_set_wide_m(-1);
         _mm_setcsr(csr);
         int bad = 0;
         for (int m = 0; m < M; m++)
@@ -469,8 +475,7 @@ static void test_e4m3_codes(void) {
                 float want = (n & 0x7f) == 0x7f ? 0.0f : pz_e4m3_to_f32((uint8_t)n);
                 if (y[(size_t)m * N + n] != want) bad++;
             }
-        CHECKF(bad == 0, "e4m3 gemv (%s): %d of %d codes not widened exactly",
-               v == 0 ? "no scratch" : v == 1 ? "scratch" : "scratch, DAZ", bad, M * N);
+        CHECKF(bad == 0, "e4m3 gemv (%s): %d of %d codes not widened exactly", way[v], bad, M * N);
     }
     free(w), free(x), free(y), free(xs);
 }
@@ -503,7 +508,7 @@ static void test_e4m3_invariance(int N, int K, int acc, int chs) {
             double base = y0[(size_t)m * ldy + n];
             ref[(size_t)m * ldy + n] = n < N ? (acc ? base + s : s) : base;
         }
-    float *xs = malloc(sizeof(float) * pz_cpu_gemv_e4m3_scratch_floats(MM, K));
+    float *xs = malloc(sizeof(float) * pz_cpu_gemv_e4m3_scratch_floats(MM, K, 2));
     memcpy(one, y0, sizeof(float) * (size_t)MM * ldy);
     for (int m = 0; m < MM; m++)
         pz_cpu_gemv_e4m3(one + (size_t)m * ldy, ldy, x + (size_t)m * ldx, ldx, w, 1, N, K, scale, ch, acc, 2, xs);
@@ -537,7 +542,9 @@ static void test_e4m3_invariance(int N, int K, int acc, int chs) {
 // with software prefetch, the three alternating, each product's best of
 // `reps` summed (robust to a shared machine's preemption, not to its
 // memory traffic). "perf-decode [threads] [layers] [reps] [rows]": rows
-// (default 1) activation rows per product, as in batched decode.
+// (default 1) activation rows per product, as in batched decode. A fourth
+// variant keeps all widening in registers (no tile widened once into the
+// scratch, pz_cpu_gemv_e4m3_set_wide_m(0): the kernel before that path).
 static void perf_decode(int nt, int L, int reps, int M) {
     const int sh[4][2] = {{960, 576}, {576, 576}, {3072, 576}, {576, 1536}};
     int np = 4 * L;
@@ -555,12 +562,13 @@ static void perf_decode(int nt, int L, int reps, int M) {
     }
     float *x = randv((size_t)M * 1536, 1), *y = malloc(sizeof(float) * 3072 * (size_t)M);
     float *xs = malloc(sizeof(float) * pz_cpu_gemv_scratch_floats(M, 1536));
-    float *x8s = malloc(sizeof(float) * pz_cpu_gemv_e4m3_scratch_floats(M, 1536));
-    double *best = malloc(sizeof(double) * 3 * (size_t)np);
-    for (int i = 0; i < 3 * np; i++) best[i] = 1e9;
+    float *x8s = malloc(sizeof(float) * pz_cpu_gemv_e4m3_scratch_floats(M, 1536, nt));
+    double *best = malloc(sizeof(double) * 4 * (size_t)np);
+    for (int i = 0; i < 4 * np; i++) best[i] = 1e9;
     for (int r = 0; r < reps; r++)
-        for (int v = 0; v < 3; v++) {
+        for (int v = 0; v < 4; v++) {
             pz_cpu_gemv_e4m3_set_prefetch(v == 1 ? 0 : -1);
+            pz_cpu_gemv_e4m3_set_wide_m(v == 3 ? 0 : -1);
             for (int l = 0; l < np; l++) {
                 int N = sh[l % 4][0], K = sh[l % 4][1];
                 double t0 = pz_now();
@@ -571,14 +579,16 @@ static void perf_decode(int nt, int L, int reps, int M) {
             }
         }
     pz_cpu_gemv_e4m3_set_prefetch(-1);
-    double t[3] = {0, 0, 0};
-    for (int v = 0; v < 3; v++)
+    pz_cpu_gemv_e4m3_set_wide_m(-1);
+    double t[4] = {0, 0, 0, 0};
+    for (int v = 0; v < 4; v++)
         for (int l = 0; l < np; l++) t[v] += best[v * np + l];
     printf("  perf-decode %d threads, %d layers, %.1f M weights, %d rows, best of %d per product:\n", nt, L,
            tot * 1e-6, M, reps);
     printf("    bf16               %8.3f ms  %5.1f GB/s\n", t[0] * 1e3, 2.0 * tot / t[0] * 1e-9);
     printf("    e4m3, no prefetch  %8.3f ms  %5.1f GB/s  bf16/e4m3 time %.2f\n", t[1] * 1e3, tot / t[1] * 1e-9, t[0] / t[1]);
     printf("    e4m3, prefetch     %8.3f ms  %5.1f GB/s  bf16/e4m3 time %.2f\n", t[2] * 1e3, tot / t[2] * 1e-9, t[0] / t[2]);
+    printf("    e4m3, registers    %8.3f ms  %5.1f GB/s  bf16/e4m3 time %.2f\n", t[3] * 1e3, tot / t[3] * 1e-9, t[0] / t[3]);
     for (int l = 0; l < np; l++) free(wb[l]), free(w8[l]);
     free(wb), free(w8), free(x), free(y), free(xs), free(x8s), free(best);
 }
@@ -606,6 +616,7 @@ static void run_all(void) {
     test_e4m3_invariance(13, 600, 1, 1);
     test_e4m3_invariance(45, 1001, 0, 1);
     test_e4m3_invariance(9, 16, 1, 0);
+    test_e4m3_invariance(21, 100, 1, 1);
     {
         // refused: e4m3 activations without an input scale, e4m3 weights without a scale
         uint8_t w8[4] = {0x38, 0x38, 0x38, 0x38};

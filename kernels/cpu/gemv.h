@@ -30,13 +30,16 @@ size_t pz_cpu_gemv_scratch_floats(int M, int K);
 // +=) scale · (ch_scale ? ch_scale[n] : 1) · Σ_k x[m,k] · e4m3(w[n,k]).
 // The bytes are widened in registers; fp32 accumulation, and the scales are
 // applied once per output. ch_scale: NULL or N floats. scratch: NULL, or at
-// least pz_cpu_gemv_e4m3_scratch_floats(M, K) floats, where the AVX2 kernel
-// keeps x * 2^64 for its integer-only widening (gemv_fp8.c; faster than the
-// F16C one, and the same results unless |x| >= 2^64 or a product's
-// magnitude is below 2^-70); without it, or with MXCSR.DAZ set, F16C.
+// least pz_cpu_gemv_e4m3_scratch_floats(M, K, n_threads) floats (n_threads
+// as passed to pz_cpu_gemv_e4m3), where the AVX2 kernel keeps x * 2^64 for
+// its integer-only widening (gemv_fp8.c; faster than the F16C one, and the
+// same results unless |x| >= 2^64 or a product's magnitude is below 2^-70;
+// without it, or with MXCSR.DAZ set, F16C) and, from a few rows on, each
+// thread's tile of weight rows widened once for all rows (bit for bit the
+// same results: the same widened values and order).
 void pz_cpu_gemv_e4m3(float *y, int ldy, const float *x, int ldx, const uint8_t *w, int M, int N,
                       int K, float scale, const float *ch_scale, int accumulate, int n_threads, float *scratch);
-size_t pz_cpu_gemv_e4m3_scratch_floats(int M, int K);
+size_t pz_cpu_gemv_e4m3_scratch_floats(int M, int K, int n_threads);
 // For measurements: 0 makes the AVX2 level widen by F16C even with a
 // scratch, 1 (the default) by integer operations then.
 void pz_cpu_gemv_e4m3_use_int(int on);
@@ -48,6 +51,10 @@ void pz_cpu_gemv_e4m3_use_gather(int on);
 // back to the default, PZ_GEMV_FP8_PREFETCH in gemv_fp8.c). Not thread-safe
 // against running products.
 void pz_cpu_gemv_e4m3_set_prefetch(int bytes);
+// For measurements: the AVX2 level widens each tile of weight rows once into
+// the scratch from m activation rows on (0: never; < 0: back to the default,
+// PZ_GEMV_FP8_WIDE_M in gemv_fp8.c). Not thread-safe against running products.
+void pz_cpu_gemv_e4m3_set_wide_m(int m);
 
 // matmul.c sends products of up to this many rows here.
 #define PZ_GEMV_MAX_M 32

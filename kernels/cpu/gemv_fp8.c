@@ -18,6 +18,9 @@
 // whatever M is. Widening costs more than bf16's, and each widened vector
 // is shared by the tile's activation rows, so the AVX2 tile is taller in
 // activation rows than gemv.c's (3 x 4 against 5 x 2; results/fp8_speed.md).
+// From PZ_GEMV_FP8_WIDE_M rows on, AVX2 instead widens each tile of weight
+// rows once into a per-thread scratch and runs gemv.c's bf16 tile over it
+// (rows_avx2_wide): the same values in the same order, so the same bits.
 //
 // Batch invariance: output (m, n) is one accumulator that takes the
 // columns in order, 16 at a time (AVX2: the low 8, then the high 8), with
@@ -225,6 +228,177 @@ T256F static void rows_avx2(float *y, int ldy, const float *x, int ldx, const ui
     }
 }
 
+// ---- AVX2, several activation rows: each tile widened once into L1 ----------------
+// With M rows the register widening above repeats per block of activation
+// rows (ceil(M / 4) times per weight row) and left the 16-row product
+// compute-bound below bf16's (results/fp8_speed.md). Here a thread widens
+// each tile of WIDE_NB weight rows once into its own scratch, and runs every
+// block of activation rows against it with gemv.c's bf16 tile (5 x 2,
+// widening by one unpack per 8 weights). The values are exactly the vectors
+// chunk_avx2 makes: both widenings' fp32 results have 16 zero low bits, so
+// they are stored as bf16 (half the bytes of fp32: a tile of 5 rows of 1536
+// stays in L1), and the bf16 of each 16 columns is stored as 0-3, 8-11,
+// 4-7, 12-15 so that unpacking with zeros gives columns 0-7, then 8-15, in
+// order: each accumulator takes the same products in the same order as in
+// chunk_avx2 (per 16 columns, the low 8, then the high 8) and output (m, n)
+// is bit for bit the register path's, whatever M is. On the AVX2 EPYC here
+// this only pays from ~17 rows: the bf16 tile keeps the FP pipes busy (2
+// FMAs and 1 unpack per 8 weights and row pair), so the widening cannot
+// hide behind it and costs ~15 % at 16 rows, which the register path's
+// repeated but overlapped widening also costs. Tried and slower: fp32 tiles
+// (fp32 5 x 2 loop alone 75 GFLOP/s at 16 x 960 x 576, 4 x 3 82, against
+// this loop's 79), widening the next tile inside the FMA loop (53-56: the
+// stores stall the loads), or after each pass (no gain).
+#define WIDE_NB 5
+#define WIDE_MB 2
+#ifndef PZ_GEMV_FP8_WIDE_M
+// From this many activation rows on. One thread, in cache, GFLOP/s widened
+// once / in registers (bf16 gemv): 960 x 576 at M = 8 58 / 67 (77), 12 65 /
+// 67 (81), 16 68 / 67 (81), 20 71 / 67 (81), 32 75 / 68 (82); 576 x 1536
+// at 16 72 / 72 (87), 32 78 / 72 (86): the widening (~15 % of the time at
+// 16 rows) is paid once, the bf16 tile then runs at gemv.c's speed
+// (results/fp8_speed.md).
+#define PZ_GEMV_FP8_WIDE_M 17
+#endif
+static int wide_min_m = PZ_GEMV_FP8_WIDE_M;  // pz_cpu_gemv_e4m3_set_wide_m
+
+void pz_cpu_gemv_e4m3_set_wide_m(int m) { wide_min_m = m < 0 ? PZ_GEMV_FP8_WIDE_M : m; }
+
+// Floats (4 bytes) of a thread's widened tile: WIDE_NB rows of K rounded up
+// to 16 bf16, plus 16 to start it on a 64-byte line.
+static size_t wide_thread_floats(int K) {
+    return (size_t)WIDE_NB * (size_t)((K + 15) / 16 * 8) + 16;
+}
+static float *line_up(float *p) { return (float *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
+
+// Rows [n, n + nb) of w widened into ws: per 16 columns, row i's 16 bf16 at
+// ws[((k / 16) * WIDE_NB + i) * 16], in the order above (one pointer with
+// constant offsets reaches a chunk's rows); K rounded up to 16 with zero
+// codes, as tile_avx2 pads its tail. WI: chunk_avx2's integer widening
+// (sign-extend, << 4, & 0x87F0 is the top half of its fp32 pattern), else
+// its F16C one (the fp32 values' top halves).
+T256F static void widen_rows_avx2(uint16_t *ws, const uint8_t *w, int n, int nb, int K, const int WI) {
+    for (int i = 0; i < nb; i++) {
+        const uint8_t *wr = w + (size_t)(n + i) * K;
+        uint16_t *d = ws + (size_t)i * 16;
+        uint8_t tw[16];
+        for (int k = 0; k < K; k += 16, d += 16 * WIDE_NB) {
+            const uint8_t *p = wr + k;
+            if (K - k < 16) {
+                memset(tw, 0, sizeof tw);
+                memcpy(tw, p, (size_t)(K - k));
+                p = tw;
+            }
+            __m128i b = _mm_loadu_si128((const __m128i *)p);
+            __m256i v;
+            if (WI) {
+                v = _mm256_slli_epi16(_mm256_cvtepi8_epi16(b), 4);
+                v = _mm256_and_si256(v, _mm256_set1_epi16((short)0x87F0));
+                v = _mm256_permute4x64_epi64(v, _MM_SHUFFLE(3, 1, 2, 0));  // 0-3, 8-11, 4-7, 12-15
+            } else {
+                __m256i h = e4m3_h16_avx2(b);
+                __m256i lo = _mm256_castps_si256(_mm256_cvtph_ps(_mm256_castsi256_si128(h)));
+                __m256i hi = _mm256_castps_si256(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)));
+                // per 128-bit lane: lo's 4 top halves, then hi's: 0-3, 8-11 | 4-7, 12-15
+                v = _mm256_packus_epi32(_mm256_srli_epi32(lo, 16), _mm256_srli_epi32(hi, 16));
+            }
+            _mm256_store_si256((__m256i *)d, v);
+        }
+    }
+}
+
+// One 16-column chunk: the widened rows at w0 (16 bf16 apart) against MB
+// activation rows' 16 columns at x0 (as bf16_chunk_avx2 in gemv.c, the
+// activations in natural order).
+T256F static inline __attribute__((always_inline)) void
+wide_chunk_avx2(__m256 a[8][4], const float *x0, size_t ldx, const uint16_t *w0, const int NB, const int MB) {
+    const __m256i z = _mm256_setzero_si256();
+    __m256 xv[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < MB; j++) xv[j] = _mm256_loadu_ps(x0 + (size_t)j * ldx);
+#pragma GCC unroll 8
+    for (int i = 0; i < NB; i++) {
+        __m256i v = _mm256_load_si256((const __m256i *)(w0 + 16 * i));
+        __m256 lo = _mm256_castsi256_ps(_mm256_unpacklo_epi16(z, v));
+#pragma GCC unroll 4
+        for (int j = 0; j < MB; j++) a[i][j] = _mm256_fmadd_ps(lo, xv[j], a[i][j]);
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < MB; j++) xv[j] = _mm256_loadu_ps(x0 + (size_t)j * ldx + 8);
+#pragma GCC unroll 8
+    for (int i = 0; i < NB; i++) {
+        __m256i v = _mm256_load_si256((const __m256i *)(w0 + 16 * i));
+        __m256 hi = _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, v));
+#pragma GCC unroll 4
+        for (int j = 0; j < MB; j++) a[i][j] = _mm256_fmadd_ps(hi, xv[j], a[i][j]);
+    }
+}
+
+// NB widened rows (ws) against MB activation rows, 16 columns at a time;
+// the tail (K % 16 columns) with zero-padded copies of the activations
+// against the zero-padded widened rows, as in tile_avx2.
+T256F static inline __attribute__((always_inline)) void
+tile_wide_avx2(float *y, int ldy, const float *x, int ldx, const uint16_t *ws, int n, int K, float sc,
+               const float *ch, int acc, pf_state pf, const int NB, const int MB) {
+    __m256 a[8][4];
+#pragma GCC unroll 8
+    for (int i = 0; i < NB; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < MB; j++) a[i][j] = _mm256_setzero_ps();
+    const uint16_t *wc = ws;
+    int k = 0;
+    for (; k + 16 <= K; k += 16, wc += 16 * WIDE_NB) {
+        pf_step(&pf);
+        wide_chunk_avx2(a, x + k, (size_t)ldx, wc, NB, MB);
+    }
+    if (k < K) {
+        float tx[4][16];
+        memset(tx, 0, sizeof tx);
+        for (int j = 0; j < MB; j++) memcpy(tx[j], x + (size_t)j * ldx + k, sizeof(float) * (size_t)(K - k));
+        wide_chunk_avx2(a, tx[0], 16, wc, NB, MB);
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < NB; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < MB; j++) store_out(y, ldy, j, n + i, pz_hsum256(a[i][j]), sc, ch, acc);
+}
+
+// Calls TILE(nb, mb) with constants: nb 1..5, mb 1..2.
+#define TILE_SWITCH_WIDE(TILE, nb, mb)                                                             \
+    do {                                                                                           \
+        switch ((nb) * 8 + (mb)) {                                                                 \
+        TILE_CASE(TILE, 1, 1) TILE_CASE(TILE, 2, 1) TILE_CASE(TILE, 3, 1) TILE_CASE(TILE, 4, 1)    \
+        TILE_CASE(TILE, 5, 1) TILE_CASE(TILE, 1, 2) TILE_CASE(TILE, 2, 2) TILE_CASE(TILE, 3, 2)    \
+        TILE_CASE(TILE, 4, 2)                                                                      \
+        default: TILE(5, 2); break;                                                                \
+        }                                                                                          \
+    } while (0)
+
+// Weight rows [n0, n1), WIDE_NB at a time widened into ws (line-aligned),
+// all activation rows against each tile before the next.
+T256F static void rows_avx2_wide(float *y, int ldy, const float *x, int ldx, const uint8_t *w, int M, int n0,
+                                 int n1, int K, float sc, const float *ch, int acc, int wint, uint16_t *ws) {
+    const int passes = m_passes(M, WIDE_MB), points = (K + 15) / 16;
+    const uint8_t *end = w + (size_t)n1 * K;
+    for (int n = n0; n < n1; n += WIDE_NB) {
+        int nb = n1 - n < WIDE_NB ? n1 - n : WIDE_NB;
+        if (wint)
+            widen_rows_avx2(ws, w, n, nb, K, 1);
+        else
+            widen_rows_avx2(ws, w, n, nb, K, 0);
+        for (int m = 0, mb, pass = 0; m < M; m += mb, pass++) {
+            mb = m_tile(M - m, WIDE_MB);
+            pf_state pf = pf_plan(w, n, nb, end, K, pass, passes, points);
+            const float *xm = x + (size_t)m * ldx;
+            float *ym = y + (size_t)m * ldy;
+#define T(NB, MB) tile_wide_avx2(ym, ldy, xm, ldx, ws, n, K, sc, ch, acc, pf, NB, MB)
+            TILE_SWITCH_WIDE(T, nb, mb);
+#undef T
+        }
+    }
+}
+#undef TILE_SWITCH_WIDE
+
 // The alternative measured against the shift above: 8 codes at a time
 // through a gather from the 256-entry decode table (values not / 2^8), one
 // weight row and one activation row at a time.
@@ -316,7 +490,13 @@ static int int_widening = 1;  // pz_cpu_gemv_e4m3_use_int (measurements only)
 void pz_cpu_gemv_e4m3_use_gather(int on) { gather_variant = on; }
 void pz_cpu_gemv_e4m3_use_int(int on) { int_widening = on; }
 
-size_t pz_cpu_gemv_e4m3_scratch_floats(int M, int K) { return (size_t)M * (size_t)K; }
+// x * 2^64 (M x K), then one widened tile per thread (rows_avx2_wide).
+static size_t x_floats(int M, int K) { return ((size_t)M * (size_t)K + 15) / 16 * 16; }
+
+size_t pz_cpu_gemv_e4m3_scratch_floats(int M, int K, int n_threads) {
+    int nt = n_threads > 0 ? n_threads : omp_get_max_threads();
+    return 16 + x_floats(M, K) + (size_t)nt * wide_thread_floats(K);
+}
 
 void pz_cpu_gemv_e4m3(float *y, int ldy, const float *x, int ldx, const uint8_t *w, int M, int N,
                       int K, float scale, const float *ch_scale, int accumulate, int n_threads, float *scratch) {
@@ -342,6 +522,9 @@ void pz_cpu_gemv_e4m3(float *y, int ldy, const float *x, int ldx, const uint8_t 
     // loses low bits) and |x| < 2^64. It needs denormal inputs honoured: with
     // MXCSR.DAZ set (subnormal codes would read as 0) the F16C path runs.
     int wint = isa == PZ_ISA_AVX2 && scratch && !gather_variant && !(_mm_getcsr() & 0x40) && int_widening;
+    int wide = isa == PZ_ISA_AVX2 && scratch && !gather_variant && wide_min_m > 0 && M >= wide_min_m;
+    if (scratch) scratch = line_up(scratch);
+    float *tiles = scratch ? scratch + x_floats(M, K) : NULL;
     if (wint) {
         const float up = 0x1p64f;
         for (int m = 0; m < M; m++)
@@ -360,6 +543,9 @@ void pz_cpu_gemv_e4m3(float *y, int ldy, const float *x, int ldx, const uint8_t 
                 rows_avx512(y, ldy, x, ldx, w, M, n0, n1, K, sc, ch_scale, accumulate);
             else if (isa == PZ_ISA_AVX2 && gather_variant)
                 rows_avx2_gather(y, ldy, x, ldx, w, M, n0, n1, K, sc, ch_scale, accumulate);
+            else if (wide)
+                rows_avx2_wide(y, ldy, x, ldx, w, M, n0, n1, K, sc, ch_scale, accumulate, wint,
+                               (uint16_t *)line_up(tiles + (size_t)t * wide_thread_floats(K)));
             else if (isa == PZ_ISA_AVX2)
                 rows_avx2(y, ldy, x, ldx, w, M, n0, n1, K, sc, ch_scale, accumulate, wint);
             else

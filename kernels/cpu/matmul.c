@@ -131,7 +131,8 @@ int pz_cpu_matmul_e4m3(pz_cpu_mm *mm, float *y, int ldy, const float *x, int ldx
     }
     if (M <= PZ_GEMV_E4M3_MAX_M) {
         // the scratch is optional (the kernel widens by F16C without it)
-        float *scratch = grow(&mm->xperm, &mm->xperm_cap, pz_cpu_gemv_e4m3_scratch_floats(M, K));
+        size_t need = pz_cpu_gemv_e4m3_scratch_floats(M, K, mm->n_threads);
+        float *scratch = grow(&mm->xperm, &mm->xperm_cap, need);
         pz_cpu_gemv_e4m3(y, ldy, x, ldx, w, M, N, K, out_scale, ch_scale, accumulate, mm->n_threads, scratch);
         return 0;
     }
