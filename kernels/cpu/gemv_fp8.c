@@ -251,8 +251,9 @@ T256F static void rows_avx2(float *y, int ldy, const float *x, int ldx, const ui
 // hide behind it and costs ~15 % at 16 rows, which the register path's
 // repeated but overlapped widening also costs. Tried and slower: fp32 tiles
 // (fp32 5 x 2 loop alone 75 GFLOP/s at 16 x 960 x 576, 4 x 3 82, against
-// this loop's 79), widening the next tile inside the FMA loop (53-56: the
-// stores stall the loads), or after each pass (no gain).
+// this loop's 79), widening the next tile inside the FMA loop (53-56; not
+// understood, perhaps the stores holding up the loads), or after each pass
+// of the tile (no gain).
 #define WIDE_NB 5
 #define WIDE_MB 2
 #ifndef PZ_GEMV_FP8_WIDE_M
