@@ -593,6 +593,45 @@ static void perf_decode(int nt, int L, int reps, int M) {
     free(wb), free(w8), free(x), free(y), free(xs), free(x8s), free(best);
 }
 
+// The small-M e4m3 kernel's two AVX2 ways against bf16, in cache, one
+// thread: each weight tile widened once per call into the scratch (from
+// PZ_GEMV_FP8_WIDE_M rows on) and the register tiles that widen per block of
+// activation rows (pz_cpu_gemv_e4m3_set_wide_m), for M = 4..32 on two of
+// the reference parent's shapes; GFLOP/s, best of `reps`, the three
+// alternating. "perf-rows [reps]".
+static void perf_rows(int reps) {
+    const int sh[2][2] = {{960, 576}, {576, 1536}}, Ms[7] = {4, 8, 12, 16, 20, 24, 32};
+    printf("  perf-rows 1 thread, in cache, GFLOP/s, best of %d:"
+           " bf16 / e4m3 widened once / e4m3 registers\n", reps);
+    for (int s = 0; s < 2; s++)
+        for (int mi = 0; mi < 7; mi++) {
+            int N = sh[s][0], K = sh[s][1], M = Ms[mi];
+            float *w = randv((size_t)N * K, 0.05f), *x = randv((size_t)M * K, 1.0f);
+            float *y = malloc(sizeof(float) * (size_t)M * N);
+            uint16_t *wb = malloc(sizeof(uint16_t) * (size_t)N * K);
+            uint8_t *w8 = malloc((size_t)N * K);
+            for (size_t i = 0; i < (size_t)N * K; i++)
+                wb[i] = to_bf16(w[i]), w8[i] = pz_f32_to_e4m3(w[i] * 2000.0f);
+            float *xs = malloc(sizeof(float) * pz_cpu_gemv_scratch_floats(M, K));
+            float *x8s = malloc(sizeof(float) * pz_cpu_gemv_e4m3_scratch_floats(M, K, 1));
+            double best[3] = {1e9, 1e9, 1e9};
+            for (int r = 0; r < reps; r++)
+                for (int v = 0; v < 3; v++) {
+                    pz_cpu_gemv_e4m3_set_wide_m(v == 1 ? 1 : 0);
+                    double t0 = pz_now();
+                    if (v == 0) pz_cpu_gemv(y, N, x, K, wb, PZ_DT_BF16, M, N, K, 0, 1, xs);
+                    else pz_cpu_gemv_e4m3(y, N, x, K, w8, M, N, K, 0.001f, NULL, 0, 1, x8s);
+                    double t = pz_now() - t0;
+                    if (t < best[v]) best[v] = t;
+                }
+            pz_cpu_gemv_e4m3_set_wide_m(-1);
+            double fl = 2.0 * M * N * K * 1e-9;
+            printf("    M=%-2d %4d x %-4d  %5.1f / %5.1f / %5.1f\n", M, N, K, fl / best[0], fl / best[1],
+                   fl / best[2]);
+            free(w), free(x), free(y), free(wb), free(w8), free(xs), free(x8s);
+        }
+}
+
 static void run_all(void) {
     int sizes[][3] = {{1, 7, 5}, {1, 33, 17}, {2, 31, 29}, {3, 64, 96}, {4, 5, 130}, {8, 19, 33},
                       {9, 31, 29}, {17, 65, 33}, {64, 96, 80}, {130, 257, 65}, {5, 37, 600},
@@ -699,6 +738,7 @@ int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "perf-decode") == 0)
         perf_decode(argc > 2 ? atoi(argv[2]) : 2, argc > 3 ? atoi(argv[3]) : 30, argc > 4 ? atoi(argv[4]) : 15,
                     argc > 5 ? atoi(argv[5]) : 1);
+    if (argc > 1 && strcmp(argv[1], "perf-rows") == 0) perf_rows(argc > 2 ? atoi(argv[2]) : 20);
     pz_backend_free(B);
     return pz_test_finish("test_kernels");
 }
