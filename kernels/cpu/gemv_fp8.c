@@ -18,7 +18,7 @@
 // whatever M is. Widening costs more than bf16's, and each widened vector
 // is shared by the tile's activation rows, so the AVX2 tile is taller in
 // activation rows than gemv.c's (3 x 4 against 5 x 2; results/fp8_speed.md).
-// From PZ_GEMV_FP8_WIDE_M rows on, AVX2 instead widens each tile of weight
+// From PZ_GEMV_FP8_WIDE_M (16) rows on, AVX2 instead widens each tile of weight
 // rows once into a per-thread scratch and runs gemv.c's bf16 tile over it
 // (rows_avx2_wide): the same values in the same order, so the same bits.
 //
@@ -246,10 +246,10 @@ T256F static void rows_avx2(float *y, int ldy, const float *x, int ldx, const ui
 // order: each accumulator takes the same products in the same order as in
 // chunk_avx2 (per 16 columns, the low 8, then the high 8) and output (m, n)
 // is bit for bit the register path's, whatever M is. On the AVX2 EPYC here
-// this only pays from ~17 rows: the bf16 tile keeps the FP pipes busy (2
-// FMAs and 1 unpack per 8 weights and row pair), so the widening cannot
-// hide behind it and costs ~15 % at 16 rows, which the register path's
-// repeated but overlapped widening also costs. Tried and slower: fp32 tiles
+// this pays from 16 rows: the bf16 tile keeps the FP pipes busy (2 FMAs
+// and 1 unpack per 8 weights and row pair), so the widening cannot hide
+// behind it and costs ~12 % at 16 rows, a little less than the register
+// path's repeated but overlapped widening. Tried and slower: fp32 tiles
 // (fp32 5 x 2 loop alone 75 GFLOP/s at 16 x 960 x 576, 4 x 3 82, against
 // this loop's 79), widening the next tile inside the FMA loop (53-56; not
 // understood, perhaps the stores holding up the loads), or after each pass
@@ -258,12 +258,12 @@ T256F static void rows_avx2(float *y, int ldy, const float *x, int ldx, const ui
 #define WIDE_MB 2
 #ifndef PZ_GEMV_FP8_WIDE_M
 // From this many activation rows on. One thread, in cache, GFLOP/s widened
-// once / in registers (bf16 gemv): 960 x 576 at M = 8 58 / 67 (77), 12 65 /
-// 67 (81), 16 68 / 67 (81), 20 71 / 67 (81), 32 75 / 68 (82); 576 x 1536
-// at 16 72 / 72 (87), 32 78 / 72 (86): the widening (~15 % of the time at
-// 16 rows) is paid once, the bf16 tile then runs at gemv.c's speed
+// once / in registers (bf16 gemv), `test_kernels perf-rows`: 960 x 576 at
+// M = 8 61 / 67 (78), 12 67 / 67 (82), 16 70 / 67 (82), 32 76 / 67 (83);
+// 576 x 1536 at 12 70 / 71 (86), 16 74 / 71 (87), 32 79 / 72 (86). The
+// widening is paid once, the bf16 tile then runs at gemv.c's speed
 // (results/fp8_speed.md).
-#define PZ_GEMV_FP8_WIDE_M 17
+#define PZ_GEMV_FP8_WIDE_M 16
 #endif
 static int wide_min_m = PZ_GEMV_FP8_WIDE_M;  // pz_cpu_gemv_e4m3_set_wide_m
 
@@ -282,32 +282,33 @@ static float *line_up(float *p) { return (float *)(((uintptr_t)p + 63) & ~(uintp
 // codes, as tile_avx2 pads its tail. WI: chunk_avx2's integer widening
 // (sign-extend, << 4, & 0x87F0 is the top half of its fp32 pattern), else
 // its F16C one (the fp32 values' top halves).
+T256F static inline __attribute__((always_inline)) __m256i widen16_avx2(const uint8_t *p, const int WI) {
+    __m128i b = _mm_loadu_si128((const __m128i *)p);
+    if (WI) {
+        // the codes reordered 0-3, 8-11, 4-7, 12-15 first (one byte shuffle)
+        b = _mm_shuffle_epi8(b, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15));
+        __m256i v = _mm256_slli_epi16(_mm256_cvtepi8_epi16(b), 4);
+        return _mm256_and_si256(v, _mm256_set1_epi16((short)0x87F0));
+    }
+    __m256i h = e4m3_h16_avx2(b);
+    __m256i lo = _mm256_castps_si256(_mm256_cvtph_ps(_mm256_castsi256_si128(h)));
+    __m256i hi = _mm256_castps_si256(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)));
+    // per 128-bit lane: lo's 4 top halves, then hi's: 0-3, 8-11 | 4-7, 12-15
+    return _mm256_packus_epi32(_mm256_srli_epi32(lo, 16), _mm256_srli_epi32(hi, 16));
+}
+
 T256F static void widen_rows_avx2(uint16_t *ws, const uint8_t *w, int n, int nb, int K, const int WI) {
+    const int K16 = K / 16 * 16;
     for (int i = 0; i < nb; i++) {
         const uint8_t *wr = w + (size_t)(n + i) * K;
         uint16_t *d = ws + (size_t)i * 16;
-        uint8_t tw[16];
-        for (int k = 0; k < K; k += 16, d += 16 * WIDE_NB) {
-            const uint8_t *p = wr + k;
-            if (K - k < 16) {
-                memset(tw, 0, sizeof tw);
-                memcpy(tw, p, (size_t)(K - k));
-                p = tw;
-            }
-            __m128i b = _mm_loadu_si128((const __m128i *)p);
-            __m256i v;
-            if (WI) {
-                v = _mm256_slli_epi16(_mm256_cvtepi8_epi16(b), 4);
-                v = _mm256_and_si256(v, _mm256_set1_epi16((short)0x87F0));
-                v = _mm256_permute4x64_epi64(v, _MM_SHUFFLE(3, 1, 2, 0));  // 0-3, 8-11, 4-7, 12-15
-            } else {
-                __m256i h = e4m3_h16_avx2(b);
-                __m256i lo = _mm256_castps_si256(_mm256_cvtph_ps(_mm256_castsi256_si128(h)));
-                __m256i hi = _mm256_castps_si256(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)));
-                // per 128-bit lane: lo's 4 top halves, then hi's: 0-3, 8-11 | 4-7, 12-15
-                v = _mm256_packus_epi32(_mm256_srli_epi32(lo, 16), _mm256_srli_epi32(hi, 16));
-            }
-            _mm256_store_si256((__m256i *)d, v);
+        int k = 0;
+        for (; k < K16; k += 16, d += 16 * WIDE_NB) _mm256_store_si256((__m256i *)d, widen16_avx2(wr + k, WI));
+        if (k < K) {
+            uint8_t tw[16];
+            memset(tw, 0, sizeof tw);
+            memcpy(tw, wr + k, (size_t)(K - k));
+            _mm256_store_si256((__m256i *)d, widen16_avx2(tw, WI));
         }
     }
 }
