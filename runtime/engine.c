@@ -1107,6 +1107,10 @@ static int decode_impl(pz_engine *e, const int *slots, const int32_t *tokens, in
     return 0;
 }
 
+int pz_engine_prefix_partial(const pz_engine *e) {
+    return e->p.prefix_cache && e->tp == 1 && (e->b->rowwise_prefill || !e->p.batch_invariant);
+}
+
 int pz_engine_slot_len(const pz_engine *e, int slot) {
     return slot >= 0 && slot < e->p.n_slots ? e->slot[slot].len : -1;
 }
@@ -1185,7 +1189,7 @@ static int attach_impl(pz_engine *e, int slot, const int32_t *tokens, int n) {
     // one rank alone, and attaching has no agreement step.
     int rest = n - 1 - sl->len, len = 0;
     if (rest > e->p.max_ctx - sl->len) rest = e->p.max_ctx - sl->len;
-    if (rest > 0 && e->tp == 1 && (e->b->rowwise_prefill || !e->p.batch_invariant)) {
+    if (rest > 0 && pz_engine_prefix_partial(e)) {
         int src = pz_kvcache_lookup_partial(e->kvc, parent, tokens + sl->len, rest, &len);
         if (src >= 0 && len > 0 && len < PZ_KV_PAGE && attach_partial(e, sl, k, src) == 0) {
             sl->n_pages = k + 1;

@@ -225,6 +225,8 @@ void pz_engine_slot_reset(pz_engine *e, int slot);
 // Returns the number of tokens attached (0 when nothing matches or the
 // cache is off).
 int pz_engine_prefix_attach(pz_engine *e, int slot, const int32_t *tokens, int n);
+// 1 when pz_engine_prefix_attach attaches partial pages here.
+int pz_engine_prefix_partial(const pz_engine *e);
 
 // dst (empty) continues from src's sequence: it shares src's full pages and
 // gets its own copy of the partial last page (n > 1 completions of one
