@@ -1107,6 +1107,10 @@ static int decode_impl(pz_engine *e, const int *slots, const int32_t *tokens, in
     return 0;
 }
 
+int pz_engine_prefix_partial(const pz_engine *e) {
+    return e->p.prefix_cache && e->tp == 1 && (e->b->rowwise_prefill || !e->p.batch_invariant);
+}
+
 int pz_engine_slot_len(const pz_engine *e, int slot) {
     return slot >= 0 && slot < e->p.n_slots ? e->slot[slot].len : -1;
 }
@@ -1120,6 +1124,40 @@ static void release_pages(pz_engine *e, eng_slot *sl) {
 
 static void reset_impl(pz_engine *e, int slot) {
     if (slot >= 0 && slot < e->p.n_slots) release_pages(e, &e->slot[slot]);
+}
+
+// Page src's K and V (every layer) into page dst. 0 or -1 with err.
+static int copy_page(pz_engine *e, int dst, int src, char *err) {
+    pz_backend *b = e->b;
+    for (int l = 0; l < e->m->cfg.n_layer; l++) {
+        const eng_layer *el = &e->L[l];
+        if (!el->k) continue;
+        size_t pb = el->page_bytes, from = (size_t)src * pb, to = (size_t)dst * pb;
+        if (b->copy(b, (char *)el->k + to, (const char *)el->k + from, pb, PZ_COPY_D2D, err) ||
+            b->copy(b, (char *)el->v + to, (const char *)el->v + from, pb, PZ_COPY_D2D, err))
+            return -1;
+    }
+    return b->synchronize(b, err);
+}
+
+// The partial page of pz_engine_prefix_attach: a copy of the remembered
+// page src, which continues the slot's attached pages, as the slot's own
+// page k (of which the caller counts only the matching first positions;
+// the rest are rewritten by the slot's prefill before they are read). 0
+// when done, -1 when not (no page free, or the copy failed: the slot keeps
+// its full pages alone).
+static int attach_partial(pz_engine *e, eng_slot *sl, int k, int src) {
+    pz_kvcache_ref(e->kvc, src);  // not evicted by the allocation below
+    int p = pz_kvcache_alloc(e->kvc), rc = -1;
+    if (p >= 0 && copy_page(e, p, src, NULL) == 0) {
+        sl->pages[k] = p;
+        sl->nodes[k] = 0;
+        rc = 0;
+    } else if (p >= 0) {
+        pz_kvcache_unref(e->kvc, p);
+    }
+    pz_kvcache_unref(e->kvc, src);
+    return rc;
 }
 
 static int attach_impl(pz_engine *e, int slot, const int32_t *tokens, int n) {
@@ -1140,9 +1178,27 @@ static int attach_impl(pz_engine *e, int slot, const int32_t *tokens, int n) {
     }
     sl->n_pages = k;
     sl->len = k * PZ_KV_PAGE;
-    memcpy(sl->tokens, tokens, sizeof(int32_t) * (size_t)sl->len);
     e->prefix_hits += k;
     e->prefix_tokens += (long long)k * PZ_KV_PAGE;
+    // Then the longest run of the next tokens (one at least left to
+    // prefill) that a remembered page continuing the same chain starts
+    // with (prompts that share a system prompt and a template rarely part
+    // at a page boundary). Only where a row's results do not depend on the
+    // rows prefilled beside it (rowwise prefill, or no batch invariance
+    // promised), and not under tensor parallelism: the copy could fail on
+    // one rank alone, and attaching has no agreement step.
+    int rest = n - 1 - sl->len, len = 0;
+    if (rest > e->p.max_ctx - sl->len) rest = e->p.max_ctx - sl->len;
+    if (rest > 0 && pz_engine_prefix_partial(e)) {
+        int src = pz_kvcache_lookup_partial(e->kvc, parent, tokens + sl->len, rest, &len);
+        if (src >= 0 && len > 0 && len < PZ_KV_PAGE && attach_partial(e, sl, k, src) == 0) {
+            sl->n_pages = k + 1;
+            sl->len += len;
+            e->prefix_hits++;
+            e->prefix_tokens += len;
+        }
+    }
+    memcpy(sl->tokens, tokens, sizeof(int32_t) * (size_t)sl->len);
     return sl->len;
 }
 
@@ -1158,18 +1214,7 @@ static int fork_impl(pz_engine *e, int dst, int src, char *err) {
         if (p < 0)
             return pz_err(err, "KV cache full: no page to fork slot %d into slot %d", src, dst),
                    PZ_ENGINE_ENOPAGES;
-        pz_backend *b = e->b;
-        for (int l = 0; l < e->m->cfg.n_layer; l++) {
-            const eng_layer *el = &e->L[l];
-            if (!el->k) continue;
-            size_t pb = el->page_bytes, from = (size_t)s->pages[full] * pb, to = (size_t)p * pb;
-            if (b->copy(b, (char *)el->k + to, (const char *)el->k + from, pb, PZ_COPY_D2D, err) ||
-                b->copy(b, (char *)el->v + to, (const char *)el->v + from, pb, PZ_COPY_D2D, err)) {
-                pz_kvcache_unref(e->kvc, p);
-                return -1;
-            }
-        }
-        if (b->synchronize(b, err)) {
+        if (copy_page(e, p, s->pages[full], err)) {
             pz_kvcache_unref(e->kvc, p);
             return -1;
         }

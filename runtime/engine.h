@@ -17,7 +17,9 @@
 // instead of recomputing (pz_engine_prefix_attach), and cached pages are
 // evicted least recently used first when the pool runs out of free pages.
 // Only full pages are shared, and a slot writes only positions past its
-// shared ones, so no page is ever written while shared.
+// shared ones, so no page is ever written while shared (a prompt that
+// shares part of a cached page gets a copy of it, see
+// pz_engine_prefix_attach).
 //
 // Numerics: activations are fp32. With bf16 weights, products of more than
 // 32 rows (prefill, large decode batches) round the activations to bf16 on
@@ -213,9 +215,18 @@ void pz_engine_slot_reset(pz_engine *e, int slot);
 // Prefix reuse. slot must be empty. Attaches the longest run of cached
 // full pages whose tokens equal tokens[0 .. k*PZ_KV_PAGE), with k*PZ_KV_PAGE
 // <= n-1 (at least one token is left to prefill, so the caller gets
-// logits), and sets the slot's length to k*PZ_KV_PAGE. Returns the number
-// of tokens attached (0 when nothing matches or the cache is off).
+// logits), then, where a cached page continuing that run starts with the
+// next j tokens (1 <= j < PZ_KV_PAGE, k*PZ_KV_PAGE + j <= n-1), a copy of
+// that page as the slot's own (a partial page: prompts sharing a system
+// prompt and a template rarely part at a page boundary), and sets the
+// slot's length to k*PZ_KV_PAGE + j. Partial pages only where a row's
+// prefill results do not depend on the rows beside it (the backend's
+// rowwise_prefill, or batch_invariant off) and without tensor parallelism.
+// Returns the number of tokens attached (0 when nothing matches or the
+// cache is off).
 int pz_engine_prefix_attach(pz_engine *e, int slot, const int32_t *tokens, int n);
+// 1 when pz_engine_prefix_attach attaches partial pages here.
+int pz_engine_prefix_partial(const pz_engine *e);
 
 // dst (empty) continues from src's sequence: it shares src's full pages and
 // gets its own copy of the partial last page (n > 1 completions of one
@@ -231,8 +242,8 @@ typedef struct {
     int pages_free;      // on the free list
     int pages_cached;    // held only by the prefix cache (evictable)
     int pages_used;      // held by at least one slot
-    long long prefix_hits;    // pages attached by pz_engine_prefix_attach
-    long long prefix_tokens;  // tokens those pages held
+    long long prefix_hits;    // pages attached by pz_engine_prefix_attach (partial ones too)
+    long long prefix_tokens;  // tokens reused from them
     long long evictions;      // cached pages reclaimed
 } pz_kv_stats;
 void pz_engine_kv_stats(const pz_engine *e, pz_kv_stats *st);

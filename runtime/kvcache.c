@@ -1,7 +1,8 @@
 // kvcache.c — see kvcache.h. Pages are indices 0..n-1 into parallel arrays;
 // the free list is a stack, the eviction list a doubly linked list through
 // lru_prev/lru_next (head: least recent), and the prefix index a chained
-// hash table through hnext.
+// hash table through hnext (by parent and tokens), plus one through pnext
+// by parent alone (partial lookups).
 #include "kvcache.h"
 
 #include <stdlib.h>
@@ -15,6 +16,7 @@ typedef struct {
     int lru_prev, lru_next;  // eviction list (remembered, refcnt 0)
     int in_lru;
     int hnext;        // next page in the same hash bucket
+    int pnext;        // next remembered page in the same parent bucket
 } kv_page;
 
 struct pz_kvcache {
@@ -23,6 +25,7 @@ struct pz_kvcache {
     int *free_stack, n_free;
     int lru_head, lru_tail, n_cached;
     int *bucket;      // (n_buckets) first page, or -1
+    int *pbucket;     // (n_buckets) by parent alone (pz_kvcache_lookup_partial)
     uint32_t n_buckets;
     uint64_t next_node;
     long long evictions;
@@ -37,6 +40,10 @@ static uint64_t key_hash(uint64_t parent, const int32_t *t) {
     return h ^ (h >> 29);
 }
 
+static uint32_t parent_hash(const pz_kvcache *c, uint64_t parent) {
+    return (uint32_t)((parent * 0x9E3779B97F4A7C15ull) >> 32) & (c->n_buckets - 1);
+}
+
 pz_kvcache *pz_kvcache_create(int n_pages, int prefix_cache) {
     if (n_pages <= 0) return NULL;
     pz_kvcache *c = calloc(1, sizeof *c);
@@ -48,11 +55,12 @@ pz_kvcache *pz_kvcache_create(int n_pages, int prefix_cache) {
     c->pg = calloc((size_t)n_pages, sizeof *c->pg);
     c->free_stack = malloc(sizeof(int) * (size_t)n_pages);
     c->bucket = malloc(sizeof(int) * c->n_buckets);
-    if (!c->pg || !c->free_stack || !c->bucket) {
+    c->pbucket = malloc(sizeof(int) * c->n_buckets);
+    if (!c->pg || !c->free_stack || !c->bucket || !c->pbucket) {
         pz_kvcache_free(c);
         return NULL;
     }
-    for (uint32_t i = 0; i < c->n_buckets; i++) c->bucket[i] = -1;
+    for (uint32_t i = 0; i < c->n_buckets; i++) c->bucket[i] = c->pbucket[i] = -1;
     // Pages are handed out in increasing order from a fresh pool.
     for (int i = 0; i < n_pages; i++) c->free_stack[i] = n_pages - 1 - i;
     c->n_free = n_pages;
@@ -66,6 +74,7 @@ void pz_kvcache_free(pz_kvcache *c) {
     free(c->pg);
     free(c->free_stack);
     free(c->bucket);
+    free(c->pbucket);
     free(c);
 }
 
@@ -97,6 +106,9 @@ static void unindex(pz_kvcache *c, int p) {
     int *link = &c->bucket[key_hash(g->parent, g->tokens) & (c->n_buckets - 1)];
     while (*link >= 0 && *link != p) link = &c->pg[*link].hnext;
     if (*link == p) *link = g->hnext;
+    link = &c->pbucket[parent_hash(c, g->parent)];
+    while (*link >= 0 && *link != p) link = &c->pg[*link].pnext;
+    if (*link == p) *link = g->pnext;
     g->node = 0;
 }
 
@@ -151,7 +163,25 @@ uint64_t pz_kvcache_publish(pz_kvcache *c, int p, uint64_t parent, const int32_t
     uint32_t b = key_hash(parent, tokens) & (c->n_buckets - 1);
     g->hnext = c->bucket[b];
     c->bucket[b] = p;
+    b = parent_hash(c, parent);
+    g->pnext = c->pbucket[b];
+    c->pbucket[b] = p;
     return g->node;
+}
+
+int pz_kvcache_lookup_partial(pz_kvcache *c, uint64_t parent, const int32_t *tokens, int n, int *len) {
+    int best = -1, best_len = 0;
+    if (n > PZ_KV_PAGE) n = PZ_KV_PAGE;
+    if (!c->prefix_cache || n <= 0) return -1;
+    for (int p = c->pbucket[parent_hash(c, parent)]; p >= 0 && best_len < n; p = c->pg[p].pnext) {
+        const kv_page *g = &c->pg[p];
+        if (g->parent != parent) continue;
+        int k = 0;
+        while (k < n && g->tokens[k] == tokens[k]) k++;
+        if (k > best_len) best = p, best_len = k;
+    }
+    if (len) *len = best_len;
+    return best;
 }
 
 void pz_kvcache_counts_get(const pz_kvcache *c, pz_kvcache_counts *out) {

@@ -43,6 +43,12 @@ uint64_t pz_kvcache_publish(pz_kvcache *c, int p, uint64_t parent, const int32_t
 // its node id. Does not take a reference.
 int pz_kvcache_lookup(pz_kvcache *c, uint64_t parent, const int32_t *tokens, uint64_t *node);
 
+// The remembered page with this parent whose tokens start with the longest
+// run of tokens[0..n) (n capped at PZ_KV_PAGE), at least one token; *len
+// receives the run's length. -1 (and *len 0) when none starts with
+// tokens[0]. Pages with the same parent are chained by parent, so this
+// reads only them. Does not take a reference.
+int pz_kvcache_lookup_partial(pz_kvcache *c, uint64_t parent, const int32_t *tokens, int n, int *len);
 typedef struct {
     int total, free, cached, used;  // used: held by at least one sequence
     long long evictions;

@@ -36,7 +36,7 @@ typedef struct {
     int n_lp;
     const char *finish; // "stop" / "length" once done
     double t_last;      // time of the previous token (inter-token latency)
-    int deferred;       // waits for a full page another prompt computes (step_prefill)
+    int deferred;       // waits for a page another prompt computes (step_prefill)
 } seq;
 
 struct pz_job {
@@ -546,15 +546,18 @@ static void step_decode(pz_sched *s) {
 // Prompts that arrive together and share a prefix (a system prompt) would
 // each compute the same pages: a prompt whose next full page another one
 // computes in this call waits (deferred), and at the next step attaches the
-// pages that call published, as a later request would.
-static int shares_next_page(const seq *q, const seq *p, int p_end) {
+// pages that call published, as a later request would; where the engine
+// attaches partial pages, so does one that shares only the start of that
+// page (the next token at least: it attaches a copy of the matching part).
+static int shares_next_page(const seq *q, const seq *p, int p_end, int partial) {
     int upto = q->n_fed + PZ_KV_PAGE;
-    return p->n_fed == q->n_fed && p_end >= upto && q->n_ctx > upto && p->n_ctx >= upto &&
-           !memcmp(q->ctx, p->ctx, (size_t)upto * sizeof *q->ctx);
+    if (p->n_fed != q->n_fed || p_end < upto || p->n_ctx < upto) return 0;
+    int need = partial ? q->n_fed + 1 : upto;  // tokens that must be equal
+    return q->n_ctx > need && !memcmp(q->ctx, p->ctx, (size_t)need * sizeof *q->ctx);
 }
 
 static void step_prefill(pz_sched *s) {
-    const int c = s->p.prefill_chunk;
+    const int c = s->p.prefill_chunk, partial = pz_engine_prefix_partial(s->e);
     int n = 0, total = 0, need = 0, avail;
     pz_kv_stats st;
     kv_avail(s, &st, &avail);
@@ -570,7 +573,7 @@ static void step_prefill(pz_sched *s) {
             int start = q->n_fed, end = (start / c + 1) * c;
             if (end > q->n_ctx) end = q->n_ctx;
             for (int r = 0; r < n && !q->deferred; r++)
-                q->deferred = shares_next_page(q, s->pseq[r], s->pseq[r]->n_fed + s->pn[r]);
+                q->deferred = shares_next_page(q, s->pseq[r], s->pseq[r]->n_fed + s->pn[r], partial);
             if (q->deferred) continue;
             int pg = pz_engine_pages_needed(s->e, q->slot, end - start);
             if (n && (total + end - start > s->max_batch || need + pg > avail)) goto chosen;

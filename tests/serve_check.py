@@ -362,6 +362,19 @@ def main():
     lc, lw = cold["choices"][0]["logprobs"], warm["choices"][0]["logprobs"]
     check("prefix reuse: identical logprobs and top logprobs", st2 == 200 and lc == lw,
           (lc["token_logprobs"], lw["token_logprobs"]))
+    # --- a partial page: a prompt that parts from the long one inside its second page (after
+    # ~17-28 tokens) attaches the first page and a copy of the shared part of the second,
+    # and still equals `puzzle generate`
+    cut = long_prompt.index("river.") + len("river.")
+    branch = long_prompt[:cut] + " Then the railway came, and the old bridge was torn down."
+    k1 = metrics().get("puzzle_prefix_cache_hit_tokens_total", 0)
+    st3, _, part = post("/v1/completions", {"prompt": branch, "max_tokens": 8, "temperature": 0})
+    k2 = metrics().get("puzzle_prefix_cache_hit_tokens_total", 0)
+    check("partial page: hit tokens past the first page, inside the second", 16 < k2 - k1 < 32, (k1, k2))
+    ref = generate(args, branch, 8, False)
+    ptext = part["choices"][0]["text"] if st3 == 200 else None
+    check("partial page: equals puzzle generate", ptext is not None and strip_bad(ptext) == strip_bad(ref),
+          f"{ptext!r} vs {ref!r}")
 
     section("bad")
     # --- bad input: every one answered with the right status, the server stays up
@@ -506,11 +519,11 @@ def main():
         s.sendall((f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode())
         if streaming:
-            s.recv(10)  # the first bytes: the sequence is running
-        else:
-            t0 = time.time()
-            while metrics()["puzzle_running_sequences"] == 0 and time.time() - t0 < 10:
-                time.sleep(0.01)
+            s.recv(10)  # the first bytes (the headers: sent when the job is queued)
+        # until the sequence runs
+        t0 = time.time()
+        while metrics()["puzzle_running_sequences"] == 0 and time.time() - t0 < 10:
+            time.sleep(0.01)
         s.close()
         t0 = time.time()
         while metrics()["puzzle_running_sequences"] != 0 and time.time() - t0 < 10:

@@ -1,6 +1,7 @@
 // test_kvcache.c — the paged KV cache: the page bookkeeping (runtime/
 // kvcache.c) by itself, then the engine's use of it on random test models:
-// prefix reuse against a cold prefill, forks, a pool too small for every
+// prefix reuse against a cold prefill (full pages, and a partial page
+// copied), forks, a pool too small for every
 // slot (PZ_ENGINE_ENOPAGES, and recovery once pages are released), LRU
 // eviction of cached pages, and batch-invariant decode (a slot's logits
 // bit-identical alone and among 31 others).
@@ -86,6 +87,40 @@ static void test_bookkeeping(void) {
     CHECK(k.free == 2 && k.cached == 0);
     pz_kvcache_free(c);
     CHECK(pz_kvcache_create(0, 1) == NULL);
+
+    // Partial lookups: the remembered child of a parent that starts with
+    // the longest run of the given tokens.
+    c = pz_kvcache_create(8, 1);
+    int32_t u[PZ_KV_PAGE];
+    a = pz_kvcache_alloc(c), b = pz_kvcache_alloc(c), d = pz_kvcache_alloc(c);
+    na = pz_kvcache_publish(c, a, 0, t0);
+    fill_page(u, 1);
+    u[9] = -5;  // t1 and u share their first 9 tokens
+    nb = pz_kvcache_publish(c, b, na, t1);
+    uint64_t nd = pz_kvcache_publish(c, d, na, u);
+    CHECK(nb && nd && nb != nd);
+    int len = -1;
+    int32_t q[PZ_KV_PAGE];
+    memcpy(q, t1, sizeof q);
+    q[12] = -7;  // 12 tokens of t1, 9 of u
+    CHECK(pz_kvcache_lookup_partial(c, na, q, PZ_KV_PAGE, &len) == b && len == 12);
+    CHECK(pz_kvcache_lookup_partial(c, na, q, 5, &len) >= 0 && len == 5);  // capped at n
+    q[10] = -5, q[9] = -5;  // now 9 of t1, 10 of u
+    CHECK(pz_kvcache_lookup_partial(c, na, q, PZ_KV_PAGE, &len) == d && len == 10);
+    CHECK(pz_kvcache_lookup_partial(c, 0, q, PZ_KV_PAGE, &len) == -1 && len == 0);  // other parent
+    q[0] = -1;
+    CHECK(pz_kvcache_lookup_partial(c, na, q, PZ_KV_PAGE, &len) == -1 && len == 0);  // no first token
+    // An evicted page is no longer found.
+    pz_kvcache_unref(c, d);
+    for (int i = 0; i < 5; i++) CHECK(pz_kvcache_alloc(c) >= 0);  // the free pages
+    CHECK(pz_kvcache_alloc(c) == d);
+    CHECK(pz_kvcache_lookup_partial(c, na, u, PZ_KV_PAGE, &len) == b && len == 9);
+    pz_kvcache_free(c);
+    c = pz_kvcache_create(2, 0);  // cache off: nothing found
+    a = pz_kvcache_alloc(c);
+    pz_kvcache_publish(c, a, 0, t0);
+    CHECK(pz_kvcache_lookup_partial(c, 0, t0, PZ_KV_PAGE, &len) == -1);
+    pz_kvcache_free(c);
 }
 
 // ---- the engine --------------------------------------------------------------------
@@ -147,13 +182,60 @@ static void test_prefix_reuse(const pz_model *m, const char *what, double tol, i
            invariant ? " batch-invariant" : "", worst, tol);
     pz_engine_kv_stats(e, &st);
     CHECK(st.prefix_hits == 2 && st.prefix_tokens == 32);
-    // Attaching needs an empty slot's worth of agreement: a prompt of
-    // exactly 2 pages attaches only 1 (one token must stay to prefill).
-    CHECK(pz_engine_prefix_attach(e, 0, a, 32) == 16);
+    // One token must stay to prefill: a prompt of exactly 2 pages attaches
+    // the first and 15 tokens of the second (copied: a partial page).
+    CHECK(pz_engine_prefix_attach(e, 0, a, 32) == 31);
     // No match: nothing attached.
     int32_t z[20] = {0};
     z[0] = (a[0] + 1) % V;
     CHECK(pz_engine_prefix_attach(e, 0, z, 20) == 0 && pz_engine_slot_len(e, 0) == 0);
+out:
+    pz_engine_free(e);
+    pz_engine_free(f);
+    free(warm), free(cold);
+}
+
+// Partial-page reuse: a prompt that shares 1 page and 9 tokens with a
+// released one attaches the page and a copy of the 9 tokens' part of the
+// next; its logits, and the next greedy steps, equal a cold prefill's bit
+// for bit (batch_invariant). The copy leaves the remembered page as it
+// was: the first prompt, attached again, still matches a cold run.
+static void test_partial_reuse(const pz_model *m, const char *what) {
+    const int V = m->cfg.vocab, N = 45, SHARED = 25;
+    int32_t a[64], bseq[64];
+    uint64_t rng = 11;
+    for (int i = 0; i < N; i++) a[i] = bseq[i] = (int32_t)(pz_test_rand_u64(&rng) % (uint64_t)V);
+    for (int i = SHARED; i < N; i++) bseq[i] = (bseq[i] + 1) % V;  // diverges inside page 1
+    float *warm = malloc(sizeof(float) * V), *cold = malloc(sizeof(float) * V);
+    pz_engine *e = mk(m, 2, 0, 1), *f = mk(m, 1, 0, 1);
+    if (!e || !f) goto out;
+    CHECKF(pz_engine_prefill(e, 0, a, N, NULL, 0, err) == 0, "%s", err);
+    pz_engine_slot_reset(e, 0);
+    int got = pz_engine_prefix_attach(e, 1, bseq, N);
+    CHECKF(got == SHARED, "%s: attached %d tokens, expected %d", what, got, SHARED);
+    pz_kv_stats st;
+    pz_engine_kv_stats(e, &st);
+    CHECK(st.prefix_hits == 2 && st.prefix_tokens == SHARED && st.pages_used == 2);
+    for (int round = 0; round < 2; round++) {  // b after the copy, then a again
+        const int32_t *t = round ? a : bseq;
+        int slot = round ? 0 : 1;
+        if (round) {
+            got = pz_engine_prefix_attach(e, 0, a, N);
+            CHECKF(got == 32, "%s: attached %d tokens of the first prompt, expected 32", what, got);
+            pz_engine_slot_reset(f, 0);
+        }
+        CHECKF(pz_engine_prefill(e, slot, t + got, N - got, warm, 0, err) == 0, "%s", err);
+        CHECKF(pz_engine_prefill(f, 0, t, N, cold, 0, err) == 0, "%s", err);
+        int same = !memcmp(warm, cold, sizeof(float) * V);
+        for (int s = 0; s < 6 && same; s++) {
+            int32_t tok = pz_argmax(warm, V);
+            CHECK(pz_engine_decode(e, (int[]){slot}, &tok, 1, warm, err) == 0);
+            CHECK(pz_engine_decode(f, (int[]){0}, &tok, 1, cold, err) == 0);
+            same = !memcmp(warm, cold, sizeof(float) * V);
+        }
+        CHECKF(same, "%s: partial-page reuse (round %d) differs from a cold prefill", what, round);
+    }
+    printf("  %s: partial-page prefix reuse = cold prefill, bit for bit\n", what);
 out:
     pz_engine_free(e);
     pz_engine_free(f);
@@ -319,6 +401,7 @@ int main(void) {
         // batch_invariant: prefill in fixed blocks of rows, so the warm
         // pass's rows equal the cold pass's bit for bit.
         test_prefix_reuse(m, what, 0, 1);
+        test_partial_reuse(m, what);
         test_fork(m);
         test_small_pool(m);
         test_batch_invariance(m, what);

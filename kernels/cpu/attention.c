@@ -9,7 +9,17 @@
 #include <string.h>
 
 #define KB 16  // positions per K block
-#define PZ_ATTN_PAIRS_PER_THREAD 32768L
+// (key, head) pairs of a call below which it runs on one thread. A pair
+// costs ~9 ns with the pages in cache and ~16-20 ns when they come from
+// memory (a decode step's KV pages do not stay in cache; AVX2 EPYC here,
+// one thread), so 8192 pairs are ~70-160 us, several times the wake-up of
+// a sleeping OpenMP thread. It was 32768: 16 decode streams of the
+// reference parent (9 heads) stayed on one thread up to 227 tokens of
+// average context, while the other core waited. One stream stays on one
+// thread up to 910 tokens.
+#ifndef PZ_ATTN_PAIRS_PER_THREAD
+#define PZ_ATTN_PAIRS_PER_THREAD 8192L
+#endif
 
 size_t pz_cpu_kv_page_floats(int n_kv, int head_dim) { return (size_t)n_kv * (size_t)head_dim * KB; }
 
@@ -534,8 +544,8 @@ int pz_cpu_attention(const pz_attn_seq *seqs, int n_seq, int n_head, int n_kv, i
         pairs += (long)seqs[s].n_q * n_head * (seqs[s].pos0 + (seqs[s].n_q + 1) / 2);
     }
     int nt = n_threads > 0 ? n_threads : omp_get_max_threads();
-    // A short decode step (a few tens of microseconds) is not worth waking
-    // a thread for; see PZ_GEMV_BYTES_PER_THREAD in gemv.c.
+    // A short call (a few tens of microseconds) is not worth waking a
+    // thread for (PZ_ATTN_PAIRS_PER_THREAD; PZ_GEMV_BYTES_PER_THREAD in gemv.c).
     if (total < 2 || pairs < PZ_ATTN_PAIRS_PER_THREAD) nt = 1;
     // One-query sequences (decode): items are sub-groups of gs heads sharing a
     // KV head (as many of a group as fit 16 accumulators), so the heads of one
