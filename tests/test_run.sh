@@ -13,6 +13,11 @@
 #     SIGKILLed (the whole process group) in the middle of distillation, then
 #     rerun, ends with child and distilled child byte-identical to A's;
 #   * a rerun of a finished run skips every stage;
+#   * --in-context on a copy of A's database reruns the search stage only (its
+#     key holds the option), as search in context: its rounds stored, the
+#     child it chose the one of least measured KL, the report's stage list
+#     naming it; a rerun skips it, and more --rounds reruns it, continuing
+#     from the stored rounds;
 #   * the report has its Markdown tables (one evals table per text, and the
 #     texts side by side) and both pictures of each figure
 #     (PNG and SVG) when gnuplot is installed; without gnuplot (GNUPLOT set to
@@ -128,6 +133,29 @@ check "the result tables show the new file only" \
     '[ "$(result_rows A3.log unseen.txt)" = 4 ] &&
      grep -q "^  text: unseen.txt (sha256 $(sha unseen.txt | cut -c1-12)," A3.log &&
      [ "$(grep -c "^  text: " A3.log)" = 2 ]'
+
+# ---- C: search in context, on a copy of A's database -------------------------------------------------
+cp -r A C
+"$BIN" "${RUN[@]}" --db C/run.db --in-context --rounds 1 --stop-after search >C.log 2>&1; rc=$?
+check "--in-context run succeeds (rc $rc: $(grep 'puzzle run:' C.log | tail -1))" '[ $rc -eq 0 ]'
+check "library, scores and profiles skipped, the search rerun" \
+    '[ "$(grep -c "done before with the same inputs" C.log)" = 3 ] && grep -q "then in context (at most 1 round" C.log'
+qc() { sqlite3 C/run.db "$1"; }
+v_res=$(qc "SELECT result FROM run_stages WHERE stage = 'search' AND result LIKE '% in-context'")
+v_best=$(qc "SELECT solution_id FROM context_rounds ORDER BY kl, round LIMIT 1")
+v_nr=$(qc "SELECT count(*) FROM context_rounds")
+check "the search stage's child is the rounds' least measured KL ($v_res; best $v_best of $v_nr rounds)" \
+    '[ -n "$v_best" ] && [ "$v_res" = "$v_best in-context" ] && [ "$v_nr" -ge 2 ]'
+check "stage cost printed" 'grep -qE "^   search: [0-9.]+ s wall, [0-9.]+ s CPU" C.log'
+"$BIN" report --db C/run.db --out C/report >C.report.log 2>&1
+check "the report's stage list names the search in context" 'grep -q "search (in-context) [0-9]* s" C/report/report.md'
+"$BIN" "${RUN[@]}" --db C/run.db --in-context --rounds 1 --stop-after search >C2.log 2>&1; rc=$?
+check "rerun with the same options skips the search" \
+    '[ $rc -eq 0 ] && [ "$(grep -c "done before with the same inputs" C2.log)" = 4 ]'
+"$BIN" "${RUN[@]}" --db C/run.db --in-context --rounds 2 --stop-after search >C3.log 2>&1; rc=$?
+check "more rounds rerun the search (rc $rc), from the stored rounds" \
+    '[ $rc -eq 0 ] && [ "$(grep -c "done before with the same inputs" C3.log)" = 3 ] &&
+     [ "$(qc "SELECT count(*) FROM context_rounds WHERE round = 0")" = 1 ]'
 
 # ---- B: stopped after every stage, killed during distillation --------------------------------------
 # (Its evaluation skips the baseline and the chat prompts, to save time: they do not touch the children.)
