@@ -66,6 +66,9 @@ void pz_usage_run(FILE *out) {
             "  --profile-repeats N   timed runs per profile row (default 60)\n"
             "  --distill-tokens N    distillation tokens (default 16384; 0 skips distillation)\n"
             "  --distill-lr X        distillation peak learning rate (default 2e-4)\n"
+            "  --distill-loss-cos W  weight of the hidden-state cosine term (default 1)\n"
+            "  --distill-loss-kl W   weight of the KL term (default 1)\n"
+            "  --distill-loss-lm W   weight of the next-token cross-entropy (default 0)\n"
             "  --distill-seq N       distillation window (default 256)\n"
             "  --distill-batch N     distillation windows per step (default 4)\n"
             "  --eval-tokens N       evaluation tokens (default 4096)\n"
@@ -276,6 +279,7 @@ int pz_cmd_run(int argc, char **argv) {
     const char *scenario = "decode:1x512", *search_scenario = NULL, *baselines = "uniform-ffn,shortgpt";
     const char *calib = NULL, *train = NULL, *eval = NULL, *unseen = NULL, *chat = NULL, *out = NULL;
     double speedup = 1.5, distill_lr = 2e-4, ctx_margin = INFINITY;
+    double dw_cos = 1, dw_kl = 1, dw_lm = 0;  // distillation loss weights (puzzle distill --loss-*)
     int in_context = 0;
     long ctx_rounds = 3;
     long lib_tokens = 8192, lib_steps = 30, lib_seq = 256, score_tokens = 512, score_seq = 256, repeats = 60;
@@ -299,6 +303,12 @@ int pz_cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--chat")) { VAL(); chat = v; }
         else if (!strcmp(a, "--out")) { VAL(); out = v; }
         else if (!strcmp(a, "--in-context")) in_context = 1;
+        else if (!strcmp(a, "--distill-loss-cos") || !strcmp(a, "--distill-loss-kl") ||
+                 !strcmp(a, "--distill-loss-lm")) {
+            VAL();
+            double *w = a[15] == 'c' ? &dw_cos : a[15] == 'k' ? &dw_kl : &dw_lm;
+            if (pz_arg_float(cmd, a, v, 0, 1000, w)) return PZ_EXIT_USAGE;
+        }
         else if (!strcmp(a, "--rounds")) { INT(ctx_rounds, 1, 1000); }
         else if (!strcmp(a, "--context-margin")) {
             VAL();
@@ -527,6 +537,12 @@ int pz_cmd_run(int argc, char **argv) {
     STAGE_BEGIN(5);
     chain(key, sizeof key, "train=%s tokens=%ld lr=%.6g seq=%ld batch=%ld", sha_train, distill_tokens,
              distill_lr, distill_seq, distill_batch);
+    // The loss weights join the key when they are not the paper's (older keys stay valid).
+    const int paper_loss = dw_cos == 1 && dw_kl == 1 && dw_lm == 0;
+    if (!paper_loss) {
+        size_t kl = strlen(key);
+        snprintf(key + kl, sizeof key - kl, " loss=%.6g,%.6g,%.6g", dw_cos, dw_kl, dw_lm);
+    }
     if (distill_tokens > 0) {
         say(&r, "distill: the child against the parent on %ld tokens of %s (resumes its checkpoint)", distill_tokens,
             train);
@@ -555,6 +571,9 @@ int pz_cmd_run(int argc, char **argv) {
             arg(&a, "--data"), arg(&a, "%s", train), arg(&a, "--out"), arg(&a, "%s", dchild);
             arg(&a, "--tokens"), arg(&a, "%ld", distill_tokens), arg(&a, "--lr"), arg(&a, "%.6g", distill_lr);
             arg(&a, "--seq"), arg(&a, "%ld", distill_seq), arg(&a, "--batch"), arg(&a, "%ld", distill_batch);
+            if (!paper_loss)
+                arg(&a, "--loss-cos"), arg(&a, "%.6g", dw_cos), arg(&a, "--loss-kl"), arg(&a, "%.6g", dw_kl),
+                    arg(&a, "--loss-lm"), arg(&a, "%.6g", dw_lm);
             arg(&a, "--threads"), arg(&a, "%ld", threads), arg(&a, "--checkpoint-every"), arg(&a, "4");
             arg(&a, "--resume"), arg(&a, "--db"), arg(&a, "%s", db_path), arg(&a, "--solution"), arg(&a, "%ld", sol);
             if (run_self(&a, err) || finish(&r, "distill", key, NULL, err)) goto fail;

@@ -17,7 +17,7 @@
 #     key holds the option), as search in context: its rounds stored, the
 #     child it chose the one of least measured KL, the report's stage list
 #     naming it; a rerun skips it, and more --rounds reruns it, continuing
-#     from the stored rounds;
+#     from the stored rounds; distillation loss weights reach `puzzle distill`;
 #   * the report has its Markdown tables (one evals table per text, and the
 #     texts side by side) and both pictures of each figure
 #     (PNG and SVG) when gnuplot is installed; without gnuplot (GNUPLOT set to
@@ -156,6 +156,9 @@ check "rerun with the same options skips the search" \
 check "more rounds rerun the search (rc $rc), from the stored rounds" \
     '[ $rc -eq 0 ] && [ "$(grep -c "done before with the same inputs" C3.log)" = 3 ] &&
      [ "$(qc "SELECT count(*) FROM context_rounds WHERE round = 0")" = 1 ]'
+"$BIN" "${RUN[@]}" --db C/run.db --in-context --rounds 2 --distill-loss-lm 0.5 --stop-after distill >C4.log 2>&1; rc=$?
+check "distillation loss weights reach puzzle distill (rc $rc)" \
+    '[ $rc -eq 0 ] && grep -q "\"lm\": 0.5," C/child_distilled/distill.json && grep -q "^step 8/8 .* LM " C4.log'
 
 # ---- B: stopped after every stage, killed during distillation --------------------------------------
 # (Its evaluation skips the baseline and the chat prompts, to save time: they do not touch the children.)
