@@ -168,7 +168,7 @@ pz_distill_params pz_distill_default_params(void) {
     p.batch = 4;
     p.accum = 1;
     p.tokens = 65536;
-    p.lr = 1e-4f;
+    p.lr = 2e-4f;
     p.lr_min_ratio = 0.1f;
     p.warmup = -1;
     p.adam = pz_adamw_default_params();

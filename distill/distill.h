@@ -108,7 +108,7 @@ typedef struct {
     int accum;               // micro-batches per optimizer step, over all ranks (default 1;
                              // a multiple of the number of ranks)
     long tokens;             // training tokens; steps = ceil(tokens / (seq·batch·accum)) (default 65536)
-    float lr;                // peak learning rate (default 1e-4)
+    float lr;                // peak learning rate (default 2e-4: results/distill_sweep.md)
     float lr_min_ratio;      // final lr = lr · this (default 0.1)
     long warmup;             // warm-up steps (default -1: 5 % of the steps, at least 1)
     pz_adamw_params adam;    // pz_adamw_default_params()

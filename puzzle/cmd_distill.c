@@ -46,7 +46,7 @@ void pz_usage_distill(FILE *out) {
             "  --seq N                tokens per window (default 256)\n"
             "  --batch N              windows per micro-batch (default 4)\n"
             "  --accum N              micro-batches per optimizer step, over all ranks (default 1)\n"
-            "  --lr X                 peak learning rate (default 1e-4)\n"
+            "  --lr X                 peak learning rate (default 2e-4)\n"
             "  --lr-min-ratio X       final lr / peak (default 0.1)\n"
             "  --warmup N             warm-up steps (default: 5%% of the steps)\n"
             "  --weight-decay X       AdamW decoupled weight decay on matrices (default 0.1)\n"
