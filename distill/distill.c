@@ -20,7 +20,71 @@ struct pz_gkd {
     int n_layer, hidden, vocab, max_rows;
     float *dh;          // (n_layer, max_rows, hidden) direct gradients of the hidden states (backend)
     const float **dhp;  // (n_layer) pointers into dh
+    pz_gkd_loss w;      // loss weights
+    pz_gkd_parts last;  // the parts of the last batch
 };
+
+pz_gkd_loss pz_gkd_default_loss(void) { return (pz_gkd_loss){1, 1, 0, 1}; }
+
+int pz_gkd_set_loss(pz_gkd *g, const pz_gkd_loss *w, char *err) {
+    if (!(w->cos >= 0 && w->kl >= 0 && w->lm >= 0) || w->cos + w->kl + w->lm <= 0 || !isfinite(w->cos + w->kl + w->lm))
+        return pz_err(err, "distill: loss weights cos %g, KL %g, LM %g: each >= 0 and not all 0", w->cos, w->kl,
+                      w->lm);
+    if (!(w->temperature >= 0.05f && w->temperature <= 20))
+        return pz_err(err, "distill: KL temperature %g outside [0.05, 20]", w->temperature);
+    if (w->lm > 0 && w->temperature != 1)
+        return pz_err(err, "distill: an LM loss with a KL temperature other than 1 is not supported");
+    if ((w->lm > 0 || w->temperature != 1) && g->be->kind != PZ_BACKEND_CPU)
+        return pz_err(err, "distill: an LM loss or a KL temperature needs the CPU backend (not %s)", g->be->name);
+    g->w = *w;
+    return 0;
+}
+
+void pz_gkd_last_parts(const pz_gkd *g, pz_gkd_parts *out) { *out = g->last; }
+
+// On the host (CPU backend) before the KL op, over the M rows of teacher
+// logits t and child logits c (vocab V): the plain KL(p ‖ q) sum (*kl), and
+// the lm term's sum (*lm: CE on the next token, KL on a window's last row).
+// Then rewrites the rows for the op: with an LM weight, each labelled row
+// of t becomes the logits of p' = (1 − a)·p + a·onehot(next), a = lm / (kl +
+// lm), so that (kl + lm)·∂KL(p' ‖ q)/∂c = kl·(q − p) + lm·(q − onehot), the
+// gradient of kl·KL + lm·CE; with a temperature τ, t and c are divided by τ.
+static void host_logits(const pz_gkd_loss *w, float *t, float *c, const int32_t *ids, int n_seq, int T, int V,
+                        double *kl, double *lm) {
+    const long M = (long)n_seq * T;
+    const double a = w->lm > 0 ? (double)w->lm / ((double)w->kl + w->lm) : 0;
+    const float inv_t = 1.0f / w->temperature;
+    double ks = 0, ls = 0;
+    for (long r = 0; r < M; r++) {
+        float *tr = t + (size_t)r * V, *cr = c + (size_t)r * V;
+        float mt = tr[0], mc = cr[0];
+        for (int i = 1; i < V; i++) {
+            if (tr[i] > mt) mt = tr[i];
+            if (cr[i] > mc) mc = cr[i];
+        }
+        double st = 0, sc = 0, sd = 0;
+        for (int i = 0; i < V; i++) {
+            double et = expf(tr[i] - mt);
+            st += et, sc += expf(cr[i] - mc), sd += et * ((double)tr[i] - cr[i]);
+        }
+        const double lse_t = mt + log(st), lse_c = mc + log(sc), k = sd / st - lse_t + lse_c;
+        ks += k;
+        const int labelled = (int)(r % T) < T - 1;
+        if (w->lm > 0) {
+            if (!labelled) {
+                ls += k;
+            } else {
+                const int y = ids[r + 1];
+                ls += lse_c - cr[y];
+                if (a >= 1) tr[y] = mt + 200;  // p' = onehot: every other e^(t − t_y) is 0 in fp32
+                else tr[y] = (float)(lse_t + log(exp(tr[y] - lse_t) + a / (1 - a)));
+            }
+        }
+        if (w->temperature != 1)
+            for (int i = 0; i < V; i++) tr[i] *= inv_t, cr[i] *= inv_t;
+    }
+    *kl = ks, *lm = ls;
+}
 
 pz_gkd *pz_gkd_create(const pz_model *teacher, const pz_model *child, int max_rows, pz_dt prec,
                       pz_backend *be, char *err) {
@@ -35,6 +99,7 @@ pz_gkd *pz_gkd_create(const pz_model *teacher, const pz_model *child, int max_ro
     if (!g) return pz_err(err, "distill: out of memory"), NULL;
     g->n_layer = b->n_layer, g->hidden = b->hidden, g->vocab = b->vocab, g->max_rows = max_rows;
     g->be = be;
+    g->w = pz_gkd_default_loss();
     const size_t LRH = (size_t)b->n_layer * max_rows * b->hidden;
     if (!(g->dhp = malloc(sizeof(float *) * (size_t)b->n_layer))) {
         pz_err(err, "distill: out of memory (%d rows)", max_rows);
@@ -67,19 +132,31 @@ int pz_gkd_batch(pz_gkd *g, const pz_model *teacher, const pz_model *child, pz_m
     const int M = n_seq * T, H = g->hidden, V = g->vocab, L = g->n_layer;
     const double gs = (double)scale / M;
     const int want = grad != NULL;
+    const pz_gkd_loss *w = &g->w;
     pz_backend *be = g->be;
     // Both losses run where the activations are; only the two sums come
     // back. The KL's gradient overwrites the child's logits in place.
-    float *dcl = pz_net_logits(g->cn);
+    float *dcl = pz_net_logits(g->cn), *tl = pz_net_logits(g->tn);
+    const int host = w->lm > 0 || w->temperature != 1;  // CPU backend (pz_gkd_set_loss)
+    double hk = 0, hl = NAN;
+    if (host) host_logits(w, tl, dcl, ids, n_seq, T, V, &hk, &hl);
+    const int dcos = want && w->cos > 0;
     double cs = be->train->cosine_loss(be, pz_net_hidden(g->tn, 0), pz_net_hidden(g->cn, 0), L,
-                                       (size_t)g->max_rows * H, M, H, want ? g->dh : NULL, gs);
-    double ks = be->train->kl_loss(be, pz_net_logits(g->tn), dcl, M, V, want ? dcl : NULL, gs);
+                                       (size_t)g->max_rows * H, M, H, dcos ? g->dh : NULL, gs * w->cos);
+    const double tau = w->temperature;
+    double ks = be->train->kl_loss(be, tl, dcl, M, V, want ? dcl : NULL, gs * ((double)w->kl + w->lm) * tau);
     // NAN from an op is a failure or a NaN loss: the backend's error says which.
     if ((isnan(cs) || isnan(ks)) && be->synchronize(be, err)) return -1;
-    *cos_loss = cs / M;
-    *kl = ks / M;
+    pz_gkd_parts *pt = &g->last;
+    pt->cos = cs / M;
+    pt->kl = host ? hk / M : ks / M;
+    pt->kl_t = w->lm > 0 ? pt->kl : tau * tau * ks / M;
+    pt->lm = w->lm > 0 ? hl / M : NAN;
+    pt->objective = w->cos * pt->cos + w->kl * pt->kl_t + (w->lm > 0 ? w->lm * pt->lm : 0);
+    *cos_loss = pt->cos;
+    *kl = pt->kl;
     if (!want) return 0;
-    return pz_net_bwd(g->cn, child, grad, dcl, g->dhp, err);
+    return pz_net_bwd(g->cn, child, grad, dcl, dcos ? g->dhp : NULL, err);
 }
 
 // ---- parameters ---------------------------------------------------------------------------
@@ -91,13 +168,14 @@ pz_distill_params pz_distill_default_params(void) {
     p.batch = 4;
     p.accum = 1;
     p.tokens = 65536;
-    p.lr = 1e-4f;
+    p.lr = 2e-4f;
     p.lr_min_ratio = 0.1f;
     p.warmup = -1;
     p.adam = pz_adamw_default_params();
     p.prec = PZ_DT_BF16;
     p.seed = 1;
     p.checkpoint_every = 50;
+    p.loss = pz_gkd_default_loss();
     return p;
 }
 
@@ -182,7 +260,15 @@ static uint64_t run_hash(const pz_model *teacher, const pz_model *child, const i
     h = fnv(h, ints, sizeof ints);
     float f[7] = {p->lr, p->lr_min_ratio, p->adam.beta1, p->adam.beta2, p->adam.eps,
                   p->adam.weight_decay, p->adam.clip_norm};
-    return fnv(h, f, sizeof f);
+    h = fnv(h, f, sizeof f);
+    // The loss weights only when they are not the paper's, so that a
+    // checkpoint written before they existed still resumes.
+    const pz_gkd_loss d = pz_gkd_default_loss();
+    if (memcmp(&p->loss, &d, sizeof d)) {
+        float lw[4] = {p->loss.cos, p->loss.kl, p->loss.lm, p->loss.temperature};
+        h = fnv(h, lw, sizeof lw);
+    }
+    return h;
 }
 
 static int write_all(FILE *f, const void *p, size_t bytes) { return fwrite(p, 1, bytes, f) == bytes ? 0 : -1; }
@@ -231,7 +317,7 @@ static int ck_load(const char *dir, const ck_header *want, params *ps, pz_distil
     }
     if (h.run_hash != want->run_hash || h.n_tensors != want->n_tensors || h.n_floats != want->n_floats ||
         h.total_steps != want->total_steps || h.seed != want->seed) {
-        pz_err(err, "distill: %s belongs to another run (different models, data, batch, schedule or "
+        pz_err(err, "distill: %s belongs to another run (different models, data, batch, schedule, loss or "
                "optimizer settings): use another --out or remove it", path);
         goto out;
     }
@@ -397,7 +483,7 @@ int pz_distill_run(const pz_model *teacher, pz_model *child, const int32_t *toke
         !(dbuf = pz_dev_alloc(comm->b, 16, "distill", err)))
         goto out;
     if (params_init(&ps, &cd, &gd, &m1d, &m2d, err) || params_init(&psh, child, grad, m1, m2, err)) goto out;
-    if (!(g = pz_gkd_create(&td, &cd, rows, p.prec, be, err))) goto out;
+    if (!(g = pz_gkd_create(&td, &cd, rows, p.prec, be, err)) || pz_gkd_set_loss(g, &p.loss, err)) goto out;
 
     ck_header hd;
     memset(&hd, 0, sizeof hd);
@@ -446,8 +532,8 @@ int pz_distill_run(const pz_model *teacher, pz_model *child, const int32_t *toke
     trained = 1;
     for (long s = start; s < steps; s++) {
         if (pz_dev_zero(&zeros, be, gd.arena, gd.arena_bytes, err)) goto out;
-        float loss[2] = {0, 0};
-        double lc = 0, lk = 0;
+        float loss[3] = {0, 0, 0};
+        double lc = 0, lk = 0, ll = 0;
         for (int j = 0; j < p.accum; j++) {
             if (j % size != rank) continue;
             for (int k = 0; k < p.batch; k++) {
@@ -460,14 +546,16 @@ int pz_distill_run(const pz_model *teacher, pz_model *child, const int32_t *toke
                 pz_err(err, "distill: loss is not finite at step %ld (cos %g, KL %g)", s + 1, c, kl);
                 goto out;
             }
-            lc += c / p.accum, lk += kl / p.accum;
+            pz_gkd_parts pt;
+            pz_gkd_last_parts(g, &pt);
+            lc += c / p.accum, lk += kl / p.accum, ll += p.loss.lm > 0 ? pt.lm / p.accum : 0;
         }
-        loss[0] = (float)lc, loss[1] = (float)lk;
+        loss[0] = (float)lc, loss[1] = (float)lk, loss[2] = (float)ll;
         if (size > 1) {
             if (comm->all_reduce(comm, (float *)gd.arena, gd.arena_bytes / sizeof(float), PZ_REDUCE_SUM, err) ||
-                reduce_host(comm, dbuf, loss, 2, PZ_REDUCE_SUM, err))
+                reduce_host(comm, dbuf, loss, 3, PZ_REDUCE_SUM, err))
                 goto out;
-            lc = loss[0], lk = loss[1];
+            lc = loss[0], lk = loss[1], ll = loss[2];
         }
         const float lr = pz_lr_schedule(s, warm, steps, p.lr, p.lr * p.lr_min_ratio);
         const double gn = be->train->adamw_step(be, ps.t, ps.n, s + 1, lr, &p.adam);
@@ -476,7 +564,8 @@ int pz_distill_run(const pz_model *teacher, pz_model *child, const int32_t *toke
         rr.steps = s + 1;
         rr.tokens = (s + 1) * rows_step;
         const double el = pz_now() - t0;
-        pz_distill_progress pr = {.step = s + 1, .total_steps = steps, .cos_loss = lc, .kl = lk, .lr = lr,
+        pz_distill_progress pr = {.step = s + 1, .total_steps = steps, .cos_loss = lc, .kl = lk,
+                                  .lm = p.loss.lm > 0 ? ll : NAN, .lr = lr,
                                   .grad_norm = gn, .elapsed_s = el};
         pr.tokens_per_s = el > 0 ? (double)(s + 1 - start) * rows_step / el : 0;
         pr.eta_s = el / (double)(s + 1 - start) * (double)(steps - s - 1);

@@ -49,7 +49,8 @@ void pz_gkd_free(pz_gkd *g);
 
 // The loss parts of ids (n_seq windows of T tokens): *cos_loss = Σ_layers
 // mean (1 − cos), *kl = mean KL(teacher ‖ child). When grad is non-NULL
-// (fp32, child's config) it receives += scale · ∂L/∂θ, L = cos_loss + kl.
+// (fp32, child's config) it receives += scale · ∂L/∂θ, L the objective of
+// the loss weights (pz_gkd_set_loss; by default L = cos_loss + kl).
 // teacher, child and grad are views in be's memory (pz_model_dev, net.h; on
 // the CPU backend, the host models themselves). The loss runs as two backend
 // ops (train.h's cosine_loss and kl_loss): no hidden state or logit leaves
@@ -58,10 +59,37 @@ int pz_gkd_batch(pz_gkd *g, const pz_model *teacher, const pz_model *child, pz_m
                  float scale, const int32_t *ids, int n_seq, int T, double *cos_loss, double *kl,
                  char *err);
 
+// The weights of the loss (pz_gkd_set_loss). The objective of a batch is
+//   L = cos · Σ_layers mean (1 − cos) + kl · τ² · mean KL(p_τ ‖ q_τ) + lm · mean CE
+// p_τ, q_τ the parent's and child's next-token distributions at temperature
+// τ (logits / τ; the τ² keeps the gradient's size, Hinton et al.), CE the
+// child's cross-entropy on the next token of the window. The last position
+// of a window has no next token in it: there the lm term is KL(p ‖ q)
+// instead (1 row in seq). Default {1, 1, 0, 1}: the paper's loss. lm > 0 and
+// τ ≠ 1 read the logits on the host, so they need the CPU backend; lm > 0
+// with τ ≠ 1 is refused (the two targets would sit at different τ).
+typedef struct {
+    float cos, kl, lm, temperature;
+} pz_gkd_loss;
+
+pz_gkd_loss pz_gkd_default_loss(void);
+// Checks w (weights >= 0, not all 0; 0.05 <= τ <= 20; the rules above) and
+// keeps a copy in g. 0, or -1 with err.
+int pz_gkd_set_loss(pz_gkd *g, const pz_gkd_loss *w, char *err);
+
+// The parts of the last pz_gkd_batch (means over its rows): cos and kl as it
+// returned them (kl at τ = 1, whatever the loss), kl_t = τ² · KL at τ (= kl
+// at τ = 1), lm the lm term (NAN when the weight is 0), objective the L above.
+typedef struct {
+    double cos, kl, kl_t, lm, objective;
+} pz_gkd_parts;
+void pz_gkd_last_parts(const pz_gkd *g, pz_gkd_parts *out);
+
 // ---- the training run ---------------------------------------------------------------------
 typedef struct {
     long step, total_steps;     // step counts from 1
     double cos_loss, kl;        // this step's mean over its micro-batches (all ranks)
+    double lm;                  // the same of the lm term (NAN when its weight is 0)
     double lr, grad_norm;
     double tokens_per_s;        // training tokens (all ranks) per wall second in this process
     double elapsed_s, eta_s;
@@ -80,12 +108,13 @@ typedef struct {
     int accum;               // micro-batches per optimizer step, over all ranks (default 1;
                              // a multiple of the number of ranks)
     long tokens;             // training tokens; steps = ceil(tokens / (seq·batch·accum)) (default 65536)
-    float lr;                // peak learning rate (default 1e-4)
+    float lr;                // peak learning rate (default 2e-4: results/distill_sweep.md)
     float lr_min_ratio;      // final lr = lr · this (default 0.1)
     long warmup;             // warm-up steps (default -1: 5 % of the steps, at least 1)
     pz_adamw_params adam;    // pz_adamw_default_params()
     pz_dt prec;              // products (default PZ_DT_BF16; fp32 master weights)
     uint64_t seed;           // window order (default 1)
+    pz_gkd_loss loss;        // the loss weights (default pz_gkd_default_loss(): the paper's)
     int checkpoint_every;    // steps (default 50; 0: only at the end)
     int resume;              // 1: continue from out_dir's checkpoint when there is one;
                              // 0: an existing checkpoint is an error

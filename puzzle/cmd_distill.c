@@ -30,8 +30,10 @@ void pz_usage_distill(FILE *out) {
             "usage: puzzle distill CHILD --teacher PARENT --data FILE [FILE...] --out DIR [options]\n\n"
             "Global knowledge distillation: trains the whole CHILD (a realized DeciLM directory, or any\n"
             "model with PARENT's layer count, width and vocabulary) to match PARENT with\n"
-            "  L = sum over layers of mean(1 - cos(h_child, h_parent)) + mean KL(parent || child)\n"
-            "(no LM loss), AdamW with linear warm-up and cosine decay, fp32 master weights.\n"
+            "  L = wc * sum over layers of mean(1 - cos(h_child, h_parent))\n"
+            "    + wk * T^2 * mean KL(parent_T || child_T) + wl * mean CE(child, next token)\n"
+            "(by default wc = wk = 1, wl = 0, T = 1: the paper's loss), AdamW with linear warm-up\n"
+            "and cosine decay, fp32 master weights.\n"
             "Every step: a teacher forward, a child forward and backward, per micro-batch.\n"
             "Checkpoints go to DIR/gkd_checkpoint.bin (atomic); a killed run rerun with the same\n"
             "options and --resume continues and ends bit-identical (same --threads). Under mpirun\n"
@@ -44,12 +46,17 @@ void pz_usage_distill(FILE *out) {
             "  --seq N                tokens per window (default 256)\n"
             "  --batch N              windows per micro-batch (default 4)\n"
             "  --accum N              micro-batches per optimizer step, over all ranks (default 1)\n"
-            "  --lr X                 peak learning rate (default 1e-4)\n"
+            "  --lr X                 peak learning rate (default 2e-4)\n"
             "  --lr-min-ratio X       final lr / peak (default 0.1)\n"
             "  --warmup N             warm-up steps (default: 5%% of the steps)\n"
             "  --weight-decay X       AdamW decoupled weight decay on matrices (default 0.1)\n"
             "  --prec bf16|f32        matrix-product precision (default bf16)\n"
             "  --seed N               window order (default 1)\n"
+            "  --loss-cos W           weight wc of the hidden-state cosine term (default 1)\n"
+            "  --loss-kl W            weight wk of the KL term (default 1)\n"
+            "  --loss-lm W            weight wl of the next-token cross-entropy (default 0; the last\n"
+            "                         token of a window, having no next token, takes KL there)\n"
+            "  --kl-temperature T     temperature of the KL term (default 1; not with --loss-lm)\n"
             "  --checkpoint-every N   steps between checkpoints (default 50; 0: only at the end)\n"
             "  --resume               continue from DIR's checkpoint if there is one\n"
             "  --threads T            CPU threads (default: all cores)\n"
@@ -78,8 +85,10 @@ static int on_progress(void *user, const pz_distill_progress *p) {
         char el[32], eta[32];
         fmt_dur(el, sizeof el, p->elapsed_s);
         fmt_dur(eta, sizeof eta, p->eta_s);
-        printf("step %ld/%ld  loss %.4f (cos %.4f, KL %.4f)  lr %.3g  |g| %.3g  %.0f tok/s  %s  ETA %s%s\n",
-               p->step, p->total_steps, p->cos_loss + p->kl, p->cos_loss, p->kl, p->lr, p->grad_norm,
+        char lm[48] = "";
+        if (!isnan(p->lm)) snprintf(lm, sizeof lm, ", LM %.4f", p->lm);
+        printf("step %ld/%ld  cos %.4f, KL %.4f%s  lr %.3g  |g| %.3g  %.0f tok/s  %s  ETA %s%s\n",
+               p->step, p->total_steps, p->cos_loss, p->kl, lm, p->lr, p->grad_norm,
                p->tokens_per_s, el, eta, p->checkpointed ? "  [checkpoint]" : "");
         fflush(stdout);
     }
@@ -130,7 +139,11 @@ static int write_summary(const char *dir, const char *child, const char *teacher
     int last = r->n_points - 1;
     fprintf(f, "{\n  \"child\": \"%s\",\n  \"teacher\": \"%s\",\n  \"data\": [", child, teacher);
     for (int i = 0; i < n_files; i++) fprintf(f, "%s\"%s\"", i ? ", " : "", files[i]);
-    fprintf(f, "],\n  \"data_tokens\": %ld,\n  \"loss\": \"sum_layers(1-cos) + KL(parent||child)\",\n", n_tokens);
+    fprintf(f, "],\n  \"data_tokens\": %ld,\n", n_tokens);
+    fprintf(f, "  \"loss\": \"%g*sum_layers(1-cos) + %g*T^2*KL(parent_T||child_T) + %g*CE(next token)\",\n",
+            p->loss.cos, p->loss.kl, p->loss.lm);
+    fprintf(f, "  \"loss_weights\": {\"cos\": %g, \"kl\": %g, \"lm\": %g, \"temperature\": %g},\n", p->loss.cos,
+            p->loss.kl, p->loss.lm, p->loss.temperature);
     fprintf(f, "  \"tied_embeddings\": %s,\n", c->tie_embeddings ? "true" : "false");
     fprintf(f, "  \"seq\": %d, \"batch\": %d, \"accum\": %d, \"ranks\": %d,\n", p->seq, p->batch, p->accum, ranks);
     fprintf(f, "  \"lr\": %g, \"lr_min_ratio\": %g, \"weight_decay\": %g, \"prec\": \"%s\", \"seed\": %llu,\n",
@@ -213,6 +226,10 @@ int pz_cmd_distill(int argc, char **argv) {
         else if (!strcmp(a, "--warmup")) { INT(0, 1L << 40); p.warmup = iv; }
         else if (!strcmp(a, "--weight-decay")) { FLT(0, 10); p.adam.weight_decay = (float)fv; }
         else if (!strcmp(a, "--seed")) { INT(0, 1L << 62); p.seed = (uint64_t)iv; }
+        else if (!strcmp(a, "--loss-cos")) { FLT(0, 1000); p.loss.cos = (float)fv; }
+        else if (!strcmp(a, "--loss-kl")) { FLT(0, 1000); p.loss.kl = (float)fv; }
+        else if (!strcmp(a, "--loss-lm")) { FLT(0, 1000); p.loss.lm = (float)fv; }
+        else if (!strcmp(a, "--kl-temperature")) { FLT(0.05, 20); p.loss.temperature = (float)fv; }
         else if (!strcmp(a, "--checkpoint-every")) { INT(0, 1L << 30); p.checkpoint_every = (int)iv; }
         else if (!strcmp(a, "--threads")) { INT(0, 1024); threads = iv; }
         else if (!strcmp(a, "--prec")) {

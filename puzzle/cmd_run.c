@@ -48,6 +48,13 @@ void pz_usage_run(FILE *out) {
             "  --scenario S          profiled scenario, and the search's on a cpu budget (default decode:1x512)\n"
             "  --search-scenario S   the search's scenario on a GPU budget (default: search's)\n"
             "  --space FILE          search space JSON (default: build-library's)\n"
+            "  --in-context          search in context after the one-shot MIP (puzzle search --in-context:\n"
+            "                        candidates rescored inside the chosen child, re-solved, measured, while\n"
+            "                        the child's measured KL falls); off by default: each round rescores the\n"
+            "                        candidates (dozens of scoring passes) for a small gain\n"
+            "  --rounds N            at most N in-context rounds (default 3)\n"
+            "  --context-margin X    rescore only candidates within X nats of the chosen variant's one-shot\n"
+            "                        score (default: all; puzzle search --margin)\n"
             "  --baselines LIST      baseline methods also realized and evaluated, comma-separated, or none\n"
             "                        (default uniform-ffn,shortgpt; also greedy, drop-layers)\n"
             "Budgets of each stage:\n"
@@ -59,6 +66,9 @@ void pz_usage_run(FILE *out) {
             "  --profile-repeats N   timed runs per profile row (default 60)\n"
             "  --distill-tokens N    distillation tokens (default 16384; 0 skips distillation)\n"
             "  --distill-lr X        distillation peak learning rate (default 2e-4)\n"
+            "  --distill-loss-cos W  weight of the hidden-state cosine term (default 1)\n"
+            "  --distill-loss-kl W   weight of the KL term (default 1)\n"
+            "  --distill-loss-lm W   weight of the next-token cross-entropy (default 0)\n"
             "  --distill-seq N       distillation window (default 256)\n"
             "  --distill-batch N     distillation windows per step (default 4)\n"
             "  --eval-tokens N       evaluation tokens (default 4096)\n"
@@ -268,7 +278,10 @@ int pz_cmd_run(int argc, char **argv) {
     const char *cmd = "run", *parent = NULL, *db_path = NULL, *space = NULL, *budget = "cpu";
     const char *scenario = "decode:1x512", *search_scenario = NULL, *baselines = "uniform-ffn,shortgpt";
     const char *calib = NULL, *train = NULL, *eval = NULL, *unseen = NULL, *chat = NULL, *out = NULL;
-    double speedup = 1.5, distill_lr = 2e-4;
+    double speedup = 1.5, distill_lr = 2e-4, ctx_margin = INFINITY;
+    double dw_cos = 1, dw_kl = 1, dw_lm = 0;  // distillation loss weights (puzzle distill --loss-*)
+    int in_context = 0;
+    long ctx_rounds = 3;
     long lib_tokens = 8192, lib_steps = 30, lib_seq = 256, score_tokens = 512, score_seq = 256, repeats = 60;
     long distill_tokens = 16384, distill_seq = 256, distill_batch = 4, eval_tokens = 4096, eval_ctx = 512;
     long chat_tokens = 64, speed_rounds = 3, threads = 2;
@@ -289,6 +302,18 @@ int pz_cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--eval-unseen")) { VAL(); unseen = v; }
         else if (!strcmp(a, "--chat")) { VAL(); chat = v; }
         else if (!strcmp(a, "--out")) { VAL(); out = v; }
+        else if (!strcmp(a, "--in-context")) in_context = 1;
+        else if (!strcmp(a, "--distill-loss-cos") || !strcmp(a, "--distill-loss-kl") ||
+                 !strcmp(a, "--distill-loss-lm")) {
+            VAL();
+            double *w = a[15] == 'c' ? &dw_cos : a[15] == 'k' ? &dw_kl : &dw_lm;
+            if (pz_arg_float(cmd, a, v, 0, 1000, w)) return PZ_EXIT_USAGE;
+        }
+        else if (!strcmp(a, "--rounds")) { INT(ctx_rounds, 1, 1000); }
+        else if (!strcmp(a, "--context-margin")) {
+            VAL();
+            if (pz_arg_float(cmd, a, v, 0, 1e30, &ctx_margin)) return PZ_EXIT_USAGE;
+        }
         else if (!strcmp(a, "--speedup")) {
             VAL();
             if (pz_arg_float(cmd, a, v, 1, 1000, &speedup)) return PZ_EXIT_USAGE;
@@ -441,24 +466,59 @@ int pz_cmd_run(int argc, char **argv) {
     int cpu_budget = !strcmp(budget, "cpu");
     const char *sscen = cpu_budget ? scenario : search_scenario;
     chain(key, sizeof key, "budget=%s scenario=%s speedup=%.6g", budget, sscen ? sscen : "", speedup);
-    say(&r, "search: budget %s, %.3gx %s speed-up, minimal KL (MIP)", budget, speedup, sscen ? sscen : "serving");
+    // In context adds its options to the key (a one-shot key stays what it was before the option
+    // existed, so older run databases keep their search).
+    if (in_context) {
+        size_t kl = strlen(key);
+        snprintf(key + kl, sizeof key - kl, " in-context rounds=%ld margin=%.6g threads=%ld", ctx_rounds, ctx_margin,
+                 threads);
+    }
+    if (in_context)
+        say(&r, "search: budget %s, %.3gx %s speed-up, minimal KL (MIP), then in context (at most %ld round%s%s)",
+            budget, speedup, sscen ? sscen : "serving", ctx_rounds, ctx_rounds == 1 ? "" : "s",
+            isinf(ctx_margin) ? ", every candidate rescored" : "");
+    else
+        say(&r, "search: budget %s, %.3gx %s speed-up, minimal KL (MIP, one shot)", budget, speedup,
+            sscen ? sscen : "serving");
     long sol = 0;
     if ((d = done_before(&r, "search", key, result, sizeof result, err)) < 0) goto fail;
     if (d) sol = atol(result);
     else {
+        char rfile[2400];
+        snprintf(rfile, sizeof rfile, "%s/search_result.txt", dir);
+        remove(rfile);
         arg(&a, "search"), arg(&a, "--db"), arg(&a, "%s", db_path), arg(&a, "--budget"), arg(&a, "%s", budget);
         if (sscen) arg(&a, "--scenario"), arg(&a, "%s", sscen);
         arg(&a, "--speedup"), arg(&a, "%.6g", speedup), arg(&a, "--method"), arg(&a, "mip");
+        if (in_context) {
+            // The rounds are stored as they finish: a killed stage reruns this command, which goes on
+            // from the last stored round; the file names the best child measured.
+            arg(&a, "--in-context"), arg(&a, "--rounds"), arg(&a, "%ld", ctx_rounds);
+            if (threads > 0) arg(&a, "--threads"), arg(&a, "%ld", threads);
+            if (!isinf(ctx_margin)) arg(&a, "--margin"), arg(&a, "%.6g", ctx_margin);
+            arg(&a, "--result-file"), arg(&a, "%s", rfile);
+        }
         if (run_self(&a, err)) goto fail;
-        int got = pz_rundb_newest_solution(r.db, "mip", &sol, err);
-        if (got < 0) goto fail;
+        int got;
+        if (in_context) {
+            size_t n;
+            char *txt = pz_read_file(rfile, 64, &n, err);
+            if (!txt) goto fail;
+            sol = atol(txt);
+            free(txt);
+            remove(rfile);
+            got = sol > 0;
+        } else if ((got = pz_rundb_newest_solution(r.db, "mip", &sol, err)) < 0)
+            goto fail;
         if (!got) {
             pz_err(err, "no child meets the budget (see the search's explanation above)");
             goto fail;
         }
-        snprintf(result, sizeof result, "%ld", sol);
+        // The number first (what a rerun reads back), then which search chose it (the report's stage list).
+        snprintf(result, sizeof result, "%ld%s", sol, in_context ? " in-context" : " one-shot");
         if (finish(&r, "search", key, result, err)) goto fail;
     }
+    printf("   child: solution %ld%s\n", sol, in_context ? " (the best child the in-context rounds measured)" : "");
     STOP_CHECK();
 
     // ---- 5 realize ----
@@ -477,6 +537,12 @@ int pz_cmd_run(int argc, char **argv) {
     STAGE_BEGIN(5);
     chain(key, sizeof key, "train=%s tokens=%ld lr=%.6g seq=%ld batch=%ld", sha_train, distill_tokens,
              distill_lr, distill_seq, distill_batch);
+    // The loss weights join the key when they are not the paper's (older keys stay valid).
+    const int paper_loss = dw_cos == 1 && dw_kl == 1 && dw_lm == 0;
+    if (!paper_loss) {
+        size_t kl = strlen(key);
+        snprintf(key + kl, sizeof key - kl, " loss=%.6g,%.6g,%.6g", dw_cos, dw_kl, dw_lm);
+    }
     if (distill_tokens > 0) {
         say(&r, "distill: the child against the parent on %ld tokens of %s (resumes its checkpoint)", distill_tokens,
             train);
@@ -505,6 +571,9 @@ int pz_cmd_run(int argc, char **argv) {
             arg(&a, "--data"), arg(&a, "%s", train), arg(&a, "--out"), arg(&a, "%s", dchild);
             arg(&a, "--tokens"), arg(&a, "%ld", distill_tokens), arg(&a, "--lr"), arg(&a, "%.6g", distill_lr);
             arg(&a, "--seq"), arg(&a, "%ld", distill_seq), arg(&a, "--batch"), arg(&a, "%ld", distill_batch);
+            if (!paper_loss)
+                arg(&a, "--loss-cos"), arg(&a, "%.6g", dw_cos), arg(&a, "--loss-kl"), arg(&a, "%.6g", dw_kl),
+                    arg(&a, "--loss-lm"), arg(&a, "%.6g", dw_lm);
             arg(&a, "--threads"), arg(&a, "%ld", threads), arg(&a, "--checkpoint-every"), arg(&a, "4");
             arg(&a, "--resume"), arg(&a, "--db"), arg(&a, "%s", db_path), arg(&a, "--solution"), arg(&a, "%ld", sol);
             if (run_self(&a, err) || finish(&r, "distill", key, NULL, err)) goto fail;

@@ -4,6 +4,7 @@
 // (puzzle/search.h builds the problem, solver/ solves it), stores the search
 // and its solutions in the run database and prints them. Baselines on the
 // same scores and costs with --method.
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,7 +79,9 @@ void pz_usage_search(FILE *out) {
             "  --margin X          rescore only candidates whose one-shot score is within X (nats) of the\n"
             "                      chosen variant's in their group (default: all); the others keep the\n"
             "                      one-shot difference\n"
-            "  --threads T, --prec scorer threads (default: all cores) and products (default f32)\n");
+            "  --threads T, --prec scorer threads (default: all cores) and products (default f32)\n"
+            "  --result-file FILE  write the chosen solution's id there (the in-context search's best child;\n"
+            "                      0 when no child meets the budget): what `puzzle run` reads\n");
 }
 
 typedef struct {
@@ -91,6 +94,7 @@ typedef struct {
     int dtype_given;
     int in_context;
     pz_ctx_params ctx;
+    const char *result_file;
 } opts;
 
 static int parse_count(const char *cmd, const char *opt, const char *v, double *out) {
@@ -105,6 +109,17 @@ static int parse_count(const char *cmd, const char *opt, const char *v, double *
         return -1;
     }
     *out = x * mult;
+    return 0;
+}
+
+// --result-file: the chosen solution's id and a newline, written whole (a temporary, renamed).
+static int write_result(const char *path, long id, char *err) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return pz_err(err, "cannot write %s: %s", tmp, strerror(errno));
+    fprintf(f, "%ld\n", id);
+    if (fclose(f) || rename(tmp, path)) return pz_err(err, "writing %s failed", path);
     return 0;
 }
 
@@ -136,6 +151,8 @@ static int parse(int argc, char **argv, opts *o) {
             }
         } else if (!strcmp(a, "--in-context")) {
             o->in_context = 1;
+        } else if (!strcmp(a, "--result-file")) {
+            if (!(o->result_file = pz_arg_value(cmd, argc, argv, &i))) return -1;
         } else if (!strcmp(a, "--rounds")) {
             if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_int(cmd, a, v, 1, 1000, &n)) return -1;
             o->ctx.rounds = (int)n;
@@ -637,6 +654,7 @@ int pz_cmd_search(int argc, char **argv) {
            par.throughput, tput_unit(&sc), par.time_s * 1e3, par.memory_bytes / 1073741824.0, par.params / 1e6);
     if (!n_sols) {
         printf("no child meets the budget%s: %s\n", have_inf && inf.feasible ? " (time limit)" : "", explanation);
+        if (o.result_file && write_result(o.result_file, 0, err)) goto fail;
         rc = PZ_EXIT_OK;
         goto out;
     }
@@ -672,7 +690,14 @@ int pz_cmd_search(int argc, char **argv) {
         if (pz_search_in_context(db, s, key, &o.ctx, sols[0].sol.choice, first_id, ctx_solve, &u, &best, err))
             goto fail;
         printf("(puzzle realize --db %s --solution %ld --out DIR)\n", o.db, best);
+        // Stopped by a signal: the rounds so far are stored; not finished, so not a result.
+        if (pz_stop_signal) {
+            pz_err(err, "in-context search interrupted (signal %d); rerun to resume", (int)pz_stop_signal);
+            goto fail;
+        }
+        first_id = best;
     }
+    if (o.result_file && write_result(o.result_file, first_id, err)) goto fail;
     rc = PZ_EXIT_OK;
     goto out;
 fail:

@@ -273,8 +273,9 @@ static const report_set sets[] = {
      "SELECT (SELECT path FROM models WHERE role = 'parent'), (SELECT count(*) FROM blocks), "
      "(SELECT count(*) FROM blocks WHERE status = 'done'), (SELECT count(*) FROM scores), "
      "(SELECT count(*) FROM searches), (SELECT count(*) FROM evals), "
-     "(SELECT group_concat(stage || ' ' || printf('%.0f s', wall_s), ', ') FROM "
-     "(SELECT stage, wall_s FROM run_stages ORDER BY finished_at, stage))"},
+     "(SELECT group_concat(stage || CASE WHEN stage = 'search' AND instr(result, ' ') > 0 THEN ' (' || "
+     "substr(result, instr(result, ' ') + 1) || ')' ELSE '' END || ' ' || printf('%.0f s', wall_s), ', ') FROM "
+     "(SELECT stage, result, wall_s FROM run_stages ORDER BY finished_at, stage))"},
 };
 #define N_SETS (int)(sizeof sets / sizeof sets[0])
 

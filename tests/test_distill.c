@@ -35,16 +35,20 @@ static void rand_tokens(int32_t *t, long n, int vocab, uint64_t seed) {
     for (long i = 0; i < n; i++) t[i] = (int32_t)(pz_test_rand_u64(&s) % (uint64_t)vocab);
 }
 
+// The objective of the loss weights set on g (cos + KL by default).
 static double loss_of(pz_gkd *g, const pz_model *t, const pz_model *c, const int32_t *ids, int ns, int T) {
     double cs, kl;
     if (pz_gkd_batch(g, t, c, NULL, 1, ids, ns, T, &cs, &kl, err)) {
         fprintf(stderr, "%s\n", err);
         return NAN;
     }
-    return cs + kl;
+    pz_gkd_parts pt;
+    pz_gkd_last_parts(g, &pt);
+    return pt.objective;
 }
 
-static void grad_check(const pz_config *cc, const char *what) {
+// w: the loss weights (NULL: the default, whose objective must be cos + KL).
+static void grad_check(const pz_config *cc, const char *what, const pz_gkd_loss *w) {
     pz_config pc;
     parent_config(&pc, cc, cc->n_head, 128);
     pz_model *teacher = pz_testmodel_random(&pc, PZ_DT_F32, 11, err);
@@ -59,9 +63,32 @@ static void grad_check(const pz_config *cc, const char *what) {
     pz_gkd *g = pz_gkd_create(teacher, child, ns * T, PZ_DT_F32, be, err);
     CHECKF(g != NULL, "%s", err);
     if (!g) return;
+    if (w) CHECKF(pz_gkd_set_loss(g, w, err) == 0, "%s", err);
     double cs, kl;
     CHECKF(pz_gkd_batch(g, teacher, child, grad, 1, ids, ns, T, &cs, &kl, err) == 0, "%s", err);
     CHECKF(cs > 0.05 && kl > 1e-3, "%s: loss parts cos %g KL %g should be clearly positive", what, cs, kl);
+    pz_gkd_parts pt;
+    pz_gkd_last_parts(g, &pt);
+    if (!w) CHECKF(fabs(pt.objective - (cs + kl)) <= 1e-9 * (cs + kl) && isnan(pt.lm),
+                   "%s: default objective %.9g is not cos + KL %.9g (lm %g)", what, pt.objective, cs + kl, pt.lm);
+    if (w) {
+        // The parts, recomputed from the default loss (its KL is the plain
+        // one) and the objective from the parts: the lm term is a CE of
+        // random logits, near log(vocab); kl_t differs from kl at tau != 1.
+        double want = w->cos * pt.cos + w->kl * pt.kl_t + (w->lm > 0 ? w->lm * pt.lm : 0);
+        CHECKF(fabs(pt.objective - want) <= 1e-9 * fabs(want), "%s: objective %.9g vs parts %.9g", what,
+               pt.objective, want);
+        if (w->lm > 0) CHECKF(pt.lm > 0.5 * log(cc->vocab) && pt.lm < 2 * log(cc->vocab),
+                              "%s: lm term %g not near log(vocab) %g", what, pt.lm, log(cc->vocab));
+        if (w->temperature != 1) CHECKF(fabs(pt.kl_t - pt.kl) > 1e-3 * pt.kl, "%s: kl_t %g equals kl %g at "
+                                        "temperature %g", what, pt.kl_t, pt.kl, w->temperature);
+        pz_gkd *g0 = pz_gkd_create(teacher, child, ns * T, PZ_DT_F32, be, err);
+        double c0 = 0, k0 = 0;
+        CHECKF(g0 && pz_gkd_batch(g0, teacher, child, NULL, 1, ids, ns, T, &c0, &k0, err) == 0, "%s", err);
+        CHECKF(fabs(c0 - cs) <= 1e-9 * c0 && fabs(k0 - kl) <= 1e-5 * k0,
+               "%s: reported cos %.9g KL %.9g differ from the default loss's %.9g %.9g", what, cs, kl, c0, k0);
+        pz_gkd_free(g0);
+    }
     const float eps = 1e-3f;
     uint64_t rs = 99;
     int n_w = pz_model_n_weights(child), worst_i = -1;
@@ -226,7 +253,11 @@ static void runs(void) {
 int main(void) {
     pz_config c0;
     pz_testmodel_config(&c0, 0);
-    grad_check(&c0, "preset 0 (untied)");
+    grad_check(&c0, "preset 0 (untied)", NULL);
+    // Other loss weights: cos + KL + LM, LM alone, KL alone at temperature 2.
+    grad_check(&c0, "preset 0, 0.5 cos + KL + 0.7 LM", &(pz_gkd_loss){0.5f, 1, 0.7f, 1});
+    grad_check(&c0, "preset 0, LM only", &(pz_gkd_loss){0, 0, 1, 1});
+    grad_check(&c0, "preset 0, KL at temperature 2", &(pz_gkd_loss){0, 1, 0, 2});
     // Preset 1's layer kinds on a geometry where gqa4 parents exist: tied
     // embeddings, noop+noop and linear+linear layers.
     c0.tie_embeddings = 1;
@@ -236,7 +267,7 @@ int main(void) {
     c0.layers[2] = (pz_layer_spec){PZ_ATTN_GQA, 4, PZ_FFN_LINEAR, 0};
     c0.layers[3] = (pz_layer_spec){PZ_ATTN_LINEAR, 0, PZ_FFN_LINEAR, 0};
     c0.layers[4] = (pz_layer_spec){PZ_ATTN_GQA, 1, PZ_FFN_SWIGLU, 40};
-    grad_check(&c0, "tied, noop+noop, linear+linear");
+    grad_check(&c0, "tied, noop+noop, linear+linear", NULL);
     runs();
     return pz_test_finish("test_distill");
 }

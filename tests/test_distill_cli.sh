@@ -55,4 +55,14 @@ check "rerun without --resume refuses" '[ $rc -eq 1 ] && grep -q -- "--resume" l
 check "rerun with --resume succeeds" '[ $rc -eq 0 ] && ! grep -q "^step 1/" logB3'
 check "killed + resumed == uninterrupted (model.safetensors bytes)" '[ "$(sha A/model.safetensors)" = "$(sha B/model.safetensors)" ]'
 check "same loss curve" 'cmp -s A/gkd_losses.tsv B/gkd_losses.tsv'
+
+# ---- other loss weights: recorded, shown, and a checkpoint of other weights is not resumed ----
+"$BIN" distill c "${ARGS[@]}" --tokens 1024 --loss-cos 0.5 --loss-lm 0.25 --out L >logL 2>&1; rc=$?
+check "cos + KL + LM run succeeds (rc $rc)" '[ $rc -eq 0 ] && grep -q "^step 4/4  cos [0-9.]*, KL [0-9.]*, LM [0-9.]* " logL'
+check "distill.json records the weights" \
+    'grep -q "\"loss_weights\": {\"cos\": 0.5, \"kl\": 1, \"lm\": 0.25, \"temperature\": 1}" L/distill.json'
+"$BIN" distill c "${ARGS[@]}" --tokens 1024 --loss-lm 0.25 --out L --resume >logL2 2>&1; rc=$?
+check "--resume with other loss weights refuses the checkpoint" '[ $rc -eq 1 ]'
+"$BIN" distill c "${ARGS[@]}" --kl-temperature 2 --loss-lm 1 --out T >logT 2>&1; rc=$?
+check "LM loss with a temperature: one error line" '[ $rc -eq 1 ] && grep -q "temperature" logT'
 finish

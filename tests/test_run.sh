@@ -13,6 +13,12 @@
 #     SIGKILLed (the whole process group) in the middle of distillation, then
 #     rerun, ends with child and distilled child byte-identical to A's;
 #   * a rerun of a finished run skips every stage;
+#   * --in-context on a copy of A's database reruns the search stage only (its
+#     key holds the option), as search in context: its rounds stored, the
+#     child it chose the one of least measured KL, the report's stage list
+#     naming it; a rerun skips it, and more --rounds reruns it, continuing
+#     from the stored rounds; killed during the rounds and rerun, it ends with
+#     the same child; distillation loss weights reach `puzzle distill`;
 #   * the report has its Markdown tables (one evals table per text, and the
 #     texts side by side) and both pictures of each figure
 #     (PNG and SVG) when gnuplot is installed; without gnuplot (GNUPLOT set to
@@ -128,6 +134,48 @@ check "the result tables show the new file only" \
     '[ "$(result_rows A3.log unseen.txt)" = 4 ] &&
      grep -q "^  text: unseen.txt (sha256 $(sha unseen.txt | cut -c1-12)," A3.log &&
      [ "$(grep -c "^  text: " A3.log)" = 2 ]'
+
+# ---- C: search in context, on a copy of A's database -------------------------------------------------
+cp -r A C
+"$BIN" "${RUN[@]}" --db C/run.db --in-context --rounds 1 --stop-after search >C.log 2>&1; rc=$?
+check "--in-context run succeeds (rc $rc: $(grep 'puzzle run:' C.log | tail -1))" '[ $rc -eq 0 ]'
+check "library, scores and profiles skipped, the search rerun" \
+    '[ "$(grep -c "done before with the same inputs" C.log)" = 3 ] && grep -q "then in context (at most 1 round" C.log'
+qc() { sqlite3 C/run.db "$1"; }
+v_res=$(qc "SELECT result FROM run_stages WHERE stage = 'search' AND result LIKE '% in-context'")
+v_best=$(qc "SELECT solution_id FROM context_rounds ORDER BY kl, round LIMIT 1")
+v_nr=$(qc "SELECT count(*) FROM context_rounds")
+check "the search stage's child is the rounds' least measured KL ($v_res; best $v_best of $v_nr rounds)" \
+    '[ -n "$v_best" ] && [ "$v_res" = "$v_best in-context" ] && [ "$v_nr" -ge 2 ]'
+check "stage cost printed" 'grep -qE "^   search: [0-9.]+ s wall, [0-9.]+ s CPU" C.log'
+"$BIN" report --db C/run.db --out C/report >C.report.log 2>&1
+check "the report's stage list names the search in context" 'grep -q "search (in-context) [0-9]* s" C/report/report.md'
+"$BIN" "${RUN[@]}" --db C/run.db --in-context --rounds 1 --stop-after search >C2.log 2>&1; rc=$?
+check "rerun with the same options skips the search" \
+    '[ $rc -eq 0 ] && [ "$(grep -c "done before with the same inputs" C2.log)" = 4 ]'
+"$BIN" "${RUN[@]}" --db C/run.db --in-context --rounds 2 --stop-after search >C3.log 2>&1; rc=$?
+check "more rounds rerun the search (rc $rc), from the stored rounds" \
+    '[ $rc -eq 0 ] && [ "$(grep -c "done before with the same inputs" C3.log)" = 3 ] &&
+     [ "$(qc "SELECT count(*) FROM context_rounds WHERE round = 0")" = 1 ]'
+"$BIN" "${RUN[@]}" --db C/run.db --in-context --rounds 2 --distill-loss-lm 0.5 --stop-after distill >C4.log 2>&1; rc=$?
+check "distillation loss weights reach puzzle distill (rc $rc)" \
+    '[ $rc -eq 0 ] && grep -q "\"lm\": 0.5," C/child_distilled/distill.json && grep -q "^step 8/8 .* LM " C4.log'
+# killed (the whole process group) during the in-context rounds of a fresh copy, then rerun
+cp -r A D
+setsid "$BIN" "${RUN[@]}" --db D/run.db --in-context --rounds 1 --stop-after search >D.kill.log 2>&1 &
+pid=$!
+while kill -0 "$pid" 2>/dev/null && ! grep -q "^in context: " D.kill.log 2>/dev/null; do sleep 0.02; done
+kill -9 -- -"$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+v_k=$(sqlite3 D/run.db "SELECT count(*) FROM run_stages WHERE result LIKE '% in-context'")
+check "killed during the in-context search: the stage not recorded ($v_k)" '[ "$v_k" = 0 ]'
+"$BIN" "${RUN[@]}" --db D/run.db --in-context --rounds 1 --stop-after search >D.log 2>&1; rc=$?
+v_d=$(sqlite3 D/run.db "SELECT result FROM run_stages WHERE stage = 'search' AND result LIKE '% in-context'")
+arch() {  # database $1, solution $2: its variant per layer (ids differ: the rerun stores its own searches)
+    sqlite3 "$1" "SELECT group_concat(attn_variant || '/' || ffn_variant, ',') FROM
+                  (SELECT * FROM solution_layers WHERE solution_id = ${2%% *} ORDER BY layer)"
+}
+check "the rerun finishes it with the uninterrupted run's child (rc $rc, $v_d: $(arch D/run.db "$v_d"))" \
+    '[ $rc -eq 0 ] && [ -n "$(arch C/run.db "$v_res")" ] && [ "$(arch D/run.db "$v_d")" = "$(arch C/run.db "$v_res")" ]'
 
 # ---- B: stopped after every stage, killed during distillation --------------------------------------
 # (Its evaluation skips the baseline and the chat prompts, to save time: they do not touch the children.)
