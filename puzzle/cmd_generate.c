@@ -26,7 +26,7 @@ void pz_usage_generate(FILE *out) {
             "  --chat              wrap the prompt as a user turn in the model's chat format\n"
             "  --system TEXT       system message for --chat\n"
             "  --dtype f32|bf16|fp8  weight type in memory (default bf16; fp8: e4m3, quantized at load)\n"
-            "  --kv-dtype f32|bf16|fp8  KV cache element type (default f32)\n"
+            "  --kv-dtype f32|bf16|fp8  KV cache element type (default bf16, as puzzle serve)\n"
             "  --fp8-head          with --dtype fp8: lm_head in e4m3 too (default bf16)\n"
             "  --threads T         CPU threads (default: all cores)\n"
             "  --ignore-eos        keep going past the end-of-sequence token\n"
@@ -48,7 +48,7 @@ int pz_cmd_generate(int argc, char **argv) {
     const char *tp_init = NULL;
     double temp = 0, top_p = 1;
     int chat = 0, ignore_eos = 0;
-    pz_dt wtype = PZ_DT_BF16, kvt = PZ_DT_F32;
+    pz_dt wtype = PZ_DT_BF16, kvt = PZ_DT_BF16;  // serve's defaults: serve == generate
     pz_backend_kind device = PZ_BACKEND_CPU;
     int head8 = 0;
     const char *cmd = "generate";
