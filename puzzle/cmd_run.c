@@ -306,7 +306,7 @@ int pz_cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--distill-loss-cos") || !strcmp(a, "--distill-loss-kl") ||
                  !strcmp(a, "--distill-loss-lm")) {
             VAL();
-            double *w = a[15] == 'c' ? &dw_cos : a[15] == 'k' ? &dw_kl : &dw_lm;
+            double *w = !strcmp(a, "--distill-loss-cos") ? &dw_cos : !strcmp(a, "--distill-loss-kl") ? &dw_kl : &dw_lm;
             if (pz_arg_float(cmd, a, v, 0, 1000, w)) return PZ_EXIT_USAGE;
         }
         else if (!strcmp(a, "--rounds")) { INT(ctx_rounds, 1, 1000); }

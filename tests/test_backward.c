@@ -161,6 +161,16 @@ static double check_grad(fdprob *p, int ti, const float *analytic, const char *o
     return e;
 }
 
+// A scalar loss against its double reference (p->fwd), within tol relative,
+// then its gradient d (tensor 0) against finite differences.
+static void check_loss(fdprob *p, double loss, const float *d, const char *op, const char *name, double tol) {
+    p->fwd(p);
+    double el = fabs(loss - p->y[0]) / p->y[0];
+    printf("  %s %.6f, rel err %.2e\n", op, loss, el);
+    CHECKF(el < tol, "%s: %.3g", op, el);
+    check_grad(p, 0, d, op, name, TOL_F32);
+}
+
 static void check_fwd(fdprob *p, const float *y, const char *op, double tol) {
     p->fwd(p);
     double e = pz_rel_err_fd(y, p->y, p->ny);
@@ -570,11 +580,7 @@ static void test_nmse(void) {
     double *ypd = to_d(yp, n), G1d = 1.0;
     nmse_parent = ypd;
     fdprob p = {.fwd = fwd_nmse, .t = {to_d(yc, n)}, .n = {n}, .y = malloc(sizeof(double)), .G = &G1d, .ny = 1};
-    p.fwd(&p);
-    double el = fabs(loss - p.y[0]) / p.y[0];
-    printf("  nmse loss %.6f, rel err %.2e\n", loss, el);
-    CHECKF(el < 1e-12, "nmse loss: %.3g", el);
-    check_grad(&p, 0, d, "nmse loss", "y_child", TOL_F32);
+    check_loss(&p, loss, d, "nmse loss", "y_child", 1e-12);
     CHECK(pz_cpu_nmse_loss(yp, yp, n, NULL, 1.0f, 1) == 0.0);
     free(p.t[0]), free(p.y), free(ypd), free(yp), free(yc), free(d);
 }
@@ -607,11 +613,7 @@ static void test_token_nmse(void) {
     nmse_parent = ypd;
     fdprob p = {.fwd = fwd_token_nmse, .t = {to_d(yc, n)}, .n = {n}, .y = malloc(sizeof(double)), .G = &G1d,
                 .ny = 1};
-    p.fwd(&p);
-    double el = fabs(loss - p.y[0]) / p.y[0];
-    printf("  token nmse loss %.6f, rel err %.2e\n", loss, el);
-    CHECKF(el < 1e-6, "token nmse loss: %.3g", el);  // eps enters as a float
-    check_grad(&p, 0, d, "token nmse loss", "y_child", TOL_F32);
+    check_loss(&p, loss, d, "token nmse loss", "y_child", 1e-6);  // eps enters as a float
     double l1 = pz_cpu_token_nmse_loss(yp, yc, tok_rows, tok_cols, (float)tok_eps, d1, 1.0f, 1);
     CHECK(l1 == loss && memcmp(d, d1, n * sizeof(float)) == 0);
     // grad_scale scales the gradient only
@@ -666,11 +668,7 @@ static void test_kd_losses(void) {
     double *td = to_d(t, n), G1d = 1.0;
     nmse_parent = td;
     fdprob p = {.fwd = fwd_cosine, .t = {to_d(c, n)}, .n = {n}, .y = malloc(sizeof(double)), .G = &G1d, .ny = 1};
-    p.fwd(&p);
-    double el = fabs(loss - p.y[0]) / p.y[0];
-    printf("  cosine loss %.6f, rel err %.2e\n", loss, el);
-    CHECKF(el < 1e-12, "cosine loss: %.3g", el);
-    check_grad(&p, 0, d, "cosine loss", "y_child", TOL_F32);
+    check_loss(&p, loss, d, "cosine loss", "y_child", 1e-12);
     for (int l = 0; l < kd_mats; l++)  // the padding rows are left alone
         for (size_t i = ((size_t)l * kd_max + kd_rows) * kd_cols; i < (size_t)(l + 1) * kd_max * kd_cols; i++)
             CHECK(d[i] == 0.0f);
@@ -688,11 +686,7 @@ static void test_kd_losses(void) {
     double *ad = to_d(a, n);
     nmse_parent = ad;
     fdprob q = {.fwd = fwd_kl, .t = {to_d(b, n)}, .n = {n}, .y = malloc(sizeof(double)), .G = &G1d, .ny = 1};
-    q.fwd(&q);
-    el = fabs(loss - q.y[0]) / q.y[0];
-    printf("  KL loss %.6f, rel err %.2e\n", loss, el);
-    CHECKF(el < 1e-6, "KL loss: %.3g", el);  // exponentials in fp32
-    check_grad(&q, 0, d, "KL loss", "logits_child", TOL_F32);
+    check_loss(&q, loss, d, "KL loss", "logits_child", 1e-6);  // exponentials in fp32
     CHECK(pz_cpu_kl_loss(a, b, kd_rows, kd_cols, d1, 1.0, 1) == loss && memcmp(d, d1, n * sizeof(float)) == 0);
     CHECK(pz_cpu_kl_loss(a, b, kd_rows, kd_cols, NULL, 1.0, 2) == loss);
     CHECK(pz_cpu_kl_loss(a, b, kd_rows, kd_cols, b, 1.0, 2) == loss && memcmp(d, b, n * sizeof(float)) == 0);
