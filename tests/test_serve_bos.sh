@@ -27,11 +27,14 @@ json.dump(cfg, open(other + "/tokenizer_config.json", "w"))
 EOF
 
 start() {  # start MODEL [options...]: sets srv and port ("" when it did not come up)
+    # removed here, before the fork: the background job truncates it only once it runs, and the
+    # last server's "listening on" line must not be read as this one's
+    rm -f "$tmp/server.err"
     "$BIN" serve "$@" --port 0 --threads 2 --max-seqs 4 --ctx 256 2>"$tmp/server.err" &
     srv=$!
     port=
     for _ in $(seq 300); do
-        port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$tmp/server.err")
+        port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$tmp/server.err" 2>/dev/null)
         [ -n "$port" ] && grep -q "ready in" "$tmp/server.err" && break
         kill -0 $srv 2>/dev/null || { port=; break; }
         sleep 0.1

@@ -50,14 +50,17 @@ fi
 # a fake server (tests/serve_load_fake.py): a good stream is counted; a non-JSON event, a stream
 # without [DONE], a stalled stream (bounded by --timeout 1) and HTTP 500 are errors (exit 1)
 for mode in good garbage trunc stall status; do
-    python3 "$here/serve_load_fake.py" $mode >"$tmp/fake.port" &
+    # one port file per mode: the background job truncates its file only once it runs, so a
+    # shared file could still hold the previous fake server's port when it is first read
+    python3 "$here/serve_load_fake.py" $mode >"$tmp/fake.$mode.port" &
     fake=$!
     fport=
     # python may take seconds to start on a loaded machine
-    for _ in $(seq 300); do fport=$(head -1 "$tmp/fake.port"); [ -n "$fport" ] && break; sleep 0.1; done
+    for _ in $(seq 300); do fport=$(head -1 "$tmp/fake.$mode.port"); [ -n "$fport" ] && break; sleep 0.1; done
     timeout 30 "$LOAD" --url "http://127.0.0.1:$fport" --levels 1 --requests 2 --max-tokens 16 \
         --label fake --timeout 1 >"$tmp/fake.md" 2>"$tmp/fake.err"
     rc=$?
+    [ $rc -eq 2 ] && cat "$tmp/fake.err" >&2
     row=$(grep "^| fake | 1 |" "$tmp/fake.md")
     if [ $mode = good ]; then
         check "fake good: 2 requests, 6 tokens, 0 errors" \
