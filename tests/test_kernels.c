@@ -632,6 +632,39 @@ static void perf_rows(int reps) {
         }
 }
 
+// The AVX2 bf16 kernel's two tile shapes, 5 x 2 and 6 x 2
+// (pz_cpu_gemv_set_tile6_m), in cache, one thread, on the reference model's
+// three product shapes (fused qkv, gate/up, down) for M = 1..32; GFLOP/s,
+// best of `reps`, the two alternating; also checks that they agree bit for
+// bit. "perf-tile [reps]".
+static void perf_tile(int reps) {
+    const int sh[3][2] = {{960, 576}, {3072, 576}, {576, 1536}}, Ms[7] = {1, 2, 4, 8, 12, 16, 32};
+    printf("  perf-tile 1 thread, in cache, bf16 GFLOP/s, best of %d: 5 x 2 / 6 x 2 tiles, ratio\n", reps);
+    for (int s = 0; s < 3; s++)
+        for (int mi = 0; mi < 7; mi++) {
+            int N = sh[s][0], K = sh[s][1], M = Ms[mi];
+            float *w = randv((size_t)N * K, 0.05f), *x = randv((size_t)M * K, 1.0f);
+            float *y[2] = {malloc(sizeof(float) * (size_t)M * N), malloc(sizeof(float) * (size_t)M * N)};
+            uint16_t *wb = malloc(sizeof(uint16_t) * (size_t)N * K);
+            for (size_t i = 0; i < (size_t)N * K; i++) wb[i] = to_bf16(w[i]);
+            float *xs = malloc(sizeof(float) * pz_cpu_gemv_scratch_floats(M, K));
+            double best[2] = {1e9, 1e9};
+            for (int r = 0; r < reps; r++)
+                for (int v = 0; v < 2; v++) {
+                    pz_cpu_gemv_set_tile6_m(v == 1 ? 1 : 0);
+                    double t0 = pz_now();
+                    pz_cpu_gemv(y[v], N, x, K, wb, PZ_DT_BF16, M, N, K, 0, 1, xs);
+                    double t = pz_now() - t0;
+                    if (t < best[v]) best[v] = t;
+                }
+            pz_cpu_gemv_set_tile6_m(-1);
+            double fl = 2.0 * M * N * K * 1e-9;
+            printf("    M=%-2d %4d x %-4d  %5.1f / %5.1f  %.3f%s\n", M, N, K, fl / best[0], fl / best[1],
+                   best[0] / best[1], memcmp(y[0], y[1], sizeof(float) * (size_t)M * N) ? "  DIFFER" : "");
+            free(w), free(x), free(y[0]), free(y[1]), free(wb), free(xs);
+        }
+}
+
 static void run_all(void) {
     int sizes[][3] = {{1, 7, 5}, {1, 33, 17}, {2, 31, 29}, {3, 64, 96}, {4, 5, 130}, {8, 19, 33},
                       {9, 31, 29}, {17, 65, 33}, {64, 96, 80}, {130, 257, 65}, {5, 37, 600},
@@ -739,6 +772,7 @@ int main(int argc, char **argv) {
         perf_decode(argc > 2 ? atoi(argv[2]) : 2, argc > 3 ? atoi(argv[3]) : 30, argc > 4 ? atoi(argv[4]) : 15,
                     argc > 5 ? atoi(argv[5]) : 1);
     if (argc > 1 && strcmp(argv[1], "perf-rows") == 0) perf_rows(argc > 2 ? atoi(argv[2]) : 20);
+    if (argc > 1 && strcmp(argv[1], "perf-tile") == 0) perf_tile(argc > 2 ? atoi(argv[2]) : 20);
     pz_backend_free(B);
     return pz_test_finish("test_kernels");
 }

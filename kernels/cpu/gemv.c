@@ -342,9 +342,99 @@ tile_bf16_avx2(float *y, int ldy, const float *xp, int Kp, const uint16_t *w, in
         }
 }
 
+// The 6 x 2 bf16 tile: 12 accumulators, so 12 independent FMA chains where
+// the 5 x 2 tile has 10 (Zen 2: 2 FMA pipes x 5 cycles latency = 10, with
+// no slack for the widening's unpacks that share a pipe with the FMAs).
+// With the 2 activation vectors, the zero and the widened weight vector it
+// needs all 16 registers, which GCC did not manage without spilling (63
+// GFLOP/s, above), so a chunk is written in assembly; the arithmetic is
+// bf16_chunk_avx2's, instruction for instruction (unpack with zero, then
+// vfmadd231ps acc += w * x, low half then high half), so every output gets
+// the same FMA sequence as in the other tiles. pw: row 0 at the chunk's
+// column, pw3 row 3; lw: bytes between weight rows; lx: between activation
+// rows.
+#define BF16_6X2_HALF(UNPACK, XOFF, WOFF)                                                          \
+    "vmovups " XOFF "(%[px]), %%ymm12\n\t"                                                         \
+    "vmovups " XOFF "(%[px],%[lx]), %%ymm13\n\t"                                                   \
+    UNPACK " " WOFF "(%[pw]), %%ymm14, %%ymm15\n\t"                                                \
+    "vfmadd231ps %%ymm12, %%ymm15, %[a00]\n\t"                                                     \
+    "vfmadd231ps %%ymm13, %%ymm15, %[a01]\n\t"                                                     \
+    UNPACK " " WOFF "(%[pw],%[lw]), %%ymm14, %%ymm15\n\t"                                          \
+    "vfmadd231ps %%ymm12, %%ymm15, %[a10]\n\t"                                                     \
+    "vfmadd231ps %%ymm13, %%ymm15, %[a11]\n\t"                                                     \
+    UNPACK " " WOFF "(%[pw],%[lw],2), %%ymm14, %%ymm15\n\t"                                        \
+    "vfmadd231ps %%ymm12, %%ymm15, %[a20]\n\t"                                                     \
+    "vfmadd231ps %%ymm13, %%ymm15, %[a21]\n\t"                                                     \
+    UNPACK " " WOFF "(%[pw3]), %%ymm14, %%ymm15\n\t"                                               \
+    "vfmadd231ps %%ymm12, %%ymm15, %[a30]\n\t"                                                     \
+    "vfmadd231ps %%ymm13, %%ymm15, %[a31]\n\t"                                                     \
+    UNPACK " " WOFF "(%[pw3],%[lw]), %%ymm14, %%ymm15\n\t"                                         \
+    "vfmadd231ps %%ymm12, %%ymm15, %[a40]\n\t"                                                     \
+    "vfmadd231ps %%ymm13, %%ymm15, %[a41]\n\t"                                                     \
+    UNPACK " " WOFF "(%[pw3],%[lw],2), %%ymm14, %%ymm15\n\t"                                       \
+    "vfmadd231ps %%ymm12, %%ymm15, %[a50]\n\t"                                                     \
+    "vfmadd231ps %%ymm13, %%ymm15, %[a51]\n\t"
+
+// One 16-column chunk (columns XOFF/4 .. of px, WOFF/2 .. of pw).
+#define BF16_6X2_CHUNK(XOFF, XOFF8, WOFF)                                                          \
+    __asm__("vpxor %%xmm14, %%xmm14, %%xmm14\n\t"                                                  \
+            BF16_6X2_HALF("vpunpcklwd", XOFF, WOFF) BF16_6X2_HALF("vpunpckhwd", XOFF8, WOFF)      \
+            : [a00] "+x"(a00), [a01] "+x"(a01), [a10] "+x"(a10), [a11] "+x"(a11),                   \
+              [a20] "+x"(a20), [a21] "+x"(a21), [a30] "+x"(a30), [a31] "+x"(a31),                   \
+              [a40] "+x"(a40), [a41] "+x"(a41), [a50] "+x"(a50), [a51] "+x"(a51)                    \
+            : [px] "r"(px), [lx] "r"(lx), [pw] "r"(pw), [pw3] "r"(pw3), [lw] "r"(lw)                       \
+            : "xmm12", "xmm13", "xmm14", "xmm15", "memory")
+
+T256 static void tile_bf16_6x2_avx2(float *y, int ldy, const float *xp, int Kp, const uint16_t *w, int n,
+                                    int K, int acc, pf_state pf) {
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
+    __m256 a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
+    const uint16_t *wr = w + (size_t)n * K;
+    const long lx = (long)Kp * 4;
+    long lw = (long)K * 2;
+    int k = 0;
+    for (; k + 32 <= K; k += 32) {
+        pf_step(&pf);
+        const float *px = xp + k;
+        const uint16_t *pw = wr + k, *pw3 = pw + 3 * (size_t)K;
+        BF16_6X2_CHUNK("0", "32", "0");
+        BF16_6X2_CHUNK("64", "96", "32");
+    }
+    if (k + 16 <= K) {
+        pf_step(&pf);
+        const float *px = xp + k;
+        const uint16_t *pw = wr + k, *pw3 = pw + 3 * (size_t)K;
+        BF16_6X2_CHUNK("0", "32", "0");
+        k += 16;
+    }
+    if (k < K) {
+        uint16_t tail[6][16];
+        memset(tail, 0, sizeof tail);
+        for (int i = 0; i < 6; i++) memcpy(tail[i], wr + (size_t)i * K + k, sizeof(uint16_t) * (size_t)(K - k));
+        const float *px = xp + k;
+        const uint16_t *pw = tail[0], *pw3 = tail[3];
+        lw = 32;
+        BF16_6X2_CHUNK("0", "32", "0");
+    }
+    __m256 a[6][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}, {a40, a41}, {a50, a51}};
+    for (int i = 0; i < 6; i++)
+        for (int j = 0; j < 2; j++) {
+            float s = pz_hsum256(a[i][j]);
+            float *yp = y + (size_t)j * ldy + n + i;
+            *yp = acc ? *yp + s : s;
+        }
+}
+
+#ifndef PZ_GEMV_TILE6_M
+#define PZ_GEMV_TILE6_M 2
+#endif
+static int tile6_min_m = PZ_GEMV_TILE6_M;  // pz_cpu_gemv_set_tile6_m
+void pz_cpu_gemv_set_tile6_m(int m) { tile6_min_m = m < 0 ? PZ_GEMV_TILE6_M : m; }
+
 T256 static void gemv_rows_avx2(float *y, int ldy, const float *x, int ldx, const void *w, pz_dt wt,
                                 int M, int n0, int n1, int K, int acc) {
-    const int nbmax = M == 1 ? 4 : AVX2_NB, passes = m_passes(M, AVX2_MB);
+    const int t6 = wt == PZ_DT_BF16 && tile6_min_m > 0 && M >= tile6_min_m;
+    const int nbmax = M == 1 ? 4 : t6 ? 6 : AVX2_NB, passes = m_passes(M, AVX2_MB);
     const size_t esz = wt == PZ_DT_F32 ? 4 : 2;
     const int points = wt == PZ_DT_F32 ? (K + 15) / 16 : K / 32;
     for (int n = n0; n < n1; n += nbmax) {
@@ -358,6 +448,10 @@ T256 static void gemv_rows_avx2(float *y, int ldy, const float *x, int ldx, cons
 #define T(NB, MB) tile_f32_avx2(ym, ldy, xm, ldx, (const float *)w, n, K, acc, pf, NB, MB)
                 TILE_SWITCH_AVX2(T, nb, mb);
 #undef T
+            } else if (nb == 6 && mb == 2) {
+                tile_bf16_6x2_avx2(ym, ldy, xm, ldx, (const uint16_t *)w, n, K, acc, pf);
+            } else if (nb == 6) {
+                tile_bf16_avx2(ym, ldy, xm, ldx, (const uint16_t *)w, n, K, acc, pf, 6, 1);
             } else {
 #define T(NB, MB) tile_bf16_avx2(ym, ldy, xm, ldx, (const uint16_t *)w, n, K, acc, pf, NB, MB)
                 TILE_SWITCH_AVX2(T, nb, mb);

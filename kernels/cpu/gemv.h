@@ -55,6 +55,11 @@ void pz_cpu_gemv_e4m3_set_prefetch(int bytes);
 // the scratch from m activation rows on (0: never; < 0: back to the default,
 // PZ_GEMV_FP8_WIDE_M in gemv_fp8.c). Not thread-safe against running products.
 void pz_cpu_gemv_e4m3_set_wide_m(int m);
+// For measurements and tests: the AVX2 level's bf16 kernel uses 6 x 2 tiles
+// (12 accumulators) from m activation rows on, 5 x 2 below (0: never; < 0:
+// back to the default, PZ_GEMV_TILE6_M in gemv.c). Not thread-safe against
+// running products.
+void pz_cpu_gemv_set_tile6_m(int m);
 
 // matmul.c sends products of up to this many rows here.
 #define PZ_GEMV_MAX_M 32
