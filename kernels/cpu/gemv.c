@@ -342,6 +342,35 @@ tile_bf16_avx2(float *y, int ldy, const float *xp, int Kp, const uint16_t *w, in
         }
 }
 
+// Horizontal sums of several vectors at once, each by pz_hsum256's tree
+// ((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7)), the same additions with
+// the same operands, so bit for bit pz_hsum256's results: per pair of
+// vectors the 128-bit halves added (lo + hi), then within each half lanes
+// 0 + 2 and 1 + 3, then those two. Returns the sums of A..H in order.
+T256 static inline __attribute__((always_inline)) __m256
+hsum8_avx2(__m256 A, __m256 B, __m256 C, __m256 D, __m256 E, __m256 F, __m256 G, __m256 H) {
+#define HALVES(X, Y) _mm256_add_ps(_mm256_permute2f128_ps(X, Y, 0x20), _mm256_permute2f128_ps(X, Y, 0x31))
+#define PAIRS(P, Q)                                                                                \
+    _mm256_add_ps(_mm256_shuffle_ps(P, Q, _MM_SHUFFLE(1, 0, 1, 0)), _mm256_shuffle_ps(P, Q, _MM_SHUFFLE(3, 2, 3, 2)))
+    // [sA | sB] ..., then [tA tC | tB tD] with t = (s0 + s2, s1 + s3)
+    __m256 q1 = PAIRS(HALVES(A, B), HALVES(C, D)), q2 = PAIRS(HALVES(E, F), HALVES(G, H));
+    // [A C E G | B D F H]
+    __m256 r = _mm256_add_ps(_mm256_shuffle_ps(q1, q2, _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm256_shuffle_ps(q1, q2, _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+// The sums of A..D in order (as hsum8_avx2).
+T256 static inline __attribute__((always_inline)) __m128 hsum4_avx2(__m256 A, __m256 B, __m256 C, __m256 D) {
+    __m256 q = PAIRS(HALVES(A, B), HALVES(C, D));
+    // [A C A C | B D B D]
+    __m256 r = _mm256_add_ps(_mm256_shuffle_ps(q, q, _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm256_shuffle_ps(q, q, _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm_unpacklo_ps(_mm256_castps256_ps128(r), _mm256_extractf128_ps(r, 1));
+#undef HALVES
+#undef PAIRS
+}
+
 // The 6 x 2 bf16 tile: 12 accumulators, so 12 independent FMA chains where
 // the 5 x 2 tile has 10 (Zen 2: 2 FMA pipes x 5 cycles latency = 10, with
 // no slack for the widening's unpacks that share a pipe with the FMAs).
@@ -416,13 +445,21 @@ T256 static void tile_bf16_6x2_avx2(float *y, int ldy, const float *xp, int Kp, 
         lw = 32;
         BF16_6X2_CHUNK("0", "32", "0");
     }
-    __m256 a[6][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}, {a40, a41}, {a50, a51}};
-    for (int i = 0; i < 6; i++)
-        for (int j = 0; j < 2; j++) {
-            float s = pz_hsum256(a[i][j]);
-            float *yp = y + (size_t)j * ldy + n + i;
-            *yp = acc ? *yp + s : s;
-        }
+    // The 12 sums, pz_hsum256's tree for each, 8 then 4 at a time.
+    __m256 s8 = hsum8_avx2(a00, a10, a20, a30, a40, a50, a01, a11);
+    __m128 s4 = hsum4_avx2(a21, a31, a41, a51);
+    __m128 lo = _mm256_castps256_ps128(s8), hi = _mm256_extractf128_ps(s8, 1);
+    float *y0 = y + n, *y1 = y + (size_t)ldy + n;
+    if (acc) {
+        lo = _mm_add_ps(_mm_loadu_ps(y0), lo);
+        hi = _mm_add_ps(_mm_loadh_pi(_mm_loadl_pi(_mm_setzero_ps(), (const __m64 *)(y0 + 4)),
+                                     (const __m64 *)y1), hi);
+        s4 = _mm_add_ps(_mm_loadu_ps(y1 + 2), s4);
+    }
+    _mm_storeu_ps(y0, lo);
+    _mm_storel_pi((__m64 *)(y0 + 4), hi);
+    _mm_storeh_pi((__m64 *)y1, hi);
+    _mm_storeu_ps(y1 + 2, s4);
 }
 
 #ifndef PZ_GEMV_TILE6_M
