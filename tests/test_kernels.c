@@ -108,17 +108,23 @@ static void test_gemv_invariance(int N, int K, pz_dt wt, int acc) {
     double e = pz_rel_err_fd(one, ref, (size_t)MM * ldy);
     CHECKF(e < 2e-6, "gemv %s N=%d K=%d acc=%d: rel err %.3g", wt ? "bf16" : "f32", N, K, acc, e);
     int bad = 0;
-    for (int M = 2; M <= MM; M++) {
-        memcpy(y, y0, sizeof(float) * (size_t)MM * ldy);
-        pz_cpu_gemv(y, ldy, x, ldx, wp, wt, M, N, K, acc, 2, xs);
-        if (memcmp(y, one, sizeof(float) * (size_t)M * ldy) != 0 ||
-            memcmp(y + (size_t)M * ldy, y0 + (size_t)M * ldy, sizeof(float) * (size_t)(MM - M) * ldy) != 0) {
-            CHECKF(0, "gemv %s N=%d K=%d acc=%d: M=%d differs from one row at a time", wt ? "bf16" : "f32",
-                   N, K, acc, M);
-            bad++;
-            break;
+    // bf16: with the AVX2 kernel's 6 x 2 tiles from 2 rows on (the default),
+    // then with its 5 x 2 tiles only (pz_cpu_gemv_set_tile6_m).
+    for (int t6 = 0; t6 < (wt == PZ_DT_BF16 ? 2 : 1); t6++) {
+        pz_cpu_gemv_set_tile6_m(t6 ? 0 : -1);
+        for (int M = 2; M <= MM; M++) {
+            memcpy(y, y0, sizeof(float) * (size_t)MM * ldy);
+            pz_cpu_gemv(y, ldy, x, ldx, wp, wt, M, N, K, acc, 2, xs);
+            if (memcmp(y, one, sizeof(float) * (size_t)M * ldy) != 0 ||
+                memcmp(y + (size_t)M * ldy, y0 + (size_t)M * ldy, sizeof(float) * (size_t)(MM - M) * ldy) != 0) {
+                CHECKF(0, "gemv %s N=%d K=%d acc=%d tiles %s: M=%d differs from one row at a time",
+                       wt ? "bf16" : "f32", N, K, acc, t6 ? "5x2" : "default", M);
+                bad++;
+                break;
+            }
         }
     }
+    pz_cpu_gemv_set_tile6_m(-1);
     printf("  gemv   %-4s M=1..%d N=%-4d K=%-4d acc=%d  err %.2e, rows identical for every M: %s\n",
            wt ? "bf16" : "f32", MM, N, K, acc, e, bad ? "no" : "yes");
     free(x), free(w), free(y0), free(one), free(y), free(xs), free(ref), free(wb);
@@ -677,6 +683,8 @@ static void run_all(void) {
         test_gemv_invariance(37, 91, (pz_dt)dt, 0);
         test_gemv_invariance(13, 600, (pz_dt)dt, 1);
         test_gemv_invariance(45, 1001, (pz_dt)dt, dt);
+        test_gemv_invariance(67, 576, (pz_dt)dt, 1);
+        test_gemv_invariance(20, 48, (pz_dt)dt, 0);
     }
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         test_matmul_e4m3(sizes[i][0], sizes[i][1], sizes[i][2], (int)(i % 2), (int)(i % 3), (int)(i % 3 != 1),
