@@ -1,5 +1,6 @@
 // gemv.c — see gemv.h. The vector kernels work on tiles of 5 weight rows by
-// 2 activation rows (AVX2: 16 vector registers) or 4 by 4 (AVX-512: 32),
+// 2 activation rows (AVX2: 16 vector registers; bf16 weights 6 by 2, from
+// two activation rows on) or 4 by 4 (AVX-512: 32),
 // one vector accumulator per output: each weight vector, widened once,
 // meets every activation row of the tile, and each activation vector every
 // weight row. A thread walks its weight rows a tile at a time and runs all
@@ -67,7 +68,9 @@ static void gemv_rows_ref(float *y, int ldy, const float *x, int ldx, const void
 // concurrent row streams measured ~5% faster than 8 on the EPYC). A thread's
 // range of weight rows is whole tiles (but the last). Measured on the AVX2
 // EPYC here (one thread, bf16, 12 x 960 x 576): 5 x 2 81, 3 x 3 77, 4 x 2
-// 70, 6 x 2 63 and 4 x 3 62 GFLOP/s (4 x 3 and 6 x 2 spill registers).
+// 70, 6 x 2 63 and 4 x 3 62 GFLOP/s (4 x 3 and 6 x 2 spill registers); the
+// bf16 6 x 2 tile in assembly with its sums taken 8 at a time
+// (tile_bf16_6x2_avx2) then beat 5 x 2 by 10-12 % at 16 rows.
 #define AVX2_NB 5
 #define AVX2_MB 2
 #define AVX512_NB 4
@@ -379,9 +382,11 @@ T256 static inline __attribute__((always_inline)) __m128 hsum4_avx2(__m256 A, __
 // GFLOP/s, above), so a chunk is written in assembly; the arithmetic is
 // bf16_chunk_avx2's, instruction for instruction (unpack with zero, then
 // vfmadd231ps acc += w * x, low half then high half), so every output gets
-// the same FMA sequence as in the other tiles. pw: row 0 at the chunk's
-// column, pw3 row 3; lw: bytes between weight rows; lx: between activation
-// rows.
+// the same FMA sequence as in the other tiles. The 12 sums at the end are
+// taken 8 and 4 at a time (hsum8_avx2: half of the gain over 5 x 2 at 16
+// rows; 12 pz_hsum256 calls per pass of a K = 576 tile cost ~5 %). pw: row 0
+// at the chunk's column, pw3 row 3; lw: bytes between weight rows; lx:
+// between activation rows.
 #define BF16_6X2_HALF(UNPACK, XOFF, WOFF)                                                          \
     "vmovups " XOFF "(%[px]), %%ymm12\n\t"                                                         \
     "vmovups " XOFF "(%[px],%[lx]), %%ymm13\n\t"                                                   \
@@ -463,6 +468,11 @@ T256 static void tile_bf16_6x2_avx2(float *y, int ldy, const float *xp, int Kp, 
 }
 
 #ifndef PZ_GEMV_TILE6_M
+// From this many activation rows on (one row keeps its 4 x 1 tiles). One
+// thread, in cache, GFLOP/s 5 x 2 / 6 x 2, `test_kernels perf-tile 60`
+// (alternated): 960 x 576 at M = 2 54 / 68, 4 69 / 79, 8 75 / 83, 16 81 / 89;
+// 3072 x 576 at 16 79 / 87; 576 x 1536 at 2 60 / 74, 16 87 / 97
+// (results/serve_cpu.md). Odd M's last row runs 6 x 1.
 #define PZ_GEMV_TILE6_M 2
 #endif
 static int tile6_min_m = PZ_GEMV_TILE6_M;  // pz_cpu_gemv_set_tile6_m
