@@ -407,15 +407,30 @@ static void add_kv_cache_scheme(cJSON *q) {
     cJSON_AddBoolToObject(kv, "symmetric", 1);
 }
 
-char *pz_config_to_hf_json(const pz_config *c) {
+int pz_config_is_plain_llama(const pz_config *c) {
+    if (c->n_layer < 1) return 0;
+    for (int i = 0; i < c->n_layer; i++) {
+        const pz_layer_spec *L = &c->layers[i];
+        if (L->attn != PZ_ATTN_GQA || L->ffn != PZ_FFN_SWIGLU || L->n_kv != c->layers[0].n_kv ||
+            L->n_ff != c->layers[0].n_ff)
+            return 0;
+    }
+    return 1;
+}
+
+char *pz_config_to_hf_json(const pz_config *c) { return pz_config_to_hf_json_as(c, 0); }
+
+char *pz_config_to_hf_json_as(const pz_config *c, int llama) {
+    if (llama && !pz_config_is_plain_llama(c)) return NULL;
     cJSON *r = cJSON_CreateObject();
     if (!r) return NULL;
     cJSON *arch = cJSON_AddArrayToObject(r, "architectures");
-    cJSON_AddItemToArray(arch, cJSON_CreateString("DeciLMForCausalLM"));
-    cJSON_AddStringToObject(r, "model_type", "nemotron-nas");
+    cJSON_AddItemToArray(arch, cJSON_CreateString(llama ? "LlamaForCausalLM" : "DeciLMForCausalLM"));
+    cJSON_AddStringToObject(r, "model_type", llama ? "llama" : "nemotron-nas");
     add_int(r, "hidden_size", c->hidden);
     add_int(r, "num_hidden_layers", c->n_layer);
     add_int(r, "num_attention_heads", c->n_head);
+    if (llama) add_int(r, "num_key_value_heads", c->layers[0].n_kv);
     add_int(r, "head_dim", c->head_dim);
     int max_ff = 0;  // LlamaConfig wants one intermediate_size: the widest
     for (int i = 0; i < c->n_layer; i++)
@@ -478,8 +493,8 @@ char *pz_config_to_hf_json(const pz_config *c) {
         cJSON_AddItemToArray(ig, cJSON_CreateString("lm_head"));
         if (c->quant_kv) add_kv_cache_scheme(q);
     }
-    cJSON *blocks = cJSON_AddArrayToObject(r, "block_configs");
-    for (int i = 0; i < c->n_layer; i++) {
+    cJSON *blocks = llama ? NULL : cJSON_AddArrayToObject(r, "block_configs");
+    for (int i = 0; blocks && i < c->n_layer; i++) {
         const pz_layer_spec *L = &c->layers[i];
         cJSON *b = cJSON_CreateObject(), *a = cJSON_AddObjectToObject(b, "attention");
         cJSON *f = cJSON_AddObjectToObject(b, "ffn");
@@ -511,9 +526,15 @@ char *pz_config_to_hf_json(const pz_config *c) {
 }
 
 int pz_config_write_hf_file(const pz_config *c, const char *path, char *err) {
+    return pz_config_write_hf_file_as(c, path, 0, err);
+}
+
+int pz_config_write_hf_file_as(const pz_config *c, const char *path, int llama, char *err) {
     char why[PZ_ERRLEN];
     if (pz_config_validate(c, why) != 0) return pz_err(err, "%s: refusing to write an invalid config: %s", path, why);
-    char *s = pz_config_to_hf_json(c);
+    if (llama && !pz_config_is_plain_llama(c))
+        return pz_err(err, "%s: a LlamaForCausalLM config needs the same attention and FFN in every layer", path);
+    char *s = pz_config_to_hf_json_as(c, llama);
     if (!s) return pz_err(err, "%s: out of memory", path);
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);

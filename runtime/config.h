@@ -64,6 +64,16 @@ int pz_config_from_hf_file(pz_config *c, const char *path, char *err);
 char *pz_config_to_hf_json(const pz_config *c);
 int pz_config_write_hf_file(const pz_config *c, const char *path, char *err);
 
+// 1 when every layer is full attention with the same KV-head count and a SwiGLU
+// of the same width: a plain Llama, which a LlamaForCausalLM config describes.
+int pz_config_is_plain_llama(const pz_config *c);
+// With llama set (c must be plain), a LlamaForCausalLM config.json
+// ("model_type": "llama", num_key_value_heads, intermediate_size; no
+// block_configs) with the same fields otherwise: what serving engines read
+// without remote code, where "nemotron-nas" needs NVIDIA's configuration_decilm.py.
+char *pz_config_to_hf_json_as(const pz_config *c, int llama);
+int pz_config_write_hf_file_as(const pz_config *c, const char *path, int llama, char *err);
+
 // DeciLM rules: n_kv = n_head / n_heads_in_group;
 // n_ff = round_up(int(2 * ffn_mult * hidden / 3), 256).
 int pz_decilm_ffn_width(double ffn_mult, int hidden);

@@ -1127,7 +1127,7 @@ int pz_model_load_config(const char *path, pz_config *cfg, char *err) {
     return rc;
 }
 
-// ---- writing a DeciLM directory -------------------------------------------------------
+// ---- writing a Hugging Face directory (DeciLM; a plain Llama in FP8 as Llama) -----------
 int pz_model_save_hf(const pz_model *m, const char *dir, char *err) {
     if (m->tp > 1) return pz_err(err, "%s: a tensor-parallel shard is not a model to save", dir);
     if (m->head8)
@@ -1168,7 +1168,11 @@ int pz_model_save_hf(const pz_model *m, const char *dir, char *err) {
     }
     if (m->wtype == PZ_DT_E4M3 && cfg->quant_channel && !(chw = malloc(sizeof(float) * (nrows ? nrows : 1))))
         rc = pz_err(err, "%s: out of memory", dir);
-    if (rc == 0) rc = pz_config_write_hf_file(cfg, cpath, err);
+    // An FP8 checkpoint is for serving engines, which read a plain Llama's
+    // LlamaForCausalLM config natively but "nemotron-nas" only with NVIDIA's
+    // remote code (results/fp8_loaders.md); other checkpoints stay DeciLM.
+    int llama = m->wtype == PZ_DT_E4M3 && pz_config_is_plain_llama(cfg);
+    if (rc == 0) rc = pz_config_write_hf_file_as(cfg, cpath, llama, err);
     free(cfg);
     pz_st_writer *w = rc ? NULL : pz_st_writer_new();
     if (!w) {

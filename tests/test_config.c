@@ -82,6 +82,29 @@ static void round_trip(const pz_config *c, const char *what) {
     free(json);
 }
 
+// The LlamaForCausalLM form of a plain config reads back the same, names no
+// block_configs, and is refused for a config that is not plain.
+static void round_trip_llama(pz_config *c, const char *what) {
+    char err[PZ_ERRLEN];
+    CHECKF(pz_config_is_plain_llama(c), "%s: plain", what);
+    char *json = pz_config_to_hf_json_as(c, 1);
+    CHECK(json != NULL);
+    if (!json) return;
+    pz_config *back = malloc(sizeof *back);
+    int rc = parse(back, json, err);
+    CHECKF(rc == 0 && same(c, back), "%s (Llama form): %s\n%s", what, rc ? err : "differs", json);
+    CHECK(strstr(json, "\"LlamaForCausalLM\"") && strstr(json, "\"num_key_value_heads\"") &&
+          !strstr(json, "block_configs"));
+    free(json);
+    *back = *c;
+    back->layers[1].n_ff += 256;  // one layer of another width: not plain
+    CHECKF(!pz_config_is_plain_llama(back) && !pz_config_to_hf_json_as(back, 1), "%s: other width", what);
+    *back = *c;
+    back->layers[0].attn = PZ_ATTN_NOOP;
+    CHECKF(!pz_config_is_plain_llama(back), "%s: a no-op attention", what);
+    free(back);
+}
+
 static void test_llama(void) {
     char err[PZ_ERRLEN];
     pz_config *c = malloc(sizeof *c);
@@ -97,6 +120,7 @@ static void test_llama(void) {
     CHECKF(pz_config_n_params(c) == 134515008u, "%zu", pz_config_n_params(c));
     CHECK(pz_config_kv_bytes_per_token(c, 2) == 30 * 2 * 3 * 64 * 2);
     round_trip(c, "smollm2");
+    round_trip_llama(c, "smollm2");
 
     CHECKF(parse(c, LLAMA31, err) == 0, "%s", err);
     CHECK(c->eos_id == 128001 && c->bos_id == 128000 && c->head_dim == 128 && c->tie_embeddings == 0);
@@ -105,6 +129,7 @@ static void test_llama(void) {
     CHECK(c->layers[31].n_kv == 8 && c->layers[31].n_ff == 14336);
     CHECKF(pz_config_n_params(c) == 8030261248u, "%zu", pz_config_n_params(c));  // Llama 3.1 8B
     round_trip(c, "llama3.1");
+    round_trip_llama(c, "llama3.1");
 
     // Newer transformers: rope_parameters carries theta and the scaling.
     const char *rp = "{\"hidden_size\":64,\"num_hidden_layers\":2,\"num_attention_heads\":4,\"vocab_size\":100,"

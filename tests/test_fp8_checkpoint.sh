@@ -8,7 +8,8 @@
 # exactly the model that --dtype fp8 quantizes at load; the calibrated
 # activation scales change the result (e4m3 activations) but only a little,
 # and so does an FP8 KV cache with the calibrated k_scale / v_scale; and
-# the same with per-channel weight scales (--scales channel).
+# the same with per-channel weight scales (--scales channel). The reference
+# parent, a plain Llama, is written as LlamaForCausalLM and reads back the same.
 set -u
 . "$(dirname "$0")/lib.sh"
 MAKE="${PUZZLE_MAKE_TEST_MODEL:?}"
@@ -72,4 +73,17 @@ check "per-channel: closer to f32 than per-tensor here, and the same dequantized
 import json,sys; b=json.load(open(sys.argv[1])); c=json.load(open(sys.argv[2])); d=json.load(open(sys.argv[3]))
 assert 0 < c[\"kl\"] < b[\"kl\"] and abs(d[\"kl\"] - c[\"kl\"]) < 0.1 * c[\"kl\"], (b, c, d)
 " "$tmp/b.json" "$tmp/pc.json" "$tmp/pcb.json"'
+check "a heterogeneous model's FP8 checkpoint stays DeciLM" \
+  'grep -q "\"DeciLMForCausalLM\"" "$tmp/q/config.json" && grep -q block_configs "$tmp/q/config.json"'
+
+# A plain Llama (the reference parent) is written as LlamaForCausalLM, which serving engines
+# read without NVIDIA's remote code (results/fp8_loaders.md), and reads back as the same model.
+"$BIN" quantize "$MODEL" --out "$tmp/qp" --dtype fp8 --threads 2 2>/dev/null
+check "the parent's FP8 checkpoint is LlamaForCausalLM" '[ $? -eq 0 ] &&
+  grep -q "\"LlamaForCausalLM\"" "$tmp/qp/config.json" && grep -q "\"model_type\":[[:space:]]*\"llama\"" "$tmp/qp/config.json" &&
+  grep -q "\"num_key_value_heads\":[[:space:]]*3" "$tmp/qp/config.json" && ! grep -q block_configs "$tmp/qp/config.json"'
+pe() { "$BIN" eval "$1" --dtype fp8 --text "$tmp/text.txt" --ctx 32 --threads 2 --json 2>/dev/null |
+  python3 -c "import json,sys; print(repr(json.load(sys.stdin)[\"perplexity\"]))"; }
+check "the parent's Llama-form checkpoint reads back = quantized at load" \
+  '[ -n "$(pe "$tmp/qp")" ] && [ "$(pe "$tmp/qp")" = "$(pe "$MODEL")" ]'
 finish
