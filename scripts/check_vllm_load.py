@@ -431,6 +431,19 @@ def run_vllm(name, ckpt, staged, ours, kv_fp8, args):
            "(its loader fails on missing or unknown names) and processed the weights")
     held = llm.apply_model(inspect_model)[0]
     compare_params(name, ours, held, kv_fp8)
+    try:
+        run_text(name, ckpt, llm, kv_fp8, args)
+    except Exception as e:  # noqa: BLE001
+        tb = traceback.format_exc().strip().splitlines()
+        report(False, f"{name} run", f"vLLM's forward failed: {type(e).__name__}: "
+               f"{str(e).splitlines()[0][:200]} (at {tb[-3].strip()[:200]})")
+    del llm
+    return True
+
+
+def run_text(name, ckpt, llm, kv_fp8, args):
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
 
     text = open(args.text, encoding="utf-8").read()
     ids = puzzle_ids(args.puzzle, ckpt, text)[:args.tokens]
@@ -459,8 +472,6 @@ def run_vllm(name, ckpt, staged, ours, kv_fp8, args):
                         "--threads", str(args.threads)], capture_output=True, text=True)
     print(f"info {name} greedy puzzle generate --dtype fp8 (weights only, no FP8 activations in "
           f"generate): {r.stdout!r}", flush=True)
-    del llm
-    return True
 
 
 def main():
