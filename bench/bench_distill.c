@@ -2,7 +2,8 @@
 // child and parent, split into its parts (teacher forward, child forward,
 // the loss, child backward), against the matrix-product library's own rate
 // on the step's largest shapes (the LM head and one FFN projection), in
-// the same run on the same cores. The loss row times the two backend loss
+// the same run on the same cores (and the LM head's two backward products,
+// dx = dy·W and dW += dyᵀ·x, on their own). The loss row times the two backend loss
 // ops (cosine over the layers' hidden states, KL over the logits, with their
 // gradients) on the micro-batch's activations, and says how many bytes a
 // step would move between host and device were the loss host code.
@@ -100,16 +101,25 @@ int main(int argc, char **argv) {
     float *y = malloc(sizeof(float) * (size_t)rows * V);
     for (size_t i = 0; i < (size_t)rows * H; i++) x[i] = 0.01f * (float)(i % 7);
     for (size_t i = 0; i < (size_t)V * H; i++) w[i] = 0.01f * (float)(i % 5);
-    double t_head = 1e30, t_ffn = 1e30;
+    float *gx = calloc((size_t)rows * H, sizeof(float)), *gw = calloc((size_t)V * H, sizeof(float));
+    double t_head = 1e30, t_ffn = 1e30, t_hdx = 1e30, t_hdw = 1e30;
     for (int r = 0; r < reps + 1; r++) {
         double t0 = now();
         if (be->train->gemm(be, 0, 1, rows, V, H, x, H, w, H, y, V, 0, prec, err)) goto fail;
         double t1 = now();
         if (be->train->gemm(be, 0, 1, rows, F, H, x, H, w, H, y, F, 0, prec, err)) goto fail;
         double t2 = now();
+        // The LM head's backward products: dx = dy·W and dW += dyᵀ·x.
+        if (be->train->gemm(be, 0, 0, rows, H, V, y, V, w, H, gx, H, 0, prec, err)) goto fail;
+        double t3 = now();
+        if (be->train->gemm(be, 1, 0, V, H, rows, y, V, x, H, gw, H, 1, prec, err)) goto fail;
+        double t4 = now();
         if (t1 - t0 < t_head) t_head = t1 - t0;
         if (t2 - t1 < t_ffn) t_ffn = t2 - t1;
+        if (t3 - t2 < t_hdx) t_hdx = t3 - t2;
+        if (t4 - t3 < t_hdw) t_hdw = t4 - t3;
     }
+    free(gx), free(gw);
     double f_t = pz_net_fwd_flops(&parent->cfg, rows, seq), f_c = pz_net_fwd_flops(c, rows, seq);
     double lib_head = 2.0 * rows * V * H / t_head / 1e9, lib_ffn = 2.0 * rows * F * H / t_ffn / 1e9;
     double step_rate = (f_t + 3 * f_c) / t_step / 1e9;
@@ -121,6 +131,9 @@ int main(int argc, char **argv) {
     printf("| whole micro-batch (pz_gkd_batch) | %.0f | %.1f | %.1f |\n", t_step * 1e3, (f_t + 3 * f_c) / 1e9, step_rate);
     printf("| library, LM head shape %dx%dx%d | %.0f | | %.1f |\n", rows, V, H, t_head * 1e3, lib_head);
     printf("| library, FFN shape %dx%dx%d | %.0f | | %.1f |\n", rows, F, H, t_ffn * 1e3, lib_ffn);
+    const double f_head = 2.0 * rows * V * H / 1e9;
+    printf("| library, LM head dx = dy·W | %.0f | %.1f | %.1f |\n", t_hdx * 1e3, f_head, f_head / t_hdx);
+    printf("| library, LM head dW += dyᵀ·x | %.0f | %.1f | %.1f |\n", t_hdw * 1e3, f_head, f_head / t_hdw);
     printf("\n%d rows (%d windows of %d), %s products, %d threads: %.0f tokens/s per micro-batch; "
            "step rate / library rate (mean of the two shapes) = %.0f %%\n",
            rows, ns, seq, prec == PZ_DT_BF16 ? "bf16" : "f32", threads, rows / t_step,

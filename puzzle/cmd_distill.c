@@ -161,6 +161,14 @@ static int write_summary(const char *dir, const char *child, const char *teacher
     return 0;
 }
 
+// A float option as the decimal it was given as (its 7 significant digits), so
+// that 2e-4 is stored as 0.0002, not as the float's 0.000199999995.
+static double dec(float v) {
+    char b[32];
+    snprintf(b, sizeof b, "%.7g", v);
+    return strtod(b, NULL);
+}
+
 // The run as distill_runs records it (rank 0, with --db). status "failed" carries why.
 static int record_run(const char *db_path, long solution, const char *child, const char *teacher,
                       const char *out, const char *const *files, int n_files, const int32_t *tokens,
@@ -175,7 +183,9 @@ static int record_run(const char *db_path, long solution, const char *child, con
         .child = child, .teacher = teacher, .out_dir = out, .solution_id = solution, .status = status,
         .data = data, .data_sha256 = tokens ? sha : NULL, .data_tokens = n_tokens, .tokens = p->tokens,
         .seq_len = p->seq, .batch = p->batch, .accum = p->accum, .ranks = ranks, .threads = threads,
-        .lr = p->lr, .lr_min_ratio = p->lr_min_ratio, .weight_decay = p->adam.weight_decay,
+        .lr = dec(p->lr), .lr_min_ratio = dec(p->lr_min_ratio), .weight_decay = dec(p->adam.weight_decay),
+        .loss_cos = dec(p->loss.cos), .loss_kl = dec(p->loss.kl), .loss_lm = dec(p->loss.lm),
+        .kl_temperature = dec(p->loss.temperature),
         .warmup = p->warmup, .prec = p->prec == PZ_DT_BF16 ? "bf16" : "f32", .seed = p->seed,
         .steps = r->steps, .total_steps = (p->tokens + per_step - 1) / per_step, .tokens_done = r->tokens,
         .resumed_at_step = r->start_step, .wall_s = r->wall_s,

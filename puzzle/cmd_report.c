@@ -538,13 +538,19 @@ static int section_distill(FILE *md, plots *p, pz_rundb *db, char *err) {
     gp_tail(f, "distill_loss", 1000, 560);
     fclose(f);
     picture(md, p, "distill_loss", "distillation loss");
-    fprintf(md, "| run | output | status | steps | tokens | peak lr | window x windows/step | first loss | last loss "
-                "| wall s | tokens/s |\n|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    fprintf(md, "| run | output | status | steps | tokens | peak lr | loss: cos, KL, LM weights; KL temperature "
+                "| window x windows/step | first loss | last loss | wall s | tokens/s |\n"
+                "|--:|---|---|--:|--:|--:|---|--:|--:|--:|--:|--:|\n");
     for (int r = 0; r < runs.nrow; r++) {
         fprintf(md, "| %s |", str(&runs, r, 0));
         md_text(md, str(&runs, r, 1), 80);
         fprintf(md, " %s | %s/%s | %s |", str(&runs, r, 3), str(&runs, r, 4), str(&runs, r, 5), str(&runs, r, 6));
         md_num(md, num(&runs, r, 7), "%.3g");
+        if (isnan(num(&runs, r, 14)))  // recorded before schema 10
+            fprintf(md, " not recorded |");
+        else
+            fprintf(md, " %.3g, %.3g, %.3g; τ %.3g |", num(&runs, r, 14), num(&runs, r, 15), num(&runs, r, 16),
+                    num(&runs, r, 17));
         fprintf(md, " %s x %s |", str(&runs, r, 8), str(&runs, r, 9));
         md_num(md, num(&runs, r, 10), "%.4f");
         md_num(md, num(&runs, r, 11), "%.4f");

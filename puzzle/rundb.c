@@ -282,6 +282,12 @@ static const char *const migrations[] = {
     "CREATE VIEW context_block_scores AS\n"
     "  SELECT base_key, base_solution_id, item, data_hash, seq_len, tokens, kl, kl - base_kl AS delta, loss_delta, top1,\n"
     "         wall_s FROM context_scores;\n",
+    // Issue 11: the loss a distillation run optimized (`puzzle distill --loss-cos
+    // --loss-kl --loss-lm --kl-temperature`); NULL for runs recorded before.
+    "ALTER TABLE distill_runs ADD COLUMN loss_cos REAL;\n"
+    "ALTER TABLE distill_runs ADD COLUMN loss_kl REAL;\n"
+    "ALTER TABLE distill_runs ADD COLUMN loss_lm REAL;\n"
+    "ALTER TABLE distill_runs ADD COLUMN kl_temperature REAL;\n",
 };
 #define N_MIGRATIONS (int)(sizeof(migrations) / sizeof(migrations[0]))
 _Static_assert(N_MIGRATIONS == PZ_RUNDB_VERSION, "PZ_RUNDB_VERSION is the number of migrations");

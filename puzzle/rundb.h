@@ -114,7 +114,9 @@
 //            seq_len, batch, accum, ranks, threads, lr, lr_min_ratio, warmup,
 //            weight_decay, prec, seed, steps, total_steps, tokens_done,
 //            resumed_at_step, wall_s, tokens_per_s, first_loss, last_loss,
-//            error, finished_at)      one row per `puzzle distill` process
+//            error, finished_at, loss_cos, loss_kl, loss_lm, kl_temperature)
+//                                    one row per `puzzle distill` process; the
+//                                    loss weights NULL in rows from before schema 10
 //   distill_curves(run_id, step, tokens, loss, cos_loss, kl, lr, grad_norm)
 //                                    every step from 1 (resumed ones included)
 //   evals(id, model_path, role 'parent'|'child'|'distilled'|'baseline',
@@ -165,8 +167,9 @@
 // 4 -> 5 models.config_json, 5 -> 6 layer_influence, 6 -> 7 bld_runs.loss,
 // kept_init, init_val_global, final_val_global, 7 -> 8 distill_runs,
 // distill_curves, evals, eval_chat, eval_summary, run_stages, 8 -> 9
-// context_scores, context_rounds.
-#define PZ_RUNDB_VERSION 9
+// context_scores, context_rounds, 9 -> 10 distill_runs.loss_cos, loss_kl,
+// loss_lm, kl_temperature.
+#define PZ_RUNDB_VERSION 10
 
 typedef struct pz_rundb pz_rundb;
 
@@ -476,6 +479,7 @@ typedef struct {
     long data_tokens, tokens;
     int seq_len, batch, accum, ranks, threads;
     double lr, lr_min_ratio, weight_decay;
+    double loss_cos, loss_kl, loss_lm, kl_temperature;  // the loss's weights (pz_gkd_loss)
     long warmup;
     const char *prec;
     uint64_t seed;

@@ -31,13 +31,14 @@ int pz_rundb_record_distill(pz_rundb *db, const pz_rundb_distill_run *r, long *i
                         "INSERT INTO distill_runs (child_path, teacher_path, out_dir, solution_id, status, data, "
                         "data_sha256, data_tokens, tokens, seq_len, batch, accum, ranks, threads, lr, lr_min_ratio, "
                         "warmup, weight_decay, prec, seed, steps, total_steps, tokens_done, resumed_at_step, wall_s, "
-                        "tokens_per_s, first_loss, last_loss, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                        "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        "tttkttt" "llll" "iii" "dd" "l" "d" "t" "lllll" "dddd" "t", r->child, r->teacher, r->out_dir, sol, r->status, r->data,
+                        "tokens_per_s, first_loss, last_loss, error, loss_cos, loss_kl, loss_lm, kl_temperature) VALUES "
+                        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "tttkttt" "llll" "iii" "dd" "l" "d" "t" "lllll" "dddd" "t" "dddd", r->child, r->teacher, r->out_dir, sol, r->status, r->data,
                         r->data_sha256, r->data_tokens, r->tokens, (long)r->seq_len, (long)r->batch, r->accum,
                         r->ranks, r->threads, r->lr, r->lr_min_ratio, r->warmup, r->weight_decay, r->prec,
                         (long)r->seed, r->steps, r->total_steps, r->tokens_done, r->resumed_at_step, r->wall_s,
-                        r->tokens_per_s, first, last, r->error);
+                        r->tokens_per_s, first, last, r->error, r->loss_cos, r->loss_kl, r->loss_lm,
+                        r->kl_temperature);
     long run = rc < 0 ? 0 : (long)rundb_last_id(db);
     rundb_stmt q = {0};
     if (rc >= 0 && r->n_points > 0 &&
@@ -252,7 +253,8 @@ static const report_set sets[] = {
     // The distillation runs that finished (the newest per output directory).
     {"distill_runs",
      "SELECT r.id, r.out_dir, r.child_path, r.status, r.steps, r.total_steps, r.tokens_done, r.lr, r.seq_len, "
-     "r.batch * r.accum * r.ranks AS windows_per_step, r.first_loss, r.last_loss, r.wall_s, r.tokens_per_s "
+     "r.batch * r.accum * r.ranks AS windows_per_step, r.first_loss, r.last_loss, r.wall_s, r.tokens_per_s, "
+     "r.loss_cos, r.loss_kl, r.loss_lm, r.kl_temperature "
      "FROM distill_runs r WHERE r.id = (SELECT max(x.id) FROM distill_runs x WHERE x.out_dir = r.out_dir) "
      "ORDER BY r.id"},
     // One run's loss curve (arg: run id).

@@ -22,6 +22,7 @@
 #include "cpu/bwd_rmsnorm.h"
 #include "cpu/bwd_rope.h"
 #include "cpu/bwd_swiglu.h"
+#include "cpu/isa.h"
 #include "cpu/kd_loss.h"
 #include "cpu/rope.h"
 
@@ -246,6 +247,54 @@ static float bf16r(float f) {
     u = (u + 0x7fffu + ((u >> 16) & 1)) & 0xffff0000u;
     memcpy(&f, &u, 4);
     return f;
+}
+
+// The bf16 rounding every bf16 product starts with (gemm.h): the vector
+// paths (AVX-512 BF16, AVX2) and the fp32-kept form against the scalar rule
+// above, on ties, NaNs, infinities, zeros, subnormals, values that round up to
+// infinity, and random values, at every length mod the vector widths.
+static void test_bf16_rounding(void) {
+    enum { N = 4099 };
+    float *x = malloc(sizeof(float) * N), *r = malloc(sizeof(float) * N);
+    uint16_t *h = malloc(sizeof(uint16_t) * N);
+    uint64_t s = 7;
+    for (int i = 0; i < N; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        uint32_t u = (uint32_t)(s >> 32);
+        switch (i % 8) {
+        case 0: u = (u & 0xffff0000u) | 0x8000u; break;                   // exact tie
+        case 1: u = (u & 0xffff0000u) | (i % 16 < 8 ? 0x7fffu : 0x8001u); break;
+        case 2: u = 0x7f800000u | (u & 0x807fffffu); break;              // inf / NaN (sign, payload)
+        case 3: u = (u & 0x8000ffffu) | (i % 3 ? 0 : 0x7f7f0000u); break;  // subnormal, near FLT_MAX
+        default: break;
+        }
+        memcpy(&x[i], &u, 4);
+    }
+    x[5] = 0.0f, x[13] = -0.0f, x[21] = 3.40282347e38f, x[29] = -3.40282347e38f;
+    const pz_isa top = pz_cpu_isa_detected();
+    int bad = 0, paths = 0;
+    for (int lvl = PZ_ISA_PLAIN; lvl <= (int)top; lvl++, paths++) {
+        pz_cpu_isa_set_max((pz_isa)lvl);
+        for (int n = N - 40; n <= N && !bad; n++) {
+            memset(h, 0, sizeof(uint16_t) * N), memset(r, 0, sizeof(float) * N);
+            pz_cpu_f32_to_bf16(x, h, (size_t)n);
+            pz_cpu_f32_round_bf16(x, r, (size_t)n);
+            for (int i = 0; i < n && !bad; i++) {
+                uint32_t u, ru;
+                memcpy(&u, &x[i], 4), memcpy(&ru, &r[i], 4);
+                uint16_t want = (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((u >> 16) | 0x40)
+                                                                 : (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+                if (h[i] != want || ru != (uint32_t)want << 16) {
+                    CHECKF(0, "bf16 rounding (%s, n %d): x[%d] = 0x%08x -> 0x%04x / 0x%08x, want 0x%04x",
+                           pz_cpu_isa_name((pz_isa)lvl), n, i, u, h[i], ru, want);
+                    bad = 1;
+                }
+            }
+        }
+    }
+    pz_cpu_isa_set_max(PZ_ISA_AVX512);
+    if (!bad) printf("  bf16 rounding: %d instruction-set paths bit-exact\n", paths);
+    free(x), free(r), free(h);
 }
 
 static void test_linear_bf16(void) {
@@ -909,6 +958,7 @@ int main(void) {
     test_linear(G1);
     test_linear(G2);
     test_gemm_shapes();
+    test_bf16_rounding();
     test_linear_bf16();
     test_rmsnorm();
     test_rope();

@@ -57,10 +57,20 @@ check "killed + resumed == uninterrupted (model.safetensors bytes)" '[ "$(sha A/
 check "same loss curve" 'cmp -s A/gkd_losses.tsv B/gkd_losses.tsv'
 
 # ---- other loss weights: recorded, shown, and a checkpoint of other weights is not resumed ----
-"$BIN" distill c "${ARGS[@]}" --tokens 1024 --loss-cos 0.5 --loss-lm 0.25 --out L >logL 2>&1; rc=$?
+"$BIN" distill c "${ARGS[@]}" --tokens 1024 --loss-cos 0.5 --loss-lm 0.25 --lr 2e-3 --out L --db L.db >logL 2>&1
+rc=$?
 check "cos + KL + LM run succeeds (rc $rc)" '[ $rc -eq 0 ] && grep -q "^step 4/4  cos [0-9.]*, KL [0-9.]*, LM [0-9.]* " logL'
 check "distill.json records the weights" \
     'grep -q "\"loss_weights\": {\"cos\": 0.5, \"kl\": 1, \"lm\": 0.25, \"temperature\": 1}" L/distill.json'
+if command -v sqlite3 >/dev/null; then
+    v_w=$(sqlite3 L.db "SELECT loss_cos, loss_kl, loss_lm, kl_temperature, lr FROM distill_runs")
+    check "distill_runs records the loss weights and lr ($v_w)" '[ "$v_w" = "0.5|1.0|0.25|1.0|0.002" ]'
+fi
+"$BIN" distill c "${ARGS[@]}" --tokens 1024 --kl-temperature 2 --out K --db L.db >logK 2>&1; rc=$?
+check "KL at temperature 2 (rc $rc)" '[ $rc -eq 0 ]'
+"$BIN" report --db L.db --out R >logR 2>&1; rc=$?
+check "the report's distillation table shows each run's loss (rc $rc)" \
+    '[ $rc -eq 0 ] && grep -q "| 0.5, 1, 0.25; τ 1 |" R/report.md && grep -q "| 1, 1, 0; τ 2 |" R/report.md'
 "$BIN" distill c "${ARGS[@]}" --tokens 1024 --loss-lm 0.25 --out L --resume >logL2 2>&1; rc=$?
 check "--resume with other loss weights refuses the checkpoint" '[ $rc -eq 1 ]'
 "$BIN" distill c "${ARGS[@]}" --kl-temperature 2 --loss-lm 1 --out T >logT 2>&1; rc=$?

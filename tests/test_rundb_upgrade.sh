@@ -40,7 +40,7 @@ bad = [k for k in keys if a.get(k) != b.get(k)]
 sys.exit(f"differs in {bad}" if bad else 0)
 EOF2
 }
-check "schema version 9" '[ "$(q "PRAGMA user_version")" = 9 ]'
+check "schema version 10" '[ "$(q "PRAGMA user_version")" = 10 ]'
 check "BLD runs record the per-token loss" \
     '[ "$(q "SELECT DISTINCT loss || kept_init FROM bld_runs")" = token0 ]'
 check "config_json is the parent's config.json" 'same_config m'
@@ -57,7 +57,7 @@ q "DROP VIEW context_block_scores; DROP TABLE context_scores; DROP TABLE context
 check "degraded to version 4" '[ "$(q "PRAGMA user_version")" = 4 ]'
 "${PROF[@]}" >p1.txt 2>p1.err; rc=$?
 check "profile on a version-4 database (rc $rc: $(tail -1 p1.err))" '[ $rc -eq 0 ]'
-check "migrated to version 9" '[ "$(q "PRAGMA user_version")" = 9 ]'
+check "migrated to version 10" '[ "$(q "PRAGMA user_version")" = 10 ]'
 check "older BLD runs marked as trained with the global loss" \
     '[ "$(q "SELECT DISTINCT loss || kept_init || (init_val_global IS init_val_nmse) FROM bld_runs")" = global01 ]'
 check "the parent's configuration read from m and stored" 'same_config m'

@@ -5,6 +5,8 @@
 // in fp32 and bf16 (checked with dnnl_query_impl_info_str).
 #include "gemm.h"
 #include "gemv.h"  // pz_cpu_have_avx512_bf16
+#include "isa.h"
+#include "vexp.h"  // PZ_T256
 #include "kerr.h"
 
 #include <immintrin.h>
@@ -31,6 +33,51 @@ static inline uint16_t f32_to_bf16_1(float f) {
     return (uint16_t)(u >> 16);
 }
 
+// The same rounding on 8 lanes: the bf16's bits, left in the high half of each
+// 32-bit lane (the low half zero), so the lane read as fp32 is the rounded value.
+PZ_T256 static inline __m256i bf16_round8(__m256i u) {
+    const __m256i hi = _mm256_set1_epi32((int)0xffff0000u);
+    __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)),
+                                     _mm256_set1_epi32(0x7f800000));
+    __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), lsb));
+    r = _mm256_and_si256(r, hi);
+    __m256i q = _mm256_or_si256(_mm256_and_si256(u, hi), _mm256_set1_epi32(0x400000));  // quiet NaN
+    return _mm256_blendv_epi8(r, q, nan);
+}
+
+// n fp32 -> n bf16 (AVX2).
+PZ_T256 static void f32_to_bf16_avx2(const float *src, uint16_t *dst, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i a = _mm256_srli_epi32(bf16_round8(_mm256_loadu_si256((const __m256i *)(src + i))), 16);
+        __m256i b = _mm256_srli_epi32(bf16_round8(_mm256_loadu_si256((const __m256i *)(src + i + 8))), 16);
+        // packus interleaves the 128-bit halves: a0-3 b0-3 a4-7 b4-7; the permute restores the order.
+        __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b), 0xD8);
+        _mm256_storeu_si256((__m256i *)(dst + i), p);
+    }
+    for (; i < n; i++) dst[i] = f32_to_bf16_1(src[i]);
+}
+
+// n fp32 -> the same values rounded to bf16, kept as fp32 (AVX2): one pass
+// instead of a conversion to bf16 and a widening back.
+PZ_T256 static void round_f32_avx2(const float *src, float *dst, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_si256((__m256i *)(dst + i), bf16_round8(_mm256_loadu_si256((const __m256i *)(src + i))));
+    for (; i < n; i++) {
+        uint32_t u = (uint32_t)f32_to_bf16_1(src[i]) << 16;
+        memcpy(&dst[i], &u, 4);
+    }
+}
+
+static void round_f32_plain(const float *src, float *dst, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)f32_to_bf16_1(src[i]) << 16;
+        memcpy(&dst[i], &u, 4);
+    }
+}
+
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 static void f32_to_bf16_avx512bf16(const float *src, uint16_t *dst, size_t n) {
     size_t i = 0;
@@ -46,17 +93,36 @@ void pz_cpu_f32_to_bf16(const float *src, uint16_t *dst, size_t n) {
         f32_to_bf16_avx512bf16(src, dst, n);
         return;
     }
+    if (pz_cpu_isa() >= PZ_ISA_AVX2) {
+        f32_to_bf16_avx2(src, dst, n);
+        return;
+    }
     for (size_t i = 0; i < n; i++) dst[i] = f32_to_bf16_1(src[i]);
 }
 
-// rows x cols fp32 (rows ld apart) -> compact bf16.
-static void to_bf16(uint16_t *dst, const float *src, int rows, int cols, int ld) {
-    if (ld == cols) {
-        pz_cpu_f32_to_bf16(src, dst, (size_t)rows * cols);
-        return;
+void pz_cpu_f32_round_bf16(const float *src, float *dst, size_t n) {
+    if (pz_cpu_isa() >= PZ_ISA_AVX2) round_f32_avx2(src, dst, n);
+    else round_f32_plain(src, dst, n);
+}
+
+// rows x cols fp32 (rows ld apart) rounded to bf16 into dst, compact: bf16
+// (uint16_t) when dt is PZ_DT_BF16, else the rounded values as fp32. Split
+// over nt threads (each element is rounded on its own, so the result does
+// not depend on nt); small operands stay on the calling thread.
+static void round_rows(void *dst, const float *src, int rows, int cols, int ld, pz_dt dt, int nt) {
+    const size_t n = (size_t)rows * cols, es = dt == PZ_DT_BF16 ? 2 : 4;
+    // Contiguous: one flat range cut into pieces of a multiple of 64; else whole rows.
+    const int flat = ld == cols;
+    const long pieces = flat ? (long)((n + 16383) / 16384) : rows;
+    if (n < 65536 || nt < 1) nt = 1;
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+    for (long k = 0; k < pieces; k++) {
+        const float *s = flat ? src + (size_t)k * 16384 : src + (size_t)k * ld;
+        char *d = (char *)dst + (flat ? (size_t)k * 16384 : (size_t)k * cols) * es;
+        size_t len = flat ? (n - (size_t)k * 16384 < 16384 ? n - (size_t)k * 16384 : 16384) : (size_t)cols;
+        if (dt == PZ_DT_BF16) pz_cpu_f32_to_bf16(s, (uint16_t *)d, len);
+        else pz_cpu_f32_round_bf16(s, (float *)d, len);
     }
-    for (int r = 0; r < rows; r++)
-        pz_cpu_f32_to_bf16(src + (size_t)r * ld, dst + (size_t)r * cols, (size_t)cols);
 }
 
 // rows x cols bf16 (rows ld apart) -> compact fp32, exactly.
@@ -92,7 +158,6 @@ struct pz_cpu_gm {
     int n_threads;
     scratch a, b;  // A and B rounded to bf16, compact (held in fp32 for fp32 products);
                    // b also holds a tile of a bf16 B widened to fp32
-    scratch row;   // one bf16 row on its way into a or b (fp32 products)
     int next_evict;
     gemm_entry cache[GEMM_CACHE];
 #if defined(PZ_USE_DNNL)
@@ -181,7 +246,6 @@ void pz_cpu_gemm_free(pz_cpu_gm *g) {
 #endif
     free(g->a.p);
     free(g->b.p);
-    free(g->row.p);
     free(g);
 }
 
@@ -200,22 +264,12 @@ static void *scratch_get(scratch *s, size_t n, char *err) {
 }
 
 // rows x cols fp32 (rows ld apart) rounded to bf16 into s, compact: as bf16
-// for a bf16 product (dt PZ_DT_BF16), else widened back to fp32 a row at a
-// time (exact). Returns the copy, or NULL with err filled.
-static const void *round_bf16(scratch *s, scratch *row, const float *src, int rows, int cols,
-                              int ld, pz_dt dt, char *err) {
-    if (dt == PZ_DT_BF16) {
-        uint16_t *d = scratch_get(s, (size_t)rows * cols * 2, err);
-        if (d) to_bf16(d, src, rows, cols, ld);
-        return d;
-    }
-    float *d = scratch_get(s, (size_t)rows * cols * 4, err);
-    uint16_t *t = d ? scratch_get(row, (size_t)cols * 2, err) : NULL;
-    if (!t) return NULL;
-    for (int r = 0; r < rows; r++) {
-        pz_cpu_f32_to_bf16(src + (size_t)r * ld, t, (size_t)cols);
-        widen(d + (size_t)r * cols, t, 1, cols, cols);
-    }
+// for a bf16 product (dt PZ_DT_BF16), else as the rounded fp32 values
+// (exact). Returns the copy, or NULL with err filled.
+static const void *round_bf16(pz_cpu_gm *g, scratch *s, const float *src, int rows, int cols, int ld,
+                              pz_dt dt, char *err) {
+    void *d = scratch_get(s, (size_t)rows * cols * (dt == PZ_DT_BF16 ? 2 : 4), err);
+    if (d) round_rows(d, src, rows, cols, ld, dt, g->n_threads);
     return d;
 }
 
@@ -331,10 +385,10 @@ int pz_cpu_gemm_ex(pz_cpu_gm *g, int ta, int tb, int M, int N, int K, const floa
     pz_dt dt = pz_cpu_gemm_bf16_native() ? prec : PZ_DT_F32;
     const void *a = A, *b = B;
     if (prec == PZ_DT_BF16) {  // round the fp32 operands
-        if (!(a = round_bf16(&g->a, &g->row, A, ta ? K : M, ta ? M : K, lda, dt, err))) return -1;
+        if (!(a = round_bf16(g, &g->a, A, ta ? K : M, ta ? M : K, lda, dt, err))) return -1;
         lda = ta ? M : K;
         if (bt == PZ_DT_F32) {
-            if (!(b = round_bf16(&g->b, &g->row, B, tb ? N : K, tb ? K : N, ldb, dt, err))) return -1;
+            if (!(b = round_bf16(g, &g->b, B, tb ? N : K, tb ? K : N, ldb, dt, err))) return -1;
             ldb = tb ? K : N, bt = dt;
         }
     }

@@ -9,7 +9,8 @@
 // to change their precision.
 //
 // Precision: PZ_DT_F32 multiplies in fp32. PZ_DT_BF16 rounds fp32 operands
-// to bf16 (nearest even) into scratch owned by the handle, then runs a
+// to bf16 (nearest even; vectorized, split over the handle's threads) into
+// scratch owned by the handle, then runs a
 // bf16 x bf16 -> fp32 product: the "bf16 products, fp32 master weights and
 // accumulation" set-up of training. OpenBLAS (Debian's build has no
 // cblas_sbgemm) runs the same arithmetic as an fp32 product of the rounded
@@ -57,7 +58,11 @@ int pz_cpu_gemm_bf16_native(void);
 // "oneDNN 2.6.3" or "OpenBLAS".
 const char *pz_cpu_matmul_library(void);
 
-// fp32 -> bf16, round to nearest even (NaN stays NaN). AVX-512 when present.
+// fp32 -> bf16, round to nearest even (NaN stays NaN). AVX-512 BF16 or AVX2
+// when present; every path gives the same bits.
 void pz_cpu_f32_to_bf16(const float *src, uint16_t *dst, size_t n);
+// The same rounding with the result kept as fp32 (the value the bf16 holds):
+// what an fp32 product of bf16-rounded operands reads. src == dst is fine.
+void pz_cpu_f32_round_bf16(const float *src, float *dst, size_t n);
 
 #endif
