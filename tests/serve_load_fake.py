@@ -48,7 +48,7 @@ class H(http.server.BaseHTTPRequestHandler):
             self.ch(CHUNK)
         elif mode == "stall":
             self.ch(CHUNK)
-            time.sleep(5)
+            time.sleep(10)  # past serve_load's --timeout in the test
             return
         self.ch("")
 

@@ -48,7 +48,8 @@ if [ -n "$port" ]; then
     check "dead server: exit 2 with a message" '[ $rc -eq 2 ] && grep -q "warm-up" "$tmp/dead.err"'
 fi
 # a fake server (tests/serve_load_fake.py): a good stream is counted; a non-JSON event, a stream
-# without [DONE], a stalled stream (bounded by --timeout 1) and HTTP 500 are errors (exit 1)
+# without [DONE], a stalled stream (bounded by --timeout 3: a good request, the warm-up
+# included, must finish within it even on a loaded machine) and HTTP 500 are errors (exit 1)
 for mode in good garbage trunc stall status; do
     # one port file per mode: the background job truncates its file only once it runs, so a
     # shared file could still hold the previous fake server's port when it is first read
@@ -58,7 +59,7 @@ for mode in good garbage trunc stall status; do
     # python may take seconds to start on a loaded machine
     for _ in $(seq 300); do fport=$(head -1 "$tmp/fake.$mode.port"); [ -n "$fport" ] && break; sleep 0.1; done
     timeout 30 "$LOAD" --url "http://127.0.0.1:$fport" --levels 1 --requests 2 --max-tokens 16 \
-        --label fake --timeout 1 >"$tmp/fake.md" 2>"$tmp/fake.err"
+        --label fake --timeout 3 >"$tmp/fake.md" 2>"$tmp/fake.err"
     rc=$?
     [ $rc -eq 2 ] && cat "$tmp/fake.err" >&2
     row=$(grep "^| fake | 1 |" "$tmp/fake.md")
