@@ -59,23 +59,20 @@ PZ_T256 static void f32_to_bf16_avx2(const float *src, uint16_t *dst, size_t n) 
     for (; i < n; i++) dst[i] = f32_to_bf16_1(src[i]);
 }
 
+static void round_f32_plain(const float *src, float *dst, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)f32_to_bf16_1(src[i]) << 16;
+        memcpy(&dst[i], &u, 4);
+    }
+}
+
 // n fp32 -> the same values rounded to bf16, kept as fp32 (AVX2): one pass
 // instead of a conversion to bf16 and a widening back.
 PZ_T256 static void round_f32_avx2(const float *src, float *dst, size_t n) {
     size_t i = 0;
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_si256((__m256i *)(dst + i), bf16_round8(_mm256_loadu_si256((const __m256i *)(src + i))));
-    for (; i < n; i++) {
-        uint32_t u = (uint32_t)f32_to_bf16_1(src[i]) << 16;
-        memcpy(&dst[i], &u, 4);
-    }
-}
-
-static void round_f32_plain(const float *src, float *dst, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u = (uint32_t)f32_to_bf16_1(src[i]) << 16;
-        memcpy(&dst[i], &u, 4);
-    }
+    round_f32_plain(src + i, dst + i, n - i);
 }
 
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
