@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -418,17 +417,13 @@ static int timed_run(pz_backend *b, job *j, const pz_prof_params *p, int index, 
     double t0 = pz_now();
     if (run_once(b, j, err) || b->synchronize(b, err)) return -1;
     double dt = pz_now() - t0;
+    // The burst is booked, not waited out: a real sleep on a shared machine also slows the
+    // runs after it (wake-up, frequency, scheduler), by amounts the test cannot bound (CI saw
+    // the narrow FFN 2-3x slower through the whole call), while what the hook tests is only
+    // which runs a burst lands on and that the per-variant median absorbs them.
     if (p->burst_count > 0 && index >= p->burst_first && index < p->burst_first + p->burst_count &&
-        p->burst_factor > 1) {  // wait, as if a competing process had taken the cores meanwhile
-        double end = t0 + dt * p->burst_factor, left;
-        // Sleep, not spin: a spinning process earns itself a lower scheduling share afterwards
-        // on a loaded machine, which slows the runs after the burst as well.
-        while ((left = end - pz_now()) > 0) {
-            struct timespec ts = {.tv_sec = (time_t)left, .tv_nsec = (long)((left - (double)(time_t)left) * 1e9)};
-            nanosleep(&ts, NULL);
-        }
-        dt = pz_now() - t0;
-    }
+        p->burst_factor > 1)
+        dt *= p->burst_factor;
     *t = dt;
     return 0;
 }

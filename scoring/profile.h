@@ -80,8 +80,8 @@ typedef struct {
                               // (for comparisons and tests; default 0, interleaved rounds)
     // Test hook, a deterministic burst of load: timed runs burst_first ..
     // burst_first + burst_count - 1 of one pz_profile_variants call (numbered in
-    // the order they run) sleep until they have taken burst_factor times their
-    // own time, as if preempted. burst_count 0: none (default).
+    // the order they run) are recorded as burst_factor times their own time, as
+    // if preempted (booked, not slept). burst_count 0: none (default).
     int burst_first, burst_count;
     double burst_factor;
 } pz_prof_params;

@@ -1,6 +1,6 @@
 // test_profile_rounds.c — profiles compare variants under the same conditions
 // (scoring/profile.h, pz_profile_variants): a deterministic burst of load (the
-// test hook burst_*: the first `repeats` timed runs wait until 6x their time,
+// test hook burst_*: the first `repeats` timed runs count as 6x their time,
 // which in the old one-after-another order is every run of the first variant)
 // must not move the ratio between a wide and a narrow FFN when the variants are
 // timed in interleaved rounds. The same burst in the old order (p.sequential)
@@ -44,7 +44,7 @@ static int ratio_of(pz_backend *b, const pz_config *c, const pz_prof_variant *v,
 int main(int argc, char **argv) {
     int old_order = argc > 1 && !strcmp(argv[1], "--sequential");
     char err[PZ_ERRLEN];
-    pz_backend *b = pz_backend_create(PZ_BACKEND_CPU, 2, err);
+    pz_backend *b = pz_backend_create(PZ_BACKEND_CPU, 1, err);  // one thread: ctest -j2 runs a neighbour
     if (!b) {
         fprintf(stderr, "backend: %s\n", err);
         return 1;
