@@ -46,6 +46,8 @@ void pz_usage_serve(FILE *out) {
             "  --kv-dtype f32|bf16|fp8  KV cache element type (default bf16, as vLLM's 'auto'\n"
             "                    for a bf16 model; fp8 with the checkpoint's k_scale / v_scale)\n"
             "  --device cpu|cuda where the engine runs (default cpu)\n"
+            "  --separate-steps  decode rows and prompt chunks in two engine calls per step\n"
+            "                    (default: one call where the engine's results are the same)\n"
             "  --tp N            tensor parallel over N processes, one per rank (CPU: mpirun -np N;\n"
             "                    CUDA: one per GPU with --tp-init file:PATH|tcp:HOST:PORT); rank 0\n"
             "                    serves HTTP, the others follow its engine (docs/TP.md)\n");
@@ -63,6 +65,7 @@ int pz_cmd_serve(int argc, char **argv) {
     pz_dt wtype = PZ_DT_BF16, kvt = PZ_DT_BF16;
     pz_backend_kind device = PZ_BACKEND_CPU;
     const char *cmd = "serve";
+    int separate_steps = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         struct {
@@ -91,6 +94,8 @@ int pz_cmd_serve(int argc, char **argv) {
             if (!(name = pz_arg_value(cmd, argc, argv, &i))) return PZ_EXIT_USAGE;
         } else if (!strcmp(a, "--chat-template")) {
             if (!(chat_template = pz_arg_value(cmd, argc, argv, &i))) return PZ_EXIT_USAGE;
+        } else if (!strcmp(a, "--separate-steps")) {
+            separate_steps = 1;
         } else if (!strcmp(a, "--kv-dtype")) {
             if (!(v = pz_arg_value(cmd, argc, argv, &i)) || pz_arg_wtype(cmd, v, &kvt)) return PZ_EXIT_USAGE;
         } else if (!strcmp(a, "--dtype")) {
@@ -202,7 +207,7 @@ int pz_cmd_serve(int argc, char **argv) {
         rc = PZ_EXIT_OK;
         goto done;
     }
-    pz_sched_params pp = {.max_queue = (int)queue, .prefill_chunk = 256};
+    pz_sched_params pp = {.max_queue = (int)queue, .prefill_chunk = 256, .separate_steps = separate_steps};
     if (!(s = pz_sched_create(e, tok, &metrics, model_name, pp, err))) goto fail;
     pz_server_ready(sv, s, tok);
     pz_kv_stats st;

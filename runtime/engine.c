@@ -1111,6 +1111,10 @@ int pz_engine_prefix_partial(const pz_engine *e) {
     return e->p.prefix_cache && e->tp == 1 && (e->b->rowwise_prefill || !e->p.batch_invariant);
 }
 
+int pz_engine_mixed_steps(const pz_engine *e) {
+    return e->tp == 1 && (e->b->rowwise_prefill || !e->p.batch_invariant);
+}
+
 int pz_engine_slot_len(const pz_engine *e, int slot) {
     return slot >= 0 && slot < e->p.n_slots ? e->slot[slot].len : -1;
 }

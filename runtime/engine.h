@@ -227,6 +227,13 @@ void pz_engine_slot_reset(pz_engine *e, int slot);
 int pz_engine_prefix_attach(pz_engine *e, int slot, const int32_t *tokens, int n);
 // 1 when pz_engine_prefix_attach attaches partial pages here.
 int pz_engine_prefix_partial(const pz_engine *e);
+// 1 when a one-token entry of pz_engine_prefill_many (logits wanted) gives
+// the bits pz_engine_decode gives for that row: both split the products the
+// same way (the backend's rowwise_prefill, or batch_invariant off) and pick
+// the attention kernel per sequence. A server may then run its decode rows
+// and its prompt chunks in one call, one pass over the weights. Without
+// tensor parallelism only (unproven there).
+int pz_engine_mixed_steps(const pz_engine *e);
 
 // dst (empty) continues from src's sequence: it shares src's full pages and
 // gets its own copy of the partial last page (n > 1 completions of one

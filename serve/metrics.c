@@ -126,6 +126,19 @@ char *pz_metrics_render(pz_metrics *m) {
            (double)m->prefix_hit_tokens);
     metric(&b, "puzzle_kv_evictions_total", "counter", "Cached KV pages evicted to make room.",
            (double)m->kv_evictions);
+    static const char *kinds[PZ_STEPS] = {"decode", "prefill", "mixed"};
+    static const char *names[3] = {"puzzle_engine_steps_total", "puzzle_engine_step_rows_total",
+                                   "puzzle_engine_step_seconds_total"};
+    static const char *helps[3] = {
+        "Engine calls of the serve loop: decode rows only, prompt chunks only, or both in one pass.",
+        "Token rows those calls ran (decode tokens plus prompt tokens).",
+        "Wall time inside those calls."};
+    for (int k = 0; k < 3; k++) {
+        sb_printf(&b, "# HELP %s %s\n# TYPE %s counter\n", names[k], helps[k], names[k]);
+        for (int i = 0; i < PZ_STEPS; i++)
+            sb_printf(&b, "%s{kind=\"%s\"} %.17g\n", names[k], kinds[i],
+                      k == 0 ? (double)m->steps[i] : k == 1 ? (double)m->step_rows[i] : m->step_seconds[i]);
+    }
     hist(&b, "puzzle_time_to_first_token_seconds", "From request arrival to its first sampled token.", &m->ttft);
     hist(&b, "puzzle_inter_token_latency_seconds", "Between consecutive tokens of one sequence.", &m->itl);
     pthread_mutex_unlock(&m->mu);

@@ -19,6 +19,9 @@ typedef struct {
     double sum;
 } pz_histogram;
 
+// Engine calls of the serve loop, by what they ran.
+enum { PZ_STEP_DECODE, PZ_STEP_PREFILL, PZ_STEP_MIXED, PZ_STEPS };
+
 typedef struct {
     pthread_mutex_t mu;
     int status_code[PZ_METRICS_STATUSES];       // HTTP statuses seen (0: unused entry)
@@ -30,6 +33,8 @@ typedef struct {
     int queue_depth, running_requests, running_seqs;
     int kv_pages_total, kv_pages_used, kv_pages_free, kv_pages_cached, kv_page_tokens;
     long long prefix_hit_pages, prefix_hit_tokens, kv_evictions;
+    long long steps[PZ_STEPS], step_rows[PZ_STEPS];  // engine calls, and the token rows they ran
+    double step_seconds[PZ_STEPS];                  // wall time inside them
     pz_histogram ttft, itl;
 } pz_metrics;
 

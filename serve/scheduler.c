@@ -89,6 +89,9 @@ struct pz_sched {
     int *pslot, *pn, *pwant;    // and per sequence (n_slots): slot, tokens, logits wanted,
     seq **pseq;                 // the sequence, its job, and the call's jobs once each
     pz_job **pjob, **fjob;
+    int mixed;                  // pz_engine_mixed_steps: decode rows and prompt chunks in one call
+    int32_t *ctoks;             // such a call: tokens (max_batch), and per sequence (n_slots)
+    int *cslot, *cn, *cwant;    // slot, tokens, logits wanted
 };
 
 // ---- output (s->mu held) ----------------------------------------------------
@@ -480,18 +483,28 @@ static void preempt(pz_sched *s, pz_job *j) {
     pthread_mutex_unlock(&s->m->mu);
 }
 
-// One batched decode of every running sequence with a pending token (s->mu
-// held on entry and exit; released around the engine call).
-static void step_decode(pz_sched *s) {
+// ---- engine steps (s->mu held on entry and exit; released around engine calls) ----
+// Each pass of the loop runs the running sequences' next tokens (decode rows)
+// and chunks of the prompts still prefilling. Where the engine allows
+// (pz_engine_mixed_steps: a decode row has the same bits either way) both go
+// in one call, one pass over the weights; otherwise, or when the prompt
+// chunks do not fit beside the decode rows, a decode call and then a prefill call.
+
+// The decode rows: every running sequence with a pending token, once the pool
+// holds the pages they need (preempting the youngest job until it does). Fills
+// s->dslots, dtoks, dseq, djob; returns the rows and their pages in *pages.
+static int plan_decode(pz_sched *s, int *pages) {
+    int need = 0;
     for (;;) {
-        int n = 0, need = 0, avail;
+        int n = 0, avail;
+        need = 0;
         for (pz_job *j = s->running; j; j = j->next)
             for (int i = 0; i < j->n_seq; i++)
                 if (j->seqs[i].state == SEQ_DECODE) {
                     need += pz_engine_pages_needed(s->e, j->seqs[i].slot, 1);
                     n++;
                 }
-        if (!n) return;
+        if (!n) return 0;
         pz_kv_stats st;
         kv_avail(s, &st, &avail);
         if (need <= avail) break;
@@ -515,33 +528,26 @@ static void step_decode(pz_sched *s) {
                 s->djob[n] = j;
                 n++;
             }
-    char err[PZ_ERRLEN];
-    pthread_mutex_unlock(&s->mu);
-    int rc = pz_engine_decode(s->e, s->dslots, s->dtoks, n, s->logits, err);
-    pthread_mutex_lock(&s->mu);
-    if (rc != 0) {
-        if (rc == PZ_ENGINE_ENOPAGES) {  // counted beforehand; recover as when short
-            preempt(s, youngest(s));
-            return;
-        }
-        for (int i = 0; i < n; i++)  // a job's rows are adjacent: finish it at its last row
-            if (i == n - 1 || s->djob[i + 1] != s->djob[i]) job_finish(s, s->djob[i], 500, err);
-        return;
-    }
+    *pages = need;
+    return n;
+}
+
+// After a successful call: each decode row's token from its logits row.
+static void finish_decode(pz_sched *s, int n, const float *logits) {
     for (int i = 0; i < n; i++) {
         pz_job *j = s->djob[i];
-        if (!j->cancelled) take_token(s, j, s->dseq[i], s->logits + (size_t)i * s->vocab);
+        if (!j->cancelled) take_token(s, j, s->dseq[i], logits + (size_t)i * s->vocab);
         if ((i == n - 1 || s->djob[i + 1] != j) && all_done(j)) job_finish(s, j, 200, NULL);
     }
 }
 
 // Prefill chunks of the oldest sequences still prefilling, up to a budget of
-// prefill_chunk tokens per step, all in one engine call (s->mu held on entry
-// and exit; released around the call). Chunks end at multiples of
-// prefill_chunk, so a prompt is split the same way whatever the load (the
-// last chunk of a step may overshoot the budget: chunks are never cut by it);
-// a chunk joins the call only while the pool has the pages for it (the first
-// always goes: its failure is handled as when alone).
+// prefill_chunk tokens per step and max_rows rows in all. Chunks end at
+// multiples of prefill_chunk, so a prompt is split the same way whatever the
+// load (the last chunk of a step may overshoot the budget: chunks are never
+// cut by it); a chunk joins while the pool has the pages for it (avail), the
+// first one regardless when `force_first` (its failure is handled as when
+// alone). Fills s->ptoks, pslot, pn, pwant, pseq, pjob; the tokens into *total.
 //
 // Prompts that arrive together and share a prefix (a system prompt) would
 // each compute the same pages: a prompt whose next full page another one
@@ -556,11 +562,9 @@ static int shares_next_page(const seq *q, const seq *p, int p_end, int partial) 
     return q->n_ctx > need && !memcmp(q->ctx, p->ctx, (size_t)need * sizeof *q->ctx);
 }
 
-static void step_prefill(pz_sched *s) {
+static int plan_prefill(pz_sched *s, int max_rows, int avail, int force_first, int *total_out) {
     const int c = s->p.prefill_chunk, partial = pz_engine_prefix_partial(s->e);
-    int n = 0, total = 0, need = 0, avail;
-    pz_kv_stats st;
-    kv_avail(s, &st, &avail);
+    int n = 0, total = 0, need = 0;
     for (pz_job *k = s->running; k && total < c; k = k->next) {
         if (k->cancelled) continue;
         for (int i = 0; i < k->n_seq && total < c; i++) {
@@ -576,7 +580,7 @@ static void step_prefill(pz_sched *s) {
                 q->deferred = shares_next_page(q, s->pseq[r], s->pseq[r]->n_fed + s->pn[r], partial);
             if (q->deferred) continue;
             int pg = pz_engine_pages_needed(s->e, q->slot, end - start);
-            if (n && (total + end - start > s->max_batch || need + pg > avail)) goto chosen;
+            if ((n || !force_first) && (total + end - start > max_rows || need + pg > avail)) goto chosen;
             memcpy(s->ptoks + total, q->ctx + start, (size_t)(end - start) * sizeof *s->ptoks);
             s->pslot[n] = q->slot;
             s->pn[n] = end - start;
@@ -587,31 +591,19 @@ static void step_prefill(pz_sched *s) {
         }
     }
 chosen:
-    if (!n) return;
+    *total_out = total;
+    return n;
+}
+
+// After a successful call: the chunks' progress, and the first token of each
+// prompt that is complete now (its other choices forked from it).
+static void finish_prefill(pz_sched *s, int n, int total, const float *logits) {
     char err[PZ_ERRLEN];
-    pthread_mutex_unlock(&s->mu);
-    int rc = pz_engine_prefill_many(s->e, n, s->pslot, s->ptoks, s->pn, s->logits, s->pwant, err);
-    pthread_mutex_lock(&s->mu);
-    if (rc == PZ_ENGINE_ENOPAGES) {
-        pz_job *j = s->pjob[0];
-        if (j == s->running && !j->next) {  // alone: the pool cannot hold it
-            for (int i = 0; i < j->n_seq; i++)
-                if (j->seqs[i].state != SEQ_DONE) seq_done(s, j, &j->seqs[i], "length", 1);
-            job_finish(s, j, 200, NULL);
-        } else {
-            preempt(s, youngest(s));
-        }
-        return;
-    }
     int nj = 0;  // the call's jobs, each once (a job's choices may prefill side by side)
     for (int i = 0; i < n; i++) {
         int seen = 0;
-        for (int k = 0; k < nj && !seen; k++) seen = s->pjob[k] == s->pjob[i];
+        for (int k = 0; k < nj && !seen; k++) seen = s->fjob[k] == s->pjob[i];
         if (!seen) s->fjob[nj++] = s->pjob[i];
-    }
-    if (rc != 0) {
-        for (int k = 0; k < nj; k++) job_finish(s, s->fjob[k], 500, err);
-        return;
     }
     pthread_mutex_lock(&s->m->mu);
     s->m->prefill_tokens += total;
@@ -623,7 +615,7 @@ chosen:
         if (q->n_fed < q->n_ctx) continue;
         q->state = SEQ_DECODE;
         if (!s->pwant[r]) continue;
-        const float *lg = s->logits + (size_t)r * s->vocab;
+        const float *lg = logits + (size_t)r * s->vocab;
         for (int i = 0; i < j->n_seq; i++) {  // n > 1: the other choices share this prefill
             seq *o = &j->seqs[i];
             if (o->state != SEQ_WAIT_FORK) continue;
@@ -645,6 +637,119 @@ chosen:
     }
     for (int k = 0; k < nj; k++)
         if (all_done(s->fjob[k])) job_finish(s, s->fjob[k], 200, NULL);
+}
+
+// Counts one engine call for /metrics.
+static void count_step(pz_sched *s, int kind, int rows, double seconds) {
+    pthread_mutex_lock(&s->m->mu);
+    s->m->steps[kind]++;
+    s->m->step_rows[kind] += rows;
+    s->m->step_seconds[kind] += seconds;
+    pthread_mutex_unlock(&s->m->mu);
+}
+
+// A failed call that was not short of pages: every job with a row in it ends
+// with 500, each once (pjob, djob: the rows' jobs; fjob collects them).
+static void fail_jobs(pz_sched *s, int nd, int np, const char *err) {
+    int nj = 0;
+    for (int i = 0; i < nd + np; i++) {
+        pz_job *j = i < nd ? s->djob[i] : s->pjob[i - nd];
+        int seen = 0;
+        for (int k = 0; k < nj && !seen; k++) seen = s->fjob[k] == j;
+        if (!seen) s->fjob[nj++] = j;
+    }
+    for (int k = 0; k < nj; k++) job_finish(s, s->fjob[k], 500, err);
+}
+
+static void run_decode(pz_sched *s, int n) {
+    char err[PZ_ERRLEN];
+    pthread_mutex_unlock(&s->mu);
+    double t0 = pz_now();
+    int rc = pz_engine_decode(s->e, s->dslots, s->dtoks, n, s->logits, err);
+    double dt = pz_now() - t0;
+    pthread_mutex_lock(&s->mu);
+    if (rc == PZ_ENGINE_ENOPAGES) {  // counted beforehand; recover as when short
+        preempt(s, youngest(s));
+        return;
+    }
+    if (rc != 0) {
+        fail_jobs(s, n, 0, err);
+        return;
+    }
+    count_step(s, PZ_STEP_DECODE, n, dt);
+    finish_decode(s, n, s->logits);
+}
+
+static void step_prefill(pz_sched *s) {
+    pz_kv_stats st;
+    int avail, total;
+    kv_avail(s, &st, &avail);
+    int n = plan_prefill(s, s->max_batch, avail, 1, &total);
+    if (!n) return;
+    char err[PZ_ERRLEN];
+    pthread_mutex_unlock(&s->mu);
+    double t0 = pz_now();
+    int rc = pz_engine_prefill_many(s->e, n, s->pslot, s->ptoks, s->pn, s->logits, s->pwant, err);
+    double dt = pz_now() - t0;
+    pthread_mutex_lock(&s->mu);
+    if (rc == PZ_ENGINE_ENOPAGES) {
+        pz_job *j = s->pjob[0];
+        if (j == s->running && !j->next) {  // alone: the pool cannot hold it
+            for (int i = 0; i < j->n_seq; i++)
+                if (j->seqs[i].state != SEQ_DONE) seq_done(s, j, &j->seqs[i], "length", 1);
+            job_finish(s, j, 200, NULL);
+        } else {
+            preempt(s, youngest(s));
+        }
+        return;
+    }
+    if (rc != 0) {
+        fail_jobs(s, 0, n, err);
+        return;
+    }
+    count_step(s, PZ_STEP_PREFILL, total, dt);
+    finish_prefill(s, n, total, s->logits);
+}
+
+// One pass of the loop: the decode rows and the prompt chunks that fit beside
+// them in one call (decode rows first, one token each, logits wanted), else
+// the decode call and then the prefill call.
+static void step(pz_sched *s) {
+    int dpages = 0, nd = plan_decode(s, &dpages), np = 0, total = 0;
+    if (nd && s->mixed) {
+        pz_kv_stats st;
+        int avail;
+        kv_avail(s, &st, &avail);
+        np = plan_prefill(s, s->max_batch - nd, avail - dpages, 0, &total);
+    }
+    if (!np) {
+        if (nd) run_decode(s, nd);
+        step_prefill(s);
+        return;
+    }
+    int N = nd + np;
+    for (int i = 0; i < nd; i++) s->cslot[i] = s->dslots[i], s->cn[i] = 1, s->cwant[i] = 1, s->ctoks[i] = s->dtoks[i];
+    for (int r = 0; r < np; r++) s->cslot[nd + r] = s->pslot[r], s->cn[nd + r] = s->pn[r], s->cwant[nd + r] = s->pwant[r];
+    memcpy(s->ctoks + nd, s->ptoks, (size_t)total * sizeof *s->ctoks);
+    char err[PZ_ERRLEN];
+    pthread_mutex_unlock(&s->mu);
+    double t0 = pz_now();
+    int rc = pz_engine_prefill_many(s->e, N, s->cslot, s->ctoks, s->cn, s->logits, s->cwant, err);
+    double dt = pz_now() - t0;
+    pthread_mutex_lock(&s->mu);
+    if (rc == PZ_ENGINE_ENOPAGES) {  // counted beforehand; recover as when short
+        preempt(s, youngest(s));
+        return;
+    }
+    if (rc != 0) {
+        fail_jobs(s, nd, np, err);
+        return;
+    }
+    count_step(s, PZ_STEP_MIXED, nd + total, dt);
+    // As in two calls: decode rows first. A job with choices in both parts (readmitted
+    // after preemption) ends in neither before both are done: all_done sees the other.
+    finish_decode(s, nd, s->logits);
+    finish_prefill(s, np, total, s->logits + (size_t)nd * s->vocab);
 }
 
 static void snapshot(pz_sched *s) {
@@ -689,8 +794,7 @@ static void *loop(void *arg) {
         if (s->stop) break;
         drop_cancelled(s);
         admit(s);
-        step_decode(s);
-        step_prefill(s);
+        step(s);
         snapshot(s);
     }
     while (s->running) job_finish(s, s->running, 503, "the server stopped");
@@ -701,6 +805,14 @@ static void *loop(void *arg) {
 }
 
 // ---- public -------------------------------------------------------------------
+
+static void free_buffers(pz_sched *s) {
+    free(s->slot_used), free(s->logits), free(s->scratch);
+    free(s->dslots), free(s->dtoks), free(s->dseq), free(s->djob);
+    free(s->ptoks), free(s->pslot), free(s->pn), free(s->pwant), free(s->pseq), free(s->pjob), free(s->fjob);
+    free(s->ctoks), free(s->cslot), free(s->cn), free(s->cwant);
+    free(s);
+}
 
 pz_sched *pz_sched_create(pz_engine *e, const pz_tokenizer *tok, pz_metrics *m, const char *model_name,
                           pz_sched_params p, char *err) {
@@ -734,8 +846,14 @@ pz_sched *pz_sched_create(pz_engine *e, const pz_tokenizer *tok, pz_metrics *m, 
     s->pseq = malloc((size_t)s->n_slots * sizeof *s->pseq);
     s->pjob = malloc((size_t)s->n_slots * sizeof *s->pjob);
     s->fjob = malloc((size_t)s->n_slots * sizeof *s->fjob);
+    s->mixed = pz_engine_mixed_steps(e) && !s->p.separate_steps;
+    s->ctoks = malloc((size_t)s->max_batch * sizeof *s->ctoks);
+    s->cslot = malloc((size_t)s->n_slots * sizeof *s->cslot);
+    s->cn = malloc((size_t)s->n_slots * sizeof *s->cn);
+    s->cwant = malloc((size_t)s->n_slots * sizeof *s->cwant);
     if (!s->slot_used || !s->logits || !s->scratch || !s->dslots || !s->dtoks || !s->dseq || !s->djob ||
-        !s->ptoks || !s->pslot || !s->pn || !s->pwant || !s->pseq || !s->pjob || !s->fjob) {
+        !s->ptoks || !s->pslot || !s->pn || !s->pwant || !s->pseq || !s->pjob || !s->fjob || !s->ctoks ||
+        !s->cslot || !s->cn || !s->cwant) {
         pz_err(err, "out of memory");
         goto fail;
     }
@@ -749,10 +867,7 @@ pz_sched *pz_sched_create(pz_engine *e, const pz_tokenizer *tok, pz_metrics *m, 
     }
     return s;
 fail:
-    free(s->slot_used), free(s->logits), free(s->scratch);
-    free(s->dslots), free(s->dtoks), free(s->dseq), free(s->djob);
-    free(s->ptoks), free(s->pslot), free(s->pn), free(s->pwant), free(s->pseq), free(s->pjob), free(s->fjob);
-    free(s);
+    free_buffers(s);
     return NULL;
 }
 
@@ -765,10 +880,7 @@ void pz_sched_free(pz_sched *s) {
     pthread_join(s->thread, NULL);
     pthread_cond_destroy(&s->work);
     pthread_mutex_destroy(&s->mu);
-    free(s->slot_used), free(s->logits), free(s->scratch);
-    free(s->dslots), free(s->dtoks), free(s->dseq), free(s->djob);
-    free(s->ptoks), free(s->pslot), free(s->pn), free(s->pwant), free(s->pseq), free(s->pjob), free(s->fjob);
-    free(s);
+    free_buffers(s);
 }
 
 static uint64_t mix64(uint64_t x) {  // splitmix64 finalizer

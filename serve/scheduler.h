@@ -32,6 +32,8 @@ typedef struct {
     int max_queue;      // jobs waiting for admission, beyond those free slots will take at
                         // once, before submit refuses (503)
     int prefill_chunk;  // tokens per prefill call; chunks end at multiples of it (default 256)
+    int separate_steps; // 1: decode rows and prompt chunks in two engine calls even where
+                        // pz_engine_mixed_steps allows one (the old way, for comparisons)
 } pz_sched_params;
 
 // e, tok and m are borrowed and must outlive the scheduler; model_name is

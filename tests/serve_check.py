@@ -4,7 +4,8 @@
 Starts the real binary on loopback (--port 0, the port read from its first
 line), then checks: chat and completions at temperature 0 equal `puzzle
 generate`; streaming equals the whole response; a request's output is the
-same alone and among 31 concurrent others; n=4 with a seed reproduces;
+same alone and among 31 concurrent others, and when its prompt shares an
+engine call with another request's decode row; n=4 with a seed reproduces;
 a prompt whose prefix is cached gives the same tokens and log-probabilities
 and the prefix-hit counter rises; malformed and hostile requests (JSON,
 HTTP, raw sockets) get the right status and the server stays up; a client
@@ -305,6 +306,40 @@ def main():
           cmine["choices"][0]["text"] == calone["choices"][0]["text"] and
           cmine["choices"][0]["logprobs"] == calone["choices"][0]["logprobs"],
           (calone["choices"][0]["logprobs"]["token_logprobs"], cmine["choices"][0]["logprobs"]["token_logprobs"]))
+
+    section("mixed")
+    # --- a prompt that arrives while another request decodes is prefilled in the same
+    # engine call as that decode row (pz_engine_mixed_steps; the 32 above mostly arrive
+    # together): both answers equal their runs alone, and /metrics counts the mixed call.
+    L = args.ctx // 2
+    lbody = {"prompt": "Count slowly:", "max_tokens": L, "temperature": 0, "stop": "\x01"}
+    st3, _, lalone = post("/v1/completions", lbody)
+    key = 'puzzle_engine_steps_total{kind="mixed"}'
+    mixed_ok = same = False
+    for attempt in range(3):  # the long one may (rarely) finish before the second arrives
+        m0 = metrics()
+        res = {}
+        th = threading.Thread(target=lambda: res.update(a=post("/v1/completions", lbody)))
+        th.start()
+        t0 = time.time()
+        while metrics()["puzzle_generation_tokens_total"] < m0["puzzle_generation_tokens_total"] + 2 and \
+                time.time() - t0 < 30:
+            time.sleep(0.002)
+        res["b"] = post("/v1/chat/completions", body)
+        th.join()
+        m1 = metrics()
+        mixed_ok = m1[key] > m0[key]
+        same = (st3 == 200 and res["a"][0] == 200 and res["b"][0] == 200 and
+                res["a"][2]["choices"][0]["text"] == lalone["choices"][0]["text"] and
+                res["b"][2]["choices"][0]["message"]["content"] == alone["choices"][0]["message"]["content"])
+        if mixed_ok or not same:
+            break
+    check("mixed step: decode rows and a prompt in one engine call", mixed_ok, (m0.get(key), m1.get(key)))
+    check("mixed step: both answers equal their runs alone", same)
+    check("engine step metrics", all(f'puzzle_engine_{n}{{kind="{k}"}}' in m1
+                                     for n in ("steps_total", "step_rows_total", "step_seconds_total")
+                                     for k in ("decode", "prefill", "mixed")) and
+          m1['puzzle_engine_step_rows_total{kind="decode"}'] >= m1['puzzle_engine_steps_total{kind="decode"}'] > 0)
 
     section("n4")
     # --- n = 4 with a seed is reproducible; choices are independent samples
