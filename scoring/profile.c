@@ -412,11 +412,13 @@ done:
     return rc;
 }
 
-// One timed run of j (the test hook p->burst_* may stretch it); seconds into *t.
-static int timed_run(pz_backend *b, job *j, const pz_prof_params *p, int index, double *t, char *err) {
+// One timed run of j, variant `variant`, the index-th of the call (the test hooks
+// p->burst_* and p->test_times may stretch or replace its time); seconds into *t.
+static int timed_run(pz_backend *b, job *j, const pz_prof_params *p, int variant, int index, double *t,
+                     char *err) {
     double t0 = pz_now();
     if (run_once(b, j, err) || b->synchronize(b, err)) return -1;
-    double dt = pz_now() - t0;
+    double dt = p->test_times ? p->test_times[variant] : pz_now() - t0;
     // The burst is booked, not waited out: a real sleep on a shared machine also slows the
     // runs after it (wake-up, frequency, scheduler), by amounts the test cannot bound (CI saw
     // the narrow FFN 2-3x slower through the whole call), while what the hook tests is only
@@ -455,7 +457,7 @@ int pz_profile_variants(pz_backend *b, const pz_config *c, int n, const pz_prof_
             for (int r = 0; r < warm; r++)
                 if (run_once(b, &J[i], err) || b->synchronize(b, err)) goto done;
             for (int r = 0; r < reps; r++)
-                if (timed_run(b, &J[i], p, q * reps + r, &t[(size_t)i * reps + r], err)) goto done;
+                if (timed_run(b, &J[i], p, i, q * reps + r, &t[(size_t)i * reps + r], err)) goto done;
             job_close(b, &J[i]);
         }
     }
@@ -479,7 +481,7 @@ int pz_profile_variants(pz_backend *b, const pz_config *c, int n, const pz_prof_
                 int i = live[g0 + (q + r + warm) % gn];
                 if (r < 0) {
                     if (run_once(b, &J[i], err) || b->synchronize(b, err)) goto done;
-                } else if (timed_run(b, &J[i], p, index++, &t[(size_t)i * reps + r], err)) {
+                } else if (timed_run(b, &J[i], p, i, index++, &t[(size_t)i * reps + r], err)) {
                     goto done;
                 }
             }

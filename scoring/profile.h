@@ -84,6 +84,10 @@ typedef struct {
     // if preempted (booked, not slept). burst_count 0: none (default).
     int burst_first, burst_count;
     double burst_factor;
+    // Test hook: when set, a timed run of variant i is recorded as test_times[i]
+    // seconds instead of its measured time (the burst still applies), so the order
+    // and the medians are checked free of the machine's noise. NULL: measured (default).
+    const double *test_times;
 } pz_prof_params;
 
 pz_prof_params pz_prof_default_params(void);
