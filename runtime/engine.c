@@ -826,8 +826,11 @@ static int forward(pz_engine *e, const int32_t *tok, int R, int n_seq, const int
             // Logit rows are few (one per sequence): the small-M kernel's
             // blocks keep them row-invariant without padding to INV_BLOCK.
             int lsplit = split == SPLIT_NONE ? SPLIT_NONE : SPLIT_DECODE;
-            if (mm(e, e->logits, c->vocab, xl + (size_t)r0 * H, H, &e->lm_head, n, 0, lsplit, err) ||
-                b->copy(b, out + (size_t)r0 * c->vocab, e->logits, bytes, PZ_COPY_D2H, err))
+            // The CPU backend's memory is the host's: the logits go straight to out
+            // (16 rows x 49152: 3 MB a step not copied).
+            float *y = b->kind == PZ_BACKEND_CPU ? out + (size_t)r0 * c->vocab : e->logits;
+            if (mm(e, y, c->vocab, xl + (size_t)r0 * H, H, &e->lm_head, n, 0, lsplit, err) ||
+                (y == e->logits && b->copy(b, out + (size_t)r0 * c->vocab, e->logits, bytes, PZ_COPY_D2H, err)))
                 return -1;  // rank 0 alone: no collective follows
         }
     }
