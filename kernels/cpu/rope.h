@@ -12,4 +12,11 @@
 void pz_cpu_rope(float *x, int ld, const int32_t *pos, int M, int n_heads, int head_dim,
                  const float *inv_freq, int n_threads);
 
+// The same in two halves, so a caller can compute the angles' cos/sin once
+// for the rows of a forward pass and rotate every layer's heads with them
+// (the result is bit for bit pz_cpu_rope's). cs: (M, head_dim) floats, row m
+// holding cos then sin of pos[m] * inv_freq[i], i < head_dim/2.
+void pz_cpu_rope_table(float *cs, const int32_t *pos, int M, int head_dim, const float *inv_freq);
+void pz_cpu_rope_apply(float *x, int ld, const float *cs, int M, int n_heads, int head_dim, int n_threads);
+
 #endif
