@@ -661,23 +661,34 @@ static void fail_jobs(pz_sched *s, int nd, int np, const char *err) {
     for (int k = 0; k < nj; k++) job_finish(s, s->fjob[k], 500, err);
 }
 
-static void run_decode(pz_sched *s, int n) {
-    char err[PZ_ERRLEN];
+// One engine call with s->mu released: pz_engine_decode of n decode rows (kind
+// PZ_STEP_DECODE; cn and want unused), else pz_engine_prefill_many of n
+// sequences; counted for /metrics when it succeeds. The engine's return code.
+static int engine_call(pz_sched *s, int kind, int n, const int *slots, const int32_t *toks, const int *cn,
+                       const int *want, int rows, char *err) {
     pthread_mutex_unlock(&s->mu);
     double t0 = pz_now();
-    int rc = pz_engine_decode(s->e, s->dslots, s->dtoks, n, s->logits, err);
+    int rc = kind == PZ_STEP_DECODE ? pz_engine_decode(s->e, slots, toks, n, s->logits, err)
+                                    : pz_engine_prefill_many(s->e, n, slots, toks, cn, s->logits, want, err);
     double dt = pz_now() - t0;
     pthread_mutex_lock(&s->mu);
-    if (rc == PZ_ENGINE_ENOPAGES) {  // counted beforehand; recover as when short
-        preempt(s, youngest(s));
-        return;
-    }
-    if (rc != 0) {
-        fail_jobs(s, n, 0, err);
-        return;
-    }
-    count_step(s, PZ_STEP_DECODE, n, dt);
-    finish_decode(s, n, s->logits);
+    if (rc == 0) count_step(s, kind, rows, dt);
+    return rc;
+}
+
+// After a call of nd decode rows and np prompt chunks: 1 when it failed. Short of
+// pages (counted beforehand, so rare) preempts the youngest job, as when short
+// before the call; any other failure ends the call's jobs with 500.
+static int call_failed(pz_sched *s, int rc, int nd, int np, const char *err) {
+    if (rc == PZ_ENGINE_ENOPAGES) preempt(s, youngest(s));
+    else if (rc != 0) fail_jobs(s, nd, np, err);
+    return rc != 0;
+}
+
+static void run_decode(pz_sched *s, int n) {
+    char err[PZ_ERRLEN];
+    int rc = engine_call(s, PZ_STEP_DECODE, n, s->dslots, s->dtoks, NULL, NULL, n, err);
+    if (!call_failed(s, rc, n, 0, err)) finish_decode(s, n, s->logits);
 }
 
 static void step_prefill(pz_sched *s) {
@@ -687,28 +698,15 @@ static void step_prefill(pz_sched *s) {
     int n = plan_prefill(s, s->max_batch, avail, 1, &total);
     if (!n) return;
     char err[PZ_ERRLEN];
-    pthread_mutex_unlock(&s->mu);
-    double t0 = pz_now();
-    int rc = pz_engine_prefill_many(s->e, n, s->pslot, s->ptoks, s->pn, s->logits, s->pwant, err);
-    double dt = pz_now() - t0;
-    pthread_mutex_lock(&s->mu);
-    if (rc == PZ_ENGINE_ENOPAGES) {
-        pz_job *j = s->pjob[0];
-        if (j == s->running && !j->next) {  // alone: the pool cannot hold it
-            for (int i = 0; i < j->n_seq; i++)
-                if (j->seqs[i].state != SEQ_DONE) seq_done(s, j, &j->seqs[i], "length", 1);
-            job_finish(s, j, 200, NULL);
-        } else {
-            preempt(s, youngest(s));
-        }
+    int rc = engine_call(s, PZ_STEP_PREFILL, n, s->pslot, s->ptoks, s->pn, s->pwant, total, err);
+    pz_job *j = s->pjob[0];
+    if (rc == PZ_ENGINE_ENOPAGES && j == s->running && !j->next) {  // alone: the pool cannot hold it
+        for (int i = 0; i < j->n_seq; i++)
+            if (j->seqs[i].state != SEQ_DONE) seq_done(s, j, &j->seqs[i], "length", 1);
+        job_finish(s, j, 200, NULL);
         return;
     }
-    if (rc != 0) {
-        fail_jobs(s, 0, n, err);
-        return;
-    }
-    count_step(s, PZ_STEP_PREFILL, total, dt);
-    finish_prefill(s, n, total, s->logits);
+    if (!call_failed(s, rc, 0, n, err)) finish_prefill(s, n, total, s->logits);
 }
 
 // One pass of the loop: the decode rows and the prompt chunks that fit beside
@@ -732,20 +730,8 @@ static void step(pz_sched *s) {
     for (int r = 0; r < np; r++) s->cslot[nd + r] = s->pslot[r], s->cn[nd + r] = s->pn[r], s->cwant[nd + r] = s->pwant[r];
     memcpy(s->ctoks + nd, s->ptoks, (size_t)total * sizeof *s->ctoks);
     char err[PZ_ERRLEN];
-    pthread_mutex_unlock(&s->mu);
-    double t0 = pz_now();
-    int rc = pz_engine_prefill_many(s->e, N, s->cslot, s->ctoks, s->cn, s->logits, s->cwant, err);
-    double dt = pz_now() - t0;
-    pthread_mutex_lock(&s->mu);
-    if (rc == PZ_ENGINE_ENOPAGES) {  // counted beforehand; recover as when short
-        preempt(s, youngest(s));
-        return;
-    }
-    if (rc != 0) {
-        fail_jobs(s, nd, np, err);
-        return;
-    }
-    count_step(s, PZ_STEP_MIXED, nd + total, dt);
+    int rc = engine_call(s, PZ_STEP_MIXED, N, s->cslot, s->ctoks, s->cn, s->cwant, nd + total, err);
+    if (call_failed(s, rc, nd, np, err)) return;
     // As in two calls: decode rows first. A job with choices in both parts (readmitted
     // after preemption) ends in neither before both are done: all_done sees the other.
     finish_decode(s, nd, s->logits);
