@@ -10,6 +10,8 @@
 # usage: bench/serve_ab.sh A_PUZZLE B_PUZZLE MODEL [ROUNDS] [LEVELS] [REQUESTS] [MAX_TOKENS]
 #        (rounds 2, levels 1,16, 2 requests per client, 64 tokens; 2 threads, --ctx 1024,
 #        --max-seqs = the largest level; the load generator is build/serve_load, or $LOADGEN)
+#        $A_ARGS / $B_ARGS: extra `puzzle serve` options for A / B (one binary against itself,
+#        e.g. B_ARGS=--separate-steps); $LOAD_ARGS: extra load-generator options (--vary-tokens)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 a=$1 b=$2 model=$3 rounds=${4:-2} levels=${5:-1,16} requests=${6:-2} max_tokens=${7:-64}
@@ -21,9 +23,10 @@ port=$((20000 + RANDOM % 20000))
 cpu_s() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / t}' "/proc/$1/stat"; }
 for r in $(seq "$rounds"); do
     for which in A B; do
-        bin=$a
-        [ "$which" = B ] && bin=$b
-        "$bin" serve "$model" --port "$port" --threads 2 --max-seqs "$seqs" --ctx 1024 2>/dev/null &
+        bin=$a extra=${A_ARGS:-}
+        [ "$which" = B ] && bin=$b extra=${B_ARGS:-}
+        # shellcheck disable=SC2086  # the extra options are words
+        "$bin" serve "$model" --port "$port" --threads 2 --max-seqs "$seqs" --ctx 1024 $extra 2>/dev/null &
         pid=$!
         for _ in $(seq 300); do
             curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
@@ -33,7 +36,7 @@ for r in $(seq "$rounds"); do
         for lv in ${levels//,/ }; do
             c0=$(cpu_s "$pid")
             "$loadgen" --url "http://127.0.0.1:$port" --levels "$lv" --requests "$requests" \
-                --max-tokens "$max_tokens" --label "$which r$r" 2>/dev/null | grep "^| $which" || true
+                --max-tokens "$max_tokens" ${LOAD_ARGS:-} --label "$which r$r" 2>/dev/null | grep "^| $which" || true
             echo "#   $which r$r streams $lv: server CPU $(awk -v a="$(cpu_s "$pid")" -v b="$c0" 'BEGIN {printf "%.2f", a - b}') s"
         done
         kill "$pid"

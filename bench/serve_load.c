@@ -14,7 +14,7 @@
 //
 // usage:
 //   serve_load --url http://127.0.0.1:PORT [--levels 1,4,16,64] [--requests R] [--max-tokens N]
-//              [--label NAME] [--timeout S]
+//              [--vary-tokens] [--label NAME] [--timeout S]
 //   serve_load --url ... --levels 16 --soak SECONDS [--pid PID]   (errors; server RSS)
 // Output: progress lines on stderr, a markdown table on stdout; exit 1 when any request failed.
 #ifndef _GNU_SOURCE
@@ -43,8 +43,21 @@ static const char *TOPICS[] = {"a lighthouse keeper", "the first snow", "a lost 
 typedef struct {
     char host[256], port[16];
     int max_tokens;
+    int vary;        // 1: request i asks for a max_tokens spread over [N/2, 3N/2] (tokens_for)
     double timeout;  // seconds, per request
 } target;
+
+// max_tokens of request i. With --vary-tokens the streams of a level stop at
+// different steps, so new prompts arrive while others decode (staggered load,
+// as in real traffic) instead of all together; the same spread on every
+// server (a hash of i), and the same mean as the fixed N.
+static int tokens_for(const target *t, long i) {
+    if (!t->vary || t->max_tokens < 2) return t->max_tokens;
+    unsigned long h = (unsigned long)i * 2654435761ul;
+    h ^= h >> 15;
+    int lo = t->max_tokens / 2, span = t->max_tokens + 1;
+    return lo + (int)(h % (unsigned long)span);
+}
 
 static double now_s(void) {
     struct timespec ts;
@@ -352,7 +365,7 @@ static void *worker(void *p) {
     for (long k = 0;; k++) {
         if (L->stop ? now_s() >= L->stop : k >= L->reqs) break;
         long id = L->stop ? a->w * 100000L + k : (long)a->w * L->reqs + k;
-        int rc = one_request(L->t, id, L->t->max_tokens, &r);
+        int rc = one_request(L->t, id, tokens_for(L->t, id), &r);
         pthread_mutex_lock(&L->mu);
         if (rc) {
             if (!L->errors++) snprintf(L->first_err, sizeof L->first_err, "%s", r.err);
@@ -403,7 +416,7 @@ static double rss_mib(long pid) {
 static void usage(void) {
     fprintf(stderr,
             "usage: serve_load --url http://HOST:PORT [--levels 1,4,16,64] [--requests R]\n"
-            "                  [--max-tokens N] [--label NAME] [--timeout S]\n"
+            "                  [--max-tokens N [--vary-tokens]] [--label NAME] [--timeout S]\n"
             "                  [--soak SECONDS [--pid PID]]\n");
     exit(2);
 }
@@ -416,6 +429,10 @@ int main(int argc, char **argv) {
     target t = {.max_tokens = 64, .timeout = 600};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--vary-tokens")) {  // the one flag without a value
+            t.vary = 1;
+            continue;
+        }
         if (!v) usage();
         if (!strcmp(a, "--url")) url = v;
         else if (!strcmp(a, "--levels")) levels_s = v;
