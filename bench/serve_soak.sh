@@ -11,14 +11,16 @@
 #
 # usage: bash bench/serve_soak.sh [--seconds S] [--clients C] [--max-tokens N] [--threads T]
 #          [--model MODEL] [--build DIR] [--warmup S] [--interval S] [--tolerance MIB]
-#          [--out FILE] [--note TEXT]
-#   defaults: 600 s, 16 clients, 64 tokens, 2 threads, the reference parent
+#          [--vary-tokens 0|1] [--out FILE] [--note TEXT]
+#   --vary-tokens 1: each request's max_tokens spread over [N/2, 3N/2] (serve_load
+#   --vary-tokens), so prompts arrive while other streams decode (mixed engine calls)
+#   defaults: 600 s, 16 clients, 64 tokens, vary 0, 2 threads, the reference parent
 #   (scripts/fetch_model.sh), build dir build, warm-up 60 s, a sample every 5 s, tolerance
 #   8 MiB, out results/serve_soak.md (the CSV: the same name with .csv).
 # Exit 0: no errors and RSS flat; 1: errors or growth beyond the tolerance; 2: setup failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=600 clients=16 max_tokens=64 threads=2 model= build=build warmup=60 interval=5 tol=8
+seconds=600 clients=16 max_tokens=64 threads=2 model= build=build warmup=60 interval=5 tol=8 vary=0
 out=results/serve_soak.md note=""
 args=""  # the command line for the table, without --note (it titles the table)
 prev=
@@ -31,6 +33,7 @@ while [ $# -gt 0 ]; do
     --seconds) seconds="$2" ;; --clients) clients="$2" ;; --max-tokens) max_tokens="$2" ;;
     --threads) threads="$2" ;; --model) model="$2" ;; --build) build="$2" ;; --warmup) warmup="$2" ;;
     --interval) interval="$2" ;; --tolerance) tol="$2" ;; --out) out="$2" ;; --note) note="$2" ;;
+    --vary-tokens) vary="$2" ;;
     *) echo "serve_soak: unknown option $1 (see the top of $0)" >&2; exit 2 ;;
     esac
     shift 2
@@ -80,8 +83,10 @@ t0=$(date +%s.%N)
 sampler=$!
 
 rc=0
+vary_arg=()
+[ "$vary" = 1 ] && vary_arg=(--vary-tokens)
 "$build/serve_load" --url "http://127.0.0.1:$port" --levels "$clients" --soak "$seconds" --max-tokens "$max_tokens" \
-    --label "puzzle serve $(basename "${model%/}")" --timeout 600 --pid "$srv" >"$tmp/soak.md" 2>"$tmp/soak.err" || rc=$?
+    "${vary_arg[@]}" --label "puzzle serve $(basename "${model%/}")" --timeout 600 --pid "$srv" >"$tmp/soak.md" 2>"$tmp/soak.err" || rc=$?
 kill "$sampler" 2>/dev/null || true
 wait "$sampler" 2>/dev/null || true
 sampler=
