@@ -487,10 +487,10 @@ void pz_cpu_gemv_set_pf_flat(int on) { pf_flat = on < 0 ? 1 : on; }
 
 // The prefetch plans: pass p over a tile fetches lines [p * share, (p + 1) *
 // share) of the tile pf_tiles on (the AVX-512 kernel's pf_plan spreads them
-// the same way but divides per pass; three 64-bit divisions per pass cost
-// ~1.5 % at 16 rows here, `test_kernels perf-cold`).
-// pf_end: where prefetching stops (the end of the thread's range; n1 is the
-// end of the rows computed).
+// alike but divides per pass: three 64-bit divisions per pass cost 0.1-0.8 %
+// at 16 and 32 rows here, `test_kernels perf-cold 9 base div`, and prefetching
+// 2 or 3 tiles ahead was 0.5-2 % slower than 1). pf_end: where prefetching
+// stops (the end of the thread's range; n1 ends the rows computed).
 T256 static void gemv_rows_avx2(float *y, int ldy, const float *x, int ldx, const void *w, pz_dt wt,
                                 int M, int n0, int n1, int pf_end, int K, int acc) {
     const int t6 = wt == PZ_DT_BF16 && tile6_min_m > 0 && M >= tile6_min_m;
