@@ -681,16 +681,19 @@ static void perf_tile(int reps) {
 
 // Settings of the AVX2 bf16 kernel by name, for perf-cold: "base" (the
 // defaults), "pfD" (prefetch D tiles ahead, pf0 none), "div" (prefetch
-// shares by pf_plan's divisions), "stealR" (threads claim chunks of R rows,
+// shares by pf_plan's divisions), "step" (the 6 x 2 tile's prefetches by
+// pf_step at every iteration), "stealR" (threads claim chunks of R rows,
 // the others' when done with their own); joined with '+'.
 static void apply_variant(const char *v) {
     pz_cpu_gemv_set_prefetch(-1);
     pz_cpu_gemv_set_pf_flat(-1);
     pz_cpu_gemv_set_steal(0);
+    pz_cpu_gemv_set_pf_clamp(-1);
     for (const char *p = v; *p;) {
         int a;
         if (sscanf(p, "pf%d", &a) == 1) pz_cpu_gemv_set_prefetch(a);
         else if (strncmp(p, "div", 3) == 0) pz_cpu_gemv_set_pf_flat(0);
+        else if (strncmp(p, "step", 4) == 0) pz_cpu_gemv_set_pf_clamp(0);
         else if (sscanf(p, "steal%d", &a) == 1) pz_cpu_gemv_set_steal(a);
         const char *q = strchr(p, '+');
         if (!q) break;

@@ -420,6 +420,9 @@ T256 static inline __attribute__((always_inline)) __m128 hsum4_avx2(__m256 A, __
             : [px] "r"(px), [lx] "r"(lx), [pw] "r"(pw), [pw3] "r"(pw3), [lw] "r"(lw)                       \
             : "xmm12", "xmm13", "xmm14", "xmm15", "memory")
 
+static int pf_clamp = 1;  // pz_cpu_gemv_set_pf_clamp
+void pz_cpu_gemv_set_pf_clamp(int on) { pf_clamp = on < 0 ? 1 : on; }
+
 T256 static void tile_bf16_6x2_avx2(float *y, int ldy, const float *xp, int Kp, const uint16_t *w, int n,
                                     int K, int acc, pf_state pf) {
     __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
@@ -428,6 +431,22 @@ T256 static void tile_bf16_6x2_avx2(float *y, int ldy, const float *xp, int Kp, 
     const long lx = (long)Kp * 4;
     long lw = (long)K * 2;
     int k = 0;
+    if (pf_clamp && pf.per == 1 && pf.left > 0) {
+        // One line per iteration (pf.per is 1 from 8 activation rows on at these shapes), the
+        // share's last line again once it is done (an L1 hit): no tests or counts in the loop.
+        // pf_step's took 2-5 % of the tile at 16 and 32 rows (`test_kernels perf-cold 7 base
+        // step`, results/serve_cpu.md).
+        const char *pp = pf.p;
+        long last = 64L * (pf.left - 1);
+        for (long off = 0; k + 32 <= K; k += 32, off += 64) {
+            _mm_prefetch(pp + (off < last ? off : last), _MM_HINT_T0);
+            const float *px = xp + k;
+            const uint16_t *pw = wr + k, *pw3 = pw + 3 * (size_t)K;
+            BF16_6X2_CHUNK("0", "32", "0");
+            BF16_6X2_CHUNK("64", "96", "32");
+        }
+        pf.left = 0;
+    }
     for (; k + 32 <= K; k += 32) {
         pf_step(&pf);
         const float *px = xp + k;

@@ -69,6 +69,11 @@ void pz_cpu_gemv_set_prefetch(int tiles);
 // default; < 0: back to it) once per call. Results unchanged. Not
 // thread-safe against running products.
 void pz_cpu_gemv_set_pf_flat(int on);
+// For measurements: 0 makes the AVX2 6 x 2 bf16 tile step its prefetches
+// by pf_step at every iteration (the old way), 1 (the default; < 0: back to
+// it) prefetch a line at every iteration without tests where a pass's share
+// allows. Results unchanged. Not thread-safe against running products.
+void pz_cpu_gemv_set_pf_clamp(int on);
 // Work sharing, opt-in, for measurements: with rows > 0 the AVX2 level's
 // threads take their ranges in chunks of about `rows` weight rows and,
 // done with their own, claim the chunks left in the others' (a thread woken
