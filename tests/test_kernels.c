@@ -17,6 +17,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <time.h>
 
 static uint64_t rng = 12345;
 static pz_backend *B;
@@ -109,22 +111,28 @@ static void test_gemv_invariance(int N, int K, pz_dt wt, int acc) {
     CHECKF(e < 2e-6, "gemv %s N=%d K=%d acc=%d: rel err %.3g", wt ? "bf16" : "f32", N, K, acc, e);
     int bad = 0;
     // bf16: with the AVX2 kernel's 6 x 2 tiles from 2 rows on (the default),
-    // then with its 5 x 2 tiles only (pz_cpu_gemv_set_tile6_m).
-    for (int t6 = 0; t6 < (wt == PZ_DT_BF16 ? 2 : 1); t6++) {
-        pz_cpu_gemv_set_tile6_m(t6 ? 0 : -1);
+    // then with its 5 x 2 tiles only (pz_cpu_gemv_set_tile6_m); then the
+    // threads sharing chunks of 10 rows (pz_cpu_gemv_set_steal; AVX2, where
+    // the product gets 2 threads).
+    static const char *vname[3] = {"default", "5x2", "shared chunks"};
+    for (int v = 0; v < 3; v++) {
+        if (v == 1 && wt != PZ_DT_BF16) continue;
+        pz_cpu_gemv_set_tile6_m(v == 1 ? 0 : -1);
+        pz_cpu_gemv_set_steal(v == 2 ? 7 : 0);
         for (int M = 2; M <= MM; M++) {
             memcpy(y, y0, sizeof(float) * (size_t)MM * ldy);
             pz_cpu_gemv(y, ldy, x, ldx, wp, wt, M, N, K, acc, 2, xs);
             if (memcmp(y, one, sizeof(float) * (size_t)M * ldy) != 0 ||
                 memcmp(y + (size_t)M * ldy, y0 + (size_t)M * ldy, sizeof(float) * (size_t)(MM - M) * ldy) != 0) {
-                CHECKF(0, "gemv %s N=%d K=%d acc=%d tiles %s: M=%d differs from one row at a time",
-                       wt ? "bf16" : "f32", N, K, acc, t6 ? "5x2" : "default", M);
+                CHECKF(0, "gemv %s N=%d K=%d acc=%d %s: M=%d differs from one row at a time",
+                       wt ? "bf16" : "f32", N, K, acc, vname[v], M);
                 bad++;
                 break;
             }
         }
     }
     pz_cpu_gemv_set_tile6_m(-1);
+    pz_cpu_gemv_set_steal(0);
     printf("  gemv   %-4s M=1..%d N=%-4d K=%-4d acc=%d  err %.2e, rows identical for every M: %s\n",
            wt ? "bf16" : "f32", MM, N, K, acc, e, bad ? "no" : "yes");
     free(x), free(w), free(y0), free(one), free(y), free(xs), free(ref), free(wb);
@@ -671,6 +679,104 @@ static void perf_tile(int reps) {
         }
 }
 
+// Settings of the AVX2 bf16 kernel by name, for perf-cold: "base" (the
+// defaults), "pfD" (prefetch D tiles ahead, pf0 none), "div" (prefetch
+// shares by pf_plan's divisions), "step" (the 6 x 2 tile's prefetches by
+// pf_step at every iteration), "stealR" (threads claim chunks of R rows,
+// the others' when done with their own); joined with '+'.
+static void apply_variant(const char *v) {
+    pz_cpu_gemv_set_prefetch(-1);
+    pz_cpu_gemv_set_pf_flat(-1);
+    pz_cpu_gemv_set_steal(0);
+    pz_cpu_gemv_set_pf_clamp(-1);
+    for (const char *p = v; *p;) {
+        int a;
+        if (sscanf(p, "pf%d", &a) == 1) pz_cpu_gemv_set_prefetch(a);
+        else if (strncmp(p, "div", 3) == 0) pz_cpu_gemv_set_pf_flat(0);
+        else if (strncmp(p, "step", 4) == 0) pz_cpu_gemv_set_pf_clamp(0);
+        else if (sscanf(p, "steal%d", &a) == 1) pz_cpu_gemv_set_steal(a);
+        const char *q = strchr(p, '+');
+        if (!q) break;
+        p = q + 1;
+    }
+}
+
+// The reference parent's five product shapes (fused qkv, o, gate/up, down,
+// lm_head) with bf16 weights at M = 16 and 32 rows, 1 and 2 threads: warm
+// (one copy of the weights, called again and again: in L2/L3 where it fits;
+// lm_head never does) and cold (cycling over copies of > 64 MiB in all, 4x
+// the EPYC's L3, as scoring/profile.c's cold_bytes), GFLOP/s, best of `reps`
+// rounds of one call per copy (each variant and the warm and cold runs
+// alternate); in brackets the cold runs' GFLOP per second of process CPU
+// time (all threads; sleeping threads do not count, OMP_WAIT_POLICY=passive),
+// which a shared machine's scheduler disturbs much less than the wall time. Each variant's results must equal the first one's bit for
+// bit. "perf-cold [reps] [variant...]" (apply_variant).
+static double cpu_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void perf_cold(int reps, int nv, char **vs) {
+    static char *base[] = {"base"};
+    if (nv == 0) nv = 1, vs = base;
+    const int sh[5][2] = {{960, 576}, {576, 576}, {3072, 576}, {576, 1536}, {49152, 576}};
+    const char *nm[5] = {"qkv", "o", "gate_up", "down", "lm_head"};
+    printf("  perf-cold bf16 GFLOP/s, best of %d, cold / warm per variant:", reps);
+    for (int v = 0; v < nv; v++) printf(" %s", vs[v]);
+    printf("\n");
+    for (int s = 0; s < 5; s++) {
+        int N = sh[s][0], K = sh[s][1];
+        size_t nw = (size_t)N * K, bytes = nw * 2, cold = (size_t)64 << 20;
+        int copies = bytes >= cold ? 2 : (int)((cold + bytes - 1) / bytes);
+        float *w = randv(nw, 0.05f);
+        // 2 MiB-aligned and advised for huge pages, as the engine's weights
+        // (runtime/model.c); PZ_PERF_SMALL_PAGES=1 leaves them on 4 KiB pages.
+        size_t hp = (size_t)2 << 20, all = (bytes * (size_t)copies + hp - 1) / hp * hp;
+        uint16_t *wb = aligned_alloc(hp, all);
+        const char *sp = getenv("PZ_PERF_SMALL_PAGES");
+#ifdef MADV_HUGEPAGE
+        if (!(sp && atoi(sp))) madvise(wb, all, MADV_HUGEPAGE);
+#endif
+        (void)sp;
+        for (size_t i = 0; i < nw; i++) wb[i] = to_bf16(w[i]);
+        for (int c = 1; c < copies; c++) memcpy(wb + (size_t)c * nw, wb, bytes);
+        for (int M = 16; M <= 32; M += 16) {
+            float *x = randv((size_t)M * K, 1.0f);
+            float *xs = malloc(sizeof(float) * pz_cpu_gemv_scratch_floats(M, K));
+            float *y0 = malloc(sizeof(float) * (size_t)M * N), *y = malloc(sizeof(float) * (size_t)M * N);
+            for (int nt = 1; nt <= 2; nt++) {
+                double best[16][3];
+                for (int v = 0; v < nv && v < 16; v++) best[v][0] = best[v][1] = best[v][2] = 1e9;
+                int differ = 0;
+                for (int r = 0; r < reps; r++)
+                    for (int v = 0; v < nv && v < 16; v++)
+                        for (int c = 0; c < 2; c++) {
+                            apply_variant(vs[v]);
+                            double t0 = pz_now(), c0 = cpu_now();
+                            for (int i = 0; i < copies; i++)
+                                pz_cpu_gemv(y, N, x, K, wb + (c == 0 ? (size_t)i * nw : 0), PZ_DT_BF16, M, N, K,
+                                            0, nt, xs);
+                            double t = (pz_now() - t0) / copies, tc = (cpu_now() - c0) / copies;
+                            if (t < best[v][c]) best[v][c] = t;
+                            if (c == 0 && tc < best[v][2]) best[v][2] = tc;
+                            if (v == 0 && c == 0 && r == 0) memcpy(y0, y, sizeof(float) * (size_t)M * N);
+                            else differ |= memcmp(y0, y, sizeof(float) * (size_t)M * N) != 0;
+                        }
+                apply_variant("base");
+                double fl = 2.0 * M * N * K * 1e-9;
+                printf("    %-7s %5d x %-4d M=%-2d %dt ", nm[s], N, K, M, nt);
+                for (int v = 0; v < nv && v < 16; v++)
+                    printf(" %6.1f / %5.1f (%4.1f)", fl / best[v][0], fl / best[v][1], fl / best[v][2]);
+                printf("%s\n", differ ? "  DIFFER" : "");
+                CHECK(!differ);
+            }
+            free(x), free(xs), free(y0), free(y);
+        }
+        free(w), free(wb);
+    }
+}
+
 static void run_all(void) {
     int sizes[][3] = {{1, 7, 5}, {1, 33, 17}, {2, 31, 29}, {3, 64, 96}, {4, 5, 130}, {8, 19, 33},
                       {9, 31, 29}, {17, 65, 33}, {64, 96, 80}, {130, 257, 65}, {5, 37, 600},
@@ -685,6 +791,7 @@ static void run_all(void) {
         test_gemv_invariance(45, 1001, (pz_dt)dt, dt);
         test_gemv_invariance(67, 576, (pz_dt)dt, 1);
         test_gemv_invariance(20, 48, (pz_dt)dt, 0);
+        test_gemv_invariance(200, 576, (pz_dt)dt, dt);  // bf16 on 2 threads from 12 rows on
     }
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         test_matmul_e4m3(sizes[i][0], sizes[i][1], sizes[i][2], (int)(i % 2), (int)(i % 3), (int)(i % 3 != 1),
@@ -781,6 +888,8 @@ int main(int argc, char **argv) {
                     argc > 5 ? atoi(argv[5]) : 1);
     if (argc > 1 && strcmp(argv[1], "perf-rows") == 0) perf_rows(argc > 2 ? atoi(argv[2]) : 20);
     if (argc > 1 && strcmp(argv[1], "perf-tile") == 0) perf_tile(argc > 2 ? atoi(argv[2]) : 20);
+    if (argc > 1 && strcmp(argv[1], "perf-cold") == 0)
+        perf_cold(argc > 2 ? atoi(argv[2]) : 5, argc > 3 ? argc - 3 : 0, argv + 3);
     pz_backend_free(B);
     return pz_test_finish("test_kernels");
 }

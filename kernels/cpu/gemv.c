@@ -19,6 +19,7 @@
 #include <immintrin.h>
 #include <omp.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 static inline float bf16_to_f32(uint16_t h) {
@@ -419,6 +420,9 @@ T256 static inline __attribute__((always_inline)) __m128 hsum4_avx2(__m256 A, __
             : [px] "r"(px), [lx] "r"(lx), [pw] "r"(pw), [pw3] "r"(pw3), [lw] "r"(lw)                       \
             : "xmm12", "xmm13", "xmm14", "xmm15", "memory")
 
+static int pf_clamp = 1;  // pz_cpu_gemv_set_pf_clamp
+void pz_cpu_gemv_set_pf_clamp(int on) { pf_clamp = on < 0 ? 1 : on; }
+
 T256 static void tile_bf16_6x2_avx2(float *y, int ldy, const float *xp, int Kp, const uint16_t *w, int n,
                                     int K, int acc, pf_state pf) {
     __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
@@ -427,6 +431,22 @@ T256 static void tile_bf16_6x2_avx2(float *y, int ldy, const float *xp, int Kp, 
     const long lx = (long)Kp * 4;
     long lw = (long)K * 2;
     int k = 0;
+    if (pf_clamp && pf.per == 1 && pf.left > 0) {
+        // One line per iteration (pf.per is 1 from 8 activation rows on at these shapes), the
+        // share's last line again once it is done (an L1 hit): no tests or counts in the loop.
+        // pf_step's took 2-5 % of the tile at 16 and 32 rows (`test_kernels perf-cold 7 base
+        // step`, results/serve_cpu.md).
+        const char *pp = pf.p;
+        long last = 64L * (pf.left - 1);
+        for (long off = 0; k + 32 <= K; k += 32, off += 64) {
+            _mm_prefetch(pp + (off < last ? off : last), _MM_HINT_T0);
+            const float *px = xp + k;
+            const uint16_t *pw = wr + k, *pw3 = pw + 3 * (size_t)K;
+            BF16_6X2_CHUNK("0", "32", "0");
+            BF16_6X2_CHUNK("64", "96", "32");
+        }
+        pf.left = 0;
+    }
     for (; k + 32 <= K; k += 32) {
         pf_step(&pf);
         const float *px = xp + k;
@@ -478,17 +498,53 @@ T256 static void tile_bf16_6x2_avx2(float *y, int ldy, const float *xp, int Kp, 
 static int tile6_min_m = PZ_GEMV_TILE6_M;  // pz_cpu_gemv_set_tile6_m
 void pz_cpu_gemv_set_tile6_m(int m) { tile6_min_m = m < 0 ? PZ_GEMV_TILE6_M : m; }
 
+// How far ahead the AVX2 kernel prefetches, in tiles (pz_cpu_gemv_set_prefetch).
+static int pf_tiles = 1;
+void pz_cpu_gemv_set_prefetch(int tiles) { pf_tiles = tiles < 0 ? 1 : tiles; }
+static int pf_flat = 1;  // pz_cpu_gemv_set_pf_flat
+void pz_cpu_gemv_set_pf_flat(int on) { pf_flat = on < 0 ? 1 : on; }
+
+// The prefetch plans: pass p over a tile fetches lines [p * share, (p + 1) *
+// share) of the tile pf_tiles on (the AVX-512 kernel's pf_plan spreads them
+// alike but divides per pass: three 64-bit divisions per pass cost 0.1-0.8 %
+// at 16 and 32 rows here, `test_kernels perf-cold 9 base div`, and prefetching
+// 2 or 3 tiles ahead was 0.5-2 % slower than 1). pf_end: where prefetching
+// stops (the end of the thread's range; n1 ends the rows computed).
 T256 static void gemv_rows_avx2(float *y, int ldy, const float *x, int ldx, const void *w, pz_dt wt,
-                                int M, int n0, int n1, int K, int acc) {
+                                int M, int n0, int n1, int pf_end, int K, int acc) {
     const int t6 = wt == PZ_DT_BF16 && tile6_min_m > 0 && M >= tile6_min_m;
     const int nbmax = M == 1 ? 4 : t6 ? 6 : AVX2_NB, passes = m_passes(M, AVX2_MB);
-    const size_t esz = wt == PZ_DT_F32 ? 4 : 2;
+    const size_t esz = wt == PZ_DT_F32 ? 4 : 2, row_bytes = (size_t)K * esz;
     const int points = wt == PZ_DT_F32 ? (K + 15) / 16 : K / 32;
+    // A full tile's lines, a pass's share of them, lines per prefetch point.
+    const long full = (long)((nbmax * row_bytes + 63) / 64), full_share = (full + passes - 1) / passes;
+    const int full_per = points > 0 ? (int)((full_share + points - 1) / points) : (int)full_share;
     for (int n = n0; n < n1; n += nbmax) {
         int nb = n1 - n < nbmax ? n1 - n : nbmax;
+        // The tile to prefetch: [t0, t1), cut at the end of the range.
+        int t0 = n + pf_tiles * nbmax, t1 = pf_end - t0 < nbmax ? pf_end : t0 + nbmax;
+        if (pf_tiles == 0 || t1 < t0) t1 = t0;
+        long lines = full, share = full_share;
+        int per = full_per;
+        if (t1 - t0 != nbmax) {
+            lines = (long)(((size_t)(t1 - t0) * row_bytes + 63) / 64);
+            share = (lines + passes - 1) / passes;
+            per = points > 0 ? (int)((share + points - 1) / points) : (int)share;
+        }
         for (int m = 0, mb, pass = 0; m < M; m += mb, pass++) {
             mb = m_tile(M - m, AVX2_MB);
-            pf_state pf = pf_plan(w, esz, n, nb, n1, K, pass, passes, points);
+            pf_state pf;
+            if (pf_flat) {
+                long lo = pass * share < lines ? pass * share : lines;
+                long hi = lo + share < lines ? lo + share : lines;
+                pf.p = (const char *)w + (size_t)t0 * row_bytes + 64 * lo;
+                pf.left = (int)(hi - lo);
+                pf.per = per;
+            } else if (pf_tiles == 1) {
+                pf = pf_plan(w, esz, n, nb, pf_end, K, pass, passes, points);
+            } else {
+                pf = (pf_state){NULL, 0, 0};
+            }
             const float *xm = x + (size_t)m * ldx;
             float *ym = y + (size_t)m * ldy;
             if (wt == PZ_DT_F32) {
@@ -577,6 +633,21 @@ static void permute_x(float *xp, int Kp, const float *x, int ldx, int M, int K, 
         permute_x_ref(xp, Kp, x, ldx, M, K, half, 0);
 }
 
+// Chunk rows of the AVX2 level's work sharing (pz_cpu_gemv_set_steal); -1:
+// not yet read from PZ_GEMV_STEAL_ROWS.
+static int steal_rows = -1;
+void pz_cpu_gemv_set_steal(int rows) { __atomic_store_n(&steal_rows, rows < 0 ? 0 : rows, __ATOMIC_RELAXED); }
+static int steal_chunk_rows(void) {
+    int r = __atomic_load_n(&steal_rows, __ATOMIC_RELAXED);
+    if (r < 0) {
+        const char *e = getenv("PZ_GEMV_STEAL_ROWS");
+        r = e ? atoi(e) : 0;
+        if (r < 0) r = 0;
+        __atomic_store_n(&steal_rows, r, __ATOMIC_RELAXED);
+    }
+    return r;
+}
+
 size_t pz_cpu_gemv_scratch_floats(int M, int K) { return (size_t)M * (size_t)((K + 31) / 32 * 32); }
 
 void pz_cpu_gemv(float *y, int ldy, const float *x, int ldx, const void *w, pz_dt wt,
@@ -606,16 +677,41 @@ void pz_cpu_gemv(float *y, int ldy, const float *x, int ldx, const void *w, pz_d
     if (wt == PZ_DT_BF16 && !bf) isa = PZ_ISA_PLAIN;
     const float *xa = bf ? scratch : x;
     int lda = bf ? Kp : ldx;
+    // Work sharing (pz_cpu_gemv_set_steal): each thread's range in chunks
+    // of `steal` blocks, which a thread done with its own claims from the
+    // others' (one counter per range, a cache line each).
+    int srows = nt > 1 && isa == PZ_ISA_AVX2 ? steal_chunk_rows() : 0;
+    int steal = srows > 0 ? (srows + nbt - 1) / nbt : 0;
+    struct {
+        int next;
+        char pad[60];
+    } claim[64];
+    if (steal)
+        for (int i = 0; i < nt && i < 64; i++) claim[i].next = 0;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         int t = omp_get_thread_num(), T = omp_get_num_threads();
         int b0 = (int)((long)nblk * t / T), b1 = (int)((long)nblk * (t + 1) / T);
         int n0 = b0 * nbt, n1 = b1 * nbt < N ? b1 * nbt : N;
-        if (n0 < n1) {
+        if (steal && T > 1 && T <= 64) {
+            // Own range first, then the others', chunk by chunk as claimed.
+            for (int r = 0; r < T; r++) {
+                int o = (t + r) % T;
+                int rb0 = (int)((long)nblk * o / T), rb1 = (int)((long)nblk * (o + 1) / T);
+                int end = rb1 * nbt < N ? rb1 * nbt : N;
+                for (;;) {
+                    int c0 = rb0 + __atomic_fetch_add(&claim[o].next, steal, __ATOMIC_RELAXED);
+                    if (c0 >= rb1) break;
+                    int c1 = c0 + steal < rb1 ? c0 + steal : rb1;
+                    gemv_rows_avx2(y, ldy, xa, lda, w, wt, M, c0 * nbt, c1 * nbt < N ? c1 * nbt : N, end, K,
+                                   accumulate);
+                }
+            }
+        } else if (n0 < n1) {
             if (isa >= PZ_ISA_AVX512)
                 gemv_rows_avx512(y, ldy, xa, lda, w, wt, M, n0, n1, K, accumulate);
             else if (isa == PZ_ISA_AVX2)
-                gemv_rows_avx2(y, ldy, xa, lda, w, wt, M, n0, n1, K, accumulate);
+                gemv_rows_avx2(y, ldy, xa, lda, w, wt, M, n0, n1, n1, K, accumulate);
             else
                 gemv_rows_ref(y, ldy, x, ldx, w, wt, M, n0, n1, K, accumulate);
         }

@@ -60,6 +60,29 @@ void pz_cpu_gemv_e4m3_set_wide_m(int m);
 // back to the default, PZ_GEMV_TILE6_M in gemv.c). Not thread-safe against
 // running products.
 void pz_cpu_gemv_set_tile6_m(int m);
+// For measurements: the AVX2 kernel's software prefetch of weights,
+// `tiles` weight tiles ahead of the one being computed (0: none; < 0: back
+// to 1, the default). Not thread-safe against running products.
+void pz_cpu_gemv_set_prefetch(int tiles);
+// For measurements: 0 makes the AVX2 kernel work out each pass's prefetch
+// share by pf_plan's divisions (the old way, and only 1 tile ahead), 1 (the
+// default; < 0: back to it) once per call. Results unchanged. Not
+// thread-safe against running products.
+void pz_cpu_gemv_set_pf_flat(int on);
+// For measurements: 0 makes the AVX2 6 x 2 bf16 tile step its prefetches
+// by pf_step at every iteration (the old way), 1 (the default; < 0: back to
+// it) prefetch a line at every iteration without tests where a pass's share
+// allows. Results unchanged. Not thread-safe against running products.
+void pz_cpu_gemv_set_pf_clamp(int on);
+// Work sharing, opt-in, for measurements: with rows > 0 the AVX2 level's
+// threads take their ranges in chunks of about `rows` weight rows and,
+// done with their own, claim the chunks left in the others' (a thread woken
+// late, or slowed by another process, leaves its tail to the one that is
+// done); 0 (the default) keeps fixed ranges. Until this is called, the
+// environment variable PZ_GEMV_STEAL_ROWS gives it (unset: 0). Results
+// unchanged. Not measured to win yet (results/serve_cpu.md, 2026-12-05
+// 18:30): set it only around products, not while one runs.
+void pz_cpu_gemv_set_steal(int rows);
 
 // matmul.c sends products of up to this many rows here.
 #define PZ_GEMV_MAX_M 32
