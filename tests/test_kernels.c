@@ -9,6 +9,7 @@
 #include "testutil.h"
 #include "common.h"
 #include "backend.h"
+#include "cpu/attention.h"
 #include "cpu/matmul.h"
 #include "cpu/gemv.h"
 #include "fp8.h"
@@ -751,6 +752,22 @@ static void run_all(void) {
         // read directly at AVX2 (head_dim % 8 == 0, up to 128), else widened first
         test_attention(2, (int[]){1, 1}, (int[]){20, 33}, 4, 2, 128, 0);
         test_attention(2, (int[]){3, 1}, (int[]){17, 50}, 6, 3, 12, 0);
+        // Decode on narrow pages (the grouped kernel at AVX2, and the row
+        // kernel per head): query heads per KV head 3, 4, 1, 6 (4 + 2), 5
+        // (4 + 1); head_dim 64, 32, 128, 40 (bf16 V rows not by 16s), 24;
+        // 1 key, one full page, a page and a key, ragged lengths over
+        // several 64-key segments.
+        static const int shapes[][3] = {{9, 3, 64}, {8, 2, 64}, {4, 4, 32}, {6, 1, 64},
+                                        {10, 2, 128}, {6, 2, 40}, {4, 2, 24}};
+        for (int gn = 1; gn >= 0; gn--) {
+            pz_cpu_attention_set_grouped_narrow(gn);
+            for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+                const int *sh = shapes[i];
+                test_attention(8, (int[]){1, 1, 1, 1, 1, 1, 1, 1}, (int[]){0, 15, 16, 63, 64, 100, 130, 200},
+                               sh[0], sh[1], sh[2], 0);
+            }
+        }
+        pz_cpu_attention_set_grouped_narrow(1);
     }
     KT = PZ_DT_F32;
     CHECK(!B->supports(B, PZ_OP_ATTENTION, PZ_DT_E5M2) && B->kv_page_bytes(B, 3, 64, PZ_DT_E5M2) == 0);
