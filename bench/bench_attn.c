@@ -4,10 +4,11 @@
 // real step, not from cache), the reference parent's shape (9 query heads,
 // 3 KV heads, head_dim 64), pages interleaved across the sequences as
 // sequences that decode in lockstep allocate them. For each context length,
-// the two decode kernels for narrow pages alternate within each repetition
-// (pz_cpu_attention_set_grouped_narrow): the row kernel once per query head
-// and the grouped kernel (one pass over a KV head's pages for its query
-// heads), so a shared machine's load falls on both alike. Prints, per
+// the two ways of running the narrow-page kernel alternate within each
+// repetition (pz_cpu_attention_set_grouped_narrow): once per query head
+// (each page read and widened once per head, as before the grouped kernel)
+// and once per KV head for the query heads that share it, so a shared
+// machine's load falls on both alike. Prints, per
 // context, the best and median time per (sequence, layer), the effective
 // KV read rate (each K and V element of every sequence's context counted
 // once per step) and the median of the per-repetition time ratios.
@@ -72,7 +73,7 @@ int main(int argc, char **argv) {
     printf("decode attention, %d sequences x %d layers, %d heads / %d KV heads x %d, %s pages, %d threads, "
            "best / median of %d\n",
            S, L, H, KV, D, kvs, threads, reps);
-    printf("| context | kernel | ns / (seq, layer) best | median | KV GB/s (best) | row / grouped time (median) |\n"
+    printf("| context | kernel | ns / (seq, layer) best | median | KV GB/s (best) | per-head / grouped time (median) |\n"
            "|---|---|---|---|---|---|\n");
     for (const char *c = ctxs; *c;) {
         int ctx = atoi(c);
@@ -136,7 +137,7 @@ int main(int argc, char **argv) {
             double best = 1e30;
             for (int r = 0; r < reps; r++) best = t[v][r] < best ? t[v][r] : best;
             double med = median(t[v], reps);
-            printf("| %d | %s | %.0f | %.0f | %.1f |", ctx, v ? "grouped" : "row per head", best * 1e9 / (S * L),
+            printf("| %d | %s | %.0f | %.0f | %.1f |", ctx, v ? "grouped" : "per head", best * 1e9 / (S * L),
                    med * 1e9 / (S * L), bytes / best * 1e-9);
             if (v) printf(" %.2f |\n", median(ratio, reps));
             else printf(" |\n");

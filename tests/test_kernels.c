@@ -352,6 +352,53 @@ static void test_attention(int n_seq, const int *n_q, const int *pos0, int H, in
            rowmajor ? "row-major" : "paged", pz_dt_name(KT), err_max);
 }
 
+// Narrow pages (KT): a query row's result is the same bit for bit through
+// decode with the heads of a KV head grouped, decode one head at a time,
+// decode in a call that also holds a prefill sequence, and as the last row
+// of a prefill (the serve tests' "alone == among others" and "prefix reuse ==
+// cold prefill" rest on it).
+static void test_attention_narrow_same(int H, int KV, int d, int nk) {
+    int kvd = KV * d, used = (nk + PZ_KV_PAGE - 1) / PZ_KV_PAGE, pool = 2 * used + 1, nq = 4;
+    size_t kb = B->kv_page_bytes(B, KV, d, KT) * (size_t)pool, hd = (size_t)H * d;
+    int32_t *tab = malloc(sizeof(int32_t) * (size_t)used);
+    for (int g = 0; g < used; g++) tab[g] = pool - 1 - 2 * g;
+    void *kp = B->alloc(B, kb), *vp = B->alloc(B, kb);
+    memset(kp, 0xFF, kb), memset(vp, 0xFF, kb);  // NaN codes in bf16 and e4m3
+    float *kv = randv(2 * (size_t)kvd, 1.5f);
+    for (int j = 0; j < nk; j++) {
+        pz_test_fill_randn(kv, 2 * (size_t)kvd, 1.5f, &rng);
+        int32_t page = tab[j / PZ_KV_PAGE], pos = j;
+        pz_kv_write kw = {.k_pool = kp, .v_pool = vp, .n_pages = pool, .n_kv = KV, .head_dim = d, .kv_type = KT,
+                          .k_scale = KSC, .v_scale = VSC, .kv = kv, .ld = 2 * kvd, .row_page = &page, .pos = &pos,
+                          .R = 1};
+        CHECK(B->kv_write(B, &kw, err) == 0);
+    }
+    float *q = randv((size_t)nq * hd, 1.5f), *out[4];
+    for (int i = 0; i < 4; i++) out[i] = calloc((size_t)nq * hd, sizeof(float));
+    pz_attn_seq pf = {.q = q, .q_ld = (int)hd, .out = out[0], .out_ld = (int)hd, .k = kp, .v = vp, .pages = tab,
+                      .kv_type = KT, .k_scale = KT == PZ_DT_E4M3 ? KSC : 1, .v_scale = KT == PZ_DT_E4M3 ? VSC : 1,
+                      .n_q = nq, .pos0 = nk - nq};
+    pz_attn_seq dec = pf, both[2];
+    dec.q = q + (nq - 1) * hd, dec.n_q = 1, dec.pos0 = nk - 1;
+    CHECK(B->attention(B, &pf, 1, H, KV, d, err) == 0);  // prefill rows
+    for (int gn = 0; gn < 2; gn++) {  // decode, one head per call / grouped
+        pz_cpu_attention_set_grouped_narrow(gn);
+        dec.out = out[1 + gn];
+        CHECK(B->attention(B, &dec, 1, H, KV, d, err) == 0);
+    }
+    both[0] = dec, both[1] = pf;  // decode beside a prefill sequence
+    both[0].out = out[3], both[1].out = out[0];
+    CHECK(B->attention(B, both, 2, H, KV, d, err) == 0);
+    const float *last = out[0] + (nq - 1) * hd;
+    int same = !memcmp(last, out[1], sizeof(float) * hd) && !memcmp(last, out[2], sizeof(float) * hd) &&
+               !memcmp(last, out[3], sizeof(float) * hd);
+    CHECKF(same, "attention %s H=%d KV=%d d=%d keys=%d: prefill row / decode per head / grouped / batched differ",
+           pz_dt_name(KT), H, KV, d, nk);
+    free(tab), free(kv), free(q);
+    for (int i = 0; i < 4; i++) free(out[i]);
+    B->free(B, kp), B->free(B, vp);
+}
+
 // ---- swiglu, add, embed -------------------------------------------------------
 static void test_pointwise(int M, int n) {
     int gu_ld = 2 * n + 1, ldh = n + 2;
@@ -767,6 +814,12 @@ static void run_all(void) {
                                sh[0], sh[1], sh[2], 0);
             }
         }
+        pz_cpu_attention_set_grouped_narrow(1);
+        if (pz_cpu_attention_reads_narrow(KT, 64))  // the kernels that read narrow pages as they are
+            for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+                test_attention_narrow_same(shapes[i][0], shapes[i][1], shapes[i][2], 77);
+                test_attention_narrow_same(shapes[i][0], shapes[i][1], shapes[i][2], 16);
+            }
         pz_cpu_attention_set_grouped_narrow(1);
     }
     KT = PZ_DT_F32;

@@ -369,8 +369,8 @@ PZ_T256 static int attn_row_avx2(const float *q, float *out, const float *k, con
 }
 #undef NV_CASE
 
-// Decode on narrow pages through pz_cpu_attn_group_narrow (1) or the row
-// kernel per head (0); see pz_cpu_attention_set_grouped_narrow.
+// Decode on narrow pages: pz_cpu_attn_group_narrow for the item's heads at
+// once (1) or one head per call (0); see pz_cpu_attention_set_grouped_narrow.
 static int grouped_narrow = 1;
 
 void pz_cpu_attention_set_grouped_narrow(int on) { grouped_narrow = on != 0; }
@@ -401,9 +401,9 @@ static inline void attn_item(const pz_attn_seq *sq, long it, int n_head, int gro
     const float *q = sq->q + (size_t)t * sq->q_ld + (size_t)h * head_dim;
     float *o = sq->out + (size_t)t * sq->out_ld + (size_t)h * head_dim;
     int n_keys = sq->pos0 + t + 1;
-    if (sq->kv_ld == 0 && sq->kv_type != PZ_DT_F32)
-        pz_cpu_attn_row_narrow(q, o, sq->k, sq->v, sq->kv_type, sq->k_scale, sq->v_scale, sq->pages, pf, g,
-                               n_keys, head_dim, scale);
+    if (sq->kv_ld == 0 && sq->kv_type != PZ_DT_F32)  // the decode kernel's G = 1 (same result per head)
+        pz_cpu_attn_group_narrow(q, o, sq->k, sq->v, sq->kv_type, sq->k_scale, sq->v_scale, sq->pages, pf, g,
+                                 n_keys, head_dim, scale, 1);
     else
         attn_row(isa, q, o, sq->k, sq->v, sq->kv_ld, sq->pages, pf, g, n_keys, head_dim, scale);
 }
@@ -417,13 +417,11 @@ static inline void attn_item_grouped(const pz_attn_seq *sq, int h0, int gs, int 
     float *o = sq->out + (size_t)h0 * head_dim;
     int n_keys = sq->pos0 + 1;
     if (sq->kv_ld == 0 && sq->kv_type != PZ_DT_F32) {
-        if (grouped_narrow &&
-            pz_cpu_attn_group_narrow(q, o, sq->k, sq->v, sq->kv_type, sq->k_scale, sq->v_scale, sq->pages, pf, g,
-                                     n_keys, head_dim, scale, gs))
-            return;
-        for (int h = h0; h < h0 + gs; h++)
-            pz_cpu_attn_row_narrow(sq->q + (size_t)h * head_dim, sq->out + (size_t)h * head_dim, sq->k, sq->v,
-                                   sq->kv_type, sq->k_scale, sq->v_scale, sq->pages, pf, g, n_keys, head_dim, scale);
+        int n = grouped_narrow ? gs : 1;  // heads per kernel call
+        for (int h = h0; h < h0 + gs; h += n)
+            pz_cpu_attn_group_narrow(sq->q + (size_t)h * head_dim, sq->out + (size_t)h * head_dim, sq->k, sq->v,
+                                     sq->kv_type, sq->k_scale, sq->v_scale, sq->pages, pf, g, n_keys, head_dim,
+                                     scale, n);
         return;
     }
     if (isa >= PZ_ISA_AVX512 && sq->kv_ld == 0 && attn_group_avx512(q, o, sq->k, sq->v, sq->pages, pf, g, n_keys, head_dim, scale, gs))

@@ -41,10 +41,10 @@ void pz_cpu_kv_write(float *k_pool, float *v_pool, int n_kv, int head_dim, int p
 // the pages to fp32 first (kernels/cpu/kv_quant.h).
 int pz_cpu_attention_reads_narrow(pz_dt kv_type, int head_dim);
 // For measurements and tests: decode (one-query sequences) on narrow pages
-// runs the grouped kernel, one pass over a KV head's pages for all query
-// heads that share it (1, the default), or the row kernel once per query
-// head (0, the kernel before the grouped one). Not thread-safe against
-// running attention calls.
+// runs the narrow kernel once for the query heads that share a KV head (1,
+// the default: one pass over its pages) or once per query head (0, as the
+// kernel before the grouped one did). The results are the same bit for bit.
+// Not thread-safe against running attention calls.
 void pz_cpu_attention_set_grouped_narrow(int on);
 int pz_cpu_attention(const pz_attn_seq *seqs, int n_seq, int n_head, int n_kv, int head_dim,
                      int n_threads, char *err);

@@ -1,10 +1,9 @@
 // attention_narrow.c — attention over bf16 / e4m3 KV pages read as they are
-// (AVX2 + F16C), see attention_narrow.h: the row kernel (one query head,
-// any query row; prefill) and the grouped decode kernel (the query heads of
-// one KV head in one pass over its pages). Widening a narrow element costs
-// more instructions than the multiply-add it feeds, so the grouped kernel
-// widens each K and V vector once for all heads of the group instead of
-// once per head.
+// (AVX2 + F16C, no fp32 copy of the pages), see attention_narrow.h: one
+// kernel for the G query heads that share a KV head (decode, G up to 4)
+// and for one head at a time (G = 1: prefill rows). Widening a narrow
+// element costs more instructions than the multiply-add it feeds, so the
+// kernel widens each K and V vector once for all heads of the group.
 #include "attention_narrow.h"
 #include "vexp.h"
 
@@ -12,14 +11,12 @@
 #include <string.h>
 
 #define KB PZ_KV_PAGE  // positions per page (16)
-
-// ---- AVX2, bf16 / e4m3 pages read directly ---------------------------------------------
-// The paged AVX2 kernel of attention.c on narrow pages, widened in registers (no fp32
-// copy of the pages): bf16 by a shift, e4m3 by the shift + F16C of
-// gemv_fp8.c (code value / 2^8). The dequantization scales join q (K:
-// k_scale, and 2^8 for e4m3) and the final 1/l (V), so each page element
-// enters exactly as its code value. head_dim a multiple of 8, <= 128.
 #define T256F __attribute__((target("avx2,fma,f16c")))
+
+// Eight narrow elements from element i of p, widened: bf16 by a shift, e4m3
+// by the shift + F16C of gemv_fp8.c (code value / 2^8). The dequantization
+// scales join q (K: k_scale, and 2^8 for e4m3) and the final 1/l (V), so
+// each page element enters exactly as its code value.
 T256F static inline __attribute__((always_inline)) __m256 ld8_narrow(const void *p, size_t i, const int KT) {
     if (KT == PZ_DT_BF16) {
         __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)p + i));
@@ -30,83 +27,7 @@ T256F static inline __attribute__((always_inline)) __m256 ld8_narrow(const void 
     return _mm256_cvtph_ps(h);
 }
 
-T256F static inline __attribute__((always_inline)) void
-attn_row_avx2_narrow_t(const float *q, float *out, const void *k, const void *v, const int32_t *pages, size_t pf,
-                       int g, int n_keys, int d, float scale, float k_scale, float v_scale, const int KT,
-                       const int NV) {
-    const float wide = KT == PZ_DT_E4M3 ? 256.0f : 1.0f;  // e4m3 widens to value / 2^8
-    const float ks = KT == PZ_DT_E4M3 ? k_scale * wide : 1.0f, vs = KT == PZ_DT_E4M3 ? v_scale * wide : 1.0f;
-    float qs[128] __attribute__((aligned(32)));
-    for (int i = 0; i < d; i++) qs[i] = q[i] * scale * ks;
-    __m256 acc[16];
-#pragma GCC unroll 16
-    for (int c = 0; c < NV; c++) acc[c] = _mm256_setzero_ps();
-    float m = -INFINITY, l = 0;
-    float sc[16] __attribute__((aligned(32)));
-    const __m256 ninf = _mm256_set1_ps(-INFINITY);
-    for (int j0 = 0; j0 < n_keys; j0 += KB) {
-        int nb = n_keys - j0 < KB ? n_keys - j0 : KB;
-        size_t kt = (size_t)pages[j0 / KB] * pf + (size_t)g * d * KB;  // element offsets
-        size_t vt = (size_t)pages[j0 / KB] * pf + (size_t)g * KB * d;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (int i = 0; i < d; i += 2) {  // d is even
-            size_t r = kt + (size_t)i * KB;
-            __m256 q0 = _mm256_broadcast_ss(qs + i), q1 = _mm256_broadcast_ss(qs + i + 1);
-            a0 = _mm256_fmadd_ps(q0, ld8_narrow(k, r, KT), a0);
-            a1 = _mm256_fmadd_ps(q0, ld8_narrow(k, r + 8, KT), a1);
-            a2 = _mm256_fmadd_ps(q1, ld8_narrow(k, r + KB, KT), a2);
-            a3 = _mm256_fmadd_ps(q1, ld8_narrow(k, r + KB + 8, KT), a3);
-        }
-        __m256 slo = _mm256_add_ps(a0, a2), shi = _mm256_add_ps(a1, a3);
-        __m256 vlo = _mm256_castsi256_ps(pz_lanes256(nb)), vhi = _mm256_castsi256_ps(pz_lanes256(nb - 8));
-        slo = _mm256_blendv_ps(ninf, slo, vlo);
-        shi = _mm256_blendv_ps(ninf, shi, vhi);
-        float bmax = pz_hmax256(_mm256_max_ps(slo, shi));
-        if (bmax > m) {
-            float cf = expf(m - bmax);
-            __m256 cv = _mm256_set1_ps(cf);
-#pragma GCC unroll 16
-            for (int c = 0; c < NV; c++) acc[c] = _mm256_mul_ps(acc[c], cv);
-            l *= cf;
-            m = bmax;
-        }
-        __m256 mv = _mm256_set1_ps(m);
-        __m256 plo = _mm256_and_ps(vlo, pz_vexp256(_mm256_sub_ps(slo, mv)));
-        __m256 phi = _mm256_and_ps(vhi, pz_vexp256(_mm256_sub_ps(shi, mv)));
-        l += pz_hsum256(_mm256_add_ps(plo, phi));
-        _mm256_store_ps(sc, plo);
-        _mm256_store_ps(sc + 8, phi);
-        for (int jj = 0; jj < nb; jj++) {
-            size_t vj = vt + (size_t)jj * d;
-            __m256 pj = _mm256_broadcast_ss(sc + jj);
-#pragma GCC unroll 16
-            for (int c = 0; c < NV; c++) acc[c] = _mm256_fmadd_ps(pj, ld8_narrow(v, vj + (size_t)c * 8, KT), acc[c]);
-        }
-    }
-    __m256 inv = _mm256_set1_ps(vs / l);
-#pragma GCC unroll 16
-    for (int c = 0; c < NV; c++) _mm256_storeu_ps(out + c * 8, _mm256_mul_ps(acc[c], inv));
-}
-
-#define NR_CASE(n)                                                                                              \
-    case n:                                                                                                     \
-        if (kt == PZ_DT_BF16)                                                                                   \
-            attn_row_avx2_narrow_t(q, out, k, v, pages, pf, g, n_keys, d, scale, ks, vs, PZ_DT_BF16, n);        \
-        else                                                                                                    \
-            attn_row_avx2_narrow_t(q, out, k, v, pages, pf, g, n_keys, d, scale, ks, vs, PZ_DT_E4M3, n);        \
-        return;
-T256F void pz_cpu_attn_row_narrow(const float *q, float *out, const void *k, const void *v, pz_dt kt, float ks,
-                                  float vs, const int32_t *pages, size_t pf, int g, int n_keys, int d, float scale) {
-    switch (d / 8) {
-        NR_CASE(1) NR_CASE(2) NR_CASE(3) NR_CASE(4) NR_CASE(5) NR_CASE(6) NR_CASE(7) NR_CASE(8)
-        NR_CASE(9) NR_CASE(10) NR_CASE(11) NR_CASE(12) NR_CASE(13) NR_CASE(14) NR_CASE(15) NR_CASE(16)
-    default: return;  // excluded by pz_cpu_attention_reads_narrow
-    }
-}
-#undef NR_CASE
-
-
-// ---- decode: the G query heads of one KV head in one pass ---------------------------
+// ---- the G query heads of one KV head in one pass -------------------------------------
 // Keys go in segments of SEG (4 pages): (1) the scores of all G heads, page
 // by page: each K row of the page (dimension i of its 16 keys) is loaded
 // and widened once and multiplied into G heads' score accumulators; (2) per
@@ -123,6 +44,13 @@ T256F void pz_cpu_attn_row_narrow(const float *q, float *out, const void *k, con
 // V rows of bf16 pages go the same way when head_dim % 16 == 0 (VP): the
 // accumulators hold each 16 dimensions as [even | odd], interleaved back
 // when the output is stored.
+//
+// A head's result does not depend on G or on the other heads: its scores,
+// softmax and sums go through the same operations in the same order for
+// every G (2 score chains per key for any G; each output element takes the
+// keys in order whatever CW is), so decode (a group) and prefill (G = 1, one
+// call per row and head) agree bit for bit, and a prefix hit reproduces a
+// cold prefill.
 #define SEG 64
 #ifndef PZ_ATTN_PREFETCH_PAGES
 #define PZ_ATTN_PREFETCH_PAGES 2  // K blocks prefetched this many pages ahead
@@ -149,7 +77,7 @@ static inline int kslot(int o, const int KT) { return KT == PZ_DT_BF16 ? (o & 1)
 T256F static inline __attribute__((always_inline)) void
 group_scores(const void *k, size_t kt, const float (*qs)[128], int d, int nb, float (*sc)[SEG], int b,
              const char *pk, const char *pv, const int KT, const int G) {
-    const int U = G == 1 ? 4 : 2;
+    const int U = 2;  // as for every G: a head's scores do not depend on G
     const int ESZ = KT == PZ_DT_E4M3 ? 1 : 2, PF = 64 / (KB * ESZ);  // K rows per cache line
     __m256 sa[4][4], sb[4][4];
 #pragma GCC unroll 4

@@ -11,18 +11,15 @@
 #include <stdint.h>
 #include "backend.h"
 
-// One query row q (head_dim d) of one query head over keys 0..n_keys-1 of
-// KV head g: out (d floats) = softmax(q.K^T * scale) V. kt: PZ_DT_BF16 or
-// PZ_DT_E4M3 (ks, vs: its dequantization scales, ignored for bf16);
-// pages: the sequence's page table; pf: elements per page (both pools).
-void pz_cpu_attn_row_narrow(const float *q, float *out, const void *k, const void *v, pz_dt kt, float ks,
-                            float vs, const int32_t *pages, size_t pf, int g, int n_keys, int d, float scale);
-
-// The same for G query heads that share KV head g (q and out: G rows of d,
-// contiguous), in one pass over the pages: each K and V vector is loaded
-// and widened once for all G heads. Each head's result is what the row
-// kernel gives up to rounding. Returns 0 (nothing done) when G is not in
-// 1..4; the caller then runs the row kernel per head.
+// G query heads that share KV head g, one query row each (q and out: G rows
+// of head_dim d, contiguous), over keys 0..n_keys-1: out = softmax(q.K^T *
+// scale) V, in one pass over the pages (each K and V vector loaded and
+// widened once for all G heads). kt: PZ_DT_BF16 or PZ_DT_E4M3 (ks, vs: its
+// dequantization scales, ignored for bf16); pages: the sequence's page
+// table; pf: elements per page (both pools). A head's result is the same,
+// bit for bit, for every G (G = 1: one head, as prefill rows use it).
+// Returns 0 (nothing done) when G is not in 1..4 or d is not a multiple of
+// 8 up to 128.
 int pz_cpu_attn_group_narrow(const float *q, float *out, const void *k, const void *v, pz_dt kt, float ks,
                              float vs, const int32_t *pages, size_t pf, int g, int n_keys, int d, float scale,
                              int G);
