@@ -401,11 +401,23 @@ static inline void attn_item(const pz_attn_seq *sq, long it, int n_head, int gro
     const float *q = sq->q + (size_t)t * sq->q_ld + (size_t)h * head_dim;
     float *o = sq->out + (size_t)t * sq->out_ld + (size_t)h * head_dim;
     int n_keys = sq->pos0 + t + 1;
-    if (sq->kv_ld == 0 && sq->kv_type != PZ_DT_F32)  // the decode kernel's G = 1 (same result per head)
-        pz_cpu_attn_group_narrow(q, o, sq->k, sq->v, sq->kv_type, sq->k_scale, sq->v_scale, sq->pages, pf, g,
-                                 n_keys, head_dim, scale, 1);
-    else
-        attn_row(isa, q, o, sq->k, sq->v, sq->kv_ld, sq->pages, pf, g, n_keys, head_dim, scale);
+    attn_row(isa, q, o, sq->k, sq->v, sq->kv_ld, sq->pages, pf, g, n_keys, head_dim, scale);
+}
+
+// The same on narrow pages, a sub-group of gs heads sharing a KV head per
+// item (query row t, sub-group it / n_q of nsub per KV head; later rows
+// first), through the grouped kernel as decode (the same result per head
+// for any number of heads per call).
+static inline void attn_item_narrow(const pz_attn_seq *sq, long it, int gs, int nsub, int group, int head_dim,
+                                    size_t pf, float scale) {
+    int sub = (int)(it / sq->n_q), t = sq->n_q - 1 - (int)(it % sq->n_q);
+    int g = sub / nsub, h0 = g * group + (sub % nsub) * gs;
+    int n = h0 + gs <= (g + 1) * group ? gs : (g + 1) * group - h0, step = grouped_narrow ? n : 1;
+    for (int h = h0; h < h0 + n; h += step)
+        pz_cpu_attn_group_narrow(sq->q + (size_t)t * sq->q_ld + (size_t)h * head_dim,
+                                 sq->out + (size_t)t * sq->out_ld + (size_t)h * head_dim, sq->k, sq->v,
+                                 sq->kv_type, sq->k_scale, sq->v_scale, sq->pages, pf, g, sq->pos0 + t + 1,
+                                 head_dim, scale, step);
 }
 
 // Decode work item: query row 0 of a sequence, heads [h0, h0+gs) of KV
@@ -468,9 +480,11 @@ int pz_cpu_attention(const pz_attn_seq *seqs, int n_seq, int n_head, int n_kv, i
     // KV head run on one core and read its cache once; all sequences' items in
     // one loop (per sequence, 2 threads would split its n_kv items unevenly, the
     // same way every time). Longer sequences (prefill): (query, head) items,
-    // dynamic, as work per query grows with its position. The kernel is chosen
+    // dynamic, as work per query grows with its position; on narrow pages
+    // (query, sub-group) items through the decode kernel. The kernel is chosen
     // per sequence, so a one-query sequence takes the same one whether or not
-    // its call also holds longer ones (a batched prefill).
+    // its call also holds longer ones (a batched prefill); on narrow pages a
+    // row's result is also the same in decode and in prefill.
     int nvv = (head_dim + 15) / 16, gs = group < 4 ? group : 4;
     while (gs > 1 && gs * nvv > 16) gs--;
     const int nsub = (group + gs - 1) / gs, per = n_kv * nsub;
@@ -487,6 +501,12 @@ int pz_cpu_attention(const pz_attn_seq *seqs, int n_seq, int n_head, int n_kv, i
         for (int s = 0; s < n_seq; s++) {
             const pz_attn_seq *sq = &seqs[s];
             if (sq->n_q <= 1) continue;
+            if (sq->kv_ld == 0 && sq->kv_type != PZ_DT_F32) {
+                long items = (long)sq->n_q * per;
+#pragma omp for schedule(dynamic, 1) nowait
+                for (long it = 0; it < items; it++) attn_item_narrow(sq, it, gs, nsub, group, head_dim, pf, scale);
+                continue;
+            }
             long items = (long)sq->n_q * n_head;
 #pragma omp for schedule(dynamic, 1) nowait
             for (long it = 0; it < items; it++) attn_item(sq, it, n_head, group, head_dim, pf, scale, isa);

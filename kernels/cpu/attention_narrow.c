@@ -1,7 +1,7 @@
 // attention_narrow.c — attention over bf16 / e4m3 KV pages read as they are
 // (AVX2 + F16C, no fp32 copy of the pages), see attention_narrow.h: one
-// kernel for the G query heads that share a KV head (decode, G up to 4)
-// and for one head at a time (G = 1: prefill rows). Widening a narrow
+// kernel for the G (up to 4) query heads that share a KV head, for one
+// query row each (decode, and each row of a prefill). Widening a narrow
 // element costs more instructions than the multiply-add it feeds, so the
 // kernel widens each K and V vector once for all heads of the group.
 #include "attention_narrow.h"
@@ -48,9 +48,9 @@ T256F static inline __attribute__((always_inline)) __m256 ld8_narrow(const void 
 // A head's result does not depend on G or on the other heads: its scores,
 // softmax and sums go through the same operations in the same order for
 // every G (2 score chains per key for any G; each output element takes the
-// keys in order whatever CW is), so decode (a group) and prefill (G = 1, one
-// call per row and head) agree bit for bit, and a prefix hit reproduces a
-// cold prefill.
+// keys in order whatever CW is), so decode and prefill rows agree bit for
+// bit however their heads are grouped, and a prefix hit reproduces a cold
+// prefill.
 #define SEG 64
 #ifndef PZ_ATTN_PREFETCH_PAGES
 #define PZ_ATTN_PREFETCH_PAGES 2  // K blocks prefetched this many pages ahead

@@ -17,7 +17,7 @@
 // widened once for all G heads). kt: PZ_DT_BF16 or PZ_DT_E4M3 (ks, vs: its
 // dequantization scales, ignored for bf16); pages: the sequence's page
 // table; pf: elements per page (both pools). A head's result is the same,
-// bit for bit, for every G (G = 1: one head, as prefill rows use it).
+// bit for bit, for every G, so decode and prefill rows agree.
 // Returns 0 (nothing done) when G is not in 1..4 or d is not a multiple of
 // 8 up to 128.
 int pz_cpu_attn_group_narrow(const float *q, float *out, const void *k, const void *v, pz_dt kt, float ks,
