@@ -799,8 +799,8 @@ static void run_all(void) {
         // read directly at AVX2 (head_dim % 8 == 0, up to 128), else widened first
         test_attention(2, (int[]){1, 1}, (int[]){20, 33}, 4, 2, 128, 0);
         test_attention(2, (int[]){3, 1}, (int[]){17, 50}, 6, 3, 12, 0);
-        // Decode on narrow pages (the grouped kernel at AVX2, and the row
-        // kernel per head): query heads per KV head 3, 4, 1, 6 (4 + 2), 5
+        // Decode on narrow pages (at AVX2 the narrow kernel with a KV head's
+        // query heads grouped, and one head per call): query heads per KV head 3, 4, 1, 6 (4 + 2), 5
         // (4 + 1); head_dim 64, 32, 128, 40 (bf16 V rows not by 16s), 24;
         // 1 key, one full page, a page and a key, ragged lengths over
         // several 64-key segments.
