@@ -9,6 +9,7 @@
 #include "testutil.h"
 #include "common.h"
 #include "backend.h"
+#include "cpu/attention.h"
 #include "cpu/matmul.h"
 #include "cpu/gemv.h"
 #include "fp8.h"
@@ -357,6 +358,53 @@ static void test_attention(int n_seq, const int *n_q, const int *pos0, int H, in
            rowmajor ? "row-major" : "paged", pz_dt_name(KT), err_max);
     printf("  attention n_seq=%d H=%d KV=%d d=%d %-9s %-4s err %.2e\n", n_seq, H, KV, d,
            rowmajor ? "row-major" : "paged", pz_dt_name(KT), err_max);
+}
+
+// Narrow pages (KT): a query row's result is the same bit for bit through
+// decode with the heads of a KV head grouped, decode one head at a time,
+// decode in a call that also holds a prefill sequence, and as the last row
+// of a prefill (the serve tests' "alone == among others" and "prefix reuse ==
+// cold prefill" rest on it).
+static void test_attention_narrow_same(int H, int KV, int d, int nk) {
+    int kvd = KV * d, used = (nk + PZ_KV_PAGE - 1) / PZ_KV_PAGE, pool = 2 * used + 1, nq = 4;
+    size_t kb = B->kv_page_bytes(B, KV, d, KT) * (size_t)pool, hd = (size_t)H * d;
+    int32_t *tab = malloc(sizeof(int32_t) * (size_t)used);
+    for (int g = 0; g < used; g++) tab[g] = pool - 1 - 2 * g;
+    void *kp = B->alloc(B, kb), *vp = B->alloc(B, kb);
+    memset(kp, 0xFF, kb), memset(vp, 0xFF, kb);  // NaN codes in bf16 and e4m3
+    float *kv = randv(2 * (size_t)kvd, 1.5f);
+    for (int j = 0; j < nk; j++) {
+        pz_test_fill_randn(kv, 2 * (size_t)kvd, 1.5f, &rng);
+        int32_t page = tab[j / PZ_KV_PAGE], pos = j;
+        pz_kv_write kw = {.k_pool = kp, .v_pool = vp, .n_pages = pool, .n_kv = KV, .head_dim = d, .kv_type = KT,
+                          .k_scale = KSC, .v_scale = VSC, .kv = kv, .ld = 2 * kvd, .row_page = &page, .pos = &pos,
+                          .R = 1};
+        CHECK(B->kv_write(B, &kw, err) == 0);
+    }
+    float *q = randv((size_t)nq * hd, 1.5f), *out[4];
+    for (int i = 0; i < 4; i++) out[i] = calloc((size_t)nq * hd, sizeof(float));
+    pz_attn_seq pf = {.q = q, .q_ld = (int)hd, .out = out[0], .out_ld = (int)hd, .k = kp, .v = vp, .pages = tab,
+                      .kv_type = KT, .k_scale = KT == PZ_DT_E4M3 ? KSC : 1, .v_scale = KT == PZ_DT_E4M3 ? VSC : 1,
+                      .n_q = nq, .pos0 = nk - nq};
+    pz_attn_seq dec = pf, both[2];
+    dec.q = q + (nq - 1) * hd, dec.n_q = 1, dec.pos0 = nk - 1;
+    CHECK(B->attention(B, &pf, 1, H, KV, d, err) == 0);  // prefill rows
+    for (int gn = 0; gn < 2; gn++) {  // decode, one head per call / grouped
+        pz_cpu_attention_set_grouped_narrow(gn);
+        dec.out = out[1 + gn];
+        CHECK(B->attention(B, &dec, 1, H, KV, d, err) == 0);
+    }
+    both[0] = dec, both[1] = pf;  // decode beside a prefill sequence
+    both[0].out = out[3], both[1].out = out[0];
+    CHECK(B->attention(B, both, 2, H, KV, d, err) == 0);
+    const float *last = out[0] + (nq - 1) * hd;
+    int same = !memcmp(last, out[1], sizeof(float) * hd) && !memcmp(last, out[2], sizeof(float) * hd) &&
+               !memcmp(last, out[3], sizeof(float) * hd);
+    CHECKF(same, "attention %s H=%d KV=%d d=%d keys=%d: prefill row / decode per head / grouped / batched differ",
+           pz_dt_name(KT), H, KV, d, nk);
+    free(tab), free(kv), free(q);
+    for (int i = 0; i < 4; i++) free(out[i]);
+    B->free(B, kp), B->free(B, vp);
 }
 
 // ---- swiglu, add, embed -------------------------------------------------------
@@ -858,6 +906,28 @@ static void run_all(void) {
         // read directly at AVX2 (head_dim % 8 == 0, up to 128), else widened first
         test_attention(2, (int[]){1, 1}, (int[]){20, 33}, 4, 2, 128, 0);
         test_attention(2, (int[]){3, 1}, (int[]){17, 50}, 6, 3, 12, 0);
+        // Decode on narrow pages (at AVX2 the narrow kernel with a KV head's
+        // query heads grouped, and one head per call): query heads per KV head 3, 4, 1, 6 (4 + 2), 5
+        // (4 + 1); head_dim 64, 32, 128, 40 (bf16 V rows not by 16s), 24;
+        // 1 key, one full page, a page and a key, ragged lengths over
+        // several 64-key segments.
+        static const int shapes[][3] = {{9, 3, 64}, {8, 2, 64}, {4, 4, 32}, {6, 1, 64},
+                                        {10, 2, 128}, {6, 2, 40}, {4, 2, 24}};
+        for (int gn = 1; gn >= 0; gn--) {
+            pz_cpu_attention_set_grouped_narrow(gn);
+            for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+                const int *sh = shapes[i];
+                test_attention(8, (int[]){1, 1, 1, 1, 1, 1, 1, 1}, (int[]){0, 15, 16, 63, 64, 100, 130, 200},
+                               sh[0], sh[1], sh[2], 0);
+            }
+        }
+        pz_cpu_attention_set_grouped_narrow(1);
+        if (pz_cpu_attention_reads_narrow(KT, 64))  // the kernels that read narrow pages as they are
+            for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+                test_attention_narrow_same(shapes[i][0], shapes[i][1], shapes[i][2], 77);
+                test_attention_narrow_same(shapes[i][0], shapes[i][1], shapes[i][2], 16);
+            }
+        pz_cpu_attention_set_grouped_narrow(1);
     }
     KT = PZ_DT_F32;
     CHECK(!B->supports(B, PZ_OP_ATTENTION, PZ_DT_E5M2) && B->kv_page_bytes(B, 3, 64, PZ_DT_E5M2) == 0);

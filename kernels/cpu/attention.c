@@ -1,5 +1,6 @@
 // attention.c — see attention.h.
 #include "attention.h"
+#include "attention_narrow.h"
 #include "gemv.h"
 #include "vexp.h"
 
@@ -368,98 +369,11 @@ PZ_T256 static int attn_row_avx2(const float *q, float *out, const float *k, con
 }
 #undef NV_CASE
 
-// ---- AVX2, bf16 / e4m3 pages read directly ---------------------------------------------
-// The paged kernel above on narrow pages, widened in registers (no fp32
-// copy of the pages): bf16 by a shift, e4m3 by the shift + F16C of
-// gemv_fp8.c (code value / 2^8). The dequantization scales join q (K:
-// k_scale, and 2^8 for e4m3) and the final 1/l (V), so each page element
-// enters exactly as its code value. head_dim a multiple of 8, <= 128.
-#define T256F __attribute__((target("avx2,fma,f16c")))
-T256F static inline __attribute__((always_inline)) __m256 ld8_narrow(const void *p, size_t i, const int KT) {
-    if (KT == PZ_DT_BF16) {
-        __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)p + i));
-        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-    }
-    __m128i b = _mm_loadl_epi64((const __m128i *)((const uint8_t *)p + i));
-    __m128i h = _mm_and_si128(_mm_slli_epi16(_mm_cvtepi8_epi16(b), 7), _mm_set1_epi16((short)0xBFFF));
-    return _mm256_cvtph_ps(h);
-}
+// Decode on narrow pages: pz_cpu_attn_group_narrow for the item's heads at
+// once (1) or one head per call (0); see pz_cpu_attention_set_grouped_narrow.
+static int grouped_narrow = 1;
 
-T256F static inline __attribute__((always_inline)) void
-attn_row_avx2_narrow_t(const float *q, float *out, const void *k, const void *v, const int32_t *pages, size_t pf,
-                       int g, int n_keys, int d, float scale, float k_scale, float v_scale, const int KT,
-                       const int NV) {
-    const float wide = KT == PZ_DT_E4M3 ? 256.0f : 1.0f;  // e4m3 widens to value / 2^8
-    const float ks = KT == PZ_DT_E4M3 ? k_scale * wide : 1.0f, vs = KT == PZ_DT_E4M3 ? v_scale * wide : 1.0f;
-    float qs[128] __attribute__((aligned(32)));
-    for (int i = 0; i < d; i++) qs[i] = q[i] * scale * ks;
-    __m256 acc[16];
-#pragma GCC unroll 16
-    for (int c = 0; c < NV; c++) acc[c] = _mm256_setzero_ps();
-    float m = -INFINITY, l = 0;
-    float sc[16] __attribute__((aligned(32)));
-    const __m256 ninf = _mm256_set1_ps(-INFINITY);
-    for (int j0 = 0; j0 < n_keys; j0 += KB) {
-        int nb = n_keys - j0 < KB ? n_keys - j0 : KB;
-        size_t kt = (size_t)pages[j0 / KB] * pf + (size_t)g * d * KB;  // element offsets
-        size_t vt = (size_t)pages[j0 / KB] * pf + (size_t)g * KB * d;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (int i = 0; i < d; i += 2) {  // d is even
-            size_t r = kt + (size_t)i * KB;
-            __m256 q0 = _mm256_broadcast_ss(qs + i), q1 = _mm256_broadcast_ss(qs + i + 1);
-            a0 = _mm256_fmadd_ps(q0, ld8_narrow(k, r, KT), a0);
-            a1 = _mm256_fmadd_ps(q0, ld8_narrow(k, r + 8, KT), a1);
-            a2 = _mm256_fmadd_ps(q1, ld8_narrow(k, r + KB, KT), a2);
-            a3 = _mm256_fmadd_ps(q1, ld8_narrow(k, r + KB + 8, KT), a3);
-        }
-        __m256 slo = _mm256_add_ps(a0, a2), shi = _mm256_add_ps(a1, a3);
-        __m256 vlo = _mm256_castsi256_ps(pz_lanes256(nb)), vhi = _mm256_castsi256_ps(pz_lanes256(nb - 8));
-        slo = _mm256_blendv_ps(ninf, slo, vlo);
-        shi = _mm256_blendv_ps(ninf, shi, vhi);
-        float bmax = pz_hmax256(_mm256_max_ps(slo, shi));
-        if (bmax > m) {
-            float cf = expf(m - bmax);
-            __m256 cv = _mm256_set1_ps(cf);
-#pragma GCC unroll 16
-            for (int c = 0; c < NV; c++) acc[c] = _mm256_mul_ps(acc[c], cv);
-            l *= cf;
-            m = bmax;
-        }
-        __m256 mv = _mm256_set1_ps(m);
-        __m256 plo = _mm256_and_ps(vlo, pz_vexp256(_mm256_sub_ps(slo, mv)));
-        __m256 phi = _mm256_and_ps(vhi, pz_vexp256(_mm256_sub_ps(shi, mv)));
-        l += pz_hsum256(_mm256_add_ps(plo, phi));
-        _mm256_store_ps(sc, plo);
-        _mm256_store_ps(sc + 8, phi);
-        for (int jj = 0; jj < nb; jj++) {
-            size_t vj = vt + (size_t)jj * d;
-            __m256 pj = _mm256_broadcast_ss(sc + jj);
-#pragma GCC unroll 16
-            for (int c = 0; c < NV; c++) acc[c] = _mm256_fmadd_ps(pj, ld8_narrow(v, vj + (size_t)c * 8, KT), acc[c]);
-        }
-    }
-    __m256 inv = _mm256_set1_ps(vs / l);
-#pragma GCC unroll 16
-    for (int c = 0; c < NV; c++) _mm256_storeu_ps(out + c * 8, _mm256_mul_ps(acc[c], inv));
-}
-
-#define NR_CASE(n)                                                                                              \
-    case n:                                                                                                     \
-        if (kt == PZ_DT_BF16)                                                                                   \
-            attn_row_avx2_narrow_t(q, out, k, v, pages, pf, g, n_keys, d, scale, ks, vs, PZ_DT_BF16, n);        \
-        else                                                                                                    \
-            attn_row_avx2_narrow_t(q, out, k, v, pages, pf, g, n_keys, d, scale, ks, vs, PZ_DT_E4M3, n);        \
-        return;
-T256F static void attn_row_avx2_narrow(const float *q, float *out, const void *k, const void *v, pz_dt kt,
-                                         float ks, float vs, const int32_t *pages, size_t pf, int g, int n_keys,
-                                         int d, float scale) {
-    switch (d / 8) {
-        NR_CASE(1) NR_CASE(2) NR_CASE(3) NR_CASE(4) NR_CASE(5) NR_CASE(6) NR_CASE(7) NR_CASE(8)
-        NR_CASE(9) NR_CASE(10) NR_CASE(11) NR_CASE(12) NR_CASE(13) NR_CASE(14) NR_CASE(15) NR_CASE(16)
-    default: return;  // excluded by pz_cpu_attention_reads_narrow
-    }
-}
-#undef NR_CASE
+void pz_cpu_attention_set_grouped_narrow(int on) { grouped_narrow = on != 0; }
 
 int pz_cpu_attention_reads_narrow(pz_dt kv_type, int head_dim) {
     return (kv_type == PZ_DT_BF16 || kv_type == PZ_DT_E4M3) && pz_cpu_isa() == PZ_ISA_AVX2 &&
@@ -487,11 +401,23 @@ static inline void attn_item(const pz_attn_seq *sq, long it, int n_head, int gro
     const float *q = sq->q + (size_t)t * sq->q_ld + (size_t)h * head_dim;
     float *o = sq->out + (size_t)t * sq->out_ld + (size_t)h * head_dim;
     int n_keys = sq->pos0 + t + 1;
-    if (sq->kv_ld == 0 && sq->kv_type != PZ_DT_F32)
-        attn_row_avx2_narrow(q, o, sq->k, sq->v, sq->kv_type, sq->k_scale, sq->v_scale, sq->pages, pf, g, n_keys,
-                             head_dim, scale);
-    else
-        attn_row(isa, q, o, sq->k, sq->v, sq->kv_ld, sq->pages, pf, g, n_keys, head_dim, scale);
+    attn_row(isa, q, o, sq->k, sq->v, sq->kv_ld, sq->pages, pf, g, n_keys, head_dim, scale);
+}
+
+// The same on narrow pages, a sub-group of gs heads sharing a KV head per
+// item (query row t, sub-group it / n_q of nsub per KV head; later rows
+// first), through the grouped kernel as decode (the same result per head
+// for any number of heads per call).
+static inline void attn_item_narrow(const pz_attn_seq *sq, long it, int gs, int nsub, int group, int head_dim,
+                                    size_t pf, float scale) {
+    int sub = (int)(it / sq->n_q), t = sq->n_q - 1 - (int)(it % sq->n_q);
+    int g = sub / nsub, h0 = g * group + (sub % nsub) * gs;
+    int n = h0 + gs <= (g + 1) * group ? gs : (g + 1) * group - h0, step = grouped_narrow ? n : 1;
+    for (int h = h0; h < h0 + n; h += step)
+        pz_cpu_attn_group_narrow(sq->q + (size_t)t * sq->q_ld + (size_t)h * head_dim,
+                                 sq->out + (size_t)t * sq->out_ld + (size_t)h * head_dim, sq->k, sq->v,
+                                 sq->kv_type, sq->k_scale, sq->v_scale, sq->pages, pf, g, sq->pos0 + t + 1,
+                                 head_dim, scale, step);
 }
 
 // Decode work item: query row 0 of a sequence, heads [h0, h0+gs) of KV
@@ -503,9 +429,11 @@ static inline void attn_item_grouped(const pz_attn_seq *sq, int h0, int gs, int 
     float *o = sq->out + (size_t)h0 * head_dim;
     int n_keys = sq->pos0 + 1;
     if (sq->kv_ld == 0 && sq->kv_type != PZ_DT_F32) {
-        for (int h = h0; h < h0 + gs; h++)
-            attn_row_avx2_narrow(sq->q + (size_t)h * head_dim, sq->out + (size_t)h * head_dim, sq->k, sq->v,
-                                 sq->kv_type, sq->k_scale, sq->v_scale, sq->pages, pf, g, n_keys, head_dim, scale);
+        int n = grouped_narrow ? gs : 1;  // heads per kernel call
+        for (int h = h0; h < h0 + gs; h += n)
+            pz_cpu_attn_group_narrow(sq->q + (size_t)h * head_dim, sq->out + (size_t)h * head_dim, sq->k, sq->v,
+                                     sq->kv_type, sq->k_scale, sq->v_scale, sq->pages, pf, g, n_keys, head_dim,
+                                     scale, n);
         return;
     }
     if (isa >= PZ_ISA_AVX512 && sq->kv_ld == 0 && attn_group_avx512(q, o, sq->k, sq->v, sq->pages, pf, g, n_keys, head_dim, scale, gs))
@@ -552,9 +480,11 @@ int pz_cpu_attention(const pz_attn_seq *seqs, int n_seq, int n_head, int n_kv, i
     // KV head run on one core and read its cache once; all sequences' items in
     // one loop (per sequence, 2 threads would split its n_kv items unevenly, the
     // same way every time). Longer sequences (prefill): (query, head) items,
-    // dynamic, as work per query grows with its position. The kernel is chosen
+    // dynamic, as work per query grows with its position; on narrow pages
+    // (query, sub-group) items through the decode kernel. The kernel is chosen
     // per sequence, so a one-query sequence takes the same one whether or not
-    // its call also holds longer ones (a batched prefill).
+    // its call also holds longer ones (a batched prefill); on narrow pages a
+    // row's result is also the same in decode and in prefill.
     int nvv = (head_dim + 15) / 16, gs = group < 4 ? group : 4;
     while (gs > 1 && gs * nvv > 16) gs--;
     const int nsub = (group + gs - 1) / gs, per = n_kv * nsub;
@@ -571,6 +501,12 @@ int pz_cpu_attention(const pz_attn_seq *seqs, int n_seq, int n_head, int n_kv, i
         for (int s = 0; s < n_seq; s++) {
             const pz_attn_seq *sq = &seqs[s];
             if (sq->n_q <= 1) continue;
+            if (sq->kv_ld == 0 && sq->kv_type != PZ_DT_F32) {
+                long items = (long)sq->n_q * per;
+#pragma omp for schedule(dynamic, 1) nowait
+                for (long it = 0; it < items; it++) attn_item_narrow(sq, it, gs, nsub, group, head_dim, pf, scale);
+                continue;
+            }
             long items = (long)sq->n_q * n_head;
 #pragma omp for schedule(dynamic, 1) nowait
             for (long it = 0; it < items; it++) attn_item(sq, it, n_head, group, head_dim, pf, scale, isa);

@@ -40,6 +40,12 @@ void pz_cpu_kv_write(float *k_pool, float *v_pool, int n_kv, int head_dim, int p
 // head_dim a multiple of 8 up to 128): then 1, else 0 and the caller widens
 // the pages to fp32 first (kernels/cpu/kv_quant.h).
 int pz_cpu_attention_reads_narrow(pz_dt kv_type, int head_dim);
+// For measurements and tests: attention on narrow pages (decode and prefill
+// rows) runs the narrow kernel once for the query heads that share a KV head
+// (1, the default: one pass over its pages) or once per query head (0, as
+// the kernel before the grouped one did). The results are the same bit for bit.
+// Not thread-safe against running attention calls.
+void pz_cpu_attention_set_grouped_narrow(int on);
 int pz_cpu_attention(const pz_attn_seq *seqs, int n_seq, int n_head, int n_kv, int head_dim,
                      int n_threads, char *err);
 
