@@ -641,7 +641,7 @@ static int steal_chunk_rows(void) {
     int r = __atomic_load_n(&steal_rows, __ATOMIC_RELAXED);
     if (r < 0) {
         const char *e = getenv("PZ_GEMV_STEAL_ROWS");
-        r = e ? atoi(e) : 0;
+        r = e ? atoi(e) : PZ_GEMV_STEAL_DEFAULT;
         if (r < 0) r = 0;
         __atomic_store_n(&steal_rows, r, __ATOMIC_RELAXED);
     }

@@ -74,14 +74,16 @@ void pz_cpu_gemv_set_pf_flat(int on);
 // it) prefetch a line at every iteration without tests where a pass's share
 // allows. Results unchanged. Not thread-safe against running products.
 void pz_cpu_gemv_set_pf_clamp(int on);
-// Work sharing, opt-in, for measurements: with rows > 0 the AVX2 level's
-// threads take their ranges in chunks of about `rows` weight rows and,
-// done with their own, claim the chunks left in the others' (a thread woken
-// late, or slowed by another process, leaves its tail to the one that is
-// done); 0 (the default) keeps fixed ranges. Until this is called, the
-// environment variable PZ_GEMV_STEAL_ROWS gives it (unset: 0). Results
-// unchanged. Not measured to win yet (results/serve_cpu.md, 2026-12-05
-// 18:30): set it only around products, not while one runs.
+// Work sharing: with rows > 0 the AVX2 level's threads take their ranges in
+// chunks of about `rows` weight rows and, done with their own, claim the
+// chunks left in the others' (a thread woken late, or slowed by another
+// process, leaves its tail to the one that is done); 0 keeps fixed ranges.
+// Until this is called, the environment variable PZ_GEMV_STEAL_ROWS gives it
+// (unset: PZ_GEMV_STEAL_DEFAULT). Results unchanged, bit for bit. Quiet
+// serve A/B, 5 rounds (results/serve_cpu.md, 19:35 UTC): 16-stream ITL p50
+// 1.1-5.7 % lower in every round, one stream ~1 % faster. Set it only
+// around products, not while one runs.
+#define PZ_GEMV_STEAL_DEFAULT 60
 void pz_cpu_gemv_set_steal(int rows);
 
 // matmul.c sends products of up to this many rows here.
