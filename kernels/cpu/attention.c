@@ -376,7 +376,7 @@ static int grouped_narrow = 1;
 void pz_cpu_attention_set_grouped_narrow(int on) { grouped_narrow = on != 0; }
 
 int pz_cpu_attention_reads_narrow(pz_dt kv_type, int head_dim) {
-    return (kv_type == PZ_DT_BF16 || kv_type == PZ_DT_E4M3) && pz_cpu_isa() == PZ_ISA_AVX2 &&
+    return (kv_type == PZ_DT_BF16 || kv_type == PZ_DT_E4M3) && pz_cpu_isa() >= PZ_ISA_AVX2 &&
            __builtin_cpu_supports("f16c") && head_dim % 8 == 0 && head_dim >= 8 && head_dim <= 128;
 }
 

@@ -36,9 +36,12 @@ void pz_cpu_kv_write(float *k_pool, float *v_pool, int n_kv, int head_dim, int p
 // or n_kv does not divide n_head, or for bf16 / e4m3 pages (kv_type, with
 // k_scale / v_scale) that pz_cpu_attention_reads_narrow refuses.
 // Pages in f32 are read by every level; bf16 and e4m3 ones directly, widened
-// in registers, by the AVX2 kernels (the level in use is AVX2 with F16C and
-// head_dim a multiple of 8 up to 128): then 1, else 0 and the caller widens
-// the pages to fp32 first (kernels/cpu/kv_quant.h).
+// in registers, by the AVX2 kernels (the level in use is AVX2 or AVX-512,
+// with F16C, and head_dim a multiple of 8 up to 128): then 1, else 0 and the
+// caller widens the pages to fp32 first (kernels/cpu/kv_quant.h). AVX-512
+// machines use the AVX2 kernel too: one kernel for decode and prefill rows
+// gives a row the same bits either way (the AVX-512 decode and row kernels
+// sum in different orders), which serving's batch invariance relies on.
 int pz_cpu_attention_reads_narrow(pz_dt kv_type, int head_dim);
 // For measurements and tests: attention on narrow pages (decode and prefill
 // rows) runs the narrow kernel once for the query heads that share a KV head

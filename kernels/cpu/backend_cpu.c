@@ -189,7 +189,7 @@ static int grow(void **p, size_t *cap, size_t n, size_t elem) {
 }
 
 // Paged bf16 / e4m3 KV: read directly where the attention kernels can
-// (pz_cpu_attention_reads_narrow: AVX2), else each sequence's pages widened
+// (pz_cpu_attention_reads_narrow: AVX2 and up), else each sequence's pages widened
 // to fp32 (in parallel over sequences), then the fp32 kernels.
 static int cpu_attention(pz_backend *b, const pz_attn_seq *seqs, int n_seq, int n_head, int n_kv,
                          int head_dim, char *err) {
